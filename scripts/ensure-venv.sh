@@ -1,0 +1,24 @@
+# Sourced by run.sh and test.sh: make sure the repo-local virtualenv exists and is current.
+# Creates .venv with the pinned torch/torchvision on first use; re-installs when pyproject.toml changes.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$REPO/.venv"
+PY="${PYTHON:-python3}"
+STAMP="$VENV/.cnnbench-installed"
+if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+  echo "cnnbench needs Python >= 3.11; set PYTHON=/path/to/python3.11 and retry." >&2
+  exit 2
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating virtualenv in $VENV" >&2
+  "$PY" -m venv "$VENV"
+fi
+if [ ! -f "$STAMP" ] || [ "$REPO/pyproject.toml" -nt "$STAMP" ]; then
+  echo "[setup] installing cnnbench and its pinned dependencies (torch==2.14.1, torchvision==0.29.1) into .venv" >&2
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e "$REPO[test]" >&2
+  touch "$STAMP"
+fi
+# A shared, read-only dataset folder next to the checkout is used when no data root was chosen.
+if [ -z "${CNNBENCH_DATA:-}" ] && [ ! -d "$REPO/data" ] && [ -d "$REPO/../shared/datasets" ]; then
+  export CNNBENCH_DATA="$(cd "$REPO/../shared/datasets" && pwd)"
+fi

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``cnnbench`` CLI; each module has ``register(subparsers)``."""

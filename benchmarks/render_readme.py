@@ -1,0 +1,108 @@
+"""Regenerate the README's Performance tables from benchmarks/results/*.json.
+
+The tables sit between ``<!-- perf:NAME:start -->`` and ``<!-- perf:NAME:end -->`` markers;
+nothing between them is typed by hand. Run: ``.venv/bin/python benchmarks/render_readme.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _load(name: str) -> list[tuple[Path, dict]]:
+    return [(p, json.loads(p.read_text())) for p in sorted(RESULTS.glob(f"{name}-*.json"))]
+
+
+def _source(path: Path, rec: dict) -> str:
+    env = rec["environment"]
+    rel = path.relative_to(ROOT)
+    return f"Device: {env['device_name']}; torch {env['torch_version']}; commit {env['git_commit']}; {env['date']}. Source: [`{rel}`]({rel})."
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def render_mnist_time_to_acc() -> str:
+    parts = []
+    for path, rec in _load("mnist_time_to_acc"):
+        rows = [[r["seed"], f"{r['reached_at_epoch'] or '-'}", f"{r['train_time_to_target_s']:.1f}" if r["train_time_to_target_s"] else "not reached",
+                 f"{r['final_test_acc']*100:.2f}%", f"{r['eval_time_s']:.1f}"] for r in rec["runs"]]
+        parts.append(f"Recipe `{rec['recipe']}` (model `{rec['model']}`), target {rec['target']*100:.1f}% MNIST test accuracy, "
+                     f"{rec['num_threads']} threads. Median time to target: **{rec['median_time_to_target_s']:.1f} s** "
+                     f"(target <= {rec['goal_s']:.0f} s).\n\n"
+                     + table(["seed", "epoch reached", "train s to target", "final test acc", "eval s (excluded)"], rows)
+                     + "\n\n" + _source(path, rec))
+    return "\n\n".join(parts) or "_not run yet_"
+
+
+def render_loader_vs_dataloader() -> str:
+    parts = []
+    for path, rec in _load("loader_vs_dataloader"):
+        rows = [[r["pipeline"], f"{r['epoch_time_s']:.2f}", f"{r['images_per_s']:.0f}", f"{r['speedup_of_cnnbench']:.2f}x"] for r in rec["rows"]]
+        parts.append(f"`{rec['model']}` on MNIST, batch {rec['batch_size']}, {rec['num_threads']} threads, one training epoch each "
+                     f"(median of {rec['repeats']}).\n\n"
+                     + table(["pipeline", "epoch s", "img/s", "cnnbench speed-up"], rows) + "\n\n" + _source(path, rec))
+    return "\n\n".join(parts) or "_not run yet_"
+
+
+def render_model_throughput() -> str:
+    parts = []
+    for path, rec in _load("model_throughput"):
+        rows = []
+        for r in rec["rows"]:
+            rows.append([r["model"], r["input"], f"{r['params']/1e6:.2f}M", f"{r['macs']/1e6:.1f}M",
+                         f"{r['train_images_per_s']:.0f}", f"{r['infer_images_per_s']:.0f}",
+                         f"{r['train_gflops_per_s']:.1f}",
+                         f"{r['ratio_vs_plain']*100:.0f}%" if r.get("ratio_vs_plain") else "-"])
+        parts.append(f"Batch {rec['batch_size']}, {rec['settings']}. Training FLOPs counted as 3 x forward.\n\n"
+                     + table(["model", "input", "params", "MACs", "train img/s", "infer img/s", "train GFLOP/s", "vs plain PyTorch"], rows)
+                     + "\n\n" + _source(path, rec))
+    return "\n\n".join(parts) or "_not run yet_"
+
+
+def render_cifar_cpu_time_to_acc() -> str:
+    parts = []
+    for path, rec in _load("cifar_cpu_time_to_acc"):
+        rows = [[b["budget"], b["epochs"], f"{b['test_acc_mean']*100:.2f} ± {b['test_acc_std']*100:.2f}%",
+                 f"{b['train_time_s_mean']:.0f}", f"{b['images_per_s_mean']:.0f}", f"{b['gflops_per_s_mean']:.1f}", b["seeds"]]
+                for b in rec["budgets"]]
+        parts.append(f"`{rec['recipe']}` recipe on `{rec['dataset']}` (lossy JPEG mirror of CIFAR-10), {rec['num_threads']} threads, "
+                     f"evaluated once after training with TTA `{rec['tta']}`.\n\n"
+                     + table(["budget", "epochs", "test acc (mean ± std)", "train s (mean)", "img/s", "GFLOP/s", "seeds"], rows)
+                     + "\n\n" + _source(path, rec))
+    return "\n\n".join(parts) or "_not run yet_"
+
+
+RENDERERS = {
+    "mnist_time_to_acc": render_mnist_time_to_acc,
+    "loader_vs_dataloader": render_loader_vs_dataloader,
+    "model_throughput": render_model_throughput,
+    "cifar_cpu_time_to_acc": render_cifar_cpu_time_to_acc,
+}
+
+
+def main() -> int:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    for name, fn in RENDERERS.items():
+        pattern = re.compile(rf"(<!-- perf:{name}:start -->\n).*?(\n<!-- perf:{name}:end -->)", re.S)
+        if not pattern.search(text):
+            print(f"README has no markers for {name}", file=sys.stderr)
+            continue
+        text = pattern.sub(lambda m: m.group(1) + fn() + m.group(2), text)
+    readme.write_text(text)
+    print(f"updated {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""``cnnbench models``: every registered model with its parameters, MACs and FLOPs (FLOPs = 2 x
+MACs) at a dataset's input size, or one model's per-layer summary (``--summary NAME``).
+
+Models are built on PyTorch's ``meta`` device (shapes only), so the whole table takes a few
+seconds and allocates no weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+import torch
+
+from cnnbench.errors import UserError
+
+# Used only until cnnbench.data is importable; cnnbench.data.get_spec is the source of truth.
+_FALLBACK_SPECS = {
+    "mnist": (1, 28, 28, 10),
+    "fashion_mnist": (1, 28, 28, 10),
+    "cifar10": (3, 32, 32, 10),
+    "cifar10_jpeg": (3, 32, 32, 10),
+    "cifar100": (3, 32, 32, 100),
+}
+DEFAULT_DATASET = "cifar10"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "models", help="list models with parameters, MACs and FLOPs; --summary NAME for one model's layers",
+        description=__doc__.splitlines()[0].replace("``", "`"))
+    parser.add_argument("--dataset", help=f"size the models for this dataset's images and classes "
+                                          f"(default: {DEFAULT_DATASET})")
+    parser.add_argument("--input-size", "--input_size", metavar="C,H,W",
+                        help="input shape instead of a dataset's, e.g. 3,224,224 (or H,W with the "
+                             "dataset's channels, or one size for a square image)")
+    parser.add_argument("--num-classes", "--num_classes", type=int,
+                        help="number of classes (default: the dataset's; 10 with --input-size alone)")
+    parser.add_argument("--stem", default="auto", choices=("auto", "small", "imagenet"),
+                        help="stem of ResNet/VGG/AlexNet/MobileNet/GoogLeNet (default auto: "
+                             "imagenet from 112 px up)")
+    parser.add_argument("--pattern", default="*", help="only models whose name matches this "
+                                                      "shell pattern, e.g. 'resnet*'")
+    parser.add_argument("--summary", metavar="NAME", help="print NAME's per-layer table (output shape, "
+                                                          "parameters), as torchsummary")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(func=run)
+
+
+def _dataset_shape(name: str) -> tuple[str, tuple[int, int, int], int]:
+    """(canonical name, (C, H, W), classes) of a dataset."""
+    try:
+        from cnnbench.data import get_spec
+    except ImportError:  # the data package is optional for listing models
+        key = name.lower().replace("-", "_")
+        if key not in _FALLBACK_SPECS:
+            raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(_FALLBACK_SPECS)}") from None
+        c, h, w, n = _FALLBACK_SPECS[key]
+        return key, (c, h, w), n
+    spec = get_spec(name)
+    return spec.name, (spec.channels, *spec.image_size), spec.num_classes
+
+
+def _parse_input_size(text: str, channels: int) -> tuple[int, int, int]:
+    try:
+        values = [int(v) for v in re.split(r"[,x]", text.strip())]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = [channels, values[0], values[0]]
+    elif len(values) == 2:
+        values = [channels, *values]
+    if len(values) != 3 or min(values) < 1:
+        raise UserError(f"--input-size must be C,H,W (e.g. 3,32,32), H,W or one size; got {text!r}")
+    return tuple(values)
+
+
+def resolve_shape(args: argparse.Namespace) -> tuple[str | None, tuple[int, int, int], int]:
+    """(dataset name or None, (C, H, W), num_classes) from --dataset / --input-size / --num-classes."""
+    dataset = args.dataset
+    if dataset is None and args.input_size is None:
+        dataset = DEFAULT_DATASET
+    shape, classes = (3, 32, 32), 10
+    if dataset is not None:
+        dataset, shape, classes = _dataset_shape(dataset)
+    if args.input_size is not None:
+        shape = _parse_input_size(args.input_size, shape[0])
+    if args.num_classes is not None:
+        if args.num_classes < 1:
+            raise UserError(f"--num-classes must be at least 1, got {args.num_classes}")
+        classes = args.num_classes
+    return dataset, shape, classes
+
+
+def _build(name: str, shape: tuple[int, int, int], classes: int, stem: str) -> torch.nn.Module:
+    from cnnbench.models import create_model
+
+    with torch.device("meta"):  # no weights: counting needs shapes only
+        return create_model(name, num_classes=classes, in_chans=shape[0], input_size=shape[1:], stem=stem)
+
+
+def model_rows(names: list[str], shape: tuple[int, int, int], classes: int, stem: str = "auto") -> list[dict]:
+    """One dict per model: name, family, stem, params, macs, flops (or error, if the input does
+    not fit the model)."""
+    from cnnbench.models import model_info
+    from cnnbench.models.profile import count_macs, count_params
+
+    rows = []
+    for name in names:
+        row = {"name": name, "family": model_info(name).family}
+        try:
+            model = _build(name, shape, classes, stem)
+        except UserError as exc:
+            rows.append({**row, "stem": None, "params": None, "macs": None, "flops": None, "error": str(exc)})
+            continue
+        macs = count_macs(model, shape)
+        rows.append({**row, "stem": model.stem, "params": count_params(model), "macs": macs, "flops": 2 * macs})
+    return rows
+
+
+def _format_table(rows: list[dict], where: str) -> str:
+    header = f"{'model':<16} {'family':<10} {'stem':<9} {'params':>13} {'MACs':>10} {'FLOPs':>10}"
+    lines = [f"models at {where}; MACs = multiply-accumulates per image, FLOPs = 2 x MACs",
+             header, "-" * len(header)]
+    errors = []
+    for r in rows:
+        if r.get("error"):
+            lines.append(f"{r['name']:<16} {r['family']:<10} {'-':<9} {'-':>13} {'-':>10} {'-':>10}")
+            errors.append(f"{r['name']}: {r['error']}")
+            continue
+        lines.append(f"{r['name']:<16} {r['family']:<10} {r['stem'] or '-':<9} {r['params']:>13,} "
+                     f"{r['macs'] / 1e6:>9.1f}M {r['flops'] / 1e6:>9.1f}M")
+    return "\n".join(lines + errors)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnbench.models import list_models, resolve_model_name
+    from cnnbench.models.profile import format_layer_summary, layer_summary
+
+    dataset, shape, classes = resolve_shape(args)
+    where = (f"{dataset} " if dataset else "") + f"{shape[0]}x{shape[1]}x{shape[2]}, {classes} classes"
+
+    if args.summary:
+        name = resolve_model_name(args.summary)
+        model = _build(name, shape, classes, args.stem)
+        rows = layer_summary(model, shape)
+        if args.json:
+            from cnnbench.models.profile import count_macs, count_params
+            macs = count_macs(model, shape)
+            print(json.dumps({"name": name, "dataset": dataset, "input_size": list(shape),
+                              "num_classes": classes, "stem": model.stem, "params": count_params(model),
+                              "macs": macs, "flops": 2 * macs,
+                              "layers": [{"name": r.name, "type": r.type, "output_shape": list(r.output_shape),
+                                          "params": r.params} for r in rows]}, indent=2))
+        else:
+            print(f"{name} at {where}, stem: {model.stem or '-'}")
+            print(format_layer_summary(rows, model, shape))
+        return 0
+
+    names = list_models(args.pattern)
+    if not names:
+        raise UserError(f"no model matches {args.pattern!r}; run `cnnbench models` for the list")
+    rows = model_rows(names, shape, classes, args.stem)
+    if args.json:
+        print(json.dumps({"dataset": dataset, "input_size": list(shape), "num_classes": classes,
+                          "stem": args.stem, "models": rows}, indent=2))
+    else:
+        print(_format_table(rows, where))
+    return 0

@@ -1,0 +1,148 @@
+"""AlexNet: torchvision's layout, the 2012 paper's layout, and the lab report's CIFAR network."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from cnnbench.models.common import flat_features, resolve_stem
+from cnnbench.registry import register_model
+
+__all__ = ["AlexNet", "AlexNetSmall", "alexnet", "alexnet_paper", "alexnet_small"]
+
+# Channels of the five convolutions.
+_TORCHVISION_WIDTHS = (64, 192, 384, 256, 256)  # Krizhevsky 2014, "One weird trick ..."
+_PAPER_WIDTHS = (96, 256, 384, 384, 256)        # Krizhevsky et al. 2012, Fig. 2 (both towers)
+
+
+class AlexNet(nn.Module):
+    """AlexNet: A. Krizhevsky, I. Sutskever, G. Hinton, "ImageNet classification with deep
+    convolutional neural networks", NeurIPS 2012.
+
+    Five convolutions (11x11/4, 5x5, 3x3, 3x3, 3x3) with max pooling 3/2 after the first,
+    second and fifth, then FC-4096, FC-4096, FC-classes with dropout before the first two.
+    ``widths`` chooses the convolution channels:
+
+    * ``alexnet``: 64-192-384-256-256, the later single-GPU variant of A. Krizhevsky, "One weird
+      trick for parallelizing convolutional neural networks", arXiv 1404.5997 (2014), without
+      local response normalisation. This is torchvision's ``alexnet``: at 3x224x224 and 1000
+      classes the parameters and ``state_dict`` keys are torchvision's (61,100,840), so its
+      pretrained weights load with ``strict=True``.
+    * ``alexnet_paper``: 96-256-384-384-256, the 2012 paper's network as one tower (the paper
+      split every layer over two GPUs; conv2, conv4 and conv5 saw only their own GPU's half of
+      the previous layer, which halves their weights; here they see all of it), with local
+      response normalisation after the first two ReLUs (``lrn=True``; size 5, k=2, beta=0.75,
+      and alpha=5e-4 because PyTorch divides alpha by the size, the paper's 1e-4 does not).
+      58,299,082 parameters at 1x224x224 and 10 classes.
+
+    Deviations common to both: the first convolution pads by 2 so a 224 px input gives the
+    paper's 55x55 map (the paper's arithmetic needs 227 px); ``drop_rate`` (default 0, the paper
+    used 0.5) sets both dropout layers; PyTorch's default initialisation, not the paper's.
+
+    Stems (``stem="auto"`` picks ``small`` below 112 px):
+
+    * ``imagenet``: as above; the last pooling is an adaptive 6x6 average pool (torchvision),
+      which is the identity for 224 px inputs. Needs inputs of at least 63x63.
+    * ``small``: the first convolution is 3x3, stride 1, padding 1 (the 11x11/4 filter would
+      reduce a 32 px image to 7x7 at once), the three max pools stay, the last pooling is a
+      global average pool, and the FC layers have ``fc_width`` units (default 512 for the small
+      stem, 4096 for the ImageNet stem). Tensors that differ from the ImageNet stem:
+      ``features.0.weight`` (kxk 3 instead of 11) and the three ``classifier`` Linear layers
+      (``classifier.1`` takes ``widths[-1]`` inputs instead of ``widths[-1] * 36``).
+    """
+
+    def __init__(self, widths: tuple[int, ...] = _TORCHVISION_WIDTHS, *, num_classes: int = 1000,
+                 in_chans: int = 3, input_size: int | tuple[int, int] = 224, drop_rate: float = 0.0,
+                 stem: str = "auto", fc_width: int | None = None, lrn: bool = False) -> None:
+        super().__init__()
+        self.stem = resolve_stem(stem, input_size)
+        small = self.stem == "small"
+        if small:  # keep the receptive field growing slowly on a 28-32 px image
+            first = nn.Conv2d(in_chans, widths[0], kernel_size=3, stride=1, padding=1)
+        else:
+            first = nn.Conv2d(in_chans, widths[0], kernel_size=11, stride=4, padding=2)
+
+        def norm() -> list[nn.Module]:
+            return [nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)] if lrn else []
+
+        self.features = nn.Sequential(
+            first, nn.ReLU(inplace=True), *norm(), nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(widths[0], widths[1], kernel_size=5, padding=2), nn.ReLU(inplace=True), *norm(),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(widths[1], widths[2], kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(widths[2], widths[3], kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(widths[3], widths[4], kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+        )
+        pooled = 1 if small else 6
+        fc_width = fc_width or (512 if small else 4096)
+        self.avgpool = nn.AdaptiveAvgPool2d(pooled)
+        self.classifier = nn.Sequential(
+            nn.Dropout(drop_rate),
+            nn.Linear(widths[4] * pooled * pooled, fc_width), nn.ReLU(inplace=True),
+            nn.Dropout(drop_rate),
+            nn.Linear(fc_width, fc_width), nn.ReLU(inplace=True),
+            nn.Linear(fc_width, num_classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+class AlexNetSmall(nn.Module):
+    """The AlexNet-style CIFAR-10 network of the lab reports' ablation (plain -> +BatchNorm ->
+    +Dropout), after Krizhevsky et al. 2012 scaled to 32x32 images.
+
+    Exactly the report's layout (map sizes for a 32x32 input in brackets):
+    conv 3x3-96 pad 1 [32] -> max-pool 2 [16] -> conv 5x5-128 pad 2 [16] -> max-pool 2 stride 1
+    [15] -> conv 3x3-256 no pad [13] -> conv 3x3-256 pad 1 [13] -> conv 3x3-128 pad 1 [13] ->
+    max-pool 2 [6] -> FC 4608 (=128x6x6) -> 128 -> 64 -> classes.
+
+    With ``bn=True`` (default) a BatchNorm comes before every ReLU, including BatchNorm1d
+    after the two hidden FC layers; the convolutions keep their biases, as in the report.
+    ``drop_rate`` > 0 adds dropout after the two hidden FC layers only (the "+Dropout" step).
+    2,091,274 parameters with BN at 3x32x32 and 10 classes; other input sizes size the first
+    FC layer from the feature map. No local response normalisation and no stem switch
+    (``model.stem`` is ``None``).
+    """
+
+    def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, input_size: int | tuple[int, int] = 224,
+                 drop_rate: float = 0.0, stem: str = "auto", bn: bool = True) -> None:
+        super().__init__()
+        self.stem = None
+
+        def conv(cin: int, cout: int, kernel: int, padding: int) -> list[nn.Module]:
+            norm = [nn.BatchNorm2d(cout)] if bn else []
+            return [nn.Conv2d(cin, cout, kernel, padding=padding), *norm, nn.ReLU(inplace=True)]
+
+        def fc(cin: int, cout: int) -> list[nn.Module]:
+            norm = [nn.BatchNorm1d(cout)] if bn else []
+            return [nn.Linear(cin, cout), *norm, nn.ReLU(inplace=True), nn.Dropout(drop_rate)]
+
+        self.features = nn.Sequential(
+            *conv(in_chans, 96, 3, padding=1), nn.MaxPool2d(2),
+            *conv(96, 128, 5, padding=2), nn.MaxPool2d(2, stride=1),
+            *conv(128, 256, 3, padding=0),
+            *conv(256, 256, 3, padding=1),
+            *conv(256, 128, 3, padding=1), nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            *fc(flat_features(self.features, in_chans, input_size), 128),
+            *fc(128, 64),
+            nn.Linear(64, num_classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x))
+
+
+alexnet = register_model("alexnet", AlexNet, doc="AlexNet, torchvision layout (64-192-384-256-256; "
+                                                 "Krizhevsky 2014), state_dict-compatible")
+alexnet_paper = register_model("alexnet_paper", partial(AlexNet, _PAPER_WIDTHS, lrn=True),
+                               doc="AlexNet as in the 2012 paper (96-256-384-384-256, LRN), one tower")
+alexnet_small = register_model("alexnet_small", AlexNetSmall,
+                               doc="The lab report's CIFAR AlexNet (5 conv + 3 FC, bn/dropout switches)")

@@ -1,0 +1,92 @@
+"""Small pieces every model family shares: input-size and stem handling, activations."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cnnbench.errors import UserError
+
+__all__ = ["InputTooSmall", "to_hw", "resolve_stem", "make_activation", "flat_features",
+           "make_divisible", "SMALL_INPUT_LIMIT"]
+
+# Inputs below this many pixels get the small-input stem when stem="auto": 112 px is half an
+# ImageNet crop, where the ImageNet stems' 4x-32x early downsampling starts to leave too
+# little of the image (a 56 px input ends a ResNet at 2x2, a 32 px one at 1x1).
+SMALL_INPUT_LIMIT = 112
+
+_STEMS = ("auto", "small", "imagenet")
+
+_ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "gelu": nn.GELU,
+    "relu6": nn.ReLU6,
+}
+
+
+class InputTooSmall(UserError):
+    """A builder could not size a layer because the input leaves no feature map.
+
+    :func:`cnnbench.registry.create_model` turns it into a message naming the smallest input
+    that works; calling a builder directly gives this shorter message."""
+
+
+def to_hw(input_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """``input_size`` as ``(H, W)``: an int means a square image."""
+    if isinstance(input_size, int):
+        hw = (input_size, input_size)
+    else:
+        hw = tuple(int(s) for s in input_size)
+    if len(hw) != 2 or min(hw) < 1:
+        raise UserError(f"input_size must be a positive int or (height, width), got {input_size!r}")
+    return hw
+
+
+def resolve_stem(stem: str, input_size: int | tuple[int, int]) -> str:
+    """``"small"`` or ``"imagenet"``; ``"auto"`` picks ``"imagenet"`` for inputs of at least
+    :data:`SMALL_INPUT_LIMIT` px on the shorter side, else ``"small"``."""
+    if stem not in _STEMS:
+        raise UserError(f"stem must be one of {', '.join(_STEMS)}, got {stem!r}")
+    if stem != "auto":
+        return stem
+    return "imagenet" if min(to_hw(input_size)) >= SMALL_INPUT_LIMIT else "small"
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh activation module by name (relu, tanh, sigmoid, gelu, relu6)."""
+    try:
+        return _ACTIVATIONS[name]()
+    except KeyError:
+        raise UserError(f"activation must be one of {', '.join(_ACTIVATIONS)}, got {name!r}") from None
+
+
+def flat_features(features: nn.Module, in_chans: int, input_size: int | tuple[int, int]) -> int:
+    """Number of values ``features`` outputs per image, computed on the meta device (no
+    compute, no memory), for layers sized from the input (e.g. LeNet's first FC layer)."""
+    hw = to_hw(input_size)
+    meta = {name: torch.empty_like(t, device="meta")
+            for name, t in (*features.named_parameters(), *features.named_buffers())}
+    was_training = features.training
+    features.eval()  # a 1x1 map in training-mode BatchNorm would fail for batch 1
+    try:
+        out = torch.func.functional_call(features, meta, (torch.empty(1, in_chans, *hw, device="meta"),))
+    except RuntimeError as exc:
+        raise InputTooSmall(f"input {in_chans}x{hw[0]}x{hw[1]} is too small for this network: "
+                            f"its feature map shrinks to nothing ({exc})") from None
+    finally:
+        features.train(was_training)
+    if out[0].numel() == 0:
+        raise InputTooSmall(f"input {in_chans}x{hw[0]}x{hw[1]} is too small for this network: "
+                            f"its feature map shrinks to nothing")
+    return out[0].numel()
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """``value`` rounded to the nearest multiple of ``divisor``, never more than 10% below it.
+
+    The channel rounding of the MobileNet reference implementations (TensorFlow slim), so that
+    width multipliers give channel counts that map well onto hardware."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded

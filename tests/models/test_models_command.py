@@ -1,0 +1,52 @@
+"""`cnnbench models`: the table, --json, --summary and its errors."""
+
+from __future__ import annotations
+
+import json
+
+from cnnbench.cli import main
+
+
+def test_models_json_lists_every_model_with_counts(capsys):
+    assert main(["models", "--dataset", "cifar10", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["input_size"] == [3, 32, 32] and report["num_classes"] == 10
+    rows = {r["name"]: r for r in report["models"]}
+    assert len(rows) >= 20
+    for row in rows.values():
+        assert row["params"] > 0 and row["macs"] > 0 and row["flops"] == 2 * row["macs"], row
+    assert rows["resnet18"]["params"] == 11_173_962 and rows["resnet18"]["stem"] == "small"
+    assert 0.55e9 < rows["resnet18"]["macs"] < 0.57e9
+    assert rows["alexnet_small"]["params"] == 2_091_274
+
+
+def test_models_table_on_mnist_with_pattern(capsys):
+    assert main(["models", "--dataset", "mnist", "--pattern", "lenet*"]) == 0
+    out = capsys.readouterr().out
+    assert "1x28x28" in out and "61,706" in out and "resnet18" not in out
+
+
+def test_models_input_size_and_summary(capsys):
+    assert main(["models", "--input-size", "3,224,224", "--num-classes", "1000", "--pattern", "resnet50",
+                 "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["models"][0]
+    assert row["params"] == 25_557_032 and row["stem"] == "imagenet"
+    assert main(["models", "--summary", "ResNet-18", "--dataset", "cifar10"]) == 0
+    out = capsys.readouterr().out
+    assert "layer4.1.bn2 (BatchNorm2d)" in out and "[-1, 512, 4, 4]" in out
+    assert "Total params: 11,173,962" in out
+
+
+def test_models_too_small_input_is_one_line_error(capsys):
+    assert main(["models", "--summary", "alexnet", "--stem", "imagenet", "--dataset", "cifar10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert "smallest that works is 63x63" in err and "--resize 63" in err
+
+
+def test_models_bad_arguments(capsys):
+    assert main(["models", "--input-size", "3,x,32"]) == 2
+    assert "--input-size" in capsys.readouterr().err
+    assert main(["models", "--pattern", "nope*"]) == 2
+    assert main(["models", "--summary", "resnt18"]) == 2
+    assert "did you mean resnet18" in capsys.readouterr().err

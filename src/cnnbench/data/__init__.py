@@ -1,0 +1,44 @@
+"""Datasets for cnnbench: specs, verified and cached sources, seeded splits, a tensor loader.
+
+```python
+from cnnbench.data import get_spec, load_dataset, split_indices, TensorLoader
+spec = get_spec("mnist")
+ds = load_dataset("mnist")                      # uint8 N x C x H x W tensors, cached on disk
+train_idx, val_idx = split_indices(len(ds.train_y), val_fraction=0.1, seed=0)
+loader = TensorLoader(ds.train_x[train_idx], ds.train_y[train_idx], batch_size=128,
+                      seed=0, mean=spec.mean, std=spec.std, augment="crop+flip")
+loader.set_epoch(epoch)
+for x, y in loader: ...
+```
+
+Modules: ``specs`` (DatasetSpec per dataset), ``sources`` (files, checksums, downloads,
+decoding), ``imagefolder`` (image folders), ``cache`` (data/cache roots, cached tensors),
+``datasets`` (load_dataset), ``split`` (split_indices), ``loader`` + ``augment`` (batches).
+"""
+
+from cnnbench.data.augment import AUGMENTATIONS, parse_augment
+from cnnbench.data.cache import resolve_cache_dir, resolve_data_dir
+from cnnbench.data.datasets import LoadedDataset, dataset_info, load_dataset
+from cnnbench.data.errors import DatasetCorruptError, DatasetMissingError
+from cnnbench.data.loader import TensorLoader
+from cnnbench.data.specs import DatasetSpec, get_spec, list_datasets, resolve_dataset_name
+from cnnbench.data.split import split_indices, split_sizes
+
+__all__ = [
+    "AUGMENTATIONS",
+    "DatasetCorruptError",
+    "DatasetMissingError",
+    "DatasetSpec",
+    "LoadedDataset",
+    "TensorLoader",
+    "dataset_info",
+    "get_spec",
+    "list_datasets",
+    "load_dataset",
+    "parse_augment",
+    "resolve_cache_dir",
+    "resolve_data_dir",
+    "resolve_dataset_name",
+    "split_indices",
+    "split_sizes",
+]

@@ -1,0 +1,168 @@
+"""Dataset specs: what a model and a report need to know about each dataset.
+
+A :class:`DatasetSpec` is pure data (no files are touched), except for ``imagefolder:PATH``,
+whose classes, size and statistics come from the folder itself (see :func:`get_spec`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnnbench.errors import UserError
+
+IMAGEFOLDER_PREFIX = "imagefolder:"
+
+MNIST_CLASSES = tuple(str(digit) for digit in range(10))
+# The label names published with Fashion-MNIST (its README), in label order.
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+    "Ankle boot",
+)
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+
+# The fine label names of CIFAR-100's `meta` file, in label order (torchvision only reads them
+# from the downloaded file, and a spec must exist before any file does).
+CIFAR100_CLASSES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
+    "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle",
+    "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch",
+    "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox",
+    "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
+    "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom",
+    "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
+    "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road",
+    "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake",
+    "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank",
+    "telephone", "television", "tiger", "tractor", "train", "trout", "tulip", "turtle",
+    "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
+)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What is fixed about a dataset: shape, classes and normalisation statistics.
+
+    ``image_size`` is ``(H, W)``; ``mean``/``std`` are per channel, on pixels scaled to [0, 1]
+    (what ``torchvision.transforms.Normalize`` expects after ``ToTensor``). ``source`` says
+    where the pixels come from, in words. ``train_size``/``test_size`` are the sizes of the
+    official files (``None`` where not known in advance, as for ``imagefolder:PATH``).
+    """
+
+    name: str
+    channels: int
+    image_size: tuple[int, int]
+    num_classes: int
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str
+    train_size: int | None = None
+    test_size: int | None = None
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (tuples become lists)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DatasetSpec":
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            name=d["name"], channels=int(d["channels"]), image_size=tuple(d["image_size"]),
+            num_classes=int(d["num_classes"]), classes=tuple(d["classes"]),
+            mean=tuple(d["mean"]), std=tuple(d["std"]), source=d["source"],
+            train_size=d.get("train_size"), test_size=d.get("test_size"),
+        )
+
+
+_CIFAR10_STATS = dict(mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
+
+SPECS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec(
+            "mnist", 1, (28, 28), 10, MNIST_CLASSES,
+            (0.1307,), (0.3081,),
+            "official MNIST IDX files (<data>/MNIST/raw/*.gz, torchvision md5s)", 60000, 10000,
+        ),
+        DatasetSpec(
+            "fashion_mnist", 1, (28, 28), 10, FASHION_MNIST_CLASSES,
+            (0.2860,), (0.3530,),
+            "official Fashion-MNIST IDX files (<data>/FashionMNIST/raw/*.gz, torchvision md5s)",
+            60000, 10000,
+        ),
+        DatasetSpec(
+            "cifar10", 3, (32, 32), 10, CIFAR10_CLASSES, **_CIFAR10_STATS,
+            source="official CIFAR-10 python batches (<data>/cifar-10-batches-py, torchvision md5s)",
+            train_size=50000, test_size=10000,
+        ),
+        DatasetSpec(
+            "cifar100", 3, (32, 32), 100, CIFAR100_CLASSES,
+            (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+            "official CIFAR-100 python batches (<data>/cifar-100-python, torchvision md5s)",
+            50000, 10000,
+        ),
+        DatasetSpec(
+            # Same classes and statistics as CIFAR-10, but its own name: JPEG artefacts change
+            # the pixels, so results on it must never be reported as CIFAR-10 results.
+            "cifar10_jpeg", 3, (32, 32), 10, CIFAR10_CLASSES, **_CIFAR10_STATS,
+            source="lossy JPEG mirror of CIFAR-10 (<data>/CIFAR10-JPEG/{train,test}/<class>/*.jpg)",
+            train_size=50000, test_size=10000,
+        ),
+    )
+}
+
+_ALIASES = {
+    "fashionmnist": "fashion_mnist", "fashion-mnist": "fashion_mnist", "fmnist": "fashion_mnist",
+    "cifar-10": "cifar10", "cifar_10": "cifar10", "cifar-100": "cifar100", "cifar_100": "cifar100",
+    "cifar10-jpeg": "cifar10_jpeg",
+}
+
+
+def list_datasets() -> list[str]:
+    """Names of the built-in datasets (``imagefolder:PATH`` is accepted besides these)."""
+    return list(SPECS)
+
+
+def resolve_dataset_name(name: str) -> str:
+    """Canonical dataset name: case-insensitive, common spellings accepted.
+
+    ``imagefolder:PATH`` is returned with PATH unchanged (it is not checked here).
+    Unknown name -> :class:`UserError` listing the valid ones.
+    """
+    if name.lower().startswith(IMAGEFOLDER_PREFIX):
+        path = name[len(IMAGEFOLDER_PREFIX):]
+        if not path:
+            raise UserError("imagefolder needs a path: use --dataset imagefolder:PATH "
+                            "with PATH/train/<class>/*.png|jpg and PATH/test/<class>/...")
+        return IMAGEFOLDER_PREFIX + path
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in SPECS:
+        raise UserError(f"unknown dataset {name!r}; valid: {', '.join(SPECS)}, imagefolder:PATH")
+    return key
+
+
+def imagefolder_path(name: str) -> Path | None:
+    """PATH of an ``imagefolder:PATH`` name (``~`` expanded), else ``None``."""
+    if not name.lower().startswith(IMAGEFOLDER_PREFIX):
+        return None
+    return Path(name[len(IMAGEFOLDER_PREFIX):]).expanduser()
+
+
+def get_spec(name: str, *, data_dir=None, cache_dir=None) -> DatasetSpec:
+    """The :class:`DatasetSpec` of a dataset.
+
+    Built-in datasets need no files. ``imagefolder:PATH`` is read (decoded once into the cache,
+    like :func:`cnnbench.data.load_dataset`), because its classes, image size and mean/std
+    come from the images; ``data_dir``/``cache_dir`` are only used for it.
+    """
+    canonical = resolve_dataset_name(name)
+    if canonical in SPECS:
+        return SPECS[canonical]
+    from cnnbench.data.datasets import imagefolder_spec  # the folder defines the spec
+
+    return imagefolder_spec(canonical, data_dir=data_dir, cache_dir=cache_dir)

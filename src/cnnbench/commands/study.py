@@ -1,0 +1,114 @@
+"""``cnnbench study list|show|run``: the lab reports' experiments, one command each."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+from cnnbench.errors import UserError
+from cnnbench.study import PROFILES, list_studies, load_study, run_study
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "study", help="run a study: the runs of one lab report's experiment, then its report",
+        description="A study is a YAML file of training runs (`cnnbench study list` shows the "
+                    "shipped ones). `study run` trains each into OUT/<run>/, skipping runs that "
+                    "finished before, and writes OUT/report.md, report.html and results.csv.")
+    sub = parser.add_subparsers(dest="study_command", metavar="ACTION", required=True)
+
+    sub.add_parser("list", help="the shipped studies").set_defaults(func=_list)
+
+    show = sub.add_parser("show", help="the runs of a study and their resolved options")
+    _study_arguments(show)
+    show.set_defaults(func=_show)
+
+    run = sub.add_parser("run", help="train a study's runs and write its report")
+    _study_arguments(run)
+    run.add_argument("--out", metavar="DIR",
+                     help="output directory (default runs/<study>); re-running resumes it")
+    run.add_argument("--only", nargs="+", metavar="RUN",
+                     help="run only these runs (names or shell patterns; the runs they start "
+                          "from are added)")
+    run.add_argument("--no-report", action="store_true", help="do not write the report")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=_run)
+
+
+def _study_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study", metavar="NAME|FILE.yaml", help="a shipped study or a study file")
+    parser.add_argument("--profile", choices=PROFILES, default="full",
+                        help="quick: a few hundred images, 1 epoch (smoke test); cpu: the "
+                             "report's recipe capped to fit about 30 min on 2 CPU cores; full: "
+                             "the report's recipe (default)")
+    parser.add_argument("--seeds", type=int, metavar="N",
+                        help="seeds per run (seed, seed+1, ...); reported as mean ± std")
+    parser.add_argument("--dataset", metavar="NAME",
+                        help="dataset to use instead (for CIFAR-10 studies: cifar10_jpeg when "
+                             "the official cifar10 files are absent)")
+    parser.add_argument("--data-dir", metavar="DIR", help="data root for every run")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a train option in every run (YAML value), e.g. "
+                             "--set device=cuda --set amp=bf16")
+
+
+def _load(args):
+    return load_study(args.study, profile=args.profile, seeds=args.seeds, dataset=args.dataset,
+                      overrides=_parse_overrides(args.overrides), data_dir=args.data_dir)
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: write KEY=VALUE, e.g. --set epochs=2")
+        try:
+            overrides[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserError(f"--set {item!r}: {value!r} is not a valid YAML value") from None
+    return overrides
+
+
+def _list(args) -> int:
+    studies = list_studies()
+    width = max(len(name) for name, _ in studies)
+    for name, description in studies:
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def _show(args) -> int:
+    study = _load(args)
+    print(f"study {study.name} ({study.source}), profile {study.profile}, "
+          f"{len(study.runs)} runs")
+    for run in study.runs:
+        extra = [f"init {run.init}"] if run.init else []
+        extra += [f"step {run.step!r}"] if run.step else []
+        extra += [f"reference {run.reference.value} ({run.reference.metric})"] if run.reference else []
+        print(f"\n{run.name}" + (f"  [{'; '.join(extra)}]" if extra else ""))
+        for key, value in run.options.items():
+            print(f"  {key}: {value}")
+    return 0
+
+
+def _run(args) -> int:
+    study = _load(args)
+    out = args.out or f"runs/{study.name}"
+    print(f"study {study.name}: {len(study.runs)} runs, profile {study.profile} -> {out}")
+    outcomes = run_study(study, out, only=args.only, argv=args.argv, progress=not args.quiet)
+    if not args.no_report:
+        from cnnbench.report import write_report
+
+        files = write_report([out], out)
+        print(f"report: {files.markdown}, {files.html}, {files.csv}")
+    bad = [o for o in outcomes if o.status in ("failed", "skipped")]
+    if bad:
+        print(f"cnnbench: {len(bad)} of {len(outcomes)} runs did not finish: "
+              + ", ".join(f"{o.run.name} ({o.status})" for o in bad)
+              + "; see error.txt in their directories", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,323 @@
+"""The report's tables, as (header, rows) of strings, and ``results.csv``.
+
+Accuracies are fractions in the run files and percent in the tables; differences are in
+percentage points (pp). A reference is the number the lab report published for a run
+(``study.json["reference"]``, value in percent or a ``[low, high]`` range).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from cnnbench.report.runs import RunGroup, RunRecord, reference_difference
+
+PROFILE_NOTES = {
+    "quick": "smoke test: a few hundred images, one epoch; its accuracy says nothing",
+    "cpu": "the report's recipe with epochs and images capped to fit 2 CPU cores",
+    "full": "the report's own recipe",
+}
+
+# Config keys that are paths or bookkeeping, or shown in columns of their own.
+_NOT_RECIPE = {"out", "data_dir", "name", "log_every", "profile", "init", "seed"}
+
+# Shown in the shared recipe even when at their defaults.
+_ALWAYS_SHOWN = {"dataset", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
+                 "scheduler", "augment", "val_split"}
+
+
+def pct(ms: tuple[float, float] | None, n: int = 1) -> str:
+    if ms is None:
+        return "—"
+    return f"{100 * ms[0]:.2f} ± {100 * ms[1]:.2f}" if n > 1 else f"{100 * ms[0]:.2f}"
+
+
+def signed(pp: float | None) -> str:
+    return "—" if pp is None else f"{pp:+.2f}"
+
+
+def count(value) -> str:
+    if value is None:
+        return "—"
+    value = float(value)
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:.0f}"
+
+
+def duration(seconds) -> str:
+    if seconds is None:
+        return "—"
+    seconds = float(seconds)
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def reference_text(ref: dict | None) -> str:
+    if not ref or ref.get("value") is None:
+        return "—"
+    value = ref["value"]
+    text = (f"{value[0]:g}–{value[1]:g}" if isinstance(value, (list, tuple)) else f"{value:g}")
+    return text + (" (val)" if ref.get("metric") == "val_acc" else "")
+
+
+def profile_text(group: RunGroup) -> str:
+    profiles = sorted({r.profile or "?" for r in group.records})
+    text = "/".join(profiles)
+    if any(r.limited for r in group.records):
+        text += ", limited"
+    return f"**{text}**" if "quick" in profiles else text
+
+
+def n_seeds(group: RunGroup) -> int:
+    return len(group.finished)
+
+
+def has_references(groups: list[RunGroup]) -> bool:
+    return any(g.reference for g in groups)
+
+
+def results_table(groups: list[RunGroup]) -> tuple[list[str], list[list[str]]]:
+    refs = has_references(groups)
+    header = ["run", "model", "dataset", "profile", "seeds", "test acc (%)", "best val acc (%)"]
+    if refs:
+        header += ["report (%)", "cnnbench (%)", "difference (pp)"]
+    header += ["params", "MACs", "train time", "train img/s", "device", "status"]
+    rows = []
+    for g in groups:
+        n = n_seeds(g)
+        status = g.status if g.status == "finished" else f"**{g.status.upper()}**"
+        row = [g.label, str(g.first.get("model", "—")), str(g.first.get("dataset", "—")),
+               profile_text(g), str(n if n else len(g.records)), pct(g.test_acc, n),
+               pct(g.best_val_acc, n)]
+        if refs:
+            ref = g.reference
+            value = g.cnnbench_value()
+            ours = "—" if value is None or not ref else f"{100 * value:.2f}"
+            diff = reference_difference(None if value is None else 100 * value, ref)
+            row += [reference_text(ref), ours, signed(diff) if ref else "—"]
+        row += [count(g.first.get("params")), count(g.first.get("macs")),
+                duration(_mean(g, "train_time_s")),
+                f"{_mean(g, 'train_images_per_s'):.0f}" if _mean(g, "train_images_per_s") else "—",
+                device_text(g.first), status]
+        rows.append(row)
+    return header, rows
+
+
+def _mean(group: RunGroup, key: str) -> float | None:
+    ms = group.stat(key)
+    return ms[0] if ms else None
+
+
+def device_text(record: RunRecord) -> str:
+    """``cpu``, or ``cuda:0 (NVIDIA H100 80GB HBM3)``."""
+    device = str(record.get("device", "—"))
+    name = record.summary.get("device_name")
+    return f"{device} ({name})" if name and device.startswith("cuda") else device
+
+
+def run_notes(groups: list[RunGroup]) -> list[str]:
+    """The study file's ``note:`` of each run that has one."""
+    return [f"**{g.label}**: {g.first.study['note']}" for g in groups if g.first.study.get("note")]
+
+
+def reference_notes(groups: list[RunGroup]) -> list[str]:
+    """One line per published number, naming the runs compared with it."""
+    by_ref: dict[str, tuple[dict, list[str]]] = {}
+    for g in groups:
+        if g.reference:
+            key = json.dumps(g.reference, sort_keys=True)
+            by_ref.setdefault(key, (g.reference, []))[1].append(g.label)
+    notes = []
+    for ref, labels in by_ref.values():
+        metric = "best validation accuracy" if ref.get("metric") == "val_acc" else "test accuracy"
+        parts = [f"**{', '.join(labels)}**: report {reference_text(ref)}%"]
+        if ref.get("wording"):
+            parts.append(f"(\"{ref['wording']}\")")
+        parts.append(f"compared with cnnbench's {metric}.")
+        if ref.get("note"):
+            parts.append(ref["note"])
+        notes.append(" ".join(parts))
+    return notes
+
+
+def ablation_tables(groups: list[RunGroup]) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """One table per ablation: a row per cumulative step, change vs previous and baseline."""
+    chains: dict[str, list[RunGroup]] = {}
+    for g in groups:
+        if g.first.study.get("step") is not None:
+            chains.setdefault(g.first.study.get("ablation") or "ablation", []).append(g)
+    tables = {}
+    for chain, steps in chains.items():
+        steps.sort(key=lambda g: g.first.study.get("step_index") or 0)
+        refs = has_references(steps)
+        header = ["#", "step", "run", "test acc (%)", "vs previous (pp)", "vs baseline (pp)"]
+        header += ["report (%)"] if refs else []
+        rows = []
+        baseline = previous = None
+        for i, g in enumerate(steps):
+            acc = g.test_acc
+            value = 100 * acc[0] if acc else None
+            if i == 0:
+                baseline = value
+            row = [str(i), g.first.study["step"], g.label,
+                   pct(acc, n_seeds(g)) if acc else f"**{g.status.upper()}**",
+                   signed(value - previous) if i and None not in (value, previous) else "—",
+                   signed(value - baseline) if i and None not in (value, baseline) else "—"]
+            row += [reference_text(g.reference)] if refs else []
+            rows.append(row)
+            previous = value
+        tables[chain] = (header, rows)
+    return tables
+
+
+def grid_table(groups: list[RunGroup], rows_axis: str, cols_axis: str
+               ) -> tuple[list[str], list[list[str]]] | None:
+    """Test accuracy (%) with one row per ``rows_axis`` label and a column per ``cols_axis``."""
+    cells: dict[tuple[str, str], RunGroup] = {}
+    row_labels: list[str] = []
+    col_labels: list[str] = []
+    for g in groups:
+        axes = g.first.study.get("axes") or {}
+        if rows_axis not in axes or cols_axis not in axes:
+            continue
+        r, c = str(axes[rows_axis]), str(axes[cols_axis])
+        cells[(r, c)] = g
+        row_labels += [r] if r not in row_labels else []
+        col_labels += [c] if c not in col_labels else []
+    if not cells:
+        return None
+    header = [rows_axis, *col_labels]
+    rows = []
+    for r in row_labels:
+        row = [r]
+        for c in col_labels:
+            g = cells.get((r, c))
+            if g is None:
+                row.append("—")
+            elif g.test_acc is None:
+                row.append(f"**{g.status.upper()}**")
+            else:
+                row.append(pct(g.test_acc, n_seeds(g)))
+        rows.append(row)
+    return header, rows
+
+
+def recipe(record: RunRecord) -> dict:
+    source = record.config or record.study.get("options") or {}
+    return {k: v for k, v in source.items() if k not in _NOT_RECIPE}
+
+
+def recipe_table(groups: list[RunGroup]) -> tuple[dict, tuple[list[str], list[list[str]]]]:
+    """Settings shared by every run that are not cnnbench's defaults, and a table of the
+    settings that differ between runs (plus where each run started from, and its seeds)."""
+    from cnnbench.config import TrainConfig
+
+    defaults = TrainConfig().to_dict()
+    recipes = [recipe(g.first) for g in groups]
+    keys = []
+    for r in recipes:
+        keys += [k for k in r if k not in keys]
+    shared = [k for k in keys if all(r.get(k) == recipes[0].get(k) for r in recipes)]
+    common = {k: recipes[0].get(k) for k in shared
+              if k in _ALWAYS_SHOWN or recipes[0].get(k) != defaults.get(k, object())}
+    varying = [k for k in keys if k not in shared]
+    header = ["run", *varying, "starts from", "seeds"]
+    rows = []
+    for g, r in zip(groups, recipes):
+        seeds = ", ".join(str(rec.get("seed")) for rec in g.records)
+        rows.append([g.label, *[value_text(r.get(k)) for k in varying],
+                     g.first.study.get("init") or ("checkpoint" if g.first.get("init") else "—"),
+                     seeds])
+    return common, (header, rows)
+
+
+def data_table(groups: list[RunGroup]) -> tuple[list[str], list[list[str]]]:
+    header = ["run", "dataset", "train", "val", "test", "input size", "stem", "limit train",
+              "limit eval", "epochs done"]
+    rows = []
+    for g in groups:
+        rec = g.first
+        split = rec.summary.get("split") or {}
+        planned = rec.get("epochs")
+        done = rec.summary.get("epochs_completed")
+        rows.append([g.label, str(rec.get("dataset", "—")), value_text(split.get("train")),
+                     value_text(split.get("val")), value_text(split.get("test")),
+                     value_text(rec.summary.get("input_size")), value_text(rec.summary.get("stem")),
+                     value_text(rec.get("limit_train")), value_text(rec.get("limit_eval")),
+                     f"{value_text(done)} of {value_text(planned)}"])
+    return header, rows
+
+
+def environment(records: list[RunRecord]) -> list[str]:
+    """Hardware, library versions, commits and commands, each listed once."""
+    def distinct(*keys: str) -> list[str]:
+        seen = []
+        for r in records:
+            parts = [str(r.summary[k]) for k in keys if r.summary.get(k) is not None]
+            text = ", ".join(parts)
+            if text and text not in seen:
+                seen.append(text)
+        return seen
+
+    lines = []
+    for label, keys in (("device", ("device", "device_name")), ("CPU", ("cpu", "num_threads")),
+                        ("host", ("hostname",)),
+                        ("torch / torchvision / cnnbench",
+                         ("torch_version", "torchvision_version", "cnnbench_version")),
+                        ("commit", ("git_commit",))):
+        values = distinct(*keys)
+        if values:
+            lines.append(f"{label}: " + "; ".join(f"`{v}`" for v in values))
+    commands = distinct("command")
+    if commands:
+        lines.append("command: " + "; ".join(f"`{c}`" for c in commands[:5])
+                     + (f" (and {len(commands) - 5} more)" if len(commands) > 5 else ""))
+    return lines
+
+
+CSV_FIELDS = ["study", "run", "dir", "status", "model", "dataset", "profile", "limited",
+              "seed", "epochs", "epochs_completed", "test_acc", "test_loss", "best_val_acc",
+              "best_epoch", "params", "macs", "flops", "train_time_s", "eval_time_s",
+              "train_images_per_s", "device", "reference", "reference_metric",
+              "difference_pp", "error"]
+
+
+def write_csv(groups: list[RunGroup], path: Path) -> Path:
+    """``results.csv``: one row per run directory (accuracies as fractions, as in summary.json)."""
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for g in groups:
+            ref = g.reference or {}
+            for r in g.records:
+                acc = r.summary.get("best_val_acc" if ref.get("metric") == "val_acc" else "test_acc")
+                diff = reference_difference(None if acc is None else 100 * acc, ref or None)
+                row = {k: r.get(k) for k in CSV_FIELDS}
+                row.update(study=r.study_name, run=g.label, dir=str(r.path), status=r.status,
+                           profile=r.profile, limited=r.limited,
+                           reference=reference_text(ref) if ref else None,
+                           reference_metric=ref.get("metric"),
+                           difference_pp=None if diff is None else round(diff, 4),
+                           error=r.error_line or None)
+                writer.writerow(row)
+    return path
+
+
+def value_text(value) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "x".join(str(v) for v in value) if all(isinstance(v, int) for v in value) else str(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)

@@ -1,0 +1,193 @@
+"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so loading it can
+never run code. Layout (``FORMAT``, ``VERSION`` 1)::
+
+    format, version     "cnnbench-checkpoint", 1
+    kind                "last" | "best"
+    config              TrainConfig.to_dict()
+    epoch               epochs completed
+    step                optimizer steps completed
+    model               the weights to evaluate (the weight average when `ema` is on)
+    meta                best_val_acc, best_epoch, epochs_since_best, train_time_s, ... (plain)
+    training            (last.ckpt only) everything needed to continue exactly:
+        model           the live training weights (only when they differ from `model`: ema on)
+        optimizer, scheduler, scaler, ema     state_dicts (scaler/ema: None when unused)
+        rng             python, numpy, torch, cuda generator states (see capture_rng_state)
+        loader          {"seed", "epoch"}: the training loaders' state for the next epoch (their
+                        shuffling and augmentation are a function of seed and epoch)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnbench.errors import UserError
+
+FORMAT = "cnnbench-checkpoint"
+VERSION = 1
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module that owns the weights (``torch.compile`` wraps it as ``_orig_mod``)."""
+    return getattr(model, "_orig_mod", model)
+
+
+def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of ``model``'s state dict with plain names."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in unwrap(model).state_dict().items()}
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically: temp file in the same folder, fsync, rename.
+
+    A reader (or a crash at any moment) sees either the old file or the complete new one.
+    """
+    path = Path(path)
+    state = {"format": FORMAT, "version": VERSION, **state}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint written by :func:`save_checkpoint`, loaded with ``weights_only=True``.
+
+    A missing, unreadable, corrupt or foreign file raises :class:`UserError` (one line).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a directory; give a checkpoint file such as {path}/best.ckpt")
+    state = load_tensor_file(path, map_location)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise UserError(f"{path} is not a cnnbench checkpoint (no {FORMAT!r} marker); give a "
+                        f"last.ckpt or best.ckpt from a run directory")
+    if state.get("version") != VERSION:
+        raise UserError(f"{path} is a version {state.get('version')} checkpoint; this cnnbench "
+                        f"reads version {VERSION}")
+    for key in ("config", "model", "epoch"):
+        if key not in state:
+            raise UserError(f"checkpoint {path} is incomplete (no {key!r}); it cannot be used")
+    return state
+
+
+def load_tensor_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with every failure as one-line UserError."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError,
+            AttributeError, TypeError, KeyError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot read {path}: it is corrupt, truncated or not a PyTorch weights "
+                        f"file ({first[:160]})") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+# --- random number generators ---------------------------------------------------------------
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every global generator's state as tensors and plain lists (weights_only-safe)."""
+    version, internal, gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
+    state = {
+        "python": [version, list(internal), gauss],
+        "numpy": [np_name, torch.from_numpy(np_keys.astype(np.int64)), int(np_pos),
+                  int(np_has_gauss), float(np_gauss)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
+        and torch.cuda.is_initialized() else [],
+    }
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --- initial weights (--init) ---------------------------------------------------------------
+
+def read_init_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Weights to start from: a cnnbench checkpoint (its ``model``), a run directory (its
+    ``best.ckpt``), or a ``state_dict`` file (also ``{"state_dict": ...}`` / ``{"model": ...}``);
+    ``module.`` / ``_orig_mod.`` prefixes are stripped."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "best.ckpt").exists():
+            raise UserError(f"init: {path} is a directory without best.ckpt; give a run "
+                            f"directory, a checkpoint or a state_dict file")
+        path = path / "best.ckpt"
+    state = load_tensor_file(path)
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        state = state["model"]
+    elif isinstance(state, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"init: {path} holds no state_dict (a mapping of names to tensors)")
+    out = {}
+    for name, tensor in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            if name.startswith(prefix):
+                name = name[len(prefix):]
+        out[name] = tensor
+    return out
+
+
+def load_matching_weights(model: nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+    """``model.load_state_dict(weights, strict=True)``, with any mismatch as one line."""
+    own = unwrap(model).state_dict()
+    missing = sorted(own.keys() - weights.keys())
+    unexpected = sorted(weights.keys() - own.keys())
+    shapes = sorted(f"{k} {tuple(weights[k].shape)} vs {tuple(own[k].shape)}"
+                    for k in own.keys() & weights.keys() if own[k].shape != weights[k].shape)
+    if missing or unexpected or shapes:
+        def show(items):
+            return ", ".join(items[:4]) + (f" and {len(items) - 4} more" if len(items) > 4 else "")
+        parts = []
+        if missing:
+            parts.append(f"missing {show(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {show(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatch {show(shapes)}")
+        raise UserError(f"init: weights in {source} do not match the model ({'; '.join(parts)}); "
+                        f"start from a checkpoint of the same model and dataset")
+    unwrap(model).load_state_dict(weights, strict=True)

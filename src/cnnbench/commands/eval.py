@@ -1,0 +1,50 @@
+"""``cnnbench eval``: evaluate a checkpoint on its run's test (or validation) split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from cnnbench.config import DEVICES, TTA_MODES
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval", help="evaluate a checkpoint (reproduces the run's test accuracy)",
+        description="Evaluate a checkpoint on the split of the run that wrote it, rebuilt from "
+                    "the config stored in the checkpoint (same split seed, limits, "
+                    "normalisation and test-time augmentation); best.ckpt reproduces the run "
+                    "summary's test accuracy exactly.")
+    parser.add_argument("--checkpoint", required=True, metavar="PATH",
+                        help="a last.ckpt or best.ckpt (a run directory means its best.ckpt)")
+    parser.add_argument("--split", choices=("test", "val"), default="test")
+    parser.add_argument("--data-dir", "--data_dir", dest="data_dir", metavar="DIR",
+                        help="data root (default: the run's, else $CNNBENCH_DATA, else ./data)")
+    parser.add_argument("--device", choices=DEVICES, help="device (default: the run's)")
+    parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int,
+                        metavar="N", help="evaluation batch size (default: the run's)")
+    parser.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's)")
+    parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cnnbench.errors import UserError
+    from cnnbench.run import evaluate_checkpoint
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError(f"batch size must be >= 1, got {args.batch_size}")
+    path = Path(args.checkpoint)
+    if path.is_dir():
+        path = path / "best.ckpt"
+    result = evaluate_checkpoint(path, args.split, data_dir=args.data_dir, device=args.device,
+                                 batch_size=args.batch_size, tta=args.tta)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['model']} on {result['dataset']} ({args.split}, epoch {result['epoch']}, "
+              f"tta {result['tta']}): accuracy {100 * result['acc']:.2f}% "
+              f"({result['correct']}/{result['n']}), loss {result['loss']:.4f}")
+    return 0

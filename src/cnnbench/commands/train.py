@@ -1,0 +1,111 @@
+"""``cnnbench train``: train one model on one dataset into a run directory.
+
+Every :class:`cnnbench.config.TrainConfig` field is a flag (``--batch-size`` and
+``--batch_size``; booleans also as ``--no-FLAG``), plus the reports' spellings ``--epoch`` and
+``--reg``. Flags override ``--config FILE``, which overrides ``--recipe NAME``, which
+overrides the built-in defaults. ``--resume DIR`` continues an interrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnbench.config import ALIASES, config_from_args, field_info
+
+_GROUP_TITLES = {
+    "model and data": "model and data",
+    "training": "training length and batch",
+    "optimizer": "optimizer (what weight decay means per optimizer: src/cnnbench/config.py)",
+    "schedule": "learning-rate schedule and early stopping",
+    "techniques": "fast-training techniques (docs/techniques.md)",
+    "machine": "device, precision and reproducibility",
+    "output": "run directory and logging",
+}
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, each defaulting to "not given" (argparse.SUPPRESS)."""
+    from cnnbench.recipes import DEFAULT
+
+    recipe_defaults = dict(DEFAULT.defaults)
+    groups = {key: parser.add_argument_group(title) for key, title in _GROUP_TITLES.items()}
+    aliases: dict[str, list[str]] = {}
+    for alias, name in ALIASES.items():
+        aliases.setdefault(name, []).append(alias)
+    for f in field_info():
+        meta = f.metadata
+        names = [f.name.replace("_", "-")]
+        if "_" in f.name:
+            names.append(f.name)
+        names += aliases.get(f.name, [])
+        flags = [f"--{n}" for n in names]
+        group = groups[meta.get("group", "training")]
+        default = f.default if f.default is not f.default_factory else None
+        if callable(f.default_factory):  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        if f.name in recipe_defaults and recipe_defaults[f.name] != default:
+            help_text = (f"{meta['help']} (default: {recipe_defaults[f.name]} from the default "
+                         f"recipe; {default} with --recipe none)")
+        elif default is None:  # the help says what unset means
+            help_text = meta["help"]
+        else:
+            help_text = f"{meta['help']} (default: {default})"
+        if f.type in ("bool", bool):
+            group.add_argument(*flags, dest=f.name, action="store_const", const=True,
+                               default=argparse.SUPPRESS, help=help_text)
+            if not f.name.startswith("no_"):
+                group.add_argument(f"--no-{names[0]}", dest=f.name, action="store_const",
+                                   const=False, default=argparse.SUPPRESS,
+                                   help=f"turn --{names[0]} off")
+        else:
+            choices = meta.get("choices")
+            group.add_argument(*flags, dest=f.name, default=argparse.SUPPRESS,
+                               metavar=None if choices else (meta.get("metavar") or f.name.upper()),
+                               choices=choices, type=str.lower if choices else None,
+                               help=help_text)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a model on a dataset (no flags: LeNet-5 on MNIST)",
+        description="Train one model on one dataset into a run directory. With no flags: "
+                    "LeNet-5 on MNIST on the CPU (the `default` recipe). Precedence: built-in "
+                    "defaults < --recipe (default: `default`; `none` for the plain defaults) < "
+                    "--config file < flags.")
+    parser.add_argument("--config", metavar="FILE", help="YAML file of options (same keys as the "
+                        "flags, with _); flags override it")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="DIR",
+                        help="continue the interrupted run in DIR (or in --out) from its last "
+                             "completed epoch, with its saved config")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_config_flags(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnbench.config import FIELDS, normalize_keys
+    from cnnbench.errors import UserError
+    from cnnbench.run import train_run
+
+    if args.resume:
+        from cnnbench.run import saved_config
+
+        out = args.resume if isinstance(args.resume, str) else getattr(args, "out", None)
+        if out is None:
+            raise UserError("--resume needs the run directory: --resume DIR (or --out DIR)")
+        if getattr(args, "config", None):
+            raise UserError("--resume continues the run with its saved config; drop --config")
+        saved = saved_config(out)
+        given = normalize_keys({k: v for k, v in vars(args).items() if k in FIELDS and k != "out"})
+        # Flags equal to the saved values are fine; train_run refuses any that change the run.
+        config = saved.replace(**given) if given else saved
+        summary = train_run(config, out_dir=out, resume=True, argv=args.argv,
+                            progress=not args.quiet)
+    else:
+        config = config_from_args(args)
+        summary = train_run(config, argv=args.argv, progress=not args.quiet)
+    acc = summary.get("test_acc")
+    print(f"{summary['name']}: test accuracy {100 * acc:.2f}% ({summary.get('tested_weights')} "
+          f"weights), training {summary['train_time_s']:.1f} s -> {summary.get('run_dir')}"
+          if acc is not None else f"{summary['name']}: {summary.get('status')}")
+    return 0

@@ -1,0 +1,160 @@
+"""Optimizer and learning-rate schedule of a run, built from its :class:`TrainConfig`.
+
+What ``weight_decay`` means for each optimizer, which parameters are decayed, and what each
+``scheduler`` does are documented in :mod:`cnnbench.config` (module docstring).
+
+Parameter groups (:func:`param_groups`): parameters of normalisation layers (BatchNorm,
+GroupNorm, LayerNorm, InstanceNorm) get ``lr * bn_lr_scale``; with ``no_decay_bn_bias`` they
+and every bias get no weight decay; with ``decouple_wd`` each group's PyTorch weight decay is
+``weight_decay / group_lr``. Frozen parameters (``requires_grad=False``) are left out.
+
+Schedules (:func:`build_scheduler`) are per optimizer step: a
+:class:`torch.optim.lr_scheduler.LambdaLR` whose factor is a pure function of the step index
+(its state is the step counter, so resume is exact), or, for ``plateau``, a
+:class:`~torch.optim.lr_scheduler.ReduceLROnPlateau` that the run steps once per epoch.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from cnnbench.config import TrainConfig
+
+NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm,
+               nn.modules.instancenorm._InstanceNorm)
+
+ONECYCLE_START_DIV = 25.0  # onecycle warms up from lr / 25 (torch.optim.lr_scheduler.OneCycleLR's)
+
+
+def param_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
+    """Parameter groups: (normalisation layer or not) x (decayed or not), empty ones dropped.
+
+    Each group carries a ``name`` (``"weights"``, ``"weights_no_decay"``, ``"norm"``,
+    ``"norm_no_decay"``) so logs and tests can find it.
+    """
+    norm_params: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, NORM_LAYERS):
+            norm_params.update(id(p) for p in module.parameters(recurse=False))
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    seen: set[int] = set()
+    for name, p in model.named_parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        is_norm = id(p) in norm_params
+        is_bias = name.rsplit(".", 1)[-1] == "bias"
+        decay = config.weight_decay > 0 and not (config.no_decay_bn_bias and (is_norm or is_bias))
+        buckets.setdefault((is_norm, decay), []).append(p)
+    groups = []
+    for (is_norm, decay), params in sorted(buckets.items()):
+        lr = config.lr * (config.bn_lr_scale if is_norm else 1.0)
+        wd = config.weight_decay if decay else 0.0
+        if config.decouple_wd and wd:
+            wd = wd / lr
+        groups.append({"params": params, "lr": lr, "weight_decay": wd,
+                       "name": ("norm" if is_norm else "weights") + ("" if decay else "_no_decay")})
+    return groups
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer named by ``config.optimizer`` over :func:`param_groups`."""
+    groups = param_groups(model, config)
+    if not groups:
+        from cnnbench.errors import UserError
+        raise UserError(f"model {config.model} has no trainable parameters")
+    name = config.optimizer
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
+                               nesterov=config.nesterov)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=config.lr)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr)
+    if name == "adagrad":
+        return torch.optim.Adagrad(groups, lr=config.lr)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=config.lr)
+    raise ValueError(f"unknown optimizer {name!r}")  # TrainConfig validates the choice
+
+
+def lr_factor_fn(config: TrainConfig, steps_per_epoch: Sequence[int]) -> Callable[[int], float]:
+    """The schedule as a function of the optimizer step: ``lr_t = lr * factor(t)``.
+
+    ``steps_per_epoch[e]`` is the number of optimizer steps in epoch ``e`` (it changes with a
+    batch schedule); epoch-based settings (warmup, step size, milestones) are converted with it.
+    """
+    starts = [0]
+    for n in steps_per_epoch:
+        starts.append(starts[-1] + int(n))
+    total = max(starts[-1], 1)
+
+    def epochs_to_steps(epochs: float) -> int:  # fractional epochs allowed
+        whole = min(int(epochs), len(steps_per_epoch))
+        steps = starts[whole]
+        if whole < len(steps_per_epoch):
+            steps += round((epochs - whole) * steps_per_epoch[whole])
+        return steps
+
+    kind = config.scheduler
+    warm = epochs_to_steps(config.warmup_epochs)
+    if kind == "onecycle" and warm == 0:
+        warm = max(1, round(0.25 * total))
+    final = config.final_lr_frac
+    gamma = config.gamma
+    milestones = [starts[min(m, len(steps_per_epoch))] for m in config.milestones]
+
+    def epoch_of(step: int) -> int:
+        return bisect.bisect_right(starts, step) - 1
+
+    def factor(step: int) -> float:
+        if step < warm:
+            if kind == "onecycle":
+                lo = 1.0 / ONECYCLE_START_DIV
+                return lo + (1.0 - lo) * step / warm
+            return (step + 1) / warm
+        if kind in ("none", "plateau"):
+            return 1.0
+        if kind == "step":
+            return gamma ** (epoch_of(step) // config.step_size)
+        if kind == "multistep":
+            return gamma ** bisect.bisect_right(milestones, step)
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        if kind in ("cosine", "onecycle"):
+            return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        if kind == "linear":
+            return 1.0 - (1.0 - final) * progress
+        raise ValueError(f"unknown scheduler {kind!r}")  # TrainConfig validates the choice
+
+    return factor
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
+                    steps_per_epoch: Sequence[int]):
+    """The learning-rate schedule: a per-step ``LambdaLR``, or ``ReduceLROnPlateau`` (per epoch;
+    see :func:`is_per_step`)."""
+    if config.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=config.gamma, patience=config.plateau_patience)
+    factor = lr_factor_fn(config, steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def is_per_step(scheduler) -> bool:
+    """Whether the engine steps ``scheduler`` after every optimizer step (else the run steps it
+    once per epoch with the validation loss)."""
+    return scheduler is not None and not isinstance(
+        scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def current_lr(optimizer: torch.optim.Optimizer) -> float:
+    """Learning rate of the first (main) parameter group."""
+    for group in optimizer.param_groups:
+        if group.get("name", "weights").startswith("weights"):
+            return float(group["lr"])
+    return float(optimizer.param_groups[0]["lr"])

@@ -1,0 +1,124 @@
+"""Checkpoints: atomic write, weights_only load, one-line errors, RNG states, --init weights."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from cnnbench import checkpoint as ckpt
+from cnnbench.errors import UserError
+from engine_fixtures import TinyNet
+
+
+def _state(model):
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.randn(2, 1, 8, 8)).sum().backward()
+    opt.step()
+    return {"kind": "last", "config": {"model": "tiny", "lr": 0.1, "milestones": [1, 2]},
+            "epoch": 3, "step": 30, "model": ckpt.model_state(model),
+            "training": {"optimizer": opt.state_dict(), "rng": ckpt.capture_rng_state(),
+                         "scaler": None}}
+
+
+def test_round_trip_with_weights_only(tmp_path):
+    model = TinyNet()
+    path = ckpt.save_checkpoint(tmp_path / "last.ckpt", _state(model))
+    loaded = ckpt.load_checkpoint(path)
+    assert loaded["format"] == ckpt.FORMAT and loaded["epoch"] == 3
+    assert loaded["config"]["milestones"] == [1, 2]
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded["model"][key], value)
+    assert not list(tmp_path.glob(".*tmp*"))  # the temp file was renamed away
+
+
+def test_atomic_write_keeps_the_old_file_when_saving_fails(tmp_path, monkeypatch):
+    path = ckpt.save_checkpoint(tmp_path / "last.ckpt", _state(TinyNet()))
+    before = path.read_bytes()
+
+    def broken_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint(path, {"config": {}, "model": {}, "epoch": 4})
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["last.ckpt"]
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_corrupt_truncated_foreign_and_code_carrying_files(tmp_path):
+    path = ckpt.save_checkpoint(tmp_path / "last.ckpt", _state(TinyNet()))
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    evil = tmp_path / "evil.ckpt"
+    evil.write_bytes(pickle.dumps(_Evil()))
+    for bad, match in ((truncated, "corrupt"), (garbage, "corrupt"),
+                       (foreign, "not a cnnbench checkpoint"), (evil, "corrupt"),
+                       (tmp_path / "missing.ckpt", "does not exist"),
+                       (tmp_path, "is a directory")):
+        with pytest.raises(UserError, match=match) as info:
+            ckpt.load_checkpoint(bad)
+        assert "\n" not in str(info.value)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo should-never-run",))
+
+
+def test_rng_states_round_trip():
+    torch.manual_seed(1)
+    random.seed(2)
+    np.random.seed(3)
+    random.random(), np.random.rand(), torch.rand(1), np.random.randn()  # noqa: B018
+    state = ckpt.capture_rng_state()
+    expected = (random.random(), np.random.rand(), torch.rand(3).tolist(), np.random.randn())
+    torch.manual_seed(99)
+    random.seed(99)
+    np.random.seed(99)
+    ckpt.restore_rng_state(state)
+    assert (random.random(), np.random.rand(), torch.rand(3).tolist(), np.random.randn()) == expected
+    # and the state survives a weights_only save/load
+    import io
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    ckpt.restore_rng_state(torch.load(buffer, weights_only=True))
+    assert random.random() == expected[0]
+
+
+def test_init_weights_from_checkpoint_state_dict_or_run_dir(tmp_path):
+    source = TinyNet()
+    ckpt.save_checkpoint(tmp_path / "best.ckpt", {"config": {}, "epoch": 1,
+                                                  "model": ckpt.model_state(source)})
+    torch.save({f"module.{k}": v for k, v in source.state_dict().items()}, tmp_path / "sd.pth")
+    for path in (tmp_path / "best.ckpt", tmp_path, tmp_path / "sd.pth"):
+        target = TinyNet()
+        ckpt.load_matching_weights(target, ckpt.read_init_weights(path), str(path))
+        for key, value in source.state_dict().items():
+            assert torch.equal(target.state_dict()[key], value)
+
+
+def test_init_mismatch_is_one_line_listing_keys(tmp_path):
+    torch.save(TinyNet(width=4).state_dict(), tmp_path / "narrow.pth")
+    with pytest.raises(UserError, match=r"shape mismatch bn.bias \(4,\) vs \(8,\)") as info:
+        ckpt.load_matching_weights(TinyNet(), ckpt.read_init_weights(tmp_path / "narrow.pth"),
+                                   "narrow.pth")
+    assert "\n" not in str(info.value)
+    weights = {k: v for k, v in TinyNet().state_dict().items() if not k.startswith("fc")}
+    weights["extra.weight"] = torch.zeros(1)
+    with pytest.raises(UserError, match="missing fc.bias, fc.weight; unexpected extra.weight"):
+        ckpt.load_matching_weights(TinyNet(), weights, "x")
+    torch.save([1, 2], tmp_path / "list.pth")
+    with pytest.raises(UserError, match="no state_dict"):
+        ckpt.read_init_weights(tmp_path / "list.pth")

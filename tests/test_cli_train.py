@@ -1,0 +1,120 @@
+"""`cnnbench train` / `eval` / `recipes` from the command line: every bad input is one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from cnnbench.cli import main
+from engine_fixtures import (_tiny_folder_files, cli_command, cli_env, read_jsonl,  # noqa: F401
+                             tiny_folder)
+
+
+def quick_flags(tiny, out) -> list[str]:
+    return ["--dataset", tiny.dataset, "--epochs", "1", "--batch-size", "16", "--val-split",
+            "0.25", "--device", "cpu", "--num-threads", "1", "--quiet", "--out", str(out)]
+
+
+def one_line_error(capsys, argv) -> str:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_train_then_eval_reproduces_the_summary(tiny_folder, capsys):
+    out = tiny_folder.out / "cli"
+    assert main(["train", *quick_flags(tiny_folder, out), "--batch_size", "8", "--epoch", "2",
+                 "--reg", "0.001", "--model", "LeNet"]) == 0
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and str(out) in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == "lenet5" and summary["epochs"] == 2
+    assert [m["batch_size"] for m in read_jsonl(out / "metrics.jsonl")] == [8, 8]
+    assert main(["eval", "--checkpoint", str(out / "best.ckpt"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["acc"] == summary["test_acc"] and result["loss"] == summary["test_loss"]
+    assert main(["eval", "--checkpoint", str(out), "--split", "val"]) == 0  # a run dir works too
+    assert f"{100 * summary['best_val_acc']:.2f}%" in capsys.readouterr().out
+
+
+def test_config_file_and_flags(tiny_folder, tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"dataset: {tiny_folder.dataset}\nepochs: 1\nbatch_size: 16\nlr: 2e-3\n"
+                      f"device: cpu\nval_split: 0.25\n")
+    out = tiny_folder.out / "from-file"
+    assert main(["train", "--config", str(config), "--lr", "0.001", "--quiet", "--out",
+                 str(out)]) == 0
+    saved = (out / "config.yaml").read_text()
+    assert "lr: 0.001" in saved and "batch_size: 16" in saved
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--lr", "-0.1"], "learning rate must be > 0"),
+    (["--batch-size", "0"], "batch size must be >= 1"),
+    (["--model", "resnet9000"], "resnet9000"),
+    (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["--optimizer", "lbfgs"], "invalid choice"),
+    (["--scheduler", "exponential"], "invalid choice"),
+    (["--config", "/nonexistent/run.yaml"], "cannot read config file"),
+    (["--recipe", "nope"], "unknown recipe 'nope'"),
+    (["--epochs", "two"], "epochs"),
+    (["--model-kwargs", "{depth: 3}"], "has no option depth"),
+    (["--resume", "/nonexistent/run"], "holds no run to resume"),
+])
+def test_bad_input_is_one_line_and_exit_2(tiny_folder, capsys, flags, message):
+    out = tiny_folder.out / "bad"
+    argv = ["train", "--dataset", tiny_folder.dataset, "--device", "cpu", "--epochs", "1",
+            "--quiet", *flags]
+    if "--resume" not in flags:
+        argv += ["--out", str(out)]
+    assert message in one_line_error(capsys, argv)
+    assert not out.exists()  # a bad input leaves no run directory behind
+
+
+def test_bad_config_file_keys(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("epochs: 1\nlearning_rate: 0.1\n")
+    assert "unknown option 'learning_rate'" in one_line_error(capsys, ["train", "--config", str(config)])
+    config.write_text("lr: [0.1\n")
+    assert "not valid YAML" in one_line_error(capsys, ["train", "--config", str(config)])
+
+
+def test_resume_refuses_changed_options(tiny_folder, capsys):
+    out = tiny_folder.out / "r"
+    assert main(["train", *quick_flags(tiny_folder, out)]) == 0
+    capsys.readouterr()
+    line = one_line_error(capsys, ["train", "--resume", str(out), "--lr", "0.5"])
+    assert "options differ: lr" in line
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0  # finished: nothing to do
+
+
+def test_eval_of_a_corrupt_checkpoint(tmp_path, capsys):
+    bad = tmp_path / "best.ckpt"
+    bad.write_bytes(b"\x00garbage")
+    assert "corrupt" in one_line_error(capsys, ["eval", "--checkpoint", str(bad)])
+    assert "does not exist" in one_line_error(capsys, ["eval", "--checkpoint", str(tmp_path / "x")])
+
+
+def test_recipes_command(capsys):
+    assert main(["recipes"]) == 0
+    assert "default" in capsys.readouterr().out
+    assert main(["recipes", "default"]) == 0
+    shown = capsys.readouterr().out
+    assert "lenet5" in shown and "onecycle" in shown
+    assert "unknown recipe" in one_line_error(capsys, ["recipes", "nope"])
+
+
+def test_real_entry_point_prints_no_traceback(tiny_folder):
+    done = subprocess.run(cli_command("train", "--lr", "-1"), env=cli_env(tiny_folder),
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "cnnbench: error: learning rate must be > 0, got -1.0"]

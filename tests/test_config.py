@@ -1,0 +1,172 @@
+"""TrainConfig: defaults, aliases, types, validation, precedence default < recipe < file < flags."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from cnnbench import recipes
+from cnnbench.cli import build_parser
+from cnnbench.config import (TrainConfig, config_from_args, dump_yaml, load_config,
+                             parse_batch_schedule, resolve_config)
+from cnnbench.errors import UserError
+
+
+def parse_train(*argv: str):
+    return build_parser().parse_args(["train", *argv])
+
+
+def test_no_flags_is_the_default_recipe_and_library_defaults_are_plain():
+    config = config_from_args(parse_train())
+    assert config.recipe == "default"
+    assert (config.model, config.dataset) == ("lenet5", "mnist")
+    assert config.model_kwargs == {"activation": "relu", "pool": "max"}
+    assert (config.scheduler, config.label_smoothing, config.epochs) == ("onecycle", 0.1, 6)
+    assert config == resolve_config({"recipe": "default"})
+    # library callers (studies) get the plain dataclass defaults unless they name a recipe
+    plain = resolve_config({})
+    assert plain == TrainConfig() and plain.recipe is None
+    assert (plain.scheduler, plain.label_smoothing, plain.weight_decay) == ("none", 0.0, 0.0)
+    assert config_from_args(parse_train("--recipe", "none")) == plain
+
+
+def test_report_spellings_and_aliases():
+    config = config_from_args(parse_train("--batch_size", "64", "--epoch", "3", "--reg", "0.01",
+                                          "--model", "LeNet", "--optimizer", "SGD",
+                                          "--dataset", "MNIST"))
+    assert (config.batch_size, config.epochs, config.weight_decay) == (64, 3, 0.01)
+    assert (config.model, config.optimizer, config.dataset) == ("lenet5", "sgd", "mnist")
+    config = config_from_args(parse_train("--batch-size", "32", "--weight-decay", "0",
+                                          "--model", "ResNet"))
+    assert (config.batch_size, config.weight_decay, config.model) == (32, 0.0, "resnet18")
+    assert resolve_config({"epoch": 2, "reg": 1e-4, "batch-size": 8}).epochs == 2
+
+
+def test_booleans_and_lists_from_flags():
+    config = config_from_args(parse_train("--optimizer", "sgd", "--nesterov", "--milestones",
+                                          "2,3", "--scheduler", "multistep", "--epochs", "4",
+                                          "--no-channels-last", "--model-kwargs", "{pool: avg}"))
+    assert config.nesterov is True and config.channels_last is False
+    assert config.milestones == [2, 3] and config.model_kwargs == {"pool": "avg"}
+
+
+def test_precedence_default_recipe_file_flags(tmp_path, monkeypatch):
+    monkeypatch.setitem(recipes.RECIPES, "probe", recipes.Recipe(
+        "probe", "test recipe", "for the precedence test",
+        defaults={"epochs": 7, "lr": 0.5, "batch_size": 99, "seed": 3},
+        per_dataset={"mnist": {"momentum": 0.5}, "fashion_mnist": {"momentum": 0.6}}))
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("recipe: probe\nlr: 0.25\nbatch_size: 77\n")
+    config = config_from_args(parse_train("--config", str(config_file), "--batch-size", "55"))
+    assert config.recipe == "probe"
+    assert config.epochs == 7             # recipe over default
+    assert config.lr == 0.25              # file over recipe
+    assert config.batch_size == 55        # flag over file
+    assert config.momentum == 0.5         # recipe's per-dataset value (mnist)
+    assert config.weight_decay == TrainConfig().weight_decay  # untouched default
+    config = config_from_args(parse_train("--config", str(config_file), "--dataset",
+                                          "fashion_mnist"))
+    assert config.momentum == 0.6
+    with pytest.raises(UserError, match="no settings for dataset 'cifar10'"):
+        config_from_args(parse_train("--config", str(config_file), "--dataset", "cifar10"))
+
+
+def test_model_kwargs_belong_to_their_model(tmp_path):
+    assert resolve_config({"model": "resnet18"}).model_kwargs == {}
+    assert resolve_config({"model": "LeNet"}).model_kwargs == TrainConfig().model_kwargs
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("model: simple_cnn\nmodel_kwargs: {activation: tanh}\n")
+    assert load_config(config_file).model_kwargs == {"activation": "tanh"}
+    assert load_config(config_file, model="resnet18").model_kwargs == {}
+    assert TrainConfig().replace(model="alexnet").model_kwargs == {}
+
+
+def test_unknown_key_and_wrong_type_in_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rate: 0.1\n")
+    with pytest.raises(UserError, match="unknown option 'learning_rate'"):
+        load_config(bad)
+    for text, key in (("lr: fast\n", "lr"), ("epochs: 2.5\n", "epochs"),
+                      ("nesterov: maybe\n", "nesterov"), ("epochs: true\n", "epochs"),
+                      ("model_kwargs: [1, 2]\n", "model_kwargs")):
+        bad.write_text(text)
+        with pytest.raises(UserError, match=key):
+            load_config(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(UserError, match="mapping"):
+        load_config(bad)
+    bad.write_text("lr: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(UserError, match="cannot read config file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_yaml_numbers_written_without_a_dot(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 1e-3\nweight_decay: 5e-4\n")  # YAML 1.1 reads these as strings
+    config = load_config(path)
+    assert (config.lr, config.weight_decay) == (1e-3, 5e-4)
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"lr": -0.1}, "learning rate must be > 0"),
+    ({"lr": 0}, "learning rate must be > 0"),
+    ({"batch_size": 0}, "batch size must be >= 1"),
+    ({"epochs": 0}, "epochs must be >= 1"),
+    ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'; choose one of sgd"),
+    ({"scheduler": "exp"}, "unknown scheduler 'exp'; choose one of none"),
+    ({"device": "tpu"}, "unknown device"),
+    ({"amp": "fp8"}, "unknown amp"),
+    ({"momentum": 1.0}, "momentum"),
+    ({"dropout": 1.0}, "dropout"),
+    ({"val_split": 1.0}, "val split"),
+    ({"weight_decay": -1}, "weight decay"),
+    ({"nesterov": True, "optimizer": "adam"}, "nesterov needs optimizer sgd"),
+    ({"scheduler": "multistep"}, "needs --milestones"),
+    ({"milestones": [3, 2]}, "milestones must be increasing"),
+    ({"warmup_epochs": 10}, "warmup epochs"),
+    ({"scheduler": "plateau", "warmup_epochs": 1}, "plateau takes no warmup"),
+    ({"batch_schedule": "32-20"}, "batch_schedule must look like"),
+    ({"ema": 1.0}, "ema must be in"),
+    ({"limit_train": 0}, "limit_train"),
+    ({"lr": float("nan")}, "finite"),
+])
+def test_invalid_values(changes, match):
+    with pytest.raises(UserError, match=match):
+        TrainConfig(**changes)
+
+
+def test_unknown_model_and_dataset_fail_at_resolution():
+    with pytest.raises(UserError, match="unknown model|did you mean"):
+        resolve_config({"model": "lenet9000"})
+    with pytest.raises(UserError, match="unknown dataset"):
+        resolve_config({"dataset": "imagenet"})
+    with pytest.raises(UserError, match="unknown recipe 'nope'"):
+        resolve_config({"recipe": "nope"})
+
+
+def test_batch_schedule_sets_epochs():
+    assert parse_batch_schedule("32:20, 128:20,256:10") == [(32, 20), (128, 20), (256, 10)]
+    config = TrainConfig(batch_schedule="32:2,64:1")
+    assert config.epochs == 3
+    assert [config.batch_size_at(e) for e in range(3)] == [32, 32, 64]
+    assert resolve_config({"batch_schedule": "8:1,16:1", "epochs": 2}).epochs == 2
+    with pytest.raises(UserError, match="disagrees with batch_schedule"):
+        resolve_config({"batch_schedule": "8:1,16:1", "epochs": 5})
+
+
+def test_yaml_round_trip():
+    config = TrainConfig(milestones=[1, 2], scheduler="multistep", mean=[0.5], std=[0.25],
+                         model_kwargs={"pool": "avg"}, limit_train=10)
+    again = TrainConfig.from_dict(yaml.safe_load(dump_yaml(config)))
+    assert again == config
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_weight_decay_docs_say_what_it_means():
+    import cnnbench.config as module
+
+    doc = module.__doc__
+    for words in ("coupled", "decoupled", "adamw", "BatchNorm", "no_decay_bn_bias"):
+        assert words in doc

@@ -1,0 +1,159 @@
+"""train_one_epoch / evaluate: learning, metrics, no per-step host sync, NaN guard, AMP, aux heads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cnnbench.engine import NonFiniteLoss, evaluate, train_one_epoch
+from engine_fixtures import AuxNet, TinyNet, tensor_batches
+
+
+def _train(model, batches, epochs, lr=0.05, **kw):
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    crit = nn.CrossEntropyLoss()
+    stats = None
+    for _ in range(epochs):
+        stats = train_one_epoch(model, batches, opt, crit, **kw)
+    return stats
+
+
+def test_overfits_a_tiny_batch_to_100_percent():
+    torch.manual_seed(0)
+    model = TinyNet()
+    batch = tensor_batches(16, batch_size=16)
+    stats = _train(model, batch, 60, lr=0.1)
+    assert stats["acc"] == 1.0
+    result = evaluate(model, batch, num_classes=4)
+    assert result["acc"] == 1.0 and result["loss"] < 0.1
+
+
+def test_epoch_stats_and_counters():
+    torch.manual_seed(0)
+    batches = tensor_batches(40, batch_size=16)  # 16 + 16 + 8
+    logged = []
+    stats = _train(TinyNet(), batches, 1, log_every=2, step=10, images_seen=100,
+                   on_log=lambda s, n, loss: logged.append((s, n, loss)))
+    assert (stats["steps"], stats["images"], stats["step"], stats["images_seen"]) == (3, 40, 13, 140)
+    assert 0 <= stats["acc"] <= 1 and stats["loss"] > 0 and stats["images_per_s"] > 0
+    assert [(s, n) for s, n, _ in logged] == [(12, 132)]
+
+
+def test_no_host_sync_per_step(monkeypatch):
+    """Losses and accuracies stay on the device: one read per epoch (plus one per log_every)."""
+    calls = {"item": 0, "tolist": 0}
+    item, tolist = torch.Tensor.item, torch.Tensor.tolist
+
+    def counting(name, fn):
+        def wrapper(self, *a, **k):
+            calls[name] += 1
+            return fn(self, *a, **k)
+        return wrapper
+
+    model, batches = TinyNet(), tensor_batches(64, batch_size=4)  # 16 steps
+    monkeypatch.setattr(torch.Tensor, "item", counting("item", item))
+    monkeypatch.setattr(torch.Tensor, "tolist", counting("tolist", tolist))
+    _train(model, batches, 1, log_every=0)
+    assert calls == {"item": 0, "tolist": 1}
+    _train(model, batches, 1, log_every=8)
+    assert calls == {"item": 2, "tolist": 2}
+
+
+def test_nan_loss_stops_with_a_clear_message():
+    model = TinyNet()
+    with torch.no_grad():
+        model.fc.weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLoss, match="training loss became nan"):
+        _train(model, tensor_batches(32, batch_size=8), 1, log_every=0)
+    model = TinyNet()
+    with pytest.raises(NonFiniteLoss, match="by step 2"):  # caught at the first log point
+        _train(model, tensor_batches(32, batch_size=8), 1, lr=1e30, log_every=2)
+
+
+def test_evaluate_metrics_and_confusion_matrix():
+    class Fixed(nn.Module):  # predicts class 0 for every image
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            logits = torch.zeros(x.shape[0], 3)
+            logits[:, 0] = 1.0
+            return logits + self.w
+
+    x = torch.zeros(6, 1, 2, 2)
+    y = torch.tensor([0, 0, 1, 1, 1, 0])
+    result = evaluate(Fixed(), [(x[:4], y[:4]), (x[4:], y[4:])], num_classes=3,
+                      return_predictions=True)
+    assert result["acc"] == pytest.approx(0.5) and result["n"] == 6 and result["correct"] == 3
+    assert result["confusion_matrix"] == [[3, 0, 0], [3, 0, 0], [0, 0, 0]]
+    assert result["per_class_acc"] == [1.0, 0.0, None]
+    assert result["predictions"].tolist() == [0] * 6 and result["targets"].tolist() == y.tolist()
+    expected = nn.functional.cross_entropy(Fixed()(x), y).item()
+    assert result["loss"] == pytest.approx(expected)
+
+
+def test_evaluate_restores_training_mode_and_uses_inference_mode():
+    model = TinyNet().train()
+    seen = {}
+    model.register_forward_hook(lambda m, i, o: seen.update(inference=torch.is_inference_mode_enabled(),
+                                                             training=m.training))
+    evaluate(model, tensor_batches(8, batch_size=8), num_classes=4)
+    assert seen == {"inference": True, "training": False} and model.training
+
+
+def test_aux_heads_add_weighted_losses():
+    torch.manual_seed(0)
+    model = AuxNet()
+    batches = tensor_batches(16, batch_size=16)
+    x, y = batches[0]
+    main, aux = model(x)
+    expected = (nn.functional.cross_entropy(main, y)
+                + 0.5 * nn.functional.cross_entropy(aux, y)).item()
+    stats = train_one_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=0.0),
+                            nn.CrossEntropyLoss())
+    assert stats["loss"] == pytest.approx(expected, rel=1e-5)
+    assert evaluate(model, batches, num_classes=4)["n"] == 16  # eval: plain logits
+
+
+def test_amp_bf16_channels_last_grad_clip_and_ema_hook():
+    torch.manual_seed(0)
+    model = TinyNet().to(memory_format=torch.channels_last)
+    updates = []
+
+    class CountingAverage:
+        def update(self, m):
+            updates.append(1)
+
+    stats = _train(model, tensor_batches(32, batch_size=8), 2, amp="bf16", channels_last=True,
+                   grad_clip=0.5, ema=CountingAverage())
+    assert 0 <= stats["acc"] <= 1 and len(updates) == 8
+    result = evaluate(model, tensor_batches(32, batch_size=8), num_classes=4, amp="bf16",
+                      channels_last=True)
+    assert 0 <= result["acc"] <= 1
+
+
+def test_fp16_with_grad_scaler_on_cpu():
+    torch.manual_seed(0)
+    model = TinyNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    scaler = torch.amp.GradScaler("cpu")
+    stats = train_one_epoch(model, tensor_batches(32, batch_size=8), opt, nn.CrossEntropyLoss(),
+                            scaler=scaler, amp="fp16", grad_clip=1.0)
+    assert stats["steps"] == 4
+
+
+def test_tta_mirror_of_a_flip_invariant_model_equals_plain():
+    class Symmetric(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(1, 4)
+
+        def forward(self, x):
+            return self.fc(x.mean((1, 2, 3)).unsqueeze(1))
+
+    model, batches = Symmetric(), tensor_batches(16, batch_size=8)
+    plain = evaluate(model, batches, num_classes=4)
+    mirrored = evaluate(model, batches, num_classes=4, tta="mirror")
+    assert mirrored["acc"] == plain["acc"] and mirrored["loss"] == pytest.approx(plain["loss"])

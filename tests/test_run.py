@@ -1,0 +1,178 @@
+"""train_run: the run directory, summary keys, best/last checkpoints, eval = summary, failures."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+import yaml
+
+from cnnbench import checkpoint as ckpt
+from cnnbench.config import TrainConfig, resolve_config
+from cnnbench.errors import UserError
+from cnnbench.run import evaluate_checkpoint, train_run
+from engine_fixtures import _tiny_folder_files, quick_options, read_jsonl, tiny_folder  # noqa: F401
+
+SUMMARY_KEYS = (
+    "name model dataset stem params macs flops input_size seed device epochs epochs_completed "
+    "train_time_s eval_time_s train_images_per_s best_val_acc best_epoch test_acc test_loss "
+    "per_class_test_acc confusion_matrix classes split limited limit_train limit_eval recipe "
+    "profile tta torch_version torchvision_version cnnbench_version git_commit command status "
+    "started_at finished_at hostname cpu num_threads").split()
+METRIC_KEYS = ("epoch train_loss train_acc val_loss val_acc lr batch_size epoch_time_s "
+               "train_images_per_s images_seen").split()
+
+
+def run(tiny, name="run", **overrides):
+    config = resolve_config(quick_options(tiny, **overrides))
+    out = tiny.out / name
+    return train_run(config, out_dir=out, progress=False, argv=["cnnbench", "test"]), out
+
+
+def test_run_directory_and_summary(tiny_folder):
+    summary, out = run(tiny_folder, epochs=3, limit_eval=30)
+    for name in ("config.yaml", "metrics.jsonl", "train_steps.jsonl", "summary.json", "last.ckpt",
+                 "best.ckpt", "test_predictions.json"):
+        assert (out / name).exists(), name
+    assert list(out.glob("events.out.tfevents.*"))
+    assert not (out / "error.txt").exists()
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved == json.loads(json.dumps(summary))
+    assert set(SUMMARY_KEYS) <= set(saved)
+    assert saved["status"] == "finished" and saved["epochs_completed"] == 3
+    assert saved["limited"] is True and saved["limit_eval"] == 30 and saved["limit_train"] is None
+    assert saved["split"] == {"train": 120, "val": 30, "test": 30}
+    assert saved["classes"] == ["bottom", "left", "right", "top"]
+    assert saved["params"] > 0 and saved["macs"] > 0 and saved["flops"] == 2 * saved["macs"]
+    assert saved["command"] == "cnnbench test" and saved["tested_weights"] == "best"
+    for key in ("test_acc", "best_val_acc"):
+        assert 0.0 <= saved[key] <= 1.0
+    assert sum(map(sum, saved["confusion_matrix"])) == 30
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    assert all(set(METRIC_KEYS) <= set(m) for m in metrics)
+    assert saved["best_val_acc"] == max(m["val_acc"] for m in metrics)
+    assert metrics[saved["best_epoch"] - 1]["val_acc"] == saved["best_val_acc"]
+    steps = read_jsonl(out / "train_steps.jsonl")
+    assert [s["step"] for s in steps] == list(range(5, 24, 5))  # 8 steps/epoch, every 5
+    assert steps[0]["images_seen"] == 80
+    config = TrainConfig.from_dict(yaml.safe_load((out / "config.yaml").read_text()))
+    assert config == resolve_config(quick_options(tiny_folder, epochs=3, limit_eval=30))
+    assert ckpt.load_checkpoint(out / "best.ckpt")["epoch"] == saved["best_epoch"]
+    assert ckpt.load_checkpoint(out / "last.ckpt")["epoch"] == 3
+
+
+def test_eval_reproduces_the_summary(tiny_folder):
+    summary, out = run(tiny_folder, epochs=2, lr=1e-3)
+    result = evaluate_checkpoint(out / "best.ckpt")
+    assert result["acc"] == summary["test_acc"] and result["loss"] == summary["test_loss"]
+    assert result["confusion_matrix"] == summary["confusion_matrix"]
+    val = evaluate_checkpoint(out / "best.ckpt", split="val")
+    assert val["acc"] == summary["best_val_acc"]
+    predictions = json.loads((out / "test_predictions.json").read_text())
+    correct = sum(p == t for p, t in zip(predictions["predictions"], predictions["targets"]))
+    assert correct / len(predictions["targets"]) == summary["test_acc"]
+
+
+def test_no_validation_tests_the_final_weights(tiny_folder):
+    summary, out = run(tiny_folder, val_split=0.0, epochs=2)
+    assert summary["tested_weights"] == "final" and summary["best_val_acc"] is None
+    assert ckpt.load_checkpoint(out / "best.ckpt")["epoch"] == 2
+    last = ckpt.load_checkpoint(out / "last.ckpt")["model"]
+    best = ckpt.load_checkpoint(out / "best.ckpt")["model"]
+    assert all(torch.equal(last[k], best[k]) for k in last)
+    assert all(m["val_acc"] is None for m in read_jsonl(out / "metrics.jsonl"))
+    assert evaluate_checkpoint(out / "best.ckpt")["acc"] == summary["test_acc"]
+    with pytest.raises(UserError, match="no validation split"):
+        evaluate_checkpoint(out / "best.ckpt", split="val")
+
+
+class NanAfter(torch.nn.Module):
+    """Wraps a model; its training outputs become NaN after ``steps`` forward passes."""
+
+    def __init__(self, inner, steps):
+        super().__init__()
+        self.inner, self.steps, self.calls = inner, steps, 0
+
+    def forward(self, x):
+        out = self.inner(x)
+        if self.training:
+            self.calls += 1
+            if self.calls > self.steps:
+                out = out * float("nan")
+        return out
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_folder, monkeypatch):
+    import cnnbench.run as run_module
+
+    build = run_module.build_model
+    monkeypatch.setattr(run_module, "build_model", lambda c, d: NanAfter(build(c, d), 10))
+    # 8 steps per epoch: epoch 1 is clean, epoch 2 turns NaN at its third step
+    with pytest.raises(UserError, match=r"training loss became nan.*last good checkpoint.*epoch 1"):
+        run(tiny_folder, epochs=3, log_every=1000)
+    out = tiny_folder.out / "run"
+    assert "training loss became" in (out / "error.txt").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["epochs_completed"] == 1
+    last = ckpt.load_checkpoint(out / "last.ckpt")
+    assert last["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in last["model"].values() if t.is_floating_point())
+    assert len(read_jsonl(out / "metrics.jsonl")) == 1
+
+
+def test_early_stop_batch_schedule_and_staged_metrics(tiny_folder):
+    summary, out = run(tiny_folder, batch_schedule="8:1,32:2", epochs=None)
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert [m["batch_size"] for m in metrics] == [8, 32, 32]
+    assert summary["epochs"] == 3
+    summary, out = run(tiny_folder, "stop", epochs=6, early_stop=1, lr=1e-6, scheduler="none",
+                       optimizer="sgd", momentum=0.0)
+    assert summary["stopped_early"] is True and summary["epochs_completed"] < 6
+
+
+def test_init_from_another_run(tiny_folder):
+    first, first_dir = run(tiny_folder, "first", epochs=1)
+    _, second_dir = run(tiny_folder, "second", epochs=1, lr=1e-12, scheduler="none",
+                        optimizer="sgd", momentum=0.0, weight_decay=0.0, init=str(first_dir))
+    a = ckpt.load_checkpoint(first_dir / "best.ckpt")["model"]
+    b = ckpt.load_checkpoint(second_dir / "best.ckpt")["model"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a if "running" not in k)
+    with pytest.raises(UserError, match="do not match the model"):
+        run(tiny_folder, "third", epochs=1, model="simple_cnn", resize=16, init=str(first_dir / "best.ckpt"))
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_run(tiny_folder, tmp_path):
+    run(tiny_folder, "done", epochs=1)
+    with pytest.raises(UserError, match="already holds a run.*--resume"):
+        run(tiny_folder, "done", epochs=1)
+    with pytest.raises(UserError, match="holds no run to resume"):
+        train_run(None, out_dir=tmp_path / "empty", resume=True)
+    config = resolve_config(quick_options(tiny_folder, epochs=1))
+    finished = train_run(config, out_dir=tiny_folder.out / "done", resume=True, progress=False)
+    assert finished["status"] == "finished"  # a finished run is returned, not retrained
+    with pytest.raises(UserError, match="options differ: lr"):
+        train_run(config.replace(lr=0.5), out_dir=tiny_folder.out / "done", resume=True)
+
+
+def test_techniques_run_end_to_end(tiny_folder):
+    summary, out = run(tiny_folder, epochs=2, ema=0.9, ema_every=2, whiten_init=True,
+                       tta="mirror", label_smoothing=0.1, optimizer="sgd", nesterov=True,
+                       lr=0.05, scheduler="linear", warmup_epochs=0.5, decouple_wd=True,
+                       no_decay_bn_bias=True, bn_lr_scale=4.0, model="simple_cnn",
+                       resize=16, augment="altflip+translate", grad_clip=5.0)
+    assert summary["tta"] == "mirror" and summary["status"] == "finished"
+    last = ckpt.load_checkpoint(out / "last.ckpt")
+    assert last["training"]["ema"] is not None and last["training"]["model"] is not None
+    assert evaluate_checkpoint(out / "best.ckpt")["acc"] == summary["test_acc"]
+
+
+@pytest.mark.parametrize("option, module", [({"tta": "mirror"}, "cnnbench.tta"),
+                                            ({"ema": 0.9}, "cnnbench.ema"),
+                                            ({"whiten_init": True}, "cnnbench.whitening")])
+def test_missing_technique_modules_say_so(tiny_folder, monkeypatch, option, module):
+    monkeypatch.setitem(sys.modules, module, None)  # as if the module did not exist
+    with pytest.raises(UserError, match="not available yet"):
+        run(tiny_folder, epochs=1, **option)

@@ -58,6 +58,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2, help="epochs timed per pipeline (median reported)")
     ap.add_argument("--workers", default="0,1,2")
+    ap.add_argument("--results-dir", default=None, help="write the JSON here instead of benchmarks/results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     spec = get_spec("mnist")
@@ -106,7 +107,7 @@ def main() -> int:
     write_result("loader_vs_dataloader", {
         "model": "lenet5", "dataset": "mnist", "batch_size": args.batch_size, "num_threads": args.threads,
         "repeats": args.repeats, "rows": rows, "speedup_vs_best_dataloader": ratio, "target_speedup": 2.5,
-    })
+    }, "cpu", args.results_dir)
     return 0
 
 

@@ -21,7 +21,6 @@ from PIL import Image
 from torch import nn
 
 CLASSES = ("bottom", "left", "right", "top")
-REPO = Path(__file__).resolve().parents[1]
 
 
 def bar_images(n: int, size: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

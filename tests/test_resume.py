@@ -34,7 +34,7 @@ def _kill_mid_epoch_two(tiny, out) -> None:
     proc = subprocess.Popen(cli_command(*_train_args(tiny, out)), env=cli_env(tiny),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     steps = out / "train_steps.jsonl"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             if steps.exists():

@@ -103,6 +103,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     loss_sum = torch.zeros((), dtype=acc_dtype, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     window_sum = torch.zeros((), dtype=acc_dtype, device=device)
+    window_correct = torch.zeros((), dtype=torch.int64, device=device)
     window_images = 0
     images = 0
     steps = 0
@@ -134,7 +135,9 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
             batch_loss = loss.detach().to(acc_dtype) * n
             loss_sum += batch_loss
             window_sum += batch_loss
-            correct += (logits.detach().argmax(1) == y).sum()
+            batch_correct = (logits.detach().argmax(1) == y).sum()
+            correct += batch_correct
+            window_correct += batch_correct
         images += n
         window_images += n
         steps += 1
@@ -143,13 +146,17 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         if progress is not None:
             progress.update(n)
         if log_every and step % log_every == 0:
-            window_loss = (window_sum / window_images).item()  # the one sync per log_every steps
+            # the one host sync per log_every steps
+            window_loss, window_acc = (torch.stack([window_sum.to(torch.float64),
+                                                    window_correct.to(torch.float64)])
+                                       / window_images).tolist()
             _check_finite(window_loss, step)
             if on_log is not None:
                 on_log(step, images_seen, window_loss)
             if progress is not None:
-                progress.log(loss=window_loss)
+                progress.log(loss=window_loss, acc=window_acc)
             window_sum.zero_()
+            window_correct.zero_()
             window_images = 0
     if images == 0:
         raise UserError("the training loader produced no batches; use more training images or a "

@@ -496,7 +496,6 @@ class _RunState:
                                        "train_loss": loss})
             self.writer.add_scalar("train/loss_steps", loss, global_step)
 
-        epoch = start_epoch
         for epoch in range(start_epoch, c.epochs):
             if meta["stopped_early"]:
                 break

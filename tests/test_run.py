@@ -140,8 +140,8 @@ def test_init_from_another_run(tiny_folder):
     a = ckpt.load_checkpoint(first_dir / "best.ckpt")["model"]
     b = ckpt.load_checkpoint(second_dir / "best.ckpt")["model"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a if "running" not in k)
-    with pytest.raises(UserError, match="do not match the model"):
-        run(tiny_folder, "third", epochs=1, model="simple_cnn", resize=16, init=str(first_dir / "best.ckpt"))
+    with pytest.raises(UserError, match="does not fit resnet18 .*cnnbench checkpoint of lenet5"):
+        run(tiny_folder, "third", epochs=1, model="resnet18", init=str(first_dir / "best.ckpt"))
 
 
 def test_existing_run_needs_resume_and_resume_needs_a_run(tiny_folder, tmp_path):

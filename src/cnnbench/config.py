@@ -105,8 +105,27 @@ class TrainConfig:
     dropout: float = _opt(0.0, "dropout rate of the model's classifier (0 = none)",
                           group="model and data")
     init: str | None = _opt(None, "start from these weights: a cnnbench checkpoint, a run "
-                            "directory (its best.ckpt) or a state_dict file; every tensor must "
-                            "match the model", metavar="PATH", group="model and data")
+                            "directory (its best.ckpt) or a state_dict file such as torchvision's "
+                            "resnet18-*.pth; tensors are matched by name and shape (README: "
+                            "Fine-tuning): the classifier is replaced when the classes differ, "
+                            "RGB first-conv kernels are summed for 1-channel data, stem tensors of "
+                            "another shape start fresh", metavar="PATH", group="fine-tuning")
+    pretrained: bool = _opt(False, "start from torchvision's ImageNet weights for --model (from "
+                            "the torch hub cache, downloaded there when a network is reachable)",
+                            group="fine-tuning")
+    init_head: str = _opt("auto", "classifier head with --init/--pretrained: auto (fresh when "
+                          "the class count, or a cnnbench checkpoint's dataset, differs), keep, "
+                          "reset", choices=("auto", "keep", "reset"), group="fine-tuning")
+    freeze: str = _opt("none", "freeze part of the model: backbone (all but the classifier "
+                       "head, BatchNorm statistics included), none, or module names "
+                       "(conv1,bn1,layer1)", metavar="WHAT", group="fine-tuning")
+    unfreeze_at: int | None = _opt(None, "with --freeze: train frozen for this many epochs, "
+                                   "then unfreeze everything", metavar="EPOCH",
+                                   group="fine-tuning")
+    head_lr: float | None = _opt(None, "peak learning rate of the classifier head (default: "
+                                 "--lr)", metavar="LR", group="fine-tuning")
+    backbone_lr: float | None = _opt(None, "peak learning rate of everything but the head "
+                                     "(default: --lr)", metavar="LR", group="fine-tuning")
     data_dir: str | None = _opt(None, "data root (default $CNNBENCH_DATA, else ./data)",
                                 metavar="DIR", group="model and data")
     val_split: float = _opt(0.1, "fraction of the training set held out for validation (0 = "
@@ -121,9 +140,9 @@ class TrainConfig:
                                     "dataset's)", metavar="M1,M2,..", group="model and data")
     std: list[float] | None = _opt(None, "per-channel normalisation std (default: the dataset's)",
                                    metavar="S1,S2,..", group="model and data")
-    limit_train: int | None = _opt(None, "use only the first N training images (smoke runs; "
+    limit_train: int | None = _opt(None, "use only N training images, a seeded random subset (smoke runs; "
                                    "the summary records it)", metavar="N", group="model and data")
-    limit_eval: int | None = _opt(None, "use only the first N validation and N test images",
+    limit_eval: int | None = _opt(None, "use only N validation and N test images (seeded random subsets)",
                                   metavar="N", group="model and data")
 
     # --- how long, how big
@@ -436,7 +455,7 @@ def _validate(c: TrainConfig) -> None:
     need(0 <= c.val_split < 1, f"val split must be in [0, 1), got {c.val_split}")
     need(0 <= c.warmup_epochs < c.epochs,
          f"warmup epochs must be >= 0 and shorter than the run ({c.epochs} epochs), got "
-         f"{c.warmup_epochs}")
+         f"{c.warmup_epochs}: lower --warmup-epochs or raise --epochs")
     need(not (c.scheduler == "plateau" and c.warmup_epochs > 0),
          "scheduler plateau takes no warmup; set warmup_epochs 0 or use another scheduler")
     need(c.step_size >= 1, f"step size must be >= 1 epoch, got {c.step_size}")
@@ -461,6 +480,8 @@ def _validate(c: TrainConfig) -> None:
         need(value is None or len(value) >= 1, f"{key} must list one value per channel")
     need(c.std is None or all(s > 0 for s in c.std), f"std values must be > 0, got {c.std}")
     need(c.seed >= 0 and c.split_seed >= 0, "seeds must be >= 0")
+    from cnnbench.transfer import check_options  # torch-free until called
+    check_options(c)
 
 
 # --- resolution: defaults < recipe < file < flags --------------------------------------------

@@ -64,7 +64,11 @@ def param_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer named by ``config.optimizer`` over :func:`param_groups`."""
-    groups = param_groups(model, config)
+    from cnnbench.transfer import split_param_groups
+
+    groups = split_param_groups(param_groups(model, config), model, lr=config.lr,
+                                head_lr=config.head_lr, backbone_lr=config.backbone_lr,
+                                decouple_wd=config.decouple_wd)
     if not groups:
         from cnnbench.errors import UserError
         raise UserError(f"model {config.model} has no trainable parameters")

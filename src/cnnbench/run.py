@@ -45,6 +45,7 @@ from torch import nn
 
 import cnnbench
 from cnnbench import checkpoint as ckpt
+from cnnbench import transfer
 from cnnbench.config import TrainConfig, dump_yaml
 from cnnbench.engine import NonFiniteLoss, evaluate, train_one_epoch
 from cnnbench.errors import UserError
@@ -163,6 +164,14 @@ class RunData:
                 "test": len(self.test[1])}
 
 
+def _subset(indices: torch.Tensor, limit: int | None, seed: int) -> torch.Tensor:
+    """``limit`` of ``indices`` drawn at random (seeded, sorted), or all when no limit applies."""
+    if not limit or limit >= len(indices):
+        return indices
+    gen = torch.Generator().manual_seed(seed)
+    return indices[torch.randperm(len(indices), generator=gen)[:limit]].sort().values
+
+
 def prepare_data(config: TrainConfig) -> RunData:
     """Load the dataset, split off validation (seeded by ``split_seed``), apply the limits."""
     from cnnbench import data
@@ -173,13 +182,14 @@ def prepare_data(config: TrainConfig) -> RunData:
     if config.val_split > 0 and len(val_idx) == 0:
         raise UserError(f"val_split {config.val_split} leaves no validation image of "
                         f"{len(ds.train_y)}; use a larger split or 0")
-    if config.limit_train:
-        train_idx = train_idx[: config.limit_train]
-    if config.limit_eval:
-        val_idx = val_idx[: config.limit_eval]
+    # Limits take a seeded random subset, never the first N: datasets stored in class order
+    # (image folders, cifar10_jpeg) would otherwise give a single-class subset.
+    train_idx = _subset(train_idx, config.limit_train, config.split_seed)
+    val_idx = _subset(val_idx, config.limit_eval, config.split_seed + 1)
     test_x, test_y = ds.test_x, ds.test_y
     if config.limit_eval:
-        test_x, test_y = test_x[: config.limit_eval], test_y[: config.limit_eval]
+        test_idx = _subset(torch.arange(len(test_y)), config.limit_eval, config.split_seed + 2)
+        test_x, test_y = test_x[test_idx], test_y[test_idx]
     if len(train_idx) == 0:
         raise UserError(f"no training images left (dataset {config.dataset}, val_split "
                         f"{config.val_split}, limit_train {config.limit_train})")
@@ -223,10 +233,22 @@ def build_model(config: TrainConfig, run_data: RunData) -> nn.Module:
                         drop_rate=config.dropout, stem=config.stem, **config.model_kwargs)
 
 
-def load_init(model: nn.Module, config: TrainConfig) -> None:
-    """Start ``model`` from ``config.init`` (every tensor must match; issue 7's fine-tuning
-    extends this: head replacement, input adaptation, freezing)."""
-    ckpt.load_matching_weights(model, ckpt.read_init_weights(config.init), config.init)
+def load_init(model: nn.Module, config: TrainConfig, spec):
+    """Start ``model`` from ``config.init``, or with ``config.pretrained`` from torchvision's
+    ImageNet weights; returns the :class:`cnnbench.transfer.LoadReport` (README: Fine-tuning)."""
+    from cnnbench import transfer
+
+    source = config.init or str(transfer.pretrained_weights_path(config.model))
+    return transfer.load_init_weights(model, source, num_classes=spec.num_classes,
+                                      in_chans=spec.channels, dataset=config.dataset,
+                                      head=config.init_head)
+
+
+def _previous_summary(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _model_cost(model: nn.Module, run_data: RunData) -> tuple[int, int | None]:
@@ -255,13 +277,15 @@ def _technique(module: str, option: str):
 
 
 def _whiten(model: nn.Module, config: TrainConfig, run_data: RunData, device: torch.device) -> None:
-    """Patch-whitening initialisation of the first conv from the first training images, as
-    the model sees them (normalised, resized; no augmentation)."""
+    """Patch-whitening initialisation of the first conv from up to WHITEN_IMAGES training
+    images spread evenly over the training set (not the first ones: some datasets are stored
+    in class order), as the model sees them (normalised, resized; no augmentation)."""
     from cnnbench.data import TensorLoader
 
     whitening = _technique("whitening", "whiten_init")
     x, y = run_data.train
-    loader = TensorLoader(x[:WHITEN_IMAGES], y[:WHITEN_IMAGES], batch_size=WHITEN_IMAGES,
+    pick = torch.linspace(0, len(y) - 1, min(WHITEN_IMAGES, len(y))).long()
+    loader = TensorLoader(x[pick], y[pick], batch_size=len(pick),
                           shuffle=False, mean=run_data.mean, std=run_data.std, augment="none",
                           resize=config.resize, device=device)
     images = next(iter(loader))[0]
@@ -448,8 +472,12 @@ class _RunState:
             params=params, macs=macs, flops=2 * macs if macs is not None else None,
             stem=getattr(model, "stem", None), input_size=[spec.channels, *run_data.input_size],
             classes=list(spec.classes), split=run_data.split)
-        if c.init and not self.resume:
-            load_init(model, c)
+        if (c.init or c.pretrained) and not self.resume:
+            report = load_init(model, c, spec)
+            self.summary.update(init=report.source, init_report=report.to_dict())
+            self.console.line(report.text())
+        elif self.resume:  # keep the report of the run's start
+            self.summary["init_report"] = _previous_summary(self.run_dir).get("init_report")
         model.to(device)
         if c.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -499,6 +527,10 @@ class _RunState:
         for epoch in range(start_epoch, c.epochs):
             if meta["stopped_early"]:
                 break
+            change = transfer.apply_freeze_schedule(model, c.freeze, c.unfreeze_at, epoch,
+                                                    num_classes=spec.num_classes)
+            if change:
+                self.console.line(change)
             batch_size = c.batch_size_at(epoch)
             loader = train_loaders[batch_size]
             loader.set_epoch(epoch)
@@ -601,7 +633,9 @@ class _RunState:
             "confusion_matrix": None, "classes": None, "split": None,
             "limited": bool(c.limit_train or c.limit_eval), "limit_train": c.limit_train,
             "limit_eval": c.limit_eval, "recipe": c.recipe, "profile": c.profile, "tta": c.tta,
-            "init": c.init, "amp": c.amp, "channels_last": c.channels_last, "compile": c.compile,
+            "init": c.init, "pretrained": c.pretrained, "init_report": None,
+            "freeze": c.freeze, "unfreeze_at": c.unfreeze_at, "head_lr": c.head_lr,
+            "backbone_lr": c.backbone_lr, "amp": c.amp, "channels_last": c.channels_last, "compile": c.compile,
             "deterministic": c.deterministic,
             "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
             "cnnbench_version": cnnbench.__version__, "git_commit": _git_commit(),

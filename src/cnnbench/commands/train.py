@@ -14,6 +14,7 @@ from cnnbench.config import ALIASES, config_from_args, field_info
 
 _GROUP_TITLES = {
     "model and data": "model and data",
+    "fine-tuning": "fine-tuning and transfer (README: Fine-tuning)",
     "training": "training length and batch",
     "optimizer": "optimizer (what weight decay means per optimizer: src/cnnbench/config.py)",
     "schedule": "learning-rate schedule and early stopping",

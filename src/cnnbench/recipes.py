@@ -76,8 +76,11 @@ FAST = Recipe(
     doc=("Time-to-accuracy recipes for a CPU without a GPU (they run unchanged on CUDA; add "
          "--amp bf16 --compile there). They train on all training images (val_split 0: no "
          "model selection, the final weights are tested once). "
-         "mnist: LeNet-5 (ReLU, max-pooling), AdamW 3e-3 with a one-cycle schedule over 3 "
-         "epochs, batch 128 (benchmarks/mnist_time_to_acc.py measures it). "
+         "mnist: LeNet-5 (ReLU, max-pooling), AdamW 4e-3 with a one-cycle schedule over 3 "
+         "epochs, label smoothing 0.1, batch 128: the default recipe's optimizer settings, "
+         "shortened; on a 54k/6k validation split it beat lr 3e-3 without smoothing (99.00% vs "
+         "98.92% validation accuracy after 3 epochs, seed 1). benchmarks/mnist_time_to_acc.py "
+         "measures it. "
          "cifar10 / cifar10_jpeg: fastnet with widths (64, 128, 256) and BatchNorm scales fixed, "
          "after airbench (Jordan 2024, arXiv 2404.00498): patch-whitening initialisation of the "
          "first 2x2 convolution, Nesterov SGD (momentum 0.85) with decoupled weight decay and a "
@@ -90,8 +93,8 @@ FAST = Recipe(
     per_dataset={
         "mnist": {"model": "lenet5", "model_kwargs": {"activation": "relu", "pool": "max"},
                   "val_split": 0.0, "epochs": 3, "batch_size": 128, "optimizer": "adamw",
-                  "lr": 3e-3, "weight_decay": 5e-4, "scheduler": "onecycle",
-                  "label_smoothing": 0.0, "augment": "none", "channels_last": True},
+                  "lr": 4e-3, "weight_decay": 5e-4, "scheduler": "onecycle",
+                  "label_smoothing": 0.1, "augment": "none", "channels_last": True},
         **{name: {"model": "fastnet", "model_kwargs": {"widths": [64, 128, 256], "bn_scale": False},
                   "val_split": 0.0, "epochs": 10, "batch_size": 256, "optimizer": "sgd",
                   "momentum": 0.85, "nesterov": True, "lr": 0.375, "decouple_wd": True,

@@ -39,14 +39,18 @@ def render_mnist_time_to_acc() -> str:
     parts = []
     for path, rec in _load("mnist_time_to_acc"):
         rows = [[r["seed"], f"{r['reached_at_epoch'] or '-'}", f"{r['train_time_to_target_s']:.1f}" if r["train_time_to_target_s"] else "not reached",
-                 f"{r['final_test_acc']*100:.2f}%", f"{r['eval_time_s']:.1f}"] for r in rec["runs"]]
+                 f"{r['total_train_time_s']:.1f}", f"{r['final_test_acc']*100:.2f}%", f"{r['eval_time_s']:.1f}"]
+                for r in rec["runs"]]
         median = rec["median_time_to_target_s"]
         headline = (f"**{median:.1f} s**" if median is not None
                     else f"**not reached** by every seed (median total training time {rec['median_total_train_time_s']:.1f} s)")
         text = (_limited(rec) + f"Recipe `{rec['recipe']}` (model `{rec['model']}`), target {rec['target']*100:.1f}% MNIST test accuracy, "
                 f"{rec['num_threads']} threads. Median time to target: {headline} "
-                f"(target <= {rec['goal_s']:.0f} s).\n\n"
-                + table(["seed", "epoch reached", "train s to target", "final test acc", "eval s (excluded)"], rows))
+                f"(target <= {rec['goal_s']:.0f} s). The test set is evaluated after every epoch only to "
+                f"time the target (as the issue defines the benchmark); the recipe itself runs all its epochs "
+                f"(median {rec['median_total_train_time_s']:.1f} s of training) and selects nothing on the test set.\n\n"
+                + table(["seed", "epoch reached", "train s to target", "train s, whole recipe", "final test acc",
+                         "eval s (excluded)"], rows))
         ref = rec.get("reference")
         if ref:
             reached = (f"reaches {rec['target']*100:.1f}% after {ref['train_time_to_target_s']:.1f} s (epoch {ref['reached_at_epoch']})"

@@ -482,6 +482,8 @@ def _validate(c: TrainConfig) -> None:
     need(c.seed >= 0 and c.split_seed >= 0, "seeds must be >= 0")
     from cnnbench.transfer import check_options  # torch-free until called
     check_options(c)
+    from cnnbench.data.augment import parse_augment  # unknown augmentation: fail before any data loads
+    parse_augment(c.augment)
 
 
 # --- resolution: defaults < recipe < file < flags --------------------------------------------

@@ -465,6 +465,9 @@ class _RunState:
         run_data = prepare_data(c)  # data and model first: a bad input leaves no directory
         spec = run_data.spec
         model = build_model(c, run_data)
+        # Initial weights are loaded before the run directory exists: a bad --init or
+        # --pretrained leaves nothing behind.
+        init_report = load_init(model, c, spec) if (c.init or c.pretrained) and not self.resume else None
         _open_run_dir(self.run_dir, c, fresh=not self.resume)
         self.summary = self._base_summary(device, started)
         params, macs = _model_cost(model, run_data)
@@ -472,10 +475,9 @@ class _RunState:
             params=params, macs=macs, flops=2 * macs if macs is not None else None,
             stem=getattr(model, "stem", None), input_size=[spec.channels, *run_data.input_size],
             classes=list(spec.classes), split=run_data.split)
-        if (c.init or c.pretrained) and not self.resume:
-            report = load_init(model, c, spec)
-            self.summary.update(init=report.source, init_report=report.to_dict())
-            self.console.line(report.text())
+        if init_report is not None:
+            self.summary.update(init=init_report.source, init_report=init_report.to_dict())
+            self.console.line(init_report.text())
         elif self.resume:  # keep the report of the run's start
             self.summary["init_report"] = _previous_summary(self.run_dir).get("init_report")
         model.to(device)

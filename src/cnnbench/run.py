@@ -598,6 +598,8 @@ class _RunState:
         _write_json(self.run_dir / "test_predictions.json",
                     {"predictions": test["predictions"].tolist(), "targets": test["targets"].tolist(),
                      "tested_weights": "best" if val_loader is not None else "final"})
+        from cnnbench.report.runs import save_misclassified  # the report's gallery reads it
+        save_misclassified(self.run_dir, run_data.test[0], test["predictions"], test["targets"])
         self.writer.add_scalar("test/acc", test["acc"], step)
         self.writer.add_scalar("test/loss", test["loss"], step)
 

@@ -1,0 +1,59 @@
+"""The named recipes: each one resolves, and a one-epoch quick run of `fast` works end to end."""
+
+import json
+import pickle
+
+import pytest
+import torch
+import torchvision
+
+from cnnbench.cli import main
+from cnnbench.config import resolve_config
+from cnnbench.recipes import list_recipes
+from cnnbench.data.specs import CIFAR10_CLASSES
+from conftest import md5_of, tiny_images
+
+
+@pytest.fixture
+def cifar_few_hundred(tmp_path, monkeypatch):
+    """CIFAR-10 batches in torchvision's layout with 320 training and 64 test images."""
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    train_x, train_y = tiny_images(320, 3, (32, 32), seed=5)
+    test_x, test_y = tiny_images(64, 3, (32, 32), seed=6)
+
+    def write(name, x, y):
+        (folder / name).write_bytes(pickle.dumps({"data": x.reshape(len(x), -1).numpy(), "labels": y.tolist()}))
+
+    for i in range(5):
+        write(f"data_batch_{i + 1}", train_x[64 * i:64 * (i + 1)], train_y[64 * i:64 * (i + 1)])
+    write("test_batch", test_x, test_y)
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list(CIFAR10_CLASSES)}))
+    cls = torchvision.datasets.CIFAR10
+    monkeypatch.setattr(cls, "train_list", [[f, md5_of(folder / f)] for f, _ in cls.train_list])
+    monkeypatch.setattr(cls, "test_list", [[f, md5_of(folder / f)] for f, _ in cls.test_list])
+    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5_of(folder / "batches.meta")})
+    monkeypatch.setenv("CNNBENCH_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+@pytest.mark.parametrize("recipe", [r.name for r in list_recipes()])
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10", "cifar10_jpeg"])
+def test_every_recipe_resolves(recipe, dataset):
+    config = resolve_config({"recipe": recipe, "dataset": dataset})
+    assert config.recipe == recipe and config.dataset == dataset
+
+
+def test_fast_recipe_quick_run_on_cifar(cifar_few_hundred):
+    out = cifar_few_hundred / "run"
+    rc = main(["train", "--recipe", "fast", "--dataset", "cifar10", "--epochs", "1", "--warmup-epochs", "0",
+               "--num-threads", "1", "--out", str(out), "--quiet"])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == "fastnet" and summary["tta"] == "mirror_translate"
+    assert summary["recipe"] == "fast" and summary["split"] == {"train": 320, "val": 0, "test": 64}
+    assert 0.0 <= summary["test_acc"] <= 1.0 and summary["epochs_completed"] == 1
+    config = (out / "config.yaml").read_text()
+    assert "whiten_init: true" in config and "altflip+translate" in config
+    assert torch.isfinite(torch.tensor(summary["test_loss"]))

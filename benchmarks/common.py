@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 import torchvision
 
+from cnnbench.run import cpu_name  # the same CPU name the run summaries record
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -30,16 +32,6 @@ def git_commit() -> str:
         return out + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_description(device: str) -> str:

@@ -97,7 +97,7 @@ def _git_commit() -> str | None:
         return None
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -630,7 +630,7 @@ class _RunState:
             "name": c.name or self.run_dir.name, "run_dir": str(self.run_dir), "model": c.model, "dataset": c.dataset,
             "stem": None, "params": None, "macs": None, "flops": None, "input_size": None,
             "seed": c.seed, "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
             "epochs": c.epochs, "epochs_completed": 0, "train_time_s": None, "eval_time_s": None,
             "train_images_per_s": None, "best_val_acc": None, "best_epoch": None,
             "test_acc": None, "test_loss": None, "per_class_test_acc": None,
@@ -644,7 +644,7 @@ class _RunState:
             "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
             "cnnbench_version": cnnbench.__version__, "git_commit": _git_commit(),
             "command": " ".join(self.argv), "status": "running", "started_at": started,
-            "finished_at": None, "hostname": socket.gethostname(), "cpu": _cpu_name(),
+            "finished_at": None, "hostname": socket.gethostname(), "cpu": cpu_name(),
             "num_threads": torch.get_num_threads(),
         }
 

@@ -176,3 +176,71 @@ def test_missing_technique_modules_say_so(tiny_folder, monkeypatch, option, modu
     monkeypatch.setitem(sys.modules, module, None)  # as if the module did not exist
     with pytest.raises(UserError, match="not available yet"):
         run(tiny_folder, epochs=1, **option)
+
+
+def _whitened_first_conv(tiny_folder, **overrides):
+    """The whitening filters a run with ``overrides`` starts from (computed here, not read
+    from the run: the whitening depends only on the training images)."""
+    from cnnbench.run import _whiten, build_model, prepare_data
+    from cnnbench.whitening import find_whitening_conv
+
+    config = resolve_config(quick_options(tiny_folder, whiten_init=True, **overrides))
+    data = prepare_data(config)
+    model = build_model(config, data)
+    _whiten(model, config, data, torch.device("cpu"))
+    return find_whitening_conv(model)
+
+
+def test_whiten_bias_epochs_zero_keeps_the_whitening_layer_frozen(tiny_folder):
+    # lenet5's first conv (6 filters of 1x5x5) is fully set by the whitening: top-6 eigenvectors.
+    summary, out = run(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=0)
+    assert summary["status"] == "finished"
+    weights = ckpt.load_checkpoint(out / "last.ckpt")["model"]
+    start = _whitened_first_conv(tiny_folder)
+    torch.testing.assert_close(weights["features.c1.weight"], start.weight.detach(), rtol=0, atol=0)
+    assert torch.count_nonzero(weights["features.c1.bias"]) == 0  # zeroed by the whitening, frozen
+
+
+def test_whiten_bias_epochs_trains_only_the_bias(tiny_folder):
+    summary, out = run(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=1)
+    weights = ckpt.load_checkpoint(out / "last.ckpt")["model"]
+    start = _whitened_first_conv(tiny_folder)
+    torch.testing.assert_close(weights["features.c1.weight"], start.weight.detach(), rtol=0, atol=0)
+    assert torch.count_nonzero(weights["features.c1.bias"]) > 0  # trained in epoch 1
+
+
+def test_lowres_epochs_train_on_downscaled_images(tiny_folder, monkeypatch):
+    import cnnbench.run as run_module
+
+    seen = []
+    original = run_module.train_one_epoch
+
+    def recording(model, loader, *args, **kwargs):
+        seen.append(tuple(next(iter(loader))[0].shape[-2:]))
+        return original(model, loader, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_one_epoch", recording)
+    summary, _ = run(tiny_folder, epochs=3, model="fastnet", resize=16, lowres_size=12,
+                     lowres_epochs=2, model_kwargs={"widths": [8, 8, 8]})
+    assert seen == [(12, 12), (12, 12), (16, 16)]
+    assert summary["input_size"][1:] == [16, 16]  # evaluation at the full size
+
+
+def test_lowres_size_that_does_not_fit_the_model_is_one_line(tiny_folder):
+    # The simple CNN's feature map shrinks to nothing on 8 px images.
+    with pytest.raises(UserError, match="--lowres-size 8 does not fit simple_cnn") as err:
+        run(tiny_folder, epochs=2, model="simple_cnn", resize=16, lowres_size=8, lowres_epochs=1)
+    assert "\n" not in str(err.value)
+    assert not (tiny_folder.out / "run").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"lowres_size": 24}, "both --lowres-size"),
+    ({"lowres_epochs": 2}, "both --lowres-size"),
+    ({"lowres_size": 24, "lowres_epochs": 5}, "lowres_epochs must be in"),
+    ({"whiten_bias_epochs": 3}, "needs whiten_init"),
+    ({"whiten_bias_epochs": -2, "whiten_init": True}, "whiten_bias_epochs must be"),
+])
+def test_progressive_resizing_and_whitening_options_are_checked(tiny_folder, options, message):
+    with pytest.raises(UserError, match=message):
+        resolve_config(quick_options(tiny_folder, epochs=3, **options))

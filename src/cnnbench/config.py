@@ -195,6 +195,15 @@ class TrainConfig:
                           group="techniques")
     whiten_init: bool = _opt(False, "initialise the first convolution by patch whitening of "
                              "training images", group="techniques")
+    whiten_bias_epochs: int = _opt(-1, "with whiten_init: keep the whitening filters frozen and "
+                                   "train their bias for the first N epochs only (airbench: 3; "
+                                   "-1 = the whitening layer trains like any other)", metavar="N",
+                                   group="techniques")
+    lowres_size: int | None = _opt(None, "progressive resizing: train the first lowres_epochs "
+                                   "epochs on images downscaled to this many pixels",
+                                   metavar="PX", group="techniques")
+    lowres_epochs: int = _opt(0, "progressive resizing: epochs trained at lowres_size",
+                              metavar="N", group="techniques")
     tta: str = _opt("none", "test-time augmentation of evaluation", choices=TTA_MODES,
                     group="techniques")
 
@@ -470,6 +479,17 @@ def _validate(c: TrainConfig) -> None:
     need(0 <= c.ema < 1, f"ema must be in [0, 1) (0 = off), got {c.ema}")
     need(c.ema_every >= 1, f"ema_every must be >= 1, got {c.ema_every}")
     need(c.resize is None or c.resize >= 1, f"resize must be >= 1 pixel, got {c.resize}")
+    need(c.whiten_bias_epochs >= -1, f"whiten_bias_epochs must be >= 0 (or -1 = off), got "
+                                     f"{c.whiten_bias_epochs}")
+    need(c.whiten_bias_epochs < 0 or c.whiten_init,
+         "whiten_bias_epochs needs whiten_init (it freezes the whitening filters); add "
+         "--whiten-init or drop --whiten-bias-epochs")
+    need(c.lowres_size is None or c.lowres_size >= 1,
+         f"lowres_size must be >= 1 pixel, got {c.lowres_size}")
+    need(0 <= c.lowres_epochs <= c.epochs,
+         f"lowres_epochs must be in [0, epochs={c.epochs}], got {c.lowres_epochs}")
+    need((c.lowres_size is None) == (c.lowres_epochs == 0),
+         "progressive resizing needs both --lowres-size PX and --lowres-epochs N (or neither)")
     for key in ("limit_train", "limit_eval"):
         value = getattr(c, key)
         need(value is None or value >= 1, f"{key} must be >= 1 image (or left out), got {value}")

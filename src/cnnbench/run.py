@@ -233,6 +233,22 @@ def build_model(config: TrainConfig, run_data: RunData) -> nn.Module:
                         drop_rate=config.dropout, stem=config.stem, **config.model_kwargs)
 
 
+def _check_lowres(config: TrainConfig, run_data: RunData) -> None:
+    """A one-line error unless the model built for ``run_data`` also takes
+    ``config.lowres_size`` inputs (progressive resizing); checked on the meta device."""
+    spec, size = run_data.spec, config.lowres_size
+    with torch.device("meta"):
+        probe = build_model(config, run_data)
+        try:
+            probe(torch.empty(2, spec.channels, size, size))
+        except (RuntimeError, UserError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f"--lowres-size {size} does not fit {config.model} built for "
+                f"{'x'.join(map(str, run_data.input_size))} inputs ({reason}); choose a larger "
+                f"--lowres-size, or a model that pools globally (e.g. fastnet, resnet18)") from None
+
+
 def load_init(model: nn.Module, config: TrainConfig, spec):
     """Start ``model`` from ``config.init``, or with ``config.pretrained`` from torchvision's
     ImageNet weights; returns the :class:`cnnbench.transfer.LoadReport` (README: Fine-tuning)."""
@@ -465,6 +481,8 @@ class _RunState:
         run_data = prepare_data(c)  # data and model first: a bad input leaves no directory
         spec = run_data.spec
         model = build_model(c, run_data)
+        if c.lowres_size:
+            _check_lowres(c, run_data)
         # Initial weights are loaded before the run directory exists: a bad --init or
         # --pretrained leaves nothing behind.
         init_report = load_init(model, c, spec) if (c.init or c.pretrained) and not self.resume else None
@@ -533,9 +551,15 @@ class _RunState:
                                                     num_classes=spec.num_classes)
             if change:
                 self.console.line(change)
+            if c.whiten_bias_epochs >= 0:  # idempotent, so a resumed run sets the same state
+                whitening = _technique("whitening", "whiten_bias_epochs")
+                whitening.set_whitening_trainable(whitening.find_whitening_conv(model), weight=False,
+                                                  bias=epoch < c.whiten_bias_epochs)
             batch_size = c.batch_size_at(epoch)
             loader = train_loaders[batch_size]
             loader.set_epoch(epoch)
+            # Progressive resizing: the first lowres_epochs epochs see downscaled images.
+            loader.resize = c.lowres_size if epoch < c.lowres_epochs else c.resize
             lr = current_lr(optimizer)
             self.console.start_epoch(epoch + 1, c.epochs, loader.num_samples)
             with warnings.catch_warnings():  # fp16 may skip a step: the schedule still advances

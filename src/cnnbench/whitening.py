@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from cnnbench.errors import UserError
 
-__all__ = ["init_patch_whitening", "find_whitening_conv", "patch_covariance"]
+__all__ = ["init_patch_whitening", "find_whitening_conv", "patch_covariance", "set_whitening_trainable"]
 
 _CHUNK = 256  # images per unfold: bounds the patch matrix to a few tens of MB
 
@@ -59,6 +59,22 @@ def find_whitening_conv(model: nn.Module) -> nn.Conv2d:
             return module
     raise UserError(f"{type(model).__name__} has no nn.Conv2d to whiten; "
                     f"turn whitening initialisation off for this model")
+
+
+def set_whitening_trainable(conv: nn.Conv2d, *, weight: bool, bias: bool) -> None:
+    """Train (or freeze) the whitening convolution's filters and bias. airbench keeps the
+    whitening filters frozen for the whole run and trains the bias for the first 3 epochs
+    only (``TrainConfig.whiten_bias_epochs``). With both frozen, and nothing before the layer
+    needing gradients, backpropagation also stops at the next layer's input: the step is
+    cheaper. Frozen parameters get no ``.grad``, so the optimizer (and its weight decay) skips
+    them."""
+    conv.weight.requires_grad_(weight)
+    if not weight:
+        conv.weight.grad = None
+    if conv.bias is not None:
+        conv.bias.requires_grad_(bias)
+        if not bias:
+            conv.bias.grad = None
 
 
 def patch_covariance(images: Tensor, kernel_size: tuple[int, int], dilation: tuple[int, int] = (1, 1),

@@ -2,7 +2,9 @@
 exactly the weights, optimizer state and metrics of the same run left alone (CPU, deterministic).
 
 The run uses dropout (global torch RNG), augmentation (loader streams) and the weight average
-(its state is checkpointed), so every kind of state that resume must restore is exercised.
+(its state is checkpointed), and the kill lands inside the windows of the per-epoch schedules
+(whitening bias trained for 2 epochs, progressive resizing for 2), so every kind of state that
+resume must restore is exercised.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def _train_args(tiny, out) -> list[str]:
             "--val-split", "0.25", "--device", "cpu", "--deterministic", "--log-every", "1",
             "--dropout", "0.3", "--augment", "flip+translate", "--ema", "0.9",
             "--optimizer", "sgd", "--lr", "0.02", "--nesterov", "--scheduler", "cosine",
-            "--warmup-epochs", "0.5", "--seed", "7", "--quiet", "--out", str(out)]
+            "--warmup-epochs", "0.5", "--seed", "7", "--whiten-init", "--whiten-bias-epochs", "2",
+            "--lowres-size", "8", "--lowres-epochs", "2", "--quiet", "--out", str(out)]
 
 
 def _kill_mid_epoch_two(tiny, out) -> None:

@@ -151,6 +151,19 @@ def test_save_misclassified_keeps_the_wrong_images_only(tmp_path):
     assert data["pred"].tolist() == [9, 9] and data["true"].tolist() == [1, 3]
 
 
+def test_save_misclassified_spreads_the_gallery_over_classes(tmp_path):
+    # A test set stored in class order (as image folders are): 4 errors of
+    # class 0 come first, then one each of classes 1 and 2.
+    targets = torch.tensor([0, 0, 0, 0, 1, 1, 2])
+    predictions = torch.tensor([1, 1, 1, 1, 0, 1, 0])
+    images = torch.zeros(7, 1, 2, 2, dtype=torch.uint8)
+    n = save_misclassified(tmp_path, images, predictions, targets, limit=4)
+    data = torch.load(tmp_path / "misclassified.pt", weights_only=True)
+    assert n == 4 and data["index"].tolist() == [0, 4, 6, 1]
+    assert data["true"].tolist() == [0, 1, 2, 0]
+    assert save_misclassified(tmp_path, images, targets, targets) == 0  # no errors: empty file
+
+
 def test_reference_difference_of_values_and_ranges():
     assert reference_difference(90.0, {"value": 89.5}) == pytest.approx(0.5)
     assert reference_difference(66.0, {"value": [64, 68]}) == 0.0

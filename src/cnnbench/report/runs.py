@@ -153,7 +153,10 @@ class RunGroup:
 
 def save_misclassified(run_dir: str | Path, images: torch.Tensor, predictions: torch.Tensor,
                        targets: torch.Tensor, limit: int = 32) -> int:
-    """Write the first ``limit`` misclassified test images to ``run_dir/misclassified.pt``.
+    """Write up to ``limit`` misclassified test images to ``run_dir/misclassified.pt``, spread
+    over the true classes: the first error of each class (in class order), then the second of
+    each, and so on, so a test set stored in class order does not fill the gallery with one
+    class. Deterministic: no random numbers.
 
     ``images``: the test images as stored (uint8 N,C,H,W, before normalisation and resizing);
     ``predictions``, ``targets``: N class indices. The file holds ``images``, ``pred``,
@@ -161,7 +164,11 @@ def save_misclassified(run_dir: str | Path, images: torch.Tensor, predictions: t
     Returns the number of images written.
     """
     predictions, targets = torch.as_tensor(predictions).cpu(), torch.as_tensor(targets).cpu()
-    wrong = (predictions != targets).nonzero().flatten()[:limit]
+    wrong = (predictions != targets).nonzero().flatten()
+    by_class = [wrong[targets[wrong] == c].tolist() for c in targets[wrong].unique().tolist()]
+    picked = [errs[rank] for rank in range(max(map(len, by_class), default=0))
+              for errs in by_class if rank < len(errs)][:limit]
+    wrong = torch.tensor(picked, dtype=torch.long)
     torch.save({"images": images.cpu()[wrong].contiguous(), "pred": predictions[wrong],
                 "true": targets[wrong], "index": wrong}, Path(run_dir) / MISCLASSIFIED)
     return len(wrong)

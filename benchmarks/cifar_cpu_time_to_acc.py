@@ -56,16 +56,18 @@ def long_overrides(config, sets: list[str]) -> dict:
     if sets:
         return parse_sets(sets)
     if config.batch_schedule:
-        return {"batch_schedule": ",".join(f"{b}:{2 * e}" for b, e in config.stages())}
-    doubled = {"epochs": 2 * config.epochs}
+        doubled = {"batch_schedule": ",".join(f"{b}:{2 * e}" for b, e in config.stages())}
+    else:
+        doubled = {"epochs": 2 * config.epochs}
     if config.lowres_epochs:  # progressive resizing: the same share of small-image epochs
         doubled["lowres_epochs"] = 2 * config.lowres_epochs
     return doubled
 
 
-def training_macs(config, run_dir: Path, macs: int | None) -> float | None:
+def training_macs(config, run_dir: Path, summary: dict) -> float | None:
     """Forward MACs summed over every training image seen, each at the size it was trained at
     (progressive resizing trains the first ``lowres_epochs`` epochs on smaller images)."""
+    macs = summary.get("macs")
     if not macs:
         return None
     epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -75,10 +77,12 @@ def training_macs(config, run_dir: Path, macs: int | None) -> float | None:
         from cnnbench.models import create_model
         from cnnbench.models.profile import count_macs
 
-        with torch.device("meta"):
-            model = create_model(config.model, num_classes=10, in_chans=3, input_size=32,
-                                 stem=config.stem, **config.model_kwargs)
-        small = count_macs(model, (3, config.lowres_size, config.lowres_size))
+        channels, height, width = summary["input_size"]
+        with torch.device("meta"):  # the run's model, as build_model makes it
+            model = create_model(config.model, num_classes=len(summary["classes"]), in_chans=channels,
+                                 input_size=height if height == width else (height, width),
+                                 drop_rate=config.dropout, stem=config.stem, **config.model_kwargs)
+        small = count_macs(model, (channels, config.lowres_size, config.lowres_size))
     return sum(n * (small if e["epoch"] <= config.lowres_epochs else macs)
                for n, e in zip(per_epoch, epochs))
 
@@ -154,7 +158,7 @@ def main() -> int:
             summary = train_run(config, out_dir=out, resume=resume, progress=not args.quiet,
                                 argv=[sys.executable, *sys.argv])
             macs, seen, train_s = summary.get("macs"), summary["images_seen"], summary["train_time_s"]
-            image_macs = training_macs(config, out, macs)
+            image_macs = training_macs(config, out, summary)
             run = {"seed": seed, "test_acc": summary["test_acc"], "test_loss": summary["test_loss"],
                    "train_time_s": train_s, "eval_time_s": summary["eval_time_s"],
                    "images_per_s": summary["train_images_per_s"], "images_seen": seen,

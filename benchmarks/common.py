@@ -150,9 +150,11 @@ class EnginePieces:
         from cnnbench.engine import train_one_epoch
         from cnnbench.optim import is_per_step
 
+        from cnnbench.run import start_epoch_schedules
+
         c = self.config
         loader = self.train_loaders[c.batch_size_at(epoch)]
-        loader.set_epoch(epoch)
+        start_epoch_schedules(self.model, loader, c, epoch, num_classes=self.run_data.spec.num_classes)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
             stats = train_one_epoch(

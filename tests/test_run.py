@@ -209,6 +209,12 @@ def test_whiten_bias_epochs_trains_only_the_bias(tiny_folder):
     assert torch.count_nonzero(weights["features.c1.bias"]) > 0  # trained in epoch 1
 
 
+def test_whitening_bias_stays_frozen_under_a_backbone_freeze(tiny_folder):
+    _, out = run(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=2, freeze="backbone")
+    weights = ckpt.load_checkpoint(out / "last.ckpt")["model"]
+    assert torch.count_nonzero(weights["features.c1.bias"]) == 0  # the freeze wins
+
+
 def test_lowres_epochs_train_on_downscaled_images(tiny_folder, monkeypatch):
     import cnnbench.run as run_module
 
@@ -232,12 +238,15 @@ def test_lowres_size_that_does_not_fit_the_model_is_one_line(tiny_folder):
         run(tiny_folder, epochs=2, model="simple_cnn", resize=16, lowres_size=8, lowres_epochs=1)
     assert "\n" not in str(err.value)
     assert not (tiny_folder.out / "run").exists()
+    with pytest.raises(UserError, match="not smaller than the training images"):
+        run(tiny_folder, epochs=2, model="simple_cnn", resize=16, lowres_size=16, lowres_epochs=1)
 
 
 @pytest.mark.parametrize("options, message", [
     ({"lowres_size": 24}, "both --lowres-size"),
     ({"lowres_epochs": 2}, "both --lowres-size"),
     ({"lowres_size": 24, "lowres_epochs": 5}, "lowres_epochs must be in"),
+    ({"lowres_size": 24, "lowres_epochs": 3}, "the last epochs train at the full size"),
     ({"whiten_bias_epochs": 3}, "needs whiten_init"),
     ({"whiten_bias_epochs": -2, "whiten_init": True}, "whiten_bias_epochs must be"),
 ])

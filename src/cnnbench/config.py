@@ -486,8 +486,9 @@ def _validate(c: TrainConfig) -> None:
          "--whiten-init or drop --whiten-bias-epochs")
     need(c.lowres_size is None or c.lowres_size >= 1,
          f"lowres_size must be >= 1 pixel, got {c.lowres_size}")
-    need(0 <= c.lowres_epochs <= c.epochs,
-         f"lowres_epochs must be in [0, epochs={c.epochs}], got {c.lowres_epochs}")
+    need(0 <= c.lowres_epochs < c.epochs,
+         f"lowres_epochs must be in [0, epochs={c.epochs}) (the last epochs train at the full "
+         f"size), got {c.lowres_epochs}")
     need((c.lowres_size is None) == (c.lowres_epochs == 0),
          "progressive resizing needs both --lowres-size PX and --lowres-epochs N (or neither)")
     for key in ("limit_train", "limit_eval"):

@@ -233,10 +233,35 @@ def build_model(config: TrainConfig, run_data: RunData) -> nn.Module:
                         drop_rate=config.dropout, stem=config.stem, **config.model_kwargs)
 
 
+def start_epoch_schedules(model: nn.Module, loader, config: TrainConfig, epoch: int, *,
+                          num_classes: int | None = None) -> str | None:
+    """Put ``model`` and its training ``loader`` in the state of (0-based) ``epoch``: the
+    freeze schedule, the whitening layer's schedule (``whiten_bias_epochs``), the loader's
+    epoch (augmentation streams) and size (progressive resizing). Every setting follows from
+    the epoch number alone, so a resumed run is in the same state. Returns the freeze
+    schedule's log line, if any."""
+    change = transfer.apply_freeze_schedule(model, config.freeze, config.unfreeze_at, epoch,
+                                            num_classes=num_classes)
+    if config.whiten_bias_epochs >= 0:
+        whitening = _technique("whitening", "whiten_bias_epochs")
+        conv = whitening.find_whitening_conv(model)
+        # The bias trains in its first epochs unless the freeze schedule froze it (freezing
+        # runs from epoch 0 to unfreeze_at, so requires_grad still says so here).
+        bias = conv.bias is not None and conv.bias.requires_grad and epoch < config.whiten_bias_epochs
+        whitening.set_whitening_trainable(conv, weight=False, bias=bias)
+    loader.set_epoch(epoch)
+    loader.resize = config.lowres_size if epoch < config.lowres_epochs else config.resize
+    return change
+
+
 def _check_lowres(config: TrainConfig, run_data: RunData) -> None:
     """A one-line error unless the model built for ``run_data`` also takes
     ``config.lowres_size`` inputs (progressive resizing); checked on the meta device."""
     spec, size = run_data.spec, config.lowres_size
+    if size >= min(run_data.input_size):
+        raise UserError(f"--lowres-size {size} is not smaller than the training images "
+                        f"({'x'.join(map(str, run_data.input_size))}); progressive resizing needs "
+                        f"a smaller size, e.g. --lowres-size {max(1, 3 * min(run_data.input_size) // 4)}")
     with torch.device("meta"):
         probe = build_model(config, run_data)
         try:
@@ -547,19 +572,11 @@ class _RunState:
         for epoch in range(start_epoch, c.epochs):
             if meta["stopped_early"]:
                 break
-            change = transfer.apply_freeze_schedule(model, c.freeze, c.unfreeze_at, epoch,
-                                                    num_classes=spec.num_classes)
-            if change:
-                self.console.line(change)
-            if c.whiten_bias_epochs >= 0:  # idempotent, so a resumed run sets the same state
-                whitening = _technique("whitening", "whiten_bias_epochs")
-                whitening.set_whitening_trainable(whitening.find_whitening_conv(model), weight=False,
-                                                  bias=epoch < c.whiten_bias_epochs)
             batch_size = c.batch_size_at(epoch)
             loader = train_loaders[batch_size]
-            loader.set_epoch(epoch)
-            # Progressive resizing: the first lowres_epochs epochs see downscaled images.
-            loader.resize = c.lowres_size if epoch < c.lowres_epochs else c.resize
+            change = start_epoch_schedules(model, loader, c, epoch, num_classes=spec.num_classes)
+            if change:
+                self.console.line(change)
             lr = current_lr(optimizer)
             self.console.start_epoch(epoch + 1, c.epochs, loader.num_samples)
             with warnings.catch_warnings():  # fp16 may skip a step: the schedule still advances

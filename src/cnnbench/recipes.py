@@ -83,12 +83,18 @@ FAST = Recipe(
          "measures it. "
          "cifar10 / cifar10_jpeg: fastnet with widths (64, 128, 256) and BatchNorm scales fixed, "
          "after airbench (Jordan 2024, arXiv 2404.00498): patch-whitening initialisation of the "
-         "first 2x2 convolution, Nesterov SGD (momentum 0.85) with decoupled weight decay and a "
+         "first 2x2 convolution, whose filters then stay frozen and whose bias trains for 3 "
+         "epochs (as airbench; it also makes the later steps cheaper), an exponential moving "
+         "average of the weights (decay 0.99 per step, updated every 5 steps) for evaluation, "
+         "Nesterov SGD (momentum 0.85) with decoupled weight decay and a "
          "64x learning rate for BatchNorm biases, label smoothing 0.2, 2 epochs of linear warmup "
          "then linear decay to 7%, alternating flips + 2-px translations, test-time augmentation "
          "(mirror + translate), batch 256 (on 2 CPU cores a batch of 256 trains as many images/s "
          "as 1024 and gives 4x the optimizer steps), 10 epochs. Chosen on a 45k/5k validation "
-         "split of cifar10_jpeg, never on the test set; benchmarks/cifar_cpu_time_to_acc.py "
+         "split of cifar10_jpeg (seed 0), never on the test set: 89.30% validation accuracy "
+         "without the whitening freeze and the average, 89.48% with them; progressive resizing "
+         "(5 of 12 epochs at 24 px, about the same training time) reached 89.46%, so it is left "
+         "out; benchmarks/cifar_cpu_time_to_acc.py "
          "measures it."),
     per_dataset={
         "mnist": {"model": "lenet5", "model_kwargs": {"activation": "relu", "pool": "max"},
@@ -100,8 +106,8 @@ FAST = Recipe(
                   "momentum": 0.85, "nesterov": True, "lr": 0.375, "decouple_wd": True,
                   "weight_decay": 5e-4, "bn_lr_scale": 64.0, "label_smoothing": 0.2,
                   "scheduler": "linear", "warmup_epochs": 2, "final_lr_frac": 0.07,
-                  "augment": "altflip+translate", "whiten_init": True,
-                  "tta": "mirror_translate", "channels_last": True}
+                  "augment": "altflip+translate", "whiten_init": True, "whiten_bias_epochs": 3,
+                  "ema": 0.99, "ema_every": 5, "tta": "mirror_translate", "channels_last": True}
            for name in ("cifar10", "cifar10_jpeg")},
     },
 )

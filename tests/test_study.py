@@ -10,7 +10,8 @@ import yaml
 
 from cnnbench.cli import main
 from cnnbench.errors import UserError
-from cnnbench.study import PROFILES, build_config, list_studies, load_study, run_study
+from cnnbench.study import (PROFILES, build_config, estimate_seconds, list_studies, load_study,
+                            run_study)
 from report_fixtures import write_fake_run
 
 TINY = {
@@ -243,6 +244,42 @@ def test_shipped_recipes_match_the_reports():
     tricks = {r.name: r for r in load_study("cifar10-tricks", dataset="cifar10_jpeg").runs}
     assert tricks["simple-cnn-aug-l2"].init == "simple-cnn-aug"
     assert tricks["resnet18-tuned"].reference.value == 91.3
+
+
+def test_estimate_counts_images_views_and_macs():
+    from cnnbench.models.profile import count_macs
+    from cnnbench.registry import create_model
+
+    options = dict(model="lenet5", dataset="mnist", epochs=2, val_split=0.1, limit_train=1000,
+                   limit_eval=500, tta="mirror")
+    cost = estimate_seconds(options, gflops=10.0, overhead_s=3e-4)
+    assert cost.train_images == 2 * 1000
+    assert cost.eval_images == (2 * 500 + 500) * 2  # validation every epoch + test, 2 TTA views
+    macs = count_macs(create_model("lenet5", num_classes=10, in_chans=1, input_size=28), (1, 28, 28))
+    assert cost.macs == macs
+    expected = 2000 * (6 * macs / 10e9 + 3e-4) + 3000 * (2 * macs / 10e9 + 1e-4)
+    assert cost.seconds == pytest.approx(expected)
+    # the full MNIST split without limits: 54,000 training and 6,000 validation images
+    full = estimate_seconds(dict(model="lenet5", dataset="mnist", epochs=1, val_split=0.1))
+    assert (full.train_images, full.eval_images) == (54000, 6000 + 10000)
+    assert estimate_seconds(dict(model="lenet5", dataset="imagefolder:/nonexistent")) is None
+
+
+@pytest.mark.parametrize("name", ["mnist-classics", "mnist-five", "optimizers", "cifar10-tricks",
+                                  "alexnet-ablation", "cross-dataset", "transfer"])
+def test_cpu_profiles_fit_about_half_an_hour(name):
+    # Issue 11: the cpu profile caps each study to about 30 minutes on 2 cores (estimated).
+    study = load_study(name, profile="cpu", dataset="cifar10_jpeg"
+                       if name in ("cifar10-tricks", "alexnet-ablation") else None)
+    total = sum(estimate_seconds(run.options).seconds for run in study.runs)
+    assert 60 < total <= 32 * 60, f"{name}: {total / 60:.0f} min"
+
+
+def test_study_show_prints_time_estimates(capsys):
+    assert main(["study", "show", "transfer", "--profile", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("time: ~") == 3 and "on 2 CPU cores (estimate:" in out
+    assert "\ntotal: ~" in out
 
 
 def test_cli_study_list_and_bad_name(capsys):

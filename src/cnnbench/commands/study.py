@@ -8,7 +8,7 @@ import sys
 import yaml
 
 from cnnbench.errors import UserError
-from cnnbench.study import PROFILES, list_studies, load_study, run_study
+from cnnbench.study import CPU_GFLOPS, PROFILES, estimate_seconds, list_studies, load_study, run_study
 
 
 def register(subparsers) -> None:
@@ -85,6 +85,7 @@ def _show(args) -> int:
     study = _load(args)
     print(f"study {study.name} ({study.source}), profile {study.profile}, "
           f"{len(study.runs)} runs")
+    total, unknown = 0.0, 0
     for run in study.runs:
         extra = [f"init {run.init}"] if run.init else []
         extra += [f"step {run.step!r}"] if run.step else []
@@ -92,6 +93,15 @@ def _show(args) -> int:
         print(f"\n{run.name}" + (f"  [{'; '.join(extra)}]" if extra else ""))
         for key, value in run.options.items():
             print(f"  {key}: {value}")
+        cost = estimate_seconds(run.options)
+        if cost is None:
+            unknown += 1
+            continue
+        total += cost.seconds
+        print(f"  time: {cost.text()}")
+    print(f"\ntotal: ~{total / 60:.0f} min on 2 CPU cores (estimate from MACs at "
+          f"{CPU_GFLOPS:.0f} GFLOP/s; a GPU is much faster)"
+          + (f"; {unknown} runs on datasets of unknown size not counted" if unknown else ""))
     return 0
 
 

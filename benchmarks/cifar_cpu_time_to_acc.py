@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from common import parse_sets, result_path, write_result
+from common import parse_sets, result_path, run_main, write_result
 
 TARGETS = {"default": {"target_acc": 0.895, "target_train_s": 1200.0},
            "long": {"target_acc": 0.907, "target_train_s": 2700.0}}
@@ -196,4 +196,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -71,6 +72,20 @@ def write_result(name: str, payload: dict, device: str = "cpu",
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def run_main(main) -> None:
+    """Run a benchmark's ``main()`` and exit with its status; a user's mistake (a
+    :class:`cnnbench.errors.UserError`: missing data, a bad option) ends in one line, exit 2,
+    as in the CLI."""
+    from cnnbench.errors import UserError
+
+    try:
+        status = main()
+    except UserError as exc:
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        status = 2
+    raise SystemExit(status)
 
 
 # --- shared by the scripts that train through cnnbench's engine --------------------------------

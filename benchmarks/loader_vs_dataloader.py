@@ -25,7 +25,7 @@ from torchvision import transforms
 from cnnbench.data import TensorLoader, get_spec, load_dataset, resolve_data_dir
 from cnnbench.models import create_model
 
-from common import write_result
+from common import run_main, write_result
 
 
 def torchvision_root(tmp: Path) -> Path:
@@ -112,4 +112,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from common import EnginePieces, parse_sets, write_result
+from common import EnginePieces, parse_sets, run_main, write_result
 
 # Used only when no `fast` recipe is registered (the engine's recipe is what this benchmark
 # is meant to measure): the best CPU settings measured while writing it.
@@ -186,4 +186,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

@@ -36,7 +36,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from common import write_result
+from common import run_main, write_result
 
 INPUTS = {"1x28x28": (1, 28, 28), "3x32x32": (3, 32, 32)}
 MEAN_STD = {1: ((0.5,), (0.25,)), 3: ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))}
@@ -306,4 +306,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

@@ -21,7 +21,7 @@ from torch.profiler import ProfilerActivity, profile
 from cnnbench.data import TensorLoader, get_spec
 from cnnbench.models import create_model
 
-from common import write_result
+from common import run_main, write_result
 
 GROUPS = [
     ("convolution", ("conv", "mkldnn_convolution")),
@@ -98,4 +98,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

@@ -100,28 +100,38 @@ def tiny_mnist_env(idx_data, monkeypatch):
     return idx_data
 
 
-@pytest.fixture
-def cifar_data(tmp_path, monkeypatch):
-    """Tiny CIFAR-10 batches (5 x 4 train, 6 test images, 32x32x3) in torchvision's layout."""
-    root, cache = tmp_path / "data", tmp_path / "cache"
+def write_cifar_batches(root, monkeypatch, n_train: int, n_test: int, seed: int):
+    """Tiny CIFAR-10 batches (``n_train`` training images over the 5 batch files, ``n_test``
+    test images, 32x32x3) in torchvision's layout under ``root/cifar-10-batches-py``, with
+    torchvision's md5 lists patched to match. Returns ``(folder, train_x, train_y, test_x,
+    test_y)``."""
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
-    train_x, train_y = tiny_images(20, 3, (32, 32), seed=3)
-    test_x, test_y = tiny_images(6, 3, (32, 32), seed=4)
+    train_x, train_y = tiny_images(n_train, 3, (32, 32), seed=seed)
+    test_x, test_y = tiny_images(n_test, 3, (32, 32), seed=seed + 1)
 
     def write(name, x, y):
         # The CIFAR format: rows of 3072 bytes, channel-major (R plane, G plane, B plane).
         batch = {"data": x.reshape(len(x), -1).numpy(), "labels": y.tolist()}
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
 
+    per = n_train // 5
     for i in range(5):
-        write(f"data_batch_{i + 1}", train_x[4 * i:4 * i + 4], train_y[4 * i:4 * i + 4])
+        write(f"data_batch_{i + 1}", train_x[per * i:per * (i + 1)], train_y[per * i:per * (i + 1)])
     write("test_batch", test_x, test_y)
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list(CIFAR10_CLASSES)}))
     cls = torchvision.datasets.CIFAR10
     monkeypatch.setattr(cls, "train_list", [[f, md5_of(folder / f)] for f, _ in cls.train_list])
     monkeypatch.setattr(cls, "test_list", [[f, md5_of(folder / f)] for f, _ in cls.test_list])
     monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5_of(folder / "batches.meta")})
+    return folder, train_x, train_y, test_x, test_y
+
+
+@pytest.fixture
+def cifar_data(tmp_path, monkeypatch):
+    """Tiny CIFAR-10 batches (5 x 4 train, 6 test images, 32x32x3) in torchvision's layout."""
+    root, cache = tmp_path / "data", tmp_path / "cache"
+    folder, train_x, train_y, test_x, test_y = write_cifar_batches(root, monkeypatch, 20, 6, seed=3)
     return SimpleNamespace(root=root, cache=cache, folder=folder, train_x=train_x,
                            train_y=train_y, test_x=test_x, test_y=test_y)
 

@@ -1,38 +1,20 @@
 """The named recipes: each one resolves, and a one-epoch quick run of `fast` works end to end."""
 
 import json
-import pickle
 
 import pytest
 import torch
-import torchvision
 
 from cnnbench.cli import main
 from cnnbench.config import resolve_config
 from cnnbench.recipes import list_recipes
-from cnnbench.data.specs import CIFAR10_CLASSES
-from conftest import md5_of, tiny_images
+from conftest import write_cifar_batches
 
 
 @pytest.fixture
 def cifar_few_hundred(tmp_path, monkeypatch):
     """CIFAR-10 batches in torchvision's layout with 320 training and 64 test images."""
-    folder = tmp_path / "data" / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    train_x, train_y = tiny_images(320, 3, (32, 32), seed=5)
-    test_x, test_y = tiny_images(64, 3, (32, 32), seed=6)
-
-    def write(name, x, y):
-        (folder / name).write_bytes(pickle.dumps({"data": x.reshape(len(x), -1).numpy(), "labels": y.tolist()}))
-
-    for i in range(5):
-        write(f"data_batch_{i + 1}", train_x[64 * i:64 * (i + 1)], train_y[64 * i:64 * (i + 1)])
-    write("test_batch", test_x, test_y)
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list(CIFAR10_CLASSES)}))
-    cls = torchvision.datasets.CIFAR10
-    monkeypatch.setattr(cls, "train_list", [[f, md5_of(folder / f)] for f, _ in cls.train_list])
-    monkeypatch.setattr(cls, "test_list", [[f, md5_of(folder / f)] for f, _ in cls.test_list])
-    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5_of(folder / "batches.meta")})
+    write_cifar_batches(tmp_path / "data", monkeypatch, 320, 64, seed=5)
     monkeypatch.setenv("CNNBENCH_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache"))
     return tmp_path

@@ -139,6 +139,19 @@ def test_seeds_expand_every_run_and_inits_follow_their_seed(tmp_path):
             assert config.init == str(tmp_path / "out" / f"c-seed{config.seed}")
 
 
+def test_a_once_run_trains_one_seed_and_starts_every_seed_of_its_dependents(tmp_path):
+    study = dict(TINY, runs=[{**run, "once": True} if run["name"] == "c" else run
+                             for run in TINY["runs"]])
+    study = load_study(write_study(tmp_path, study), profile="quick", seeds=3)
+    names = [r.name for r in study.runs]
+    assert "c" in names and not any(n.startswith("c-") for n in names)
+    assert sorted(n for n in names if n.startswith("b-")) == ["b-seed42", "b-seed43", "b-seed44"]
+    trainer = StubTrainer()
+    run_study(study, tmp_path / "out", train_fn=trainer, log=lambda s: None)
+    inits = {name: config.init for name, config, _ in trainer.calls if name.startswith("b-")}
+    assert set(inits.values()) == {str(tmp_path / "out" / "c")} and len(inits) == 3
+
+
 def test_profiles_caps_and_overrides(tmp_path):
     path = write_study(tmp_path)
     full = {r.name: r.options for r in load_study(path, profile="full").runs}
@@ -180,6 +193,7 @@ def test_grid_expansion_names_and_axes(tmp_path):
     ({"runs": [{"name": "a"}, {"name": "a"}]}, "duplicate run names"),
     ({"runs": [{"name": "a", "reference": {"value": "high"}}]}, "value must be a number"),
     ({"colour": "red"}, "unknown key"),
+    ({"runs": [{"name": "a", "once": "yes"}]}, "once must be true or false"),
 ])
 def test_study_file_mistakes_are_user_errors(tmp_path, change, message):
     with pytest.raises(UserError, match=message):
@@ -244,6 +258,14 @@ def test_shipped_recipes_match_the_reports():
     tricks = {r.name: r for r in load_study("cifar10-tricks", dataset="cifar10_jpeg").runs}
     assert tricks["simple-cnn-aug-l2"].init == "simple-cnn-aug"
     assert tricks["resnet18-tuned"].reference.value == 91.3
+    # issue 7: one pretraining; every seed of the MNIST runs on the same 600 images
+    transfer = load_study("transfer", profile="cpu", seeds=3).runs
+    assert [r.name for r in transfer if r.init is None][0] == "pretrain-fashion_mnist"
+    assert {r.init for r in transfer if r.init} == {"pretrain-fashion_mnist"}
+    mnist = [build_config(r.options) for r in transfer if r.base != "pretrain-fashion_mnist"]
+    assert len(mnist) == 9 and {(c.limit_train, c.epochs, c.lr) for c in mnist} == {(600, 10, 0.02)}
+    lp_ft = [build_config(r.options) for r in transfer if r.base == "mnist-1pct-lp-ft"]
+    assert {(c.freeze, c.unfreeze_at) for c in lp_ft} == {("backbone", 2)}
 
 
 def test_estimate_counts_images_views_and_macs():
@@ -278,7 +300,7 @@ def test_cpu_profiles_fit_about_half_an_hour(name):
 def test_study_show_prints_time_estimates(capsys):
     assert main(["study", "show", "transfer", "--profile", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert out.count("time: ~") == 3 and "on 2 CPU cores (estimate:" in out
+    assert out.count("time: ~") == 4 and "on 2 CPU cores (estimate:" in out
     assert "\ntotal: ~" in out
 
 

@@ -26,6 +26,9 @@ Study file (the shipped ones are ``cnnbench/studies/*.yaml``)::
       - name: simple-cnn-l2
         init: simple-cnn        # start from that run's best checkpoint
         lr: 0.001
+      - name: pretrain
+        once: true              # one seed whatever `--seeds` says; every seed of the
+                                # runs that start from it starts from this one run
       - name: "{model}-{optimizer}"    # grid: one run per combination of the axes
         grid:
           model: [lenet5, alexnet]     # scalar: the option of the axis' name
@@ -73,7 +76,7 @@ CIFAR10_VARIANTS = ("cifar10", "cifar10_jpeg")
 
 _STUDY_KEYS = {"name", "description", "report", "notes", "seeds", "grid_table", "defaults",
                "profiles", "runs"}
-_RUN_KEYS = {"name", "init", "reference", "step", "ablation", "grid", "profiles", "note"}
+_RUN_KEYS = {"name", "init", "reference", "step", "ablation", "grid", "profiles", "note", "once"}
 _REFERENCE_KEYS = {"value", "metric", "wording", "note"}
 
 
@@ -250,13 +253,15 @@ def load_study(name_or_path: str | Path, *, profile: str = "full", seeds: int | 
             step_index = step_counts.get(ablation, 0)
             step_counts[ablation] = step_index + 1
         base_seed = int(options.get("seed", 0) or 0)
-        for k in range(n_seeds):
-            run_name = b["name"] if n_seeds == 1 else f"{b['name']}-seed{base_seed + k}"
+        for k in range(1 if b["once"] else n_seeds):
+            run_name = (b["name"] if n_seeds == 1 or b["once"]
+                        else f"{b['name']}-seed{base_seed + k}")
             init = None
             if b["init"] is not None:
-                dep = next(o for d, o in resolved if d["name"] == b["init"])
+                dep_base, dep = next((d, o) for d, o in resolved if d["name"] == b["init"])
                 dep_seed = int(dep.get("seed", 0) or 0) + k
-                init = b["init"] if n_seeds == 1 else f"{b['init']}-seed{dep_seed}"
+                init = (b["init"] if n_seeds == 1 or dep_base["once"]
+                        else f"{b['init']}-seed{dep_seed}")
             runs.append(StudyRun(
                 name=run_name, base=b["name"], options={**options, "seed": base_seed + k},
                 seed_index=k, init=init, reference=b["reference"], step=b["step"],
@@ -306,9 +311,18 @@ def _expand_entry(entry: dict, where: str) -> list[dict]:
             "init": None if meta["init"] is None else str(meta["init"]).format(**labels),
             "reference": reference, "step": None if meta["step"] is None else str(meta["step"]),
             "ablation": meta["ablation"], "axes": labels, "note": str(meta["note"] or ""),
+            "once": _flag(meta["once"], f"{where}: once"),
             "profiles": {**_mapping(meta["profiles"], f"{where}: profiles"), **grid_profiles},
         })
     return runs
+
+
+def _flag(raw: Any, where: str) -> bool:
+    if raw is None:
+        return False
+    if not isinstance(raw, bool):
+        raise UserError(f"{where} must be true or false, got {raw!r}")
+    return raw
 
 
 def _reference(raw: Any, where: str) -> Reference | None:

@@ -11,7 +11,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,20 +18,14 @@ from pathlib import Path
 import torch
 import torchvision
 
-from cnnbench.run import cpu_name  # the same CPU name the run summaries record
+from cnnbench.run import cpu_name  # the same CPU name and commit the run summaries record
+from cnnbench.run import git_commit as run_git_commit
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=Path(__file__).resolve().parent).stdout.strip()
-        return out + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return run_git_commit() or "unknown"
 
 
 def device_description(device: str) -> str:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +15,7 @@ import yaml
 from cnnbench import checkpoint as ckpt
 from cnnbench.config import TrainConfig, resolve_config
 from cnnbench.errors import UserError
-from cnnbench.run import evaluate_checkpoint, train_run
+from cnnbench.run import evaluate_checkpoint, git_commit, train_run
 from engine_fixtures import _tiny_folder_files, quick_options, read_jsonl, tiny_folder  # noqa: F401
 
 SUMMARY_KEYS = (
@@ -253,3 +256,19 @@ def test_lowres_size_that_does_not_fit_the_model_is_one_line(tiny_folder):
 def test_progressive_resizing_and_whitening_options_are_checked(tiny_folder, options, message):
     with pytest.raises(UserError, match=message):
         resolve_config(quick_options(tiny_folder, epochs=3, **options))
+
+
+def test_git_commit_names_the_checkout_and_says_when_it_is_modified():
+    import cnnbench
+
+    src = Path(cnnbench.__file__).resolve().parent
+    inside = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True,
+                            text=True)
+    if inside.returncode != 0:
+        assert git_commit() is None  # an installed copy outside a checkout
+        return
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src,
+                           capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
+    assert re.fullmatch(r"[0-9a-f]{7,}(-dirty)?", commit)
+    assert commit.startswith(inside.stdout.strip()) and commit.endswith("-dirty") == bool(dirty)

@@ -88,11 +88,18 @@ def _now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
+    """The short commit of the cnnbench checkout, with ``-dirty`` when tracked files are
+    modified; ``None`` outside a git checkout."""
+    here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=Path(__file__).resolve().parent, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
+                             text=True, cwd=here, timeout=5)
+        if out.returncode != 0 or not out.stdout.strip():
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, cwd=here, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -683,7 +690,7 @@ class _RunState:
             "backbone_lr": c.backbone_lr, "amp": c.amp, "channels_last": c.channels_last, "compile": c.compile,
             "deterministic": c.deterministic,
             "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
-            "cnnbench_version": cnnbench.__version__, "git_commit": _git_commit(),
+            "cnnbench_version": cnnbench.__version__, "git_commit": git_commit(),
             "command": " ".join(self.argv), "status": "running", "started_at": started,
             "finished_at": None, "hostname": socket.gethostname(), "cpu": cpu_name(),
             "num_threads": torch.get_num_threads(),

@@ -304,6 +304,14 @@ def test_study_show_prints_time_estimates(capsys):
     assert "\ntotal: ~" in out
 
 
+def test_study_show_checks_the_set_overrides(capsys):
+    assert main(["study", "show", "transfer", "--profile", "cpu", "--set", "optimizr=sgd"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "run pretrain-fashion_mnist" in captured.err and "did you mean 'optimizer'" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+
 def test_cli_study_list_and_bad_name(capsys):
     assert main(["study", "list"]) == 0
     assert "mnist-five" in capsys.readouterr().out

@@ -8,7 +8,8 @@ import sys
 import yaml
 
 from cnnbench.errors import UserError
-from cnnbench.study import CPU_GFLOPS, PROFILES, estimate_seconds, list_studies, load_study, run_study
+from cnnbench.study import (CPU_GFLOPS, PROFILES, build_config, estimate_seconds, list_studies,
+                            load_study, run_study)
 
 
 def register(subparsers) -> None:
@@ -83,6 +84,8 @@ def _list(args) -> int:
 
 def _show(args) -> int:
     study = _load(args)
+    for run in study.runs:  # every run's options are valid before anything is printed
+        build_config(run.options, f"{study.name}: run {run.name}")
     print(f"study {study.name} ({study.source}), profile {study.profile}, "
           f"{len(study.runs)} runs")
     total, unknown = 0.0, 0

@@ -69,16 +69,11 @@ def write_result(name: str, payload: dict, device: str = "cpu",
 
 def run_main(main) -> None:
     """Run a benchmark's ``main()`` and exit with its status; a user's mistake (a
-    :class:`cnnbench.errors.UserError`: missing data, a bad option) ends in one line, exit 2,
-    as in the CLI."""
-    from cnnbench.errors import UserError
+    :class:`cnnbench.errors.UserError`: missing data, a bad option) ends in one line, as in
+    the CLI (the same guard)."""
+    from cnnbench.cli import guarded
 
-    try:
-        status = main()
-    except UserError as exc:
-        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
-        status = 2
-    raise SystemExit(status)
+    raise SystemExit(guarded(main, Path(sys.argv[0]).name))
 
 
 # --- shared by the scripts that train through cnnbench's engine --------------------------------

@@ -40,16 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def guarded(fn, prog: str) -> int:
+    """Call ``fn()`` and return its exit status; a user's mistake (:class:`UserError`) ends in
+    one line on stderr with its exit code, Ctrl-C in one line with 130."""
+    try:
+        return int(fn() or 0)
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = ["cnnbench", *argv]
-    try:
-        return int(args.func(args) or 0)
-    except UserError as exc:
-        print(f"cnnbench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("cnnbench: interrupted", file=sys.stderr)
-        return 130
+    return guarded(lambda: args.func(args), "cnnbench")

@@ -466,7 +466,7 @@ class CostEstimate:
 
 
 def estimate_seconds(options: dict, *, gflops: float = CPU_GFLOPS,
-                     overhead_s: float = CPU_OVERHEAD_S) -> CostEstimate | None:
+                     overhead_s: float = CPU_OVERHEAD_S, where: str = "study") -> CostEstimate | None:
     """A rough training + evaluation time of the run with ``options`` (resolved ``train``
     options) from its images and the model's MACs: 6 x MACs per training image (forward and
     backward), 2 x MACs per evaluated image and view, at ``gflops``, plus a fixed overhead per
@@ -478,7 +478,7 @@ def estimate_seconds(options: dict, *, gflops: float = CPU_GFLOPS,
     from cnnbench.registry import create_model
     from cnnbench.tta import TTA_VIEWS
 
-    config = build_config(options)
+    config = build_config(options, where)  # ``where`` names the run in a one-line error
     if imagefolder_path(config.dataset) is not None:  # its size is known only once read
         return None
     spec = get_spec(config.dataset)

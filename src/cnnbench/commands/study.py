@@ -8,8 +8,7 @@ import sys
 import yaml
 
 from cnnbench.errors import UserError
-from cnnbench.study import (CPU_GFLOPS, PROFILES, build_config, estimate_seconds, list_studies,
-                            load_study, run_study)
+from cnnbench.study import CPU_GFLOPS, PROFILES, estimate_seconds, list_studies, load_study, run_study
 
 
 def register(subparsers) -> None:
@@ -84,19 +83,19 @@ def _list(args) -> int:
 
 def _show(args) -> int:
     study = _load(args)
-    for run in study.runs:  # every run's options are valid before anything is printed
-        build_config(run.options, f"{study.name}: run {run.name}")
+    # every run's options are checked (by the estimate) before anything is printed
+    costs = [estimate_seconds(run.options, where=f"{study.name}: run {run.name}")
+             for run in study.runs]
     print(f"study {study.name} ({study.source}), profile {study.profile}, "
           f"{len(study.runs)} runs")
     total, unknown = 0.0, 0
-    for run in study.runs:
+    for run, cost in zip(study.runs, costs):
         extra = [f"init {run.init}"] if run.init else []
         extra += [f"step {run.step!r}"] if run.step else []
         extra += [f"reference {run.reference.value} ({run.reference.metric})"] if run.reference else []
         print(f"\n{run.name}" + (f"  [{'; '.join(extra)}]" if extra else ""))
         for key, value in run.options.items():
             print(f"  {key}: {value}")
-        cost = estimate_seconds(run.options)
         if cost is None:
             unknown += 1
             continue

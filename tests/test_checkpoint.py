@@ -60,10 +60,8 @@ def test_corrupt_truncated_foreign_and_code_carrying_files(tmp_path):
     garbage.write_bytes(b"not a checkpoint at all")
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(2)}, foreign)
-    evil = tmp_path / "evil.ckpt"
-    evil.write_bytes(pickle.dumps(_Evil()))
     for bad, match in ((truncated, "corrupt"), (garbage, "corrupt"),
-                       (foreign, "not a cnnbench checkpoint"), (evil, "corrupt"),
+                       (foreign, "not a cnnbench checkpoint"),
                        (tmp_path / "missing.ckpt", "does not exist"),
                        (tmp_path, "is a directory")):
         with pytest.raises(UserError, match=match) as info:
@@ -71,9 +69,37 @@ def test_corrupt_truncated_foreign_and_code_carrying_files(tmp_path):
         assert "\n" not in str(info.value)
 
 
-class _Evil:
+class _Payload:
+    """Unpickling this calls ``os.mkdir(marker)``: proof that the file ran code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
     def __reduce__(self):
-        return (os.system, ("echo should-never-run",))
+        return (os.mkdir, (self.marker,))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("writer", ["torch.save", "raw pickle"])
+def test_a_pickle_payload_never_runs(tmp_path, writer):
+    """Guards against ``torch.load(..., weights_only=False)`` in the checkpoint reader: a
+    checkpoint-shaped file whose ``model`` entry runs ``os.mkdir`` when unpickled must be
+    refused with a message that says why, and the directory must never appear."""
+    marker = tmp_path / "payload-ran"
+    state = {"format": ckpt.FORMAT, "version": ckpt.VERSION, "config": {}, "epoch": 1,
+             "model": _Payload(marker)}
+    evil = tmp_path / "evil.ckpt"
+    if writer == "torch.save":
+        torch.save(state, evil)
+        match = r"pickled Python objects besides tensors \(\w+\.mkdir\), which could run code"
+    else:  # not torch.save's format: refused before any object is built
+        evil.write_bytes(pickle.dumps(state))
+        match = "corrupt, truncated or not a PyTorch weights file"
+    for read in (ckpt.load_checkpoint, ckpt.load_tensor_file):
+        with pytest.raises(UserError, match=match) as info:
+            read(evil)
+        assert "\n" not in str(info.value)
+    assert not marker.exists(), "unpickling the checkpoint ran the payload's code"
 
 
 def test_rng_states_round_trip():

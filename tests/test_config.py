@@ -71,6 +71,25 @@ def test_precedence_default_recipe_file_flags(tmp_path, monkeypatch):
         config_from_args(parse_train("--config", str(config_file), "--dataset", "cifar10"))
 
 
+def test_recipe_flag_beats_the_recipe_named_in_the_file(tmp_path, monkeypatch):
+    """Guards against the config file's ``recipe:`` winning over ``--recipe`` on the command
+    line: the flag's recipe is applied (under the file's own values), the file's is not."""
+    for name, epochs, lr, wd in (("from-file", 7, 0.5, 0.01), ("from-flag", 3, 0.2, 0.002)):
+        monkeypatch.setitem(recipes.RECIPES, name, recipes.Recipe(
+            name, "test recipe", "for the precedence test",
+            defaults={"epochs": epochs, "lr": lr, "weight_decay": wd}))
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("recipe: from-file\nlr: 0.25\n")
+    config = config_from_args(parse_train("--config", str(config_file), "--recipe", "from-flag"))
+    assert config.recipe == "from-flag"
+    assert (config.epochs, config.weight_decay) == (3, 0.002)  # the flag's recipe
+    assert config.lr == 0.25                                   # the file still beats any recipe
+    assert config_from_args(parse_train("--config", str(config_file))).epochs == 7
+    none = config_from_args(parse_train("--config", str(config_file), "--recipe", "none"))
+    assert none.recipe is None and none.epochs == TrainConfig().epochs and none.lr == 0.25
+    assert resolve_config({"recipe": "from-flag"}, config_file=config_file).epochs == 3
+
+
 def test_model_kwargs_belong_to_their_model(tmp_path):
     assert resolve_config({"model": "resnet18"}).model_kwargs == {}
     assert resolve_config({"model": "LeNet"}).model_kwargs == TrainConfig().model_kwargs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -135,13 +137,31 @@ def test_amp_bf16_channels_last_grad_clip_and_ema_hook():
 
 
 def test_fp16_with_grad_scaler_on_cpu():
+    """fp16 autocast with a GradScaler takes the same steps as fp32, up to fp16 rounding: the
+    gradients are unscaled before clipping and stepping (a scaler used without ``scale()``, or
+    clipping the scaled gradients, moves the weights by a very different amount)."""
     torch.manual_seed(0)
+    reference = TinyNet()
+    start = copy.deepcopy(reference.state_dict())
+    batches = tensor_batches(32, batch_size=8)
+
+    def train(model, **kw):
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        return train_one_epoch(model, batches, opt, nn.CrossEntropyLoss(), grad_clip=1.0, **kw)
+
+    plain = train(reference)
     model = TinyNet()
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    scaler = torch.amp.GradScaler("cpu")
-    stats = train_one_epoch(model, tensor_batches(32, batch_size=8), opt, nn.CrossEntropyLoss(),
-                            scaler=scaler, amp="fp16", grad_clip=1.0)
-    assert stats["steps"] == 4
+    model.load_state_dict(start)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
+    half = train(model, scaler=scaler, amp="fp16")
+    assert half["steps"] == 4 and scaler.get_scale() == 2.0 ** 10  # no overflow, no skipped step
+    assert half["loss"] == pytest.approx(plain["loss"], rel=2e-2)
+    for name in ("conv.weight", "bn.weight", "fc.weight"):
+        assert not torch.equal(model.state_dict()[name], start[name]), f"{name} did not train"
+    for name, value in model.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, reference.state_dict()[name], atol=2e-3, rtol=2e-2,
+                                       msg=f"{name} differs from the fp32 run")
 
 
 def test_tta_mirror_of_a_flip_invariant_model_equals_plain():
@@ -157,3 +177,38 @@ def test_tta_mirror_of_a_flip_invariant_model_equals_plain():
     plain = evaluate(model, batches, num_classes=4)
     mirrored = evaluate(model, batches, num_classes=4, tta="mirror")
     assert mirrored["acc"] == plain["acc"] and mirrored["loss"] == pytest.approx(plain["loss"])
+
+
+class _Predicts(nn.Module):
+    """Predicts the class written in pixel (0, 0) of each image, whatever the training does."""
+
+    def __init__(self, num_classes: int = 4):
+        super().__init__()
+        self.num_classes = num_classes
+        self.unused = nn.Parameter(torch.zeros(()))  # something for the optimizer to hold
+
+    def forward(self, x):
+        guess = x[:, 0, 0, 0].long()
+        return 3.0 * nn.functional.one_hot(guess, self.num_classes).float() + 0 * self.unused
+
+
+def test_train_acc_and_loss_are_exact_over_batches_of_unequal_size():
+    """Guards against dividing the correct count by ``steps * last_batch_size`` (or averaging
+    per-batch accuracies): 5/5, 0/3 and 1/2 correct is 6/10 = 0.6, not 1.0 or 0.5."""
+    sizes, correct = (5, 3, 2), (5, 0, 1)
+    batches = []
+    for n, k in zip(sizes, correct):
+        y = torch.arange(n) % 4
+        guess = torch.where(torch.arange(n) < k, y, (y + 1) % 4)
+        x = torch.zeros(n, 1, 2, 2)
+        x[:, 0, 0, 0] = guess.float()
+        batches.append((x, y))
+    model = _Predicts()
+    stats = train_one_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=0.1),
+                            nn.CrossEntropyLoss())
+    assert stats["acc"] == pytest.approx(0.6, abs=1e-12)
+    assert (stats["images"], stats["steps"]) == (10, 3)
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    expected_loss = nn.functional.cross_entropy(model(x), y).item()  # mean over all 10 images
+    assert stats["loss"] == pytest.approx(expected_loss, rel=1e-6)

@@ -272,3 +272,72 @@ def test_git_commit_names_the_checkout_and_says_when_it_is_modified():
     commit = git_commit()
     assert re.fullmatch(r"[0-9a-f]{7,}(-dirty)?", commit)
     assert commit.startswith(inside.stdout.strip()) and commit.endswith("-dirty") == bool(dirty)
+
+
+def _numbered_dataset(monkeypatch, n_train=20, n_test=8):
+    """A fake MNIST whose image ``i`` has every pixel equal to ``i``: a tensor says which images
+    it holds. ``load_dataset`` is replaced, so no file is read."""
+    from cnnbench import data
+
+    def numbered(n):
+        return torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 28, 28).clone()
+
+    fake = data.LoadedDataset(spec=data.get_spec("mnist"), train_x=numbered(n_train),
+                              train_y=torch.arange(n_train) % 10, test_x=numbered(n_test),
+                              test_y=torch.arange(n_test) % 10)
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: fake)
+
+
+def _held(images):
+    return images[:, 0, 0, 0].tolist()
+
+
+def test_limits_take_a_seeded_random_subset_not_the_first_images(monkeypatch):
+    """Guards against ``--limit-train N`` / ``--limit-eval N`` taking the first N images (a
+    single-class subset for data stored in class order) or ignoring ``split_seed``. The
+    indices are written out: 20 images, 25% validation, 6 training and 3 evaluation images."""
+    from cnnbench.run import prepare_data
+
+    _numbered_dataset(monkeypatch)
+    base = dict(dataset="mnist", val_split=0.25, limit_train=6, limit_eval=3)
+    first = prepare_data(resolve_config({**base, "split_seed": 0}))
+    assert _held(first.train[0]) == [0, 2, 3, 6, 16, 18]     # of train [0..3, 6, 8..12, 14..18]
+    assert _held(first.val[0]) == [4, 7, 19]                 # of val [4, 5, 7, 13, 19]
+    assert _held(first.test[0]) == [0, 4, 7]                 # of the 8 test images
+    assert first.train[1].tolist() == [0, 2, 3, 6, 6, 8]     # labels follow their images
+    other = prepare_data(resolve_config({**base, "split_seed": 1}))
+    assert _held(other.train[0]) == [6, 7, 9, 10, 14, 15]
+    assert _held(other.val[0]) == [5, 13, 19] and _held(other.test[0]) == [2, 3, 4]
+    whole = prepare_data(resolve_config({**base, "limit_train": None, "limit_eval": None}))
+    assert _held(whole.train[0]) == [0, 1, 2, 3, 6, 8, 9, 10, 11, 12, 14, 15, 16, 17, 18]
+    assert len(whole.test[0]) == 8
+
+
+def test_the_test_set_is_evaluated_once_at_the_end_with_the_best_weights(tiny_folder, monkeypatch):
+    """Guards against evaluating (or selecting on) the test set during training: over 3 epochs
+    the 40 validation images are evaluated once per epoch, the 48 test images exactly once,
+    after the last epoch, with the weights of the epoch of best validation accuracy."""
+    import cnnbench.run as run_module
+
+    calls = []
+    real_evaluate = run_module.evaluate
+
+    def recording(model, loader, **kw):
+        result = real_evaluate(model, loader, **kw)
+        weights = {k: v.detach().clone() for k, v in ckpt.unwrap(model).state_dict().items()}
+        calls.append((result["n"], weights))
+        return result
+
+    monkeypatch.setattr(run_module, "evaluate", recording)
+    summary, out = run(tiny_folder, epochs=3, val_split=0.25)
+    assert summary["split"] == {"train": 120, "val": 40, "test": 48}
+    assert [n for n, _ in calls] == [40, 40, 40, 48]
+    metrics = read_jsonl(out / "metrics.jsonl")
+    val_accs = [m["val_acc"] for m in metrics]
+    best_epoch = val_accs.index(max(val_accs)) + 1  # the first epoch of the best accuracy
+    assert summary["best_epoch"] == best_epoch and summary["tested_weights"] == "best"
+    best = ckpt.load_checkpoint(out / "best.ckpt")
+    assert best["epoch"] == best_epoch
+    tested = calls[-1][1]
+    assert all(torch.equal(tested[k], best["model"][k]) for k in best["model"])
+    assert summary["test_acc"] == evaluate_checkpoint(out / "best.ckpt")["acc"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -103,13 +104,27 @@ def load_tensor_file(path: str | Path, map_location: str | torch.device = "cpu")
         raise UserError(f"checkpoint {path} does not exist")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError,
+    except pickle.UnpicklingError as exc:
+        blocked = re.search(r"unsupported GLOBAL (\S+)", str(exc))
+        if blocked is None:
+            raise UserError(f"cannot read {path}: it is corrupt, truncated or not a PyTorch "
+                            f"weights file ({_first_line(exc)})") from None
+        # torch refused to unpickle a Python object: with pickle, loading it could run code.
+        raise UserError(f"refusing to read {path}: it holds pickled Python objects besides "
+                        f"tensors ({blocked.group(1)}), which could run code when loaded; "
+                        f"cnnbench reads weights only (re-save it as a plain state_dict if you "
+                        f"trust it)") from None
+    except (zipfile.BadZipFile, zipfile.BadZipFile, EOFError, RuntimeError, ValueError,
             AttributeError, TypeError, KeyError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot read {path}: it is corrupt, truncated or not a PyTorch weights "
-                        f"file ({first[:160]})") from None
+                        f"file ({_first_line(exc)})") from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 # --- random number generators ---------------------------------------------------------------

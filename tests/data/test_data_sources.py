@@ -192,6 +192,39 @@ def test_image_folder_mixed_formats_and_sizes(image_folder, caplog):
     assert get_spec(name, cache_dir=image_folder.cache) == ds.spec
 
 
+def test_image_folder_edited_after_the_first_load_is_read_again(tmp_path):
+    """Guards against an image-folder cache key that ignores the folder's contents: a replaced
+    image (same name, same byte size), an added image and a removed one must each be seen by
+    the next load, not served stale from the cache."""
+    from PIL import Image
+
+    root, cache = tmp_path / "f", tmp_path / "cache"
+    for split in ("train", "test"):
+        for cls, value in (("a", 10), ("b", 20)):
+            (root / split / cls).mkdir(parents=True)
+            Image.new("L", (4, 4), value).save(root / split / cls / "x.png")
+    name = f"imagefolder:{root}"
+    first = load_dataset(name, cache_dir=cache)
+    assert first.train_x[:, 0, 0, 0].tolist() == [10, 20]
+    assert load_dataset(name, cache_dir=cache).train_x[:, 0, 0, 0].tolist() == [10, 20]  # cached
+
+    edited = root / "train" / "a" / "x.png"
+    size = edited.stat().st_size
+    Image.new("L", (4, 4), 11).save(edited)  # new pixels, same name, same PNG size
+    assert edited.stat().st_size == size
+    os.utime(edited, ns=(edited.stat().st_atime_ns, edited.stat().st_mtime_ns + 10**9))
+    assert load_dataset(name, cache_dir=cache).train_x[:, 0, 0, 0].tolist() == [11, 20]
+
+    Image.new("L", (4, 4), 30).save(root / "train" / "b" / "y.png")
+    ds = load_dataset(name, cache_dir=cache)
+    assert ds.train_x[:, 0, 0, 0].tolist() == [11, 20, 30] and ds.train_y.tolist() == [0, 1, 1]
+
+    (root / "test" / "b" / "x.png").unlink()
+    Image.new("L", (4, 4), 40).save(root / "test" / "a" / "z.png")
+    ds = load_dataset(name, cache_dir=cache)
+    assert ds.test_x[:, 0, 0, 0].tolist() == [10, 40] and ds.test_y.tolist() == [0, 0]
+
+
 def test_image_folder_all_gray_stays_one_channel(tmp_path):
     from PIL import Image
 

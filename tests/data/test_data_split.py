@@ -26,9 +26,26 @@ def test_split_is_deterministic_per_seed():
 
 
 def test_split_values_are_pinned():
-    # The same on any machine with the pinned torch: a CPU generator seeded explicitly.
-    assert split_indices(10, 0.3, seed=0)[1].tolist() == torch.randperm(
-        10, generator=torch.Generator().manual_seed(0))[:3].sort().values.tolist()
+    """The indices themselves, written out: they must not change between machines or versions
+    (a changed split silently changes every result). Guards against another generator, another
+    seed, taking validation from the other end of the permutation, and truncating instead of
+    rounding the validation size (7 x 0.25 = 1.75 -> 2 images, not 1)."""
+    train, val = split_indices(10, 0.3, seed=0)
+    assert val.tolist() == [1, 4, 7] and train.tolist() == [0, 2, 3, 5, 6, 8, 9]
+    train, val = split_indices(20, 0.25, seed=1)
+    assert val.tolist() == [2, 5, 11, 13, 19]
+    train, val = split_indices(7, 0.25, seed=0)
+    assert val.tolist() == [0, 4] and train.tolist() == [1, 2, 3, 5, 6]
+    assert split_sizes(7, 0.25) == (5, 2) and split_sizes(9, 0.05) == (9, 0)
+
+
+def test_defaults_and_empty():
+    assert split_sizes(100) == (90, 10)  # default: 10% validation
+    assert torch.equal(split_indices(10)[1], split_indices(10, 0.1, seed=0)[1])
+    train, val = split_indices(0, 0.1)
+    assert len(train) == 0 and len(val) == 0
+    with pytest.raises(UserError, match="cannot split"):
+        split_indices(-1)
 
 
 def test_zero_and_invalid_fractions():

@@ -40,15 +40,18 @@ def _meta(name, **kw):
         return create_model(name, **kw)
 
 
-# Parameter counts the papers and the lab reports give (see each model's docstring).
+# Parameter counts the papers and the lab reports give (see each model's docstring). Where a
+# count comes from a lab report, ../shared/seeds/<file>:<line> is named; fastnet's is a hand
+# count (test_fastnet_parameters_by_hand).
 PAPER_COUNTS = [
     ("lenet5", dict(num_classes=10, in_chans=1, input_size=28), 61_706),                   # padded to 32
     ("lenet5", dict(num_classes=10, in_chans=1, input_size=28, pad_input=False), 44_426),  # 16x4x4 FC input
     ("lenet5", dict(num_classes=10, in_chans=1, input_size=32), 61_706),
     ("simple_cnn", dict(num_classes=10, in_chans=3, input_size=32), 62_006),
     ("mobilenet_v1", dict(num_classes=1000, in_chans=3, input_size=224), 4_231_976),      # "4.2M"
-    ("alexnet_small", dict(num_classes=10, in_chans=3, input_size=32), 2_091_274),
+    ("alexnet_small", dict(num_classes=10, in_chans=3, input_size=32), 2_091_274),        # 004:179 "Total params"
     ("alexnet_paper", dict(num_classes=10, in_chans=1, input_size=224), 58_299_082),
+    ("googlenet_paper", dict(num_classes=10, in_chans=1, input_size=56, stem="imagenet"), 5_977_530),  # 001:281
     ("googlenet_paper", dict(num_classes=10, in_chans=1, input_size=224), 5_977_530),
     ("resnet18", dict(num_classes=10, in_chans=3, input_size=32), 11_173_962),             # CIFAR ResNet-18
     ("fastnet", dict(num_classes=10, in_chans=3, input_size=32), 1_972_792),
@@ -60,6 +63,34 @@ PAPER_COUNTS = [
                               for n, kw, _ in PAPER_COUNTS])
 def test_parameter_counts_match_papers(name, kw, expected):
     assert count_params(_meta(name, **kw)) == expected
+
+
+def test_alexnet_small_layers_match_the_ablation_reports_summary():
+    """Per-layer parameter counts printed by torchsummary in the AlexNet ablation report
+    (../shared/seeds/004_2d0eec9dd5bad1f5.txt, lines 115-179), in the order of its rows."""
+    report = [2_688, 192, 307_328, 256, 295_168, 512, 590_080, 512, 295_040, 256,  # conv + BN
+              589_952, 256, 8_256, 128, 650]                                          # FC + BN1d
+    model = _meta("alexnet_small", num_classes=10, in_chans=3, input_size=32)
+    layers = [m for m in model.modules()
+              if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d))]
+    assert [count_params(m) for m in layers] == report
+
+
+def test_fastnet_parameters_by_hand():
+    """1,972,792 at 3x32x32 with 10 classes, counted by hand from the layout of airbench94
+    (Jordan 2024), which fastnet follows: whitening 2x2 conv 3->24 with bias; three groups of
+    two 3x3 convs without bias, each followed by BatchNorm (weight and bias); a linear head
+    without bias. (airbench94 freezes the BN weights; they are still parameters.)"""
+    whiten = 24 * 3 * 2 * 2 + 24
+    groups = 0
+    for cin, cout in ((24, 64), (64, 256), (256, 256)):
+        groups += cin * cout * 9 + 2 * cout + cout * cout * 9 + 2 * cout
+    head = 256 * 10
+    assert whiten + groups + head == 1_972_792
+    assert count_params(_meta("fastnet", num_classes=10, in_chans=3, input_size=32)) == whiten + groups + head
+    # on MNIST the whitening layer is 1->8 channels, so the first conv sees 8 channels, not 24
+    mnist = 8 * 1 * 2 * 2 + 8 + 8 * 64 * 9 + (groups - 24 * 64 * 9) + head
+    assert count_params(_meta("fastnet", num_classes=10, in_chans=1, input_size=28)) == mnist
 
 
 def test_alexnet_small_switches():
@@ -104,21 +135,26 @@ def test_same_parameters_and_keys_as_torchvision(name):
                {k: v.shape for k, v in theirs.state_dict().items()}
 
 
-@pytest.mark.parametrize("name", ["alexnet", "vgg11_bn", "resnet18", "resnet50", "mobilenet_v2", "googlenet"])
+@pytest.mark.parametrize("name", TORCHVISION_NAMES)
 def test_torchvision_state_dict_round_trip(name):
+    """Every torchvision-named model, given torchvision's weights, computes exactly what
+    torchvision's computes (ImageNet stem; a 64 px input keeps it fast: both end in an
+    adaptive pool, so the layers are the same as at 224 px)."""
     torch.manual_seed(0)
-    theirs = _torchvision(name).eval()
+    theirs = _torchvision(name, num_classes=10).eval()
     with torch.no_grad():  # non-trivial BatchNorm statistics, so eval-mode BN is exercised
         for m in theirs.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.1, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
-    ours = _meta(name, num_classes=1000, in_chans=3, input_size=224)  # weights come from theirs
+    ours = _meta(name, num_classes=10, in_chans=3, input_size=224)  # weights come from theirs
     ours.load_state_dict(theirs.state_dict(), strict=True, assign=True)
     ours.eval()
-    x = torch.randn(1, 3, 224, 224)
+    x = 8 * torch.randn(2, 3, 64, 64)  # large activations: ReLU6's clipping is exercised too
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
+        expected = theirs(x)
+        assert expected.abs().max() > 0
+        torch.testing.assert_close(ours(x), expected, rtol=0, atol=0)
 
 
 def test_googlenet_aux_heads_in_training_only():

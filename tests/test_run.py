@@ -28,6 +28,16 @@ METRIC_KEYS = ("epoch train_loss train_acc val_loss val_acc lr batch_size epoch_
                "train_images_per_s images_seen").split()
 
 
+def tensorboard_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of a run directory's TensorBoard files, read back as TensorBoard reads them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
+            for tag in events.Tags()["scalars"]}
+
+
 def run(tiny, name="run", **overrides):
     config = resolve_config(quick_options(tiny, **overrides))
     out = tiny.out / name
@@ -65,6 +75,15 @@ def test_run_directory_and_summary(tiny_folder):
     assert config == resolve_config(quick_options(tiny_folder, epochs=3, limit_eval=30))
     assert ckpt.load_checkpoint(out / "best.ckpt")["epoch"] == saved["best_epoch"]
     assert ckpt.load_checkpoint(out / "last.ckpt")["epoch"] == 3
+
+    # TensorBoard: the event files hold the same numbers as metrics.jsonl and the summary
+    scalars = tensorboard_scalars(out)
+    epoch_steps = [8, 16, 24]  # 120 training images, batch 16: 8 steps per epoch
+    for tag, key in (("train/loss", "train_loss"), ("train/acc", "train_acc"),
+                     ("val/loss", "val_loss"), ("val/acc", "val_acc"), ("train/lr", "lr")):
+        assert [s for s, _ in scalars[tag]] == epoch_steps, tag
+        assert [v for _, v in scalars[tag]] == pytest.approx([m[key] for m in metrics], rel=1e-6), tag
+    assert scalars["test/acc"] == [(24, pytest.approx(saved["test_acc"], rel=1e-6))]
 
 
 def test_eval_reproduces_the_summary(tiny_folder):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -337,7 +338,15 @@ def test_study_run_mnist_five_quick_end_to_end(tiny_mnist_env, tmp_path, capsys)
 
     md = (out / "report.md").read_text()
     assert all(f"| {m} | {m} | mnist | **quick, limited** |" in md for m in models)
-    assert (out / "report.html").is_file() and (out / "results.csv").is_file()
+    with (out / "results.csv").open() as fh:
+        table = {row["run"]: row for row in csv.DictReader(fh)}
+    assert sorted(table) == sorted(models)
+    for model, row in table.items():
+        assert (row["study"], row["status"], row["profile"]) == ("mnist-five", "finished", "quick")
+        assert float(row["test_acc"]) == pytest.approx(summaries[model]["test_acc"])
+        assert int(row["params"]) == summaries[model]["params"]
+    html = (out / "report.html").read_text()
+    assert html.count("<tr>") >= len(models) and all(m in html for m in models)
     capsys.readouterr()
 
     before = {m: (out / m / "summary.json").stat().st_mtime_ns for m in models}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Mutation testing of cnnbench's core modules with mutmut (not part of CI: about an hour on
+# 2 cores). Each mutant is a small change to the code (a flipped comparison, a changed
+# constant, a removed call); a good test suite fails on it ("killed"). The modules are listed
+# under [tool.mutmut] only_mutate in pyproject.toml.
+#
+#   ./scripts/mutation.sh            # all mutants of the core modules, then the score
+#   ./scripts/mutation.sh --report   # only re-write the score from the last run
+#
+# Writes docs/mutation-score.json and the table in docs/testing.md; the run's log is
+# logs/mutmut.log, the mutants (inspect one with `.venv/bin/mutmut show NAME`) are in mutants/.
+set -euo pipefail
+source "$(dirname "$0")/ensure-venv.sh"
+cd "$REPO"
+if ! "$VENV/bin/python" -c "import mutmut" 2>/dev/null; then
+  echo "[setup] installing mutmut (the 'mutation' extra of pyproject.toml) into .venv" >&2
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e "$REPO[test,mutation]" >&2
+fi
+if [ "${1:-}" != "--report" ]; then
+  mkdir -p logs
+  rm -rf mutants  # a fresh copy of src/ and tests/: results of an older tree are not reused
+  echo "mutmut: running; progress in logs/mutmut.log" >&2
+  start=$(date +%s)
+  # mutmut exits non-zero when mutants survive; the score says how many
+  "$VENV/bin/mutmut" run --max-children 2 > logs/mutmut.log 2>&1 || true
+  echo $(( $(date +%s) - start )) > mutants/.wall_seconds
+fi
+exec "$VENV/bin/python" scripts/mutation_report.py

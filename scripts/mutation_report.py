@@ -1,0 +1,103 @@
+"""Turn the last mutmut run into a score: docs/mutation-score.json and the table in docs/testing.md.
+
+Run by ``scripts/mutation.sh`` (after ``mutmut run``); reads mutmut's own results, so it can be
+re-run any time with ``./scripts/mutation.sh --report``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SCORE_JSON = REPO / "docs" / "mutation-score.json"
+TESTING_MD = REPO / "docs" / "testing.md"
+START, END = "<!-- mutation:start -->", "<!-- mutation:end -->"
+DETECTED = ("killed", "timeout", "segfault")  # the tests noticed the change
+
+
+def _mutmut(*args: str) -> str:
+    done = subprocess.run([str(Path(sys.executable).parent / "mutmut"), *args], cwd=REPO,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"mutmut {' '.join(args)} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return done.stdout
+
+
+def _module(mutant: str) -> str:
+    """``cnnbench.data.split.x_split_sizes__mutmut_1`` -> ``cnnbench.data.split``."""
+    return re.split(r"\.x[_ǁ]", mutant, maxsplit=1)[0]
+
+
+def collect() -> dict:
+    if not (REPO / "mutants").is_dir():
+        sys.exit("no mutmut results here; run ./scripts/mutation.sh first")
+    statuses: dict[str, str] = {}
+    for line in _mutmut("results", "--all", "true").splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if name:
+            statuses[name] = status
+    if not statuses:
+        sys.exit("mutmut recorded no mutants; see logs/mutmut.log")
+    per_module: dict[str, Counter] = defaultdict(Counter)
+    survivors: dict[str, list[str]] = defaultdict(list)
+    for name, status in sorted(statuses.items()):
+        per_module[_module(name)][status] += 1
+        if status not in DETECTED:
+            survivors[_module(name)].append(f"{name}: {status}")
+    modules = {}
+    for module, counts in sorted(per_module.items()):
+        total = sum(counts.values())
+        detected = sum(counts[s] for s in DETECTED)
+        modules[module] = {"mutants": total, "detected": detected, "score": detected / total,
+                           "by_status": dict(counts), "not_detected": survivors[module]}
+    total = sum(m["mutants"] for m in modules.values())
+    detected = sum(m["detected"] for m in modules.values())
+    wall = REPO / "mutants" / ".wall_seconds"
+    sys.path.insert(0, str(REPO / "src"))
+    from cnnbench.run import cpu_name, git_commit
+
+    import mutmut
+    return {"tool": f"mutmut {mutmut.__version__}", "score": detected / total, "mutants": total,
+            "detected": detected, "modules": modules,
+            "definition": "score = (killed + timeout + segfault) / all mutants of the modules",
+            "wall_s": float(wall.read_text()) if wall.exists() else None,
+            "device": f"CPU: {cpu_name()}", "commit": git_commit(),
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def render(result: dict) -> str:
+    lines = [f"Last run: {result['date'][:10]}, commit `{result['commit']}`, {result['tool']}, "
+             f"{result['device']}"
+             + (f", {result['wall_s'] / 60:.0f} min" if result["wall_s"] else "") + ".",
+             "", "| module | mutants | detected | score |", "|---|---|---|---|"]
+    for module, m in result["modules"].items():
+        lines.append(f"| `{module}` | {m['mutants']} | {m['detected']} | {100 * m['score']:.1f}% |")
+    lines.append(f"| **all** | {result['mutants']} | {result['detected']} | "
+                 f"**{100 * result['score']:.1f}%** |")
+    lines += ["", "Source: [`docs/mutation-score.json`](mutation-score.json) (it lists every "
+              "mutant that was not detected)."]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    result = collect()
+    SCORE_JSON.write_text(json.dumps(result, indent=1) + "\n")
+    text = TESTING_MD.read_text() if TESTING_MD.exists() else f"{START}\n{END}\n"
+    if START not in text:
+        text += f"\n{START}\n{END}\n"
+    head, rest = text.split(START, 1)
+    text = head + START + "\n" + render(result) + "\n" + END + rest.split(END, 1)[1]
+    TESTING_MD.write_text(text)
+    print(render(result))
+    print(f"wrote {SCORE_JSON.relative_to(REPO)} and {TESTING_MD.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

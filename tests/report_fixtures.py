@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from cnnbench.report.runs import save_misclassified
+from cnnbench.training.rundir import save_misclassified
 
 CLASSES = [str(i) for i in range(10)]
 

@@ -12,7 +12,8 @@ import torch
 
 from cnnbench.cli import main
 from cnnbench.report import write_report
-from cnnbench.report.runs import reference_difference, save_misclassified
+from cnnbench.report.runs import reference_difference
+from cnnbench.training.rundir import save_misclassified
 from report_fixtures import write_fake_run
 
 

@@ -23,12 +23,9 @@ the final weights; the summary's ``tested_weights`` says which).
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
-import json
 import os
 import platform
 import random
-import re
 import socket
 import subprocess
 import sys
@@ -40,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 import cnnbench
@@ -50,11 +46,10 @@ from cnnbench.config import TrainConfig, dump_yaml
 from cnnbench.engine import NonFiniteLoss, evaluate, train_one_epoch
 from cnnbench.errors import UserError
 from cnnbench.optim import build_optimizer, build_scheduler, current_lr, is_per_step
+from cnnbench.training.rundir import (RESUMABLE_CHANGES, append_jsonl, default_run_dir, now,
+                                     read_summary, save_misclassified, saved_config,
+                                     truncate_jsonl, write_json)
 
-# Options that may differ when a run is resumed: they do not change what is computed on the
-# same machine (or, for device/compile, the user asks for it knowingly).
-RESUMABLE_CHANGES = ("out", "data_dir", "num_threads", "log_every", "device", "compile",
-                     "name", "profile")
 WHITEN_IMAGES = 5000  # training images used for the whitening statistics
 
 
@@ -84,10 +79,6 @@ def set_determinism(on: bool) -> None:
     torch.backends.cudnn.benchmark = not on
 
 
-def _now() -> str:
-    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
 def git_commit() -> str | None:
     """The short commit of the cnnbench checkout, with ``-dirty`` when tracked files are
     modified; ``None`` outside a git checkout."""
@@ -112,43 +103,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def _append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _truncate_jsonl(path: Path, key: str, last: int) -> None:
-    """Keep the lines of ``path`` whose ``key`` is <= ``last`` (drop work after a checkpoint)."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)[key] <= last:
-                kept.append(line)
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut short by a kill
-    path.write_text("".join(k + "\n" for k in kept))
-
-
-def default_run_dir(config: TrainConfig) -> Path:
-    """``runs/<model>-<dataset>-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... if taken)."""
-    dataset = re.sub(r"[^A-Za-z0-9_.-]+", "_", config.dataset.replace("imagefolder:", "folder-"))
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path("runs") / f"{config.model}-{dataset.strip('_')}-{stamp}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -292,13 +246,6 @@ def load_init(model: nn.Module, config: TrainConfig, spec):
                                       head=config.init_head)
 
 
-def _previous_summary(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _model_cost(model: nn.Module, run_data: RunData) -> tuple[int, int | None]:
     from cnnbench.models.profile import count_macs, count_params
 
@@ -395,20 +342,6 @@ class Console:
 
 # --- the run --------------------------------------------------------------------------------
 
-def saved_config(run_dir: str | Path) -> TrainConfig:
-    """The config a run directory was trained with (its ``config.yaml``); no run -> UserError."""
-    saved_path = Path(run_dir) / "config.yaml"
-    if not saved_path.exists():
-        raise UserError(f"{run_dir} holds no run to resume (no config.yaml); give the "
-                        f"directory of an earlier `cnnbench train`")
-    try:
-        values = yaml.safe_load(saved_path.read_text()) or {}
-    except (yaml.YAMLError, OSError):
-        raise UserError(f"{saved_path} is unreadable or not valid YAML; the run cannot be "
-                        f"resumed") from None
-    return TrainConfig.from_dict(values, str(saved_path))
-
-
 def _prepare_run_dir(config: TrainConfig | None, out_dir, resume: bool) -> tuple[TrainConfig, Path]:
     """The run's config and directory; on resume the saved config (changes checked)."""
     if resume:
@@ -472,10 +405,9 @@ def train_run(config: TrainConfig | None, out_dir: str | Path | None = None, res
             status ``failed`` are written; ``last.ckpt`` keeps the last good epoch).
     """
     config, run_dir = _prepare_run_dir(config, out_dir, resume)
-    if resume and (run_dir / "summary.json").exists():
-        previous = json.loads((run_dir / "summary.json").read_text())
-        if previous.get("status") == "finished":
-            return previous
+    previous = read_summary(run_dir) if resume else None
+    if previous and previous.get("status") == "finished":
+        return previous
     console = Console(progress)
     state = _RunState(config=config, run_dir=run_dir, console=console,
                       argv=list(argv) if argv is not None else list(sys.argv),
@@ -504,7 +436,7 @@ class _RunState:
     # -- setup ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         c = self.config
-        started = _now()
+        started = now()
         if c.num_threads:
             torch.set_num_threads(c.num_threads)
         set_determinism(c.deterministic)
@@ -529,7 +461,7 @@ class _RunState:
             self.summary.update(init=init_report.source, init_report=init_report.to_dict())
             self.console.line(init_report.text())
         elif self.resume:  # keep the report of the run's start
-            self.summary["init_report"] = _previous_summary(self.run_dir).get("init_report")
+            self.summary["init_report"] = (read_summary(self.run_dir) or {}).get("init_report")
         model.to(device)
         if c.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -572,7 +504,7 @@ class _RunState:
         steps_path = self.run_dir / "train_steps.jsonl"
 
         def on_log(global_step: int, images_seen: int, loss: float) -> None:
-            _append_jsonl(steps_path, {"step": global_step, "images_seen": images_seen,
+            append_jsonl(steps_path, {"step": global_step, "images_seen": images_seen,
                                        "train_loss": loss})
             self.writer.add_scalar("train/loss_steps", loss, global_step)
 
@@ -610,7 +542,7 @@ class _RunState:
                       "val_loss": val["loss"] if val else None, "val_acc": val["acc"] if val else None,
                       "lr": lr, "batch_size": batch_size, "epoch_time_s": stats["time_s"],
                       "train_images_per_s": stats["images_per_s"], "images_seen": meta["images_seen"]}
-            _append_jsonl(metrics_path, record)
+            append_jsonl(metrics_path, record)
             self._tensorboard(record, step)
             self.console.line(self._epoch_line(record))
 
@@ -643,10 +575,9 @@ class _RunState:
                         channels_last=c.channels_last, tta=c.tta, return_predictions=True)
         test_time = time.perf_counter() - t0
         meta["eval_time_s"] += test_time
-        _write_json(self.run_dir / "test_predictions.json",
+        write_json(self.run_dir / "test_predictions.json",
                     {"predictions": test["predictions"].tolist(), "targets": test["targets"].tolist(),
                      "tested_weights": "best" if val_loader is not None else "final"})
-        from cnnbench.report.runs import save_misclassified  # the report's gallery reads it
         save_misclassified(self.run_dir, run_data.test[0], test["predictions"], test["targets"])
         self.writer.add_scalar("test/acc", test["acc"], step)
         self.writer.add_scalar("test/loss", test["loss"], step)
@@ -661,8 +592,8 @@ class _RunState:
             tested_weights="best" if val_loader is not None else "final",
             stopped_early=meta["stopped_early"],
             test_acc=test["acc"], test_loss=test["loss"], per_class_test_acc=test["per_class_acc"],
-            confusion_matrix=test["confusion_matrix"], status="finished", finished_at=_now())
-        _write_json(self.run_dir / "summary.json", self.summary)
+            confusion_matrix=test["confusion_matrix"], status="finished", finished_at=now())
+        write_json(self.run_dir / "summary.json", self.summary)
         self.console.line(f"test accuracy {100 * test['acc']:.2f}% (loss {test['loss']:.4f}, "
                           f"{'best' if val_loader is not None else 'final'} weights"
                           f"{', epoch ' + str(meta['best_epoch']) if meta['best_epoch'] else ''}); "
@@ -753,8 +684,8 @@ class _RunState:
             raise UserError(f"{self.run_dir / 'last.ckpt'} does not fit this run's model/optimizer "
                             f"({first}); it cannot be resumed") from None
         epoch, step, meta = int(state["epoch"]), int(state["step"]), dict(state["meta"])
-        _truncate_jsonl(self.run_dir / "metrics.jsonl", "epoch", epoch)
-        _truncate_jsonl(self.run_dir / "train_steps.jsonl", "step", step)
+        truncate_jsonl(self.run_dir / "metrics.jsonl", "epoch", epoch)
+        truncate_jsonl(self.run_dir / "train_steps.jsonl", "step", step)
         best_path = self.run_dir / "best.ckpt"
         if meta.get("best_epoch") == epoch:  # killed between last.ckpt and best.ckpt
             best_ok = best_path.exists() and ckpt.load_checkpoint(best_path)["epoch"] == epoch
@@ -803,8 +734,8 @@ class _RunState:
             (self.run_dir / "error.txt").write_text(text)
             if self.summary:
                 self.summary.update(status="failed", error=text.strip().splitlines()[-1],
-                                    epochs_completed=self.last_good_epoch, finished_at=_now())
-                _write_json(self.run_dir / "summary.json", self.summary)
+                                    epochs_completed=self.last_good_epoch, finished_at=now())
+                write_json(self.run_dir / "summary.json", self.summary)
         except OSError:
             pass
 

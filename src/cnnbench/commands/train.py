@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnbench.run import train_run
 
     if args.resume:
-        from cnnbench.run import saved_config
+        from cnnbench.training.rundir import saved_config
 
         out = args.resume if isinstance(args.resume, str) else getattr(args, "out", None)
         if out is None:

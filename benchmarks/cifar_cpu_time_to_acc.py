@@ -43,7 +43,7 @@ TARGETS = {"default": {"target_acc": 0.895, "target_train_s": 1200.0},
 
 
 def resolve(recipe: str, dataset: str, overrides: dict):
-    from cnnbench.config import resolve_config
+    from cnnbench.config.resolve import resolve_config
 
     values = {"dataset": dataset, **overrides}
     if recipe.lower() != "none":

@@ -42,15 +42,15 @@ CANDIDATE = {
 
 
 def resolve(recipe: str, seed: int, threads: int, device: str, sets: dict):
-    from cnnbench.config import resolve_config
-    from cnnbench.recipes import RECIPES
+    from cnnbench.config.resolve import resolve_config
+    from cnnbench.config.recipes import RECIPES
 
     machine = {"seed": seed, "num_threads": threads, "device": device}
     if recipe in RECIPES:
         return resolve_config({"recipe": recipe, "dataset": "mnist", **machine, **sets}), recipe
     if recipe != "fast":
         raise SystemExit(f"unknown recipe {recipe!r}; registered: {', '.join(sorted(RECIPES))}")
-    print("WARNING: no `fast` recipe is registered in cnnbench.recipes; measuring the candidate "
+    print("WARNING: no `fast` recipe is registered in cnnbench.config.recipes; measuring the candidate "
           f"settings {CANDIDATE} instead", flush=True)
     return resolve_config({**CANDIDATE, **machine, **sets}), "candidate (no fast recipe registered)"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from cnnbench import recipes
+from cnnbench.config import recipes
 from cnnbench.cli import build_parser
-from cnnbench.config import (TrainConfig, config_from_args, dump_yaml, load_config,
-                             parse_batch_schedule, resolve_config)
+from cnnbench.config import TrainConfig, dump_yaml, parse_batch_schedule
+from cnnbench.config.resolve import config_from_args, resolve_config
 from cnnbench.errors import UserError
 
 
@@ -22,9 +22,9 @@ def test_no_flags_is_the_default_recipe_and_library_defaults_are_plain():
     assert (config.model, config.dataset) == ("lenet5", "mnist")
     assert config.model_kwargs == {"activation": "relu", "pool": "max"}
     assert (config.scheduler, config.label_smoothing, config.epochs) == ("onecycle", 0.1, 6)
-    assert config == resolve_config({"recipe": "default"})
-    # library callers (studies) get the plain dataclass defaults unless they name a recipe
-    plain = resolve_config({})
+    # a Python caller gets what the CLI gets for the same options; studies ask for no recipe
+    assert config == resolve_config({}) == resolve_config({"recipe": "default"})
+    plain = resolve_config({}, default_recipe=None)
     assert plain == TrainConfig() and plain.recipe is None
     assert (plain.scheduler, plain.label_smoothing, plain.weight_decay) == ("none", 0.0, 0.0)
     assert config_from_args(parse_train("--recipe", "none")) == plain
@@ -92,11 +92,13 @@ def test_recipe_flag_beats_the_recipe_named_in_the_file(tmp_path, monkeypatch):
 
 def test_model_kwargs_belong_to_their_model(tmp_path):
     assert resolve_config({"model": "resnet18"}).model_kwargs == {}
-    assert resolve_config({"model": "LeNet"}).model_kwargs == TrainConfig().model_kwargs
+    assert resolve_config({"model": "LeNet"}, default_recipe=None).model_kwargs == TrainConfig().model_kwargs
+    # the same model under another spelling keeps the default recipe's model_kwargs
+    assert resolve_config({"model": "LeNet"}).model_kwargs == {"activation": "relu", "pool": "max"}
     config_file = tmp_path / "c.yaml"
     config_file.write_text("model: simple_cnn\nmodel_kwargs: {activation: tanh}\n")
-    assert load_config(config_file).model_kwargs == {"activation": "tanh"}
-    assert load_config(config_file, model="resnet18").model_kwargs == {}
+    assert resolve_config(config_file=config_file).model_kwargs == {"activation": "tanh"}
+    assert resolve_config({"model": "resnet18"}, config_file=config_file).model_kwargs == {}
     assert TrainConfig().replace(model="alexnet").model_kwargs == {}
 
 
@@ -104,27 +106,27 @@ def test_unknown_key_and_wrong_type_in_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("learning_rate: 0.1\n")
     with pytest.raises(UserError, match="unknown option 'learning_rate'"):
-        load_config(bad)
+        resolve_config(config_file=bad)
     for text, key in (("lr: fast\n", "lr"), ("epochs: 2.5\n", "epochs"),
                       ("nesterov: maybe\n", "nesterov"), ("epochs: true\n", "epochs"),
                       ("model_kwargs: [1, 2]\n", "model_kwargs")):
         bad.write_text(text)
         with pytest.raises(UserError, match=key):
-            load_config(bad)
+            resolve_config(config_file=bad)
     bad.write_text("- a list\n")
     with pytest.raises(UserError, match="mapping"):
-        load_config(bad)
+        resolve_config(config_file=bad)
     bad.write_text("lr: [unclosed\n")
     with pytest.raises(UserError, match="not valid YAML"):
-        load_config(bad)
+        resolve_config(config_file=bad)
     with pytest.raises(UserError, match="cannot read config file"):
-        load_config(tmp_path / "missing.yaml")
+        resolve_config(config_file=tmp_path / "missing.yaml")
 
 
 def test_yaml_numbers_written_without_a_dot(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("lr: 1e-3\nweight_decay: 5e-4\n")  # YAML 1.1 reads these as strings
-    config = load_config(path)
+    config = resolve_config(config_file=path)
     assert (config.lr, config.weight_decay) == (1e-3, 5e-4)
 
 
@@ -184,7 +186,7 @@ def test_yaml_round_trip():
 
 
 def test_weight_decay_docs_say_what_it_means():
-    import cnnbench.config as module
+    import cnnbench.optim as module
 
     doc = module.__doc__
     for words in ("coupled", "decoupled", "adamw", "BatchNorm", "no_decay_bn_bias"):

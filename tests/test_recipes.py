@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from cnnbench.cli import main
-from cnnbench.config import resolve_config
-from cnnbench.recipes import list_recipes
+from cnnbench.config.recipes import list_recipes
+from cnnbench.config.resolve import resolve_config
 from conftest import write_cifar_batches
 
 

@@ -13,7 +13,8 @@ import torch
 import yaml
 
 from cnnbench import checkpoint as ckpt
-from cnnbench.config import TrainConfig, resolve_config
+from cnnbench.config import TrainConfig
+from cnnbench.config.resolve import resolve_config
 from cnnbench.errors import UserError
 from cnnbench.run import evaluate_checkpoint, git_commit, train_run
 from engine_fixtures import _tiny_folder_files, quick_options, read_jsonl, tiny_folder  # noqa: F401

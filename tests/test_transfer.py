@@ -18,6 +18,7 @@ from torch import nn
 
 from cnnbench import transfer
 from cnnbench.checkpoint import save_checkpoint
+from cnnbench.config import TrainConfig
 from cnnbench.errors import UserError
 from cnnbench.models import create_model
 
@@ -334,17 +335,16 @@ def test_split_param_groups_gives_head_and_backbone_their_rates():
     del sched
 
 
-def test_check_options():
-    ok = SimpleNamespace(init=None, pretrained=False, freeze="backbone", unfreeze_at=2, epochs=5,
-                         head_lr=0.1, backbone_lr=None, init_head="auto")
-    transfer.check_options(ok)
+def test_fine_tuning_options_are_checked_by_the_config():
+    ok = dict(freeze="backbone", unfreeze_at=2, epochs=5, head_lr=0.1)
+    TrainConfig(**ok)
     for change, match in (({"init": "x.pth", "pretrained": True}, "not both"),
                           ({"freeze": "none"}, "needs --freeze"),
                           ({"unfreeze_at": 5}, "between 1 and epochs - 1"),
                           ({"head_lr": 0.0}, "head_lr must be a finite number > 0"),
                           ({"init_head": "maybe"}, "unknown init_head")):
         with pytest.raises(UserError, match=match):
-            transfer.check_options(SimpleNamespace(**{**vars(ok), **change}))
+            TrainConfig(**{**ok, **change})
 
 
 # --------------------------------------------------------------------------- --pretrained

@@ -1,7 +1,33 @@
 """Optimizer and learning-rate schedule of a run, built from its :class:`TrainConfig`.
 
-What ``weight_decay`` means for each optimizer, which parameters are decayed, and what each
-``scheduler`` does are documented in :mod:`cnnbench.config` (module docstring).
+What weight decay means (``weight_decay``, alias ``reg``)
+--------------------------------------------------------
+* ``sgd``, ``adam``, ``adagrad``, ``rmsprop``: *coupled* L2 regularisation, PyTorch's
+  ``weight_decay``: ``weight_decay * w`` is added to the gradient before the optimizer's
+  update, so it goes through momentum and Adam's/AdaGrad's/RMSprop's per-parameter scaling
+  (for the adaptive optimizers this is weaker than true weight decay on weights with large
+  gradients).
+* ``adamw``: *decoupled* weight decay (Loshchilov & Hutter): each step multiplies the weights by
+  ``1 - lr_t * weight_decay``, outside the adaptive update.
+* Which parameters: all of them by default, BatchNorm weights/biases and every bias included
+  (PyTorch's behaviour, which the lab reports used). ``no_decay_bn_bias: true`` exempts
+  normalisation-layer parameters (BatchNorm, GroupNorm, LayerNorm) and all biases.
+* ``decouple_wd: true`` makes the decay independent of the learning rate, for every
+  optimizer: each parameter group's PyTorch ``weight_decay`` becomes ``weight_decay / lr_group``
+  (``lr_group`` = that group's peak learning rate), so at peak learning rate the step shrinks
+  the weights by ``weight_decay`` (coupled through momentum for SGD, as in airbench), and the
+  shrinkage follows the schedule. Changing ``lr`` or ``bn_lr_scale`` then leaves the decay
+  alone (K. Jordan's airbench, arXiv 2404.00498, expresses its SGD hyperparameters this way).
+
+Learning-rate schedules (``scheduler``), all stepped per optimizer step
+-----------------------------------------------------------------------
+``none`` (constant), ``step`` (x ``gamma`` every ``step_size`` epochs), ``multistep`` (x
+``gamma`` at each epoch in ``milestones``), ``cosine`` and ``linear`` (decay from ``lr`` to
+``lr * final_lr_frac`` over the run), ``onecycle`` (warm up from ``lr / 25`` to ``lr`` over
+``warmup_epochs``, or the first quarter of the run if that is 0, then cosine decay to
+``lr * final_lr_frac``), ``plateau`` (x ``gamma`` when the validation loss has not improved for
+``plateau_patience`` epochs; stepped per epoch; no warmup). ``warmup_epochs`` (may be
+fractional) adds a linear warmup from ~0 to ``lr`` in front of every other schedule.
 
 Parameter groups (:func:`param_groups`): parameters of normalisation layers (BatchNorm,
 GroupNorm, LayerNorm, InstanceNorm) get ``lr * bn_lr_scale``; with ``no_decay_bn_bias`` they

@@ -391,7 +391,7 @@ def train_run(config: TrainConfig | None, out_dir: str | Path | None = None, res
     """Train one run into its directory and return its summary (also in ``summary.json``).
 
     Args:
-        config: the resolved config (:func:`cnnbench.config.resolve_config`). With ``resume``
+        config: the resolved config (:func:`cnnbench.config.resolve.resolve_config`). With ``resume``
             it may be ``None`` (use the saved one) or must equal the saved one except for
             :data:`RESUMABLE_CHANGES`.
         out_dir: the run directory (else ``config.out``, else ``runs/<model>-<dataset>-<time>``).

@@ -433,10 +433,10 @@ def select_runs(study: Study, patterns: list[str] | None) -> list[StudyRun]:
 
 def build_config(options: dict, where: str = "study"):
     """The run's :class:`~cnnbench.config.TrainConfig`: its recipe, then the study's options."""
-    from cnnbench.config import resolve_config
+    from cnnbench.config.resolve import resolve_config
 
-    try:
-        return resolve_config(options)
+    try:  # a study's runs get the plain defaults unless they name a recipe
+        return resolve_config(options, default_recipe=None)
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from None
 

@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import re
 import socket
 import types
@@ -82,14 +81,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnbench.config import HEAD_CHOICES
 from cnnbench.errors import UserError
 
 __all__ = ["LoadReport", "load_init_weights", "read_weights", "pretrained_weights_path",
            "pretrained_models", "head_module_names", "head_parameter_names", "first_conv_name",
            "freeze", "unfreeze", "is_frozen", "set_frozen_bn_eval", "apply_freeze_schedule",
-           "split_param_groups", "param_groups", "check_options", "HEAD_CHOICES"]
+           "split_param_groups", "param_groups"]
 
-HEAD_CHOICES = ("auto", "keep", "reset")
 CHECKPOINT_FORMAT = "cnnbench-checkpoint"   # cnnbench.checkpoint.FORMAT
 _PREFIXES = ("module.", "_orig_mod.")
 _FROZEN_ATTR = "_cnnbench_frozen"           # on the model: names of the parameters we froze
@@ -716,31 +715,3 @@ def param_groups(model: nn.Module, lr: float, *, head_lr: float | None = None,
             out.append({"params": part, "lr": lr if rate is None else rate,
                         "weight_decay": weight_decay, "name": name})
     return out
-
-
-# --------------------------------------------------------------------------- option checks
-
-def check_options(config: Any) -> None:
-    """Checks of the fine-tuning options of a ``TrainConfig`` (read with ``getattr``, so it
-    works before all fields exist): ``init`` and ``pretrained`` exclude each other;
-    ``unfreeze_at`` needs ``freeze`` and lies inside the run; learning rates are > 0."""
-    init = getattr(config, "init", None)
-    pretrained = getattr(config, "pretrained", False)
-    what = getattr(config, "freeze", "none") or "none"
-    unfreeze_at = getattr(config, "unfreeze_at", None)
-    epochs = getattr(config, "epochs", None)
-    if init and pretrained:
-        raise UserError("give --init PATH or --pretrained, not both")
-    if unfreeze_at is not None:
-        if what == "none":
-            raise UserError("--unfreeze-at needs --freeze (e.g. --freeze backbone)")
-        if unfreeze_at < 1 or (epochs is not None and unfreeze_at >= epochs):
-            raise UserError(f"unfreeze_at must be between 1 and epochs - 1 ({epochs}), got "
-                            f"{unfreeze_at}: the number of epochs trained frozen")
-    for key in ("head_lr", "backbone_lr"):
-        value = getattr(config, key, None)
-        if value is not None and not (value > 0 and math.isfinite(value)):
-            raise UserError(f"{key} must be a finite number > 0, got {value}")
-    head = getattr(config, "init_head", "auto")
-    if head not in HEAD_CHOICES:
-        raise UserError(f"unknown init_head {head!r}; choose one of {', '.join(HEAD_CHOICES)}")

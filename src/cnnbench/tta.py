@@ -21,11 +21,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnbench.config import TTA_MODES
 from cnnbench.errors import UserError
 
 __all__ = ["TTA_MODES", "TTA_VIEWS", "predict_logits", "shift"]
 
-TTA_MODES = ("none", "mirror", "mirror_translate")
 TTA_VIEWS = {"none": 1, "mirror": 2, "mirror_translate": 6}  # forward passes per batch
 
 

@@ -1,7 +1,7 @@
 """Named, documented sets of ``train`` defaults (``--recipe NAME``; ``cnnbench recipes``).
 
 A recipe is a layer of defaults between the dataclass defaults and the config file / flags
-(see :mod:`cnnbench.config`): anything it sets can still be overridden. A recipe has values
+(see :mod:`cnnbench.config.resolve`): anything it sets can still be overridden. A recipe has values
 for every dataset (``defaults``) and, optionally, values per dataset (``per_dataset``, keyed
 by dataset name; ``imagefolder:PATH`` matches the key ``imagefolder``). A recipe with
 per-dataset values refuses a dataset it has none for, rather than guessing. The resolved
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnbench.config import TrainConfig, normalize_keys
+from cnnbench.config.options import DEFAULTS, normalize_keys
 from cnnbench.errors import UserError
 
 
@@ -37,7 +37,7 @@ class Recipe:
         values = normalize_keys(self.defaults, f"recipe {self.name}")
         if not self.per_dataset:
             return values
-        dataset = dataset or values.get("dataset") or TrainConfig().dataset
+        dataset = dataset or values.get("dataset") or DEFAULTS["dataset"]
         key = dataset.split(":", 1)[0] if dataset.startswith("imagefolder:") else dataset
         if key not in self.per_dataset:
             raise UserError(f"recipe {self.name!r} has no settings for dataset {dataset!r}; it "

@@ -1,75 +1,23 @@
-"""Studies: one YAML file -> the runs of one lab report's experiment, run in order.
-
-A study names a set of ``train`` runs, each with its own recipe, and the number the lab
-report published for it. ``cnnbench study run NAME --out DIR`` trains every run into
-``DIR/<run>/`` (a normal run directory, see docs/architecture.md) and writes the report.
-
-Study file (the shipped ones are ``cnnbench/studies/*.yaml``)::
-
-    name: cifar10-tricks
-    description: one line for `cnnbench study list`
-    report: which lab report this reproduces and how it ran its experiment
-    notes: [what the recipe takes from the report, what was chosen here]
-    seeds: 1                    # seeds per run (`--seeds N` overrides): seed, seed+1, ...
-    grid_table: {rows: model, cols: optimizer}   # optional model x variant table
-    defaults: {optimizer: sgd, momentum: 0.9}    # `train` options shared by all runs
-    profiles:                   # what each profile changes in every run
-      quick: {epochs: 1, limit_train: 256, limit_eval: 256}
-      cpu: {cap: {epochs: 3, limit_train: 10000}}   # `cap:` lowers a value, never raises it
-      full: {}
-    runs:
-      - name: simple-cnn
-        model: simple_cnn       # any `train` option, per run
-        step: baseline          # a cumulative ablation step: the row label, in file order
-        reference: {value: 64.0, metric: test_acc, wording: "...", note: "..."}
-        profiles: {cpu: {}}     # this run's own entry replaces the study's (here: no caps)
-      - name: simple-cnn-l2
-        init: simple-cnn        # start from that run's best checkpoint
-        lr: 0.001
-      - name: pretrain
-        once: true              # one seed whatever `--seeds` says; every seed of the
-                                # runs that start from it starts from this one run
-      - name: "{model}-{optimizer}"    # grid: one run per combination of the axes
-        grid:
-          model: [lenet5, alexnet]     # scalar: the option of the axis' name
-          optimizer:                   # mapping: a `label`, any options, optional `profiles`
-            - {label: sgd, optimizer: sgd, lr: 0.01, momentum: 0.9}
-            - {label: adagrad, optimizer: adagrad, lr: 0.01}
-
-A run's options, later entries winning: study ``defaults`` < the run's options < its grid
-values < the profile entry (the run's own entry for the profile if it has one, else the
-study's; its values, then its caps) < ``--set`` overrides. With a ``batch_schedule`` the
-schedule fixes the number of epochs. ``reference.value`` is in percent as the report printed
-it, or ``[low, high]`` for a range; ``metric`` says what the report measured it on
-(``test_acc`` or ``val_acc``); ``reference: null`` where the number is not known.
-
-The runner (:func:`run_study`) orders runs so that every ``init`` run comes first, skips
-runs whose ``summary.json`` says ``finished`` (re-running a study resumes it; a failed run
-is tried again), records a failing run (``error.txt`` and a ``failed`` summary) and goes
-on; a run whose ``init`` run did not finish is marked ``skipped``. Each run directory also
-gets ``study.json`` (study name, profile, step, reference, ...), so the report needs
-nothing but the run directories.
-"""
+"""The study file: reading one, checking its keys, expanding grids and resolving every run's
+``train`` options for a profile and a number of seeds (the format: :mod:`cnnbench.studies`)."""
 
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 import fnmatch
-import json
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
+from cnnbench.config import TrainConfig
+from cnnbench.config.resolve import resolve_config
 from cnnbench.errors import UserError
 
-STUDY_DIR = Path(__file__).parent / "studies"
+STUDY_DIR = Path(__file__).parent  # the shipped study files, *.yaml beside this module
 PROFILES = ("quick", "cpu", "full")
 REFERENCE_METRICS = ("test_acc", "val_acc")
-STUDY_JSON = "study.json"
 
 # The CIFAR-10 variants a study may swap with `--dataset` (same classes, same image size).
 CIFAR10_VARIANTS = ("cifar10", "cifar10_jpeg")
@@ -141,6 +89,10 @@ class Study:
     runs: tuple[StudyRun, ...]
     source: Path
 
+    def where(self, run: StudyRun) -> str:
+        """How a one-line error names ``run`` (``"<study>: run <name>"``)."""
+        return f"{self.name}: run {run.name}"
+
 
 # --------------------------------------------------------------------------- finding studies
 
@@ -148,7 +100,7 @@ def list_studies() -> list[tuple[str, str]]:
     """``(name, description)`` of every shipped study, sorted by name."""
     out = []
     for path in sorted(STUDY_DIR.glob("*.yaml")):
-        raw = _read_yaml(path)
+        raw = _read_study_file(path)
         out.append((str(raw.get("name", path.stem)), str(raw.get("description", "")).strip()))
     return out
 
@@ -168,7 +120,7 @@ def find_study(name_or_path: str | Path) -> Path:
                     "(or pass a path to a study .yaml file)")
 
 
-def _read_yaml(path: Path) -> dict:
+def _read_study_file(path: Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -190,7 +142,7 @@ def load_study(name_or_path: str | Path, *, profile: str = "full", seeds: int | 
     a single-dataset study. ``overrides`` (``--set``) win over everything.
     """
     path = find_study(name_or_path)
-    raw = _read_yaml(path)
+    raw = _read_study_file(path)
     where = str(path)
     _check_keys(raw, _STUDY_KEYS, where)
     if profile not in PROFILES:
@@ -347,8 +299,6 @@ def _reference(raw: Any, where: str) -> Reference | None:
 def _capped(key: str, value: Any, cap: Any) -> Any:
     """``min(value, cap)``; an unset option counts as its default, an unset limit as none."""
     if value is None:
-        from cnnbench.config import TrainConfig
-
         spec = TrainConfig.__dataclass_fields__.get(key)
         value = spec.default if spec is not None else None
     if cap is None:
@@ -431,257 +381,12 @@ def select_runs(study: Study, patterns: list[str] | None) -> list[StudyRun]:
 
 # --------------------------------------------------------------------------- configs
 
-def build_config(options: dict, where: str = "study"):
-    """The run's :class:`~cnnbench.config.TrainConfig`: its recipe, then the study's options."""
-    from cnnbench.config.resolve import resolve_config
-
-    try:  # a study's runs get the plain defaults unless they name a recipe
+def build_config(options: dict, where: str = "study") -> TrainConfig:
+    """The run's :class:`~cnnbench.config.TrainConfig`: its recipe, then the study's options
+    (the plain defaults unless the run names a recipe); a bad option raises
+    :class:`UserError` prefixed with ``where`` (e.g. :meth:`Study.where`)."""
+    try:
         return resolve_config(options, default_recipe=None)
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from None
-
-
-# Cost model of :func:`estimate_seconds`, fitted to what 2 cores of the AMD EPYC here do in
-# fp32 (README, Performance): convolution-heavy models sustain about 100 GFLOP/s (ResNet-18 with
-# the CIFAR stem: 6 x 0.56 GMACs x 32 img/s = 107), and every image costs a fixed overhead on
-# top (LeNet-5 on MNIST: 12,800 img/s although its FLOPs alone would allow twice that).
-CPU_GFLOPS = 100.0
-CPU_OVERHEAD_S = 5e-5  # per training image; a third of it per evaluated image
-
-
-@dataclass(frozen=True)
-class CostEstimate:
-    """What a run will process and roughly how long it takes on a 2-core CPU."""
-
-    train_images: int
-    eval_images: int   # forward passes: validation every epoch and the test, times the TTA views
-    macs: int          # forward MACs of one image at the training size
-    seconds: float
-
-    def text(self) -> str:
-        minutes = self.seconds / 60
-        when = f"{minutes:.0f} min" if minutes >= 1 else f"{self.seconds:.0f} s"
-        return (f"~{when} on 2 CPU cores (estimate: {self.train_images:,} training images, "
-                f"{self.eval_images:,} evaluation passes, {self.macs / 1e6:,.1f}M MACs/image)")
-
-
-def estimate_seconds(options: dict, *, gflops: float = CPU_GFLOPS,
-                     overhead_s: float = CPU_OVERHEAD_S, where: str = "study") -> CostEstimate | None:
-    """A rough training + evaluation time of the run with ``options`` (resolved ``train``
-    options) from its images and the model's MACs: 6 x MACs per training image (forward and
-    backward), 2 x MACs per evaluated image and view, at ``gflops``, plus a fixed overhead per
-    image. It reads no data (the official dataset sizes) and builds the model on the meta
-    device. ``None`` where the dataset size is not known in advance (``imagefolder:``)."""
-    from cnnbench.data.specs import get_spec, imagefolder_path
-    from cnnbench.data.split import split_sizes
-    from cnnbench.models.profile import count_macs
-    from cnnbench.registry import create_model
-    from cnnbench.tta import TTA_VIEWS
-
-    config = build_config(options, where)  # ``where`` names the run in a one-line error
-    if imagefolder_path(config.dataset) is not None:  # its size is known only once read
-        return None
-    spec = get_spec(config.dataset)
-    if spec.train_size is None or spec.test_size is None:
-        return None
-    n_train, n_val = split_sizes(spec.train_size, config.val_split)
-    limit = lambda n, cap: min(n, cap) if cap else n  # noqa: E731
-    n_train, n_val = limit(n_train, config.limit_train), limit(n_val, config.limit_eval)
-    n_test = limit(spec.test_size, config.limit_eval)
-    size = config.resize or spec.image_size[0]
-    import torch
-
-    with torch.device("meta"):
-        model = create_model(config.model, num_classes=spec.num_classes, in_chans=spec.channels,
-                             input_size=size, drop_rate=config.dropout, stem=config.stem,
-                             **config.model_kwargs)
-    macs = int(count_macs(model, (spec.channels, size, size)))
-    train_images = config.epochs * n_train
-    eval_images = (config.epochs * n_val + n_test) * TTA_VIEWS[config.tta]
-    seconds = (train_images * (6 * macs / (gflops * 1e9) + overhead_s)
-               + eval_images * (2 * macs / (gflops * 1e9) + overhead_s / 3))
-    return CostEstimate(train_images, eval_images, macs, seconds)
-
-
-def check_datasets(study: Study, runs: list[StudyRun]) -> None:
-    """Refuse to start when a run needs the official CIFAR-10 files and they are absent."""
-    cifar = [r for r in runs if r.options.get("dataset") == "cifar10"]
-    if not cifar:
-        return
-    from cnnbench.data.cache import resolve_cache_dir, resolve_data_dir
-    from cnnbench.data.sources import source_for
-
-    data_root = resolve_data_dir(cifar[0].options.get("data_dir"))
-    if source_for("cifar10").locate(data_root, resolve_cache_dir(None)) is None:
-        raise UserError(f"study {study.name} trains on cifar10, whose files are not in "
-                        f"{data_root} (see `cnnbench datasets`); pass --dataset cifar10_jpeg to "
-                        "use the JPEG mirror instead")
-
-
-# --------------------------------------------------------------------------- running
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """What happened to one run: ``finished``, ``failed``, ``skipped`` or ``done-before``."""
-
-    run: StudyRun
-    status: str
-    run_dir: Path
-    message: str = ""
-
-
-TrainFn = Callable[..., dict]
-
-
-def run_study(study: Study, out_dir: str | Path, *, train_fn: TrainFn | None = None,
-              only: list[str] | None = None, argv: list[str] | None = None,
-              progress: bool = True, log: Callable[[str], None] = print) -> list[RunOutcome]:
-    """Train the study's runs into ``out_dir/<run>/``; return one outcome per run.
-
-    ``train_fn(config, out_dir=, resume=, argv=, progress=) -> summary`` defaults to
-    :func:`cnnbench.run.train_run`; tests pass a stub. Every run's config is built (and so
-    validated) before the first run starts.
-    """
-    if train_fn is None:
-        from cnnbench.run import train_run as train_fn
-    out = Path(out_dir)
-    runs = select_runs(study, only)
-    configs = {r.name: build_config(r.options, f"{study.name}: run {r.name}") for r in runs}
-    check_datasets(study, runs)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_study_record(study, out, runs)
-
-    status: dict[str, str] = {}
-    outcomes = []
-    for i, run in enumerate(runs, 1):
-        run_dir = out / run.name
-        head = f"[{i}/{len(runs)}] {run.name}"
-        summary = read_summary(run_dir)
-        config = configs[run.name]
-        if run.init is not None:
-            config = config.replace(init=str(out / run.init))  # its best.ckpt
-        changed = recipe_changes(run_dir, config)
-        if summary is not None and summary.get("status") == "finished":
-            status[run.name] = "finished"
-            profile = summary.get("profile") or _read_json(run_dir / STUDY_JSON).get("profile")
-            note = (f"; its recipe differs from the study's now ({', '.join(changed)}): delete "
-                    f"{run_dir} to train it again" if changed else "")
-            log(f"{head}: finished before (profile {profile}), skipped{note}")
-            outcomes.append(RunOutcome(run, "done-before", run_dir))
-            continue
-        _clear_failure(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / STUDY_JSON).write_text(json.dumps(run.meta(study), indent=2) + "\n")
-        if run.init is not None and status.get(run.init) != "finished":
-            message = f"not run: the run it starts from ({run.init}) did not finish"
-            _write_summary(run_dir, _stub_summary(run, study, "skipped", message))
-            status[run.name] = "skipped"
-            log(f"{head}: {message}")
-            outcomes.append(RunOutcome(run, "skipped", run_dir, message))
-            continue
-        resume = (run_dir / "last.ckpt").exists()
-        if resume and changed:
-            log(f"{head}: the recipe changed since the interrupted attempt "
-                f"({', '.join(changed)}); starting over")
-            for name in ("last.ckpt", "best.ckpt"):
-                (run_dir / name).unlink(missing_ok=True)
-            resume = False
-        log(f"{head}: training{' (resuming)' if resume else ''} -> {run_dir}")
-        try:
-            summary = train_fn(config, out_dir=run_dir, resume=resume, argv=argv,
-                               progress=progress)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one failing run must not stop the study
-            message = _one_line(exc)
-            _record_failure(run_dir, run, study, exc)
-            status[run.name] = "failed"
-            log(f"{head}: FAILED: {message} (see {run_dir / 'error.txt'})")
-            outcomes.append(RunOutcome(run, "failed", run_dir, message))
-            continue
-        state = (summary or {}).get("status", "finished")
-        status[run.name] = state
-        acc = (summary or {}).get("test_acc")
-        log(f"{head}: {state}" + (f", test accuracy {100 * acc:.2f}%" if acc is not None else ""))
-        outcomes.append(RunOutcome(run, state, run_dir))
-    return outcomes
-
-
-def recipe_changes(run_dir: Path, config) -> list[str]:
-    """Options of ``config`` that differ from the run's saved ``config.yaml`` (none saved: [])."""
-    from cnnbench.run import RESUMABLE_CHANGES
-
-    path = Path(run_dir) / "config.yaml"
-    try:
-        saved = yaml.safe_load(path.read_text()) if path.exists() else None
-    except (OSError, yaml.YAMLError):
-        saved = None
-    if not isinstance(saved, dict):
-        return []
-    ignore = {*RESUMABLE_CHANGES, "init"}  # init: a path to the run it starts from
-    return [key for key, value in config.to_dict().items()
-            if key not in ignore and key in saved and saved[key] != value]
-
-
-def read_summary(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / "summary.json"
-    return _read_json(path) if path.exists() else None
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_summary(run_dir: Path, summary: dict) -> None:
-    tmp = run_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(run_dir / "summary.json")
-
-
-def _stub_summary(run: StudyRun, study: Study, status: str, error: str) -> dict:
-    """A summary for a run that did not produce its own: enough for the report's row."""
-    opts = run.options
-    return {"name": run.name, "model": opts.get("model"), "dataset": opts.get("dataset"),
-            "seed": opts.get("seed"), "epochs": opts.get("epochs"), "profile": study.profile,
-            "status": status, "error": error,
-            "finished_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
-
-
-def _record_failure(run_dir: Path, run: StudyRun, study: Study, exc: BaseException) -> None:
-    if not (run_dir / "error.txt").exists():
-        text = (_one_line(exc) + "\n" if isinstance(exc, UserError)
-                else "".join(traceback.format_exception(exc)))
-        (run_dir / "error.txt").write_text(text)
-    summary = read_summary(run_dir)
-    if summary is None or summary.get("status") != "failed":
-        merged = {**(summary or {}), **_stub_summary(run, study, "failed", _one_line(exc))}
-        _write_summary(run_dir, merged)
-
-
-def _clear_failure(run_dir: Path) -> None:
-    """Forget a previous failed or skipped attempt before trying the run again."""
-    summary = read_summary(run_dir)
-    if summary is not None and summary.get("status") != "finished":
-        (run_dir / "summary.json").unlink()
-        (run_dir / "error.txt").unlink(missing_ok=True)
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else ""
-    if isinstance(exc, UserError) and text:
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _write_study_record(study: Study, out: Path, runs: list[StudyRun]) -> None:
-    """``out/study.yaml``: the study as resolved for this invocation, for the record."""
-    record = {"study": study.name, "source": str(study.source), "profile": study.profile,
-              "seeds": study.seeds, "written_at": _dt.datetime.now().astimezone().isoformat(
-                  timespec="seconds"),
-              "runs": [{"name": r.name, "init": r.init, "options": r.options} for r in runs]}
-    (out / "study.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
 

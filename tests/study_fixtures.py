@@ -33,7 +33,7 @@ def write_study(tmp_path: Path, study: dict = TINY, name: str = "tiny.yaml") -> 
 
 
 class StubTrainer:
-    """Stands in for cnnbench.run.train_run: records calls, writes a fake run directory."""
+    """Stands in for cnnbench.training.train_run: records calls, writes a fake run directory."""
 
     def __init__(self, fail: tuple[str, ...] = ()):
         self.calls: list[tuple[str, object, bool]] = []

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic write, weights_only load, one-line errors, RNG states, --init weights."""
+"""Checkpoints: atomic write, weights_only load, one-line errors, RNG states."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnnbench import checkpoint as ckpt
+from cnnbench.training import checkpoint as ckpt
 from cnnbench.errors import UserError
 from engine_fixtures import TinyNet
 
@@ -121,30 +121,3 @@ def test_rng_states_round_trip():
     buffer.seek(0)
     ckpt.restore_rng_state(torch.load(buffer, weights_only=True))
     assert random.random() == expected[0]
-
-
-def test_init_weights_from_checkpoint_state_dict_or_run_dir(tmp_path):
-    source = TinyNet()
-    ckpt.save_checkpoint(tmp_path / "best.ckpt", {"config": {}, "epoch": 1,
-                                                  "model": ckpt.model_state(source)})
-    torch.save({f"module.{k}": v for k, v in source.state_dict().items()}, tmp_path / "sd.pth")
-    for path in (tmp_path / "best.ckpt", tmp_path, tmp_path / "sd.pth"):
-        target = TinyNet()
-        ckpt.load_matching_weights(target, ckpt.read_init_weights(path), str(path))
-        for key, value in source.state_dict().items():
-            assert torch.equal(target.state_dict()[key], value)
-
-
-def test_init_mismatch_is_one_line_listing_keys(tmp_path):
-    torch.save(TinyNet(width=4).state_dict(), tmp_path / "narrow.pth")
-    with pytest.raises(UserError, match=r"shape mismatch bn.bias \(4,\) vs \(8,\)") as info:
-        ckpt.load_matching_weights(TinyNet(), ckpt.read_init_weights(tmp_path / "narrow.pth"),
-                                   "narrow.pth")
-    assert "\n" not in str(info.value)
-    weights = {k: v for k, v in TinyNet().state_dict().items() if not k.startswith("fc")}
-    weights["extra.weight"] = torch.zeros(1)
-    with pytest.raises(UserError, match="missing fc.bias, fc.weight; unexpected extra.weight"):
-        ckpt.load_matching_weights(TinyNet(), weights, "x")
-    torch.save([1, 2], tmp_path / "list.pth")
-    with pytest.raises(UserError, match="no state_dict"):
-        ckpt.read_init_weights(tmp_path / "list.pth")

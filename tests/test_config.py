@@ -186,7 +186,7 @@ def test_yaml_round_trip():
 
 
 def test_weight_decay_docs_say_what_it_means():
-    import cnnbench.optim as module
+    import cnnbench.training.optim as module
 
     doc = module.__doc__
     for words in ("coupled", "decoupled", "adamw", "BatchNorm", "no_decay_bn_bias"):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnbench.ema import WeightAverage
+from cnnbench.training.ema import WeightAverage
 from cnnbench.errors import UserError
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnbench.engine import NonFiniteLoss, evaluate, train_one_epoch
+from cnnbench.training.engine import NonFiniteLoss, evaluate, train_one_epoch
 from engine_fixtures import AuxNet, TinyNet, tensor_batches
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cnnbench.config import OPTIMIZERS, SCHEDULERS, TrainConfig
-from cnnbench.optim import (build_optimizer, build_scheduler, is_per_step, lr_factor_fn,
+from cnnbench.training.optim import (build_optimizer, build_scheduler, is_per_step, lr_factor_fn,
                             param_groups)
 from engine_fixtures import TinyNet, tensor_batches
 

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from cnnbench import checkpoint as ckpt
+from cnnbench.training import checkpoint as ckpt
 from engine_fixtures import (_tiny_folder_files, cli_command, cli_env, read_jsonl,  # noqa: F401
                              tiny_folder)
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from cnnbench import checkpoint as ckpt
+from cnnbench.training import checkpoint as ckpt
 from cnnbench.config import TrainConfig
 from cnnbench.config.resolve import resolve_config
 from cnnbench.errors import UserError
-from cnnbench.run import evaluate_checkpoint, git_commit, train_run
+from cnnbench.training import evaluate_checkpoint, train_run
+from cnnbench.training.machine import git_commit
 from engine_fixtures import _tiny_folder_files, quick_options, read_jsonl, tiny_folder  # noqa: F401
 
 SUMMARY_KEYS = (
@@ -129,10 +129,10 @@ class NanAfter(torch.nn.Module):
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_folder, monkeypatch):
-    import cnnbench.run as run_module
+    import cnnbench.training.build as build_module
 
-    build = run_module.build_model
-    monkeypatch.setattr(run_module, "build_model", lambda c, d: NanAfter(build(c, d), 10))
+    build = build_module.build_model
+    monkeypatch.setattr(build_module, "build_model", lambda c, s, i: NanAfter(build(c, s, i), 10))
     # 8 steps per epoch: epoch 1 is clean, epoch 2 turns NaN at its third step
     with pytest.raises(UserError, match=r"training loss became nan.*last good checkpoint.*epoch 1"):
         run(tiny_folder, epochs=3, log_every=1000)
@@ -192,26 +192,15 @@ def test_techniques_run_end_to_end(tiny_folder):
     assert evaluate_checkpoint(out / "best.ckpt")["acc"] == summary["test_acc"]
 
 
-@pytest.mark.parametrize("option, module", [({"tta": "mirror"}, "cnnbench.tta"),
-                                            ({"ema": 0.9}, "cnnbench.ema"),
-                                            ({"whiten_init": True}, "cnnbench.whitening")])
-def test_missing_technique_modules_say_so(tiny_folder, monkeypatch, option, module):
-    monkeypatch.setitem(sys.modules, module, None)  # as if the module did not exist
-    with pytest.raises(UserError, match="not available yet"):
-        run(tiny_folder, epochs=1, **option)
-
-
 def _whitened_first_conv(tiny_folder, **overrides):
     """The whitening filters a run with ``overrides`` starts from (computed here, not read
     from the run: the whitening depends only on the training images)."""
-    from cnnbench.run import _whiten, build_model, prepare_data
-    from cnnbench.whitening import find_whitening_conv
+    from cnnbench.training import build_training
+    from cnnbench.training.whitening import find_whitening_conv
 
-    config = resolve_config(quick_options(tiny_folder, whiten_init=True, **overrides))
-    data = prepare_data(config)
-    model = build_model(config, data)
-    _whiten(model, config, data, torch.device("cpu"))
-    return find_whitening_conv(model)
+    training = build_training(resolve_config(quick_options(tiny_folder, whiten_init=True, **overrides)))
+    training.whiten()
+    return find_whitening_conv(training.model)
 
 
 def test_whiten_bias_epochs_zero_keeps_the_whitening_layer_frozen(tiny_folder):
@@ -239,16 +228,16 @@ def test_whitening_bias_stays_frozen_under_a_backbone_freeze(tiny_folder):
 
 
 def test_lowres_epochs_train_on_downscaled_images(tiny_folder, monkeypatch):
-    import cnnbench.run as run_module
+    import cnnbench.training.build as build_module
 
     seen = []
-    original = run_module.train_one_epoch
+    original = build_module.train_one_epoch
 
     def recording(model, loader, *args, **kwargs):
         seen.append(tuple(next(iter(loader))[0].shape[-2:]))
         return original(model, loader, *args, **kwargs)
 
-    monkeypatch.setattr(run_module, "train_one_epoch", recording)
+    monkeypatch.setattr(build_module, "train_one_epoch", recording)
     summary, _ = run(tiny_folder, epochs=3, model="fastnet", resize=16, lowres_size=12,
                      lowres_epochs=2, model_kwargs={"widths": [8, 8, 8]})
     assert seen == [(12, 12), (12, 12), (16, 16)]
@@ -316,7 +305,7 @@ def test_limits_take_a_seeded_random_subset_not_the_first_images(monkeypatch):
     """Guards against ``--limit-train N`` / ``--limit-eval N`` taking the first N images (a
     single-class subset for data stored in class order) or ignoring ``split_seed``. The
     indices are written out: 20 images, 25% validation, 6 training and 3 evaluation images."""
-    from cnnbench.run import prepare_data
+    from cnnbench.training.rundata import prepare_data
 
     _numbered_dataset(monkeypatch)
     base = dict(dataset="mnist", val_split=0.25, limit_train=6, limit_eval=3)
@@ -337,10 +326,10 @@ def test_the_test_set_is_evaluated_once_at_the_end_with_the_best_weights(tiny_fo
     """Guards against evaluating (or selecting on) the test set during training: over 3 epochs
     the 40 validation images are evaluated once per epoch, the 48 test images exactly once,
     after the last epoch, with the weights of the epoch of best validation accuracy."""
-    import cnnbench.run as run_module
+    import cnnbench.training.build as build_module
 
     calls = []
-    real_evaluate = run_module.evaluate
+    real_evaluate = build_module.evaluate
 
     def recording(model, loader, **kw):
         result = real_evaluate(model, loader, **kw)
@@ -348,7 +337,7 @@ def test_the_test_set_is_evaluated_once_at_the_end_with_the_best_weights(tiny_fo
         calls.append((result["n"], weights))
         return result
 
-    monkeypatch.setattr(run_module, "evaluate", recording)
+    monkeypatch.setattr(build_module, "evaluate", recording)
     summary, out = run(tiny_folder, epochs=3, val_split=0.25)
     assert summary["split"] == {"train": 120, "val": 40, "test": 48}
     assert [n for n, _ in calls] == [40, 40, 40, 48]

@@ -16,8 +16,10 @@ import torch
 import torchvision
 from torch import nn
 
-from cnnbench import transfer
-from cnnbench.checkpoint import save_checkpoint
+from cnnbench.training import transfer
+from cnnbench.training.optim import param_groups
+from cnnbench.training.transfer import pretrained as pretrained_module
+from cnnbench.training.checkpoint import save_checkpoint
 from cnnbench.config import TrainConfig
 from cnnbench.errors import UserError
 from cnnbench.models import create_model
@@ -246,7 +248,7 @@ def _step(model, optimizer, n=2):
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_frozen_backbone_and_its_batchnorm_statistics_do_not_change(optimizer):
     model = _small_resnet()
-    groups = transfer.param_groups(model, lr=0.1, head_lr=0.5, weight_decay=0.1)
+    groups = param_groups(model, TrainConfig(lr=0.1, head_lr=0.5, weight_decay=0.1))
     opt = (torch.optim.SGD(groups, momentum=0.9) if optimizer == "sgd"
            else torch.optim.AdamW(groups))  # built before freezing: frozen params are in it
     frozen = transfer.freeze(model, "backbone")
@@ -268,16 +270,12 @@ def test_frozen_backbone_and_its_batchnorm_statistics_do_not_change(optimizer):
     assert not torch.equal(later["bn1.running_mean"], after["bn1.running_mean"])
 
 
-def test_frozen_batchnorm_survives_deepcopy_and_set_frozen_bn_eval():
+def test_frozen_batchnorm_survives_deepcopy():
     model = _small_resnet()
     transfer.freeze(model, "backbone")
     clone = copy.deepcopy(model)  # e.g. a weight-average copy
     clone.train()
     assert not clone.bn1.training and model.bn1.training is False
-    model.bn1.training = True  # code that flips the flag by hand
-    assert transfer.set_frozen_bn_eval(model) == sum(
-        isinstance(m, nn.BatchNorm2d) for m in model.modules())
-    assert not model.bn1.training
     assert set(model.state_dict()) == set(_small_resnet().state_dict())
 
 
@@ -308,31 +306,24 @@ def test_freeze_schedule_is_idempotent_and_unfreezes_on_time():
 
 # --------------------------------------------------------------------------- learning rates
 
-def test_split_param_groups_gives_head_and_backbone_their_rates():
+def test_param_groups_give_head_and_backbone_their_rates():
     model = _small_resnet()
-    bn = {id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
     params = list(model.parameters())
-    groups = [  # what cnnbench.optim.param_groups makes, with bn_lr_scale 2 and decouple_wd
-        {"params": [p for p in params if id(p) not in bn], "lr": 0.1, "weight_decay": 5e-4 / 0.1,
-         "name": "weights"},
-        {"params": [p for p in params if id(p) in bn], "lr": 0.2, "weight_decay": 0.0, "name": "norm"},
-    ]
-    assert transfer.split_param_groups(groups, model, lr=0.1) is groups
-    split = transfer.split_param_groups(groups, model, lr=0.1, head_lr=1.0, backbone_lr=0.01,
-                                        decouple_wd=True)
+    plain = TrainConfig(lr=0.1, bn_lr_scale=2.0, weight_decay=5e-4, decouple_wd=True,
+                        optimizer="sgd")
+    assert {g["name"] for g in param_groups(model, plain)} == {"weights", "norm"}
+    split = param_groups(model, plain.replace(head_lr=1.0, backbone_lr=0.01))
     by_name = {g["name"]: g for g in split}
     assert set(by_name) == {"weights", "head_weights", "norm"}
     assert [id(p) for p in by_name["head_weights"]["params"]] == [id(model.fc.weight), id(model.fc.bias)]
     assert by_name["head_weights"]["lr"] == pytest.approx(1.0)
     assert by_name["weights"]["lr"] == pytest.approx(0.01) and by_name["norm"]["lr"] == pytest.approx(0.02)
-    for g in ("weights", "head_weights"):  # decoupled decay per step stays 5e-4
+    for g in ("weights", "head_weights", "norm"):  # decoupled decay per step stays 5e-4
         assert by_name[g]["lr"] * by_name[g]["weight_decay"] == pytest.approx(5e-4)
     ids = [id(p) for g in split for p in g["params"]]
     assert sorted(ids) == sorted(id(p) for p in params)  # every parameter exactly once
-    opt = torch.optim.SGD(split, lr=0.1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5)
-    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.005, 0.5, 0.01])
-    del sched
+    head_only = {g["name"]: g["lr"] for g in param_groups(model, plain.replace(head_lr=0.5))}
+    assert head_only == pytest.approx({"head_weights": 0.5, "weights": 0.1, "norm": 0.2})
 
 
 def test_fine_tuning_options_are_checked_by_the_config():
@@ -366,7 +357,7 @@ def test_pretrained_offline_says_where_to_put_the_file(tmp_path, monkeypatch):
 
 def test_pretrained_downloads_when_online(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(transfer, "_network_available", lambda url, timeout: True)
+    monkeypatch.setattr(pretrained_module, "_network_available", lambda url, timeout: True)
     calls = []
 
     def fake_download(url, path):
@@ -375,7 +366,7 @@ def test_pretrained_downloads_when_online(tmp_path, monkeypatch):
         path.write_bytes(b"weights")
         return path
 
-    monkeypatch.setattr(transfer, "_download", fake_download)
+    monkeypatch.setattr(pretrained_module, "_download", fake_download)
     path = transfer.pretrained_weights_path("vgg16_bn")
     assert calls == ["https://download.pytorch.org/models/vgg16_bn-6c64b313.pth"]
     assert path.name == "vgg16_bn-6c64b313.pth" and path.read_bytes() == b"weights"

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from cnnbench.errors import UserError
-from cnnbench.tta import TTA_MODES, TTA_VIEWS, predict_logits, shift
+from cnnbench.training.tta import TTA_MODES, TTA_VIEWS, predict_logits, shift
 
 
 class FlipInvariant(nn.Module):

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnbench.errors import UserError
-from cnnbench.whitening import find_whitening_conv, init_patch_whitening
+from cnnbench.training.whitening import find_whitening_conv, init_patch_whitening
 
 
 def _correlated_images(n, channels, size, seed=0):

@@ -87,7 +87,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from cnnbench.config import FIELDS, normalize_keys
     from cnnbench.errors import UserError
-    from cnnbench.run import train_run
+    from cnnbench.training import train_run
 
     if args.resume:
         from cnnbench.training.rundir import saved_config

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
+from cnnbench.data import get_spec, split_sizes
+from cnnbench.data.specs import imagefolder_path
 from cnnbench.studies.spec import build_config
+from cnnbench.training.build import build_model, model_cost
+from cnnbench.training.tta import TTA_VIEWS
 
 # Cost model of :func:`estimate_seconds`, fitted to what 2 cores of the AMD EPYC here do in
 # fp32 (README, Performance): convolution-heavy models sustain about 100 GFLOP/s (ResNet-18 with
@@ -46,11 +52,6 @@ def estimate_seconds(options: dict, *, gflops: float = CPU_GFLOPS,
     backward), 2 x MACs per evaluated image and view, at ``gflops``, plus a fixed overhead per
     image. It reads no data (the official dataset sizes) and builds the model on the meta
     device. ``None`` where the dataset size is not known in advance (``imagefolder:``)."""
-    from cnnbench.data.specs import get_spec, imagefolder_path
-    from cnnbench.data.split import split_sizes
-    from cnnbench.models.profile import count_macs
-    from cnnbench.tta import TTA_VIEWS
-
     config = build_config(options, where)  # ``where`` names the run in a one-line error
     if imagefolder_path(config.dataset) is not None:  # its size is known only once read
         return None
@@ -62,24 +63,11 @@ def estimate_seconds(options: dict, *, gflops: float = CPU_GFLOPS,
     n_train, n_val = limit(n_train, config.limit_train), limit(n_val, config.limit_eval)
     n_test = limit(spec.test_size, config.limit_eval)
     size = config.resize or spec.image_size[0]
-    model = meta_model(config, spec, size)
-    macs = int(count_macs(model, (spec.channels, size, size)))
+    with torch.device("meta"):  # no weights: enough to count MACs
+        model = build_model(config, spec, (size, size))
+    macs = model_cost(model, spec.channels, (size, size))[1] or 0
     train_images = config.epochs * n_train
     eval_images = (config.epochs * n_val + n_test) * TTA_VIEWS[config.tta]
     seconds = (train_images * (6 * macs / (gflops * 1e9) + overhead_s)
                + eval_images * (2 * macs / (gflops * 1e9) + overhead_s / 3))
     return CostEstimate(train_images, eval_images, macs, seconds)
-
-
-def meta_model(config, spec, size: int):
-    """The run's model without weights (on the meta device), as training builds it for
-    ``size`` x ``size`` inputs of the dataset ``spec``: enough to count its MACs."""
-    import torch
-
-    from cnnbench.registry import create_model
-
-    with torch.device("meta"):
-        # TODO(build_training)
-        return create_model(config.model, num_classes=spec.num_classes, in_chans=spec.channels,
-                            input_size=size, drop_rate=config.dropout, stem=config.stem,
-                            **config.model_kwargs)

@@ -44,12 +44,12 @@ def run_study(study: Study, out_dir: str | Path, *, train_fn: TrainFn | None = N
     """Train the study's runs into ``out_dir/<run>/``; return one outcome per run.
 
     ``train_fn(config, out_dir=, resume=, argv=, progress=) -> summary`` defaults to
-    :func:`cnnbench.run.train_run`; tests pass a stub. Every run's config is built (and so
+    :func:`cnnbench.training.train_run`; tests pass a stub. Every run's config is built (and so
     validated) before the first run starts. ``argv``, the command line, is recorded in each
     run's summary and is the command ``error.txt`` gives to continue the study.
     """
     if train_fn is None:
-        from cnnbench.run import train_run as train_fn
+        from cnnbench.training import train_run as train_fn
     out = Path(out_dir)
     runs = select_runs(study, only)
     configs = {r.name: build_config(r.options, study.where(r)) for r in runs}

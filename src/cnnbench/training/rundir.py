@@ -19,6 +19,7 @@ last line cut short by a killed run.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -27,11 +28,12 @@ from pathlib import Path
 
 import yaml
 
-from cnnbench.config import TrainConfig
+from cnnbench.config import TrainConfig, dump_yaml
 from cnnbench.errors import UserError
 
 CONFIG, METRICS, STEPS, SUMMARY = "config.yaml", "metrics.jsonl", "train_steps.jsonl", "summary.json"
 ERROR, STUDY, PREDICTIONS, MISCLASSIFIED = "error.txt", "study.json", "test_predictions.json", "misclassified.pt"
+LAST, BEST = "last.ckpt", "best.ckpt"
 # Options that may differ when a run is resumed: they do not change what is computed on the
 # same machine (or, for device/compile, the user asks for it knowingly).
 RESUMABLE_CHANGES = ("out", "data_dir", "num_threads", "log_every", "device", "compile",
@@ -127,6 +129,49 @@ def saved_config(run_dir: str | Path) -> TrainConfig:
         raise UserError(f"{saved_path} is unreadable or not valid YAML; the run cannot be "
                         f"resumed") from None
     return TrainConfig.from_dict(values, str(saved_path))
+
+
+def prepare_run_dir(config: TrainConfig | None, out_dir, resume: bool) -> tuple[TrainConfig, Path]:
+    """The run's config and directory; on resume the saved config (changes checked)."""
+    if resume:
+        target = out_dir or (config.out if config is not None else None)
+        if target is None:
+            raise UserError("--resume needs the run directory: --resume DIR (or --out DIR)")
+        run_dir = Path(target)
+        saved = saved_config(run_dir)
+        if config is None:
+            return saved, run_dir
+        changed = [f.name for f in dataclasses.fields(TrainConfig)
+                   if f.name not in RESUMABLE_CHANGES
+                   and getattr(config, f.name) != getattr(saved, f.name)]
+        if changed:
+            raise UserError(f"--resume continues {run_dir} with its saved config, but these "
+                            f"options differ: {', '.join(changed)}; drop them (or start a new "
+                            f"run with another --out)")
+        keep = {k: getattr(config, k) for k in RESUMABLE_CHANGES if k != "out"}
+        return saved.replace(**keep), run_dir
+    if config is None:
+        raise UserError("train_run needs a config unless it resumes a run")
+    run_dir = Path(out_dir or config.out or default_run_dir(config))
+    for name in (LAST, BEST):
+        if (run_dir / name).exists():
+            raise UserError(f"{run_dir} already holds a run ({name}); pass --resume to continue "
+                            f"it, or choose another --out")
+    return config, run_dir
+
+
+def open_run_dir(run_dir: Path, config: TrainConfig, fresh: bool) -> None:
+    """Create the run directory (a fresh run: drop the logs of an earlier attempt that never
+    completed an epoch) and write the resolved ``config.yaml``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        for name in (METRICS, STEPS, SUMMARY, ERROR, PREDICTIONS):
+            (run_dir / name).unlink(missing_ok=True)
+        for events in run_dir.glob("events.out.tfevents.*"):
+            events.unlink()
+    else:
+        (run_dir / ERROR).unlink(missing_ok=True)
+    (run_dir / CONFIG).write_text(dump_yaml(config))
 
 
 def config_changes(run_dir: str | Path, config: TrainConfig, ignore: tuple[str, ...] = ()) -> list[str]:

@@ -29,10 +29,11 @@ Learning-rate schedules (``scheduler``), all stepped per optimizer step
 ``plateau_patience`` epochs; stepped per epoch; no warmup). ``warmup_epochs`` (may be
 fractional) adds a linear warmup from ~0 to ``lr`` in front of every other schedule.
 
-Parameter groups (:func:`param_groups`): parameters of normalisation layers (BatchNorm,
-GroupNorm, LayerNorm, InstanceNorm) get ``lr * bn_lr_scale``; with ``no_decay_bn_bias`` they
-and every bias get no weight decay; with ``decouple_wd`` each group's PyTorch weight decay is
-``weight_decay / group_lr``. Frozen parameters (``requires_grad=False``) are left out.
+Parameter groups (:func:`param_groups`): the classifier head gets ``head_lr`` and the rest
+``backbone_lr`` when given (fine-tuning); parameters of normalisation layers (BatchNorm,
+GroupNorm, LayerNorm, InstanceNorm) get ``bn_lr_scale`` times that; with ``no_decay_bn_bias``
+they and every bias get no weight decay; with ``decouple_wd`` each group's PyTorch weight decay
+is ``weight_decay / group_lr``. Frozen parameters (``requires_grad=False``) are left out.
 
 Schedules (:func:`build_scheduler`) are per optimizer step: a
 :class:`torch.optim.lr_scheduler.LambdaLR` whose factor is a pure function of the step index
@@ -50,6 +51,9 @@ import torch
 from torch import nn
 
 from cnnbench.config import TrainConfig
+from cnnbench.errors import UserError
+from cnnbench.training.checkpoint import unwrap
+from cnnbench.training.transfer.heads import head_parameter_names
 
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm,
                nn.modules.instancenorm._InstanceNorm)
@@ -58,45 +62,49 @@ ONECYCLE_START_DIV = 25.0  # onecycle warms up from lr / 25 (torch.optim.lr_sche
 
 
 def param_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
-    """Parameter groups: (normalisation layer or not) x (decayed or not), empty ones dropped.
+    """Parameter groups: (head or backbone) x (normalisation layer or not) x (decayed or not),
+    empty ones dropped; frozen parameters (``requires_grad=False``) are left out.
 
-    Each group carries a ``name`` (``"weights"``, ``"weights_no_decay"``, ``"norm"``,
-    ``"norm_no_decay"``) so logs and tests can find it.
+    A group's ``lr`` is its peak learning rate: ``head_lr`` for the classifier head and
+    ``backbone_lr`` for the rest when given (else ``lr``), times ``bn_lr_scale`` for
+    normalisation layers. Its PyTorch ``weight_decay`` is ``weight_decay`` (0 for norm layers
+    and biases with ``no_decay_bn_bias``), divided by that peak rate with ``decouple_wd``. Each
+    group carries a ``name`` (``weights``, ``weights_no_decay``, ``norm``, ``norm_no_decay``,
+    ``head_`` in front for the head's) so logs and tests can find it.
     """
     norm_params: set[int] = set()
     for module in model.modules():
         if isinstance(module, NORM_LAYERS):
             norm_params.update(id(p) for p in module.parameters(recurse=False))
-    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    split_head = config.head_lr is not None or config.backbone_lr is not None
+    head = set(head_parameter_names(model)) if split_head else set()
+    buckets: dict[tuple[bool, bool, bool], list[nn.Parameter]] = {}
     seen: set[int] = set()
-    for name, p in model.named_parameters():
+    for name, p in unwrap(model).named_parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
         is_norm = id(p) in norm_params
         is_bias = name.rsplit(".", 1)[-1] == "bias"
         decay = config.weight_decay > 0 and not (config.no_decay_bn_bias and (is_norm or is_bias))
-        buckets.setdefault((is_norm, decay), []).append(p)
+        buckets.setdefault((name in head, is_norm, decay), []).append(p)
     groups = []
-    for (is_norm, decay), params in sorted(buckets.items()):
-        lr = config.lr * (config.bn_lr_scale if is_norm else 1.0)
+    for (is_head, is_norm, decay), params in sorted(buckets.items()):
+        peak = (config.head_lr if is_head else config.backbone_lr) or config.lr
+        lr = peak * (config.bn_lr_scale if is_norm else 1.0)
         wd = config.weight_decay if decay else 0.0
         if config.decouple_wd and wd:
             wd = wd / lr
         groups.append({"params": params, "lr": lr, "weight_decay": wd,
-                       "name": ("norm" if is_norm else "weights") + ("" if decay else "_no_decay")})
+                       "name": ("head_" if is_head else "") + ("norm" if is_norm else "weights")
+                       + ("" if decay else "_no_decay")})
     return groups
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer named by ``config.optimizer`` over :func:`param_groups`."""
-    from cnnbench.transfer import split_param_groups
-
-    groups = split_param_groups(param_groups(model, config), model, lr=config.lr,
-                                head_lr=config.head_lr, backbone_lr=config.backbone_lr,
-                                decouple_wd=config.decouple_wd)
+    groups = param_groups(model, config)
     if not groups:
-        from cnnbench.errors import UserError
         raise UserError(f"model {config.model} has no trainable parameters")
     name = config.optimizer
     if name == "sgd":

@@ -22,6 +22,8 @@ import torch
 from torch import nn
 
 from cnnbench.errors import UserError
+from cnnbench.training.checkpoint import unwrap
+from cnnbench.training.tta import predict_logits
 
 
 class NonFiniteLoss(UserError):
@@ -57,7 +59,7 @@ def compute_loss(model: nn.Module, outputs, targets: torch.Tensor,
     logits, aux = split_outputs(outputs)
     loss = criterion(logits, targets)
     if aux:
-        weight = float(getattr(getattr(model, "_orig_mod", model), "aux_weight", 0.3))
+        weight = float(getattr(unwrap(model), "aux_weight", 0.3))
         loss = loss + weight * sum(criterion(a, targets) for a in aux)
     return loss, logits
 
@@ -83,7 +85,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     Args:
         scheduler: a per-step LR scheduler (stepped after every optimizer step), or None.
         scaler: a ``torch.amp.GradScaler`` (fp16), or None.
-        ema: an object with ``update(model)`` (e.g. :class:`cnnbench.ema.WeightAverage`),
+        ema: an object with ``update(model)`` (e.g. :class:`cnnbench.training.ema.WeightAverage`),
             called after every optimizer step, or None.
         log_every: every this many steps, read the mean training loss of those steps from
             the device, check it is finite and call ``on_log(step, images_seen, loss)``;
@@ -187,10 +189,9 @@ def evaluate(model: nn.Module, loader: Iterable, *, num_classes: int,
     ``per_class_acc`` (list; ``None`` for a class with no images), ``confusion_matrix``
     (``[true][predicted]`` counts) and, with ``return_predictions``, ``predictions`` and
     ``targets`` (CPU int64 tensors). ``tta`` other than ``"none"`` averages the logits over
-    augmented views (:func:`cnnbench.tta.predict_logits`).
+    augmented views (:func:`cnnbench.training.tta.predict_logits`).
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    predict = _tta_predictor(tta)
     was_training = model.training
     model.eval()
     acc_dtype = torch.float64 if device.type in ("cpu", "cuda") else torch.float32
@@ -202,7 +203,7 @@ def evaluate(model: nn.Module, loader: Iterable, *, num_classes: int,
         for x, y in loader:
             x, y = _to_device(x, y, device, channels_last)
             with autocast(device, amp):
-                logits = predict(model, x)
+                logits = predict_logits(model, x, tta)
             logits = logits.float()
             loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").to(acc_dtype)
             pred = logits.argmax(1)
@@ -227,18 +228,3 @@ def evaluate(model: nn.Module, loader: Iterable, *, num_classes: int,
         result["predictions"] = torch.cat(preds)
         result["targets"] = torch.cat(targets)
     return result
-
-
-def _plain_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return split_outputs(model(x))[0]
-
-
-def _tta_predictor(mode: str) -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
-    if mode == "none":
-        return _plain_logits
-    try:
-        from cnnbench.tta import predict_logits
-    except ImportError:
-        raise UserError(f"tta {mode!r} is not available yet (cnnbench.tta is missing in this "
-                        f"version); use --tta none") from None
-    return lambda model, x: predict_logits(model, x, mode)

@@ -50,6 +50,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnbench.errors import UserError
+from cnnbench.training.checkpoint import unwrap
 
 __all__ = ["WeightAverage"]
 
@@ -58,8 +59,7 @@ _META = ("decay", "every", "warmup", "num_steps", "num_updates")
 
 
 def _live_tensors(model: nn.Module) -> dict[str, Tensor]:
-    model = getattr(model, "_orig_mod", model)  # torch.compile wrapper -> the real module
-    return model.state_dict(keep_vars=True)
+    return unwrap(model).state_dict(keep_vars=True)  # torch.compile wrapper -> the real module
 
 
 class WeightAverage:

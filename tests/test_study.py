@@ -270,8 +270,8 @@ def test_shipped_recipes_match_the_reports():
 
 
 def test_estimate_counts_images_views_and_macs():
+    from cnnbench.models import create_model
     from cnnbench.models.profile import count_macs
-    from cnnbench.registry import create_model
 
     options = dict(model="lenet5", dataset="mnist", epochs=2, val_split=0.1, limit_train=1000,
                    limit_eval=500, tta="mirror")

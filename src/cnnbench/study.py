@@ -475,7 +475,7 @@ def estimate_seconds(options: dict, *, gflops: float = CPU_GFLOPS,
     from cnnbench.data.specs import get_spec, imagefolder_path
     from cnnbench.data.split import split_sizes
     from cnnbench.models.profile import count_macs
-    from cnnbench.registry import create_model
+    from cnnbench.models import create_model
     from cnnbench.tta import TTA_VIEWS
 
     config = build_config(options, where)  # ``where`` names the run in a one-line error

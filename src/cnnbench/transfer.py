@@ -433,7 +433,7 @@ def _mismatch_message(model: nn.Module, src: _Source, missing: list[str], unexpe
 def _reference_keys() -> tuple[tuple[str, frozenset, dict], ...]:
     """(model name, key names, key -> shape) of every registered model at the ImageNet
     configuration, built on the meta device (no memory, ~1 s for the zoo)."""
-    from cnnbench.registry import list_models, model_info
+    from cnnbench.models import list_models, model_info
 
     out = []
     for name in list_models():
@@ -473,7 +473,7 @@ def guess_architecture(weights: Mapping[str, torch.Tensor]) -> tuple[str | None,
 def pretrained_models() -> list[str]:
     """cnnbench models for which torchvision has ImageNet weights (same names and layouts)."""
     import torchvision.models as tvm
-    from cnnbench.registry import list_models
+    from cnnbench.models import list_models
 
     tv = set(tvm.list_models())
     out = []
@@ -505,7 +505,7 @@ def pretrained_weights_path(model_name: str, *, download: bool = True,
     ``--init PATH`` takes a downloaded file.
     """
     import torchvision.models as tvm
-    from cnnbench.registry import resolve_model_name
+    from cnnbench.models import resolve_model_name
 
     name = resolve_model_name(model_name)
     try:

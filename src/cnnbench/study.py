@@ -472,7 +472,8 @@ def estimate_seconds(options: dict, *, gflops: float = CPU_GFLOPS,
     backward), 2 x MACs per evaluated image and view, at ``gflops``, plus a fixed overhead per
     image. It reads no data (the official dataset sizes) and builds the model on the meta
     device. ``None`` where the dataset size is not known in advance (``imagefolder:``)."""
-    from cnnbench.data.specs import get_spec, imagefolder_path
+    from cnnbench.data.datasets import get_spec
+    from cnnbench.data.specs import imagefolder_path
     from cnnbench.data.split import split_sizes
     from cnnbench.models.profile import count_macs
     from cnnbench.models import create_model

@@ -29,7 +29,7 @@ import torch
 from cnnbench.data.cache import Md5Memo, ensure_writable_dir, fingerprint, scratch_dir, stat_key
 from cnnbench.data.errors import DatasetCorruptError, DatasetMissingError
 from cnnbench.data.imagefolder import ImageFolderScan, decode_image_files
-from cnnbench.data.specs import SPECS, DatasetSpec
+from cnnbench.data.specs import SPECS, DatasetSpec, imagefolder_path
 from cnnbench.errors import UserError
 
 
@@ -438,8 +438,6 @@ def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...]
 
 def source_for(name: str) -> Source:
     """The :class:`Source` of a canonical dataset name (see ``resolve_dataset_name``)."""
-    from cnnbench.data.specs import imagefolder_path
-
     if name == "mnist":
         return IdxSource(name, "MNIST", "https://ossci-datasets.s3.amazonaws.com/mnist/")
     if name == "fashion_mnist":

@@ -56,11 +56,6 @@ class ModelInfo:
     fn: Callable[..., nn.Module]
     doc: str
 
-    @property
-    def summary(self) -> str:
-        """The first line of :attr:`doc`."""
-        return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
-
 
 _REGISTRY: dict[str, ModelInfo] = {}
 _NORMALISED: dict[str, str] = {}   # normalised spelling -> registered name

@@ -11,10 +11,12 @@ loader.set_epoch(epoch)
 for x, y in loader: ...
 ```
 
-Modules: ``specs`` (DatasetSpec table and dataset names, no files), ``sources`` (files,
-checksums, downloads, decoding), ``imagefolder`` (image folders), ``cache`` (data/cache roots,
+Modules: ``specs`` (DatasetSpec table and dataset names, no files), ``source_base`` (the
+Source interface), ``sources`` (torchvision layouts: files, checksums, downloads, decoding;
+``source_for``), ``imagefolder`` (image folders and their Source), ``cache`` (data/cache roots,
 cached tensors), ``datasets`` (load_dataset, get_spec), ``split`` (split_indices), ``loader`` +
-``augment`` (batches). Imports run one way: datasets -> sources -> imagefolder/cache/specs.
+``augment`` (batches). Imports run one way: datasets -> sources -> imagefolder -> source_base
+-> cache/specs.
 """
 
 from cnnbench.data.augment import AUGMENTATIONS, parse_augment

@@ -9,7 +9,7 @@ from cnnbench.studies import CostEstimate, duration_text, estimate_seconds, load
 
 def test_estimate_counts_images_views_and_macs():
     from cnnbench.models.profile import count_macs
-    from cnnbench.registry import create_model
+    from cnnbench.models import create_model
 
     options = dict(model="lenet5", dataset="mnist", epochs=2, val_split=0.1, limit_train=1000,
                    limit_eval=500, tta="mirror")

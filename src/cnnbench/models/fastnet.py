@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from cnnbench.errors import UserError
 from cnnbench.models.common import make_activation
-from cnnbench.registry import register_model
+from cnnbench.models.registry import register_model
 
 __all__ = ["FastNet"]
 

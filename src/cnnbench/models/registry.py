@@ -1,9 +1,11 @@
 """The model registry: every network cnnbench can build, by name.
 
-Each family module in :mod:`cnnbench.models` registers its builders here with
-:func:`register_model`; everything else asks for a model by name through
-:func:`create_model`. Names are unique, also after normalisation (case, ``-``, ``_`` and
-spaces are ignored when looking a name up), so ``"ResNet-18"`` finds ``resnet18``.
+Each family module of :mod:`cnnbench.models` (``resnet.py``, ...) registers its builders here
+with :func:`register_model` when it is imported. This module imports none of the families:
+import :mod:`cnnbench.models` (which loads them all) to get a filled registry. Everything else
+asks for a model by name through :func:`create_model`. Names are unique, also after
+normalisation (case, ``-``, ``_`` and spaces are ignored when looking a name up), so
+``"ResNet-18"`` finds ``resnet18``.
 
 Every builder has the signature
 ``fn(*, num_classes=1000, in_chans=3, input_size=224, drop_rate=0.0, stem="auto", **family_kw)``
@@ -17,7 +19,6 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
-import importlib
 import inspect
 import re
 from collections.abc import Callable
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from cnnbench.errors import UserError
+from cnnbench.models.common import InputTooSmall, resolve_stem, to_hw
 
 __all__ = ["ModelInfo", "register_model", "list_models", "model_info", "resolve_model_name",
            "create_model", "FAMILY_DEFAULTS"]
@@ -53,11 +55,6 @@ class ModelInfo:
     family: str
     fn: Callable[..., nn.Module]
     doc: str
-
-    @property
-    def summary(self) -> str:
-        """The first line of :attr:`doc`."""
-        return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -119,24 +116,23 @@ def register_model(name: str | Callable | None = None, fn: Callable | None = Non
     return fn
 
 
-def _ensure_loaded() -> None:
-    # The family modules register themselves when cnnbench.models is imported; importing it
-    # here (not at module level) keeps registry <-> models free of an import cycle.
-    importlib.import_module("cnnbench.models")
+def _natural_key(name: str) -> tuple[list[str | int], str]:
+    """Sort key that compares digit runs as numbers: ``resnet18`` before ``resnet101``."""
+    parts = re.split(r"(\d+)", name.lower())  # text at even, digits at odd positions
+    return [int(p) if i % 2 else p for i, p in enumerate(parts)], name
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching the ``fnmatch`` ``pattern`` (case-insensitive), sorted."""
-    _ensure_loaded()
+    """Registered model names matching the ``fnmatch`` ``pattern`` (case-insensitive), in
+    natural order (numbers by value: ``resnet18``, ``resnet34``, ..., ``resnet101``)."""
     pattern = pattern.lower()
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n.lower(), pattern))
+    return sorted((n for n in _REGISTRY if fnmatch.fnmatchcase(n.lower(), pattern)), key=_natural_key)
 
 
 def resolve_model_name(name: str) -> str:
     """The registered name for ``name``: exact, then case/punctuation-insensitive
     (``"ResNet-18"`` -> ``"resnet18"``), then a family name (``"ResNet"`` -> ``"resnet18"``,
     see :data:`FAMILY_DEFAULTS`). Unknown names raise :class:`UserError` with close matches."""
-    _ensure_loaded()
     if name in _REGISTRY:
         return name
     key = _normalise(name)
@@ -200,8 +196,6 @@ def _check_keywords(info: ModelInfo, kwargs: dict) -> None:
 def _dry_run(info: ModelInfo, kwargs: dict) -> tuple[Exception | None, nn.Module | None]:
     """Build the model on the meta device (no memory, no compute) and run a batch of 2 through
     it in training mode, so auxiliary heads run too. Returns (error or None, model or None)."""
-    from cnnbench.models.common import InputTooSmall, to_hw
-
     try:
         with torch.device("meta"):
             model = info.fn(**kwargs)
@@ -214,8 +208,6 @@ def _dry_run(info: ModelInfo, kwargs: dict) -> tuple[Exception | None, nn.Module
 def _check_input_fits(info: ModelInfo, kwargs: dict) -> nn.Module:
     """The model built on the meta device if ``kwargs["input_size"]`` fits it; else raise
     :class:`UserError` naming the smallest square input that does."""
-    from cnnbench.models.common import resolve_stem, to_hw
-
     hw = to_hw(kwargs["input_size"])
     stem = resolve_stem(kwargs.get("stem", "auto"), hw)  # validates the value first
     error, model = _dry_run(info, kwargs)

@@ -153,10 +153,16 @@ def model_info(name: str) -> ModelInfo:
     return _REGISTRY[resolve_model_name(name)]
 
 
-def create_model(name: str, num_classes: int = 10, in_chans: int = 1,
-                 input_size: int | tuple[int, int] = 28, drop_rate: float = 0.0,
+def create_model(name: str, num_classes: int = 1000, in_chans: int = 3,
+                 input_size: int | tuple[int, int] = 224, drop_rate: float = 0.0,
                  **kwargs) -> nn.Module:
     """Build model ``name`` for ``in_chans`` x ``input_size`` images and ``num_classes`` classes.
+
+    The defaults are torchvision's (1000 classes, 3 x 224 x 224, the ImageNet stem), so
+    ``create_model("resnet18")`` is torchvision's ResNet-18; for MNIST give ``num_classes=10,
+    in_chans=1, input_size=28`` (the small-input stem is then chosen), or take them from a
+    dataset: ``cnnbench.data.get_spec("mnist")`` has ``num_classes``, ``channels`` and
+    ``image_size``.
 
     ``kwargs`` are the common ``stem`` and the family's own keywords (``width_mult``, ``bn``,
     ``aux_logits``, ...; see ``cnnbench models --summary NAME`` or the family docstring).

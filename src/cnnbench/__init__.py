@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__version__ = "0.1.0"
+from cnnbench.version import __version__
 
 __all__ = ["__version__", "create_model", "evaluate", "list_models", "train"]
 

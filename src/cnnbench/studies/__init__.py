@@ -48,7 +48,8 @@ schedule fixes the number of epochs. ``reference.value`` is in percent as the re
 it, or ``[low, high]`` for a range; ``metric`` says what the report measured it on
 (``test_acc`` or ``val_acc``); ``reference: null`` where the number is not known.
 
-The runner (:func:`run_study`) orders runs so that every ``init`` run comes first, skips
+Runs are ordered when the study is loaded (:func:`order_runs`: every ``init`` run comes
+first); the runner (:func:`run_study`) skips
 runs whose ``summary.json`` says ``finished`` (re-running a study resumes it; a failed run
 is tried again), records a failing run (``error.txt`` and a ``failed`` summary) and goes
 on; a run whose ``init`` run did not finish is marked ``skipped``. Each run directory also

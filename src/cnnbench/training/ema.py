@@ -35,7 +35,7 @@ Usage by the engine::
         ...; optimizer.step(); average.update(model)
     with average.swapped(model):          # evaluate / checkpoint the averaged weights
         metrics = evaluate(model, ...)
-    ckpt["weight_average"] = average.state_dict()   # tensors only: weights_only=True loads it
+    last["training"]["ema"] = average.state_dict()  # tensors only: weights_only=True loads it
 
 Pass the module that owns the parameters (for a ``torch.compile``-d model, the compiled
 wrapper is unwrapped through its ``_orig_mod``, so state-dict names stay plain).

@@ -29,8 +29,8 @@ from typing import Any
 import torch
 import torchvision
 
-import cnnbench
 from cnnbench.config import TrainConfig
+from cnnbench.version import __version__
 from cnnbench.errors import UserError
 from cnnbench.training import checkpoint as ckpt
 from cnnbench.training.build import Training, build_training
@@ -204,7 +204,7 @@ class _Run:
             "backbone_lr": c.backbone_lr, "amp": c.amp, "channels_last": c.channels_last,
             "compile": c.compile, "deterministic": c.deterministic,
             "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
-            "cnnbench_version": cnnbench.__version__, "git_commit": git_commit(),
+            "cnnbench_version": __version__, "git_commit": git_commit(),
             "command": " ".join(self.argv), "status": "running", "started_at": started,
             "finished_at": None, "hostname": socket.gethostname(), "cpu": cpu_name(),
             "num_threads": torch.get_num_threads(),

@@ -121,3 +121,49 @@ def test_rng_states_round_trip():
     buffer.seek(0)
     ckpt.restore_rng_state(torch.load(buffer, weights_only=True))
     assert random.random() == expected[0]
+
+
+class _Compiled(torch.nn.Module):
+    """Stands in for what ``torch.compile`` returns: the real module as ``_orig_mod``."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self._orig_mod = inner
+
+
+def test_model_state_is_a_detached_copy_with_plain_names():
+    """Guards against a checkpoint that aliases the live weights (``copy=False``: later training
+    steps would change an already-written best model) and against names prefixed by the
+    ``torch.compile`` wrapper (``_orig_mod.conv.weight``)."""
+    model = TinyNet()
+    wrapped = _Compiled(model)
+    assert ckpt.unwrap(wrapped) is model and ckpt.unwrap(model) is model
+    state = ckpt.model_state(wrapped)
+    assert set(state) == set(model.state_dict())  # no _orig_mod. prefix
+    before = state["conv.weight"].clone()
+    with torch.no_grad():
+        model.conv.weight.add_(1.0)  # training goes on
+    assert torch.equal(state["conv.weight"], before)
+    assert not state["conv.weight"].requires_grad
+
+
+def test_unreadable_file_errors_keep_only_the_first_line_of_the_cause(tmp_path, monkeypatch):
+    """A loader error of many lines (or of none) still gives one line of at most ~160
+    characters of the cause, or the exception's name."""
+    path = tmp_path / "x.ckpt"
+    path.write_bytes(b"x")
+
+    def failing(message):
+        def load(*args, **kwargs):
+            raise RuntimeError(message)
+        return load
+
+    monkeypatch.setattr(torch, "load", failing("first line " + "y" * 300 + "\nsecond line"))
+    with pytest.raises(UserError) as info:
+        ckpt.load_tensor_file(path)
+    message = str(info.value)
+    assert "\n" not in message and "second line" not in message
+    assert "first line " + "y" * 149 + ")" in message  # the cause cut at 160 characters
+    monkeypatch.setattr(torch, "load", failing(""))
+    with pytest.raises(UserError, match=r"\(RuntimeError\)$"):
+        ckpt.load_tensor_file(path)

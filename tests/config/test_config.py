@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -191,3 +193,58 @@ def test_weight_decay_docs_say_what_it_means():
     doc = module.__doc__
     for words in ("coupled", "decoupled", "adamw", "BatchNorm", "no_decay_bn_bias"):
         assert words in doc
+
+
+def test_batch_schedule_stages_pinned():
+    """Guards against miscounting stage boundaries (e.g. ``end = n`` for ``end += n``)."""
+    config = TrainConfig(batch_schedule="32:2,128:3,256:1")
+    assert config.epochs == 6
+    assert [config.batch_size_at(e) for e in range(7)] == [32, 32, 128, 128, 128, 256, 256]
+    assert parse_batch_schedule(" 1:1 , 2:5") == [(1, 1), (2, 5)]  # size 1 and spaces are fine
+    for bad in ("0:3", "8:0", "8", "8:x", ""):
+        with pytest.raises(UserError, match="batch_schedule"):
+            parse_batch_schedule(bad)
+
+
+def test_replace_resets_model_kwargs_only_for_another_model():
+    config = TrainConfig(model="lenet5", model_kwargs={"pool": "avg"})
+    assert config.replace(lr=0.1).model_kwargs == {"pool": "avg"}
+    assert config.replace(model="lenet5").model_kwargs == {"pool": "avg"}
+    assert config.replace(model="simple_cnn").model_kwargs == {}
+    assert config.replace(model="simple_cnn", model_kwargs={"activation": "tanh"}).model_kwargs == {
+        "activation": "tanh"}
+    with pytest.raises(UserError, match=r"replace\(\): unknown option 'lrr'"):
+        config.replace(lrr=0.1)
+
+
+def test_wrong_types_name_the_type_and_the_source(tmp_path):
+    for options, expected in (({"epochs": "many"}, "must be an integer"),
+                              ({"lr": "fast"}, "must be a number"),
+                              ({"nesterov": "maybe"}, "must be true/false"),
+                              ({"model_kwargs": "[1, 2]"}, "must be a mapping"),
+                              ({"milestones": {"a": 1}}, "must be a list of integers"),
+                              ({"milestones": "2,b"}, "'milestones' must be an integer, got 'b'"),
+                              ({"resize": "big"}, "must be an integer or null")):
+        with pytest.raises(UserError, match=expected):
+            TrainConfig.from_dict(options)
+    with pytest.raises(UserError, match=r"^run.yaml: unknown option 'lrr'"):
+        TrainConfig.from_dict({"lrr": 1}, "run.yaml")
+
+
+def test_config_file_errors_name_the_line_and_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: 0.1\nepochs: 3\nmodel: [unclosed\n")
+    with pytest.raises(UserError, match=r"bad.yaml is not valid YAML \(line \d\)") as info:
+        resolve_config(config_file=bad)
+    assert int(re.search(r"line (\d)", str(info.value)).group(1)) in (3, 4)  # where YAML noticed
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("lrr: 0.1\n")
+    with pytest.raises(UserError, match=r"config file .*typo.yaml: unknown option 'lrr'"):
+        resolve_config(config_file=typo)
+
+
+def test_config_yaml_lists_the_options_in_field_order():
+    from cnnbench.config import FIELDS
+
+    dumped = yaml.safe_load(dump_yaml(TrainConfig()))
+    assert list(dumped) == list(FIELDS)

@@ -33,7 +33,8 @@ def _type_name(tp) -> str:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return _type_name(args[0]) + " or null"
     if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+        inner = typing.get_args(tp)[0]
+        return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(inner, str(inner))
     return {int: "an integer", float: "a number", bool: "true/false", str: "a string",
             dict: "a mapping"}.get(tp, str(tp))
 

@@ -49,7 +49,10 @@ def coerce(name: str, value: Any, tp) -> Any:
         if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
             return None
         inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
-        return coerce(name, value, inner)
+        try:
+            return coerce(name, value, inner)
+        except UserError:
+            raise bad() from None
     if origin is list:
         inner = typing.get_args(tp)[0]
         if isinstance(value, str):

@@ -1,6 +1,6 @@
 """CIFAR-10 (JPEG mirror) on the CPU: test accuracy and training time of the `fast` recipe.
 
-Each run is an ordinary ``cnnbench.run.train_run`` of ``--recipe fast --dataset cifar10_jpeg
+Each run is an ordinary ``cnnbench.training.train_run`` of ``--recipe fast --dataset cifar10_jpeg
 --val-split 0`` (all 50,000 training images, no selection: the final weights are tested
 once, with the recipe's test-time augmentation), so the benchmark measures exactly what
 ``cnnbench train`` does. From each run's ``summary.json``: ``test_acc``, ``train_time_s``
@@ -43,7 +43,7 @@ TARGETS = {"default": {"target_acc": 0.895, "target_train_s": 1200.0},
 
 
 def resolve(recipe: str, dataset: str, overrides: dict):
-    from cnnbench.config import resolve_config
+    from cnnbench.config.resolve import resolve_config
 
     values = {"dataset": dataset, **overrides}
     if recipe.lower() != "none":
@@ -74,15 +74,13 @@ def training_macs(config, run_dir: Path, summary: dict) -> float | None:
     per_epoch = [e["images_seen"] - (epochs[i - 1]["images_seen"] if i else 0) for i, e in enumerate(epochs)]
     small = 0
     if config.lowres_size:
-        from cnnbench.models import create_model
-        from cnnbench.models.profile import count_macs
+        from cnnbench.data import get_spec
+        from cnnbench.training.build import build_model, model_cost
 
         channels, height, width = summary["input_size"]
-        with torch.device("meta"):  # the run's model, as build_model makes it
-            model = create_model(config.model, num_classes=len(summary["classes"]), in_chans=channels,
-                                 input_size=height if height == width else (height, width),
-                                 drop_rate=config.dropout, stem=config.stem, **config.model_kwargs)
-        small = count_macs(model, (channels, config.lowres_size, config.lowres_size))
+        with torch.device("meta"):  # the run's model, as the run builds it
+            model = build_model(config, get_spec(config.dataset, data_dir=config.data_dir), (height, width))
+        small = model_cost(model, channels, (config.lowres_size, config.lowres_size))[1]
     return sum(n * (small if e["epoch"] <= config.lowres_epochs else macs)
                for n, e in zip(per_epoch, epochs))
 
@@ -128,7 +126,7 @@ def main() -> int:
     ap.add_argument("--results-dir", default=None, help="write the JSON here instead of benchmarks/results")
     args = ap.parse_args()
 
-    from cnnbench.run import train_run
+    from cnnbench.training import train_run
 
     torch.set_num_threads(args.threads)
     budgets = [b.strip() for b in args.budget.split(",") if b.strip()]

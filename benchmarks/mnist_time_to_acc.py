@@ -1,9 +1,10 @@
 """Training time until MNIST test accuracy >= 99.0% with cnnbench's fast CPU recipe.
 
 The recipe (``--recipe fast``, resolved for ``mnist`` exactly as ``cnnbench train --recipe
-fast --dataset mnist`` resolves it) is trained through cnnbench's own pieces (``cnnbench.run``'s
-data/model/loader builders, ``cnnbench.optim``, ``cnnbench.engine.train_one_epoch``); the test
-set is evaluated after every epoch with ``cnnbench.engine.evaluate``. Training time is the sum
+fast --dataset mnist`` resolves it) is trained through the run's own builder
+(:func:`cnnbench.training.build_training`: the same data, model, loaders, optimizer, schedule and
+``train_one_epoch`` as ``cnnbench train``); the test set is evaluated after every epoch with
+``Training.evaluate``. Training time is the sum
 of the epochs' wall time (plus whitening initialisation if the recipe uses it) up to the first
 epoch whose test accuracy reaches the target; evaluation time is measured and reported on its
 own, never counted. Data loading (from cnnbench's tensor cache) and model construction happen
@@ -30,7 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from common import EnginePieces, parse_sets, run_main, write_result
+from common import parse_sets, run_main, write_result
 
 # Used only when no `fast` recipe is registered (the engine's recipe is what this benchmark
 # is meant to measure): the best CPU settings measured while writing it.
@@ -42,33 +43,37 @@ CANDIDATE = {
 
 
 def resolve(recipe: str, seed: int, threads: int, device: str, sets: dict):
-    from cnnbench.config import resolve_config
-    from cnnbench.recipes import RECIPES
+    from cnnbench.config.resolve import resolve_config
+    from cnnbench.config.recipes import RECIPES
 
     machine = {"seed": seed, "num_threads": threads, "device": device}
     if recipe in RECIPES:
         return resolve_config({"recipe": recipe, "dataset": "mnist", **machine, **sets}), recipe
     if recipe != "fast":
         raise SystemExit(f"unknown recipe {recipe!r}; registered: {', '.join(sorted(RECIPES))}")
-    print("WARNING: no `fast` recipe is registered in cnnbench.recipes; measuring the candidate "
+    print("WARNING: no `fast` recipe is registered in cnnbench.config.recipes; measuring the candidate "
           f"settings {CANDIDATE} instead", flush=True)
     return resolve_config({**CANDIDATE, **machine, **sets}), "candidate (no fast recipe registered)"
 
 
 def run_seed(config, target: float) -> dict:
+    from cnnbench.training import build_training
+
     t0 = time.perf_counter()
-    pieces = EnginePieces(config)
+    training = build_training(config)
     setup_s = time.perf_counter() - t0
-    train_s = pieces.whiten()
+    train_s = training.whiten()
     eval_s = 0.0
     epochs = []
     reached_epoch, reached_s = None, None
     for epoch in range(config.epochs):
         t0 = time.perf_counter()
-        stats = pieces.train_epoch(epoch)
+        training.start_epoch(epoch)
+        stats = training.train_epoch(epoch)
+        training.end_epoch(stats["loss"])  # a per-epoch schedule (plateau): the training loss
         train_s += time.perf_counter() - t0
         t0 = time.perf_counter()
-        test = pieces.evaluate("test")
+        test = training.evaluate("test")
         eval_s += time.perf_counter() - t0
         epochs.append({"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"],
                        "test_acc": test["acc"], "test_loss": test["loss"],
@@ -82,7 +87,7 @@ def run_seed(config, target: float) -> dict:
     return {"seed": config.seed, "reached_at_epoch": reached_epoch, "train_time_to_target_s": reached_s,
             "total_train_time_s": train_s, "final_test_acc": epochs[-1]["test_acc"],
             "best_test_acc": max(e["test_acc"] for e in epochs), "eval_time_s": eval_s,
-            "setup_s": setup_s, "params": pieces.params, "macs": pieces.macs, "epochs": epochs}
+            "setup_s": setup_s, "params": training.params, "macs": training.macs, "epochs": epochs}
 
 
 # --- the reference point: a seed-style torchvision pipeline ----------------------------------------

@@ -6,11 +6,11 @@ For each model (``cnnbench.models.list_models()``, 10 classes, ``stem="auto"``) 
 * **plain PyTorch** training: a bare loop over one pre-made batch of already-normalised random
   tensors: forward, cross-entropy, backward, ``torch.optim.SGD`` step;
 * **cnnbench** training: the same model fed by ``cnnbench.data.TensorLoader`` from random uint8
-  tensors (normalised on the fly) through ``cnnbench.engine.train_one_epoch`` with
-  ``cnnbench.optim.build_optimizer``/``build_scheduler`` (SGD, momentum 0.9), i.e. the path
+  tensors (normalised on the fly) through ``cnnbench.training.engine.train_one_epoch`` with
+  ``cnnbench.training.optim.build_optimizer``/``build_scheduler`` (SGD, momentum 0.9), i.e. the path
   ``cnnbench train`` runs. ``ratio_vs_plain`` = cnnbench img/s / plain img/s (issue 6 target:
   >= 0.7 for compute-bound models);
-* inference through ``cnnbench.engine.evaluate`` (``torch.inference_mode``, eval mode);
+* inference through ``cnnbench.training.engine.evaluate`` (``torch.inference_mode``, eval mode);
 * achieved GFLOP/s: training FLOPs = 3 x forward FLOPs = 6 x MACs per image, inference
   2 x MACs per image (convolutions and matrix products only, as ``count_macs`` counts).
 
@@ -104,13 +104,13 @@ class Plain:
 
 class Cnnbench:
     """cnnbench's training path: TensorLoader over uint8 images + engine.train_one_epoch with
-    the optimizer and per-step schedule that cnnbench.optim builds from a TrainConfig."""
+    the optimizer and per-step schedule that cnnbench.training.optim builds from a TrainConfig."""
 
     def __init__(self, model, shape, batch, device, channels_last, amp, compiled):
         from torch import nn
 
         from cnnbench.config import TrainConfig
-        from cnnbench.optim import build_optimizer, build_scheduler
+        from cnnbench.training.optim import build_optimizer, build_scheduler
 
         self.config = TrainConfig(optimizer="sgd", lr=LR, momentum=0.9, weight_decay=5e-4, scheduler="none",
                                   batch_size=batch, amp=amp, channels_last=channels_last)
@@ -140,7 +140,7 @@ class Cnnbench:
         return self._loaders[key]
 
     def steps(self, n: int) -> float:
-        from cnnbench.engine import train_one_epoch
+        from cnnbench.training.engine import train_one_epoch
 
         loader = self.loader(n)
         loader.set_epoch(self.epoch)
@@ -154,7 +154,7 @@ class Cnnbench:
         return time.perf_counter() - t0
 
     def infer(self, n: int) -> float:
-        from cnnbench.engine import evaluate
+        from cnnbench.training.engine import evaluate
 
         loader = self.loader(n, shuffle=False)
         sync(self.device)

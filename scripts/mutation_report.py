@@ -60,7 +60,7 @@ def collect() -> dict:
     detected = sum(m["detected"] for m in modules.values())
     wall = REPO / "mutants" / ".wall_seconds"
     sys.path.insert(0, str(REPO / "src"))
-    from cnnbench.run import cpu_name, git_commit
+    from cnnbench.training.machine import cpu_name, git_commit
 
     import mutmut
     return {"tool": f"mutmut {mutmut.__version__}", "score": detected / total, "mutants": total,

@@ -81,7 +81,7 @@ def tiny_folder(_tiny_folder_files, tmp_path, monkeypatch):
 def quick_options(tiny, **overrides) -> dict:
     """Options of a fast, deterministic CPU run on the tiny folder."""
     options = dict(dataset=tiny.dataset, epochs=2, batch_size=16, lr=3e-3, val_split=0.25,
-                   device="cpu", deterministic=True, log_every=5, num_threads=1)
+                   device="cpu", deterministic=True, log_every=5, num_threads=1, recipe="none")
     options.update(overrides)
     return {k: v for k, v in options.items() if v is not None}  # None: leave the option out
 

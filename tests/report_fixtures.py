@@ -1,6 +1,6 @@
 """Fake run directories for the study and report tests (no training).
 
-``write_fake_run`` writes what ``cnnbench.run.train_run`` writes (docs/architecture.md,
+``write_fake_run`` writes what ``cnnbench.training.train_run`` writes (docs/architecture.md,
 "Runs"): config.yaml, metrics.jsonl, train_steps.jsonl, summary.json and, optionally,
 misclassified.pt, with made-up numbers.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from cnnbench.report.runs import save_misclassified
+from cnnbench.training.rundir import save_misclassified
 
 CLASSES = [str(i) for i in range(10)]
 

@@ -1,3 +1,77 @@
-"""cnnbench: train, evaluate and compare the classic convolutional networks."""
+"""cnnbench: train, evaluate and compare the classic convolutional networks.
 
-__version__ = "0.1.0"
+The Python API, in the conventions of timm and torchvision::
+
+    import cnnbench
+
+    cnnbench.list_models("resnet*")                  # ['resnet18', 'resnet34', ...]
+    model = cnnbench.create_model("resnet18")        # torchvision's layout: 1000 classes, 3x224x224
+    model = cnnbench.create_model("resnet18", num_classes=10, in_chans=3, input_size=32)  # CIFAR stem
+
+    summary = cnnbench.train(model="lenet5", dataset="mnist", epochs=1)   # like `cnnbench train ...`
+    result = cnnbench.evaluate(summary["run_dir"])   # a run directory or a checkpoint
+
+``train`` takes the options of ``cnnbench train`` (keywords, a mapping, or a resolved
+:class:`TrainConfig`) and resolves them exactly as the CLI does (the ``default`` recipe unless
+one is named, :mod:`cnnbench.config.resolve`), so the same options train the same way. The
+heavy modules (torch) are imported when a function is first called, not by ``import cnnbench``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cnnbench.version import __version__
+
+__all__ = ["__version__", "create_model", "evaluate", "list_models", "train"]
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching the ``fnmatch`` ``pattern``, in natural order."""
+    from cnnbench.models import list_models as _list
+
+    return _list(pattern)
+
+
+def create_model(name: str, **kwargs) -> Any:
+    """An ``nn.Module`` of model ``name``; keywords as :func:`cnnbench.models.create_model`
+    (``num_classes=1000, in_chans=3, input_size=224, drop_rate=0.0, stem="auto"`` and the
+    family's own, e.g. ``width_mult``)."""
+    from cnnbench.models import create_model as _create
+
+    return _create(name, **kwargs)
+
+
+def train(config: Any = None, *, out_dir: str | Path | None = None, progress: bool = True,
+          **options) -> dict[str, Any]:
+    """Train one run and return its summary (also written to ``<run_dir>/summary.json``).
+
+    ``config``: a :class:`cnnbench.config.TrainConfig` (used as given), a mapping of
+    ``cnnbench train`` options, or ``None``; ``options`` are more of them as keywords
+    (``model="resnet18", dataset="cifar10", epochs=30, lr=0.1``). Options are resolved as on
+    the command line: defaults < recipe (``default`` unless ``recipe=`` names one, ``"none"``
+    for the plain defaults) < ``config_file=`` < these options. A mistake raises
+    :class:`cnnbench.errors.UserError` with a one-line message.
+    """
+    from cnnbench.config import TrainConfig
+    from cnnbench.config.resolve import resolve_config
+    from cnnbench.training import train_run
+
+    if isinstance(config, TrainConfig):
+        resolved = config.replace(**options) if options else config
+    else:
+        given = {**(dict(config) if isinstance(config, Mapping) else {}), **options}
+        config_file = given.pop("config_file", None)
+        resolved = resolve_config(given, config_file=config_file)
+    return train_run(resolved, out_dir=out_dir, progress=progress, argv=["cnnbench.train()"])
+
+
+def evaluate(path: str | Path, split: str = "test", **overrides) -> dict[str, Any]:
+    """Evaluate a checkpoint, or a run directory's ``best.ckpt``, on its run's ``test`` (or
+    ``val``) split; ``overrides``: ``data_dir``, ``device``, ``batch_size``, ``tta``. With
+    ``best.ckpt`` the accuracy equals the summary's ``test_acc``."""
+    from cnnbench.training import evaluate_checkpoint
+
+    return evaluate_checkpoint(path, split, **overrides)

@@ -16,7 +16,7 @@ from cnnbench.data import (
     resolve_data_dir,
 )
 from cnnbench.data import datasets as datasets_module
-from cnnbench.data import sources
+from cnnbench.data import imagefolder, sources
 from cnnbench.errors import UserError
 
 
@@ -278,7 +278,7 @@ def _fake_cifar10_jpeg(data_root, per_class=2, classes=None):
 
 def test_cifar10_jpeg_counts_and_sha256(tmp_path, monkeypatch):
     root = _fake_cifar10_jpeg(tmp_path / "data")
-    expected = sources.FolderExpectation(
+    expected = imagefolder.FolderExpectation(
         per_class={"train": 2, "test": 1},
         sha256={s: _sources_md_sha256(root, s) for s in ("train", "test")})
     monkeypatch.setattr(sources, "CIFAR10_JPEG_EXPECTED", expected)
@@ -290,7 +290,7 @@ def test_cifar10_jpeg_counts_and_sha256(tmp_path, monkeypatch):
 
 def test_cifar10_jpeg_other_sha256_is_not_verified(tmp_path, monkeypatch):
     _fake_cifar10_jpeg(tmp_path / "data")
-    expected = sources.FolderExpectation(per_class={"train": 2, "test": 1},
+    expected = imagefolder.FolderExpectation(per_class={"train": 2, "test": 1},
                                          sha256={"train": "0" * 64, "test": "0" * 64})
     monkeypatch.setattr(sources, "CIFAR10_JPEG_EXPECTED", expected)
     ds = load_dataset("cifar10_jpeg", data_dir=tmp_path / "data", cache_dir=tmp_path / "cache")

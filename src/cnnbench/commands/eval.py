@@ -29,17 +29,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from cnnbench.training import evaluate_checkpoint
 
-    from cnnbench.errors import UserError
-    from cnnbench.run import evaluate_checkpoint
-
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UserError(f"batch size must be >= 1, got {args.batch_size}")
-    path = Path(args.checkpoint)
-    if path.is_dir():
-        path = path / "best.ckpt"
-    result = evaluate_checkpoint(path, args.split, data_dir=args.data_dir, device=args.device,
+    result = evaluate_checkpoint(args.checkpoint, args.split, data_dir=args.data_dir, device=args.device,
                                  batch_size=args.batch_size, tta=args.tta)
     if args.json:
         print(json.dumps(result, indent=2))

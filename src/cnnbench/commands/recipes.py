@@ -15,7 +15,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnbench.recipes import describe, get_recipe, list_recipes
+    from cnnbench.config.recipes import describe, get_recipe, list_recipes
 
     if args.name:
         print(describe(get_recipe(args.name)))

@@ -8,7 +8,8 @@ import sys
 import yaml
 
 from cnnbench.errors import UserError
-from cnnbench.study import CPU_GFLOPS, PROFILES, estimate_seconds, list_studies, load_study, run_study
+from cnnbench.studies import (CPU_GFLOPS, PROFILES, duration_text, estimate_seconds, list_studies,
+                              load_study, run_study)
 
 
 def register(subparsers) -> None:
@@ -84,8 +85,7 @@ def _list(args) -> int:
 def _show(args) -> int:
     study = _load(args)
     # every run's options are checked (by the estimate) before anything is printed
-    costs = [estimate_seconds(run.options, where=f"{study.name}: run {run.name}")
-             for run in study.runs]
+    costs = [estimate_seconds(run.options, where=study.where(run)) for run in study.runs]
     print(f"study {study.name} ({study.source}), profile {study.profile}, "
           f"{len(study.runs)} runs")
     total, unknown = 0.0, 0
@@ -101,7 +101,7 @@ def _show(args) -> int:
             continue
         total += cost.seconds
         print(f"  time: {cost.text()}")
-    print(f"\ntotal: ~{total / 60:.0f} min on 2 CPU cores (estimate from MACs at "
+    print(f"\ntotal: {duration_text(total)} on 2 CPU cores (estimate from MACs at "
           f"{CPU_GFLOPS:.0f} GFLOP/s; a GPU is much faster)"
           + (f"; {unknown} runs on datasets of unknown size not counted" if unknown else ""))
     return 0

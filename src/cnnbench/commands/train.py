@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 
-from cnnbench.config import ALIASES, config_from_args, field_info
+from cnnbench.config import ALIASES, field_info
+from cnnbench.config.resolve import config_from_args
 
 _GROUP_TITLES = {
     "model and data": "model and data",
     "fine-tuning": "fine-tuning and transfer (README: Fine-tuning)",
     "training": "training length and batch",
-    "optimizer": "optimizer (what weight decay means per optimizer: src/cnnbench/config.py)",
+    "optimizer": "optimizer (what weight decay means per optimizer: src/cnnbench/training/optim.py)",
     "schedule": "learning-rate schedule and early stopping",
     "techniques": "fast-training techniques (docs/techniques.md)",
     "machine": "device, precision and reproducibility",
@@ -26,7 +27,7 @@ _GROUP_TITLES = {
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, each defaulting to "not given" (argparse.SUPPRESS)."""
-    from cnnbench.recipes import DEFAULT
+    from cnnbench.config.recipes import DEFAULT
 
     recipe_defaults = dict(DEFAULT.defaults)
     groups = {key: parser.add_argument_group(title) for key, title in _GROUP_TITLES.items()}
@@ -86,10 +87,10 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from cnnbench.config import FIELDS, normalize_keys
     from cnnbench.errors import UserError
-    from cnnbench.run import train_run
+    from cnnbench.training import train_run
 
     if args.resume:
-        from cnnbench.run import saved_config
+        from cnnbench.training.rundir import saved_config
 
         out = args.resume if isinstance(args.resume, str) else getattr(args, "out", None)
         if out is None:

@@ -11,17 +11,20 @@ loader.set_epoch(epoch)
 for x, y in loader: ...
 ```
 
-Modules: ``specs`` (DatasetSpec per dataset), ``sources`` (files, checksums, downloads,
-decoding), ``imagefolder`` (image folders), ``cache`` (data/cache roots, cached tensors),
-``datasets`` (load_dataset), ``split`` (split_indices), ``loader`` + ``augment`` (batches).
+Modules: ``specs`` (DatasetSpec table and dataset names, no files), ``source_base`` (the
+Source interface), ``sources`` (torchvision layouts: files, checksums, downloads, decoding;
+``source_for``), ``imagefolder`` (image folders and their Source), ``cache`` (data/cache roots,
+cached tensors), ``datasets`` (load_dataset, get_spec), ``split`` (split_indices), ``loader`` +
+``augment`` (batches). Imports run one way: datasets -> sources -> imagefolder -> source_base
+-> cache/specs.
 """
 
 from cnnbench.data.augment import AUGMENTATIONS, parse_augment
 from cnnbench.data.cache import resolve_cache_dir, resolve_data_dir
-from cnnbench.data.datasets import LoadedDataset, dataset_info, load_dataset
+from cnnbench.data.datasets import LoadedDataset, dataset_info, get_spec, load_dataset
 from cnnbench.data.errors import DatasetCorruptError, DatasetMissingError
 from cnnbench.data.loader import TensorLoader
-from cnnbench.data.specs import DatasetSpec, get_spec, list_datasets, resolve_dataset_name
+from cnnbench.data.specs import DatasetSpec, list_datasets, resolve_dataset_name
 from cnnbench.data.split import split_indices, split_sizes
 
 __all__ = [

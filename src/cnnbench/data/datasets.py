@@ -1,4 +1,4 @@
-"""``load_dataset``: find, verify (once), decode (once), cache and load a dataset.
+"""``load_dataset``: find, verify (once), decode (once), cache and load a dataset; ``get_spec``.
 
 First load of a dataset: locate its files (data root, then the cache's ``downloads/``),
 download them if missing and a network answers, verify them (md5, counts, sha256), decode to
@@ -19,7 +19,7 @@ from cnnbench.data.cache import (
 )
 from cnnbench.data.errors import DatasetCorruptError, DatasetMissingError
 from cnnbench.data.sources import network_available, source_for
-from cnnbench.data.specs import DatasetSpec, resolve_dataset_name
+from cnnbench.data.specs import SPECS, DatasetSpec, resolve_dataset_name
 
 log = logging.getLogger("cnnbench.data")
 
@@ -150,6 +150,15 @@ def dataset_info(name: str, data_dir=None, cache_dir=None) -> dict:
             "test": meta["sizes"]["test"], "notes": meta["notes"], "spec": meta["spec"]}
 
 
-def imagefolder_spec(name: str, data_dir=None, cache_dir=None) -> DatasetSpec:
-    """Spec of an ``imagefolder:PATH`` dataset (decoding it into the cache if needed)."""
-    return DatasetSpec.from_dict(_prepare(name, data_dir, cache_dir, download=False).meta["spec"])
+def get_spec(name: str, *, data_dir=None, cache_dir=None) -> DatasetSpec:
+    """The :class:`DatasetSpec` of a dataset.
+
+    Built-in datasets need no files (their specs are the table in :mod:`cnnbench.data.specs`).
+    ``imagefolder:PATH`` is read (decoded once into the cache, like :func:`load_dataset`, never
+    downloading), because its classes, image size and mean/std come from the images;
+    ``data_dir``/``cache_dir`` are only used for it.
+    """
+    canonical = resolve_dataset_name(name)
+    if canonical in SPECS:
+        return SPECS[canonical]
+    return DatasetSpec.from_dict(_prepare(canonical, data_dir, cache_dir, download=False).meta["spec"])

@@ -121,12 +121,8 @@ class TensorLoader:
         """Select the epoch whose shuffle and augmentation draws the next iteration uses."""
         self.epoch = int(epoch)
 
-    def state_dict(self) -> dict:
-        """What a checkpoint needs to reproduce the batches: ``{"seed", "epoch"}``."""
-        return {"seed": self.seed, "epoch": self.epoch}
-
     def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict` (seed and epoch)."""
+        """Restore the draws of a checkpoint's ``{"seed", "epoch"}``: what the batches depend on."""
         self.seed = int(state["seed"])
         self.epoch = int(state["epoch"])
 

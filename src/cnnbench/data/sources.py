@@ -1,7 +1,9 @@
 """Source files of each dataset: where they are, whether they are intact, how to get them, and
-how to decode them into uint8 tensors.
+how to decode them into uint8 tensors. :func:`source_for` gives a dataset's :class:`Source`
+(the interface, in :mod:`cnnbench.data.source_base`): the torchvision layouts defined here, or
+an image folder's (:class:`cnnbench.data.imagefolder.ImageFolderSource`).
 
-Everything here builds on torchvision: its md5 lists (``MNIST.resources``,
+Everything builds on torchvision: its md5 lists (``MNIST.resources``,
 ``CIFAR10.train_list`` ...), its IDX readers, its download helpers and its image decoders.
 A source never writes into the data root unless it downloads there (and only when that root is
 writable); decoding happens in a scratch folder inside the cache.
@@ -15,21 +17,20 @@ always torchvision's.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import socket
 import threading
 import urllib.parse
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from cnnbench.data.cache import Md5Memo, ensure_writable_dir, fingerprint, scratch_dir, stat_key
 from cnnbench.data.errors import DatasetCorruptError, DatasetMissingError
-from cnnbench.data.imagefolder import ImageFolderScan, decode_image_files
-from cnnbench.data.specs import SPECS, DatasetSpec
+from cnnbench.data.imagefolder import FolderExpectation, ImageFolderSource
+from cnnbench.data.source_base import Decoded, Source
+from cnnbench.data.specs import SPECS, imagefolder_path
 from cnnbench.errors import UserError
 
 
@@ -62,57 +63,6 @@ def network_available(url: str, timeout: float = 2.0) -> bool:
     thread.start()
     thread.join(timeout + 0.5)
     return bool(result and result[0])
-
-
-@dataclass
-class Decoded:
-    """What a source hands to the cache: tensors plus what we learned while decoding."""
-
-    spec: DatasetSpec
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    verified: bool
-    verification: str
-    notes: list[str] = field(default_factory=list)
-
-
-class Source:
-    """Base class: one dataset's files. Subclasses fill in the file-format specifics."""
-
-    name: str
-    spec: DatasetSpec | None
-    probe_url: str | None = None  # a URL whose host answers when downloading can work
-
-    def locate(self, data_root: Path, cache_root: Path) -> Path | None:
-        """Folder holding a complete set of files, or ``None``."""
-        raise NotImplementedError
-
-    def missing_message(self, data_root: Path) -> str:
-        """One line: which files are missing and where to put them."""
-        raise NotImplementedError
-
-    def unpack_local(self, data_root: Path, cache_root: Path) -> bool:
-        """Unpack a local archive of the files into the cache, if there is one (no network)."""
-        return False
-
-    def obtain(self, data_root: Path, cache_root: Path, target: Path) -> None:
-        """Download the files under ``target``; only called when a network answers."""
-        raise DatasetMissingError(self.missing_message(data_root))
-
-    def cache_stem(self, location: Path) -> str:
-        """Cache file prefix: the dataset and where its files are (several roots may coexist)."""
-        where = hashlib.sha256(str(location).encode()).hexdigest()[:8]
-        return f"{self.name}-{where}"
-
-    def fingerprint(self, location: Path) -> str:
-        """Changes whenever a source file (or the checksums they are held to) changes."""
-        raise NotImplementedError
-
-    def decode(self, location: Path, cache_root: Path, memo: Md5Memo) -> Decoded:
-        """Verify every file, then decode them into uint8 N x C x H x W and int64 labels."""
-        raise NotImplementedError
 
 
 def _check_md5(file: Path, expected: str, memo: Md5Memo) -> None:
@@ -314,14 +264,6 @@ class CifarSource(TorchvisionSource):
         return Decoded(self.spec, verified=True, verification="md5, torchvision's list", **arrays)
 
 
-@dataclass(frozen=True)
-class FolderExpectation:
-    """What a known image folder must look like (file counts per class, optional sha256)."""
-
-    per_class: dict[str, int]  # split -> files per class
-    sha256: dict[str, str]  # split -> digest over (relative path, bytes) of every file, sorted
-
-
 # From /work/shared/datasets/SOURCES.md: the digest hashes, for every file in sorted order of
 # its path relative to CIFAR10-JPEG/ (e.g. "train/airplane/0000.jpg"), that path then its bytes.
 CIFAR10_JPEG_EXPECTED = FolderExpectation(
@@ -333,113 +275,8 @@ CIFAR10_JPEG_EXPECTED = FolderExpectation(
 )
 
 
-class ImageFolderSource(Source):
-    """``PATH/{train,test}/<class>/*.png|jpg``: ``imagefolder:PATH`` and ``cifar10_jpeg``.
-
-    With a fixed ``spec`` (``cifar10_jpeg``) the classes and image size are those of the spec
-    and ``expected`` is checked; without one the folder defines classes, size and mean/std.
-    """
-
-    def __init__(self, name: str, path: Path | None, spec: DatasetSpec | None = None,
-                 expected: FolderExpectation | None = None, subdir: str | None = None):
-        self.name = name
-        self.path = path  # None: relative to the data root (``subdir``)
-        self.subdir = subdir
-        self.spec = spec
-        self.expected = expected
-
-    def _root(self, data_root: Path) -> Path:
-        return self.path.absolute() if self.path is not None else data_root / self.subdir
-
-    def locate(self, data_root, cache_root):
-        root = self._root(data_root)
-        return root if (root / "train").is_dir() and (root / "test").is_dir() else None
-
-    def missing_message(self, data_root):
-        root = self._root(data_root)
-        absent = [s for s in ("train", "test") if not (root / s).is_dir()]
-        where = " and ".join(str(root / s) for s in absent)
-        if self.path is None:
-            return (f"{self.name}: {where} not found; copy the CIFAR10-JPEG folder "
-                    f"({{train,test}}/<class>/*.jpg) into {data_root} or point --data-dir/"
-                    f"$CNNBENCH_DATA at the folder holding it (it cannot be downloaded; "
-                    f"use cifar10 for the official files)")
-        return (f"{self.name}: {where} not found; lay out your images as "
-                f"{root}/train/<class>/*.png|jpg and {root}/test/<class>/*.png|jpg")
-
-    def cache_stem(self, location):
-        if self.path is None:
-            return super().cache_stem(location)
-        label = "".join(c if c.isalnum() or c in "-_" else "_" for c in location.name)[:40]
-        where = hashlib.sha256(str(location).encode()).hexdigest()[:8]
-        return f"imagefolder-{label}-{where}"
-
-    def fingerprint(self, location):
-        scan = ImageFolderScan(location, self.spec.classes if self.spec else None)
-        self._scan = scan  # reused by decode(): one walk of a 60k-file tree is enough
-        return fingerprint(self.name, str(location), scan.entries(),
-                           self.spec.to_dict() if self.spec else None)
-
-    def decode(self, location, cache_root, memo):
-        scan = getattr(self, "_scan", None) or ImageFolderScan(
-            location, self.spec.classes if self.spec else None)
-        scan.require_images()
-        notes: list[str] = []
-        verified, verification = False, "user folder, no published checksum"
-        if self.expected is not None:
-            counts = scan.count_problems(self.expected.per_class)
-            if counts:
-                raise DatasetCorruptError(f"{self.name}: {location} is incomplete ({counts}); "
-                                          f"copy the complete folder again")
-        declared = self.spec.image_size if self.spec else None
-        result = decode_image_files(
-            location, scan.files, declared_size=declared,
-            channels=self.spec.channels if self.spec else None,
-            hash_splits=self.expected is not None)
-        notes.extend(result.notes)
-        if self.expected is not None:
-            bad = [s for s, digest in self.expected.sha256.items() if result.sha256[s] != digest]
-            verified = not bad
-            verification = "file counts + sha256 from SOURCES.md"
-            if bad:
-                verification = "file counts only: sha256 differs from SOURCES.md"
-                notes.append(f"{self.name}: the {'/'.join(bad)} files differ from the published "
-                             f"sha256 digest; results may not match other copies of this mirror")
-        x = result.images
-        train = torch.tensor([split == "train" for split, _, _ in scan.files])
-        y = torch.tensor([label for _, _, label in scan.files], dtype=torch.int64)
-        train_x, test_x = x[train].contiguous(), x[~train].contiguous()
-        spec = self.spec or self._spec_from(location, scan, train_x, result.size)
-        return Decoded(spec, train_x, y[train], test_x, y[~train], verified, verification, notes)
-
-    def _spec_from(self, location, scan, train_x, size) -> DatasetSpec:
-        mean, std = channel_stats(train_x)
-        return DatasetSpec(
-            name=self.name, channels=int(train_x.shape[1]), image_size=tuple(size),
-            num_classes=len(scan.classes), classes=tuple(scan.classes),
-            mean=mean, std=std, source=f"image folder {location}",
-            train_size=int(train_x.shape[0]), test_size=len(scan.files) - int(train_x.shape[0]),
-        )
-
-
-def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 images on the [0, 1] scale, in float64 chunks."""
-    total = torch.zeros(x.shape[1], dtype=torch.float64)
-    squares = torch.zeros_like(total)
-    for start in range(0, x.shape[0], chunk):
-        part = x[start:start + chunk].to(torch.float64).div_(255)
-        total += part.sum(dim=(0, 2, 3))
-        squares += part.square().sum(dim=(0, 2, 3))
-    count = x.shape[0] * x.shape[2] * x.shape[3]
-    mean = total / max(count, 1)
-    std = (squares / max(count, 1) - mean.square()).clamp_min(0).sqrt()
-    return tuple(round(v, 4) for v in mean.tolist()), tuple(round(max(v, 1e-3), 4) for v in std.tolist())
-
-
 def source_for(name: str) -> Source:
     """The :class:`Source` of a canonical dataset name (see ``resolve_dataset_name``)."""
-    from cnnbench.data.specs import imagefolder_path
-
     if name == "mnist":
         return IdxSource(name, "MNIST", "https://ossci-datasets.s3.amazonaws.com/mnist/")
     if name == "fashion_mnist":

@@ -1,7 +1,9 @@
 """Dataset specs: what a model and a report need to know about each dataset.
 
-A :class:`DatasetSpec` is pure data (no files are touched), except for ``imagefolder:PATH``,
-whose classes, size and statistics come from the folder itself (see :func:`get_spec`).
+The built-in datasets' :class:`DatasetSpec` table (:data:`SPECS`) and dataset names: pure data,
+no files are touched, and nothing else of :mod:`cnnbench.data` is imported. The spec of an
+``imagefolder:PATH`` dataset comes from the folder itself, so it is built where files are read:
+:func:`cnnbench.data.datasets.get_spec`.
 """
 
 from __future__ import annotations
@@ -152,17 +154,3 @@ def imagefolder_path(name: str) -> Path | None:
         return None
     return Path(name[len(IMAGEFOLDER_PREFIX):]).expanduser()
 
-
-def get_spec(name: str, *, data_dir=None, cache_dir=None) -> DatasetSpec:
-    """The :class:`DatasetSpec` of a dataset.
-
-    Built-in datasets need no files. ``imagefolder:PATH`` is read (decoded once into the cache,
-    like :func:`cnnbench.data.load_dataset`), because its classes, image size and mean/std
-    come from the images; ``data_dir``/``cache_dir`` are only used for it.
-    """
-    canonical = resolve_dataset_name(name)
-    if canonical in SPECS:
-        return SPECS[canonical]
-    from cnnbench.data.datasets import imagefolder_spec  # the folder defines the spec
-
-    return imagefolder_spec(canonical, data_dir=data_dir, cache_dir=cache_dir)

@@ -1,4 +1,6 @@
-"""The model zoo: one module per family, each registering its variants in :mod:`cnnbench.registry`.
+"""The model zoo: one module per family, each registering its variants in
+:mod:`cnnbench.models.registry`. Importing this package loads every family, so its
+``list_models``/``create_model`` see the whole zoo.
 
 >>> from cnnbench.models import create_model, list_models, model_info
 >>> model = create_model("resnet18", num_classes=10, in_chans=3, input_size=32)  # CIFAR stem
@@ -10,8 +12,8 @@ Every builder takes ``num_classes``, ``in_chans``, ``input_size``, ``drop_rate``
 ``docs/architecture.md`` and each family's docstring (``model_info(name).doc``).
 """
 
-from cnnbench.registry import (FAMILY_DEFAULTS, ModelInfo, create_model, list_models, model_info,
-                               register_model, resolve_model_name)
+from cnnbench.models.registry import (FAMILY_DEFAULTS, ModelInfo, create_model, list_models,
+                                      model_info, register_model, resolve_model_name)
 
 # Importing the family modules registers their models.
 from cnnbench.models import alexnet, fastnet, googlenet, lenet, mobilenet, resnet, vgg  # noqa: E402,F401

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnbench.models.common import flat_features, resolve_stem
-from cnnbench.registry import register_model
+from cnnbench.models.registry import register_model
 
 __all__ = ["AlexNet", "AlexNetSmall", "alexnet", "alexnet_paper", "alexnet_small"]
 

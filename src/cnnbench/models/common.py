@@ -29,7 +29,7 @@ _ACTIVATIONS = {
 class InputTooSmall(UserError):
     """A builder could not size a layer because the input leaves no feature map.
 
-    :func:`cnnbench.registry.create_model` turns it into a message naming the smallest input
+    :func:`cnnbench.models.create_model` turns it into a message naming the smallest input
     that works; calling a builder directly gives this shorter message."""
 
 

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from cnnbench.errors import UserError
 from cnnbench.models.common import make_activation
-from cnnbench.registry import register_model
+from cnnbench.models.registry import register_model
 
 __all__ = ["FastNet"]
 
@@ -47,7 +47,7 @@ class FastNet(nn.Module):
 
     Layout (map sizes for a 32 px input): ``whiten``, a 2x2 convolution without padding and
     with bias [31], meant for patch-whitening initialisation from training images
-    (``cnnbench.whitening`` finds it as ``model.whiten``), its width ``2 * in_chans * 4`` so
+    (``cnnbench.training.whitening`` finds it as ``model.whiten``), its width ``2 * in_chans * 4`` so
     that it can hold every whitening filter and its negation; the activation; three
     ``ConvGroup`` blocks of conv-pool-BN-act-conv-BN-act with ``widths`` (64, 256, 256)
     channels [15, 7, 3]; a global max pool; a linear head without bias whose output is

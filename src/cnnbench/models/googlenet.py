@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnbench.models.common import resolve_stem
-from cnnbench.registry import register_model
+from cnnbench.models.registry import register_model
 
 __all__ = ["GoogLeNet", "INCEPTION_TABLE"]
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from cnnbench.errors import UserError
 from cnnbench.models.common import flat_features, make_activation, to_hw
-from cnnbench.registry import register_model
+from cnnbench.models.registry import register_model
 
 __all__ = ["LeNet5", "lenet5", "simple_cnn"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from cnnbench.models.common import make_divisible, resolve_stem
-from cnnbench.registry import register_model
+from cnnbench.models.registry import register_model
 
 __all__ = ["MobileNetV1", "MobileNetV2", "V1_LAYERS", "V2_SETTING"]
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnbench.models.common import resolve_stem
-from cnnbench.registry import register_model
+from cnnbench.models.registry import register_model
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck"]
 

@@ -3,9 +3,9 @@
 A run directory (docs/architecture.md, "Runs") holds ``config.yaml``, ``metrics.jsonl``,
 ``train_steps.jsonl``, ``summary.json``, on failure ``error.txt``, when the study runner
 made it ``study.json``, and optionally ``misclassified.pt`` (written by
-:func:`save_misclassified`: a ``weights_only`` tensor dict of misclassified test images,
-``images`` uint8 N,C,H,W, ``pred``, ``true`` and ``index`` int64 N). Every file is optional
-here: a run that failed early still gets its row.
+:func:`cnnbench.training.rundir.save_misclassified`: a ``weights_only`` tensor dict of
+misclassified test images, ``images`` uint8 N,C,H,W, ``pred``, ``true`` and ``index`` int64 N).
+Every file is optional here: a run that failed early still gets its row.
 """
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-import yaml
-
 from cnnbench.errors import UserError
+from cnnbench.training.rundir import (CONFIG, METRICS, MISCLASSIFIED, STUDY, SUMMARY, read_json,
+                                     read_jsonl, read_yaml)
 
-RUN_FILES = ("summary.json", "config.yaml", "metrics.jsonl", "study.json")
-MISCLASSIFIED = "misclassified.pt"
+RUN_FILES = (SUMMARY, CONFIG, METRICS, STUDY)  # any of them marks a run directory
 
 # Config keys that differ between the seeds of one run without making it another run.
 _PER_SEED_KEYS = {"seed", "out", "name", "data_dir", "cache_dir", "init", "log_every"}
@@ -43,11 +41,11 @@ class RunRecord:
     @classmethod
     def load(cls, path: Path) -> "RunRecord":
         error_file = path / "error.txt"
-        return cls(path=path, config=_read_yaml(path / "config.yaml"),
-                   summary=_read_json(path / "summary.json"),
-                   metrics=_read_jsonl(path / "metrics.jsonl"),
-                   steps=_read_jsonl(path / "train_steps.jsonl"),
-                   study=_read_json(path / "study.json"),
+        return cls(path=path, config=read_yaml(path / "config.yaml"),
+                   summary=read_json(path / "summary.json"),
+                   metrics=read_jsonl(path / "metrics.jsonl"),
+                   steps=read_jsonl(path / "train_steps.jsonl"),
+                   study=read_json(path / "study.json"),
                    error=error_file.read_text(errors="replace") if error_file.exists() else None)
 
     def get(self, key: str, default=None):
@@ -151,29 +149,6 @@ class RunGroup:
         return ms[0] if ms else None
 
 
-def save_misclassified(run_dir: str | Path, images: torch.Tensor, predictions: torch.Tensor,
-                       targets: torch.Tensor, limit: int = 32) -> int:
-    """Write up to ``limit`` misclassified test images to ``run_dir/misclassified.pt``, spread
-    over the true classes: the first error of each class (in class order), then the second of
-    each, and so on, so a test set stored in class order does not fill the gallery with one
-    class. Deterministic: no random numbers.
-
-    ``images``: the test images as stored (uint8 N,C,H,W, before normalisation and resizing);
-    ``predictions``, ``targets``: N class indices. The file holds ``images``, ``pred``,
-    ``true`` and ``index`` (position in the test set); the report draws it as a gallery.
-    Returns the number of images written.
-    """
-    predictions, targets = torch.as_tensor(predictions).cpu(), torch.as_tensor(targets).cpu()
-    wrong = (predictions != targets).nonzero().flatten()
-    by_class = [wrong[targets[wrong] == c].tolist() for c in targets[wrong].unique().tolist()]
-    picked = [errs[rank] for rank in range(max(map(len, by_class), default=0))
-              for errs in by_class if rank < len(errs)][:limit]
-    wrong = torch.tensor(picked, dtype=torch.long)
-    torch.save({"images": images.cpu()[wrong].contiguous(), "pred": predictions[wrong],
-                "true": targets[wrong], "index": wrong}, Path(run_dir) / MISCLASSIFIED)
-    return len(wrong)
-
-
 def mean_std(values) -> tuple[float, float] | None:
     """Mean and sample standard deviation (0 for one value) of the values that are set."""
     vals = [float(v) for v in values if v is not None]
@@ -247,31 +222,3 @@ def group_runs(records: list[RunRecord]) -> list[RunGroup]:
                 "dir", str(record.path))
         groups.setdefault(key, RunGroup(key)).records.append(record)
     return list(groups.values())
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:  # a line cut short by a killed run
-            continue
-    return rows

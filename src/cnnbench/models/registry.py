@@ -1,0 +1,248 @@
+"""The model registry: every network cnnbench can build, by name.
+
+Each family module of :mod:`cnnbench.models` (``resnet.py``, ...) registers its builders here
+with :func:`register_model` when it is imported. This module imports none of the families:
+import :mod:`cnnbench.models` (which loads them all) to get a filled registry. Everything else
+asks for a model by name through :func:`create_model`. Names are unique, also after
+normalisation (case, ``-``, ``_`` and spaces are ignored when looking a name up), so
+``"ResNet-18"`` finds ``resnet18``.
+
+Every builder has the signature
+``fn(*, num_classes=1000, in_chans=3, input_size=224, drop_rate=0.0, stem="auto", **family_kw)``
+and :func:`create_model` checks, before any weight is allocated, that the requested input
+size fits the network (a dry run on the ``meta`` device); one that does not raises a
+:class:`~cnnbench.errors.UserError` naming the smallest size that works.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import functools
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cnnbench.errors import UserError
+from cnnbench.models.common import InputTooSmall, resolve_stem, to_hw
+
+__all__ = ["ModelInfo", "register_model", "list_models", "model_info", "resolve_model_name",
+           "create_model", "FAMILY_DEFAULTS"]
+
+# A family name (as the reports and papers write it) stands for one documented variant.
+# Exact model names win over these; the key is the normalised spelling (see _normalise).
+FAMILY_DEFAULTS: dict[str, str] = {
+    "lenet": "lenet5",            # LeCun et al. 1998 call the network LeNet-5
+    "resnet": "resnet18",         # the reports' ResNet runs are ResNet-18 unless they say 34
+    "vgg": "vgg16",               # "VGG" in the literature usually means configuration D
+    "vggbn": "vgg16_bn",
+    "mobilenet": "mobilenet_v1",  # "MobileNets" (Howard et al. 2017) is V1; V2 has its own name
+    "inception": "googlenet",     # GoogLeNet is the Inception v1 network
+    "inceptionv1": "googlenet",
+}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One registered model: its ``name``, ``family`` (the module it lives in), the builder
+    ``fn`` and ``doc`` (the variant's one-line description, then the family docstring)."""
+
+    name: str
+    family: str
+    fn: Callable[..., nn.Module]
+    doc: str
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+_NORMALISED: dict[str, str] = {}   # normalised spelling -> registered name
+_COMMON_KEYWORDS = ("num_classes", "in_chans", "input_size", "drop_rate", "stem")
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", name).lower()
+
+
+def _target(fn: Callable) -> Callable:
+    """The function or class behind ``functools.partial`` wrappers."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return fn
+
+
+def register_model(name: str | Callable | None = None, fn: Callable | None = None, *,
+                   family: str | None = None, doc: str | None = None):
+    """Register a model builder under a unique name.
+
+    Three spellings, all registering ``fn`` and returning it unchanged::
+
+        @register_model                      # name = the function's name
+        def lenet5(*, num_classes=1000, ...): ...
+
+        @register_model(family="lenet")      # keyword options, same naming
+        def ...
+
+        # a variant as one line over a family class or builder:
+        resnet18 = register_model("resnet18", partial(ResNet, BasicBlock, (2, 2, 2, 2)),
+                                  doc="ResNet-18 (He et al. 2016)")
+
+    ``family`` defaults to the name of the module that defines the builder (``models/resnet.py``
+    -> ``"resnet"``). ``doc`` is the variant's one-line description; the family docstring
+    (of the function or class behind ``fn``) follows it in :attr:`ModelInfo.doc`.
+
+    Raises ``ValueError`` if the name, or a spelling that normalises to the same key, is
+    already registered: two builders must never compete for one name.
+    """
+    if callable(name):                       # bare @register_model
+        return register_model(None, name, family=family, doc=doc)
+    if fn is None:                           # @register_model(...) with options
+        return lambda f: register_model(name, f, family=family, doc=doc)
+
+    target = _target(fn)
+    model_name = name or target.__name__
+    key = _normalise(model_name)
+    if model_name in _REGISTRY or key in _NORMALISED:
+        existing = _REGISTRY.get(model_name) or _REGISTRY[_NORMALISED[key]]
+        raise ValueError(f"model name {model_name!r} is already registered "
+                         f"(as {existing.name!r} by {existing.family}); pick another name")
+    fam = family or target.__module__.rsplit(".", 1)[-1]
+    parts = [doc or "", inspect.getdoc(target) or ""]
+    info = ModelInfo(name=model_name, family=fam, fn=fn, doc="\n\n".join(p for p in parts if p))
+    _REGISTRY[model_name] = info
+    _NORMALISED[key] = model_name
+    return fn
+
+
+def _natural_key(name: str) -> tuple[list[str | int], str]:
+    """Sort key that compares digit runs as numbers: ``resnet18`` before ``resnet101``."""
+    parts = re.split(r"(\d+)", name.lower())  # text at even, digits at odd positions
+    return [int(p) if i % 2 else p for i, p in enumerate(parts)], name
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching the ``fnmatch`` ``pattern`` (case-insensitive), in
+    natural order (numbers by value: ``resnet18``, ``resnet34``, ..., ``resnet101``)."""
+    pattern = pattern.lower()
+    return sorted((n for n in _REGISTRY if fnmatch.fnmatchcase(n.lower(), pattern)), key=_natural_key)
+
+
+def resolve_model_name(name: str) -> str:
+    """The registered name for ``name``: exact, then case/punctuation-insensitive
+    (``"ResNet-18"`` -> ``"resnet18"``), then a family name (``"ResNet"`` -> ``"resnet18"``,
+    see :data:`FAMILY_DEFAULTS`). Unknown names raise :class:`UserError` with close matches."""
+    if name in _REGISTRY:
+        return name
+    key = _normalise(name)
+    if key in _NORMALISED:
+        return _NORMALISED[key]
+    if key in FAMILY_DEFAULTS:
+        return FAMILY_DEFAULTS[key]
+    spellings = {**_NORMALISED, **FAMILY_DEFAULTS}
+    close = difflib.get_close_matches(key, list(spellings), n=4, cutoff=0.6)
+    suggestions = list(dict.fromkeys(spellings[c] for c in close))  # closest first, no repeats
+    hint = (f"did you mean {', '.join(suggestions)}?" if suggestions
+            else "run `cnnbench models` for the list")
+    raise UserError(f"unknown model {name!r}; {hint}")
+
+
+def model_info(name: str) -> ModelInfo:
+    """The :class:`ModelInfo` of a model (any spelling :func:`resolve_model_name` accepts)."""
+    return _REGISTRY[resolve_model_name(name)]
+
+
+def create_model(name: str, num_classes: int = 1000, in_chans: int = 3,
+                 input_size: int | tuple[int, int] = 224, drop_rate: float = 0.0,
+                 **kwargs) -> nn.Module:
+    """Build model ``name`` for ``in_chans`` x ``input_size`` images and ``num_classes`` classes.
+
+    The defaults are torchvision's (1000 classes, 3 x 224 x 224, the ImageNet stem), so
+    ``create_model("resnet18")`` is torchvision's ResNet-18; for MNIST give ``num_classes=10,
+    in_chans=1, input_size=28`` (the small-input stem is then chosen), or take them from a
+    dataset: ``cnnbench.data.get_spec("mnist")`` has ``num_classes``, ``channels`` and
+    ``image_size``.
+
+    ``kwargs`` are the common ``stem`` and the family's own keywords (``width_mult``, ``bn``,
+    ``aux_logits``, ...; see ``cnnbench models --summary NAME`` or the family docstring).
+    The model is checked against the input size first, on the ``meta`` device, so an input
+    that is too small raises :class:`UserError` (with the smallest size that works) instead of
+    a shape error at the first batch. Build inside ``with torch.device("meta"):`` to get a
+    weightless model for counting parameters and MACs.
+
+    The returned model carries ``model.model_name`` (the registered name) and ``model.stem``
+    (``"small"``, ``"imagenet"`` or ``None`` for models without a stem switch).
+    """
+    info = model_info(name)
+    kwargs = dict(num_classes=num_classes, in_chans=in_chans, input_size=input_size,
+                  drop_rate=drop_rate, **kwargs)
+    _check_keywords(info, kwargs)
+    model = _check_input_fits(info, kwargs)  # a meta-device model
+    if torch.get_default_device().type != "meta":  # else the checked model is the one wanted
+        model = info.fn(**kwargs)
+    model.model_name = info.name
+    if not hasattr(model, "stem"):
+        model.stem = None
+    return model
+
+
+def _check_keywords(info: ModelInfo, kwargs: dict) -> None:
+    params = inspect.signature(info.fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if p.kind is not inspect.Parameter.POSITIONAL_ONLY]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        own = [n for n in accepted if n not in _COMMON_KEYWORDS] or ["none"]
+        raise UserError(f"model {info.name} has no option {', '.join(unknown)}; its own options "
+                        f"are: {', '.join(own)} (plus {', '.join(_COMMON_KEYWORDS)})")
+
+
+def _dry_run(info: ModelInfo, kwargs: dict) -> tuple[Exception | None, nn.Module | None]:
+    """Build the model on the meta device (no memory, no compute) and run a batch of 2 through
+    it in training mode, so auxiliary heads run too. Returns (error or None, model or None)."""
+    try:
+        with torch.device("meta"):
+            model = info.fn(**kwargs)
+            model(torch.empty(2, kwargs["in_chans"], *to_hw(kwargs["input_size"])))
+    except (InputTooSmall, RuntimeError) as exc:  # InputTooSmall: a layer sized from the input
+        return exc, None
+    return None, model
+
+
+def _check_input_fits(info: ModelInfo, kwargs: dict) -> nn.Module:
+    """The model built on the meta device if ``kwargs["input_size"]`` fits it; else raise
+    :class:`UserError` naming the smallest square input that does."""
+    hw = to_hw(kwargs["input_size"])
+    stem = resolve_stem(kwargs.get("stem", "auto"), hw)  # validates the value first
+    error, model = _dry_run(info, kwargs)
+    if error is None:
+        return model
+    # Find the smallest square input that works with the same stem. If none does, the
+    # failure is not about size, and the original error is the honest report.
+    fixed = dict(kwargs, stem=stem)
+    hi = 2 * max(hw)
+    while True:
+        failed, working = _dry_run(info, dict(fixed, input_size=hi))
+        if not failed:
+            has_stem = getattr(working, "stem", None) is not None
+            break
+        if hi >= 4096:
+            raise error
+        hi *= 2
+    lo = 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _dry_run(info, dict(fixed, input_size=mid))[0] is None:
+            hi = mid
+        else:
+            lo = mid + 1
+    where = f"{info.name} with the {stem} stem" if has_stem else info.name
+    hint = f"pass --resize {lo} or larger"
+    if has_stem:
+        other = "imagenet" if stem == "small" else "small"
+        if _dry_run(info, dict(kwargs, stem=other))[0] is None:
+            hint += f", or use the {other} stem (--stem {other})"
+    raise UserError(f"input {kwargs['in_chans']}x{hw[0]}x{hw[1]} is too small for {where} (its "
+                    f"feature map shrinks to nothing); the smallest that works is {lo}x{lo}: {hint}")

@@ -1,0 +1,73 @@
+"""How long a study run takes on 2 CPU cores: a cost model from its images and the model's MACs
+(``cnnbench study show`` prints it; a test keeps the shipped ``cpu`` profiles near 30 min)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from cnnbench.data import get_spec, split_sizes
+from cnnbench.data.specs import imagefolder_path
+from cnnbench.studies.spec import build_config
+from cnnbench.training.build import build_model, model_cost
+from cnnbench.training.tta import TTA_VIEWS
+
+# Cost model of :func:`estimate_seconds`, fitted to what 2 cores of the AMD EPYC here do in
+# fp32 (README, Performance): convolution-heavy models sustain about 100 GFLOP/s (ResNet-18 with
+# the CIFAR stem: 6 x 0.56 GMACs x 32 img/s = 107), and every image costs a fixed overhead on
+# top (LeNet-5 on MNIST: 12,800 img/s although its FLOPs alone would allow twice that).
+CPU_GFLOPS = 100.0
+CPU_OVERHEAD_S = 5e-5  # per training image; a third of it per evaluated image
+
+
+def duration_text(seconds: float) -> str:
+    """An estimated duration as printed: ``~40 s`` below a minute, else ``~3 min``."""
+    if seconds < 0.5:
+        return "<1 s"
+    if seconds < 59.5:
+        return f"~{seconds:.0f} s"
+    return f"~{seconds / 60:.0f} min"
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """What a run will process and roughly how long it takes on a 2-core CPU."""
+
+    train_images: int
+    eval_images: int   # forward passes: validation every epoch and the test, times the TTA views
+    macs: int          # forward MACs of one image at the training size
+    seconds: float
+
+    def text(self) -> str:
+        return (f"{duration_text(self.seconds)} on 2 CPU cores (estimate: "
+                f"{self.train_images:,} training images, {self.eval_images:,} evaluation "
+                f"passes, {self.macs / 1e6:,.1f}M MACs/image)")
+
+
+def estimate_seconds(options: dict, *, gflops: float = CPU_GFLOPS,
+                     overhead_s: float = CPU_OVERHEAD_S, where: str = "study") -> CostEstimate | None:
+    """A rough training + evaluation time of the run with ``options`` (resolved ``train``
+    options) from its images and the model's MACs: 6 x MACs per training image (forward and
+    backward), 2 x MACs per evaluated image and view, at ``gflops``, plus a fixed overhead per
+    image. It reads no data (the official dataset sizes) and builds the model on the meta
+    device. ``None`` where the dataset size is not known in advance (``imagefolder:``)."""
+    config = build_config(options, where)  # ``where`` names the run in a one-line error
+    if imagefolder_path(config.dataset) is not None:  # its size is known only once read
+        return None
+    spec = get_spec(config.dataset)
+    if spec.train_size is None or spec.test_size is None:
+        return None
+    n_train, n_val = split_sizes(spec.train_size, config.val_split)
+    limit = lambda n, cap: min(n, cap) if cap else n  # noqa: E731
+    n_train, n_val = limit(n_train, config.limit_train), limit(n_val, config.limit_eval)
+    n_test = limit(spec.test_size, config.limit_eval)
+    size = config.resize or spec.image_size[0]
+    with torch.device("meta"):  # no weights: enough to count MACs
+        model = build_model(config, spec, (size, size))
+    macs = model_cost(model, spec.channels, (size, size))[1] or 0
+    train_images = config.epochs * n_train
+    eval_images = (config.epochs * n_val + n_test) * TTA_VIEWS[config.tta]
+    seconds = (train_images * (6 * macs / (gflops * 1e9) + overhead_s)
+               + eval_images * (2 * macs / (gflops * 1e9) + overhead_s / 3))
+    return CostEstimate(train_images, eval_images, macs, seconds)

@@ -1,0 +1,215 @@
+"""Running a study: its runs in order into ``OUT/<run>/`` (:func:`run_study`).
+
+Each run directory is a normal run directory (:mod:`cnnbench.training.rundir`) plus
+``study.json`` (:meth:`StudyRun.meta`); ``OUT/study.yaml`` records the study as resolved for
+the invocation. A run that fails or is interrupted gets ``error.txt``, ending in the command
+that continues the study (running it again: finished runs are skipped, an interrupted run
+resumes from its ``last.ckpt``), and a ``failed`` summary; a run whose ``init`` run did not
+finish, a ``skipped`` one.
+"""
+
+from __future__ import annotations
+
+import shlex
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from cnnbench.errors import UserError
+from cnnbench.studies.spec import STUDY_DIR, Study, StudyRun, build_config, select_runs
+from cnnbench.training.rundir import (ERROR, STUDY, SUMMARY, config_changes, now, read_json,
+                                      read_summary, write_json)
+
+CHECKPOINTS = ("last.ckpt", "best.ckpt")  # what an interrupted run resumes from, and its best
+
+TrainFn = Callable[..., dict]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What happened to one run: ``finished``, ``failed``, ``skipped`` or ``done-before``."""
+
+    run: StudyRun
+    status: str
+    run_dir: Path
+    message: str = ""
+
+
+def run_study(study: Study, out_dir: str | Path, *, train_fn: TrainFn | None = None,
+              only: list[str] | None = None, argv: list[str] | None = None,
+              progress: bool = True, log: Callable[[str], None] = print) -> list[RunOutcome]:
+    """Train the study's runs into ``out_dir/<run>/``; return one outcome per run.
+
+    ``train_fn(config, out_dir=, resume=, argv=, progress=) -> summary`` defaults to
+    :func:`cnnbench.training.train_run`; tests pass a stub. Every run's config is built (and so
+    validated) before the first run starts. ``argv``, the command line, is recorded in each
+    run's summary and is the command ``error.txt`` gives to continue the study.
+    """
+    if train_fn is None:
+        from cnnbench.training import train_run as train_fn
+    out = Path(out_dir)
+    runs = select_runs(study, only)
+    configs = {r.name: build_config(r.options, study.where(r)) for r in runs}
+    check_datasets(study, runs)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_study_record(study, out, runs)
+
+    runner = _Runner(study, out, train_fn, argv, progress, log)
+    outcomes = []
+    for i, run in enumerate(runs, 1):
+        config = configs[run.name]
+        if run.init is not None:
+            config = config.replace(init=str(out / run.init))  # its best.ckpt
+        outcomes.append(runner.run(run, config, f"[{i}/{len(runs)}] {run.name}"))
+    return outcomes
+
+
+@dataclass
+class _Runner:
+    """One invocation of :func:`run_study`: trains one run at a time."""
+
+    study: Study
+    out: Path
+    train_fn: TrainFn
+    argv: list[str] | None
+    progress: bool
+    log: Callable[[str], None]
+    status: dict[str, str] = field(default_factory=dict)  # run name -> how it ended
+
+    def run(self, run: StudyRun, config, head: str) -> RunOutcome:
+        """Train ``run`` with ``config`` (or skip it); ``head`` starts every log line."""
+        outcome = self._run(run, config, head)
+        self.status[run.name] = "finished" if outcome.status == "done-before" else outcome.status
+        return outcome
+
+    def _run(self, run: StudyRun, config, head: str) -> RunOutcome:
+        run_dir = self.out / run.name
+        summary = read_summary(run_dir)
+        changed = config_changes(run_dir, config, ignore=("init",))  # init: a path to its run
+        if summary is not None and summary.get("status") == "finished":
+            profile = summary.get("profile") or read_json(run_dir / STUDY).get("profile")
+            note = (f"; its recipe differs from the study's now ({', '.join(changed)}): delete "
+                    f"{run_dir} to train it again" if changed else "")
+            self.log(f"{head}: finished before (profile {profile}), skipped{note}")
+            return RunOutcome(run, "done-before", run_dir)
+        _clear_failure(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / STUDY, run.meta(self.study))
+        if run.init is not None and self.status.get(run.init) != "finished":
+            message = f"not run: the run it starts from ({run.init}) did not finish"
+            write_json(run_dir / SUMMARY, _stub_summary(run, self.study, "skipped", message))
+            self.log(f"{head}: {message}")
+            return RunOutcome(run, "skipped", run_dir, message)
+        resume = (run_dir / CHECKPOINTS[0]).exists()
+        if resume and changed:
+            self.log(f"{head}: the recipe changed since the interrupted attempt "
+                     f"({', '.join(changed)}); starting over")
+            for name in CHECKPOINTS:
+                (run_dir / name).unlink(missing_ok=True)
+            resume = False
+        self.log(f"{head}: training{' (resuming)' if resume else ''} -> {run_dir}")
+        try:
+            summary = self.train_fn(config, out_dir=run_dir, resume=resume, argv=self.argv,
+                                    progress=self.progress)
+        except KeyboardInterrupt as exc:
+            _record_failure(run_dir, run, self.study, exc, self.again())
+            raise
+        except Exception as exc:  # noqa: BLE001 - one failing run must not stop the study
+            message = _one_line(exc)
+            _record_failure(run_dir, run, self.study, exc, self.again())
+            self.log(f"{head}: FAILED: {message} (see {run_dir / ERROR})")
+            return RunOutcome(run, "failed", run_dir, message)
+        state = (summary or {}).get("status", "finished")
+        acc = (summary or {}).get("test_acc")
+        self.log(f"{head}: {state}"
+                 + (f", test accuracy {100 * acc:.2f}%" if acc is not None else ""))
+        return RunOutcome(run, state, run_dir)
+
+    def again(self) -> str:
+        """The command that continues the study: this invocation's, else one built for it."""
+        if self.argv:
+            return shlex.join(self.argv)
+        source = self.study.source
+        name = source.stem if source.resolve().parent == STUDY_DIR.resolve() else str(source)
+        seeds = ["--seeds", str(self.study.seeds)] if self.study.seeds > 1 else []
+        return shlex.join(["cnnbench", "study", "run", name, "--out", str(self.out),
+                           "--profile", self.study.profile, *seeds])
+
+
+def check_datasets(study: Study, runs: list[StudyRun]) -> None:
+    """Refuse to start when a run needs the official CIFAR-10 files and they are absent."""
+    cifar = [r for r in runs if r.options.get("dataset") == "cifar10"]
+    if not cifar:
+        return
+    from cnnbench.data.cache import resolve_cache_dir, resolve_data_dir
+    from cnnbench.data.sources import source_for
+
+    data_root = resolve_data_dir(cifar[0].options.get("data_dir"))
+    if source_for("cifar10").locate(data_root, resolve_cache_dir(None)) is None:
+        raise UserError(f"study {study.name} trains on cifar10, whose files are not in "
+                        f"{data_root} (see `cnnbench datasets`); pass --dataset cifar10_jpeg to "
+                        "use the JPEG mirror instead")
+
+
+# --------------------------------------------------------------------------- failure records
+
+def _stub_summary(run: StudyRun, study: Study, status: str, error: str) -> dict:
+    """A summary for a run that did not produce its own: enough for the report's row."""
+    opts = run.options
+    return {"name": run.name, "model": opts.get("model"), "dataset": opts.get("dataset"),
+            "seed": opts.get("seed"), "epochs": opts.get("epochs"), "profile": study.profile,
+            "status": status, "error": error, "finished_at": now()}
+
+
+def _record_failure(run_dir: Path, run: StudyRun, study: Study, exc: BaseException,
+                    again: str) -> None:
+    """``error.txt`` (the trainer's, if it wrote one) ending in how the study continues, and
+    a ``failed`` summary. An interrupted run's note replaces the trainer's, which says
+    ``--resume``: a study continues by running it again."""
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    message = "interrupted (KeyboardInterrupt)" if interrupted else _one_line(exc)
+    error = run_dir / ERROR
+    if interrupted or (isinstance(exc, UserError) and not error.exists()):
+        text = message
+    elif error.exists():
+        text = error.read_text()
+    else:
+        text = "".join(traceback.format_exception(exc))
+    then = ("resumes from its last checkpoint" if (run_dir / CHECKPOINTS[0]).exists()
+            else "starts again")
+    error.write_text(f"{text.rstrip()}\n\nThis run belongs to study {study.name}. To continue "
+                     f"the study, run `{again}` again: runs that finished are skipped, this one "
+                     f"{then}.\n")
+    summary = read_summary(run_dir)
+    if summary is None or summary.get("status") != "failed":
+        summary = {**(summary or {}), **_stub_summary(run, study, "failed", message)}
+    elif interrupted:
+        summary = {**summary, "error": message}
+    write_json(run_dir / SUMMARY, summary)
+
+
+def _clear_failure(run_dir: Path) -> None:
+    """Forget a previous failed or skipped attempt before trying the run again."""
+    summary = read_summary(run_dir)
+    if summary is not None and summary.get("status") != "finished":
+        (run_dir / SUMMARY).unlink()
+        (run_dir / ERROR).unlink(missing_ok=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if isinstance(exc, UserError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _write_study_record(study: Study, out: Path, runs: list[StudyRun]) -> None:
+    """``out/study.yaml``: the study as resolved for this invocation, for the record."""
+    record = {"study": study.name, "source": str(study.source), "profile": study.profile,
+              "seeds": study.seeds, "written_at": now(),
+              "runs": [{"name": r.name, "init": r.init, "options": r.options} for r in runs]}
+    (out / "study.yaml").write_text(yaml.safe_dump(record, sort_keys=False))

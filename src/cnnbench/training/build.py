@@ -1,0 +1,291 @@
+"""Everything a training run builds from its config, in one public builder.
+
+::
+
+    training = build_training(config)            # data, model, loaders, optimizer, schedule...
+    seconds = training.whiten()                   # patch whitening, if config.whiten_init
+    for epoch in range(config.epochs):
+        training.start_epoch(epoch)               # freeze / whitening / resizing schedules
+        stats = training.train_epoch(epoch)       # cnnbench.training.engine.train_one_epoch
+        val = training.evaluate("val")            # with the weight average, if any
+        training.end_epoch(val["loss"])           # a per-epoch schedule (plateau) steps here
+    test = training.evaluate_weights("test", best_weights)
+
+:func:`cnnbench.training.run.train_run` drives exactly these calls (plus logs, checkpoints and
+the summary), and the benchmarks drive them too, so a benchmark measures the real training path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnbench.config import TrainConfig
+from cnnbench.data import DatasetSpec, TensorLoader
+from cnnbench.errors import UserError
+from cnnbench.models import create_model
+from cnnbench.models.profile import count_macs, count_params
+from cnnbench.training import transfer, whitening
+from cnnbench.training.checkpoint import model_state, unwrap
+from cnnbench.training.ema import WeightAverage
+from cnnbench.training.engine import evaluate, train_one_epoch
+from cnnbench.training.machine import resolve_device, seed_everything, set_determinism
+from cnnbench.training.optim import build_optimizer, build_scheduler, is_per_step
+from cnnbench.training.rundata import RunData, make_loader, prepare_data
+
+WHITEN_IMAGES = 5000  # training images used for the whitening statistics
+
+
+def build_model(config: TrainConfig, spec: DatasetSpec, input_size: tuple[int, int]) -> nn.Module:
+    """The model of ``config`` for ``spec``'s images at ``input_size`` (CPU, float32, train
+    mode; on the meta device inside ``with torch.device("meta")``)."""
+    return create_model(config.model, num_classes=spec.num_classes, in_chans=spec.channels,
+                        input_size=input_size if input_size[0] != input_size[1] else input_size[0],
+                        drop_rate=config.dropout, stem=config.stem, **config.model_kwargs)
+
+
+def model_cost(model: nn.Module, in_chans: int, input_size: tuple[int, int]) -> tuple[int, int | None]:
+    """Parameters and forward MACs per image (``None`` if they cannot be counted)."""
+    params = count_params(model)
+    try:
+        macs = int(count_macs(model, (in_chans, *input_size)))
+    except Exception as exc:  # noqa: BLE001 - the count is informative, never fatal
+        warnings.warn(f"cnnbench: could not count MACs of {type(model).__name__}: {exc}")
+        macs = None
+    return params, macs
+
+
+def check_lowres(config: TrainConfig, run_data: RunData) -> None:
+    """A one-line error unless the model built for ``run_data`` also takes
+    ``config.lowres_size`` inputs (progressive resizing); checked on the meta device."""
+    spec, size = run_data.spec, config.lowres_size
+    if size >= min(run_data.input_size):
+        raise UserError(f"--lowres-size {size} is not smaller than the training images "
+                        f"({'x'.join(map(str, run_data.input_size))}); progressive resizing needs "
+                        f"a smaller size, e.g. --lowres-size {max(1, 3 * min(run_data.input_size) // 4)}")
+    with torch.device("meta"):
+        probe = build_model(config, spec, run_data.input_size)
+        try:
+            probe(torch.empty(2, spec.channels, size, size))
+        except (RuntimeError, UserError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f"--lowres-size {size} does not fit {config.model} built for "
+                f"{'x'.join(map(str, run_data.input_size))} inputs ({reason}); choose a larger "
+                f"--lowres-size, or a model that pools globally (e.g. fastnet, resnet18)") from None
+
+
+def load_init(model: nn.Module, config: TrainConfig, spec: DatasetSpec) -> transfer.LoadReport:
+    """Start ``model`` from ``config.init``, or with ``config.pretrained`` from torchvision's
+    ImageNet weights (README: Fine-tuning)."""
+    source = config.init or str(transfer.pretrained_weights_path(config.model))
+    return transfer.load_init_weights(model, source, num_classes=spec.num_classes,
+                                      in_chans=spec.channels, dataset=config.dataset,
+                                      head=config.init_head)
+
+
+@dataclasses.dataclass
+class Training:
+    """What a run trains with, built by :func:`build_training`; its methods are the steps of
+    the run loop. ``step`` and ``images_seen`` count optimizer steps and training images over
+    the whole run."""
+
+    config: TrainConfig
+    device: torch.device
+    data: RunData
+    model: nn.Module                         # owns the weights
+    train_model: nn.Module                   # what the loop calls: ``model`` or its torch.compile
+    train_loaders: dict[int, TensorLoader]   # by batch size (a batch schedule has several)
+    val_loader: TensorLoader | None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler | None
+    ema: WeightAverage | None
+    criterion: nn.Module
+    params: int
+    macs: int | None
+    init_report: transfer.LoadReport | None = None
+    step: int = 0
+    images_seen: int = 0
+
+    @property
+    def spec(self) -> DatasetSpec:
+        return self.data.spec
+
+    def loader(self, epoch: int) -> TensorLoader:
+        """The training loader of (0-based) ``epoch`` (its batch size from the schedule)."""
+        return self.train_loaders[self.config.batch_size_at(epoch)]
+
+    def whiten(self) -> float:
+        """Patch-whitening initialisation of the first convolution (``whiten_init``) from up to
+        :data:`WHITEN_IMAGES` training images spread evenly over the training set (not the first
+        ones: some datasets are stored in class order), as the model sees them (normalised,
+        resized; no augmentation). Returns its seconds (training time); 0 when off."""
+        if not self.config.whiten_init:
+            return 0.0
+        t0 = time.perf_counter()
+        x, y = self.data.train
+        pick = torch.linspace(0, len(y) - 1, min(WHITEN_IMAGES, len(y))).long()
+        loader = TensorLoader(x[pick], y[pick], batch_size=len(pick), shuffle=False,
+                              mean=self.data.mean, std=self.data.std, augment="none",
+                              resize=self.config.resize, device=self.device)
+        images = next(iter(loader))[0]
+        whitening.init_patch_whitening(whitening.find_whitening_conv(self.model), images)
+        return time.perf_counter() - t0
+
+    def start_epoch(self, epoch: int) -> str | None:
+        """Put the model and the epoch's loader in the state of (0-based) ``epoch``: the freeze
+        schedule, the whitening layer's schedule (``whiten_bias_epochs``), the loader's epoch
+        (augmentation streams) and size (progressive resizing). Every setting follows from the
+        epoch number alone, so a resumed run is in the same state. Returns the freeze
+        schedule's log line, if any."""
+        c = self.config
+        change = transfer.apply_freeze_schedule(self.model, c.freeze, c.unfreeze_at, epoch,
+                                                num_classes=self.spec.num_classes)
+        if c.whiten_bias_epochs >= 0:
+            conv = whitening.find_whitening_conv(self.model)
+            # The bias trains in its first epochs unless the freeze schedule froze it (freezing
+            # runs from epoch 0 to unfreeze_at, so requires_grad still says so here).
+            bias = conv.bias is not None and conv.bias.requires_grad and epoch < c.whiten_bias_epochs
+            whitening.set_whitening_trainable(conv, weight=False, bias=bias)
+        loader = self.loader(epoch)
+        loader.set_epoch(epoch)
+        loader.resize = c.lowres_size if epoch < c.lowres_epochs else c.resize
+        return change
+
+    def train_epoch(self, epoch: int, *, on_log: Callable[[int, int, float], None] | None = None,
+                    progress=None) -> dict[str, Any]:
+        """One epoch through :func:`cnnbench.training.engine.train_one_epoch`; advances
+        ``step`` and ``images_seen``."""
+        c = self.config
+        with warnings.catch_warnings():  # fp16 may skip a step: the schedule still advances
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            stats = train_one_epoch(
+                self.train_model, self.loader(epoch), self.optimizer, self.criterion,
+                scheduler=self.scheduler if is_per_step(self.scheduler) else None,
+                scaler=self.scaler, amp=c.amp, device=self.device, channels_last=c.channels_last,
+                grad_clip=c.grad_clip, ema=self.ema, log_every=c.log_every, on_log=on_log,
+                progress=progress, step=self.step, images_seen=self.images_seen)
+        self.step, self.images_seen = stats["step"], stats["images_seen"]
+        return stats
+
+    def end_epoch(self, loss: float) -> None:
+        """Step a per-epoch schedule (``plateau``) with the epoch's validation (or training) loss."""
+        if not is_per_step(self.scheduler):
+            self.scheduler.step(loss)
+
+    def evaluate(self, split: str = "val") -> dict[str, Any]:
+        """Evaluate the current evaluation weights (the weight average when ``ema`` is on) on
+        ``split`` (``val`` or ``test``) with the run's test-time augmentation."""
+        loader = self.val_loader if split == "val" else make_loader(self.config, self.data, split, self.device)
+        if loader is None:
+            raise UserError("this run has no validation split (val_split 0)")
+        if self.ema is None:
+            return self._evaluate(self.train_model, loader)
+        with self.ema.swapped(self.model):
+            return self._evaluate(self.train_model, loader)
+
+    def evaluate_weights(self, split: str, weights: dict[str, torch.Tensor], *,
+                         return_predictions: bool = False, source: str = "checkpoint") -> dict[str, Any]:
+        """Evaluate ``weights`` (e.g. ``best.ckpt``'s, named ``source`` in an error) on
+        ``split`` in a fresh copy of the model, leaving the training model alone."""
+        if split == "val" and self.data.val is None:
+            raise UserError(f"the run of {source} has no validation split (val_split 0); use "
+                            f"--split test")
+        model = build_model(self.config, self.spec, self.data.input_size)
+        try:
+            unwrap(model).load_state_dict(weights)
+        except RuntimeError as exc:
+            raise UserError(f"the weights in {source} do not fit model {self.config.model} "
+                            f"({str(exc).splitlines()[0][:160]})") from None
+        model.to(self.device)
+        if self.config.channels_last:
+            model.to(memory_format=torch.channels_last)
+        loader = make_loader(self.config, self.data, split, self.device)
+        return self._evaluate(model, loader, return_predictions=return_predictions)
+
+    def _evaluate(self, model: nn.Module, loader, **kw) -> dict[str, Any]:
+        c = self.config
+        return evaluate(model, loader, num_classes=self.spec.num_classes, device=self.device,
+                        amp=c.amp, channels_last=c.channels_last, tta=c.tta, **kw)
+
+    def eval_weights(self) -> dict[str, torch.Tensor]:
+        """A CPU copy of the weights to evaluate and checkpoint (the weight average if on)."""
+        if self.ema is None:
+            return model_state(self.model)
+        with self.ema.swapped(self.model):
+            return model_state(self.model)
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything besides the evaluation weights that a run needs to continue exactly
+        (``last.ckpt``'s ``training`` entry, :mod:`cnnbench.training.checkpoint`)."""
+        from cnnbench.training.checkpoint import capture_rng_state
+
+        return {
+            "model": model_state(self.model) if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "rng": capture_rng_state(),
+        }
+
+    def load_training_state(self, weights: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        """Inverse of :meth:`training_state` (``weights``: the checkpoint's evaluation weights,
+        used as the live weights when no weight average is kept). The RNG states are restored
+        last, by the caller, just before the next epoch."""
+        unwrap(self.model).load_state_dict(state["model"] if state["model"] is not None else weights)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            if state["ema"] is None:
+                raise UserError("the checkpoint has no weight average but the config asks for one")
+            self.ema.load_state_dict(state["ema"])
+
+
+def build_training(config: TrainConfig, *, load_init_weights: bool = True) -> Training:
+    """Everything a run of ``config`` trains with, built in the order the run needs it:
+    threads, determinism, device, seeds, data, model (with ``--init`` / ``--pretrained``
+    weights unless ``load_init_weights`` is False, as when resuming), loaders, optimizer,
+    per-step schedule, gradient scaler (fp16), weight average, loss and ``torch.compile``.
+    A bad input raises :class:`UserError` before anything is written."""
+    c = config
+    if c.num_threads:
+        torch.set_num_threads(c.num_threads)
+    set_determinism(c.deterministic)
+    device = resolve_device(c.device)
+    seed_everything(c.seed)
+    run_data = prepare_data(c)
+    spec = run_data.spec
+    model = build_model(c, spec, run_data.input_size)
+    if c.lowres_size:
+        check_lowres(c, run_data)
+    init_report = load_init(model, c, spec) if (c.init or c.pretrained) and load_init_weights else None
+    params, macs = model_cost(model, spec.channels, run_data.input_size)
+    model.to(device)
+    if c.channels_last:
+        model.to(memory_format=torch.channels_last)
+    train_loaders: dict[int, TensorLoader] = {}
+    steps_per_epoch = []
+    for size, n in c.stages():
+        if size not in train_loaders:
+            train_loaders[size] = make_loader(c, run_data, "train", device, batch_size=size)
+        steps_per_epoch += [len(train_loaders[size])] * n
+    val_loader = make_loader(c, run_data, "val", device) if run_data.val else None
+    optimizer = build_optimizer(model, c)
+    return Training(
+        config=c, device=device, data=run_data, model=model,
+        train_model=torch.compile(model) if c.compile else model,
+        train_loaders=train_loaders, val_loader=val_loader, optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, c, steps_per_epoch),
+        scaler=torch.amp.GradScaler(device.type) if c.amp == "fp16" else None,
+        ema=WeightAverage(model, decay=c.ema, every=c.ema_every) if c.ema > 0 else None,
+        criterion=nn.CrossEntropyLoss(label_smoothing=c.label_smoothing),
+        params=params, macs=macs, init_report=init_report)

@@ -1,0 +1,155 @@
+"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so loading it can
+never run code. Layout (``FORMAT``, ``VERSION`` 1)::
+
+    format, version     "cnnbench-checkpoint", 1
+    kind                "last" | "best"
+    config              TrainConfig.to_dict()
+    epoch               epochs completed
+    step                optimizer steps completed
+    model               the weights to evaluate (the weight average when `ema` is on)
+    meta                best_val_acc, best_epoch, epochs_since_best, train_time_s, ... (plain)
+    training            (last.ckpt only) everything needed to continue exactly:
+        model           the live training weights (only when they differ from `model`: ema on)
+        optimizer, scheduler, scaler, ema     state_dicts (scaler/ema: None when unused)
+        rng             python, numpy, torch, cuda generator states (see capture_rng_state)
+        loader          {"seed", "epoch"}: the training loaders' state for the next epoch (their
+                        shuffling and augmentation are a function of seed and epoch)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnbench.errors import UserError
+
+FORMAT = "cnnbench-checkpoint"
+VERSION = 1
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module that owns the weights (``torch.compile`` wraps it as ``_orig_mod``)."""
+    return getattr(model, "_orig_mod", model)
+
+
+def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of ``model``'s state dict with plain names."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in unwrap(model).state_dict().items()}
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically: temp file in the same folder, fsync, rename.
+
+    A reader (or a crash at any moment) sees either the old file or the complete new one.
+    """
+    path = Path(path)
+    state = {"format": FORMAT, "version": VERSION, **state}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint written by :func:`save_checkpoint`, loaded with ``weights_only=True``.
+
+    A missing, unreadable, corrupt or foreign file raises :class:`UserError` (one line).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a directory; give a checkpoint file such as {path}/best.ckpt")
+    state = load_tensor_file(path, map_location)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise UserError(f"{path} is not a cnnbench checkpoint (no {FORMAT!r} marker); give a "
+                        f"last.ckpt or best.ckpt from a run directory")
+    if state.get("version") != VERSION:
+        raise UserError(f"{path} is a version {state.get('version')} checkpoint; this cnnbench "
+                        f"reads version {VERSION}")
+    for key in ("config", "model", "epoch"):
+        if key not in state:
+            raise UserError(f"checkpoint {path} is incomplete (no {key!r}); it cannot be used")
+    return state
+
+
+def load_tensor_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with every failure as one-line UserError."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        blocked = re.search(r"unsupported GLOBAL (\S+)", str(exc))
+        if blocked is None:
+            raise UserError(f"cannot read {path}: it is corrupt, truncated or not a PyTorch "
+                            f"weights file ({_first_line(exc)})") from None
+        # torch refused to unpickle a Python object: with pickle, loading it could run code.
+        raise UserError(f"refusing to read {path}: it holds pickled Python objects besides "
+                        f"tensors ({blocked.group(1)}), which could run code when loaded; "
+                        f"cnnbench reads weights only (re-save it as a plain state_dict if you "
+                        f"trust it)") from None
+    except (zipfile.BadZipFile, zipfile.BadZipFile, EOFError, RuntimeError, ValueError,
+            AttributeError, TypeError, KeyError, IndexError) as exc:
+        raise UserError(f"cannot read {path}: it is corrupt, truncated or not a PyTorch weights "
+                        f"file ({_first_line(exc)})") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+# --- random number generators ---------------------------------------------------------------
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every global generator's state as tensors and plain lists (weights_only-safe)."""
+    version, internal, gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
+    state = {
+        "python": [version, list(internal), gauss],
+        "numpy": [np_name, torch.from_numpy(np_keys.astype(np.int64)), int(np_pos),
+                  int(np_has_gauss), float(np_gauss)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
+        and torch.cuda.is_initialized() else [],
+    }
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

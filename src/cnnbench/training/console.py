@@ -1,0 +1,57 @@
+"""Progress of a run on the terminal: tqdm bars on a terminal, plain log lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Console:
+    """Progress of a run: tqdm bars on a terminal, plain log lines otherwise, or nothing."""
+
+    PLAIN_INTERVAL_S = 30.0
+
+    def __init__(self, enabled: bool, stream=None):
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.bar = None
+        self._last_line = 0.0
+
+    def start_epoch(self, epoch: int, epochs: int, images: int) -> None:
+        self.epoch, self.epochs, self.images, self.done = epoch, epochs, images, 0
+        self.t0 = self._last_line = time.perf_counter()
+        if self.tty:
+            from tqdm import tqdm
+            self.bar = tqdm(total=images, unit="img", unit_scale=True, leave=False,
+                            desc=f"epoch {epoch}/{epochs}", file=self.stream, dynamic_ncols=True)
+
+    def update(self, images: int) -> None:
+        self.done += images
+        if self.bar is not None:
+            self.bar.update(images)
+
+    def log(self, **metrics: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()}, refresh=False)
+        elif self.enabled and time.perf_counter() - self._last_line >= self.PLAIN_INTERVAL_S:
+            self._last_line = time.perf_counter()
+            elapsed = self._last_line - self.t0
+            rate = self.done / elapsed if elapsed > 0 else 0.0
+            eta = (self.images - self.done) / rate if rate > 0 else float("nan")
+            values = " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            self.line(f"epoch {self.epoch}/{self.epochs} {self.done}/{self.images} img {values} "
+                      f"{rate:.0f} img/s ETA {eta:.0f} s")
+
+    def end_epoch(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def line(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)

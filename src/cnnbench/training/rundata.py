@@ -1,0 +1,90 @@
+"""The data of a run: its dataset split into train/val/test, limited, with its normalisation,
+and the loaders over each split.
+
+``prepare_data(config)`` loads the dataset (decoded once into the cache), holds out the
+validation images seeded by ``split_seed`` (the test set is never split), and applies
+``limit_train`` / ``limit_eval`` as seeded random subsets; ``make_loader`` gives a
+:class:`cnnbench.data.TensorLoader` over one split (training: shuffled and augmented, a function
+of ``(seed, epoch)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from cnnbench import data
+from cnnbench.config import TrainConfig
+from cnnbench.errors import UserError
+
+
+@dataclasses.dataclass
+class RunData:
+    """The tensors of a run after splitting and limiting, and how to normalise them."""
+
+    spec: Any
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor] | None
+    test: tuple[torch.Tensor, torch.Tensor]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_size: tuple[int, int]
+
+    @property
+    def split(self) -> dict[str, int]:
+        return {"train": len(self.train[1]), "val": len(self.val[1]) if self.val else 0,
+                "test": len(self.test[1])}
+
+
+def _subset(indices: torch.Tensor, limit: int | None, seed: int) -> torch.Tensor:
+    """``limit`` of ``indices`` drawn at random (seeded, sorted), or all when no limit applies."""
+    if not limit or limit >= len(indices):
+        return indices
+    gen = torch.Generator().manual_seed(seed)
+    return indices[torch.randperm(len(indices), generator=gen)[:limit]].sort().values
+
+
+def prepare_data(config: TrainConfig) -> RunData:
+    """Load the dataset, split off validation (seeded by ``split_seed``), apply the limits."""
+    ds = data.load_dataset(config.dataset, data_dir=config.data_dir)
+    spec = ds.spec
+    train_idx, val_idx = data.split_indices(len(ds.train_y), config.val_split, config.split_seed)
+    if config.val_split > 0 and len(val_idx) == 0:
+        raise UserError(f"val_split {config.val_split} leaves no validation image of "
+                        f"{len(ds.train_y)}; use a larger split or 0")
+    # Limits take a seeded random subset, never the first N: datasets stored in class order
+    # (image folders, cifar10_jpeg) would otherwise give a single-class subset.
+    train_idx = _subset(train_idx, config.limit_train, config.split_seed)
+    val_idx = _subset(val_idx, config.limit_eval, config.split_seed + 1)
+    test_x, test_y = ds.test_x, ds.test_y
+    if config.limit_eval:
+        test_idx = _subset(torch.arange(len(test_y)), config.limit_eval, config.split_seed + 2)
+        test_x, test_y = test_x[test_idx], test_y[test_idx]
+    if len(train_idx) == 0:
+        raise UserError(f"no training images left (dataset {config.dataset}, val_split "
+                        f"{config.val_split}, limit_train {config.limit_train})")
+    val = (ds.train_x[val_idx], ds.train_y[val_idx]) if len(val_idx) else None
+    mean = tuple(config.mean) if config.mean is not None else tuple(spec.mean)
+    std = tuple(config.std) if config.std is not None else tuple(spec.std)
+    if len(mean) != spec.channels or len(std) != spec.channels:
+        raise UserError(f"mean/std need {spec.channels} values for {spec.name} (one per channel), "
+                        f"got {len(mean)}/{len(std)}")
+    size = (config.resize, config.resize) if config.resize else tuple(spec.image_size)
+    return RunData(spec=spec, train=(ds.train_x[train_idx], ds.train_y[train_idx]), val=val,
+                   test=(test_x, test_y), mean=mean, std=std, input_size=size)
+
+
+def make_loader(config: TrainConfig, run_data: RunData, split: str, device: torch.device,
+                batch_size: int | None = None):
+    """A TensorLoader over one split: training (shuffled, augmented) or evaluation."""
+    x, y = getattr(run_data, split)
+    training = split == "train"
+    if batch_size is None:
+        batch_size = config.eval_batch_size or max(config.batch_size, 256)
+    return data.TensorLoader(x, y, batch_size=batch_size, shuffle=training, seed=config.seed,
+                        mean=run_data.mean, std=run_data.std,
+                        augment=config.augment if training else "none",
+                        resize=config.resize, device=device, drop_last=False,
+                        channels_last=config.channels_last)

@@ -1,0 +1,72 @@
+"""``cnnbench study list|show|run`` (cnnbench.commands.study)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from cnnbench.cli import main
+
+
+def test_study_show_prints_time_estimates(capsys):
+    assert main(["study", "show", "transfer", "--profile", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("time: ~") == 4 and "on 2 CPU cores (estimate:" in out
+    assert "\ntotal: ~" in out
+
+def test_study_show_checks_the_set_overrides(capsys):
+    assert main(["study", "show", "transfer", "--profile", "cpu", "--set", "optimizr=sgd"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "run pretrain-fashion_mnist" in captured.err and "did you mean 'optimizer'" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+def test_cli_study_list_and_bad_name(capsys):
+    assert main(["study", "list"]) == 0
+    assert "mnist-five" in capsys.readouterr().out
+    assert main(["study", "run", "no-such-study", "--profile", "quick"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown study 'no-such-study'" in err and len(err.strip().splitlines()) == 1
+
+def test_study_run_mnist_five_quick_end_to_end(tiny_mnist_env, tmp_path, capsys):
+    """The real trainer on a tiny MNIST (48 train / 12 test images), then the report."""
+    out = tmp_path / "five"
+    argv = ["study", "run", "mnist-five", "--profile", "quick", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    models = ["lenet5", "alexnet", "resnet18", "mobilenet_v1", "googlenet"]
+    summaries = {m: json.loads((out / m / "summary.json").read_text()) for m in models}
+    for summary in summaries.values():
+        assert summary["status"] == "finished" and summary["profile"] == "quick"
+        assert summary["limited"] and summary["epochs_completed"] == 1
+        assert summary["split"] == {"train": 38, "val": 10, "test": 12}  # val_split 0.2
+    assert summaries["resnet18"]["input_size"] == [1, 56, 56]
+    assert summaries["resnet18"]["stem"] == "imagenet"
+    assert summaries["lenet5"]["input_size"] == [1, 28, 28]
+
+    md = (out / "report.md").read_text()
+    assert all(f"| {m} | {m} | mnist | **quick, limited** |" in md for m in models)
+    with (out / "results.csv").open() as fh:
+        table = {row["run"]: row for row in csv.DictReader(fh)}
+    assert sorted(table) == sorted(models)
+    for model, row in table.items():
+        assert (row["study"], row["status"], row["profile"]) == ("mnist-five", "finished", "quick")
+        assert float(row["test_acc"]) == pytest.approx(summaries[model]["test_acc"])
+        assert int(row["params"]) == summaries[model]["params"]
+    html = (out / "report.html").read_text()
+    assert html.count("<tr>") >= len(models) and all(m in html for m in models)
+    capsys.readouterr()
+
+    before = {m: (out / m / "summary.json").stat().st_mtime_ns for m in models}
+    assert main(argv) == 0  # re-running a finished study does no work
+    assert capsys.readouterr().out.count("finished before (profile quick), skipped") == 5
+    assert {m: (out / m / "summary.json").stat().st_mtime_ns for m in models} == before
+
+
+def test_study_show_of_a_quick_study_prints_seconds(capsys):
+    assert main(["study", "show", "mnist-five", "--profile", "quick"]) == 0
+    out = capsys.readouterr().out
+    total = out.split("\ntotal: ")[1].splitlines()[0]
+    assert total.startswith("~") and total.split()[1] == "s", total  # e.g. "~22 s", not "~0 min"
+    assert "~0 min" not in out and out.count(" s on 2 CPU cores (estimate:") == 5

@@ -1,0 +1,42 @@
+"""The time estimate of a study run (cnnbench.studies.estimate)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnbench.studies import CostEstimate, duration_text, estimate_seconds, load_study
+
+
+def test_estimate_counts_images_views_and_macs():
+    from cnnbench.models.profile import count_macs
+    from cnnbench.models import create_model
+
+    options = dict(model="lenet5", dataset="mnist", epochs=2, val_split=0.1, limit_train=1000,
+                   limit_eval=500, tta="mirror")
+    cost = estimate_seconds(options, gflops=10.0, overhead_s=3e-4)
+    assert cost.train_images == 2 * 1000
+    assert cost.eval_images == (2 * 500 + 500) * 2  # validation every epoch + test, 2 TTA views
+    macs = count_macs(create_model("lenet5", num_classes=10, in_chans=1, input_size=28), (1, 28, 28))
+    assert cost.macs == macs
+    expected = 2000 * (6 * macs / 10e9 + 3e-4) + 3000 * (2 * macs / 10e9 + 1e-4)
+    assert cost.seconds == pytest.approx(expected)
+    # the full MNIST split without limits: 54,000 training and 6,000 validation images
+    full = estimate_seconds(dict(model="lenet5", dataset="mnist", epochs=1, val_split=0.1))
+    assert (full.train_images, full.eval_images) == (54000, 6000 + 10000)
+    assert estimate_seconds(dict(model="lenet5", dataset="imagefolder:/nonexistent")) is None
+
+@pytest.mark.parametrize("name", ["mnist-classics", "mnist-five", "optimizers", "cifar10-tricks",
+                                  "alexnet-ablation", "cross-dataset", "transfer"])
+def test_cpu_profiles_fit_about_half_an_hour(name):
+    # Issue 11: the cpu profile caps each study to about 30 minutes on 2 cores (estimated).
+    study = load_study(name, profile="cpu", dataset="cifar10_jpeg"
+                       if name in ("cifar10-tricks", "alexnet-ablation") else None)
+    total = sum(estimate_seconds(run.options).seconds for run in study.runs)
+    assert 60 < total <= 32 * 60, f"{name}: {total / 60:.0f} min"
+
+
+def test_estimates_below_a_minute_are_shown_in_seconds():
+    assert [duration_text(s) for s in (0.2, 0.6, 20, 59.4, 59.6, 90, 1800)] == [
+        "<1 s", "~1 s", "~20 s", "~59 s", "~1 min", "~2 min", "~30 min"]
+    cost = CostEstimate(train_images=256, eval_images=512, macs=400_000, seconds=20.0)
+    assert cost.text().startswith("~20 s on 2 CPU cores (estimate: 256 training images")

@@ -1,0 +1,104 @@
+"""Study files (cnnbench.studies.spec): profiles, grids, seeds, key checks, shipped studies."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnbench.errors import UserError
+from cnnbench.studies import PROFILES, build_config, list_studies, load_study
+from study_fixtures import TINY, write_study
+
+
+def test_profiles_caps_and_overrides(tmp_path):
+    path = write_study(tmp_path)
+    full = {r.name: r.options for r in load_study(path, profile="full").runs}
+    assert full["a"]["epochs"] == 3 and full["c"]["epochs"] == 5 and "limit_train" not in full["a"]
+    cpu = {r.name: r.options for r in load_study(path, profile="cpu").runs}
+    assert cpu["a"]["epochs"] == 2 and cpu["c"]["epochs"] == 2  # capped ...
+    assert cpu["a"]["limit_train"] == 100
+    study = dict(TINY, profiles={"cpu": {"cap": {"epochs": 4}}})
+    cpu = {r.name: r.options for r in load_study(write_study(tmp_path, study), profile="cpu").runs}
+    assert cpu["a"]["epochs"] == 3  # ... never raised
+    overridden = load_study(path, profile="quick", overrides={"epochs": 2, "device": "cpu"})
+    assert all(r.options["epochs"] == 2 and r.options["device"] == "cpu" for r in overridden.runs)
+
+def test_a_runs_own_profile_entry_replaces_the_studys(tmp_path):
+    study = dict(TINY, runs=[{"name": "a", "epochs": 7, "profiles": {"cpu": {}}},
+                             {"name": "b", "epochs": 7}])
+    runs = {r.name: r.options for r in load_study(write_study(tmp_path, study), profile="cpu").runs}
+    assert runs["a"]["epochs"] == 7 and "limit_train" not in runs["a"]
+    assert runs["b"]["epochs"] == 2 and runs["b"]["limit_train"] == 100
+
+def test_grid_expansion_names_and_axes(tmp_path):
+    study = dict(TINY, grid_table={"rows": "model", "cols": "optimizer"}, runs=[{
+        "name": "{model}-{optimizer}",
+        "grid": {"model": ["lenet5", "simple_cnn"],
+                 "optimizer": [{"label": "sgd", "optimizer": "sgd", "lr": 0.01},
+                               {"label": "adam", "optimizer": "adam", "lr": 0.001}]}}])
+    runs = load_study(write_study(tmp_path, study), profile="quick").runs
+    assert [r.name for r in runs] == ["lenet5-sgd", "lenet5-adam", "simple_cnn-sgd",
+                                      "simple_cnn-adam"]
+    assert runs[1].axes == {"model": "lenet5", "optimizer": "adam"}
+    assert runs[1].options["optimizer"] == "adam" and runs[1].options["lr"] == 0.001
+
+@pytest.mark.parametrize("change, message", [
+    ({"runs": [{"name": "a", "init": "nope"}]}, "not a run of this study"),
+    ({"runs": [{"name": "a", "init": "b"}, {"name": "b", "init": "a"}]}, "cycle"),
+    ({"runs": [{"name": "a"}, {"name": "a"}]}, "duplicate run names"),
+    ({"runs": [{"name": "a", "reference": {"value": "high"}}]}, "value must be a number"),
+    ({"colour": "red"}, "unknown key"),
+    ({"runs": [{"name": "a", "once": "yes"}]}, "once must be true or false"),
+])
+def test_study_file_mistakes_are_user_errors(tmp_path, change, message):
+    with pytest.raises(UserError, match=message):
+        load_study(write_study(tmp_path, dict(TINY, **change)), profile="quick")
+
+def test_dataset_choice():
+    cifar = load_study("cifar10-tricks", profile="quick", dataset="cifar10_jpeg")
+    assert {r.options["dataset"] for r in cifar.runs} == {"cifar10_jpeg"}
+    mnist = load_study("mnist-five", profile="quick", dataset="fashion_mnist")
+    assert {r.options["dataset"] for r in mnist.runs} == {"fashion_mnist"}
+    cross = load_study("cross-dataset", profile="quick", dataset="cifar10")
+    assert {r.options["dataset"] for r in cross.runs} == {"mnist", "fashion_mnist", "cifar10"}
+    with pytest.raises(UserError, match="several datasets"):
+        load_study("cross-dataset", profile="quick", dataset="fashion_mnist")
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_shipped_studies_resolve_to_valid_configs(profile):
+    names = [name for name, _ in list_studies()]
+    assert {"mnist-classics", "mnist-five", "optimizers", "cifar10-tricks", "alexnet-ablation",
+            "cross-dataset"} <= set(names)
+    for name in names:
+        study = load_study(name, profile=profile, dataset="cifar10_jpeg"
+                           if name in ("cifar10-tricks", "alexnet-ablation") else None)
+        for run in study.runs:
+            config = build_config(run.options, f"{name}/{run.name}")
+            assert config.profile == profile
+            if profile == "quick":
+                assert config.limit_train is not None and config.limit_train <= 512
+            if run.reference is not None:
+                assert run.reference.wording and run.reference.metric in ("test_acc", "val_acc")
+
+def test_shipped_recipes_match_the_reports():
+    five = {r.name: build_config(r.options) for r in load_study("mnist-five").runs}
+    assert {n: c.dropout for n, c in five.items()} == {
+        "lenet5": 0.0, "alexnet": 0.5, "resnet18": 0.5, "mobilenet_v1": 0.5, "googlenet": 0.2}
+    assert all(c.optimizer == "adamw" and c.lr == 1e-3 and c.batch_size == 128
+               and c.epochs == 5 and c.seed == 42 and c.val_split == 0.2 for c in five.values())
+    assert five["lenet5"].resize is None and five["googlenet"].resize == 56
+    ablation = {r.name: build_config(r.options) for r in load_study(
+        "alexnet-ablation", dataset="cifar10_jpeg").runs}
+    assert ablation["staged-batches"].stages() == [(32, 20), (128, 20), (256, 10)]
+    tuned = ablation["tuned-lr"]
+    assert (tuned.lr, tuned.milestones, tuned.gamma) == (0.05, [20, 40], 0.1)
+    tricks = {r.name: r for r in load_study("cifar10-tricks", dataset="cifar10_jpeg").runs}
+    assert tricks["simple-cnn-aug-l2"].init == "simple-cnn-aug"
+    assert tricks["resnet18-tuned"].reference.value == 91.3
+    # issue 7: one pretraining; every seed of the MNIST runs on the same 600 images
+    transfer = load_study("transfer", profile="cpu", seeds=3).runs
+    assert [r.name for r in transfer if r.init is None][0] == "pretrain-fashion_mnist"
+    assert {r.init for r in transfer if r.init} == {"pretrain-fashion_mnist"}
+    mnist = [build_config(r.options) for r in transfer if r.base != "pretrain-fashion_mnist"]
+    assert len(mnist) == 9 and {(c.limit_train, c.epochs, c.lr) for c in mnist} == {(600, 10, 0.02)}
+    lp_ft = [build_config(r.options) for r in transfer if r.base == "mnist-1pct-lp-ft"]
+    assert {(c.freeze, c.unfreeze_at) for c in lp_ft} == {("backbone", 2)}

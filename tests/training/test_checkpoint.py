@@ -1,0 +1,169 @@
+"""Checkpoints: atomic write, weights_only load, one-line errors, RNG states."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from cnnbench.training import checkpoint as ckpt
+from cnnbench.errors import UserError
+from engine_fixtures import TinyNet
+
+
+def _state(model):
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.randn(2, 1, 8, 8)).sum().backward()
+    opt.step()
+    return {"kind": "last", "config": {"model": "tiny", "lr": 0.1, "milestones": [1, 2]},
+            "epoch": 3, "step": 30, "model": ckpt.model_state(model),
+            "training": {"optimizer": opt.state_dict(), "rng": ckpt.capture_rng_state(),
+                         "scaler": None}}
+
+
+def test_round_trip_with_weights_only(tmp_path):
+    model = TinyNet()
+    path = ckpt.save_checkpoint(tmp_path / "last.ckpt", _state(model))
+    loaded = ckpt.load_checkpoint(path)
+    assert loaded["format"] == ckpt.FORMAT and loaded["epoch"] == 3
+    assert loaded["config"]["milestones"] == [1, 2]
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded["model"][key], value)
+    assert not list(tmp_path.glob(".*tmp*"))  # the temp file was renamed away
+
+
+def test_atomic_write_keeps_the_old_file_when_saving_fails(tmp_path, monkeypatch):
+    path = ckpt.save_checkpoint(tmp_path / "last.ckpt", _state(TinyNet()))
+    before = path.read_bytes()
+
+    def broken_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint(path, {"config": {}, "model": {}, "epoch": 4})
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["last.ckpt"]
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_corrupt_truncated_foreign_and_code_carrying_files(tmp_path):
+    path = ckpt.save_checkpoint(tmp_path / "last.ckpt", _state(TinyNet()))
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    for bad, match in ((truncated, "corrupt"), (garbage, "corrupt"),
+                       (foreign, "not a cnnbench checkpoint"),
+                       (tmp_path / "missing.ckpt", "does not exist"),
+                       (tmp_path, "is a directory")):
+        with pytest.raises(UserError, match=match) as info:
+            ckpt.load_checkpoint(bad)
+        assert "\n" not in str(info.value)
+
+
+class _Payload:
+    """Unpickling this calls ``os.mkdir(marker)``: proof that the file ran code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("writer", ["torch.save", "raw pickle"])
+def test_a_pickle_payload_never_runs(tmp_path, writer):
+    """Guards against ``torch.load(..., weights_only=False)`` in the checkpoint reader: a
+    checkpoint-shaped file whose ``model`` entry runs ``os.mkdir`` when unpickled must be
+    refused with a message that says why, and the directory must never appear."""
+    marker = tmp_path / "payload-ran"
+    state = {"format": ckpt.FORMAT, "version": ckpt.VERSION, "config": {}, "epoch": 1,
+             "model": _Payload(marker)}
+    evil = tmp_path / "evil.ckpt"
+    if writer == "torch.save":
+        torch.save(state, evil)
+        match = r"pickled Python objects besides tensors \(\w+\.mkdir\), which could run code"
+    else:  # not torch.save's format: refused before any object is built
+        evil.write_bytes(pickle.dumps(state))
+        match = "corrupt, truncated or not a PyTorch weights file"
+    for read in (ckpt.load_checkpoint, ckpt.load_tensor_file):
+        with pytest.raises(UserError, match=match) as info:
+            read(evil)
+        assert "\n" not in str(info.value)
+    assert not marker.exists(), "unpickling the checkpoint ran the payload's code"
+
+
+def test_rng_states_round_trip():
+    torch.manual_seed(1)
+    random.seed(2)
+    np.random.seed(3)
+    random.random(), np.random.rand(), torch.rand(1), np.random.randn()  # noqa: B018
+    state = ckpt.capture_rng_state()
+    expected = (random.random(), np.random.rand(), torch.rand(3).tolist(), np.random.randn())
+    torch.manual_seed(99)
+    random.seed(99)
+    np.random.seed(99)
+    ckpt.restore_rng_state(state)
+    assert (random.random(), np.random.rand(), torch.rand(3).tolist(), np.random.randn()) == expected
+    # and the state survives a weights_only save/load
+    import io
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    ckpt.restore_rng_state(torch.load(buffer, weights_only=True))
+    assert random.random() == expected[0]
+
+
+class _Compiled(torch.nn.Module):
+    """Stands in for what ``torch.compile`` returns: the real module as ``_orig_mod``."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self._orig_mod = inner
+
+
+def test_model_state_is_a_detached_copy_with_plain_names():
+    """Guards against a checkpoint that aliases the live weights (``copy=False``: later training
+    steps would change an already-written best model) and against names prefixed by the
+    ``torch.compile`` wrapper (``_orig_mod.conv.weight``)."""
+    model = TinyNet()
+    wrapped = _Compiled(model)
+    assert ckpt.unwrap(wrapped) is model and ckpt.unwrap(model) is model
+    state = ckpt.model_state(wrapped)
+    assert set(state) == set(model.state_dict())  # no _orig_mod. prefix
+    before = state["conv.weight"].clone()
+    with torch.no_grad():
+        model.conv.weight.add_(1.0)  # training goes on
+    assert torch.equal(state["conv.weight"], before)
+    assert not state["conv.weight"].requires_grad
+
+
+def test_unreadable_file_errors_keep_only_the_first_line_of_the_cause(tmp_path, monkeypatch):
+    """A loader error of many lines (or of none) still gives one line of at most ~160
+    characters of the cause, or the exception's name."""
+    path = tmp_path / "x.ckpt"
+    path.write_bytes(b"x")
+
+    def failing(message):
+        def load(*args, **kwargs):
+            raise RuntimeError(message)
+        return load
+
+    monkeypatch.setattr(torch, "load", failing("first line " + "y" * 300 + "\nsecond line"))
+    with pytest.raises(UserError) as info:
+        ckpt.load_tensor_file(path)
+    message = str(info.value)
+    assert "\n" not in message and "second line" not in message
+    assert "first line " + "y" * 149 + ")" in message  # the cause cut at 160 characters
+    monkeypatch.setattr(torch, "load", failing(""))
+    with pytest.raises(UserError, match=r"\(RuntimeError\)$"):
+        ckpt.load_tensor_file(path)

@@ -1,0 +1,214 @@
+"""train_one_epoch / evaluate: learning, metrics, no per-step host sync, NaN guard, AMP, aux heads."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from cnnbench.training.engine import NonFiniteLoss, evaluate, train_one_epoch
+from engine_fixtures import AuxNet, TinyNet, tensor_batches
+
+
+def _train(model, batches, epochs, lr=0.05, **kw):
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    crit = nn.CrossEntropyLoss()
+    stats = None
+    for _ in range(epochs):
+        stats = train_one_epoch(model, batches, opt, crit, **kw)
+    return stats
+
+
+def test_overfits_a_tiny_batch_to_100_percent():
+    torch.manual_seed(0)
+    model = TinyNet()
+    batch = tensor_batches(16, batch_size=16)
+    stats = _train(model, batch, 60, lr=0.1)
+    assert stats["acc"] == 1.0
+    result = evaluate(model, batch, num_classes=4)
+    assert result["acc"] == 1.0 and result["loss"] < 0.1
+
+
+def test_epoch_stats_and_counters():
+    torch.manual_seed(0)
+    batches = tensor_batches(40, batch_size=16)  # 16 + 16 + 8
+    logged = []
+    stats = _train(TinyNet(), batches, 1, log_every=2, step=10, images_seen=100,
+                   on_log=lambda s, n, loss: logged.append((s, n, loss)))
+    assert (stats["steps"], stats["images"], stats["step"], stats["images_seen"]) == (3, 40, 13, 140)
+    assert 0 <= stats["acc"] <= 1 and stats["loss"] > 0 and stats["images_per_s"] > 0
+    assert [(s, n) for s, n, _ in logged] == [(12, 132)]
+
+
+def test_no_host_sync_per_step(monkeypatch):
+    """Losses and accuracies stay on the device: one read per epoch (plus one per log_every)."""
+    calls = {"item": 0, "tolist": 0}
+    item, tolist = torch.Tensor.item, torch.Tensor.tolist
+
+    def counting(name, fn):
+        def wrapper(self, *a, **k):
+            calls[name] += 1
+            return fn(self, *a, **k)
+        return wrapper
+
+    model, batches = TinyNet(), tensor_batches(64, batch_size=4)  # 16 steps
+    monkeypatch.setattr(torch.Tensor, "item", counting("item", item))
+    monkeypatch.setattr(torch.Tensor, "tolist", counting("tolist", tolist))
+    _train(model, batches, 1, log_every=0)
+    assert calls == {"item": 0, "tolist": 1}
+    _train(model, batches, 1, log_every=8)
+    assert calls == {"item": 0, "tolist": 1 + 2 + 1}  # + one read per log point
+
+
+def test_nan_loss_stops_with_a_clear_message():
+    model = TinyNet()
+    with torch.no_grad():
+        model.fc.weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLoss, match="training loss became nan"):
+        _train(model, tensor_batches(32, batch_size=8), 1, log_every=0)
+    model = TinyNet()
+    with pytest.raises(NonFiniteLoss, match="by step 2"):  # caught at the first log point
+        _train(model, tensor_batches(32, batch_size=8), 1, lr=1e30, log_every=2)
+
+
+def test_evaluate_metrics_and_confusion_matrix():
+    class Fixed(nn.Module):  # predicts class 0 for every image
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            logits = torch.zeros(x.shape[0], 3)
+            logits[:, 0] = 1.0
+            return logits + self.w
+
+    x = torch.zeros(6, 1, 2, 2)
+    y = torch.tensor([0, 0, 1, 1, 1, 0])
+    result = evaluate(Fixed(), [(x[:4], y[:4]), (x[4:], y[4:])], num_classes=3,
+                      return_predictions=True)
+    assert result["acc"] == pytest.approx(0.5) and result["n"] == 6 and result["correct"] == 3
+    assert result["confusion_matrix"] == [[3, 0, 0], [3, 0, 0], [0, 0, 0]]
+    assert result["per_class_acc"] == [1.0, 0.0, None]
+    assert result["predictions"].tolist() == [0] * 6 and result["targets"].tolist() == y.tolist()
+    expected = nn.functional.cross_entropy(Fixed()(x), y).item()
+    assert result["loss"] == pytest.approx(expected)
+
+
+def test_evaluate_restores_training_mode_and_uses_inference_mode():
+    model = TinyNet().train()
+    seen = {}
+    model.register_forward_hook(lambda m, i, o: seen.update(inference=torch.is_inference_mode_enabled(),
+                                                             training=m.training))
+    evaluate(model, tensor_batches(8, batch_size=8), num_classes=4)
+    assert seen == {"inference": True, "training": False} and model.training
+
+
+def test_aux_heads_add_weighted_losses():
+    torch.manual_seed(0)
+    model = AuxNet()
+    batches = tensor_batches(16, batch_size=16)
+    x, y = batches[0]
+    main, aux = model(x)
+    expected = (nn.functional.cross_entropy(main, y)
+                + 0.5 * nn.functional.cross_entropy(aux, y)).item()
+    stats = train_one_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=0.0),
+                            nn.CrossEntropyLoss())
+    assert stats["loss"] == pytest.approx(expected, rel=1e-5)
+    assert evaluate(model, batches, num_classes=4)["n"] == 16  # eval: plain logits
+
+
+def test_amp_bf16_channels_last_grad_clip_and_ema_hook():
+    torch.manual_seed(0)
+    model = TinyNet().to(memory_format=torch.channels_last)
+    updates = []
+
+    class CountingAverage:
+        def update(self, m):
+            updates.append(1)
+
+    stats = _train(model, tensor_batches(32, batch_size=8), 2, amp="bf16", channels_last=True,
+                   grad_clip=0.5, ema=CountingAverage())
+    assert 0 <= stats["acc"] <= 1 and len(updates) == 8
+    result = evaluate(model, tensor_batches(32, batch_size=8), num_classes=4, amp="bf16",
+                      channels_last=True)
+    assert 0 <= result["acc"] <= 1
+
+
+def test_fp16_with_grad_scaler_on_cpu():
+    """fp16 autocast with a GradScaler takes the same steps as fp32, up to fp16 rounding: the
+    gradients are unscaled before clipping and stepping (a scaler used without ``scale()``, or
+    clipping the scaled gradients, moves the weights by a very different amount)."""
+    torch.manual_seed(0)
+    reference = TinyNet()
+    start = copy.deepcopy(reference.state_dict())
+    batches = tensor_batches(32, batch_size=8)
+
+    def train(model, **kw):
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        return train_one_epoch(model, batches, opt, nn.CrossEntropyLoss(), grad_clip=1.0, **kw)
+
+    plain = train(reference)
+    model = TinyNet()
+    model.load_state_dict(start)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
+    half = train(model, scaler=scaler, amp="fp16")
+    assert half["steps"] == 4 and scaler.get_scale() == 2.0 ** 10  # no overflow, no skipped step
+    assert half["loss"] == pytest.approx(plain["loss"], rel=2e-2)
+    for name in ("conv.weight", "bn.weight", "fc.weight"):
+        assert not torch.equal(model.state_dict()[name], start[name]), f"{name} did not train"
+    for name, value in model.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, reference.state_dict()[name], atol=2e-3, rtol=2e-2,
+                                       msg=f"{name} differs from the fp32 run")
+
+
+def test_tta_mirror_of_a_flip_invariant_model_equals_plain():
+    class Symmetric(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(1, 4)
+
+        def forward(self, x):
+            return self.fc(x.mean((1, 2, 3)).unsqueeze(1))
+
+    model, batches = Symmetric(), tensor_batches(16, batch_size=8)
+    plain = evaluate(model, batches, num_classes=4)
+    mirrored = evaluate(model, batches, num_classes=4, tta="mirror")
+    assert mirrored["acc"] == plain["acc"] and mirrored["loss"] == pytest.approx(plain["loss"])
+
+
+class _Predicts(nn.Module):
+    """Predicts the class written in pixel (0, 0) of each image, whatever the training does."""
+
+    def __init__(self, num_classes: int = 4):
+        super().__init__()
+        self.num_classes = num_classes
+        self.unused = nn.Parameter(torch.zeros(()))  # something for the optimizer to hold
+
+    def forward(self, x):
+        guess = x[:, 0, 0, 0].long()
+        return 3.0 * nn.functional.one_hot(guess, self.num_classes).float() + 0 * self.unused
+
+
+def test_train_acc_and_loss_are_exact_over_batches_of_unequal_size():
+    """Guards against dividing the correct count by ``steps * last_batch_size`` (or averaging
+    per-batch accuracies): 5/5, 0/3 and 1/2 correct is 6/10 = 0.6, not 1.0 or 0.5."""
+    sizes, correct = (5, 3, 2), (5, 0, 1)
+    batches = []
+    for n, k in zip(sizes, correct):
+        y = torch.arange(n) % 4
+        guess = torch.where(torch.arange(n) < k, y, (y + 1) % 4)
+        x = torch.zeros(n, 1, 2, 2)
+        x[:, 0, 0, 0] = guess.float()
+        batches.append((x, y))
+    model = _Predicts()
+    stats = train_one_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=0.1),
+                            nn.CrossEntropyLoss())
+    assert stats["acc"] == pytest.approx(0.6, abs=1e-12)
+    assert (stats["images"], stats["steps"]) == (10, 3)
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    expected_loss = nn.functional.cross_entropy(model(x), y).item()  # mean over all 10 images
+    assert stats["loss"] == pytest.approx(expected_loss, rel=1e-6)

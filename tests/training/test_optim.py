@@ -1,0 +1,126 @@
+"""Optimizers, parameter groups and per-step learning-rate schedules."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cnnbench.config import OPTIMIZERS, SCHEDULERS, TrainConfig
+from cnnbench.training.optim import (build_optimizer, build_scheduler, is_per_step, lr_factor_fn,
+                            param_groups)
+from engine_fixtures import TinyNet, tensor_batches
+
+
+def _scheduler_options(name: str) -> dict:
+    return {"multistep": {"milestones": [1]}, "step": {"step_size": 1}}.get(name, {})
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_every_optimizer_and_scheduler_builds_and_steps(optimizer, scheduler):
+    torch.manual_seed(0)
+    config = TrainConfig(optimizer=optimizer, scheduler=scheduler, lr=0.01, epochs=2,
+                         nesterov=optimizer == "sgd", **_scheduler_options(scheduler))
+    model = TinyNet()
+    opt = build_optimizer(model, config)
+    sched = build_scheduler(opt, config, [3, 3])
+    before = [p.detach().clone() for p in model.parameters()]
+    lrs = []
+    for x, y in tensor_batches(48, batch_size=8)[:6]:
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        lrs.append(opt.param_groups[0]["lr"])
+        if is_per_step(sched):
+            sched.step()
+    if not is_per_step(sched):
+        sched.step(1.0)
+    assert all(math.isfinite(lr) and lr >= 0 for lr in lrs)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    state = sched.state_dict()
+    assert isinstance(state, dict)
+    torch.save(state, __import__("io").BytesIO())  # serialisable for checkpoints
+
+
+def factors(config, steps):
+    f = lr_factor_fn(config, steps)
+    return [f(t) for t in range(sum(steps))]
+
+
+def test_schedule_shapes():
+    steps = [10] * 4
+    assert factors(TrainConfig(scheduler="none", epochs=4), steps) == [1.0] * 40
+    step = factors(TrainConfig(scheduler="step", step_size=2, gamma=0.5, epochs=4), steps)
+    assert step[0] == step[19] == 1.0 and step[20] == step[39] == 0.5
+    multi = factors(TrainConfig(scheduler="multistep", milestones=[1, 3], gamma=0.1, epochs=4), steps)
+    assert multi[9] == 1.0 and multi[10] == pytest.approx(0.1) and multi[30] == pytest.approx(0.01)
+    cos = factors(TrainConfig(scheduler="cosine", epochs=4, final_lr_frac=0.1), steps)
+    assert cos[0] == 1.0 and cos[-1] == pytest.approx(0.1, abs=1e-2)
+    assert all(a >= b for a, b in zip(cos, cos[1:]))
+    lin = factors(TrainConfig(scheduler="linear", warmup_epochs=1, epochs=4), steps)
+    assert lin[0] == pytest.approx(0.1) and lin[9] == 1.0 and lin[10] == 1.0
+    assert lin[-1] == pytest.approx(1 / 30, abs=1e-9)
+    one = factors(TrainConfig(scheduler="onecycle", epochs=4), steps)
+    assert one[0] == pytest.approx(1 / 25) and max(one) == pytest.approx(1.0)
+    assert one.index(max(one)) == 10  # warmup over the first quarter
+    assert one[-1] < 0.01
+    # fractional warmup and a batch schedule (fewer steps per epoch later)
+    frac = factors(TrainConfig(scheduler="cosine", warmup_epochs=0.5, epochs=2), [10, 5])
+    assert frac[4] == 1.0 and frac[3] == pytest.approx(0.8)
+
+
+def test_batch_schedule_epochs_map_to_steps():
+    config = TrainConfig(batch_schedule="8:1,16:1,32:1", scheduler="multistep",
+                         milestones=[1, 2], gamma=0.1)
+    f = factors(config, [8, 4, 2])
+    assert f[7] == 1.0 and f[8] == pytest.approx(0.1) and f[12] == pytest.approx(0.01)
+
+
+def test_param_groups_bn_lr_and_no_decay():
+    model = TinyNet()
+    config = TrainConfig(lr=0.1, weight_decay=1e-3, bn_lr_scale=8.0, no_decay_bn_bias=True)
+    groups = {g["name"]: g for g in param_groups(model, config)}
+    assert set(groups) == {"weights", "weights_no_decay", "norm_no_decay"}
+    assert groups["norm_no_decay"]["lr"] == pytest.approx(0.8)
+    assert groups["norm_no_decay"]["weight_decay"] == 0.0
+    decayed = {id(p) for p in groups["weights"]["params"]}
+    assert decayed == {id(model.conv.weight), id(model.fc.weight)}
+    assert {id(p) for p in groups["weights_no_decay"]["params"]} == {id(model.conv.bias),
+                                                                     id(model.fc.bias)}
+    # default: everything decayed (PyTorch's behaviour), BN at its own lr when scaled
+    groups = {g["name"]: g for g in param_groups(model, TrainConfig(weight_decay=1e-3))}
+    assert set(groups) == {"weights", "norm"} and groups["norm"]["weight_decay"] == 1e-3
+    # frozen parameters are left out
+    model.conv.weight.requires_grad_(False)
+    params = [p for g in param_groups(model, TrainConfig()) for p in g["params"]]
+    assert all(p is not model.conv.weight for p in params)
+
+
+def test_decoupled_weight_decay_is_independent_of_lr():
+    model = TinyNet()
+    for lr in (0.1, 0.4):
+        config = TrainConfig(optimizer="sgd", lr=lr, weight_decay=0.002, decouple_wd=True,
+                             bn_lr_scale=4.0)
+        for group in param_groups(model, config):
+            assert group["lr"] * group["weight_decay"] == pytest.approx(0.002)
+
+
+def _one_step_with_zero_gradient(optimizer: str) -> float:
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    opt = build_optimizer(model, TrainConfig(optimizer=optimizer, lr=0.1, weight_decay=0.1,
+                                             momentum=0.0, scheduler="none"))
+    model.weight.grad = torch.zeros_like(model.weight)
+    opt.step()
+    return model.weight.item()
+
+
+def test_weight_decay_coupled_or_decoupled():
+    """SGD/Adam add wd*w to the gradient (Adam then normalises it: a full lr-sized step);
+    AdamW shrinks the weights by lr*wd outside the adaptive update."""
+    assert _one_step_with_zero_gradient("sgd") == pytest.approx(2.0 - 0.1 * 0.1 * 2.0)
+    assert _one_step_with_zero_gradient("adamw") == pytest.approx(2.0 * (1 - 0.1 * 0.1))
+    assert _one_step_with_zero_gradient("adam") == pytest.approx(2.0 - 0.1, rel=1e-4)

@@ -1,0 +1,352 @@
+"""train_run: the run directory, summary keys, best/last checkpoints, eval = summary, failures."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from cnnbench.training import checkpoint as ckpt
+from cnnbench.config import TrainConfig
+from cnnbench.config.resolve import resolve_config
+from cnnbench.errors import UserError
+from cnnbench.training import evaluate_checkpoint, train_run
+from cnnbench.training.machine import git_commit
+from engine_fixtures import _tiny_folder_files, quick_options, read_jsonl, tiny_folder  # noqa: F401
+
+SUMMARY_KEYS = (
+    "name model dataset stem params macs flops input_size seed device epochs epochs_completed "
+    "train_time_s eval_time_s train_images_per_s best_val_acc best_epoch test_acc test_loss "
+    "per_class_test_acc confusion_matrix classes split limited limit_train limit_eval recipe "
+    "profile tta torch_version torchvision_version cnnbench_version git_commit command status "
+    "started_at finished_at hostname cpu num_threads").split()
+METRIC_KEYS = ("epoch train_loss train_acc val_loss val_acc lr batch_size epoch_time_s "
+               "train_images_per_s images_seen").split()
+
+
+def tensorboard_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of a run directory's TensorBoard files, read back as TensorBoard reads them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
+            for tag in events.Tags()["scalars"]}
+
+
+def run(tiny, name="run", **overrides):
+    config = resolve_config(quick_options(tiny, **overrides))
+    out = tiny.out / name
+    return train_run(config, out_dir=out, progress=False, argv=["cnnbench", "test"]), out
+
+
+def test_run_directory_and_summary(tiny_folder):
+    summary, out = run(tiny_folder, epochs=3, limit_eval=30)
+    for name in ("config.yaml", "metrics.jsonl", "train_steps.jsonl", "summary.json", "last.ckpt",
+                 "best.ckpt", "test_predictions.json"):
+        assert (out / name).exists(), name
+    assert list(out.glob("events.out.tfevents.*"))
+    assert not (out / "error.txt").exists()
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved == json.loads(json.dumps(summary))
+    assert set(SUMMARY_KEYS) <= set(saved)
+    assert saved["status"] == "finished" and saved["epochs_completed"] == 3
+    assert saved["limited"] is True and saved["limit_eval"] == 30 and saved["limit_train"] is None
+    assert saved["split"] == {"train": 120, "val": 30, "test": 30}
+    assert saved["classes"] == ["bottom", "left", "right", "top"]
+    assert saved["params"] > 0 and saved["macs"] > 0 and saved["flops"] == 2 * saved["macs"]
+    assert saved["command"] == "cnnbench test" and saved["tested_weights"] == "best"
+    for key in ("test_acc", "best_val_acc"):
+        assert 0.0 <= saved[key] <= 1.0
+    assert sum(map(sum, saved["confusion_matrix"])) == 30
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    assert all(set(METRIC_KEYS) <= set(m) for m in metrics)
+    assert saved["best_val_acc"] == max(m["val_acc"] for m in metrics)
+    assert metrics[saved["best_epoch"] - 1]["val_acc"] == saved["best_val_acc"]
+    steps = read_jsonl(out / "train_steps.jsonl")
+    assert [s["step"] for s in steps] == list(range(5, 24, 5))  # 8 steps/epoch, every 5
+    assert steps[0]["images_seen"] == 80
+    config = TrainConfig.from_dict(yaml.safe_load((out / "config.yaml").read_text()))
+    assert config == resolve_config(quick_options(tiny_folder, epochs=3, limit_eval=30))
+    assert ckpt.load_checkpoint(out / "best.ckpt")["epoch"] == saved["best_epoch"]
+    assert ckpt.load_checkpoint(out / "last.ckpt")["epoch"] == 3
+
+    # TensorBoard: the event files hold the same numbers as metrics.jsonl and the summary
+    scalars = tensorboard_scalars(out)
+    epoch_steps = [8, 16, 24]  # 120 training images, batch 16: 8 steps per epoch
+    for tag, key in (("train/loss", "train_loss"), ("train/acc", "train_acc"),
+                     ("val/loss", "val_loss"), ("val/acc", "val_acc"), ("train/lr", "lr")):
+        assert [s for s, _ in scalars[tag]] == epoch_steps, tag
+        assert [v for _, v in scalars[tag]] == pytest.approx([m[key] for m in metrics], rel=1e-6), tag
+    assert scalars["test/acc"] == [(24, pytest.approx(saved["test_acc"], rel=1e-6))]
+
+
+def test_eval_reproduces_the_summary(tiny_folder):
+    summary, out = run(tiny_folder, epochs=2, lr=1e-3)
+    result = evaluate_checkpoint(out / "best.ckpt")
+    assert result["acc"] == summary["test_acc"] and result["loss"] == summary["test_loss"]
+    assert result["confusion_matrix"] == summary["confusion_matrix"]
+    val = evaluate_checkpoint(out / "best.ckpt", split="val")
+    assert val["acc"] == summary["best_val_acc"]
+    predictions = json.loads((out / "test_predictions.json").read_text())
+    correct = sum(p == t for p, t in zip(predictions["predictions"], predictions["targets"]))
+    assert correct / len(predictions["targets"]) == summary["test_acc"]
+
+
+def test_no_validation_tests_the_final_weights(tiny_folder):
+    summary, out = run(tiny_folder, val_split=0.0, epochs=2)
+    assert summary["tested_weights"] == "final" and summary["best_val_acc"] is None
+    assert ckpt.load_checkpoint(out / "best.ckpt")["epoch"] == 2
+    last = ckpt.load_checkpoint(out / "last.ckpt")["model"]
+    best = ckpt.load_checkpoint(out / "best.ckpt")["model"]
+    assert all(torch.equal(last[k], best[k]) for k in last)
+    assert all(m["val_acc"] is None for m in read_jsonl(out / "metrics.jsonl"))
+    assert evaluate_checkpoint(out / "best.ckpt")["acc"] == summary["test_acc"]
+    with pytest.raises(UserError, match="no validation split"):
+        evaluate_checkpoint(out / "best.ckpt", split="val")
+
+
+class NanAfter(torch.nn.Module):
+    """Wraps a model; its training outputs become NaN after ``steps`` forward passes."""
+
+    def __init__(self, inner, steps):
+        super().__init__()
+        self.inner, self.steps, self.calls = inner, steps, 0
+
+    def forward(self, x):
+        out = self.inner(x)
+        if self.training:
+            self.calls += 1
+            if self.calls > self.steps:
+                out = out * float("nan")
+        return out
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_folder, monkeypatch):
+    import cnnbench.training.build as build_module
+
+    build = build_module.build_model
+    monkeypatch.setattr(build_module, "build_model", lambda c, s, i: NanAfter(build(c, s, i), 10))
+    # 8 steps per epoch: epoch 1 is clean, epoch 2 turns NaN at its third step
+    with pytest.raises(UserError, match=r"training loss became nan.*last good checkpoint.*epoch 1"):
+        run(tiny_folder, epochs=3, log_every=1000)
+    out = tiny_folder.out / "run"
+    assert "training loss became" in (out / "error.txt").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["epochs_completed"] == 1
+    last = ckpt.load_checkpoint(out / "last.ckpt")
+    assert last["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in last["model"].values() if t.is_floating_point())
+    assert len(read_jsonl(out / "metrics.jsonl")) == 1
+
+
+def test_early_stop_batch_schedule_and_staged_metrics(tiny_folder):
+    summary, out = run(tiny_folder, batch_schedule="8:1,32:2", epochs=None)
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert [m["batch_size"] for m in metrics] == [8, 32, 32]
+    assert summary["epochs"] == 3
+    summary, out = run(tiny_folder, "stop", epochs=6, early_stop=1, lr=1e-6, scheduler="none",
+                       optimizer="sgd", momentum=0.0)
+    assert summary["stopped_early"] is True and summary["epochs_completed"] < 6
+
+
+def test_init_from_another_run(tiny_folder):
+    first, first_dir = run(tiny_folder, "first", epochs=1)
+    _, second_dir = run(tiny_folder, "second", epochs=1, lr=1e-12, scheduler="none",
+                        optimizer="sgd", momentum=0.0, weight_decay=0.0, init=str(first_dir))
+    a = ckpt.load_checkpoint(first_dir / "best.ckpt")["model"]
+    b = ckpt.load_checkpoint(second_dir / "best.ckpt")["model"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a if "running" not in k)
+    with pytest.raises(UserError, match="does not fit resnet18 .*cnnbench checkpoint of lenet5"):
+        run(tiny_folder, "third", epochs=1, model="resnet18", init=str(first_dir / "best.ckpt"))
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_run(tiny_folder, tmp_path):
+    run(tiny_folder, "done", epochs=1)
+    with pytest.raises(UserError, match="already holds a run.*--resume"):
+        run(tiny_folder, "done", epochs=1)
+    with pytest.raises(UserError, match="holds no run to resume"):
+        train_run(None, out_dir=tmp_path / "empty", resume=True)
+    config = resolve_config(quick_options(tiny_folder, epochs=1))
+    finished = train_run(config, out_dir=tiny_folder.out / "done", resume=True, progress=False)
+    assert finished["status"] == "finished"  # a finished run is returned, not retrained
+    with pytest.raises(UserError, match="options differ: lr"):
+        train_run(config.replace(lr=0.5), out_dir=tiny_folder.out / "done", resume=True)
+
+
+def test_techniques_run_end_to_end(tiny_folder):
+    summary, out = run(tiny_folder, epochs=2, ema=0.9, ema_every=2, whiten_init=True,
+                       tta="mirror", label_smoothing=0.1, optimizer="sgd", nesterov=True,
+                       lr=0.05, scheduler="linear", warmup_epochs=0.5, decouple_wd=True,
+                       no_decay_bn_bias=True, bn_lr_scale=4.0, model="simple_cnn",
+                       resize=16, augment="altflip+translate", grad_clip=5.0)
+    assert summary["tta"] == "mirror" and summary["status"] == "finished"
+    last = ckpt.load_checkpoint(out / "last.ckpt")
+    assert last["training"]["ema"] is not None and last["training"]["model"] is not None
+    assert evaluate_checkpoint(out / "best.ckpt")["acc"] == summary["test_acc"]
+
+
+def _whitened_first_conv(tiny_folder, **overrides):
+    """The whitening filters a run with ``overrides`` starts from (computed here, not read
+    from the run: the whitening depends only on the training images)."""
+    from cnnbench.training import build_training
+    from cnnbench.training.whitening import find_whitening_conv
+
+    training = build_training(resolve_config(quick_options(tiny_folder, whiten_init=True, **overrides)))
+    training.whiten()
+    return find_whitening_conv(training.model)
+
+
+def test_whiten_bias_epochs_zero_keeps_the_whitening_layer_frozen(tiny_folder):
+    # lenet5's first conv (6 filters of 1x5x5) is fully set by the whitening: top-6 eigenvectors.
+    summary, out = run(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=0)
+    assert summary["status"] == "finished"
+    weights = ckpt.load_checkpoint(out / "last.ckpt")["model"]
+    start = _whitened_first_conv(tiny_folder)
+    torch.testing.assert_close(weights["features.c1.weight"], start.weight.detach(), rtol=0, atol=0)
+    assert torch.count_nonzero(weights["features.c1.bias"]) == 0  # zeroed by the whitening, frozen
+
+
+def test_whiten_bias_epochs_trains_only_the_bias(tiny_folder):
+    summary, out = run(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=1)
+    weights = ckpt.load_checkpoint(out / "last.ckpt")["model"]
+    start = _whitened_first_conv(tiny_folder)
+    torch.testing.assert_close(weights["features.c1.weight"], start.weight.detach(), rtol=0, atol=0)
+    assert torch.count_nonzero(weights["features.c1.bias"]) > 0  # trained in epoch 1
+
+
+def test_whitening_bias_stays_frozen_under_a_backbone_freeze(tiny_folder):
+    _, out = run(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=2, freeze="backbone")
+    weights = ckpt.load_checkpoint(out / "last.ckpt")["model"]
+    assert torch.count_nonzero(weights["features.c1.bias"]) == 0  # the freeze wins
+
+
+def test_lowres_epochs_train_on_downscaled_images(tiny_folder, monkeypatch):
+    import cnnbench.training.build as build_module
+
+    seen = []
+    original = build_module.train_one_epoch
+
+    def recording(model, loader, *args, **kwargs):
+        seen.append(tuple(next(iter(loader))[0].shape[-2:]))
+        return original(model, loader, *args, **kwargs)
+
+    monkeypatch.setattr(build_module, "train_one_epoch", recording)
+    summary, _ = run(tiny_folder, epochs=3, model="fastnet", resize=16, lowres_size=12,
+                     lowres_epochs=2, model_kwargs={"widths": [8, 8, 8]})
+    assert seen == [(12, 12), (12, 12), (16, 16)]
+    assert summary["input_size"][1:] == [16, 16]  # evaluation at the full size
+
+
+def test_lowres_size_that_does_not_fit_the_model_is_one_line(tiny_folder):
+    # The simple CNN's feature map shrinks to nothing on 8 px images.
+    with pytest.raises(UserError, match="--lowres-size 8 does not fit simple_cnn") as err:
+        run(tiny_folder, epochs=2, model="simple_cnn", resize=16, lowres_size=8, lowres_epochs=1)
+    assert "\n" not in str(err.value)
+    assert not (tiny_folder.out / "run").exists()
+    with pytest.raises(UserError, match="not smaller than the training images"):
+        run(tiny_folder, epochs=2, model="simple_cnn", resize=16, lowres_size=16, lowres_epochs=1)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"lowres_size": 24}, "both --lowres-size"),
+    ({"lowres_epochs": 2}, "both --lowres-size"),
+    ({"lowres_size": 24, "lowres_epochs": 5}, "lowres_epochs must be in"),
+    ({"lowres_size": 24, "lowres_epochs": 3}, "the last epochs train at the full size"),
+    ({"whiten_bias_epochs": 3}, "needs whiten_init"),
+    ({"whiten_bias_epochs": -2, "whiten_init": True}, "whiten_bias_epochs must be"),
+])
+def test_progressive_resizing_and_whitening_options_are_checked(tiny_folder, options, message):
+    with pytest.raises(UserError, match=message):
+        resolve_config(quick_options(tiny_folder, epochs=3, **options))
+
+
+def test_git_commit_names_the_checkout_and_says_when_it_is_modified():
+    import cnnbench
+
+    src = Path(cnnbench.__file__).resolve().parent
+    inside = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True,
+                            text=True)
+    if inside.returncode != 0:
+        assert git_commit() is None  # an installed copy outside a checkout
+        return
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src,
+                           capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
+    assert re.fullmatch(r"[0-9a-f]{7,}(-dirty)?", commit)
+    assert commit.startswith(inside.stdout.strip()) and commit.endswith("-dirty") == bool(dirty)
+
+
+def _numbered_dataset(monkeypatch, n_train=20, n_test=8):
+    """A fake MNIST whose image ``i`` has every pixel equal to ``i``: a tensor says which images
+    it holds. ``load_dataset`` is replaced, so no file is read."""
+    from cnnbench import data
+
+    def numbered(n):
+        return torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 28, 28).clone()
+
+    fake = data.LoadedDataset(spec=data.get_spec("mnist"), train_x=numbered(n_train),
+                              train_y=torch.arange(n_train) % 10, test_x=numbered(n_test),
+                              test_y=torch.arange(n_test) % 10)
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: fake)
+
+
+def _held(images):
+    return images[:, 0, 0, 0].tolist()
+
+
+def test_limits_take_a_seeded_random_subset_not_the_first_images(monkeypatch):
+    """Guards against ``--limit-train N`` / ``--limit-eval N`` taking the first N images (a
+    single-class subset for data stored in class order) or ignoring ``split_seed``. The
+    indices are written out: 20 images, 25% validation, 6 training and 3 evaluation images."""
+    from cnnbench.training.rundata import prepare_data
+
+    _numbered_dataset(monkeypatch)
+    base = dict(dataset="mnist", val_split=0.25, limit_train=6, limit_eval=3)
+    first = prepare_data(resolve_config({**base, "split_seed": 0}))
+    assert _held(first.train[0]) == [0, 2, 3, 6, 16, 18]     # of train [0..3, 6, 8..12, 14..18]
+    assert _held(first.val[0]) == [4, 7, 19]                 # of val [4, 5, 7, 13, 19]
+    assert _held(first.test[0]) == [0, 4, 7]                 # of the 8 test images
+    assert first.train[1].tolist() == [0, 2, 3, 6, 6, 8]     # labels follow their images
+    other = prepare_data(resolve_config({**base, "split_seed": 1}))
+    assert _held(other.train[0]) == [6, 7, 9, 10, 14, 15]
+    assert _held(other.val[0]) == [5, 13, 19] and _held(other.test[0]) == [2, 3, 4]
+    whole = prepare_data(resolve_config({**base, "limit_train": None, "limit_eval": None}))
+    assert _held(whole.train[0]) == [0, 1, 2, 3, 6, 8, 9, 10, 11, 12, 14, 15, 16, 17, 18]
+    assert len(whole.test[0]) == 8
+
+
+def test_the_test_set_is_evaluated_once_at_the_end_with_the_best_weights(tiny_folder, monkeypatch):
+    """Guards against evaluating (or selecting on) the test set during training: over 3 epochs
+    the 40 validation images are evaluated once per epoch, the 48 test images exactly once,
+    after the last epoch, with the weights of the epoch of best validation accuracy."""
+    import cnnbench.training.build as build_module
+
+    calls = []
+    real_evaluate = build_module.evaluate
+
+    def recording(model, loader, **kw):
+        result = real_evaluate(model, loader, **kw)
+        weights = {k: v.detach().clone() for k, v in ckpt.unwrap(model).state_dict().items()}
+        calls.append((result["n"], weights))
+        return result
+
+    monkeypatch.setattr(build_module, "evaluate", recording)
+    summary, out = run(tiny_folder, epochs=3, val_split=0.25)
+    assert summary["split"] == {"train": 120, "val": 40, "test": 48}
+    assert [n for n, _ in calls] == [40, 40, 40, 48]
+    metrics = read_jsonl(out / "metrics.jsonl")
+    val_accs = [m["val_acc"] for m in metrics]
+    best_epoch = val_accs.index(max(val_accs)) + 1  # the first epoch of the best accuracy
+    assert summary["best_epoch"] == best_epoch and summary["tested_weights"] == "best"
+    best = ckpt.load_checkpoint(out / "best.ckpt")
+    assert best["epoch"] == best_epoch
+    tested = calls[-1][1]
+    assert all(torch.equal(tested[k], best["model"][k]) for k in best["model"])
+    assert summary["test_acc"] == evaluate_checkpoint(out / "best.ckpt")["acc"]

@@ -19,6 +19,7 @@ SCORE_JSON = REPO / "docs" / "mutation-score.json"
 TESTING_MD = REPO / "docs" / "testing.md"
 START, END = "<!-- mutation:start -->", "<!-- mutation:end -->"
 DETECTED = ("killed", "timeout", "segfault")  # the tests noticed the change
+NOT_RUN = "not checked"                         # mutmut was stopped before it tried these
 
 
 def _mutmut(*args: str) -> str:
@@ -48,24 +49,28 @@ def collect() -> dict:
     survivors: dict[str, list[str]] = defaultdict(list)
     for name, status in sorted(statuses.items()):
         per_module[_module(name)][status] += 1
-        if status not in DETECTED:
+        if status not in (*DETECTED, NOT_RUN):
             survivors[_module(name)].append(f"{name}: {status}")
     modules = {}
     for module, counts in sorted(per_module.items()):
-        total = sum(counts.values())
+        total = sum(n for s, n in counts.items() if s != NOT_RUN)  # an interrupted run: not scored
         detected = sum(counts[s] for s in DETECTED)
-        modules[module] = {"mutants": total, "detected": detected, "score": detected / total,
-                           "by_status": dict(counts), "not_detected": survivors[module]}
+        modules[module] = {"mutants": total, "detected": detected,
+                           "score": detected / total if total else None,
+                           "not_run": counts[NOT_RUN], "by_status": dict(counts),
+                           "not_detected": survivors[module]}
     total = sum(m["mutants"] for m in modules.values())
     detected = sum(m["detected"] for m in modules.values())
+    not_run = sum(m["not_run"] for m in modules.values())
     wall = REPO / "mutants" / ".wall_seconds"
     sys.path.insert(0, str(REPO / "src"))
     from cnnbench.training.machine import cpu_name, git_commit
 
     import mutmut
     return {"tool": f"mutmut {mutmut.__version__}", "score": detected / total, "mutants": total,
-            "detected": detected, "modules": modules,
-            "definition": "score = (killed + timeout + segfault) / all mutants of the modules",
+            "detected": detected, "not_run": not_run, "modules": modules,
+            "definition": "score = (killed + timeout + segfault) / mutants tried; mutants not "
+                          "tried (an interrupted run) are counted apart as not_run",
             "wall_s": float(wall.read_text()) if wall.exists() else None,
             "device": f"CPU: {cpu_name()}", "commit": git_commit(),
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
@@ -75,11 +80,12 @@ def render(result: dict) -> str:
     lines = [f"Last run: {result['date'][:10]}, commit `{result['commit']}`, {result['tool']}, "
              f"{result['device']}"
              + (f", {result['wall_s'] / 60:.0f} min" if result["wall_s"] else "") + ".",
-             "", "| module | mutants | detected | score |", "|---|---|---|---|"]
+             "", "| module | mutants tried | detected | score | not tried |", "|---|---|---|---|---|"]
     for module, m in result["modules"].items():
-        lines.append(f"| `{module}` | {m['mutants']} | {m['detected']} | {100 * m['score']:.1f}% |")
+        score = f"{100 * m['score']:.1f}%" if m["score"] is not None else "—"
+        lines.append(f"| `{module}` | {m['mutants']} | {m['detected']} | {score} | {m['not_run']} |")
     lines.append(f"| **all** | {result['mutants']} | {result['detected']} | "
-                 f"**{100 * result['score']:.1f}%** |")
+                 f"**{100 * result['score']:.1f}%** | {result['not_run']} |")
     lines += ["", "Source: [`docs/mutation-score.json`](mutation-score.json) (it lists every "
               "mutant that was not detected)."]
     return "\n".join(lines)

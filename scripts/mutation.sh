@@ -4,8 +4,10 @@
 # constant, a removed call); a good test suite fails on it ("killed"). The modules are listed
 # under [tool.mutmut] only_mutate in pyproject.toml.
 #
-#   ./scripts/mutation.sh            # all mutants of the core modules, then the score
-#   ./scripts/mutation.sh --report   # only re-write the score from the last run
+#   ./scripts/mutation.sh                      # all mutants of the core modules, then the score
+#   ./scripts/mutation.sh "cnnbench.data.*"    # only these mutants (mutmut's names, globs),
+#                                              # added to the results of earlier runs
+#   ./scripts/mutation.sh --report             # only re-write the score from the last run
 #
 # Writes docs/mutation-score.json and the table in docs/testing.md; the run's log is
 # logs/mutmut.log, the mutants (inspect one with `.venv/bin/mutmut show NAME`) are in mutants/.
@@ -18,11 +20,16 @@ if ! "$VENV/bin/python" -c "import mutmut" 2>/dev/null; then
 fi
 if [ "${1:-}" != "--report" ]; then
   mkdir -p logs
-  rm -rf mutants  # a fresh copy of src/ and tests/: results of an older tree are not reused
+  if [ $# -eq 0 ]; then
+    rm -rf mutants  # a fresh copy of src/ and tests/: results of an older tree are not reused
+  fi
   echo "mutmut: running; progress in logs/mutmut.log" >&2
   start=$(date +%s)
   # mutmut exits non-zero when mutants survive; the score says how many
-  "$VENV/bin/mutmut" run --max-children 2 > logs/mutmut.log 2>&1 || true
-  echo $(( $(date +%s) - start )) > mutants/.wall_seconds
+  "$VENV/bin/mutmut" run --max-children 2 "$@" > logs/mutmut.log 2>&1 || true
+  mkdir -p mutants
+  echo $(( $(date +%s) - start + $(cat mutants/.wall_seconds 2>/dev/null || echo 0) )) > mutants/.wall_seconds.new
+  mv mutants/.wall_seconds.new mutants/.wall_seconds
+  git rev-parse --short HEAD > mutants/.commit
 fi
 exec "$VENV/bin/python" scripts/mutation_report.py

@@ -63,6 +63,7 @@ def collect() -> dict:
     detected = sum(m["detected"] for m in modules.values())
     not_run = sum(m["not_run"] for m in modules.values())
     wall = REPO / "mutants" / ".wall_seconds"
+    commit_file = REPO / "mutants" / ".commit"  # the tree mutmut copied (scripts/mutation.sh)
     sys.path.insert(0, str(REPO / "src"))
     from cnnbench.training.machine import cpu_name, git_commit
 
@@ -72,7 +73,8 @@ def collect() -> dict:
             "definition": "score = (killed + timeout + segfault) / mutants tried; mutants not "
                           "tried (an interrupted run) are counted apart as not_run",
             "wall_s": float(wall.read_text()) if wall.exists() else None,
-            "device": f"CPU: {cpu_name()}", "commit": git_commit(),
+            "device": f"CPU: {cpu_name()}",
+            "commit": (commit_file.read_text().strip() if commit_file.exists() else git_commit()),
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 

@@ -24,12 +24,13 @@ if [ "${1:-}" != "--report" ]; then
     rm -rf mutants  # a fresh copy of src/ and tests/: results of an older tree are not reused
   fi
   echo "mutmut: running; progress in logs/mutmut.log" >&2
+  commit=$(git rev-parse --short HEAD)  # the tree the mutants are made from
   start=$(date +%s)
   # mutmut exits non-zero when mutants survive; the score says how many
   "$VENV/bin/mutmut" run --max-children 2 "$@" > logs/mutmut.log 2>&1 || true
   mkdir -p mutants
   echo $(( $(date +%s) - start + $(cat mutants/.wall_seconds 2>/dev/null || echo 0) )) > mutants/.wall_seconds.new
   mv mutants/.wall_seconds.new mutants/.wall_seconds
-  git rev-parse --short HEAD > mutants/.commit
+  echo "$commit" > mutants/.commit
 fi
 exec "$VENV/bin/python" scripts/mutation_report.py

@@ -17,7 +17,8 @@ from cnnbench.config.resolve import resolve_config
 from cnnbench.errors import UserError
 from cnnbench.training import evaluate_checkpoint, train_run
 from cnnbench.training.machine import git_commit
-from engine_fixtures import _tiny_folder_files, quick_options, read_jsonl, tiny_folder  # noqa: F401
+from engine_fixtures import (_tiny_folder_files, quick_options, read_jsonl,  # noqa: F401
+                             tensorboard_scalars, tiny_folder)
 
 SUMMARY_KEYS = (
     "name model dataset stem params macs flops input_size seed device epochs epochs_completed "
@@ -27,16 +28,6 @@ SUMMARY_KEYS = (
     "started_at finished_at hostname cpu num_threads").split()
 METRIC_KEYS = ("epoch train_loss train_acc val_loss val_acc lr batch_size epoch_time_s "
                "train_images_per_s images_seen").split()
-
-
-def tensorboard_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar of a run directory's TensorBoard files, read back as TensorBoard reads them."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
-            for tag in events.Tags()["scalars"]}
 
 
 def run(tiny, name="run", **overrides):

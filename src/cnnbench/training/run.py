@@ -107,8 +107,10 @@ class _Run:
             meta["train_time_s"] += training.whiten()
         self.last_good_epoch = start_epoch
         from torch.utils.tensorboard import SummaryWriter
+        # On resume, drop what the killed process logged after its last checkpoint: events of
+        # later steps (the checkpointed step's own epoch scalars are kept).
         self.writer = SummaryWriter(log_dir=str(self.run_dir),
-                                    purge_step=training.step if self.resume else None)
+                                    purge_step=training.step + 1 if self.resume else None)
 
         for epoch in range(start_epoch, c.epochs):
             if meta["stopped_early"]:

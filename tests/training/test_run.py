@@ -341,3 +341,22 @@ def test_the_test_set_is_evaluated_once_at_the_end_with_the_best_weights(tiny_fo
     tested = calls[-1][1]
     assert all(torch.equal(tested[k], best["model"][k]) for k in best["model"])
     assert summary["test_acc"] == evaluate_checkpoint(out / "best.ckpt")["acc"]
+
+
+def test_the_logged_learning_rate_is_the_epochs_peak_and_every_steps(tiny_folder):
+    """A one-epoch one-cycle run warms up from lr/25 to lr and decays again inside the epoch:
+    the epoch's record shows the peak (not the value at the start of the epoch), and every
+    logged step carries the rate it trained with, in train_steps.jsonl and TensorBoard."""
+    from cnnbench.training.optim import lr_factor_fn
+
+    summary, out = run(tiny_folder, epochs=1, scheduler="onecycle", lr=4e-3, log_every=1)
+    config = resolve_config(quick_options(tiny_folder, epochs=1, scheduler="onecycle", lr=4e-3,
+                                          log_every=1))
+    factor = lr_factor_fn(config, [8])  # 120 training images, batch 16: 8 steps
+    expected = [4e-3 * factor(step) for step in range(8)]  # step t trains with factor(t)
+    record = read_jsonl(out / "metrics.jsonl")[0]
+    assert record["lr"] == pytest.approx(max(expected)) == pytest.approx(4e-3)
+    assert record["lr_mean"] == pytest.approx(sum(expected) / 8)
+    steps = read_jsonl(out / "train_steps.jsonl")
+    assert [s["lr"] for s in steps] == pytest.approx(expected)
+    assert [v for _, v in tensorboard_scalars(out)["train/lr_steps"]] == pytest.approx(expected)

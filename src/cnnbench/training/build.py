@@ -159,7 +159,7 @@ class Training:
         loader.resize = c.lowres_size if epoch < c.lowres_epochs else c.resize
         return change
 
-    def train_epoch(self, epoch: int, *, on_log: Callable[[int, int, float], None] | None = None,
+    def train_epoch(self, epoch: int, *, on_log: Callable[[int, int, float, float], None] | None = None,
                     progress=None) -> dict[str, Any]:
         """One epoch through :func:`cnnbench.training.engine.train_one_epoch`; advances
         ``step`` and ``images_seen``."""

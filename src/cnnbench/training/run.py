@@ -37,7 +37,6 @@ from cnnbench.training.build import Training, build_training
 from cnnbench.training.console import Console
 from cnnbench.training.engine import NonFiniteLoss
 from cnnbench.training.machine import cpu_name, device_name, git_commit
-from cnnbench.training.optim import current_lr
 from cnnbench.training.rundir import (BEST, ERROR, LAST, METRICS, PREDICTIONS, STEPS, SUMMARY,
                                      append_jsonl, now, open_run_dir, prepare_run_dir,
                                      read_summary, save_misclassified, truncate_jsonl, write_json)
@@ -118,7 +117,6 @@ class _Run:
             change = training.start_epoch(epoch)
             if change:
                 self.console.line(change)
-            lr = current_lr(training.optimizer)
             self.console.start_epoch(epoch + 1, c.epochs, training.loader(epoch).num_samples)
             stats = training.train_epoch(epoch, on_log=self._log_step, progress=self.console)
             self.console.end_epoch()
@@ -133,7 +131,8 @@ class _Run:
             self._log_epoch({
                 "epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"],
                 "val_loss": val["loss"] if val else None, "val_acc": val["acc"] if val else None,
-                "lr": lr, "batch_size": c.batch_size_at(epoch), "epoch_time_s": stats["time_s"],
+                "lr": stats["lr_max"], "lr_mean": stats["lr_mean"],
+                "batch_size": c.batch_size_at(epoch), "epoch_time_s": stats["time_s"],
                 "train_images_per_s": stats["images_per_s"], "images_seen": meta["images_seen"]},
                 training.step)
             improved = val is not None and (meta["best_val_acc"] is None or val["acc"] > meta["best_val_acc"])
@@ -219,10 +218,11 @@ class _Run:
             summary["init_report"] = (read_summary(self.run_dir) or {}).get("init_report")
         return summary
 
-    def _log_step(self, step: int, images_seen: int, loss: float) -> None:
+    def _log_step(self, step: int, images_seen: int, loss: float, lr: float) -> None:
         append_jsonl(self.run_dir / STEPS, {"step": step, "images_seen": images_seen,
-                                            "train_loss": loss})
+                                            "train_loss": loss, "lr": lr})
         self.writer.add_scalar("train/loss_steps", loss, step)
+        self.writer.add_scalar("train/lr_steps", lr, step)
 
     def _log_epoch(self, record: dict[str, Any], step: int) -> None:
         append_jsonl(self.run_dir / METRICS, record)
@@ -237,7 +237,8 @@ class _Run:
                if record["val_acc"] is not None else "")
         self.console.line(f"epoch {record['epoch']}/{self.config.epochs}: train loss "
                           f"{record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%{val} | "
-                          f"lr {record['lr']:.3g} | {record['epoch_time_s']:.1f} s, "
+                          f"lr peak {record['lr']:.3g} mean {record['lr_mean']:.3g} | "
+                          f"{record['epoch_time_s']:.1f} s, "
                           f"{record['train_images_per_s']:.0f} img/s")
 
     # -- checkpoints ----------------------------------------------------------------------

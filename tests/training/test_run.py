@@ -360,3 +360,24 @@ def test_the_logged_learning_rate_is_the_epochs_peak_and_every_steps(tiny_folder
     steps = read_jsonl(out / "train_steps.jsonl")
     assert [s["lr"] for s in steps] == pytest.approx(expected)
     assert [v for _, v in tensorboard_scalars(out)["train/lr_steps"]] == pytest.approx(expected)
+
+
+def test_freezing_the_backbone_leaves_layers_new_from_init_trainable(tiny_folder, tmp_path):
+    """``--init`` of a torchvision ResNet-18 file on small images leaves the small stem's
+    ``conv1.weight`` new (7x7 RGB in the file, 3x3 gray here); ``--freeze backbone`` must not
+    freeze it at its random initialisation (only the head would train, near chance)."""
+    from cnnbench.models import create_model
+    from cnnbench.training import build_training
+
+    torch.manual_seed(0)
+    torch.save(create_model("resnet18").state_dict(), tmp_path / "resnet18-imagenet.pth")
+    config = resolve_config(quick_options(tiny_folder, model="resnet18", resize=32, freeze="backbone",
+                                          init=str(tmp_path / "resnet18-imagenet.pth")))
+    training = build_training(config)
+    assert "conv1.weight" in training.init_report.new
+    assert training.keep_trainable == ("conv1.weight",)
+    line = training.start_epoch(0)
+    model = training.model
+    assert model.conv1.weight.requires_grad and model.fc.weight.requires_grad
+    assert not model.layer1[0].conv1.weight.requires_grad and not model.bn1.weight.requires_grad
+    assert "1 tensors left new by --init train too (conv1.weight)" in line

@@ -111,6 +111,7 @@ class Training:
     params: int
     macs: int | None
     init_report: transfer.LoadReport | None = None
+    keep_trainable: tuple[str, ...] = ()     # parameters an --init left new: never frozen
     step: int = 0
     images_seen: int = 0
 
@@ -147,7 +148,8 @@ class Training:
         schedule's log line, if any."""
         c = self.config
         change = transfer.apply_freeze_schedule(self.model, c.freeze, c.unfreeze_at, epoch,
-                                                num_classes=self.spec.num_classes)
+                                                num_classes=self.spec.num_classes,
+                                                keep=self.keep_trainable)
         if c.whiten_bias_epochs >= 0:
             conv = whitening.find_whitening_conv(self.model)
             # The bias trains in its first epochs unless the freeze schedule froze it (freezing
@@ -288,4 +290,12 @@ def build_training(config: TrainConfig, *, load_init_weights: bool = True) -> Tr
         scaler=torch.amp.GradScaler(device.type) if c.amp == "fp16" else None,
         ema=WeightAverage(model, decay=c.ema, every=c.ema_every) if c.ema > 0 else None,
         criterion=nn.CrossEntropyLoss(label_smoothing=c.label_smoothing),
-        params=params, macs=macs, init_report=init_report)
+        params=params, macs=macs, init_report=init_report,
+        keep_trainable=new_parameters(model, init_report.new if init_report else ()))
+
+
+def new_parameters(model: nn.Module, names) -> tuple[str, ...]:
+    """Of the tensor ``names`` an ``--init`` left new (:class:`transfer.LoadReport` ``new``),
+    the model's parameters (not buffers): they must train even under ``--freeze``."""
+    params = {n for n, _ in unwrap(model).named_parameters()}
+    return tuple(sorted(n for n in names if n in params))

@@ -33,7 +33,7 @@ from cnnbench.config import TrainConfig
 from cnnbench.version import __version__
 from cnnbench.errors import UserError
 from cnnbench.training import checkpoint as ckpt
-from cnnbench.training.build import Training, build_training
+from cnnbench.training.build import Training, build_training, new_parameters
 from cnnbench.training.console import Console
 from cnnbench.training.engine import NonFiniteLoss
 from cnnbench.training.machine import cpu_name, device_name, git_commit
@@ -102,6 +102,8 @@ class _Run:
         meta, start_epoch = _fresh_meta(), 0
         if self.resume:
             start_epoch, meta = self._restore(training)
+            new = (self.summary.get("init_report") or {}).get("new") or {}
+            training.keep_trainable = new_parameters(training.model, new)  # as at the start
         else:
             meta["train_time_s"] += training.whiten()
         self.last_good_epoch = start_epoch

@@ -381,3 +381,34 @@ def test_freezing_the_backbone_leaves_layers_new_from_init_trainable(tiny_folder
     assert model.conv1.weight.requires_grad and model.fc.weight.requires_grad
     assert not model.layer1[0].conv1.weight.requires_grad and not model.bn1.weight.requires_grad
     assert "1 tensors left new by --init train too (conv1.weight)" in line
+
+
+def test_eval_says_when_the_data_changed_since_the_run(tiny_folder, tmp_path, monkeypatch):
+    """Guards against evaluating a checkpoint on other data without a word: another class
+    folder, or more test images, each end in one complete line that says what changed."""
+    import shutil
+
+    from PIL import Image
+
+    folder = tmp_path / "bars"
+    shutil.copytree(tiny_folder.root / "bars", folder)
+    monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache"))
+    summary, out = run(tiny_folder, epochs=1, dataset=f"imagefolder:{folder}")
+    assert summary["data"]["classes"] == ["bottom", "left", "right", "top"]
+    assert evaluate_checkpoint(out)["acc"] == summary["test_acc"]
+
+    extra = folder / "test" / "left" / "extra.png"
+    Image.new("L", (12, 12), 200).save(extra)
+    with pytest.raises(UserError, match=r"the test set changed since .*best.ckpt was trained "
+                                        r"\(48 images then, 49 now") as info:
+        evaluate_checkpoint(out)
+    assert "\n" not in str(info.value) and "--allow-changed-data" in str(info.value)
+    assert evaluate_checkpoint(out, allow_changed_data=True)["n"] == 49
+    extra.unlink()
+
+    for split in ("train", "test"):
+        (folder / split / "zigzag").mkdir()
+        Image.new("L", (12, 12), 90).save(folder / split / "zigzag" / "a.png")
+    with pytest.raises(UserError, match=r"trained on 4 classes but the dataset now has 5 "
+                                        r"\(added zigzag\)"):
+        evaluate_checkpoint(out, allow_changed_data=True)

@@ -203,9 +203,10 @@ class Training:
         model = build_model(self.config, self.spec, self.data.input_size)
         try:
             unwrap(model).load_state_dict(weights)
-        except RuntimeError as exc:
+        except RuntimeError as exc:  # torch's first line only says "Error(s) in loading ..."
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or ["?"]
             raise UserError(f"the weights in {source} do not fit model {self.config.model} "
-                            f"({str(exc).splitlines()[0][:160]})") from None
+                            f"({lines[min(1, len(lines) - 1)][:200]})") from None
         model.to(self.device)
         if self.config.channels_last:
             model.to(memory_format=torch.channels_last)

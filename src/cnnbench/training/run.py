@@ -200,6 +200,7 @@ class _Run:
             "train_images_per_s": None, "best_val_acc": None, "best_epoch": None,
             "test_acc": None, "test_loss": None, "per_class_test_acc": None,
             "confusion_matrix": None, "classes": list(spec.classes), "split": training.data.split,
+            "data": training.data.fingerprint(),
             "limited": bool(c.limit_train or c.limit_eval), "limit_train": c.limit_train,
             "limit_eval": c.limit_eval, "recipe": c.recipe, "profile": c.profile, "tta": c.tta,
             "init": c.init, "pretrained": c.pretrained, "init_report": None,
@@ -247,7 +248,8 @@ class _Run:
     def _save(self, name: str, weights, epoch: int, step: int, meta: dict, **extra) -> None:
         ckpt.save_checkpoint(self.run_dir / name, {
             "kind": name.split(".")[0], "config": self.config.to_dict(), "epoch": epoch,
-            "step": step, "model": weights, "meta": dict(meta), **extra})
+            "step": step, "model": weights, "meta": dict(meta), "data": self.summary["data"],
+            **extra})
 
     def _save_last(self, training: Training, weights, epoch: int, meta: dict) -> None:
         # the loaders' draws are a function of (seed, epoch): this is the next epoch's

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -67,7 +68,7 @@ def test_config_file_and_flags(tiny_folder, tmp_path, capsys):
     (["--recipe", "nope"], "unknown recipe 'nope'"),
     (["--epochs", "two"], "epochs"),
     (["--model-kwargs", "{depth: 3}"], "has no option depth"),
-    (["--resume", "/nonexistent/run"], "holds no run to resume"),
+    (["--resume", "/nonexistent/run"], "/nonexistent/run does not exist"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tiny_folder, capsys, flags, message):
     out = tiny_folder.out / "bad"
@@ -93,7 +94,21 @@ def test_resume_refuses_changed_options(tiny_folder, capsys):
     capsys.readouterr()
     line = one_line_error(capsys, ["train", "--resume", str(out), "--lr", "0.5"])
     assert "options differ: lr" in line
+    capsys.readouterr()
     assert main(["train", "--resume", str(out), "--quiet"]) == 0  # finished: nothing to do
+    assert "already finished (test accuracy" in capsys.readouterr().out
+    (out / "empty").mkdir()
+    assert "holds no run to resume" in one_line_error(capsys, ["train", "--resume", str(out / "empty")])
+
+
+def test_progress_shows_percent_and_one_final_line(tiny_folder, capsys):
+    out = tiny_folder.out / "loud"
+    flags = [f for f in quick_flags(tiny_folder, out) if f != "--quiet"]
+    assert main(["train", *flags, "--log-every", "1"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""  # the run's own last line (stderr) is the only final line
+    assert captured.err.count("test accuracy") == 1
+    assert re.search(r"epoch 1/1: train loss [\d.]+ acc [\d.]+%", captured.err)
 
 
 def test_eval_of_a_corrupt_checkpoint(tmp_path, capsys):

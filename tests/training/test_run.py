@@ -162,6 +162,9 @@ def test_existing_run_needs_resume_and_resume_needs_a_run(tiny_folder, tmp_path)
     run(tiny_folder, "done", epochs=1)
     with pytest.raises(UserError, match="already holds a run.*--resume"):
         run(tiny_folder, "done", epochs=1)
+    with pytest.raises(UserError, match="does not exist"):
+        train_run(None, out_dir=tmp_path / "empty", resume=True)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="holds no run to resume"):
         train_run(None, out_dir=tmp_path / "empty", resume=True)
     config = resolve_config(quick_options(tiny_folder, epochs=1))
@@ -412,3 +415,9 @@ def test_eval_says_when_the_data_changed_since_the_run(tiny_folder, tmp_path, mo
     with pytest.raises(UserError, match=r"trained on 4 classes but the dataset now has 5 "
                                         r"\(added zigzag\)"):
         evaluate_checkpoint(out, allow_changed_data=True)
+
+
+def test_progress_shows_accuracy_in_percent_like_the_epoch_lines():
+    from cnnbench.training.console import Console
+
+    assert Console._shown({"loss": 0.5, "acc": 0.9123}) == {"loss": "0.5000", "acc": "91.23%"}

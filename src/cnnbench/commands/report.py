@@ -20,5 +20,5 @@ def register(subparsers) -> None:
 
 def _report(args) -> int:
     files = write_report(args.dirs, args.out)
-    print(f"wrote {files.markdown}, {files.html} ({len(files.figures)} figures), {files.csv}")
+    print(f"wrote {files.markdown}, {files.html} ({len(files.figures)} figure{'' if len(files.figures) == 1 else 's'}), {files.csv}")
     return 0

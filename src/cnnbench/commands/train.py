@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnbench.training import train_run
 
     if args.resume:
-        from cnnbench.training.rundir import saved_config
+        from cnnbench.training.rundir import prepare_run_dir, read_summary, saved_config
 
         out = args.resume if isinstance(args.resume, str) else getattr(args, "out", None)
         if out is None:
@@ -99,13 +99,22 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--resume continues the run with its saved config; drop --config")
         saved = saved_config(out)
         given = normalize_keys({k: v for k, v in vars(args).items() if k in FIELDS and k != "out"})
-        # Flags equal to the saved values are fine; train_run refuses any that change the run.
+        # Flags equal to the saved values are fine; any that change the run are refused.
         config = saved.replace(**given) if given else saved
+        prepare_run_dir(config, out, resume=True)
+        previous = read_summary(out) or {}
+        if previous.get("status") == "finished":
+            acc = previous.get("test_acc")
+            print(f"{out} is already finished (test accuracy {100 * acc:.2f}%); nothing to resume"
+                  if acc is not None else f"{out} is already finished; nothing to resume")
+            return 0
         summary = train_run(config, out_dir=out, resume=True, argv=args.argv,
                             progress=not args.quiet)
     else:
         config = config_from_args(args)
         summary = train_run(config, argv=args.argv, progress=not args.quiet)
+    if not args.quiet:  # the run's own last line already said it
+        return 0
     acc = summary.get("test_acc")
     print(f"{summary['name']}: test accuracy {100 * acc:.2f}% ({summary.get('tested_weights')} "
           f"weights), training {summary['train_time_s']:.1f} s -> {summary.get('run_dir')}"

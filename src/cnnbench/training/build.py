@@ -32,7 +32,7 @@ from cnnbench.errors import UserError
 from cnnbench.models import create_model
 from cnnbench.models.profile import count_macs, count_params
 from cnnbench.training import transfer, whitening
-from cnnbench.training.checkpoint import model_state, unwrap
+from cnnbench.training.checkpoint import capture_rng_state, model_state, unwrap
 from cnnbench.training.ema import WeightAverage
 from cnnbench.training.engine import evaluate, train_one_epoch
 from cnnbench.training.machine import resolve_device, seed_everything, set_determinism
@@ -228,8 +228,6 @@ class Training:
     def training_state(self) -> dict[str, Any]:
         """Everything besides the evaluation weights that a run needs to continue exactly
         (``last.ckpt``'s ``training`` entry, :mod:`cnnbench.training.checkpoint`)."""
-        from cnnbench.training.checkpoint import capture_rng_state
-
         return {
             "model": model_state(self.model) if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),

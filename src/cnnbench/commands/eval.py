@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from cnnbench.commands import examples
 from cnnbench.config import DEVICES, TTA_MODES
 
 
@@ -14,7 +15,9 @@ def register(subparsers) -> None:
         description="Evaluate a checkpoint on the split of the run that wrote it, rebuilt from "
                     "the config stored in the checkpoint (same split seed, limits, "
                     "normalisation and test-time augmentation); best.ckpt reproduces the run "
-                    "summary's test accuracy exactly.")
+                    "summary's test accuracy exactly.",
+        epilog=examples("cnnbench eval --checkpoint runs/my-run/best.ckpt",
+                        "cnnbench eval --checkpoint runs/my-run --split val --json"))
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
                         help="a last.ckpt or best.ckpt (a run directory means its best.ckpt)")
     parser.add_argument("--split", choices=("test", "val"), default="test")

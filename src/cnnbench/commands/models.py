@@ -13,6 +13,7 @@ import re
 
 import torch
 
+from cnnbench.commands import examples
 from cnnbench.config import STEMS
 from cnnbench.errors import UserError
 
@@ -21,8 +22,14 @@ DEFAULT_DATASET = "cifar10"
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "models", help="list models with parameters, MACs and FLOPs; --summary NAME for one model's layers",
-        description=__doc__.splitlines()[0].replace("``", "`"))
+        "models", help="list models with parameters, MACs and FLOPs, or one's layers",
+        description="List every model with its parameters, MACs and FLOPs (FLOPs = 2 x MACs) "
+                    f"for a dataset's image size and number of classes (default: "
+                    f"{DEFAULT_DATASET}), or, with --summary NAME, one model's per-layer table. "
+                    "Models are built without weights, so the whole table takes a few seconds.",
+        epilog=examples("cnnbench models",
+                        "cnnbench models --dataset mnist --pattern 'resnet*'",
+                        "cnnbench models --summary resnet18 --dataset mnist"))
     parser.add_argument("--dataset", help=f"size the models for this dataset's images and classes "
                                           f"(default: {DEFAULT_DATASET})")
     parser.add_argument("--input-size", "--input_size", metavar="C,H,W",

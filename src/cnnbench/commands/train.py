@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from cnnbench.commands import examples
 from cnnbench.config import ALIASES, field_info
 from cnnbench.config.resolve import config_from_args
 
@@ -69,11 +70,17 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "train", help="train a model on a dataset (no flags: LeNet-5 on MNIST)",
-        description="Train one model on one dataset into a run directory. With no flags: "
-                    "LeNet-5 on MNIST on the CPU (the `default` recipe). Precedence: built-in "
-                    "defaults < --recipe (default: `default`; `none` for the plain defaults) < "
-                    "--config file < flags.")
+        "train", help="train a model on a dataset (no options: LeNet-5 on MNIST)",
+        description="Train one model on one dataset into a run directory (its options, logs, "
+                    "checkpoints and test accuracy; default runs/<model>-<dataset>-<time>). "
+                    "With no options: LeNet-5 on MNIST on the CPU (the `default` recipe), "
+                    "under a minute. Options override --config FILE, which overrides --recipe "
+                    "NAME, which overrides the built-in defaults (`--recipe none` for the plain "
+                    "defaults). Options may also be written with underscores (--batch_size); "
+                    "--resume DIR continues an interrupted run.",
+        epilog=examples("cnnbench train",
+                        "cnnbench train --model resnet18 --dataset cifar10 --epochs 30",
+                        "cnnbench train --recipe fast --dataset mnist --out runs/mnist-fast"))
     parser.add_argument("--config", metavar="FILE", help="YAML file of options (same keys as the "
                         "flags, with _); flags override it")
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="DIR",

@@ -133,3 +133,12 @@ def test_real_entry_point_prints_no_traceback(tiny_folder):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "cnnbench: error: learning rate must be > 0, got -1.0"]
+
+
+def test_output_piped_into_head_ends_quietly():
+    import subprocess
+    import sys
+
+    done = subprocess.run(f"{sys.executable} -m cnnbench recipes default | head -1", shell=True,
+                          capture_output=True, text=True)
+    assert done.stdout.strip() and "Traceback" not in done.stderr and "Error" not in done.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import shutil
+import os
 import sys
 import textwrap
 
@@ -121,6 +122,9 @@ def guarded(fn, prog: str) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `cnnbench models | head`: the reader has gone, so is the output
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -142,3 +142,34 @@ def test_output_piped_into_head_ends_quietly():
     done = subprocess.run(f"{sys.executable} -m cnnbench recipes default | head -1", shell=True,
                           capture_output=True, text=True)
     assert done.stdout.strip() and "Traceback" not in done.stderr and "Error" not in done.stderr
+
+
+def _readme_commands() -> list[list[str]]:
+    """Every `cnnbench ...` line of the README's shell blocks (continuations joined, comments
+    and the `...` placeholder left out), as argument lists."""
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line.startswith("cnnbench ") and "..." not in line:
+                commands.append(shlex.split(line)[1:])
+    return commands
+
+
+def test_the_readmes_commands_are_valid():
+    """The README's examples still parse (a renamed or removed flag fails here), and `train`
+    examples resolve to a config (their options and names exist)."""
+    from cnnbench.cli import build_parser
+    from cnnbench.config.resolve import config_from_args
+
+    commands = _readme_commands()
+    assert len(commands) >= 12
+    parser = build_parser()
+    for argv in commands:
+        args = parser.parse_args(argv)
+        if argv[0] == "train" and not args.resume and not getattr(args, "config", None):
+            config_from_args(args)

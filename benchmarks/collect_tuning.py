@@ -15,19 +15,20 @@ import argparse
 import json
 from pathlib import Path
 
-import yaml
-
 from common import write_result
+
+from cnnbench.training.rundir import CONFIG, METRICS, read_jsonl, read_summary, read_yaml
+from cnnbench.training.rundir import RESUMABLE_CHANGES
 
 
 def read_run(run_dir: Path) -> dict:
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    if not epochs:
-        raise SystemExit(f"{run_dir} has no finished epoch")
+    config = read_yaml(run_dir / CONFIG)
+    epochs = read_jsonl(run_dir / METRICS)
+    if not config or not epochs:
+        raise SystemExit(f"{run_dir} has no config.yaml or no finished epoch")
     if epochs[-1].get("val_acc") is None:
         raise SystemExit(f"{run_dir} has no validation split: it is not a tuning run")
-    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
+    summary = read_summary(run_dir) or {}
     return {"run_dir": str(run_dir), "config": config, "status": summary.get("status", "unfinished"),
             "final_val_acc": epochs[-1]["val_acc"], "final_val_loss": epochs[-1]["val_loss"],
             "train_time_s": summary.get("train_time_s"),
@@ -44,7 +45,7 @@ def main() -> None:
     runs = [read_run(d) for d in args.run_dirs]
     keys = sorted({k for r in runs for k in r["config"]})
     differing = [k for k in keys if len({json.dumps(r["config"].get(k), sort_keys=True) for r in runs}) > 1
-                 and k not in ("out", "num_threads")]
+                 and k not in RESUMABLE_CHANGES]  # where and how fast, not what is trained
     for r in runs:
         r["differs"] = {k: r["config"].get(k) for k in differing}
         print(f"{r['run_dir']}: val acc {100 * r['final_val_acc']:.2f}% after {len(r['epochs'])} epochs "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -67,7 +68,7 @@ def test_config_file_and_flags(tiny_folder, tmp_path, capsys):
     (["--recipe", "nope"], "unknown recipe 'nope'"),
     (["--epochs", "two"], "epochs"),
     (["--model-kwargs", "{depth: 3}"], "has no option depth"),
-    (["--resume", "/nonexistent/run"], "holds no run to resume"),
+    (["--resume", "/nonexistent/run"], "/nonexistent/run does not exist"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tiny_folder, capsys, flags, message):
     out = tiny_folder.out / "bad"
@@ -93,7 +94,21 @@ def test_resume_refuses_changed_options(tiny_folder, capsys):
     capsys.readouterr()
     line = one_line_error(capsys, ["train", "--resume", str(out), "--lr", "0.5"])
     assert "options differ: lr" in line
+    capsys.readouterr()
     assert main(["train", "--resume", str(out), "--quiet"]) == 0  # finished: nothing to do
+    assert "already finished (test accuracy" in capsys.readouterr().out
+    (out / "empty").mkdir()
+    assert "holds no run to resume" in one_line_error(capsys, ["train", "--resume", str(out / "empty")])
+
+
+def test_progress_shows_percent_and_one_final_line(tiny_folder, capsys):
+    out = tiny_folder.out / "loud"
+    flags = [f for f in quick_flags(tiny_folder, out) if f != "--quiet"]
+    assert main(["train", *flags, "--log-every", "1"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""  # the run's own last line (stderr) is the only final line
+    assert captured.err.count("test accuracy") == 1
+    assert re.search(r"epoch 1/1: train loss [\d.]+ acc [\d.]+%", captured.err)
 
 
 def test_eval_of_a_corrupt_checkpoint(tmp_path, capsys):
@@ -118,3 +133,43 @@ def test_real_entry_point_prints_no_traceback(tiny_folder):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "cnnbench: error: learning rate must be > 0, got -1.0"]
+
+
+def test_output_piped_into_head_ends_quietly():
+    import subprocess
+    import sys
+
+    done = subprocess.run(f"{sys.executable} -m cnnbench recipes default | head -1", shell=True,
+                          capture_output=True, text=True)
+    assert done.stdout.strip() and "Traceback" not in done.stderr and "Error" not in done.stderr
+
+
+def _readme_commands() -> list[list[str]]:
+    """Every `cnnbench ...` line of the README's shell blocks (continuations joined, comments
+    and the `...` placeholder left out), as argument lists."""
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line.startswith("cnnbench ") and "..." not in line:
+                commands.append(shlex.split(line)[1:])
+    return commands
+
+
+def test_the_readmes_commands_are_valid():
+    """The README's examples still parse (a renamed or removed flag fails here), and `train`
+    examples resolve to a config (their options and names exist)."""
+    from cnnbench.cli import build_parser
+    from cnnbench.config.resolve import config_from_args
+
+    commands = _readme_commands()
+    assert len(commands) >= 12
+    parser = build_parser()
+    for argv in commands:
+        args = parser.parse_args(argv)
+        if argv[0] == "train" and not args.resume and not getattr(args, "config", None):
+            config_from_args(args)

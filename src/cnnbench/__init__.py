@@ -70,7 +70,8 @@ def train(config: Any = None, *, out_dir: str | Path | None = None, progress: bo
 
 def evaluate(path: str | Path, split: str = "test", **overrides) -> dict[str, Any]:
     """Evaluate a checkpoint, or a run directory's ``best.ckpt``, on its run's ``test`` (or
-    ``val``) split; ``overrides``: ``data_dir``, ``device``, ``batch_size``, ``tta``. With
+    ``val``) split; ``overrides``: ``data_dir``, ``device``, ``batch_size``, ``tta``,
+    ``allow_changed_data``. With
     ``best.ckpt`` the accuracy equals the summary's ``test_acc``."""
     from cnnbench.training import evaluate_checkpoint
 

@@ -1,42 +1,113 @@
-"""Command-line interface: parses arguments and hands them to the library.
+"""Command-line interface: parses arguments and calls the matching sub-command.
 
 Each sub-command lives in ``cnnbench.commands.<name>`` and exposes
-``register(subparsers)``, which adds its parser and sets ``func`` to a handler taking the
-parsed ``argparse.Namespace`` and returning an exit code.
+``register(subparsers)``, which adds its parser (with a user-facing description and an
+``examples:`` epilog, see :func:`cnnbench.commands.examples`) and sets ``func`` to a handler
+taking the parsed ``argparse.Namespace`` and returning an exit code.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import shutil
+import os
 import sys
+import textwrap
 
 from cnnbench import __version__
+from cnnbench.commands import examples
 from cnnbench.errors import UserError
 
-COMMANDS = ("train", "eval", "models", "datasets", "recipes", "study", "report")
+COMMANDS = ("train", "eval", "models", "datasets", "recipes", "study", "report", "completion")
+
+MAX_WIDTH = 100  # help and `recipes NAME` text wraps to the terminal, but never wider than this
+
+DESCRIPTION = (
+    "cnnbench trains, evaluates and compares classic convolutional networks (LeNet-5, AlexNet, "
+    "VGG, ResNet, MobileNet, GoogLeNet) on MNIST, Fashion-MNIST, CIFAR-10 and your own image "
+    "folders, on a CPU or a GPU. Each run writes its logs, checkpoints and test accuracy to a "
+    "run directory; a study trains several runs and a report compares them.")
+
+EPILOG = examples(
+    "cnnbench train                     # LeNet-5 on MNIST on the CPU",
+    "cnnbench train --model resnet18 --dataset cifar10 --epochs 30",
+    "cnnbench study run mnist-five --out runs/mnist-five",
+    "cnnbench report runs/mnist-five",
+) + "\n\n`cnnbench COMMAND --help` describes a command and its options."
+
+
+def text_width() -> int:
+    """Columns to wrap help and descriptions to: the terminal's (``$COLUMNS`` first), at most
+    :data:`MAX_WIDTH`."""
+    return max(20, min(shutil.get_terminal_size().columns - 2, MAX_WIDTH))
+
+
+def fill(text: str, width: int | None = None) -> str:
+    """Wrap ``text`` to ``width`` (default :func:`text_width`): paragraphs are separated by blank
+    lines, runs of unindented lines are filled, indented lines (examples, lists) are kept as
+    they are."""
+    width = width or text_width()
+    out: list[str] = []
+    for paragraph in text.strip("\n").split("\n\n"):
+        lines: list[str] = []
+        run: list[str] = []
+        for line in paragraph.splitlines() + [" "]:  # the " " sentinel flushes the last run
+            if line[:1].isspace() or not line:
+                if run:
+                    lines += textwrap.wrap(" ".join(run), width, break_long_words=False,
+                                           break_on_hyphens=False) or [""]
+                    run = []
+                if line.strip():
+                    lines.append(line.rstrip())
+            else:
+                run.append(line.strip())
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs wrapped by :func:`fill` (examples keep their lines); the whole
+    help at most :data:`MAX_WIDTH` columns wide."""
+
+    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None, **kwargs):
+        super().__init__(prog, indent_increment, max_help_position, width or text_width(),
+                         **kwargs)
+
+    def _fill_text(self, text, width, indent):
+        return textwrap.indent(fill(text, max(width - len(indent), 20)), indent)
+
+    def add_argument(self, action):
+        super().add_argument(action)
+        # argparse measures sub-commands one indent less than it prints them, so a long name
+        # ("completion") would push its help to the next line
+        if action.help is not argparse.SUPPRESS and isinstance(action, argparse._SubParsersAction):
+            for sub in action._get_subactions():
+                self._action_max_length = max(
+                    self._action_max_length, len(self._format_action_invocation(sub))
+                    + self._current_indent + self._indent_increment)
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as one line and exit status 2."""
+    """argparse that reports usage errors as one line and exit status 2, and formats its help
+    with :class:`_HelpFormatter`."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse API
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cnnbench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="cnnbench", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"cnnbench {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND",
+                                parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"cnnbench.commands.{name}")
-        except ModuleNotFoundError as exc:  # a command still being written
-            if exc.name != f"cnnbench.commands.{name}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"cnnbench.commands.{name}").register(sub)
     return parser
 
 
@@ -51,6 +122,9 @@ def guarded(fn, prog: str) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `cnnbench models | head`: the reader has gone, so is the output
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -224,7 +224,9 @@ def test_wrong_types_name_the_type_and_the_source(tmp_path):
                               ({"model_kwargs": "[1, 2]"}, "must be a mapping"),
                               ({"milestones": {"a": 1}}, "must be a list of integers"),
                               ({"milestones": "2,b"}, "'milestones' must be an integer, got 'b'"),
-                              ({"resize": "big"}, "must be an integer or null")):
+                              ({"resize": "big"}, "must be an integer or null"),
+                              ({"mean": {"a": 1}}, "must be a list of numbers or null"),
+                              ({"model": 5}, "'model' must be a string, got 5")):
         with pytest.raises(UserError, match=expected):
             TrainConfig.from_dict(options)
     with pytest.raises(UserError, match=r"^run.yaml: unknown option 'lrr'"):

@@ -36,7 +36,7 @@ def test_epoch_stats_and_counters():
     batches = tensor_batches(40, batch_size=16)  # 16 + 16 + 8
     logged = []
     stats = _train(TinyNet(), batches, 1, log_every=2, step=10, images_seen=100,
-                   on_log=lambda s, n, loss: logged.append((s, n, loss)))
+                   on_log=lambda s, n, loss, lr: logged.append((s, n, loss)))
     assert (stats["steps"], stats["images"], stats["step"], stats["images_seen"]) == (3, 40, 13, 140)
     assert 0 <= stats["acc"] <= 1 and stats["loss"] > 0 and stats["images_per_s"] > 0
     assert [(s, n) for s, n, _ in logged] == [(12, 132)]

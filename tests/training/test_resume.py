@@ -19,7 +19,7 @@ import torch
 
 from cnnbench.training import checkpoint as ckpt
 from engine_fixtures import (_tiny_folder_files, cli_command, cli_env, read_jsonl,  # noqa: F401
-                             tiny_folder)
+                             tensorboard_scalars, tiny_folder)
 
 STEPS_PER_EPOCH = 75  # 300 training images (400, val 0.25), batch 4
 
@@ -89,6 +89,14 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tiny_folder):
     assert ([{k: v for k, v in m.items() if k not in volatile} for m in metrics_a]
             == [{k: v for k, v in m.items() if k not in volatile} for m in metrics_b])
     assert read_jsonl(alone / "train_steps.jsonl") == read_jsonl(killed / "train_steps.jsonl")
+
+    # TensorBoard holds every epoch once, as the run left alone does (the resumed writer
+    # drops only what the killed process logged after its last checkpoint)
+    boards_a, boards_b = tensorboard_scalars(alone), tensorboard_scalars(killed)
+    assert [s for s, _ in boards_b["val/acc"]] == [STEPS_PER_EPOCH * e for e in (1, 2, 3)]
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "train/lr", "test/acc"):
+        assert boards_a[tag] == boards_b[tag], tag
+    assert [s for s, _ in boards_b["train/loss_steps"]] == list(range(1, 3 * STEPS_PER_EPOCH + 1))
 
     summary_a = json.loads((alone / "summary.json").read_text())
     summary_b = json.loads((killed / "summary.json").read_text())

@@ -17,7 +17,8 @@ from cnnbench.config.resolve import resolve_config
 from cnnbench.errors import UserError
 from cnnbench.training import evaluate_checkpoint, train_run
 from cnnbench.training.machine import git_commit
-from engine_fixtures import _tiny_folder_files, quick_options, read_jsonl, tiny_folder  # noqa: F401
+from engine_fixtures import (_tiny_folder_files, quick_options, read_jsonl,  # noqa: F401
+                             tensorboard_scalars, tiny_folder)
 
 SUMMARY_KEYS = (
     "name model dataset stem params macs flops input_size seed device epochs epochs_completed "
@@ -27,16 +28,6 @@ SUMMARY_KEYS = (
     "started_at finished_at hostname cpu num_threads").split()
 METRIC_KEYS = ("epoch train_loss train_acc val_loss val_acc lr batch_size epoch_time_s "
                "train_images_per_s images_seen").split()
-
-
-def tensorboard_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar of a run directory's TensorBoard files, read back as TensorBoard reads them."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
-            for tag in events.Tags()["scalars"]}
 
 
 def run(tiny, name="run", **overrides):
@@ -171,6 +162,9 @@ def test_existing_run_needs_resume_and_resume_needs_a_run(tiny_folder, tmp_path)
     run(tiny_folder, "done", epochs=1)
     with pytest.raises(UserError, match="already holds a run.*--resume"):
         run(tiny_folder, "done", epochs=1)
+    with pytest.raises(UserError, match="does not exist"):
+        train_run(None, out_dir=tmp_path / "empty", resume=True)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="holds no run to resume"):
         train_run(None, out_dir=tmp_path / "empty", resume=True)
     config = resolve_config(quick_options(tiny_folder, epochs=1))
@@ -350,3 +344,80 @@ def test_the_test_set_is_evaluated_once_at_the_end_with_the_best_weights(tiny_fo
     tested = calls[-1][1]
     assert all(torch.equal(tested[k], best["model"][k]) for k in best["model"])
     assert summary["test_acc"] == evaluate_checkpoint(out / "best.ckpt")["acc"]
+
+
+def test_the_logged_learning_rate_is_the_epochs_peak_and_every_steps(tiny_folder):
+    """A one-epoch one-cycle run warms up from lr/25 to lr and decays again inside the epoch:
+    the epoch's record shows the peak (not the value at the start of the epoch), and every
+    logged step carries the rate it trained with, in train_steps.jsonl and TensorBoard."""
+    from cnnbench.training.optim import lr_factor_fn
+
+    summary, out = run(tiny_folder, epochs=1, scheduler="onecycle", lr=4e-3, log_every=1)
+    config = resolve_config(quick_options(tiny_folder, epochs=1, scheduler="onecycle", lr=4e-3,
+                                          log_every=1))
+    factor = lr_factor_fn(config, [8])  # 120 training images, batch 16: 8 steps
+    expected = [4e-3 * factor(step) for step in range(8)]  # step t trains with factor(t)
+    record = read_jsonl(out / "metrics.jsonl")[0]
+    assert record["lr"] == pytest.approx(max(expected)) == pytest.approx(4e-3)
+    assert record["lr_mean"] == pytest.approx(sum(expected) / 8)
+    steps = read_jsonl(out / "train_steps.jsonl")
+    assert [s["lr"] for s in steps] == pytest.approx(expected)
+    assert [v for _, v in tensorboard_scalars(out)["train/lr_steps"]] == pytest.approx(expected)
+
+
+def test_freezing_the_backbone_leaves_layers_new_from_init_trainable(tiny_folder, tmp_path):
+    """``--init`` of a torchvision ResNet-18 file on small images leaves the small stem's
+    ``conv1.weight`` new (7x7 RGB in the file, 3x3 gray here); ``--freeze backbone`` must not
+    freeze it at its random initialisation (only the head would train, near chance)."""
+    from cnnbench.models import create_model
+    from cnnbench.training import build_training
+
+    torch.manual_seed(0)
+    torch.save(create_model("resnet18").state_dict(), tmp_path / "resnet18-imagenet.pth")
+    config = resolve_config(quick_options(tiny_folder, model="resnet18", resize=32, freeze="backbone",
+                                          init=str(tmp_path / "resnet18-imagenet.pth")))
+    training = build_training(config)
+    assert "conv1.weight" in training.init_report.new
+    assert training.keep_trainable == ("conv1.weight",)
+    line = training.start_epoch(0)
+    model = training.model
+    assert model.conv1.weight.requires_grad and model.fc.weight.requires_grad
+    assert not model.layer1[0].conv1.weight.requires_grad and not model.bn1.weight.requires_grad
+    assert "1 tensors left new by --init train too (conv1.weight)" in line
+
+
+def test_eval_says_when_the_data_changed_since_the_run(tiny_folder, tmp_path, monkeypatch):
+    """Guards against evaluating a checkpoint on other data without a word: another class
+    folder, or more test images, each end in one complete line that says what changed."""
+    import shutil
+
+    from PIL import Image
+
+    folder = tmp_path / "bars"
+    shutil.copytree(tiny_folder.root / "bars", folder)
+    monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache"))
+    summary, out = run(tiny_folder, epochs=1, dataset=f"imagefolder:{folder}")
+    assert summary["data"]["classes"] == ["bottom", "left", "right", "top"]
+    assert evaluate_checkpoint(out)["acc"] == summary["test_acc"]
+
+    extra = folder / "test" / "left" / "extra.png"
+    Image.new("L", (12, 12), 200).save(extra)
+    with pytest.raises(UserError, match=r"the test set changed since .*best.ckpt was trained "
+                                        r"\(48 images then, 49 now") as info:
+        evaluate_checkpoint(out)
+    assert "\n" not in str(info.value) and "--allow-changed-data" in str(info.value)
+    assert evaluate_checkpoint(out, allow_changed_data=True)["n"] == 49
+    extra.unlink()
+
+    for split in ("train", "test"):
+        (folder / split / "zigzag").mkdir()
+        Image.new("L", (12, 12), 90).save(folder / split / "zigzag" / "a.png")
+    with pytest.raises(UserError, match=r"trained on 4 classes but the dataset now has 5 "
+                                        r"\(added zigzag\)"):
+        evaluate_checkpoint(out, allow_changed_data=True)
+
+
+def test_progress_shows_accuracy_in_percent_like_the_epoch_lines():
+    from cnnbench.training.console import Console
+
+    assert Console._shown({"loss": 0.5, "acc": 0.9123}) == {"loss": "0.5000", "acc": "91.23%"}

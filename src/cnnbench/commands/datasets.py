@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 
+from cnnbench.commands import examples
 from cnnbench.data import dataset_info, list_datasets, resolve_cache_dir, resolve_data_dir
 from cnnbench.data.split import split_sizes
 from cnnbench.errors import UserError
@@ -20,8 +21,15 @@ from cnnbench.errors import UserError
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "datasets", help="list datasets: found/missing, verified, where, split sizes",
-        description=__doc__.splitlines()[0].replace("``", "`"))
+        "datasets", help="check datasets: found, verified, where, split sizes",
+        description="Show every built-in dataset (or the ones named): whether its files are "
+                    "found and verified, where they are, and its train/validation/test sizes. "
+                    "Without names it exits 0 whatever it finds; with names it ends with a "
+                    "one-line error and exit status 2 if one of them is missing or corrupt, so "
+                    "scripts can check for data.",
+        epilog=examples("cnnbench datasets",
+                        "cnnbench datasets mnist cifar10 --data-dir /data",
+                        "cnnbench datasets imagefolder:photos --json"))
     parser.add_argument("names", nargs="*", metavar="DATASET",
                         help="datasets to check (default: all built-in ones); imagefolder:PATH too")
     parser.add_argument("--data-dir", help="data root (default: $CNNBENCH_DATA, else ./data)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from cnnbench.commands import examples
 from cnnbench.config import DEVICES, TTA_MODES
 
 
@@ -14,7 +15,9 @@ def register(subparsers) -> None:
         description="Evaluate a checkpoint on the split of the run that wrote it, rebuilt from "
                     "the config stored in the checkpoint (same split seed, limits, "
                     "normalisation and test-time augmentation); best.ckpt reproduces the run "
-                    "summary's test accuracy exactly.")
+                    "summary's test accuracy exactly.",
+        epilog=examples("cnnbench eval --checkpoint runs/my-run/best.ckpt",
+                        "cnnbench eval --checkpoint runs/my-run --split val --json"))
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
                         help="a last.ckpt or best.ckpt (a run directory means its best.ckpt)")
     parser.add_argument("--split", choices=("test", "val"), default="test")
@@ -24,6 +27,9 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int,
                         metavar="N", help="evaluation batch size (default: the run's)")
     parser.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's)")
+    parser.add_argument("--allow-changed-data", action="store_true",
+                        help="evaluate even if the test set changed since the run (the accuracy "
+                             "is then not the run's)")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     parser.set_defaults(func=run)
 
@@ -32,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from cnnbench.training import evaluate_checkpoint
 
     result = evaluate_checkpoint(args.checkpoint, args.split, data_dir=args.data_dir, device=args.device,
-                                 batch_size=args.batch_size, tta=args.tta)
+                                 batch_size=args.batch_size, tta=args.tta,
+                                 allow_changed_data=args.allow_changed_data)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -13,23 +13,23 @@ import re
 
 import torch
 
+from cnnbench.commands import examples
+from cnnbench.config import STEMS
 from cnnbench.errors import UserError
 
-# Used only until cnnbench.data is importable; cnnbench.data.get_spec is the source of truth.
-_FALLBACK_SPECS = {
-    "mnist": (1, 28, 28, 10),
-    "fashion_mnist": (1, 28, 28, 10),
-    "cifar10": (3, 32, 32, 10),
-    "cifar10_jpeg": (3, 32, 32, 10),
-    "cifar100": (3, 32, 32, 100),
-}
 DEFAULT_DATASET = "cifar10"
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "models", help="list models with parameters, MACs and FLOPs; --summary NAME for one model's layers",
-        description=__doc__.splitlines()[0].replace("``", "`"))
+        "models", help="list models with parameters, MACs and FLOPs, or one's layers",
+        description="List every model with its parameters, MACs and FLOPs (FLOPs = 2 x MACs) "
+                    f"for a dataset's image size and number of classes (default: "
+                    f"{DEFAULT_DATASET}), or, with --summary NAME, one model's per-layer table. "
+                    "Models are built without weights, so the whole table takes a few seconds.",
+        epilog=examples("cnnbench models",
+                        "cnnbench models --dataset mnist --pattern 'resnet*'",
+                        "cnnbench models --summary resnet18 --dataset mnist"))
     parser.add_argument("--dataset", help=f"size the models for this dataset's images and classes "
                                           f"(default: {DEFAULT_DATASET})")
     parser.add_argument("--input-size", "--input_size", metavar="C,H,W",
@@ -37,7 +37,7 @@ def register(subparsers) -> None:
                              "dataset's channels, or one size for a square image)")
     parser.add_argument("--num-classes", "--num_classes", type=int,
                         help="number of classes (default: the dataset's; 10 with --input-size alone)")
-    parser.add_argument("--stem", default="auto", choices=("auto", "small", "imagenet"),
+    parser.add_argument("--stem", default="auto", choices=STEMS,
                         help="stem of ResNet/VGG/AlexNet/MobileNet/GoogLeNet (default auto: "
                              "imagenet from 112 px up)")
     parser.add_argument("--pattern", default="*", help="only models whose name matches this "
@@ -50,14 +50,8 @@ def register(subparsers) -> None:
 
 def _dataset_shape(name: str) -> tuple[str, tuple[int, int, int], int]:
     """(canonical name, (C, H, W), classes) of a dataset."""
-    try:
-        from cnnbench.data import get_spec
-    except ImportError:  # the data package is optional for listing models
-        key = name.lower().replace("-", "_")
-        if key not in _FALLBACK_SPECS:
-            raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(_FALLBACK_SPECS)}") from None
-        c, h, w, n = _FALLBACK_SPECS[key]
-        return key, (c, h, w), n
+    from cnnbench.data import get_spec
+
     spec = get_spec(name)
     return spec.name, (spec.channels, *spec.image_size), spec.num_classes
 

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import argparse
 
+from cnnbench.commands import examples
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "recipes", help="list the training recipes (--recipe NAME), or show one",
-        description="Recipes are named sets of `train` defaults; flags and --config still "
-                    "override them. Precedence: built-in defaults < recipe < config file < flags.")
+        "recipes", help="list the training recipes (sets of defaults), or show one",
+        description="Recipes are named sets of `train` defaults, chosen with `cnnbench train "
+                    "--recipe NAME`; options and --config still override them (built-in "
+                    "defaults < recipe < config file < options). Without NAME this lists the "
+                    "recipes; with NAME it shows what the recipe is for, how it was measured and "
+                    "every setting it makes.",
+        epilog=examples("cnnbench recipes",
+                        "cnnbench recipes fast",
+                        "cnnbench train --recipe fast --dataset cifar10"))
     parser.add_argument("name", nargs="?", help="show this recipe's documentation and settings")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnbench.cli import text_width
     from cnnbench.config.recipes import describe, get_recipe, list_recipes
 
     if args.name:
-        print(describe(get_recipe(args.name)))
+        print(describe(get_recipe(args.name), width=text_width()))
         return 0
     recipes = list_recipes()
     width = max(len(r.name) for r in recipes)

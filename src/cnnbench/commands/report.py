@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from cnnbench.commands import examples
 from cnnbench.report import write_report
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "report", help="write report.md, report.html and results.csv from run directories",
-        description="Reads only run directories (or folders holding them, such as a study's "
-                    "--out directory) and writes report.md with figures/, a self-contained "
-                    "report.html and results.csv.")
+        "report", help="compare finished runs: report.md, report.html, results.csv",
+        description="Compare finished runs: read run directories (or folders holding them, such "
+                    "as a study's --out directory) and write report.md with its figures/, a "
+                    "self-contained report.html and results.csv. Nothing is trained or "
+                    "evaluated; only the files the runs wrote are read.",
+        epilog=examples("cnnbench report runs/mnist-five",
+                        "cnnbench report runs/lenet5-mnist-1 runs/resnet18-mnist-1 --out reports/mnist"))
     parser.add_argument("dirs", nargs="+", metavar="DIR",
                         help="run directories, or directories that contain run directories")
     parser.add_argument("--out", metavar="DIR",
@@ -20,5 +24,5 @@ def register(subparsers) -> None:
 
 def _report(args) -> int:
     files = write_report(args.dirs, args.out)
-    print(f"wrote {files.markdown}, {files.html} ({len(files.figures)} figures), {files.csv}")
+    print(f"wrote {files.markdown}, {files.html} ({len(files.figures)} figure{'' if len(files.figures) == 1 else 's'}), {files.csv}")
     return 0

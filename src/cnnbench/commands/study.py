@@ -7,6 +7,7 @@ import sys
 
 import yaml
 
+from cnnbench.commands import examples
 from cnnbench.errors import UserError
 from cnnbench.studies import (CPU_GFLOPS, PROFILES, duration_text, estimate_seconds, list_studies,
                               load_study, run_study)
@@ -14,19 +15,45 @@ from cnnbench.studies import (CPU_GFLOPS, PROFILES, duration_text, estimate_seco
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "study", help="run a study: the runs of one lab report's experiment, then its report",
-        description="A study is a YAML file of training runs (`cnnbench study list` shows the "
-                    "shipped ones). `study run` trains each into OUT/<run>/, skipping runs that "
-                    "finished before, and writes OUT/report.md, report.html and results.csv.")
-    sub = parser.add_subparsers(dest="study_command", metavar="ACTION", required=True)
+        "study", help="run a lab report's experiment (several runs), then its report",
+        description="A study is a YAML file of training runs: the experiment of one lab report "
+                    "(`cnnbench study list` shows the shipped ones). `study show` prints its "
+                    "runs and their estimated time; `study run` trains each into OUT/<run>/, "
+                    "skipping runs that finished before, and writes OUT/report.md, report.html "
+                    "and results.csv.",
+        epilog=examples("cnnbench study list",
+                        "cnnbench study show mnist-five --profile cpu",
+                        "cnnbench study run mnist-five --out runs/mnist-five"))
+    sub = parser.add_subparsers(title="actions", dest="study_command", metavar="ACTION",
+                                required=True)
 
-    sub.add_parser("list", help="the shipped studies").set_defaults(func=_list)
+    sub.add_parser(
+        "list", help="the shipped studies",
+        description="List the studies shipped with cnnbench, one line each; `cnnbench study "
+                    "show NAME` shows one.",
+        epilog=examples("cnnbench study list")).set_defaults(func=_list)
 
-    show = sub.add_parser("show", help="the runs of a study and their resolved options")
+    show = sub.add_parser(
+        "show", help="the runs of a study and their resolved options",
+        description="Show a study's runs, each with its resolved train options and an estimate "
+                    "of its training time on 2 CPU cores, and the total; nothing is trained. "
+                    "Every run's options are checked first, so a mistake in the study file or in "
+                    "--set ends in one line.",
+        epilog=examples("cnnbench study show mnist-five",
+                        "cnnbench study show mnist-five --profile cpu --seeds 3",
+                        "cnnbench study show my-study.yaml --set device=cuda"))
     _study_arguments(show)
     show.set_defaults(func=_show)
 
-    run = sub.add_parser("run", help="train a study's runs and write its report")
+    run = sub.add_parser(
+        "run", help="train a study's runs and write its report",
+        description="Train a study's runs into OUT/<run>/ (default OUT: runs/<study>), skipping "
+                    "runs that finished before, so running it again resumes it; then write "
+                    "OUT/report.md, report.html and results.csv. If a run fails, the others "
+                    "still run, its error.txt says why and the exit status is 1.",
+        epilog=examples("cnnbench study run mnist-five --profile quick",
+                        "cnnbench study run mnist-five --out runs/mnist-five",
+                        "cnnbench study run cifar10-tricks --only 'resnet18*' --set device=cuda"))
     _study_arguments(run)
     run.add_argument("--out", metavar="DIR",
                      help="output directory (default runs/<study>); re-running resumes it")

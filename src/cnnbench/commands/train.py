@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from cnnbench.commands import examples
 from cnnbench.config import ALIASES, field_info
 from cnnbench.config.resolve import config_from_args
 
@@ -69,11 +70,17 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "train", help="train a model on a dataset (no flags: LeNet-5 on MNIST)",
-        description="Train one model on one dataset into a run directory. With no flags: "
-                    "LeNet-5 on MNIST on the CPU (the `default` recipe). Precedence: built-in "
-                    "defaults < --recipe (default: `default`; `none` for the plain defaults) < "
-                    "--config file < flags.")
+        "train", help="train a model on a dataset (no options: LeNet-5 on MNIST)",
+        description="Train one model on one dataset into a run directory (its options, logs, "
+                    "checkpoints and test accuracy; default runs/<model>-<dataset>-<time>). "
+                    "With no options: LeNet-5 on MNIST on the CPU (the `default` recipe), "
+                    "under a minute. Options override --config FILE, which overrides --recipe "
+                    "NAME, which overrides the built-in defaults (`--recipe none` for the plain "
+                    "defaults). Options may also be written with underscores (--batch_size); "
+                    "--resume DIR continues an interrupted run.",
+        epilog=examples("cnnbench train",
+                        "cnnbench train --model resnet18 --dataset cifar10 --epochs 30",
+                        "cnnbench train --recipe fast --dataset mnist --out runs/mnist-fast"))
     parser.add_argument("--config", metavar="FILE", help="YAML file of options (same keys as the "
                         "flags, with _); flags override it")
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="DIR",
@@ -90,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnbench.training import train_run
 
     if args.resume:
-        from cnnbench.training.rundir import saved_config
+        from cnnbench.training.rundir import prepare_run_dir, read_summary, saved_config
 
         out = args.resume if isinstance(args.resume, str) else getattr(args, "out", None)
         if out is None:
@@ -99,13 +106,22 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--resume continues the run with its saved config; drop --config")
         saved = saved_config(out)
         given = normalize_keys({k: v for k, v in vars(args).items() if k in FIELDS and k != "out"})
-        # Flags equal to the saved values are fine; train_run refuses any that change the run.
+        # Flags equal to the saved values are fine; any that change the run are refused.
         config = saved.replace(**given) if given else saved
+        prepare_run_dir(config, out, resume=True)
+        previous = read_summary(out) or {}
+        if previous.get("status") == "finished":
+            acc = previous.get("test_acc")
+            print(f"{out} is already finished (test accuracy {100 * acc:.2f}%); nothing to resume"
+                  if acc is not None else f"{out} is already finished; nothing to resume")
+            return 0
         summary = train_run(config, out_dir=out, resume=True, argv=args.argv,
                             progress=not args.quiet)
     else:
         config = config_from_args(args)
         summary = train_run(config, argv=args.argv, progress=not args.quiet)
+    if not args.quiet:  # the run's own last line already said it
+        return 0
     acc = summary.get("test_acc")
     print(f"{summary['name']}: test accuracy {100 * acc:.2f}% ({summary.get('tested_weights')} "
           f"weights), training {summary['train_time_s']:.1f} s -> {summary.get('run_dir')}"

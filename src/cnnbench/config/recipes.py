@@ -13,6 +13,7 @@ saying what it is for, what it reaches, on what hardware, and where it was measu
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,12 +76,12 @@ FAST = Recipe(
     summary="the fastest CPU recipes: MNIST to 99% in seconds, CIFAR-10 to ~89-90% in ~20 minutes",
     doc=("Time-to-accuracy recipes for a CPU without a GPU (they run unchanged on CUDA; add "
          "--amp bf16 --compile there). They train on all training images (val_split 0: no "
-         "model selection, the final weights are tested once). "
+         "model selection, the final weights are tested once).\n\n"
          "mnist: LeNet-5 (ReLU, max-pooling), AdamW 4e-3 with a one-cycle schedule over 3 "
          "epochs, label smoothing 0.1, batch 128: the default recipe's optimizer settings, "
          "shortened; on a 54k/6k validation split it beat lr 3e-3 without smoothing (99.00% vs "
          "98.92% validation accuracy after 3 epochs, seed 1). benchmarks/mnist_time_to_acc.py "
-         "measures it. "
+         "measures it.\n\n"
          "cifar10 / cifar10_jpeg: fastnet with widths (64, 128, 256) and BatchNorm scales fixed, "
          "after airbench (Jordan 2024, arXiv 2404.00498): patch-whitening initialisation of the "
          "first 2x2 convolution, whose filters then stay frozen and whose bias trains for 3 "
@@ -146,9 +147,15 @@ def recipe_values(name: str, dataset: str | None) -> dict[str, Any]:
     return get_recipe(name).values_for(dataset)
 
 
-def describe(recipe: Recipe) -> str:
-    """Multi-line description for ``cnnbench recipes NAME``."""
-    lines = [f"{recipe.name}: {recipe.summary}", "", recipe.doc, ""]
+def describe(recipe: Recipe, width: int = 100) -> str:
+    """Multi-line description for ``cnnbench recipes NAME``: the summary and the ``doc``
+    paragraphs (separated by blank lines) wrapped to ``width`` columns, then the settings, one
+    per line."""
+    wrap = dict(width=width, break_long_words=False, break_on_hyphens=False)
+    lines = textwrap.wrap(f"{recipe.name}: {recipe.summary}", subsequent_indent="  ", **wrap)
+    for paragraph in recipe.doc.split("\n\n"):
+        lines += ["", *textwrap.wrap(" ".join(paragraph.split()), **wrap)]
+    lines.append("")
     if recipe.defaults:
         lines.append("settings:")
         lines += [f"  {k}: {v}" for k, v in recipe.defaults.items()]

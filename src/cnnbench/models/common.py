@@ -90,3 +90,19 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     width multipliers give channel counts that map well onto hardware."""
     rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
     return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def init_fan_out(model: nn.Module) -> None:
+    """torchvision's initialisation of VGG and MobileNet: He-normal convolutions (fan-out),
+    BatchNorm at weight 1 and bias 0, linear layers N(0, 0.01), every bias 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from cnnbench.models.common import make_divisible, resolve_stem
+from cnnbench.models.common import init_fan_out, make_divisible, resolve_stem
 from cnnbench.models.registry import register_model
 
 __all__ = ["MobileNetV1", "MobileNetV2", "V1_LAYERS", "V2_SETTING"]
@@ -40,18 +40,6 @@ class ConvBNAct(nn.Sequential):
             nn.BatchNorm2d(cout),
             activation(inplace=True),
         )
-
-
-def _init_weights(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 class DepthwiseSeparable(nn.Module):
@@ -106,7 +94,7 @@ class MobileNetV1(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(channels, num_classes))
-        _init_weights(self)
+        init_fan_out(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.avgpool(self.features(x)).flatten(1))
@@ -172,7 +160,7 @@ class MobileNetV2(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(self.last_channel, num_classes))
-        _init_weights(self)
+        init_fan_out(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.avgpool(self.features(x)).flatten(1))

@@ -7,7 +7,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from cnnbench.models.common import resolve_stem
+from cnnbench.models.common import init_fan_out, resolve_stem
 from cnnbench.models.registry import register_model
 
 __all__ = ["VGG", "CONFIGS"]
@@ -78,16 +78,7 @@ class VGG(nn.Module):
             nn.Linear(fc_width, fc_width), nn.ReLU(inplace=True), nn.Dropout(drop_rate),
             nn.Linear(fc_width, num_classes),
         )
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_fan_out(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.avgpool(self.features(x))

@@ -3,6 +3,11 @@
 The report is built once as a list of blocks (headings, paragraphs, lists, tables,
 figures); :meth:`Document.markdown` links the figure files, :meth:`Document.html` embeds
 them as base64 PNG so the HTML file can be mailed or opened anywhere on its own.
+
+The HTML page is laid out for a window of about 1,280 px: a table wider than the page
+scrolls sideways in its own box (the page itself never does), short cells (numbers,
+``3.5 min``, most headers) stay on one line, and figures are shown at a fixed scale of
+their pixel size (:data:`FIGURE_DISPLAY_SCALE`), at most the page's width.
 """
 
 from __future__ import annotations
@@ -10,20 +15,32 @@ from __future__ import annotations
 import base64
 import html
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# Figures are saved at figures.DPI (150) and shown at 135 px per inch: sharp on a HiDPI
+# screen, their text about the size of the page's.
+FIGURE_DISPLAY_SCALE = 0.9
+
+# Cells whose text is at most this long never wrap (numbers, "3.5 min", "92.00 ± 2.00",
+# run names); longer text (notes, error lines) wraps within a column of readable width.
+NOWRAP_CHARS = 32
 
 _CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em;
        color: #222; line-height: 1.45; }
-table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.86em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.55em; text-align: left; vertical-align: top; }
+.table-wrap { max-width: 100%; overflow-x: auto; margin: 0.6em 0 1.2em; }
+table { border-collapse: collapse; font-size: 0.86em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.55em; text-align: left; vertical-align: top;
+         white-space: nowrap; }
+th.wrap, td.wrap { white-space: normal; min-width: 16em; max-width: 36em; }
 th { background: #f2f2f2; }
 tr:nth-child(even) td { background: #fafafa; }
 code { background: #f4f4f4; padding: 0 0.2em; }
 blockquote { border-left: 4px solid #ddd; margin: 0.5em 0; padding: 0.2em 1em; color: #444; }
 figure { margin: 0.8em 0 1.6em; }
-figure img { max-width: 100%; }
+figure img { max-width: 100%; height: auto; }
 figcaption { font-size: 0.85em; color: #555; }
 """
 
@@ -96,17 +113,35 @@ class Document:
             elif kind == "bullets":
                 out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block[1]) + "</ul>")
             elif kind == "table":
-                head = "".join(f"<th>{_inline(h)}</th>" for h in block[1])
-                body = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"
+                head = "".join(_cell("th", h) for h in block[1])
+                body = "".join("<tr>" + "".join(_cell("td", c) for c in row) + "</tr>"
                                for row in block[2])
-                out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+                out.append(f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
+                           f"<tbody>{body}</tbody></table></div>")
             elif kind == "figure":
-                data = base64.b64encode(block[1].read_bytes()).decode("ascii")
+                raw = block[1].read_bytes()
+                data = base64.b64encode(raw).decode("ascii")
                 caption = html.escape(block[2])
-                out.append(f'<figure><img alt="{caption}" src="data:image/png;base64,{data}">'
+                size = _png_size(raw)
+                width = (f' width="{round(size[0] * FIGURE_DISPLAY_SCALE)}"'
+                         f' height="{round(size[1] * FIGURE_DISPLAY_SCALE)}"' if size else "")
+                out.append(f'<figure><img alt="{caption}"{width} '
+                           f'src="data:image/png;base64,{data}">'
                            f"<figcaption>{caption}</figcaption></figure>")
         out.append("</body></html>")
         return "\n".join(out) + "\n"
+
+
+def _cell(tag: str, text) -> str:
+    wrap = ' class="wrap"' if len(str(text)) > NOWRAP_CHARS else ""
+    return f"<{tag}{wrap}>{_inline(text)}</{tag}>"
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height in pixels from a PNG's header, or ``None`` if it is not a PNG."""
+    if len(data) < 24 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", data[16:24])
 
 
 def _md_cell(text: str) -> str:

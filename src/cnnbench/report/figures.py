@@ -1,8 +1,14 @@
 """The report's figures (matplotlib, written as PNG files).
 
-Every function takes the runs to draw and the file to write, draws with matplotlib's
-object API (``Figure``, no pyplot state, no display needed) and returns the path it wrote,
-or ``None`` when there was nothing to draw.
+Each figure has two functions: ``*_figure`` draws it with matplotlib's object API
+(``Figure``, no pyplot state, no display needed) and returns the ``Figure``, or ``None`` when
+no run has data for it; the function without the suffix writes that figure to a PNG file and
+returns the path it wrote, or ``None``.
+
+Short runs are drawn so that they read: a series of few points has markers (a single point
+is labelled with its value), an axis whose data is one value gets a range around it rather
+than matplotlib's hairline band, epoch axes tick whole epochs, log axes label ticks as plain
+numbers (``0.3``, ``2``, ``100k``, not ``3×10⁻¹``) and legends list only the runs drawn.
 """
 
 from __future__ import annotations
@@ -12,10 +18,12 @@ from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, MaxNLocator
 
 from cnnbench.report.runs import RunGroup, RunRecord
 
-DPI = 100
+DPI = 150  # the HTML page shows figures at 135 px per inch (document.FIGURE_DISPLAY_SCALE)
+MARKERS_UP_TO = 12  # series with at most this many points are drawn with markers
 
 
 def _colors(n: int) -> list:
@@ -25,43 +33,129 @@ def _colors(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def _save(fig: Figure | None, path: Path) -> Path | None:
+    if fig is None:
+        return None
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     return path
 
 
-def _legend(ax, n: int) -> None:
+def _legend(ax) -> None:
+    """A legend of the labelled artists (one per run drawn), outside the axes when long."""
+    n = len(ax.get_legend_handles_labels()[1])
     if n > 8:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     elif n:
         ax.legend(fontsize=8)
 
 
-def epoch_curves(groups: list[RunGroup], key: str, ylabel: str, path: Path, *,
-                 percent: bool = False) -> Path | None:
+def plain_number(value: float) -> str:
+    """A tick label without powers of ten: 0.3, 2.35, 250k, 1.2M."""
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else str(value)
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.4g}{unit}"
+    return f"{value:.4g}"
+
+
+class _PlainLogFormatter(LogFormatterSciNotation):
+    """Labels the ticks matplotlib's log formatter would label, as plain numbers."""
+
+    def __call__(self, x, pos=None):
+        return plain_number(x) if super().__call__(x, pos) else ""
+
+
+def _plain_log(axis) -> None:
+    axis.set_major_formatter(_PlainLogFormatter())
+    axis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
+
+
+def _finite(values, *, positive: bool = False) -> bool:
+    return all(v is not None and math.isfinite(v) and (v > 0 or not positive) for v in values)
+
+
+def _range(values: list[float], *, log: bool = False, floor: float | None = None,
+           ceiling: float | None = None) -> tuple[float, float] | None:
+    """Axis limits around data that is (nearly) one value, else ``None`` (autoscale).
+
+    One value gets ±10 % of itself (×/÷ 1.5 on a log axis) so that the axis shows a
+    range a reader can place it in, not a band a thousandth wide.
+    """
+    lo, hi = min(values), max(values)
+    if log:
+        if hi > lo * (1 + 1e-6):
+            return None
+        return lo / 1.5, hi * 1.5
+    if hi - lo > 1e-6 * max(1.0, abs(lo), abs(hi)):
+        return None
+    mid = (lo + hi) / 2
+    half = 0.1 * abs(mid) if mid else 1.0
+    low, high = mid - half, mid + half
+    if floor is not None and lo >= floor:
+        low = max(low, floor)
+    if ceiling is not None and hi <= ceiling:
+        high = min(high, ceiling + 0.1 * half)
+    return low, high
+
+
+def _epoch_axis(ax, epochs: list[float]) -> None:
+    """Whole epochs as ticks; a run of a few epochs gets half an epoch either side."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    lo, hi = min(epochs), max(epochs)
+    if hi - lo < 4:
+        ax.set_xlim(lo - 0.5, hi + 0.5)
+
+
+def _series(ax, x, y, *, color, label, alpha=1.0, value_text=None) -> None:
+    """One run's line; markers when it has few points, and its value when it has one."""
+    n = len(x)
+    ax.plot(x, y, color=color, alpha=alpha, label=label,
+            marker="o" if n <= MARKERS_UP_TO else None, markersize=6 if n == 1 else 4)
+    if n == 1 and value_text is not None:
+        ax.annotate(value_text(y[0]), (x[0], y[0]), textcoords="offset points", xytext=(6, 4),
+                    fontsize=7, color=color)
+
+
+def epoch_curves_figure(groups: list[RunGroup], key: str, ylabel: str, *,
+                        percent: bool = False) -> Figure | None:
     """One line per run directory of ``metrics.jsonl[key]`` against the epoch."""
     fig = Figure(figsize=(7.5, 4.2))
     ax = fig.subplots()
-    drawn = 0
+    xs: list[float] = []
+    ys: list[float] = []
     for group, color in zip(groups, _colors(len(groups))):
-        for i, record in enumerate(group.records):
+        labelled = False
+        for record in group.records:
             points = [(m["epoch"], m[key]) for m in record.metrics
-                      if m.get(key) is not None and m.get("epoch") is not None]
+                      if _finite([m.get("epoch"), m.get(key)])]
             if not points:
                 continue
             x, y = zip(*points)
-            y = [100 * v for v in y] if percent else y
-            ax.plot(x, y, color=color, marker="o" if len(x) < 12 else None, markersize=3,
-                    alpha=1.0 if i == 0 else 0.6, label=group.label if i == 0 else None)
-            drawn += 1
-    if not drawn:
+            y = [100 * v for v in y] if percent else list(y)
+            _series(ax, x, y, color=color, alpha=0.6 if labelled else 1.0,
+                    label=None if labelled else group.label,
+                    value_text=lambda v: f"{v:.2f}" if percent else f"{v:.4g}")
+            labelled = True
+            xs += x
+            ys += y
+    if not xs:
         return None
+    _epoch_axis(ax, xs)
+    limits = _range(ys, floor=0.0, ceiling=100.0 if percent else None)
+    if limits:
+        ax.set_ylim(*limits)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    _legend(ax, len(groups))
-    return _save(fig, path)
+    _legend(ax)
+    return fig
+
+
+def epoch_curves(groups: list[RunGroup], key: str, ylabel: str, path: Path, *,
+                 percent: bool = False) -> Path | None:
+    return _save(epoch_curves_figure(groups, key, ylabel, percent=percent), path)
 
 
 def smooth(values: list[float]) -> list[float]:
@@ -75,45 +169,63 @@ def smooth(values: list[float]) -> list[float]:
     return out
 
 
-def train_loss_curves(groups: list[RunGroup], path: Path) -> Path | None:
+def train_loss_curves_figure(groups: list[RunGroup]) -> Figure | None:
     """Smoothed training loss against images seen (``train_steps.jsonl``, else per epoch)."""
     fig = Figure(figsize=(7.5, 4.2))
     ax = fig.subplots()
-    drawn = 0
+    xs: list[float] = []
+    ys: list[float] = []
     for group, color in zip(groups, _colors(len(groups))):
-        for i, record in enumerate(group.records):
+        labelled = False
+        for record in group.records:
             rows = record.steps or record.metrics
             points = [(r["images_seen"], r["train_loss"]) for r in rows
-                      if r.get("images_seen") is not None and r.get("train_loss") is not None]
+                      if _finite([r.get("images_seen")])
+                      and _finite([r.get("train_loss")], positive=True)]  # log axis
             if not points:
                 continue
             x, y = zip(*points)
             if len(x) > 3:
                 ax.plot(x, y, color=color, alpha=0.15, linewidth=0.8)
-            ax.plot(x, smooth(list(y)), color=color, alpha=1.0 if i == 0 else 0.6,
-                    label=group.label if i == 0 else None)
-            drawn += 1
-    if not drawn:
+            _series(ax, x, smooth(list(y)), color=color, alpha=0.6 if labelled else 1.0,
+                    label=None if labelled else group.label, value_text=lambda v: f"{v:.4g}")
+            labelled = True
+            xs += x
+            ys += y
+    if not xs:
         return None
     ax.set_xlabel("training images seen")
     ax.set_ylabel("training loss (smoothed)")
     ax.set_yscale("log")
+    _plain_log(ax.yaxis)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: plain_number(v)))
+    limits = _range(ys, log=True)
+    if limits:
+        ax.set_ylim(*limits)
+    limits = _range(xs, floor=0.0)
+    if limits:
+        ax.set_xlim(*limits)
     ax.grid(alpha=0.3, which="both")
-    _legend(ax, len(groups))
-    return _save(fig, path)
+    _legend(ax)
+    return fig
 
 
-def bar_chart(groups: list[RunGroup], values: list[tuple[float, float] | None], ylabel: str,
-              path: Path, *, log: bool = False) -> Path | None:
+def train_loss_curves(groups: list[RunGroup], path: Path) -> Path | None:
+    return _save(train_loss_curves_figure(groups), path)
+
+
+def bar_chart_figure(groups: list[RunGroup], values: list[tuple[float, float] | None],
+                     ylabel: str, *, log: bool = False) -> Figure | None:
     """One bar per run (error bar: std over seeds); runs without a value are left out."""
-    items = [(g.label, v) for g, v in zip(groups, values) if v is not None]
+    items = [(g.label, v) for g, v in zip(groups, values)
+             if v is not None and _finite([v[0]], positive=log)]
     if not items:
         return None
     labels, vals = zip(*items)
     fig = Figure(figsize=(max(5.0, 0.55 * len(labels) + 2), 4.0))
     ax = fig.subplots()
     means = [v[0] for v in vals]
-    errs = [v[1] for v in vals]
+    errs = [v[1] if _finite([v[1]]) else 0.0 for v in vals]
     bars = ax.bar(range(len(labels)), means, yerr=errs if any(errs) else None, capsize=3,
                   color=_colors(len(labels)))
     ax.bar_label(bars, labels=[_short(m) for m in means], fontsize=7, padding=2)
@@ -122,14 +234,23 @@ def bar_chart(groups: list[RunGroup], values: list[tuple[float, float] | None], 
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")
+        _plain_log(ax.yaxis)
+    else:
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: plain_number(v)))
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return fig
 
 
-def accuracy_vs_macs(groups: list[RunGroup], path: Path) -> Path | None:
+def bar_chart(groups: list[RunGroup], values: list[tuple[float, float] | None], ylabel: str,
+              path: Path, *, log: bool = False) -> Path | None:
+    return _save(bar_chart_figure(groups, values, ylabel, log=log), path)
+
+
+def accuracy_vs_macs_figure(groups: list[RunGroup]) -> Figure | None:
     """Test accuracy against multiply-accumulates per image (log scale)."""
     points = [(g.label, g.first.get("macs"), g.test_acc) for g in groups]
-    points = [(lab, m, acc) for lab, m, acc in points if m and acc is not None]
+    points = [(lab, m, acc) for lab, m, acc in points
+              if m and acc is not None and _finite([m], positive=True) and _finite([acc[0]])]
     if not points:
         return None
     fig = Figure(figsize=(6.5, 4.2))
@@ -140,13 +261,24 @@ def accuracy_vs_macs(groups: list[RunGroup], path: Path) -> Path | None:
         ax.annotate(label, (macs, 100 * acc[0]), textcoords="offset points", xytext=(4, 4),
                     fontsize=7)
     ax.set_xscale("log")
+    _plain_log(ax.xaxis)
+    limits = _range([m for _, m, _ in points], log=True)
+    if limits:
+        ax.set_xlim(*limits)
+    limits = _range([100 * acc[0] for _, _, acc in points], floor=0.0, ceiling=100.0)
+    if limits:
+        ax.set_ylim(*limits)
     ax.set_xlabel("MACs per image (multiply-accumulates, forward)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, which="both")
-    return _save(fig, path)
+    return fig
 
 
-def confusion_matrix(group: RunGroup, path: Path) -> Path | None:
+def accuracy_vs_macs(groups: list[RunGroup], path: Path) -> Path | None:
+    return _save(accuracy_vs_macs_figure(groups), path)
+
+
+def confusion_matrix_figure(group: RunGroup) -> Figure | None:
     """Row-normalised confusion matrix (rows: true class), summed over the run's seeds."""
     mats = [r.summary["confusion_matrix"] for r in group.finished
             if r.summary.get("confusion_matrix")]
@@ -173,10 +305,14 @@ def confusion_matrix(group: RunGroup, path: Path) -> Path | None:
     seeds = f" (sum over {len(mats)} seeds)" if len(mats) > 1 else ""
     ax.set_title(f"{group.label}{seeds}", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
-    return _save(fig, path)
+    return fig
 
 
-def misclassified_gallery(record: RunRecord, path: Path, limit: int = 32) -> Path | None:
+def confusion_matrix(group: RunGroup, path: Path) -> Path | None:
+    return _save(confusion_matrix_figure(group), path)
+
+
+def misclassified_gallery_figure(record: RunRecord, limit: int = 32) -> Figure | None:
     """Misclassified test images with predicted and true labels (``misclassified.pt``)."""
     source = record.misclassified_path
     if source is None:
@@ -207,7 +343,11 @@ def misclassified_gallery(record: RunRecord, path: Path, limit: int = 32) -> Pat
         else:
             ax.imshow(img.permute(1, 2, 0).numpy())
         ax.set_title(f"pred {name(int(pred[k]))}\ntrue {name(int(true[k]))}", fontsize=7)
-    return _save(fig, path)
+    return fig
+
+
+def misclassified_gallery(record: RunRecord, path: Path, limit: int = 32) -> Path | None:
+    return _save(misclassified_gallery_figure(record, limit), path)
 
 
 def _short(value: float) -> str:

@@ -32,7 +32,7 @@ from cnnbench.errors import UserError
 from cnnbench.models import create_model
 from cnnbench.models.profile import count_macs, count_params
 from cnnbench.training import transfer, whitening
-from cnnbench.training.checkpoint import model_state, unwrap
+from cnnbench.training.checkpoint import capture_rng_state, model_state, unwrap
 from cnnbench.training.ema import WeightAverage
 from cnnbench.training.engine import evaluate, train_one_epoch
 from cnnbench.training.machine import resolve_device, seed_everything, set_determinism
@@ -111,6 +111,7 @@ class Training:
     params: int
     macs: int | None
     init_report: transfer.LoadReport | None = None
+    keep_trainable: tuple[str, ...] = ()     # parameters an --init left new: never frozen
     step: int = 0
     images_seen: int = 0
 
@@ -147,7 +148,8 @@ class Training:
         schedule's log line, if any."""
         c = self.config
         change = transfer.apply_freeze_schedule(self.model, c.freeze, c.unfreeze_at, epoch,
-                                                num_classes=self.spec.num_classes)
+                                                num_classes=self.spec.num_classes,
+                                                keep=self.keep_trainable)
         if c.whiten_bias_epochs >= 0:
             conv = whitening.find_whitening_conv(self.model)
             # The bias trains in its first epochs unless the freeze schedule froze it (freezing
@@ -159,7 +161,7 @@ class Training:
         loader.resize = c.lowres_size if epoch < c.lowres_epochs else c.resize
         return change
 
-    def train_epoch(self, epoch: int, *, on_log: Callable[[int, int, float], None] | None = None,
+    def train_epoch(self, epoch: int, *, on_log: Callable[[int, int, float, float], None] | None = None,
                     progress=None) -> dict[str, Any]:
         """One epoch through :func:`cnnbench.training.engine.train_one_epoch`; advances
         ``step`` and ``images_seen``."""
@@ -201,9 +203,10 @@ class Training:
         model = build_model(self.config, self.spec, self.data.input_size)
         try:
             unwrap(model).load_state_dict(weights)
-        except RuntimeError as exc:
+        except RuntimeError as exc:  # torch's first line only says "Error(s) in loading ..."
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or ["?"]
             raise UserError(f"the weights in {source} do not fit model {self.config.model} "
-                            f"({str(exc).splitlines()[0][:160]})") from None
+                            f"({lines[min(1, len(lines) - 1)][:200]})") from None
         model.to(self.device)
         if self.config.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -225,8 +228,6 @@ class Training:
     def training_state(self) -> dict[str, Any]:
         """Everything besides the evaluation weights that a run needs to continue exactly
         (``last.ckpt``'s ``training`` entry, :mod:`cnnbench.training.checkpoint`)."""
-        from cnnbench.training.checkpoint import capture_rng_state
-
         return {
             "model": model_state(self.model) if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -288,4 +289,12 @@ def build_training(config: TrainConfig, *, load_init_weights: bool = True) -> Tr
         scaler=torch.amp.GradScaler(device.type) if c.amp == "fp16" else None,
         ema=WeightAverage(model, decay=c.ema, every=c.ema_every) if c.ema > 0 else None,
         criterion=nn.CrossEntropyLoss(label_smoothing=c.label_smoothing),
-        params=params, macs=macs, init_report=init_report)
+        params=params, macs=macs, init_report=init_report,
+        keep_trainable=new_parameters(model, init_report.new if init_report else ()))
+
+
+def new_parameters(model: nn.Module, names) -> tuple[str, ...]:
+    """Of the tensor ``names`` an ``--init`` left new (:class:`transfer.LoadReport` ``new``),
+    the model's parameters (not buffers): they must train even under ``--freeze``."""
+    params = {n for n, _ in unwrap(model).named_parameters()}
+    return tuple(sorted(n for n in names if n in params))

@@ -31,15 +31,20 @@ class Console:
         if self.bar is not None:
             self.bar.update(images)
 
+    @staticmethod
+    def _shown(metrics: dict[str, float]) -> dict[str, str]:
+        """Accuracies in percent, as the epoch lines show them; losses with 4 decimals."""
+        return {k: f"{100 * v:.2f}%" if k.endswith("acc") else f"{v:.4f}" for k, v in metrics.items()}
+
     def log(self, **metrics: float) -> None:
         if self.bar is not None:
-            self.bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()}, refresh=False)
+            self.bar.set_postfix(self._shown(metrics), refresh=False)
         elif self.enabled and time.perf_counter() - self._last_line >= self.PLAIN_INTERVAL_S:
             self._last_line = time.perf_counter()
             elapsed = self._last_line - self.t0
             rate = self.done / elapsed if elapsed > 0 else 0.0
             eta = (self.images - self.done) / rate if rate > 0 else float("nan")
-            values = " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            values = " ".join(f"{k} {v}" for k, v in self._shown(metrics).items())
             self.line(f"epoch {self.epoch}/{self.epochs} {self.done}/{self.images} img {values} "
                       f"{rate:.0f} img/s ETA {eta:.0f} s")
 

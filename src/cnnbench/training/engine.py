@@ -77,7 +77,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
                     criterion: Callable, *, scheduler=None, scaler=None, amp: str = "off",
                     device: torch.device | str | None = None, channels_last: bool = False,
                     grad_clip: float = 0.0, ema=None, log_every: int = 0,
-                    on_log: Callable[[int, int, float], None] | None = None,
+                    on_log: Callable[[int, int, float, float], None] | None = None,
                     progress: Progress | None = None, step: int = 0,
                     images_seen: int = 0) -> dict[str, Any]:
     """Train ``model`` for one pass over ``loader``.
@@ -88,13 +88,15 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         ema: an object with ``update(model)`` (e.g. :class:`cnnbench.training.ema.WeightAverage`),
             called after every optimizer step, or None.
         log_every: every this many steps, read the mean training loss of those steps from
-            the device, check it is finite and call ``on_log(step, images_seen, loss)``;
+            the device, check it is finite and call ``on_log(step, images_seen, loss, lr)``
+            (``lr``: the learning rate of the first parameter group at that step);
             0 = only at the end of the epoch.
         step, images_seen: counters at the start of the epoch (global, across epochs).
 
     Returns:
         ``loss`` (mean over images), ``acc``, ``images``, ``steps``, ``time_s``,
-        ``images_per_s``, and the updated global ``step`` and ``images_seen``.
+        ``images_per_s``, ``lr_max`` and ``lr_mean`` (the learning rate of the first parameter
+        group over the epoch's steps), and the updated global ``step`` and ``images_seen``.
 
     Raises:
         NonFiniteLoss: the loss became NaN/Inf (checked at each log point and at the end).
@@ -109,11 +111,14 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     window_images = 0
     images = 0
     steps = 0
+    lr_max, lr_sum = 0.0, 0.0
     start = time.perf_counter()
     for x, y in loader:
         x, y = _to_device(x, y, device, channels_last)
         n = y.shape[0]
         optimizer.zero_grad(set_to_none=True)
+        lr = float(optimizer.param_groups[0]["lr"])  # a Python float: no device sync
+        lr_max, lr_sum = max(lr_max, lr), lr_sum + lr
         with autocast(device, amp):
             outputs = model(x)
             loss, logits = compute_loss(model, outputs, y, criterion)
@@ -154,7 +159,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
                                        / window_images).tolist()
             _check_finite(window_loss, step)
             if on_log is not None:
-                on_log(step, images_seen, window_loss)
+                on_log(step, images_seen, window_loss, lr)
             if progress is not None:
                 progress.log(loss=window_loss, acc=window_acc)
             window_sum.zero_()
@@ -169,6 +174,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     _check_finite(mean_loss, step)
     return {"loss": mean_loss, "acc": totals[1] / images, "images": images, "steps": steps,
             "time_s": elapsed, "images_per_s": images / elapsed if elapsed > 0 else float("nan"),
+            "lr_max": lr_max, "lr_mean": lr_sum / steps,
             "step": step, "images_seen": images_seen}
 
 

@@ -9,17 +9,20 @@ from cnnbench.config import TrainConfig
 from cnnbench.errors import UserError
 from cnnbench.training.build import build_training
 from cnnbench.training.checkpoint import load_checkpoint
+from cnnbench.training.rundata import check_same_data
 from cnnbench.training.rundir import BEST
 
 
 def evaluate_checkpoint(path: str | Path, split: str = "test", *, data_dir: str | None = None,
                         device: str | None = None, batch_size: int | None = None,
-                        tta: str | None = None) -> dict[str, Any]:
+                        tta: str | None = None, allow_changed_data: bool = False) -> dict[str, Any]:
     """Evaluate a checkpoint (a run directory means its ``best.ckpt``) on its run's ``test``
     or ``val`` split, rebuilt from the config stored in it (same split seed, limits and
     normalisation), so ``best.ckpt`` reproduces the summary's ``test_acc`` exactly. Returns
     :func:`cnnbench.training.engine.evaluate`'s dict plus ``split``, ``checkpoint``, ``epoch``,
-    ``model``, ``dataset`` and ``tta``."""
+    ``model``, ``dataset`` and ``tta``. Data that changed since the run (other classes, another
+    test set: the checkpoint records a fingerprint) is a one-line :class:`UserError`; with
+    ``allow_changed_data`` only other classes are."""
     if split not in ("test", "val"):
         raise UserError(f"split must be test or val, got {split!r}")
     if batch_size is not None and batch_size < 1:
@@ -35,6 +38,10 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", *, data_dir: str 
     changes = {k: v for k, v in {"data_dir": data_dir, "device": device,
                                   "eval_batch_size": batch_size, "tta": tta}.items() if v is not None}
     training = build_training(config.replace(**changes), load_init_weights=False)
+    recorded, now = state.get("data"), training.data.fingerprint()
+    if allow_changed_data and recorded:
+        recorded = {**recorded, "test_sha256": now["test_sha256"]}
+    check_same_data(recorded, now, str(path))
     result = training.evaluate_weights(split, state["model"], source=str(path))
     return {**result, "split": split, "checkpoint": str(path), "epoch": state["epoch"],
             "model": training.config.model, "dataset": training.config.dataset,

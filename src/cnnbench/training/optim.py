@@ -188,11 +188,3 @@ def is_per_step(scheduler) -> bool:
     once per epoch with the validation loss)."""
     return scheduler is not None and not isinstance(
         scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-
-
-def current_lr(optimizer: torch.optim.Optimizer) -> float:
-    """Learning rate of the first (main) parameter group."""
-    for group in optimizer.param_groups:
-        if group.get("name", "weights").startswith("weights"):
-            return float(group["lr"])
-    return float(optimizer.param_groups[0]["lr"])

@@ -33,11 +33,10 @@ from cnnbench.config import TrainConfig
 from cnnbench.version import __version__
 from cnnbench.errors import UserError
 from cnnbench.training import checkpoint as ckpt
-from cnnbench.training.build import Training, build_training
+from cnnbench.training.build import Training, build_training, new_parameters
 from cnnbench.training.console import Console
 from cnnbench.training.engine import NonFiniteLoss
 from cnnbench.training.machine import cpu_name, device_name, git_commit
-from cnnbench.training.optim import current_lr
 from cnnbench.training.rundir import (BEST, ERROR, LAST, METRICS, PREDICTIONS, STEPS, SUMMARY,
                                      append_jsonl, now, open_run_dir, prepare_run_dir,
                                      read_summary, save_misclassified, truncate_jsonl, write_json)
@@ -103,12 +102,16 @@ class _Run:
         meta, start_epoch = _fresh_meta(), 0
         if self.resume:
             start_epoch, meta = self._restore(training)
+            new = (self.summary.get("init_report") or {}).get("new") or {}
+            training.keep_trainable = new_parameters(training.model, new)  # as at the start
         else:
             meta["train_time_s"] += training.whiten()
         self.last_good_epoch = start_epoch
         from torch.utils.tensorboard import SummaryWriter
+        # On resume, drop what the killed process logged after its last checkpoint: events of
+        # later steps (the checkpointed step's own epoch scalars are kept).
         self.writer = SummaryWriter(log_dir=str(self.run_dir),
-                                    purge_step=training.step if self.resume else None)
+                                    purge_step=training.step + 1 if self.resume else None)
 
         for epoch in range(start_epoch, c.epochs):
             if meta["stopped_early"]:
@@ -116,7 +119,6 @@ class _Run:
             change = training.start_epoch(epoch)
             if change:
                 self.console.line(change)
-            lr = current_lr(training.optimizer)
             self.console.start_epoch(epoch + 1, c.epochs, training.loader(epoch).num_samples)
             stats = training.train_epoch(epoch, on_log=self._log_step, progress=self.console)
             self.console.end_epoch()
@@ -131,7 +133,8 @@ class _Run:
             self._log_epoch({
                 "epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"],
                 "val_loss": val["loss"] if val else None, "val_acc": val["acc"] if val else None,
-                "lr": lr, "batch_size": c.batch_size_at(epoch), "epoch_time_s": stats["time_s"],
+                "lr": stats["lr_max"], "lr_mean": stats["lr_mean"],
+                "batch_size": c.batch_size_at(epoch), "epoch_time_s": stats["time_s"],
                 "train_images_per_s": stats["images_per_s"], "images_seen": meta["images_seen"]},
                 training.step)
             improved = val is not None and (meta["best_val_acc"] is None or val["acc"] > meta["best_val_acc"])
@@ -197,6 +200,7 @@ class _Run:
             "train_images_per_s": None, "best_val_acc": None, "best_epoch": None,
             "test_acc": None, "test_loss": None, "per_class_test_acc": None,
             "confusion_matrix": None, "classes": list(spec.classes), "split": training.data.split,
+            "data": training.data.fingerprint(),
             "limited": bool(c.limit_train or c.limit_eval), "limit_train": c.limit_train,
             "limit_eval": c.limit_eval, "recipe": c.recipe, "profile": c.profile, "tta": c.tta,
             "init": c.init, "pretrained": c.pretrained, "init_report": None,
@@ -217,10 +221,11 @@ class _Run:
             summary["init_report"] = (read_summary(self.run_dir) or {}).get("init_report")
         return summary
 
-    def _log_step(self, step: int, images_seen: int, loss: float) -> None:
+    def _log_step(self, step: int, images_seen: int, loss: float, lr: float) -> None:
         append_jsonl(self.run_dir / STEPS, {"step": step, "images_seen": images_seen,
-                                            "train_loss": loss})
+                                            "train_loss": loss, "lr": lr})
         self.writer.add_scalar("train/loss_steps", loss, step)
+        self.writer.add_scalar("train/lr_steps", lr, step)
 
     def _log_epoch(self, record: dict[str, Any], step: int) -> None:
         append_jsonl(self.run_dir / METRICS, record)
@@ -235,14 +240,16 @@ class _Run:
                if record["val_acc"] is not None else "")
         self.console.line(f"epoch {record['epoch']}/{self.config.epochs}: train loss "
                           f"{record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%{val} | "
-                          f"lr {record['lr']:.3g} | {record['epoch_time_s']:.1f} s, "
+                          f"lr peak {record['lr']:.3g} mean {record['lr_mean']:.3g} | "
+                          f"{record['epoch_time_s']:.1f} s, "
                           f"{record['train_images_per_s']:.0f} img/s")
 
     # -- checkpoints ----------------------------------------------------------------------
     def _save(self, name: str, weights, epoch: int, step: int, meta: dict, **extra) -> None:
         ckpt.save_checkpoint(self.run_dir / name, {
             "kind": name.split(".")[0], "config": self.config.to_dict(), "epoch": epoch,
-            "step": step, "model": weights, "meta": dict(meta), **extra})
+            "step": step, "model": weights, "meta": dict(meta), "data": self.summary["data"],
+            **extra})
 
     def _save_last(self, training: Training, weights, epoch: int, meta: dict) -> None:
         # the loaders' draws are a function of (seed, epoch): this is the next epoch's

@@ -11,6 +11,7 @@ of ``(seed, epoch)``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any
 
 import torch
@@ -31,6 +32,16 @@ class RunData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     input_size: tuple[int, int]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the data a run was trained and tested on: the class names and a
+        sha256 of the test split's images and labels (as limited). Checkpoints carry it, so
+        evaluating one on data that changed since is caught (:func:`check_same_data`)."""
+        digest = hashlib.sha256()
+        for tensor in self.test:
+            digest.update(tensor.contiguous().numpy().tobytes())
+        return {"classes": list(self.spec.classes), "test_images": len(self.test[1]),
+                "test_sha256": digest.hexdigest()}
 
     @property
     def split(self) -> dict[str, int]:
@@ -88,3 +99,24 @@ def make_loader(config: TrainConfig, run_data: RunData, split: str, device: torc
                         augment=config.augment if training else "none",
                         resize=config.resize, device=device, drop_last=False,
                         channels_last=config.channels_last)
+
+
+def check_same_data(recorded: dict[str, Any] | None, now: dict[str, Any], where: str) -> None:
+    """A one-line :class:`UserError` when the data a checkpoint was trained on (``recorded``,
+    its ``data`` entry; ``None`` for checkpoints that predate it) differs from ``now``."""
+    if not recorded:
+        return
+    old, new = recorded.get("classes"), now["classes"]
+    if old != new:
+        added = [c for c in new if c not in old]
+        gone = [c for c in old if c not in new]
+        change = ", ".join(part for part in (f"added {', '.join(added)}" if added else "",
+                                             f"missing {', '.join(gone)}" if gone else "") if part)
+        raise UserError(f"{where} was trained on {len(old)} classes but the dataset now has "
+                        f"{len(new)} ({change or 'in another order'}); evaluate it on the data it "
+                        f"was trained on")
+    if recorded.get("test_sha256") != now["test_sha256"]:
+        raise UserError(f"the test set changed since {where} was trained ({recorded.get('test_images')} "
+                        f"images then, {now['test_images']} now, other contents); its accuracy "
+                        f"would not be the run's: restore the data, or pass --allow-changed-data "
+                        f"to evaluate on the data as it is now")

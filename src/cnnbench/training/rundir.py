@@ -119,6 +119,9 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 def saved_config(run_dir: str | Path) -> TrainConfig:
     """The config a run directory was trained with (its ``config.yaml``); no run -> UserError."""
+    if not Path(run_dir).exists():
+        raise UserError(f"{run_dir} does not exist; --resume takes the directory of an earlier "
+                        f"`cnnbench train` (e.g. runs/lenet5-mnist-...)")
     saved_path = Path(run_dir) / CONFIG
     if not saved_path.exists():
         raise UserError(f"{run_dir} holds no run to resume (no config.yaml); give the "

@@ -117,27 +117,34 @@ def _freeze_prefixes(model: nn.Module, what: str) -> list[str]:
     return prefixes
 
 
-def freeze(model: nn.Module, what: str = "backbone", *,
-           num_classes: int | None = None) -> list[str]:
+def freeze(model: nn.Module, what: str = "backbone", *, num_classes: int | None = None,
+           keep: Iterable[str] = ()) -> list[str]:
     """Freeze part of ``model``; return the names of the parameters frozen by this call.
 
     ``what``: ``"backbone"`` (everything but the head, see :func:`head_module_names`),
     ``"none"``, or comma-separated module names (``"conv1,bn1,layer1"``). Frozen parameters get
     ``requires_grad=False``; frozen BatchNorm layers stay in eval mode through ``model.train()``.
-    Idempotent; :func:`unfreeze` undoes it.
+    ``keep``: parameter names that stay trainable whatever ``what`` says (the layers an
+    ``--init`` left at their fresh initialisation: frozen, they would stay random). Idempotent;
+    :func:`unfreeze` undoes it.
     """
+    keep = set(keep)
     model = unwrap(model)
     what = (what or "none").strip()
     if what == "none":
         return []
     if what == "backbone":
         heads = head_module_names(model, num_classes)
-        def selected(name: str) -> bool:
+        def chosen(name: str) -> bool:
             return not is_under(name, heads)
     else:
         prefixes = _freeze_prefixes(model, what)
-        def selected(name: str) -> bool:
+        def chosen(name: str) -> bool:
             return is_under(name, prefixes)
+    kept_modules = {name.rpartition(".")[0] for name in keep}
+
+    def selected(name: str) -> bool:  # a parameter's or a module's name
+        return chosen(name) and name not in keep and name not in kept_modules
     done = set(getattr(model, _FROZEN_ATTR, ()))
     newly = []
     for name, p in model.named_parameters():
@@ -178,20 +185,25 @@ def is_frozen(model: nn.Module) -> bool:
 
 
 def apply_freeze_schedule(model: nn.Module, what: str | None, unfreeze_at: int | None,
-                          epoch: int, *, num_classes: int | None = None) -> str | None:
+                          epoch: int, *, num_classes: int | None = None,
+                          keep: Iterable[str] = ()) -> str | None:
     """Freeze or unfreeze ``model`` for (0-based) ``epoch``: frozen while ``epoch <
     unfreeze_at`` (always, if ``unfreeze_at`` is None), so ``unfreeze_at=5`` trains the head
     alone in epochs 1-5 and everything from epoch 6 on. Idempotent: call it at the start of
-    every epoch (also the first one after a resume). Returns a log line when the state changes.
+    every epoch (also the first one after a resume). ``keep``: as for :func:`freeze`. Returns a
+    log line when the state changes.
     """
     if not what or what == "none":
         return None
     want = unfreeze_at is None or epoch < unfreeze_at
     if want and not is_frozen(model):
-        names = freeze(model, what, num_classes=num_classes)
+        keep = sorted(keep)
+        names = freeze(model, what, num_classes=num_classes, keep=keep)
         trainable = sum(p.numel() for p in unwrap(model).parameters() if p.requires_grad)
+        kept = (f"; {len(keep)} tensors left new by --init train too ({', '.join(keep[:3])}"
+                f"{', ...' if len(keep) > 3 else ''})" if keep else "")
         return (f"epoch {epoch + 1}: {what} frozen ({len(names)} parameter tensors; "
-                f"{trainable:,} parameters train)")
+                f"{trainable:,} parameters train{kept})")
     if not want and is_frozen(model):
         names = unfreeze(model)
         trainable = sum(p.numel() for p in unwrap(model).parameters() if p.requires_grad)

@@ -1,0 +1,191 @@
+"""The report's figures read well for short runs (matplotlib Figure objects, no files).
+
+A one-epoch run is one point per series: it must be visible (a marker) and labelled with
+its value, on a y range wider than matplotlib's hairline band around it; epoch axes tick
+whole epochs; log axes read 0.3 or 100k, not 3×10⁻¹; legends list the runs drawn, only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from cnnbench.report import figures as fig
+from cnnbench.report.runs import group_runs, load_runs
+from report_fixtures import write_fake_run
+
+
+def groups_of(root: Path):
+    return group_runs(load_runs([root]))
+
+
+def one_epoch_runs(root: Path, accs=(0.91, 0.93, 0.95)) -> Path:
+    """Quick runs as ``--profile quick`` leaves them: one epoch, no logged step."""
+    for i, acc in enumerate(accs):
+        run = write_fake_run(root / f"run{i}", model=f"model{i}", test_acc=acc, epochs=1)
+        (run / "train_steps.jsonl").write_text("")  # 2 steps < log_every: nothing logged
+    return root
+
+
+def drawn(figure):
+    figure.draw_without_rendering()  # lays out ticks and their labels
+    return figure.axes[0]
+
+
+def data_lines(ax):
+    """The runs' lines (not the error bars' or the legend's)."""
+    return [line for line in ax.get_lines() if len(line.get_xdata())]
+
+
+def legend_labels(ax) -> list[str]:
+    legend = ax.get_legend()
+    return [t.get_text() for t in legend.get_texts()] if legend else []
+
+
+def visible_ticks(ax, axis: str) -> list[float]:
+    lo, hi = sorted(ax.get_xlim() if axis == "x" else ax.get_ylim())
+    ticks = ax.get_xticks() if axis == "x" else ax.get_yticks()
+    return [t for t in ticks if lo - 1e-9 <= t <= hi + 1e-9]
+
+
+def tick_texts(ax, axis: str) -> list[str]:
+    labels = (ax.get_xticklabels(which="both") if axis == "x"
+              else ax.get_yticklabels(which="both"))
+    return [t.get_text() for t in labels if t.get_text()]
+
+
+def test_one_epoch_curves_have_markers_values_and_a_readable_range(tmp_path):
+    groups = groups_of(one_epoch_runs(tmp_path))
+    ax = drawn(fig.epoch_curves_figure(groups, "val_acc", "validation accuracy (%)",
+                                       percent=True))
+    lines = data_lines(ax)
+    assert len(lines) == 3
+    for line in lines:
+        assert len(line.get_xdata()) == 1
+        assert line.get_marker() not in (None, "None", "", " ") and line.get_markersize() >= 4
+    texts = {t.get_text() for t in ax.texts}
+    assert {"91.00", "93.00", "95.00"} <= texts  # each lone point says its value
+    lo, hi = ax.get_ylim()
+    assert lo < 91 and hi > 95  # every point inside the axes
+
+    # one run: a single value gets a range around it, not 0.96-1.04 of it
+    ax = drawn(fig.epoch_curves_figure(groups[:1], "val_loss", "validation loss"))
+    lo, hi = ax.get_ylim()
+    value = data_lines(ax)[0].get_ydata()[0]
+    assert lo < value < hi
+    assert hi - lo >= 0.15 * value, (lo, hi, value)  # matplotlib alone: 0.11
+    assert lo >= 0  # a loss axis does not go negative to centre a point
+
+
+def test_flat_multi_epoch_series_gets_a_range_too(tmp_path):
+    run = write_fake_run(tmp_path / "flat", epochs=4)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    (run / "metrics.jsonl").write_text(
+        "".join(json.dumps({**r, "val_acc": 0.5}) + "\n" for r in rows))
+    ax = drawn(fig.epoch_curves_figure(groups_of(tmp_path), "val_acc", "acc", percent=True))
+    lo, hi = ax.get_ylim()
+    assert lo < 50 < hi and hi - lo >= 7.5  # matplotlib alone: 47.25-52.75
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3, 7, 30])
+def test_epoch_axes_tick_whole_epochs(tmp_path, epochs):
+    write_fake_run(tmp_path / "r", epochs=epochs)
+    ax = drawn(fig.epoch_curves_figure(groups_of(tmp_path), "val_loss", "validation loss"))
+    ticks = visible_ticks(ax, "x")
+    assert ticks, "the epoch axis has ticks"
+    assert all(float(t).is_integer() for t in ticks), ticks
+    assert all("." not in text for text in tick_texts(ax, "x")), tick_texts(ax, "x")
+    lo, hi = ax.get_xlim()
+    assert lo < 1 and hi > epochs  # every epoch inside the axes
+
+
+def test_one_epoch_training_loss_is_visible_and_on_a_plain_log_axis(tmp_path):
+    groups = groups_of(one_epoch_runs(tmp_path))
+    ax = drawn(fig.train_loss_curves_figure(groups))
+    lines = data_lines(ax)
+    assert len(lines) == 3
+    for line in lines:  # one point from metrics.jsonl: a marker, or nothing is seen
+        assert line.get_marker() not in (None, "None", "", " ")
+    assert legend_labels(ax) == [g.label for g in groups]
+    assert ax.get_yscale() == "log"
+    lo, hi = ax.get_ylim()
+    assert hi / lo >= 1.5  # a range, not a hairline
+    labels = tick_texts(ax, "y")
+    assert labels, "the log axis labels some ticks"
+    for text in labels:
+        assert "^" not in text and "times" not in text and "$" not in text, labels
+        float(text)  # a plain number
+
+
+def test_log_axes_over_decades_read_as_plain_numbers(tmp_path):
+    run = write_fake_run(tmp_path / "long", epochs=20)  # 80 steps, loss 2.3 down to 0.26
+    rows = [{"step": s, "images_seen": 64 * s, "train_loss": 3.0 * 0.9 ** s}
+            for s in range(1, 81)]  # 2.7 down to 0.0006: four decades
+    (run / "train_steps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    big = write_fake_run(tmp_path / "big", model="vgg16")
+    summary = json.loads((big / "summary.json").read_text())
+    summary.update(params=138_000_000, macs=15_500_000_000)
+    (big / "summary.json").write_text(json.dumps(summary))
+    groups = groups_of(tmp_path)
+    axes = [(drawn(fig.train_loss_curves_figure(groups)), "y"),
+            (drawn(fig.bar_chart_figure(groups, [g.stat("params") for g in groups],
+                                        "parameters", log=True)), "y"),
+            (drawn(fig.accuracy_vs_macs_figure(groups)), "x")]
+    for ax, axis in axes:
+        labels = tick_texts(ax, axis)
+        assert len(labels) >= 2, labels
+        for text in labels:
+            assert "^" not in text and "times" not in text and "$" not in text, labels
+    assert {"1M", "10M", "100M"} <= set(tick_texts(axes[1][0], "y"))
+
+
+def test_legends_list_only_the_runs_that_drew(tmp_path):
+    write_fake_run(tmp_path / "a-ok", model="lenet5", epochs=3)
+    empty = write_fake_run(tmp_path / "b-failed-early", model="vgg16", status="failed")
+    (empty / "metrics.jsonl").write_text("")
+    (empty / "train_steps.jsonl").write_text("")
+    nan = write_fake_run(tmp_path / "c-diverged", model="resnet18", epochs=2)
+    rows = [json.loads(line) for line in (nan / "metrics.jsonl").read_text().splitlines()]
+    (nan / "metrics.jsonl").write_text("".join(
+        json.dumps({**r, "val_loss": math.nan, "train_loss": math.nan}) + "\n" for r in rows))
+    (nan / "train_steps.jsonl").write_text("")
+    groups = groups_of(tmp_path)
+    assert [g.label for g in groups] == ["a-ok", "b-failed-early", "c-diverged"]
+
+    ax = drawn(fig.epoch_curves_figure(groups, "val_acc", "acc", percent=True))
+    assert legend_labels(ax) == ["a-ok", "c-diverged"]  # c has accuracies, not losses
+    ax = drawn(fig.epoch_curves_figure(groups, "val_loss", "loss"))
+    assert legend_labels(ax) == ["a-ok"]
+    ax = drawn(fig.train_loss_curves_figure(groups))
+    assert legend_labels(ax) == ["a-ok"]
+    assert len({line.get_color() for line in data_lines(ax)}) == 1  # a-ok's (faint + smoothed)
+
+    # no run has data: no figure (and no file)
+    assert fig.epoch_curves_figure(groups[1:2], "val_acc", "acc") is None
+    assert fig.train_loss_curves(groups[1:], tmp_path / "out" / "loss.png") is None
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_seed_without_data_does_not_take_its_runs_label(tmp_path):
+    """The legend names a run by its first seed that drew, not by its first seed."""
+    first = write_fake_run(tmp_path / "lenet-seed0", seed=0)
+    (first / "metrics.jsonl").write_text("")
+    write_fake_run(tmp_path / "lenet-seed1", seed=1)
+    groups = groups_of(tmp_path)
+    assert len(groups) == 1
+    ax = drawn(fig.epoch_curves_figure(groups, "val_acc", "acc", percent=True))
+    assert legend_labels(ax) == [groups[0].label]
+
+
+def test_figure_files_are_written_at_the_documented_dpi(tmp_path):
+    from PIL import Image
+
+    groups = groups_of(one_epoch_runs(tmp_path / "runs"))
+    path = fig.epoch_curves(groups, "val_acc", "acc", tmp_path / "f" / "val_acc.png",
+                            percent=True)
+    with Image.open(path) as image:
+        width = image.size[0]
+    assert width >= 0.8 * 7.5 * fig.DPI  # figsize 7.5 in, a tight bounding box

@@ -1,0 +1,46 @@
+"""The report's cell formats, pinned: what a reader sees in every table."""
+
+from __future__ import annotations
+
+from cnnbench.report import tables
+from cnnbench.report.runs import group_runs, load_runs
+from cnnbench.training.rundir import write_json
+from report_fixtures import write_fake_run
+
+
+def test_cell_formats():
+    assert tables.pct(None) == "—" and tables.pct((0.91234, 0.0)) == "91.23"
+    assert tables.pct((0.91234, 0.00456), 3) == "91.23 ± 0.46"  # the spread only for several seeds
+    assert tables.signed(None) == "—" and tables.signed(1.5) == "+1.50" and tables.signed(-0.25) == "-0.25"
+    assert [tables.count(v) for v in (None, 999, 61_706, 11_173_962, 1.2e9)] == [
+        "—", "999", "61.7k", "11.2M", "1.2G"]
+    assert [tables.duration(s) for s in (None, 3.14159, 75.0, 210.0, 9000.0)] == [
+        "—", "3.14 s", "75.0 s", "3.5 min", "2.50 h"]
+
+
+def test_reference_text_shows_ranges_and_the_reports_measure():
+    assert tables.reference_text(None) == "—" and tables.reference_text({"value": None}) == "—"
+    assert tables.reference_text({"value": 89.5}) == "89.5"
+    assert tables.reference_text({"value": [64, 68]}) == "64–68"
+    assert tables.reference_text({"value": 91.3, "metric": "val_acc"}) == "91.3 (val)"
+    assert tables.reference_text({"value": 91.3, "metric": "test_acc"}) == "91.3"
+
+
+def _grid_run(root, name, model, optimizer, seed, acc, axes=True):
+    run = write_fake_run(root / name, model=model, seed=seed, test_acc=acc,
+                         config={"optimizer": optimizer})
+    study = {"study": "grid", "run": name.split("-seed")[0],
+             "axes": {"model": model, "optimizer": optimizer} if axes else {}}
+    write_json(run / "study.json", study)
+
+
+def test_grid_table_needs_both_axes_and_shows_the_spread_of_seeds(tmp_path):
+    _grid_run(tmp_path, "lenet5-sgd-seed0", "lenet5", "sgd", 0, 0.90)
+    _grid_run(tmp_path, "lenet5-sgd-seed1", "lenet5", "sgd", 1, 0.92)
+    _grid_run(tmp_path, "vgg16-adam-seed0", "vgg16", "adam", 0, 0.80)
+    _grid_run(tmp_path, "alexnet-sgd-seed0", "alexnet", "sgd", 0, 0.70, axes=False)  # no axes
+    groups = group_runs(load_runs([tmp_path]))
+    header, rows = tables.grid_table(groups, "model", "optimizer")
+    assert header == ["model", "sgd", "adam"]
+    assert rows == [["lenet5", "91.00 ± 1.41", "—"], ["vgg16", "—", "80.00"]]
+    assert tables.grid_table(groups, "model", "lr") is None  # an axis no run has

@@ -212,3 +212,41 @@ def test_train_acc_and_loss_are_exact_over_batches_of_unequal_size():
     y = torch.cat([b[1] for b in batches])
     expected_loss = nn.functional.cross_entropy(model(x), y).item()  # mean over all 10 images
     assert stats["loss"] == pytest.approx(expected_loss, rel=1e-6)
+
+
+def test_aux_heads_without_a_weight_count_point_three():
+    """GoogLeNet's paper weight (0.3) when a model with auxiliary outputs names none."""
+    class Unweighted(AuxNet):
+        aux_weight = property(lambda self: (_ for _ in ()).throw(AttributeError("none")))
+
+    torch.manual_seed(0)
+    model = Unweighted()
+    batches = tensor_batches(16, batch_size=16)
+    main, aux = model(batches[0][0])
+    expected = (nn.functional.cross_entropy(main, batches[0][1])
+                + 0.3 * nn.functional.cross_entropy(aux, batches[0][1])).item()
+    stats = train_one_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=0.0),
+                            nn.CrossEntropyLoss())
+    assert stats["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_defaults_count_from_zero_and_neither_clip_nor_log():
+    """With no options: the counters start at 0, gradients are not clipped (the weights move
+    as one plain SGD step on the raw gradient), and ``on_log`` is called only if asked."""
+    torch.manual_seed(0)
+    model = TinyNet()
+    start = copy.deepcopy(model.state_dict())
+    batches = tensor_batches(16, batch_size=16)
+    x, y = batches[0]
+    big = 1000.0  # a large learning rate makes clipping visible in the step
+    reference = TinyNet()
+    reference.load_state_dict(start)
+    nn.functional.cross_entropy(reference(x), y).backward()
+    expected = {n: p.detach() - big * p.grad for n, p in reference.named_parameters()}
+    logged = []
+    stats = train_one_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=big),
+                            nn.CrossEntropyLoss(), on_log=lambda *a: logged.append(a))
+    assert (stats["step"], stats["images_seen"], stats["steps"]) == (1, 16, 1)
+    assert logged == []  # log_every defaults to 0: no log points
+    for name, value in model.named_parameters():
+        torch.testing.assert_close(value.detach(), expected[name], rtol=1e-5, atol=1e-4)

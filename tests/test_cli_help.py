@@ -11,7 +11,8 @@ import subprocess
 
 import pytest
 
-from cnnbench.cli import COMMANDS, MAX_WIDTH, build_parser, main
+from cnnbench.cli import COMMANDS, build_parser, main
+from cnnbench.commands import MAX_WIDTH
 
 
 def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):

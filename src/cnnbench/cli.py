@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import shutil
 import os
 import sys
 import textwrap
 
-from cnnbench import __version__
-from cnnbench.commands import examples
+from cnnbench.version import __version__
+from cnnbench.commands import examples, text_width
 from cnnbench.errors import UserError
 
 COMMANDS = ("train", "eval", "models", "datasets", "recipes", "study", "report", "completion")
-
-MAX_WIDTH = 100  # help and `recipes NAME` text wraps to the terminal, but never wider than this
 
 DESCRIPTION = (
     "cnnbench trains, evaluates and compares classic convolutional networks (LeNet-5, AlexNet, "
@@ -35,12 +32,6 @@ EPILOG = examples(
     "cnnbench study run mnist-five --out runs/mnist-five",
     "cnnbench report runs/mnist-five",
 ) + "\n\n`cnnbench COMMAND --help` describes a command and its options."
-
-
-def text_width() -> int:
-    """Columns to wrap help and descriptions to: the terminal's (``$COLUMNS`` first), at most
-    :data:`MAX_WIDTH`."""
-    return max(20, min(shutil.get_terminal_size().columns - 2, MAX_WIDTH))
 
 
 def fill(text: str, width: int | None = None) -> str:
@@ -132,4 +123,5 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = ["cnnbench", *argv]
+    args.parser = parser  # `completion` describes the parser it was called from
     return guarded(lambda: args.func(args), "cnnbench")

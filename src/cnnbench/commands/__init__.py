@@ -1,5 +1,15 @@
 """Sub-commands of the ``cnnbench`` CLI; each module has ``register(subparsers)``."""
 
+import shutil
+
+MAX_WIDTH = 100  # help and `recipes NAME` text wraps to the terminal, but never wider than this
+
+
+def text_width() -> int:
+    """Columns to wrap help and descriptions to: the terminal's (``$COLUMNS`` first), at most
+    :data:`MAX_WIDTH`."""
+    return max(20, min(shutil.get_terminal_size().columns - 2, MAX_WIDTH))
+
 
 def examples(*lines: str) -> str:
     """An ``examples:`` epilog for a sub-command's ``--help``: one invocation per line."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from cnnbench import __version__
+from cnnbench.version import __version__
 from cnnbench.commands import examples
 
 SHELLS = ("bash", "zsh")
@@ -34,9 +34,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnbench.cli import build_parser
 
-    print(script(build_parser(), args.shell))
+    print(script(args.parser, args.shell))
     return 0
 
 

@@ -23,7 +23,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnbench.cli import text_width
+    from cnnbench.commands import text_width
     from cnnbench.config.recipes import describe, get_recipe, list_recipes
 
     if args.name:

@@ -79,3 +79,17 @@ def test_train_accepts_a_config_and_evaluate_a_run_directory(tiny_mnist_env, tmp
     assert cnnbench.evaluate(tmp_path / "run")["acc"] == summary["test_acc"]
     with pytest.raises(UserError, match="unknown option 'epoks'"):
         cnnbench.train(epoks=1)
+
+
+def test_train_takes_a_yaml_file_and_refuses_other_things(tiny_mnist_env, tmp_path):
+    from cnnbench.config.resolve import resolve_config
+    from cnnbench.errors import UserError
+
+    options = tmp_path / "run.yaml"
+    options.write_text("epochs: 1\nlimit_train: 20\nlimit_eval: 8\nrecipe: none\n")
+    summary = cnnbench.train(options, out_dir=tmp_path / "from-file", progress=False)
+    assert summary["epochs"] == 1 and summary["recipe"] is None
+    with pytest.raises(UserError, match="not list"):
+        cnnbench.train(["epochs", 1])
+    with pytest.raises(UserError, match="takes no recipe="):
+        cnnbench.train(resolve_config({}), recipe="fast")

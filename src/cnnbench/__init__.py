@@ -49,7 +49,7 @@ def train(config: Any = None, *, out_dir: str | Path | None = None, progress: bo
     """Train one run and return its summary (also written to ``<run_dir>/summary.json``).
 
     ``config``: a :class:`cnnbench.config.TrainConfig` (used as given), a mapping of
-    ``cnnbench train`` options, or ``None``; ``options`` are more of them as keywords
+    ``cnnbench train`` options, the path of a YAML file of them, or ``None``; ``options`` are more of them as keywords
     (``model="resnet18", dataset="cifar10", epochs=30, lr=0.1``). Options are resolved as on
     the command line: defaults < recipe (``default`` unless ``recipe=`` names one, ``"none"``
     for the plain defaults) < ``config_file=`` < these options. A mistake raises
@@ -57,14 +57,23 @@ def train(config: Any = None, *, out_dir: str | Path | None = None, progress: bo
     """
     from cnnbench.config import TrainConfig
     from cnnbench.config.resolve import resolve_config
+    from cnnbench.errors import UserError
     from cnnbench.training import train_run
 
     if isinstance(config, TrainConfig):
+        if {"recipe", "config_file"} & set(options):
+            raise UserError("cnnbench.train: a resolved TrainConfig takes no recipe= or "
+                            "config_file=; pass the options (a mapping or keywords) instead")
         resolved = config.replace(**options) if options else config
-    else:
-        given = {**(dict(config) if isinstance(config, Mapping) else {}), **options}
+    elif config is None or isinstance(config, Mapping):
+        given = {**(config or {}), **options}
         config_file = given.pop("config_file", None)
         resolved = resolve_config(given, config_file=config_file)
+    elif isinstance(config, (str, Path)):  # a YAML file of options
+        resolved = resolve_config(options, config_file=config)
+    else:
+        raise UserError(f"cnnbench.train takes a TrainConfig, a mapping of options or a YAML "
+                        f"file, not {type(config).__name__}")
     return train_run(resolved, out_dir=out_dir, progress=progress, argv=["cnnbench.train()"])
 
 

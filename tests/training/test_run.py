@@ -384,6 +384,14 @@ def test_freezing_the_backbone_leaves_layers_new_from_init_trainable(tiny_folder
     assert model.conv1.weight.requires_grad and model.fc.weight.requires_grad
     assert not model.layer1[0].conv1.weight.requires_grad and not model.bn1.weight.requires_grad
     assert "1 tensors left new by --init train too (conv1.weight)" in line
+    # a resumed run (no --init loaded again, maybe no summary after a SIGKILL) keeps them
+    state = training.training_state()
+    resumed = build_training(config, load_init_weights=False)
+    assert resumed.keep_trainable == ()
+    resumed.load_training_state(training.eval_weights(), state)
+    assert resumed.keep_trainable == ("conv1.weight",)
+    resumed.start_epoch(0)
+    assert resumed.model.conv1.weight.requires_grad and not resumed.model.bn1.weight.requires_grad
 
 
 def test_eval_says_when_the_data_changed_since_the_run(tiny_folder, tmp_path, monkeypatch):

@@ -234,6 +234,7 @@ class Training:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "rng": capture_rng_state(),
+            "keep_trainable": list(self.keep_trainable),  # --init's new layers: never frozen
         }
 
     def load_training_state(self, weights: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
@@ -249,6 +250,7 @@ class Training:
             if state["ema"] is None:
                 raise UserError("the checkpoint has no weight average but the config asks for one")
             self.ema.load_state_dict(state["ema"])
+        self.keep_trainable = tuple(state.get("keep_trainable", ()))
 
 
 def build_training(config: TrainConfig, *, load_init_weights: bool = True) -> Training:

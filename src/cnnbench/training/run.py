@@ -33,10 +33,11 @@ from cnnbench.config import TrainConfig
 from cnnbench.version import __version__
 from cnnbench.errors import UserError
 from cnnbench.training import checkpoint as ckpt
-from cnnbench.training.build import Training, build_training, new_parameters
+from cnnbench.training.build import Training, build_training
 from cnnbench.training.console import Console
 from cnnbench.training.engine import NonFiniteLoss
 from cnnbench.training.machine import cpu_name, device_name, git_commit
+from cnnbench.training.rundata import check_same_data
 from cnnbench.training.rundir import (BEST, ERROR, LAST, METRICS, PREDICTIONS, STEPS, SUMMARY,
                                      append_jsonl, now, open_run_dir, prepare_run_dir,
                                      read_summary, save_misclassified, truncate_jsonl, write_json)
@@ -102,8 +103,6 @@ class _Run:
         meta, start_epoch = _fresh_meta(), 0
         if self.resume:
             start_epoch, meta = self._restore(training)
-            new = (self.summary.get("init_report") or {}).get("new") or {}
-            training.keep_trainable = new_parameters(training.model, new)  # as at the start
         else:
             meta["train_time_s"] += training.whiten()
         self.last_good_epoch = start_epoch
@@ -259,6 +258,7 @@ class _Run:
     def _restore(self, training: Training) -> tuple[int, dict[str, Any]]:
         path = self.run_dir / LAST
         state = ckpt.load_checkpoint(path)
+        check_same_data(state.get("data"), self.summary["data"], str(path))  # no silent swap
         saved = state.get("training")
         if state.get("kind") != "last" or not saved:
             raise UserError(f"{path} holds no training state; it cannot be resumed")

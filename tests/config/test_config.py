@@ -250,3 +250,25 @@ def test_config_yaml_lists_the_options_in_field_order():
 
     dumped = yaml.safe_load(dump_yaml(TrainConfig()))
     assert list(dumped) == list(FIELDS)
+
+
+def test_resolution_details_pinned(tmp_path, monkeypatch):
+    """Small rules of resolve_config that a reader relies on (each found by a mutant that the
+    suite let through): the file's dataset picks a recipe's per-dataset values; model_kwargs
+    survive another spelling of the same model in a higher layer; "" means no recipe; an
+    unknown augmentation fails at resolution; an unknown option names where it came from."""
+    monkeypatch.setitem(recipes.RECIPES, "probe", recipes.Recipe(
+        "probe", "test recipe", "for resolution details", defaults={"epochs": 7},
+        per_dataset={"mnist": {"momentum": 0.5}, "fashion_mnist": {"momentum": 0.6}}))
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("dataset: Fashion-MNIST\nmodel: LeNet\n")
+    config = resolve_config({"recipe": "probe"}, config_file=config_file)
+    assert (config.dataset, config.momentum) == ("fashion_mnist", 0.6)
+    assert resolve_config({}, config_file=config_file).model_kwargs == {"activation": "relu", "pool": "max"}
+    assert resolve_config({"model": "lenet5"}, config_file=config_file).model_kwargs == {
+        "activation": "relu", "pool": "max"}
+    assert resolve_config({"recipe": ""}) == resolve_config({}, default_recipe=None)
+    with pytest.raises(UserError, match="unknown augmentation 'flop'"):
+        resolve_config({"augment": "crop+flop"})
+    with pytest.raises(UserError, match=r"^options: unknown option 'lrr'"):
+        resolve_config({"lrr": 0.1})

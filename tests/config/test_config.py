@@ -267,6 +267,12 @@ def test_resolution_details_pinned(tmp_path, monkeypatch):
     assert resolve_config({}, config_file=config_file).model_kwargs == {"activation": "relu", "pool": "max"}
     assert resolve_config({"model": "lenet5"}, config_file=config_file).model_kwargs == {
         "activation": "relu", "pool": "max"}
+    monkeypatch.setitem(recipes.RECIPES, "cnn", recipes.Recipe(
+        "cnn", "test recipe", "another model", defaults={"model": "simple_cnn",
+                                                           "model_kwargs": {"activation": "tanh"}}))
+    other = tmp_path / "other.yaml"
+    other.write_text("model: Simple-CNN\n")  # the recipe's model, spelled otherwise
+    assert resolve_config({"recipe": "cnn"}, config_file=other).model_kwargs == {"activation": "tanh"}
     assert resolve_config({"recipe": ""}) == resolve_config({}, default_recipe=None)
     with pytest.raises(UserError, match="unknown augmentation 'flop'"):
         resolve_config({"augment": "crop+flop"})

@@ -79,22 +79,44 @@ def collect() -> dict:
 
 
 def render(result: dict) -> str:
-    lines = [f"Last run: {result['date'][:10]}, commit `{result['commit']}`, {result['tool']}, "
+    lines = [f"Last run: {result['date'][:10]}, mutants of commit `{result['commit']}` (modules not in that run: their own commit), {result['tool']}, "
              f"{result['device']}"
              + (f", {result['wall_s'] / 60:.0f} min" if result["wall_s"] else "") + ".",
-             "", "| module | mutants tried | detected | score | not tried |", "|---|---|---|---|---|"]
+             "", "| module | mutants tried | detected | score | not tried | commit |",
+             "|---|---|---|---|---|---|"]
     for module, m in result["modules"].items():
         score = f"{100 * m['score']:.1f}%" if m["score"] is not None else "—"
-        lines.append(f"| `{module}` | {m['mutants']} | {m['detected']} | {score} | {m['not_run']} |")
+        lines.append(f"| `{module}` | {m['mutants']} | {m['detected']} | {score} | {m['not_run']} "
+                     f"| `{m.get('commit', result['commit'])}` |")
     lines.append(f"| **all** | {result['mutants']} | {result['detected']} | "
-                 f"**{100 * result['score']:.1f}%** | {result['not_run']} |")
+                 f"**{100 * result['score']:.1f}%** | {result['not_run']} | |")
     lines += ["", "Source: [`docs/mutation-score.json`](mutation-score.json) (it lists every "
               "mutant that was not detected)."]
     return "\n".join(lines)
 
 
+def keep_earlier(result: dict) -> dict:
+    """A run of a subset (``mutation.sh GLOB ...``) leaves the other modules untried: keep
+    their numbers from the previous score file, marked with the commit they were measured at."""
+    if not SCORE_JSON.exists():
+        return result
+    earlier = json.loads(SCORE_JSON.read_text())
+    for module, m in result["modules"].items():
+        before = earlier.get("modules", {}).get(module)
+        if m["mutants"] == 0 and before and before.get("mutants"):
+            result["modules"][module] = {**before, "commit": before.get("commit", earlier.get("commit")),
+                                         "wall_s": before.get("wall_s", earlier.get("wall_s"))}
+    for module, m in result["modules"].items():
+        m.setdefault("commit", result["commit"])
+    result["mutants"] = sum(m["mutants"] for m in result["modules"].values())
+    result["detected"] = sum(m["detected"] for m in result["modules"].values())
+    result["not_run"] = sum(m["not_run"] for m in result["modules"].values())
+    result["score"] = result["detected"] / result["mutants"] if result["mutants"] else None
+    return result
+
+
 def main() -> int:
-    result = collect()
+    result = keep_earlier(collect())
     SCORE_JSON.write_text(json.dumps(result, indent=1) + "\n")
     text = TESTING_MD.read_text() if TESTING_MD.exists() else f"{START}\n{END}\n"
     if START not in text:

@@ -4,7 +4,6 @@ prints a script the shell accepts and that completes commands, options and names
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import subprocess
@@ -13,17 +12,10 @@ import pytest
 
 from cnnbench.cli import COMMANDS, build_parser, main
 from cnnbench.commands import MAX_WIDTH
+from cnnbench.commands.completion import walk
 
 
-def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
-    yield path, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, child in action.choices.items():
-                yield from _walk(child, (*path, name))
-
-
-PARSERS = {" ".join(path): parser for path, parser in _walk(build_parser()) if path}
+PARSERS = {path: parser for path, parser in walk(build_parser()) if path}
 
 
 def _help(capsys, argv: list[str]) -> str:

@@ -59,7 +59,7 @@ def tick_texts(ax, axis: str) -> list[str]:
 
 def test_one_epoch_curves_have_markers_values_and_a_readable_range(tmp_path):
     groups = groups_of(one_epoch_runs(tmp_path))
-    ax = drawn(fig.epoch_curves_figure(groups, "val_acc", "validation accuracy (%)",
+    ax = drawn(fig.epoch_curves(groups, "val_acc", "validation accuracy (%)",
                                        percent=True))
     lines = data_lines(ax)
     assert len(lines) == 3
@@ -72,7 +72,7 @@ def test_one_epoch_curves_have_markers_values_and_a_readable_range(tmp_path):
     assert lo < 91 and hi > 95  # every point inside the axes
 
     # one run: a single value gets a range around it, not 0.96-1.04 of it
-    ax = drawn(fig.epoch_curves_figure(groups[:1], "val_loss", "validation loss"))
+    ax = drawn(fig.epoch_curves(groups[:1], "val_loss", "validation loss"))
     lo, hi = ax.get_ylim()
     value = data_lines(ax)[0].get_ydata()[0]
     assert lo < value < hi
@@ -85,7 +85,7 @@ def test_flat_multi_epoch_series_gets_a_range_too(tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     (run / "metrics.jsonl").write_text(
         "".join(json.dumps({**r, "val_acc": 0.5}) + "\n" for r in rows))
-    ax = drawn(fig.epoch_curves_figure(groups_of(tmp_path), "val_acc", "acc", percent=True))
+    ax = drawn(fig.epoch_curves(groups_of(tmp_path), "val_acc", "acc", percent=True))
     lo, hi = ax.get_ylim()
     assert lo < 50 < hi and hi - lo >= 7.5  # matplotlib alone: 47.25-52.75
 
@@ -93,7 +93,7 @@ def test_flat_multi_epoch_series_gets_a_range_too(tmp_path):
 @pytest.mark.parametrize("epochs", [1, 2, 3, 7, 30])
 def test_epoch_axes_tick_whole_epochs(tmp_path, epochs):
     write_fake_run(tmp_path / "r", epochs=epochs)
-    ax = drawn(fig.epoch_curves_figure(groups_of(tmp_path), "val_loss", "validation loss"))
+    ax = drawn(fig.epoch_curves(groups_of(tmp_path), "val_loss", "validation loss"))
     ticks = visible_ticks(ax, "x")
     assert ticks, "the epoch axis has ticks"
     assert all(float(t).is_integer() for t in ticks), ticks
@@ -104,7 +104,7 @@ def test_epoch_axes_tick_whole_epochs(tmp_path, epochs):
 
 def test_one_epoch_training_loss_is_visible_and_on_a_plain_log_axis(tmp_path):
     groups = groups_of(one_epoch_runs(tmp_path))
-    ax = drawn(fig.train_loss_curves_figure(groups))
+    ax = drawn(fig.train_loss_curves(groups))
     lines = data_lines(ax)
     assert len(lines) == 3
     for line in lines:  # one point from metrics.jsonl: a marker, or nothing is seen
@@ -130,10 +130,10 @@ def test_log_axes_over_decades_read_as_plain_numbers(tmp_path):
     summary.update(params=138_000_000, macs=15_500_000_000)
     (big / "summary.json").write_text(json.dumps(summary))
     groups = groups_of(tmp_path)
-    axes = [(drawn(fig.train_loss_curves_figure(groups)), "y"),
-            (drawn(fig.bar_chart_figure(groups, [g.stat("params") for g in groups],
+    axes = [(drawn(fig.train_loss_curves(groups)), "y"),
+            (drawn(fig.bar_chart(groups, [g.stat("params") for g in groups],
                                         "parameters", log=True)), "y"),
-            (drawn(fig.accuracy_vs_macs_figure(groups)), "x")]
+            (drawn(fig.accuracy_vs_macs(groups)), "x")]
     for ax, axis in axes:
         labels = tick_texts(ax, axis)
         assert len(labels) >= 2, labels
@@ -155,17 +155,17 @@ def test_legends_list_only_the_runs_that_drew(tmp_path):
     groups = groups_of(tmp_path)
     assert [g.label for g in groups] == ["a-ok", "b-failed-early", "c-diverged"]
 
-    ax = drawn(fig.epoch_curves_figure(groups, "val_acc", "acc", percent=True))
+    ax = drawn(fig.epoch_curves(groups, "val_acc", "acc", percent=True))
     assert legend_labels(ax) == ["a-ok", "c-diverged"]  # c has accuracies, not losses
-    ax = drawn(fig.epoch_curves_figure(groups, "val_loss", "loss"))
+    ax = drawn(fig.epoch_curves(groups, "val_loss", "loss"))
     assert legend_labels(ax) == ["a-ok"]
-    ax = drawn(fig.train_loss_curves_figure(groups))
+    ax = drawn(fig.train_loss_curves(groups))
     assert legend_labels(ax) == ["a-ok"]
     assert len({line.get_color() for line in data_lines(ax)}) == 1  # a-ok's (faint + smoothed)
 
     # no run has data: no figure (and no file)
-    assert fig.epoch_curves_figure(groups[1:2], "val_acc", "acc") is None
-    assert fig.train_loss_curves(groups[1:], tmp_path / "out" / "loss.png") is None
+    assert fig.epoch_curves(groups[1:2], "val_acc", "acc") is None
+    assert fig.save(fig.train_loss_curves(groups[1:]), tmp_path / "out" / "loss.png") is None
     assert not (tmp_path / "out").exists()
 
 
@@ -176,7 +176,7 @@ def test_a_seed_without_data_does_not_take_its_runs_label(tmp_path):
     write_fake_run(tmp_path / "lenet-seed1", seed=1)
     groups = groups_of(tmp_path)
     assert len(groups) == 1
-    ax = drawn(fig.epoch_curves_figure(groups, "val_acc", "acc", percent=True))
+    ax = drawn(fig.epoch_curves(groups, "val_acc", "acc", percent=True))
     assert legend_labels(ax) == [groups[0].label]
 
 
@@ -184,8 +184,8 @@ def test_figure_files_are_written_at_the_documented_dpi(tmp_path):
     from PIL import Image
 
     groups = groups_of(one_epoch_runs(tmp_path / "runs"))
-    path = fig.epoch_curves(groups, "val_acc", "acc", tmp_path / "f" / "val_acc.png",
-                            percent=True)
+    path = fig.save(fig.epoch_curves(groups, "val_acc", "acc", percent=True),
+                    tmp_path / "f" / "val_acc.png")
     with Image.open(path) as image:
         width = image.size[0]
     assert width >= 0.8 * 7.5 * fig.DPI  # figsize 7.5 in, a tight bounding box

@@ -34,7 +34,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     print(script(args.parser, args.shell))
     return 0
 
@@ -56,13 +55,13 @@ _POSITIONAL_VALUES = {("datasets", "names"): "datasets", ("recipes", "name"): "r
                       ("study show", "study"): "studies", ("study run", "study"): "studies"}
 
 
-def _walk(parser: argparse.ArgumentParser, path: str = ""):
+def walk(parser: argparse.ArgumentParser, path: str = ""):
     """(command path, parser) of ``parser`` and every sub-command below it."""
     yield path, parser
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, child in action.choices.items():
-                yield from _walk(child, f"{path} {name}".strip())
+                yield from walk(child, f"{path} {name}".strip())
 
 
 def _words(values) -> str:
@@ -77,7 +76,7 @@ def script(parser: argparse.ArgumentParser, shell: str = "bash") -> str:
     """The completion script for ``parser`` (the ``cnnbench`` parser) in ``shell``."""
     names = _name_lists()
     paths, per_path, value_cases = [], [], []
-    for path, sub in _walk(parser):
+    for path, sub in walk(parser):
         paths.append(path)
         options, valued, candidates, has_positional = [], [], [], False
         for action in sub._actions:

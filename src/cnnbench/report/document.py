@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import re
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from PIL import Image
 
 # Figures are saved at figures.DPI (150) and shown at 135 px per inch: sharp on a HiDPI
 # screen, their text about the size of the page's.
@@ -138,10 +140,13 @@ def _cell(tag: str, text) -> str:
 
 
 def _png_size(data: bytes) -> tuple[int, int] | None:
-    """Width and height in pixels from a PNG's header, or ``None`` if it is not a PNG."""
-    if len(data) < 24 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+    """Width and height in pixels of an image file's bytes (PIL reads only the header), or
+    ``None`` if PIL cannot read it."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except (OSError, ValueError):
         return None
-    return struct.unpack(">II", data[16:24])
 
 
 def _md_cell(text: str) -> str:

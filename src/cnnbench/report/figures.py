@@ -1,9 +1,8 @@
 """The report's figures (matplotlib, written as PNG files).
 
-Each figure has two functions: ``*_figure`` draws it with matplotlib's object API
-(``Figure``, no pyplot state, no display needed) and returns the ``Figure``, or ``None`` when
-no run has data for it; the function without the suffix writes that figure to a PNG file and
-returns the path it wrote, or ``None``.
+Each figure function draws with matplotlib's object API (``Figure``, no pyplot state, no
+display needed) and returns the ``Figure``, or ``None`` when no run has data for it;
+:func:`save` writes one to a PNG file.
 
 Short runs are drawn so that they read: a series of few points has markers (a single point
 is labelled with its value), an axis whose data is one value gets a range around it rather
@@ -21,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, MaxNLocator
 
 from cnnbench.report.runs import RunGroup, RunRecord
+from cnnbench.report.tables import si_number
 
 DPI = 150  # the HTML page shows figures at 135 px per inch (document.FIGURE_DISPLAY_SCALE)
 MARKERS_UP_TO = 12  # series with at most this many points are drawn with markers
@@ -33,7 +33,8 @@ def _colors(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _save(fig: Figure | None, path: Path) -> Path | None:
+def save(fig: Figure | None, path: Path) -> Path | None:
+    """Write ``fig`` as a PNG at :data:`DPI` (nothing for ``None``); the path written, or ``None``."""
     if fig is None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,12 +53,7 @@ def _legend(ax) -> None:
 
 def plain_number(value: float) -> str:
     """A tick label without powers of ten: 0.3, 2.35, 250k, 1.2M."""
-    if value == 0 or not math.isfinite(value):
-        return "0" if value == 0 else str(value)
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.4g}{unit}"
-    return f"{value:.4g}"
+    return si_number(value, 4)
 
 
 class _PlainLogFormatter(LogFormatterSciNotation):
@@ -118,7 +114,7 @@ def _series(ax, x, y, *, color, label, alpha=1.0, value_text=None) -> None:
                     fontsize=7, color=color)
 
 
-def epoch_curves_figure(groups: list[RunGroup], key: str, ylabel: str, *,
+def epoch_curves(groups: list[RunGroup], key: str, ylabel: str, *,
                         percent: bool = False) -> Figure | None:
     """One line per run directory of ``metrics.jsonl[key]`` against the epoch."""
     fig = Figure(figsize=(7.5, 4.2))
@@ -153,10 +149,6 @@ def epoch_curves_figure(groups: list[RunGroup], key: str, ylabel: str, *,
     return fig
 
 
-def epoch_curves(groups: list[RunGroup], key: str, ylabel: str, path: Path, *,
-                 percent: bool = False) -> Path | None:
-    return _save(epoch_curves_figure(groups, key, ylabel, percent=percent), path)
-
 
 def smooth(values: list[float]) -> list[float]:
     """Bias-corrected exponential moving average, its span about 1/30 of the points."""
@@ -169,7 +161,7 @@ def smooth(values: list[float]) -> list[float]:
     return out
 
 
-def train_loss_curves_figure(groups: list[RunGroup]) -> Figure | None:
+def train_loss_curves(groups: list[RunGroup]) -> Figure | None:
     """Smoothed training loss against images seen (``train_steps.jsonl``, else per epoch)."""
     fig = Figure(figsize=(7.5, 4.2))
     ax = fig.subplots()
@@ -210,11 +202,8 @@ def train_loss_curves_figure(groups: list[RunGroup]) -> Figure | None:
     return fig
 
 
-def train_loss_curves(groups: list[RunGroup], path: Path) -> Path | None:
-    return _save(train_loss_curves_figure(groups), path)
 
-
-def bar_chart_figure(groups: list[RunGroup], values: list[tuple[float, float] | None],
+def bar_chart(groups: list[RunGroup], values: list[tuple[float, float] | None],
                      ylabel: str, *, log: bool = False) -> Figure | None:
     """One bar per run (error bar: std over seeds); runs without a value are left out."""
     items = [(g.label, v) for g, v in zip(groups, values)
@@ -228,7 +217,7 @@ def bar_chart_figure(groups: list[RunGroup], values: list[tuple[float, float] | 
     errs = [v[1] if _finite([v[1]]) else 0.0 for v in vals]
     bars = ax.bar(range(len(labels)), means, yerr=errs if any(errs) else None, capsize=3,
                   color=_colors(len(labels)))
-    ax.bar_label(bars, labels=[_short(m) for m in means], fontsize=7, padding=2)
+    ax.bar_label(bars, labels=[si_number(m) for m in means], fontsize=7, padding=2)
     ax.set_xticks(range(len(labels)), labels, rotation=35 if len(labels) > 4 else 0,
                   ha="right" if len(labels) > 4 else "center", fontsize=8)
     ax.set_ylabel(ylabel)
@@ -241,12 +230,8 @@ def bar_chart_figure(groups: list[RunGroup], values: list[tuple[float, float] | 
     return fig
 
 
-def bar_chart(groups: list[RunGroup], values: list[tuple[float, float] | None], ylabel: str,
-              path: Path, *, log: bool = False) -> Path | None:
-    return _save(bar_chart_figure(groups, values, ylabel, log=log), path)
 
-
-def accuracy_vs_macs_figure(groups: list[RunGroup]) -> Figure | None:
+def accuracy_vs_macs(groups: list[RunGroup]) -> Figure | None:
     """Test accuracy against multiply-accumulates per image (log scale)."""
     points = [(g.label, g.first.get("macs"), g.test_acc) for g in groups]
     points = [(lab, m, acc) for lab, m, acc in points
@@ -274,11 +259,8 @@ def accuracy_vs_macs_figure(groups: list[RunGroup]) -> Figure | None:
     return fig
 
 
-def accuracy_vs_macs(groups: list[RunGroup], path: Path) -> Path | None:
-    return _save(accuracy_vs_macs_figure(groups), path)
 
-
-def confusion_matrix_figure(group: RunGroup) -> Figure | None:
+def confusion_matrix(group: RunGroup) -> Figure | None:
     """Row-normalised confusion matrix (rows: true class), summed over the run's seeds."""
     mats = [r.summary["confusion_matrix"] for r in group.finished
             if r.summary.get("confusion_matrix")]
@@ -308,11 +290,8 @@ def confusion_matrix_figure(group: RunGroup) -> Figure | None:
     return fig
 
 
-def confusion_matrix(group: RunGroup, path: Path) -> Path | None:
-    return _save(confusion_matrix_figure(group), path)
 
-
-def misclassified_gallery_figure(record: RunRecord, limit: int = 32) -> Figure | None:
+def misclassified_gallery(record: RunRecord, limit: int = 32) -> Figure | None:
     """Misclassified test images with predicted and true labels (``misclassified.pt``)."""
     source = record.misclassified_path
     if source is None:
@@ -345,13 +324,3 @@ def misclassified_gallery_figure(record: RunRecord, limit: int = 32) -> Figure |
         ax.set_title(f"pred {name(int(pred[k]))}\ntrue {name(int(true[k]))}", fontsize=7)
     return fig
 
-
-def misclassified_gallery(record: RunRecord, path: Path, limit: int = 32) -> Path | None:
-    return _save(misclassified_gallery_figure(record, limit), path)
-
-
-def _short(value: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g}{unit}"
-    return f"{value:.3g}"

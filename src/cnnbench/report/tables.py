@@ -8,6 +8,7 @@ percentage points (pp). A reference is the number the lab report published for a
 from __future__ import annotations
 
 import csv
+import math
 import json
 from pathlib import Path
 
@@ -37,14 +38,19 @@ def signed(pp: float | None) -> str:
     return "—" if pp is None else f"{pp:+.2f}"
 
 
-def count(value) -> str:
-    if value is None:
-        return "—"
-    value = float(value)
+def si_number(value: float, digits: int = 3) -> str:
+    """A number without powers of ten, in ``digits`` significant digits: 0.3, 999, 61.7k,
+    11.2M, 1.2G (table cells, bar labels and the figures' tick labels)."""
+    if not math.isfinite(value):
+        return str(value)
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g}{unit}"
-    return f"{value:.0f}"
+        if abs(value) >= scale:
+            return f"{value / scale:.{digits}g}{unit}"
+    return f"{value:.{digits}g}"
+
+
+def count(value) -> str:
+    return "—" if value is None else si_number(float(value))
 
 
 def duration(seconds) -> str:

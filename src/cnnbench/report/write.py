@@ -119,34 +119,36 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
             doc.table(*table)
 
     doc.heading(3, "Curves")
-    doc.figure(fig.epoch_curves(groups, "val_acc", "validation accuracy (%)",
-                                fig_dir / "val_acc.png", percent=True),
+    doc.figure(fig.save(fig.epoch_curves(groups, "val_acc", "validation accuracy (%)",
+                                         percent=True), fig_dir / "val_acc.png"),
                "Validation accuracy per epoch")
-    doc.figure(fig.epoch_curves(groups, "val_loss", "validation loss", fig_dir / "val_loss.png"),
+    doc.figure(fig.save(fig.epoch_curves(groups, "val_loss", "validation loss"),
+                        fig_dir / "val_loss.png"),
                "Validation loss per epoch")
-    doc.figure(fig.train_loss_curves(groups, fig_dir / "train_loss.png"),
+    doc.figure(fig.save(fig.train_loss_curves(groups), fig_dir / "train_loss.png"),
                "Training loss against training images seen (smoothed; faint: as logged)")
 
     doc.heading(3, "Comparison")
-    doc.figure(fig.bar_chart(groups, [_scaled(g.test_acc, 100) for g in groups],
-                             "test accuracy (%)", fig_dir / "test_acc.png"),
+    doc.figure(fig.save(fig.bar_chart(groups, [_scaled(g.test_acc, 100) for g in groups],
+                                      "test accuracy (%)"), fig_dir / "test_acc.png"),
                "Test accuracy (error bars: std over seeds)")
-    doc.figure(fig.bar_chart(groups, [g.stat("train_time_s") for g in groups],
-                             "training time (s)", fig_dir / "train_time.png"),
+    doc.figure(fig.save(fig.bar_chart(groups, [g.stat("train_time_s") for g in groups],
+                                      "training time (s)"), fig_dir / "train_time.png"),
                "Training time (evaluation excluded)")
-    doc.figure(fig.bar_chart(groups, [g.stat("params") for g in groups], "parameters",
-                             fig_dir / "params.png", log=True), "Parameters (log scale)")
-    doc.figure(fig.accuracy_vs_macs(groups, fig_dir / "acc_vs_macs.png"),
+    doc.figure(fig.save(fig.bar_chart(groups, [g.stat("params") for g in groups], "parameters",
+                                      log=True), fig_dir / "params.png"), "Parameters (log scale)")
+    doc.figure(fig.save(fig.accuracy_vs_macs(groups), fig_dir / "acc_vs_macs.png"),
                "Test accuracy against MACs per image")
 
     doc.heading(3, "Per run")
     galleries = 0
     for g in groups:
-        doc.figure(fig.confusion_matrix(g, fig_dir / f"confusion-{_slug(g.label)}.png"),
+        doc.figure(fig.save(fig.confusion_matrix(g), fig_dir / f"confusion-{_slug(g.label)}.png"),
                    f"Confusion matrix: {g.label} (test set)")
         record = next((r for r in g.finished if r.misclassified_path), None)
         if record is not None:
-            path = fig.misclassified_gallery(record, fig_dir / f"misclassified-{_slug(g.label)}.png")
+            path = fig.save(fig.misclassified_gallery(record),
+                            fig_dir / f"misclassified-{_slug(g.label)}.png")
             galleries += path is not None
             doc.figure(path, f"Misclassified test images: {g.label} (predicted / true)")
     if not galleries:

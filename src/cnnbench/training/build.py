@@ -114,6 +114,7 @@ class Training:
     keep_trainable: tuple[str, ...] = ()     # parameters an --init left new: never frozen
     step: int = 0
     images_seen: int = 0
+    eval_loaders: dict[str, TensorLoader] = dataclasses.field(default_factory=dict)
 
     @property
     def spec(self) -> DatasetSpec:
@@ -185,9 +186,7 @@ class Training:
     def evaluate(self, split: str = "val") -> dict[str, Any]:
         """Evaluate the current evaluation weights (the weight average when ``ema`` is on) on
         ``split`` (``val`` or ``test``) with the run's test-time augmentation."""
-        loader = self.val_loader if split == "val" else make_loader(self.config, self.data, split, self.device)
-        if loader is None:
-            raise UserError("this run has no validation split (val_split 0)")
+        loader = self.eval_loader(split)
         if self.ema is None:
             return self._evaluate(self.train_model, loader)
         with self.ema.swapped(self.model):
@@ -210,8 +209,18 @@ class Training:
         model.to(self.device)
         if self.config.channels_last:
             model.to(memory_format=torch.channels_last)
-        loader = make_loader(self.config, self.data, split, self.device)
-        return self._evaluate(model, loader, return_predictions=return_predictions)
+        return self._evaluate(model, self.eval_loader(split), return_predictions=return_predictions)
+
+    def eval_loader(self, split: str) -> TensorLoader:
+        """The evaluation loader of ``split``, built once (its images copied to the device
+        once, not at every evaluation)."""
+        if split == "val" and self.val_loader is None:
+            raise UserError("this run has no validation split (val_split 0)")
+        if split == "val":
+            return self.val_loader
+        if split not in self.eval_loaders:
+            self.eval_loaders[split] = make_loader(self.config, self.data, split, self.device)
+        return self.eval_loaders[split]
 
     def _evaluate(self, model: nn.Module, loader, **kw) -> dict[str, Any]:
         c = self.config

@@ -38,10 +38,8 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", *, data_dir: str 
     changes = {k: v for k, v in {"data_dir": data_dir, "device": device,
                                   "eval_batch_size": batch_size, "tta": tta}.items() if v is not None}
     training = build_training(config.replace(**changes), load_init_weights=False)
-    recorded, now = state.get("data"), training.data.fingerprint()
-    if allow_changed_data and recorded:
-        recorded = {**recorded, "test_sha256": now["test_sha256"]}
-    check_same_data(recorded, now, str(path))
+    check_same_data(state.get("data"), training.data.fingerprint(), str(path),
+                    allow_changed_test=allow_changed_data)
     result = training.evaluate_weights(split, state["model"], source=str(path))
     return {**result, "split": split, "checkpoint": str(path), "epoch": state["epoch"],
             "model": training.config.model, "dataset": training.config.dataset,

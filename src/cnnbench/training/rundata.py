@@ -101,9 +101,11 @@ def make_loader(config: TrainConfig, run_data: RunData, split: str, device: torc
                         channels_last=config.channels_last)
 
 
-def check_same_data(recorded: dict[str, Any] | None, now: dict[str, Any], where: str) -> None:
+def check_same_data(recorded: dict[str, Any] | None, now: dict[str, Any], where: str, *,
+                    allow_changed_test: bool = False) -> None:
     """A one-line :class:`UserError` when the data a checkpoint was trained on (``recorded``,
-    its ``data`` entry; ``None`` for checkpoints that predate it) differs from ``now``."""
+    its ``data`` entry; ``None`` for checkpoints that predate it) differs from ``now``: other
+    classes always, another test set unless ``allow_changed_test``."""
     if not recorded:
         return
     old, new = recorded.get("classes"), now["classes"]
@@ -115,7 +117,7 @@ def check_same_data(recorded: dict[str, Any] | None, now: dict[str, Any], where:
         raise UserError(f"{where} was trained on {len(old)} classes but the dataset now has "
                         f"{len(new)} ({change or 'in another order'}); evaluate it on the data it "
                         f"was trained on")
-    if recorded.get("test_sha256") != now["test_sha256"]:
+    if not allow_changed_test and recorded.get("test_sha256") != now["test_sha256"]:
         raise UserError(f"the test set changed since {where} was trained ({recorded.get('test_images')} "
                         f"images then, {now['test_images']} now, other contents); its accuracy "
                         f"would not be the run's: restore the data, or pass --allow-changed-data "

@@ -346,6 +346,33 @@ def test_the_test_set_is_evaluated_once_at_the_end_with_the_best_weights(tiny_fo
     assert summary["test_acc"] == evaluate_checkpoint(out / "best.ckpt")["acc"]
 
 
+def test_monitor_test_logs_each_epochs_test_accuracy_but_selects_on_validation(tiny_folder, monkeypatch):
+    """``monitor_test`` (a lab report's "best test accuracy over epochs") evaluates the test set
+    after every epoch with that epoch's weights; the tested weights are still the best
+    validation epoch's and ``max_epoch_test_acc`` is the maximum of the logged values."""
+    import cnnbench.training.build as build_module
+
+    sizes = []
+    real_evaluate = build_module.evaluate
+
+    def recording(model, loader, **kw):
+        result = real_evaluate(model, loader, **kw)
+        sizes.append(result["n"])
+        return result
+
+    monkeypatch.setattr(build_module, "evaluate", recording)
+    summary, out = run(tiny_folder, epochs=3, val_split=0.25, monitor_test=True)
+    assert sizes == [40, 48] * 3 + [48]  # val then test each epoch, then the final test
+    metrics = read_jsonl(out / "metrics.jsonl")
+    tests = [m["epoch_test_acc"] for m in metrics]
+    assert summary["max_epoch_test_acc"] == max(tests)
+    assert summary["max_epoch_test_epoch"] == tests.index(max(tests)) + 1
+    val_accs = [m["val_acc"] for m in metrics]
+    assert summary["best_epoch"] == val_accs.index(max(val_accs)) + 1
+    assert summary["test_acc"] == tests[summary["best_epoch"] - 1]  # same weights, same images
+    assert len(tensorboard_scalars(out)["test_monitor/acc"]) == 3
+
+
 def test_the_logged_learning_rate_is_the_epochs_peak_and_every_steps(tiny_folder):
     """A one-epoch one-cycle run warms up from lr/25 to lr and decays again inside the epoch:
     the epoch's record shows the peak (not the value at the start of the epoch), and every

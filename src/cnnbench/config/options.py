@@ -150,6 +150,10 @@ class TrainConfig:
                                  group="schedule")
     early_stop: int = _opt(0, "stop after N epochs without a better validation accuracy (0 = "
                            "off)", metavar="N", group="schedule")
+    monitor_test: bool = _opt(False, "also evaluate the test set after every epoch, for the "
+                              "curves and a report's own 'best test accuracy over epochs' "
+                              "(logged as epoch_test_acc; never used to select weights)",
+                              group="schedule")
 
     # --- fast-training techniques (docs/techniques.md)
     ema: float = _opt(0.0, "decay per step of the weight average used for evaluation and "

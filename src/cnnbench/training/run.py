@@ -13,7 +13,9 @@ are dropped from the logs, the RNG, optimizer, schedule, scaler and weight-avera
 restored, and the loaders are a function of (seed, epoch), so on CPU with ``deterministic``
 the resumed run ends bit-identical to one never stopped. The test set is evaluated once, at
 the end, with the best weights (``val_split`` 0: the final weights; the summary's
-``tested_weights`` says which).
+``tested_weights`` says which). With ``monitor_test`` the test set is also evaluated after
+every epoch, for the curves and a lab report's "best test accuracy over epochs"
+(``max_epoch_test_acc``); it never selects weights.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def train_run(config: TrainConfig | None, out_dir: str | Path | None = None, res
 def _fresh_meta() -> dict[str, Any]:
     """What ``last.ckpt`` carries besides the training state: selection and time counters."""
     return {"best_val_acc": None, "best_epoch": None, "epochs_since_best": 0,
-            "train_time_s": 0.0, "eval_time_s": 0.0, "images_seen": 0, "stopped_early": False}
+            "train_time_s": 0.0, "eval_time_s": 0.0, "images_seen": 0, "stopped_early": False,
+            "max_epoch_test_acc": None, "max_epoch_test_epoch": None}
 
 
 @dataclasses.dataclass
@@ -129,13 +132,14 @@ class _Run:
                 val = training.evaluate("val")
                 meta["eval_time_s"] += time.perf_counter() - t0
             training.end_epoch(val["loss"] if val else stats["loss"])
+            monitor = self._monitor_test(training, meta, epoch + 1) if c.monitor_test else {}
             self._log_epoch({
                 "epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"],
                 "val_loss": val["loss"] if val else None, "val_acc": val["acc"] if val else None,
                 "lr": stats["lr_max"], "lr_mean": stats["lr_mean"],
                 "batch_size": c.batch_size_at(epoch), "epoch_time_s": stats["time_s"],
-                "train_images_per_s": stats["images_per_s"], "images_seen": meta["images_seen"]},
-                training.step)
+                "train_images_per_s": stats["images_per_s"], "images_seen": meta["images_seen"],
+                **monitor}, training.step)
             improved = val is not None and (meta["best_val_acc"] is None or val["acc"] > meta["best_val_acc"])
             if improved:
                 meta.update(best_val_acc=val["acc"], best_epoch=epoch + 1, epochs_since_best=0)
@@ -149,6 +153,16 @@ class _Run:
                 self._save(BEST, weights, epoch + 1, training.step, meta)
             self.last_good_epoch = epoch + 1
         return self._test_and_finish(training, meta)
+
+    def _monitor_test(self, training: Training, meta: dict[str, Any], epoch: int) -> dict[str, float]:
+        """``monitor_test``: the test accuracy of this epoch's weights, for curves and a report's
+        "best test accuracy over epochs" only; selection stays on validation."""
+        t0 = time.perf_counter()
+        test = training.evaluate("test")
+        meta["eval_time_s"] += time.perf_counter() - t0
+        if meta.get("max_epoch_test_acc") is None or test["acc"] > meta["max_epoch_test_acc"]:
+            meta.update(max_epoch_test_acc=test["acc"], max_epoch_test_epoch=epoch)
+        return {"epoch_test_loss": test["loss"], "epoch_test_acc": test["acc"]}
 
     # -- the end: test once ---------------------------------------------------------------
     def _test_and_finish(self, training: Training, meta: dict[str, Any]) -> dict[str, Any]:
@@ -174,7 +188,9 @@ class _Run:
             train_images_per_s=meta["images_seen"] / train_time if train_time > 0 else None,
             images_seen=meta["images_seen"], steps=training.step,
             best_val_acc=meta["best_val_acc"], best_epoch=meta["best_epoch"],
-            tested_weights=tested, stopped_early=meta["stopped_early"],
+            max_epoch_test_acc=meta.get("max_epoch_test_acc"),
+            max_epoch_test_epoch=meta.get("max_epoch_test_epoch"), tested_weights=tested,
+            stopped_early=meta["stopped_early"],
             test_acc=test["acc"], test_loss=test["loss"], per_class_test_acc=test["per_class_acc"],
             confusion_matrix=test["confusion_matrix"], status="finished", finished_at=now())
         write_json(self.run_dir / SUMMARY, self.summary)
@@ -232,11 +248,16 @@ class _Run:
             if record[key] is not None:
                 split, name = key.split("_")
                 self.writer.add_scalar(f"{split}/{name}", record[key], step)
+        for key in ("epoch_test_loss", "epoch_test_acc"):  # monitor_test
+            if key in record:
+                self.writer.add_scalar(f"test_monitor/{key.rsplit('_', 1)[1]}", record[key], step)
         self.writer.add_scalar("train/lr", record["lr"], step)
         self.writer.add_scalar("train/images_per_s", record["train_images_per_s"], step)
         self.writer.add_scalar("train/epoch", record["epoch"], step)
         val = (f" | val loss {record['val_loss']:.4f} acc {100 * record['val_acc']:.2f}%"
                if record["val_acc"] is not None else "")
+        if "epoch_test_acc" in record:
+            val += f" | test (monitor) acc {100 * record['epoch_test_acc']:.2f}%"
         self.console.line(f"epoch {record['epoch']}/{self.config.epochs}: train loss "
                           f"{record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%{val} | "
                           f"lr peak {record['lr']:.3g} mean {record['lr_mean']:.3g} | "

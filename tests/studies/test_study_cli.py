@@ -70,3 +70,36 @@ def test_study_show_of_a_quick_study_prints_seconds(capsys):
     total = out.split("\ntotal: ")[1].splitlines()[0]
     assert total.startswith("~") and total.split()[1] == "s", total  # e.g. "~22 s", not "~0 min"
     assert "~0 min" not in out and out.count(" s on 2 CPU cores (estimate:") == 5
+
+
+def test_without_profile_a_study_runs_the_profile_that_fits_the_machine(monkeypatch, capsys):
+    """No GPU: `cpu`, saying so (never a day of full-recipe work by surprise); a GPU, or
+    `--set device=cuda`: `full`. `study run` prints the estimate before it trains anything."""
+    import torch
+
+    from cnnbench.commands.study import default_profile
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_profile({})[0] == "cpu" and "no GPU" in default_profile({})[1]
+    assert default_profile({"device": "cuda"})[0] == "full"
+    assert main(["study", "show", "mnist-classics"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("profile cpu: no GPU here") and "profile cpu, 5 runs" in out
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_profile({})[0] == "full" and default_profile({"device": "cpu"})[0] == "cpu"
+
+
+def test_study_run_prints_its_estimate_before_training(monkeypatch, tmp_path, capsys):
+    import cnnbench.commands.study as study_command
+
+    def no_training(study, out, **kw):
+        print("TRAINING STARTS")
+        return []
+
+    monkeypatch.setattr(study_command, "run_study", no_training)
+    assert main(["study", "run", "mnist-classics", "--profile", "full", "--out",
+                 str(tmp_path / "o"), "--no-report", "--only", "lenet*"]) == 0
+    out = capsys.readouterr().out
+    first, second = out.splitlines()[:2]
+    assert "profile full" in first and "on 2 CPU cores (estimate" in first
+    assert second == "TRAINING STARTS"

@@ -41,6 +41,19 @@ def test_grid_expansion_names_and_axes(tmp_path):
     assert runs[1].axes == {"model": "lenet5", "optimizer": "adam"}
     assert runs[1].options["optimizer"] == "adam" and runs[1].options["lr"] == 0.001
 
+def test_model_aliases_give_a_reports_own_spelling_its_network_inside_the_study(tmp_path):
+    """In the report of mnist-classics ``ResNet`` meant ResNet-34; outside it, cnnbench's
+    ``ResNet`` is ResNet-18. The alias applies to runs and to ``--set model=...``."""
+    study = dict(TINY, model_aliases={"ResNet": "resnet34"},
+                 runs=[{"name": "a", "model": "ResNet"}, {"name": "b", "model": "lenet5"}])
+    runs = {r.name: r.options["model"] for r in load_study(write_study(tmp_path, study)).runs}
+    assert runs == {"a": "resnet34", "b": "lenet5"}
+    overridden = load_study(write_study(tmp_path, study), overrides={"model": "ResNet"})
+    assert {r.options["model"] for r in overridden.runs} == {"resnet34"}
+    plain = load_study(write_study(tmp_path, dict(study, model_aliases=None)))
+    assert build_config(plain.runs[0].options).model == "resnet18"
+
+
 @pytest.mark.parametrize("change, message", [
     ({"runs": [{"name": "a", "init": "nope"}]}, "not a run of this study"),
     ({"runs": [{"name": "a", "init": "b"}, {"name": "b", "init": "a"}]}, "cycle"),

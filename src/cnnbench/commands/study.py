@@ -10,7 +10,7 @@ import yaml
 from cnnbench.commands import examples
 from cnnbench.errors import UserError
 from cnnbench.studies import (CPU_GFLOPS, PROFILES, duration_text, estimate_seconds, list_studies,
-                              load_study, run_study)
+                              load_study, run_study, select_runs)
 
 
 def register(subparsers) -> None:
@@ -67,10 +67,10 @@ def register(subparsers) -> None:
 
 def _study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study", metavar="NAME|FILE.yaml", help="a shipped study or a study file")
-    parser.add_argument("--profile", choices=PROFILES, default="full",
+    parser.add_argument("--profile", choices=PROFILES,
                         help="quick: a few hundred images, 1 epoch (smoke test); cpu: the "
                              "report's recipe capped to fit about 30 min on 2 CPU cores; full: "
-                             "the report's recipe (default)")
+                             "the report's recipe. Default: full with a GPU, cpu without one")
     parser.add_argument("--seeds", type=int, metavar="N",
                         help="seeds per run (seed, seed+1, ...); reported as mean ± std")
     parser.add_argument("--dataset", metavar="NAME",
@@ -84,8 +84,38 @@ def _study_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
-    return load_study(args.study, profile=args.profile, seeds=args.seeds, dataset=args.dataset,
-                      overrides=_parse_overrides(args.overrides), data_dir=args.data_dir)
+    overrides = _parse_overrides(args.overrides)
+    profile = args.profile
+    if profile is None:
+        profile, why = default_profile(overrides)
+        print(f"profile {profile}: {why}")
+    return load_study(args.study, profile=profile, seeds=args.seeds, dataset=args.dataset,
+                      overrides=overrides, data_dir=args.data_dir)
+
+
+def default_profile(overrides: dict) -> tuple[str, str]:
+    """``full`` where the runs will get a GPU, else ``cpu``; and a line saying why."""
+    import torch
+
+    device = str(overrides.get("device", "auto"))
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return "full", "a GPU is available, so the reports' full recipes run (--profile to choose)"
+    return "cpu", ("no GPU here, so the reports' recipes run capped to fit about 30 min on 2 CPU "
+                   "cores; --profile full runs them whole (see its estimate with `cnnbench study "
+                   "show NAME --profile full`)")
+
+
+def _estimates(study, runs=None) -> tuple[list, str]:
+    """The cost estimate of each of ``runs`` (default: all; checking their options first) and
+    the total as text."""
+    costs = [estimate_seconds(run.options, where=study.where(run))
+             for run in (study.runs if runs is None else runs)]
+    known = [c.seconds for c in costs if c is not None]
+    unknown = len(costs) - len(known)
+    text = (f"{duration_text(sum(known))} on 2 CPU cores (estimate from MACs at "
+            f"{CPU_GFLOPS:.0f} GFLOP/s; a GPU is much faster)"
+            + (f"; {unknown} runs on datasets of unknown size not counted" if unknown else ""))
+    return costs, text
 
 
 def _parse_overrides(items: list[str]) -> dict:
@@ -112,10 +142,9 @@ def _list(args) -> int:
 def _show(args) -> int:
     study = _load(args)
     # every run's options are checked (by the estimate) before anything is printed
-    costs = [estimate_seconds(run.options, where=study.where(run)) for run in study.runs]
+    costs, total_text = _estimates(study)
     print(f"study {study.name} ({study.source}), profile {study.profile}, "
           f"{len(study.runs)} runs")
-    total, unknown = 0.0, 0
     for run, cost in zip(study.runs, costs):
         extra = [f"init {run.init}"] if run.init else []
         extra += [f"step {run.step!r}"] if run.step else []
@@ -123,21 +152,18 @@ def _show(args) -> int:
         print(f"\n{run.name}" + (f"  [{'; '.join(extra)}]" if extra else ""))
         for key, value in run.options.items():
             print(f"  {key}: {value}")
-        if cost is None:
-            unknown += 1
-            continue
-        total += cost.seconds
-        print(f"  time: {cost.text()}")
-    print(f"\ntotal: {duration_text(total)} on 2 CPU cores (estimate from MACs at "
-          f"{CPU_GFLOPS:.0f} GFLOP/s; a GPU is much faster)"
-          + (f"; {unknown} runs on datasets of unknown size not counted" if unknown else ""))
+        if cost is not None:
+            print(f"  time: {cost.text()}")
+    print(f"\ntotal: {total_text}")
     return 0
 
 
 def _run(args) -> int:
     study = _load(args)
     out = args.out or f"runs/{study.name}"
-    print(f"study {study.name}: {len(study.runs)} runs, profile {study.profile} -> {out}")
+    _, total_text = _estimates(study, select_runs(study, args.only))  # checks options first
+    print(f"study {study.name}: {len(study.runs)} runs, profile {study.profile} -> {out}; "
+          f"{total_text}")
     outcomes = run_study(study, out, only=args.only, argv=args.argv, progress=not args.quiet)
     if not args.no_report:
         from cnnbench.report import write_report

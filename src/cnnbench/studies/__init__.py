@@ -17,6 +17,7 @@ Study file (the shipped ones are ``cnnbench/studies/*.yaml``)::
     notes: [what the recipe takes from the report, what was chosen here]
     seeds: 1                    # seeds per run (`--seeds N` overrides): seed, seed+1, ...
     grid_table: {rows: model, cols: optimizer}   # optional model x variant table
+    model_aliases: {ResNet: resnet34_classics}   # the report's own model names, in this study
     defaults: {optimizer: sgd, momentum: 0.9}    # `train` options shared by all runs
     profiles:                   # what each profile changes in every run
       quick: {epochs: 1, limit_train: 256, limit_eval: 256}
@@ -45,7 +46,9 @@ A run's options, later entries winning: study ``defaults`` < the run's options <
 values < the profile entry (the run's own entry for the profile if it has one, else the
 study's; its values, then its caps) < ``--set`` overrides. With a ``batch_schedule`` the
 schedule fixes the number of epochs. ``reference.value`` is in percent as the report printed
-it, or ``[low, high]`` for a range; ``metric`` says what the report measured it on
+it, or ``[low, high]`` for a range; ``model_aliases`` map a report's own spelling of a model
+(``model: ResNet`` in a run or ``--set model=ResNet``) to the network that report trained,
+inside this study only (outside it, ``ResNet`` is cnnbench's ``resnet18``); ``metric`` says what the report measured it on
 (``test_acc`` or ``val_acc``); ``reference: null`` where the number is not known.
 
 Runs are ordered when the study is loaded (:func:`order_runs`: every ``init`` run comes

@@ -22,8 +22,8 @@ REFERENCE_METRICS = ("test_acc", "val_acc")
 # The CIFAR-10 variants a study may swap with `--dataset` (same classes, same image size).
 CIFAR10_VARIANTS = ("cifar10", "cifar10_jpeg")
 
-_STUDY_KEYS = {"name", "description", "report", "notes", "seeds", "grid_table", "defaults",
-               "profiles", "runs"}
+_STUDY_KEYS = {"name", "description", "report", "notes", "seeds", "grid_table", "model_aliases",
+               "defaults", "profiles", "runs"}
 _RUN_KEYS = {"name", "init", "reference", "step", "ablation", "grid", "profiles", "note", "once"}
 _REFERENCE_KEYS = {"value", "metric", "wording", "note"}
 
@@ -161,6 +161,8 @@ def load_study(name_or_path: str | Path, *, profile: str = "full", seeds: int | 
     grid_table = raw.get("grid_table")
     if grid_table is not None and set(_mapping(grid_table, f"{where}: grid_table")) != {"rows", "cols"}:
         raise UserError(f"{where}: grid_table needs exactly `rows` and `cols` (grid axis names)")
+    aliases = {str(k): str(v) for k, v in
+               _mapping(raw.get("model_aliases"), f"{where}: model_aliases").items()}
     entries = raw.get("runs")
     if not isinstance(entries, list) or not entries:
         raise UserError(f"{where}: `runs` must be a non-empty list")
@@ -187,6 +189,8 @@ def load_study(name_or_path: str | Path, *, profile: str = "full", seeds: int | 
         for key, cap in _mapping(entry.get("cap"), f"{where}: {profile} cap").items():
             options[key] = _capped(key, options.get(key), cap)
         options.update(overrides or {})
+        if isinstance(options.get("model"), str) and options["model"] in aliases:
+            options["model"] = aliases[options["model"]]  # the report's own spelling
         if data_dir is not None:
             options["data_dir"] = str(data_dir)
         if options.get("batch_schedule"):  # the schedule fixes the number of epochs

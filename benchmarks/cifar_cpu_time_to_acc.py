@@ -12,7 +12,7 @@ counting every backward input gradient; whitening and TTA not counted). Several 
 
 Budgets: ``default`` is the recipe as it is; ``long`` doubles its epochs (and its
 progressive-resizing epochs; or applies
-``--long-set`` overrides instead, e.g. a wider network). Issue 12 targets on 2 threads:
+``--long-set`` overrides instead, e.g. a wider network). Targets on 2 threads:
 default >= 89.5% mean in <= 1,200 s each, long >= 90.7% in <= 2,700 s.
 
 Results are merged by budget into ``benchmarks/results/cifar_cpu_time_to_acc-<device>.json``,

@@ -9,9 +9,9 @@ of the epochs' wall time (plus whitening initialisation if the recipe uses it) u
 epoch whose test accuracy reaches the target; evaluation time is measured and reported on its
 own, never counted. Data loading (from cnnbench's tensor cache) and model construction happen
 before the clock starts and are reported as ``setup_s``. Several seeds (default 3); the median
-time to target is the headline number (issue 6 target: <= 15 s on 2 threads).
+time to target is the headline number (target: <= 15 s on 2 threads).
 
-``--with-reference [EPOCHS]`` also runs the reference point of issue 6, a seed-style
+``--with-reference [EPOCHS]`` also runs the reference point, a seed-style
 pipeline: ``torchvision.datasets.MNIST`` + ``ToTensor()/Normalize()`` behind a ``DataLoader``
 (num_workers 0), LeNet-5 with ReLU (cnnbench's ``lenet5``, relu/max), AdamW lr 1e-3 at a
 constant rate, batch 128, test evaluated after each epoch (excluded from the time). Slow:
@@ -149,7 +149,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--target", type=float, default=0.99, help="test accuracy to reach (fraction)")
-    ap.add_argument("--goal-s", type=float, default=15.0, help="the issue's time goal, recorded")
+    ap.add_argument("--goal-s", type=float, default=15.0, help="the time goal, recorded")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                     help="override a TrainConfig option of the recipe (repeatable; smoke runs: "
                          "--set limit_train=2048 --set epochs=1)")

@@ -8,7 +8,7 @@ For each model (``cnnbench.models.list_models()``, 10 classes, ``stem="auto"``) 
 * **cnnbench** training: the same model fed by ``cnnbench.data.TensorLoader`` from random uint8
   tensors (normalised on the fly) through ``cnnbench.training.engine.train_one_epoch`` with
   ``cnnbench.training.optim.build_optimizer``/``build_scheduler`` (SGD, momentum 0.9), i.e. the path
-  ``cnnbench train`` runs. ``ratio_vs_plain`` = cnnbench img/s / plain img/s (issue 6 target:
+  ``cnnbench train`` runs. ``ratio_vs_plain`` = cnnbench img/s / plain img/s (target:
   >= 0.7 for compute-bound models);
 * inference through ``cnnbench.training.engine.evaluate`` (``torch.inference_mode``, eval mode);
 * achieved GFLOP/s: training FLOPs = 3 x forward FLOPs = 6 x MACs per image, inference

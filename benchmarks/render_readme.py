@@ -47,7 +47,7 @@ def render_mnist_time_to_acc() -> str:
         text = (_limited(rec) + f"Recipe `{rec['recipe']}` (model `{rec['model']}`), target {rec['target']*100:.1f}% MNIST test accuracy, "
                 f"{rec['num_threads']} threads. Median time to target: {headline} "
                 f"(target <= {rec['goal_s']:.0f} s). The test set is evaluated after every epoch only to "
-                f"time the target (as the issue defines the benchmark); the recipe itself runs all its epochs "
+                f"time the target (as the benchmark is defined); the recipe itself runs all its epochs "
                 f"(median {rec['median_total_train_time_s']:.1f} s of training) and selects nothing on the test set.\n\n"
                 + table(["seed", "epoch reached", "train s to target", "train s, whole recipe", "final test acc",
                          "eval s (excluded)"], rows))
@@ -109,7 +109,7 @@ def render_cifar_cpu_time_to_acc() -> str:
                      f"all training images (val_split 0), evaluated once after training with TTA `{rec['tta']}`; training seconds "
                      f"include the whitening initialisation and exclude evaluation.\n\n"
                      + table(["budget", "epochs", "test acc (mean ± std)", "per seed (%)", "train s, mean (max)",
-                              "img/s", "GFLOP/s (nominal)", "seeds", "target (issue 12)"], rows)
+                              "img/s", "GFLOP/s (nominal)", "seeds", "target"], rows)
                      + "\n\n" + _source(path, rec))
     return "\n\n".join(parts) or "_not run yet_"
 

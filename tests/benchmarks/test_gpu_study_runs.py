@@ -1,0 +1,44 @@
+"""benchmarks/gpu_study_runs.py on the CPU with tiny sizes: chunks that stop at their budget,
+resume on the next call, and send back only small files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("gpu_study_runs",
+                                                  ROOT / "benchmarks" / "gpu_study_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_chunks_resume_and_send_back_no_checkpoints(tiny_mnist_env, tmp_path, capsys):
+    script = _script()
+    out, work = tmp_path / "out", tmp_path / "work"
+    args = ["--out", str(out), "--work", str(work), "--device", "cpu", "--amp", "off",
+            "--profile", "quick", "--studies", "mnist-five", "--set", "limit_train=32",
+            "--set", "limit_eval=16", "--set", "num_threads=1"]
+    assert script.main(args + ["--budget-s", "6"]) == 0  # stopped early: a chunk
+    first = json.loads((out / "gpu_study_runs.json").read_text())
+    assert first["chunks"][0]["status"].startswith("stopped at the chunk budget")
+    assert first["chunk_seconds"] < 30
+    assert script.main(args + ["--budget-s", "600"]) == 0  # the next call finishes the plan
+    result = json.loads((out / "gpu_study_runs.json").read_text())
+    assert result["chunks"] == [dict(result["chunks"][0], status="done")]
+    assert sorted(result["runs"]) == ["mnist-five/alexnet", "mnist-five/googlenet",
+                                      "mnist-five/mobilenet_v1", "mnist-five/resnet18"]
+    assert {r["status"] for r in result["runs"].values()} == {"finished"}
+    assert result["device"] == "cpu" and result["git_commit"] and result["date"]
+    assert sorted(p.name for p in out.iterdir()) == ["gpu_study_runs.json", "mnist-five.tar.gz"]
+    with tarfile.open(out / "mnist-five.tar.gz") as tar:
+        names = tar.getnames()
+    assert "mnist-five/report.md" in names and "mnist-five/alexnet/summary.json" in names
+    assert not [n for n in names if n.endswith(".ckpt") or "tfevents" in n]
+    assert any((work / "mnist-five" / "alexnet").glob("*.ckpt"))  # kept there, to resume

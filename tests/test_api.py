@@ -45,8 +45,8 @@ def test_create_model_defaults_are_torchvisions():
         model = cnnbench.create_model("resnet18")
     assert model.fc.out_features == 1000 and model.conv1.in_channels == 3
     assert model.stem == "imagenet"
-    assert cnnbench.list_models("resnet*") == ["resnet18", "resnet34", "resnet50", "resnet101",
-                                                "resnet152"]
+    assert cnnbench.list_models("resnet*") == ["resnet18", "resnet18_five", "resnet18_tricks", "resnet34",
+                                                "resnet34_classics", "resnet50", "resnet101", "resnet152"]
 
 
 def test_python_and_cli_runs_with_the_same_options_train_the_same(tiny_mnist_env, tmp_path):

@@ -123,10 +123,10 @@ def test_bash_accepts_and_runs_the_completion_script(tmp_path, bash_script):
     cases = {  # words typed (the last one being completed) -> completions
         "cnnbench st": "study",
         "cnnbench train --mod": "--model --model-kwargs",
-        "cnnbench train --model resnet1": "resnet18 resnet101 resnet152",
+        "cnnbench train --model resnet1": "resnet18 resnet18_five resnet18_tricks resnet101 resnet152",
         "cnnbench train --epochs 3 --dataset=cifar": "cifar10 cifar100 cifar10_jpeg",
         "cnnbench train --recipe ": "default fast none",
-        "cnnbench models --summary lenet": "lenet5",
+        "cnnbench models --summary lenet": "lenet5 lenet5_classics lenet5_five",
         "cnnbench study ": "list show run",
         "cnnbench study run mnist-f": "mnist-five",
         "cnnbench study run mnist-five --profile ": "quick cpu full",

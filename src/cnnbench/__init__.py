@@ -4,7 +4,7 @@ The Python API, in the conventions of timm and torchvision::
 
     import cnnbench
 
-    cnnbench.list_models("resnet*")                  # ['resnet18', 'resnet34', ...]
+    cnnbench.list_models("resnet*")                  # ['resnet18', 'resnet18_five', ...]
     model = cnnbench.create_model("resnet18")        # torchvision's layout: 1000 classes, 3x224x224
     model = cnnbench.create_model("resnet18", num_classes=10, in_chans=3, input_size=32)  # CIFAR stem
 

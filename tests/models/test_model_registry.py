@@ -21,8 +21,9 @@ def _numbers_by_value(name: str) -> list:
 def test_at_least_twenty_models_in_natural_order_and_filtered():
     names = list_models()
     assert len(names) >= 20 and names == sorted(names, key=_numbers_by_value)
-    assert list_models("resnet*") == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
-    assert list_models("VGG16*") == ["vgg16", "vgg16_bn"]
+    assert list_models("resnet*") == ["resnet18", "resnet18_five", "resnet18_tricks", "resnet34",
+                                      "resnet34_classics", "resnet50", "resnet101", "resnet152"]
+    assert list_models("VGG16*") == ["vgg16", "vgg16_bn", "vgg16_bn_tricks", "vgg16_classics"]
     assert list_models("vgg1?") == ["vgg11", "vgg13", "vgg16", "vgg19"]
     assert list_models("nothing*") == []
 

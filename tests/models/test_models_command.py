@@ -26,6 +26,23 @@ def test_models_table_on_mnist_with_pattern(capsys):
     assert "1x28x28" in out and "61,706" in out and "resnet18" not in out
 
 
+def test_models_reports_lists_the_lab_report_networks_with_their_study(capsys):
+    assert main(["models", "--reports", "--dataset", "cifar10", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["models"]}
+    assert rows and all(r["study"] for r in rows.values()) and "resnet18" not in rows
+    assert rows["vgg16_bn_tricks"]["study"] == "cifar10-tricks"
+    assert rows["vgg16_bn_tricks"]["params"] == 33_646_666  # ../shared/seeds/003_12b1c3faa3378c9a.txt:237-334
+    assert rows["lenet5_classics"]["study"] == "mnist-classics"
+    assert rows["alexnet_small"]["study"] == "alexnet-ablation"
+    assert main(["models", "--reports", "--dataset", "mnist", "--pattern", "*_five"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.endswith("M")]
+    assert len(lines) == 5 and all(line.split()[2] == "mnist-five" for line in lines)
+    assert "44,426" in out  # lenet5_five, ../shared/seeds/001_ff525e450deaf5fe.txt:69
+    assert main(["models", "--reports", "--pattern", "resnet50"]) == 2
+    assert "no lab-report model matches" in capsys.readouterr().err
+
+
 def test_models_input_size_and_summary(capsys):
     assert main(["models", "--input-size", "3,224,224", "--num-classes", "1000", "--pattern", "resnet50",
                  "--json"]) == 0

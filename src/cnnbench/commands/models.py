@@ -1,5 +1,7 @@
 """``cnnbench models``: every registered model with its parameters, MACs and FLOPs (FLOPs = 2 x
-MACs) at a dataset's input size, or one model's per-layer summary (``--summary NAME``).
+MACs) at a dataset's input size, or one model's per-layer summary (``--summary NAME``). The
+``study`` column names, for a network one of the lab reports trained, the study that reproduces
+that report; ``--reports`` lists only those.
 
 Models are built on PyTorch's ``meta`` device (shapes only), so the whole table takes a few
 seconds and allocates no weights.
@@ -26,8 +28,10 @@ def register(subparsers) -> None:
         description="List every model with its parameters, MACs and FLOPs (FLOPs = 2 x MACs) "
                     f"for a dataset's image size and number of classes (default: "
                     f"{DEFAULT_DATASET}), or, with --summary NAME, one model's per-layer table. "
-                    "Models are built without weights, so the whole table takes a few seconds.",
-        epilog=examples("cnnbench models",
+                    "The study column names, for a network a lab report trained, the study "
+                    "that reproduces the report (--reports lists only those). Models are built "
+                    "without weights, so the whole table takes a few seconds.",
+        epilog=examples("cnnbench models --reports",
                         "cnnbench models --dataset mnist --pattern 'resnet*'",
                         "cnnbench models --summary resnet18 --dataset mnist"))
     parser.add_argument("--dataset", help=f"size the models for this dataset's images and classes "
@@ -42,6 +46,9 @@ def register(subparsers) -> None:
                              "imagenet from 112 px up)")
     parser.add_argument("--pattern", default="*", help="only models whose name matches this "
                                                       "shell pattern, e.g. 'resnet*'")
+    parser.add_argument("--reports", action="store_true",
+                        help="only the lab reports' networks (those with a study: the study that "
+                             "reproduces the report)")
     parser.add_argument("--summary", metavar="NAME", help="print NAME's per-layer table (output shape, "
                                                           "parameters), as torchsummary")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -95,14 +102,15 @@ def _build(name: str, shape: tuple[int, int, int], classes: int, stem: str) -> t
 
 
 def model_rows(names: list[str], shape: tuple[int, int, int], classes: int, stem: str = "auto") -> list[dict]:
-    """One dict per model: name, family, stem, params, macs, flops (or error, if the input does
-    not fit the model)."""
+    """One dict per model: name, family, study, stem, params, macs, flops (or error, if the input
+    does not fit the model)."""
     from cnnbench.models import model_info
     from cnnbench.models.profile import count_macs, count_params
 
     rows = []
     for name in names:
-        row = {"name": name, "family": model_info(name).family}
+        info = model_info(name)
+        row = {"name": name, "family": info.family, "study": info.study}
         try:
             model = _build(name, shape, classes, stem)
         except UserError as exc:
@@ -114,22 +122,24 @@ def model_rows(names: list[str], shape: tuple[int, int, int], classes: int, stem
 
 
 def _format_table(rows: list[dict], where: str) -> str:
-    header = f"{'model':<16} {'family':<10} {'stem':<9} {'params':>13} {'MACs':>10} {'FLOPs':>10}"
+    header = (f"{'model':<22} {'family':<10} {'study':<16} {'stem':<9} {'params':>13} {'MACs':>10} "
+              f"{'FLOPs':>10}")
     lines = [f"models at {where}; MACs = multiply-accumulates per image, FLOPs = 2 x MACs",
              header, "-" * len(header)]
     errors = []
     for r in rows:
+        start = f"{r['name']:<22} {r['family']:<10} {r['study'] or '-':<16}"
         if r.get("error"):
-            lines.append(f"{r['name']:<16} {r['family']:<10} {'-':<9} {'-':>13} {'-':>10} {'-':>10}")
+            lines.append(f"{start} {'-':<9} {'-':>13} {'-':>10} {'-':>10}")
             errors.append(f"{r['name']}: {r['error']}")
             continue
-        lines.append(f"{r['name']:<16} {r['family']:<10} {r['stem'] or '-':<9} {r['params']:>13,} "
+        lines.append(f"{start} {r['stem'] or '-':<9} {r['params']:>13,} "
                      f"{r['macs'] / 1e6:>9.1f}M {r['flops'] / 1e6:>9.1f}M")
     return "\n".join(lines + errors)
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnbench.models import list_models, resolve_model_name
+    from cnnbench.models import list_models, model_info, resolve_model_name
     from cnnbench.models.profile import format_layer_summary, layer_summary
 
     dataset, shape, classes = resolve_shape(args)
@@ -153,8 +163,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     names = list_models(args.pattern)
+    if args.reports:
+        names = [n for n in names if model_info(n).study]
     if not names:
-        raise UserError(f"no model matches {args.pattern!r}; run `cnnbench models` for the list")
+        which = "lab-report model" if args.reports else "model"
+        raise UserError(f"no {which} matches {args.pattern!r}; run `cnnbench models` for the list")
     rows = model_rows(names, shape, classes, args.stem)
     if args.json:
         print(json.dumps({"dataset": dataset, "input_size": list(shape), "num_classes": classes,

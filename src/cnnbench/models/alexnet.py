@@ -10,11 +10,13 @@ from torch import Tensor, nn
 from cnnbench.models.common import flat_features, resolve_stem
 from cnnbench.models.registry import register_model
 
-__all__ = ["AlexNet", "AlexNetSmall", "alexnet", "alexnet_paper", "alexnet_small"]
+__all__ = ["AlexNet", "AlexNetSmall", "alexnet", "alexnet_paper", "alexnet_small", "alexnet_classics",
+           "alexnet_five"]
 
 # Channels of the five convolutions.
 _TORCHVISION_WIDTHS = (64, 192, 384, 256, 256)  # Krizhevsky 2014, "One weird trick ..."
 _PAPER_WIDTHS = (96, 256, 384, 384, 256)        # Krizhevsky et al. 2012, Fig. 2 (both towers)
+_HALF_WIDTHS = tuple(w // 2 for w in _PAPER_WIDTHS)  # 48-128-192-192-128, lab report 001
 
 
 class AlexNet(nn.Module):
@@ -51,15 +53,29 @@ class AlexNet(nn.Module):
       stem, 4096 for the ImageNet stem). Tensors that differ from the ImageNet stem:
       ``features.0.weight`` (kxk 3 instead of 11) and the three ``classifier`` Linear layers
       (``classifier.1`` takes ``widths[-1]`` inputs instead of ``widths[-1] * 36``).
+
+    Options for the lab reports' variants (defaults: as above):
+
+    * ``conv1=(kernel, stride, padding)`` fixes the first convolution instead of the stem
+      switch (``stem`` is then ignored and ``model.stem`` is ``None``; ``fc_width`` defaults
+      to 4096).
+    * ``pool_padding`` pads the three 3x3/2 max pools (default 0).
+    * ``flatten=True`` flattens the last feature map as it is, with no adaptive average pool,
+      and sizes the first FC layer from it (the reports hard-code that size for their input).
     """
 
     def __init__(self, widths: tuple[int, ...] = _TORCHVISION_WIDTHS, *, num_classes: int = 1000,
                  in_chans: int = 3, input_size: int | tuple[int, int] = 224, drop_rate: float = 0.0,
-                 stem: str = "auto", fc_width: int | None = None, lrn: bool = False) -> None:
+                 stem: str = "auto", fc_width: int | None = None, lrn: bool = False,
+                 conv1: tuple[int, int, int] | None = None, pool_padding: int = 0,
+                 flatten: bool = False) -> None:
         super().__init__()
-        self.stem = resolve_stem(stem, input_size)
+        self.stem = None if conv1 is not None else resolve_stem(stem, input_size)
         small = self.stem == "small"
-        if small:  # keep the receptive field growing slowly on a 28-32 px image
+        if conv1 is not None:
+            kernel, stride, padding = conv1
+            first = nn.Conv2d(in_chans, widths[0], kernel_size=kernel, stride=stride, padding=padding)
+        elif small:  # keep the receptive field growing slowly on a 28-32 px image
             first = nn.Conv2d(in_chans, widths[0], kernel_size=3, stride=1, padding=1)
         else:
             first = nn.Conv2d(in_chans, widths[0], kernel_size=11, stride=4, padding=2)
@@ -67,21 +83,29 @@ class AlexNet(nn.Module):
         def norm() -> list[nn.Module]:
             return [nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)] if lrn else []
 
+        def pool() -> nn.MaxPool2d:
+            return nn.MaxPool2d(kernel_size=3, stride=2, padding=pool_padding)
+
         self.features = nn.Sequential(
-            first, nn.ReLU(inplace=True), *norm(), nn.MaxPool2d(kernel_size=3, stride=2),
+            first, nn.ReLU(inplace=True), *norm(), pool(),
             nn.Conv2d(widths[0], widths[1], kernel_size=5, padding=2), nn.ReLU(inplace=True), *norm(),
-            nn.MaxPool2d(kernel_size=3, stride=2),
+            pool(),
             nn.Conv2d(widths[1], widths[2], kernel_size=3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(widths[2], widths[3], kernel_size=3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(widths[3], widths[4], kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=3, stride=2),
+            pool(),
         )
-        pooled = 1 if small else 6
         fc_width = fc_width or (512 if small else 4096)
-        self.avgpool = nn.AdaptiveAvgPool2d(pooled)
+        if flatten:
+            self.avgpool = nn.Identity()
+            fc_in = flat_features(self.features, in_chans, input_size)
+        else:
+            pooled = 1 if small else 6
+            self.avgpool = nn.AdaptiveAvgPool2d(pooled)
+            fc_in = widths[4] * pooled * pooled
         self.classifier = nn.Sequential(
             nn.Dropout(drop_rate),
-            nn.Linear(widths[4] * pooled * pooled, fc_width), nn.ReLU(inplace=True),
+            nn.Linear(fc_in, fc_width), nn.ReLU(inplace=True),
             nn.Dropout(drop_rate),
             nn.Linear(fc_width, fc_width), nn.ReLU(inplace=True),
             nn.Linear(fc_width, num_classes),
@@ -107,19 +131,30 @@ class AlexNetSmall(nn.Module):
     2,091,274 parameters with BN at 3x32x32 and 10 classes; other input sizes size the first
     FC layer from the feature map. No local response normalisation and no stem switch
     (``model.stem`` is ``None``).
+
+    ``bn_momentum`` (default 0.9) is the ``momentum`` of every BatchNorm2d and BatchNorm1d: the
+    report's printed model has ``BatchNorm2d(96, eps=1e-05, momentum=0.9, ...)``
+    (../shared/seeds/004_2d0eec9dd5bad1f5.txt:94). In PyTorch the running statistics are
+    updated as ``(1 - momentum) * running + momentum * batch``, so 0.9 makes them follow the
+    latest batch with weight 0.9 (nearly the last batch's statistics), unlike PyTorch's
+    default 0.1 (a slow average). Keras and TensorFlow weigh the old average with their
+    momentum, so 0.9 is a slow average there: the likely origin of the setting. It is the
+    report's printed setting, so it is the default here; pass ``bn_momentum=0.1`` for
+    PyTorch's.
     """
 
     def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, input_size: int | tuple[int, int] = 224,
-                 drop_rate: float = 0.0, stem: str = "auto", bn: bool = True) -> None:
+                 drop_rate: float = 0.0, stem: str = "auto", bn: bool = True,
+                 bn_momentum: float = 0.9) -> None:
         super().__init__()
         self.stem = None
 
         def conv(cin: int, cout: int, kernel: int, padding: int) -> list[nn.Module]:
-            norm = [nn.BatchNorm2d(cout)] if bn else []
+            norm = [nn.BatchNorm2d(cout, momentum=bn_momentum)] if bn else []
             return [nn.Conv2d(cin, cout, kernel, padding=padding), *norm, nn.ReLU(inplace=True)]
 
         def fc(cin: int, cout: int) -> list[nn.Module]:
-            norm = [nn.BatchNorm1d(cout)] if bn else []
+            norm = [nn.BatchNorm1d(cout, momentum=bn_momentum)] if bn else []
             return [nn.Linear(cin, cout), *norm, nn.ReLU(inplace=True), nn.Dropout(drop_rate)]
 
         self.features = nn.Sequential(
@@ -144,5 +179,30 @@ alexnet = register_model("alexnet", AlexNet, doc="AlexNet, torchvision layout (6
                                                  "Krizhevsky 2014), state_dict-compatible")
 alexnet_paper = register_model("alexnet_paper", partial(AlexNet, _PAPER_WIDTHS, lrn=True),
                                doc="AlexNet as in the 2012 paper (96-256-384-384-256, LRN), one tower")
-alexnet_small = register_model("alexnet_small", AlexNetSmall,
-                               doc="The lab report's CIFAR AlexNet (5 conv + 3 FC, bn/dropout switches)")
+alexnet_small = register_model("alexnet_small", AlexNetSmall, study="alexnet-ablation",
+                               doc="The lab report's CIFAR AlexNet (5 conv + 3 FC, bn/dropout switches; "
+                                   "../shared/seeds/004_2d0eec9dd5bad1f5.txt:92-179), BatchNorm momentum "
+                                   "0.9 as printed there")
+
+# The lab reports' AlexNets (../shared/seeds/: 000 = study mnist-classics, 001 = mnist-five).
+alexnet_classics = register_model(
+    "alexnet_classics", partial(AlexNet, _PAPER_WIDTHS, fc_width=2048), study="mnist-classics",
+    doc="AlexNet of report ../shared/seeds/000_5fb1d57efed289c0.txt:105-137 (study mnist-classics): "
+        "Conv(1,96,11,4,2) ReLU MaxPool(3,2) Conv(96,256,5,1,2) ReLU MaxPool(3,2) Conv(256,384,3,1,1) "
+        "ReLU Conv(384,384,3,1,1) ReLU Conv(384,256,3,1,1) ReLU MaxPool(3,2), Flatten, Dropout, "
+        "Linear(256*6*6,2048), ReLU, Dropout, Linear(2048,2048), ReLU, Linear(2048,classes): the "
+        "paper's widths without LRN, FC-2048 instead of 4096; the report's dropout 0.5 is "
+        "drop_rate. 26,817,226 parameters at 1x224x224 (the study's size) and 10 classes; below "
+        "112 px the small stem (FC width stays 2048)")
+alexnet_five = register_model(
+    "alexnet_five", partial(AlexNet, _HALF_WIDTHS, conv1=(5, 1, 2), pool_padding=1, flatten=True),
+    study="mnist-five",
+    doc="AlexNet of report ../shared/seeds/001_ff525e450deaf5fe.txt:109-117 (study mnist-five), "
+        "\"将原模型的第一步卷积核从11x11改为5x5，步长改为1，将所有卷积核数均除以2，图片尺寸缩放为2倍\": "
+        "conv1 5x5 stride 1 (pad 2), the paper's widths halved (48-128-192-192-128), FC-4096, "
+        "FC-4096, dropout (drop_rate; the study's 0.5, :248) before both, on 56x56 inputs. The "
+        "report's code is not in the text, only its count, 43,446,122 (:117, table :278), which "
+        "needs a 128x7x7 flatten: the max pools are the paper's overlapping 3x3/2 with padding 1 "
+        "(56 -> 28 -> 14 -> 7), padding inferred from the parameter count. 43,446,122 parameters "
+        "at 1x56x56 and 10 classes; other sizes size the first FC layer from the feature map; no "
+        "stem switch")

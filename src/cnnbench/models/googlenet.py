@@ -200,3 +200,13 @@ googlenet = register_model("googlenet", GoogLeNet, doc="GoogLeNet, torchvision's
                                                        "3x3 in the 5x5 branch), state_dict-compatible")
 googlenet_paper = register_model("googlenet_paper", partial(GoogLeNet, True),
                                  doc="GoogLeNet as in the paper (true 5x5, biases, LRN, no BatchNorm)")
+
+# The lab report's GoogLeNet (../shared/seeds/001: study mnist-five).
+googlenet_five = register_model(
+    "googlenet_five", partial(GoogLeNet, True), study="mnist-five",
+    doc="GoogLeNet of report ../shared/seeds/001_ff525e450deaf5fe.txt:214-226 (study mnist-five): "
+        "Inception v1 \"按照论文结构编写\" (the paper's network, :226) on 56 px inputs with the "
+        "ImageNet stem, global average pooling (:222, :240; LRN as the paper, parameter-free, so "
+        "the count cannot confirm it), dropout 0.2 instead of the paper's "
+        "0.4 (:224, :248; drop_rate, set by the study): googlenet_paper. 5,977,530 parameters at "
+        "1x56x56 with the ImageNet stem and 10 classes (the report's table, :281)")

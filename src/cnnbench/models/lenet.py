@@ -12,9 +12,10 @@ from cnnbench.errors import UserError
 from cnnbench.models.common import flat_features, make_activation, to_hw
 from cnnbench.models.registry import register_model
 
-__all__ = ["LeNet5", "lenet5", "simple_cnn"]
+__all__ = ["LeNet5", "lenet5", "simple_cnn", "lenet5_classics", "lenet5_five"]
 
 _PAPER_SIZE = 32  # LeCun et al. centre the 28x28 MNIST digits in a 32x32 field
+_ACTIVATED = ("c1", "c3", "c5", "f6")  # the layers an activation follows, in the paper
 
 
 class LeNet5(nn.Module):
@@ -35,6 +36,9 @@ class LeNet5(nn.Module):
     * C5 is a fully connected layer. On the paper's 32x32 input it is the same thing (a 5x5
       convolution over a 5x5 map); on other sizes its input is sized from the feature map.
     * ``drop_rate`` > 0 adds dropout after F5 and F6 (the paper has none).
+    * ``activate`` names the layers an activation follows (default: all four hidden layers,
+      ``("c1", "c3", "c5", "f6")``); one lab report's LeNet has an activation after F6 only
+      (``lenet5_classics``). A layer left out has no activation module at all.
 
     28x28 inputs (MNIST) are handled in one of two ways, chosen with ``pad_input``:
 
@@ -50,10 +54,17 @@ class LeNet5(nn.Module):
 
     def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, input_size: int | tuple[int, int] = 224,
                  drop_rate: float = 0.0, stem: str = "auto", activation: str = "tanh", pool: str = "avg",
-                 pad_input: bool = True) -> None:
+                 pad_input: bool = True, activate: tuple[str, ...] = _ACTIVATED) -> None:
         super().__init__()
         if pool not in ("avg", "max"):
             raise UserError(f"pool must be 'avg' or 'max', got {pool!r}")
+        unknown = sorted(set(activate) - set(_ACTIVATED))
+        if unknown:
+            raise UserError(f"activate must name layers among {', '.join(_ACTIVATED)}, got {', '.join(unknown)}")
+
+        def act(layer: str, name: str) -> list[tuple[str, nn.Module]]:
+            return [(name, make_activation(activation))] if layer in activate else []
+
         pool_layer = nn.AvgPool2d if pool == "avg" else nn.MaxPool2d
         self.stem = None
         self.pad_input = pad_input
@@ -63,19 +74,19 @@ class LeNet5(nn.Module):
         # Layer names follow the paper's Fig. 2 (C = convolution, S = subsampling, F = full).
         self.features = nn.Sequential(OrderedDict([
             ("c1", nn.Conv2d(in_chans, 6, kernel_size=5)),
-            ("act1", make_activation(activation)),
+            *act("c1", "act1"),
             ("s2", pool_layer(2)),
             ("c3", nn.Conv2d(6, 16, kernel_size=5)),
-            ("act3", make_activation(activation)),
+            *act("c3", "act3"),
             ("s4", pool_layer(2)),
         ]))
         self.classifier = nn.Sequential(OrderedDict([
             ("flatten", nn.Flatten()),
             ("c5", nn.Linear(flat_features(self.features, in_chans, (height, width)), 120)),
-            ("act5", make_activation(activation)),
+            *act("c5", "act5"),
             ("drop5", nn.Dropout(drop_rate)),
             ("f6", nn.Linear(120, 84)),
-            ("act6", make_activation(activation)),
+            *act("f6", "act6"),
             ("drop6", nn.Dropout(drop_rate)),
             ("output", nn.Linear(84, num_classes)),
         ]))
@@ -91,7 +102,25 @@ class LeNet5(nn.Module):
 lenet5 = register_model("lenet5", LeNet5, doc="LeNet-5 (LeCun et al. 1998), tanh + average pooling, "
                                                "28 px inputs padded to 32 as in the paper")
 simple_cnn = register_model(
-    "simple_cnn", partial(LeNet5, activation="relu", pool="max", pad_input=False),
+    "simple_cnn", partial(LeNet5, activation="relu", pool="max", pad_input=False), study="cifar10-tricks",
     doc="Simple CNN: 6c5-pool-16c5-pool-fc120-fc84 with ReLU and max pooling, unpadded (the "
-        "lab reports' CIFAR-10 baseline; the PyTorch CIFAR-10 tutorial network); 62,006 "
-        "parameters at 3x32x32")
+        "lab reports' CIFAR-10 baseline, ../shared/seeds/003_12b1c3faa3378c9a.txt:145-162; the "
+        "PyTorch CIFAR-10 tutorial network); 62,006 parameters at 3x32x32")
+
+# The lab reports' LeNets (../shared/seeds/: 000 = study mnist-classics, 001 = mnist-five).
+lenet5_classics = register_model(
+    "lenet5_classics", partial(LeNet5, activate=("f6",), pad_input=False), study="mnist-classics",
+    doc="LeNet of report ../shared/seeds/000_5fb1d57efed289c0.txt:62-84 (study mnist-classics): "
+        "Conv(1,6,5) -> AvgPool2d(2) -> Conv(6,16,5) -> AvgPool2d(2) -> Flatten -> "
+        "Linear(400,120) -> Linear(120,84) -> Tanh -> Linear(84,classes): one Tanh, after F6 "
+        "only, no activation after the convolutions or F5 (as the report's code; its text at "
+        ":59 says Tanh is the activation). Linear(400) needs 32x32 inputs (the study resizes "
+        "28 -> 32); no padding of its own (pad_input=False), other sizes size F5 from the "
+        "feature map. 61,706 parameters at 1x32x32 and 10 classes (44,426 at 1x28x28)")
+lenet5_five = register_model(
+    "lenet5_five", partial(LeNet5, activation="sigmoid", pool="max", pad_input=False), study="mnist-five",
+    doc="LeNet of report ../shared/seeds/001_ff525e450deaf5fe.txt:59-69 (study mnist-five): "
+        "sigmoid activations, max pooling, 28x28 inputs unpadded so the FC input is 16x4x4 "
+        "(\"修改全连接层的输入维度16*5*5为16*4*4\", :64); logits out (the report's softmax, :67, is "
+        "left to the cross-entropy loss); the report's \"模型总参数量为44,426\" "
+        "(:69, and its table :277): 44,426 parameters at 1x28x28 and 10 classes")

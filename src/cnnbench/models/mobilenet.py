@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from cnnbench.models.common import init_fan_out, make_divisible, resolve_stem
 from cnnbench.models.registry import register_model
 
-__all__ = ["MobileNetV1", "MobileNetV2", "V1_LAYERS", "V2_SETTING"]
+__all__ = ["MobileNetV1", "MobileNetV2", "MobileNetV2Classics", "V1_LAYERS", "V2_SETTING"]
 
 # Howard et al. 2017, Table 1, after the first 3x3/2 convolution: one row per depthwise
 # separable block, (stride of the 3x3 depthwise convolution, channels of the 1x1 pointwise one).
@@ -170,3 +170,89 @@ mobilenet_v1 = register_model("mobilenet_v1", MobileNetV1, doc="MobileNet V1 (Ho
                                                                "width multiplier")
 mobilenet_v2 = register_model("mobilenet_v2", MobileNetV2, doc="MobileNetV2 (Sandler et al. 2018), "
                                                                "width multiplier, torchvision-compatible")
+
+
+class _ClassicsBottleneck(nn.Module):
+    """The bottleneck of report 000 (``MobileNetBottleNeck``, see :class:`MobileNetV2Classics`):
+    conv 1x1 (expansion, also for t = 1), BN, ReLU6, depthwise 3x3, BN, ReLU6, conv 1x1, BN, every
+    convolution with a bias; on every stride-1 block a shortcut, identity or a 1x1 conv + BN."""
+
+    def __init__(self, cin: int, cout: int, expand_ratio: int, stride: int) -> None:
+        super().__init__()
+        hidden = cin * expand_ratio
+        self.conv = nn.Sequential(
+            nn.Conv2d(cin, hidden, 1), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, stride=stride, padding=1, groups=hidden), nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, cout, 1), nn.BatchNorm2d(cout),
+        )
+        self.shortcut: nn.Module | None = None
+        if stride == 1:
+            self.shortcut = nn.Identity() if cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1),
+                                                                           nn.BatchNorm2d(cout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.conv(x)
+        return out if self.shortcut is None else out + self.shortcut(x)
+
+
+class MobileNetV2Classics(nn.Module):
+    """The MobileNetV2 of lab report 000 (../shared/seeds/000_5fb1d57efed289c0.txt:497-564,
+    ``MobileNetBottleNeck`` and ``MobileNetV2``; the table it follows is Sandler et al.'s
+    Table 2, quoted at :447-458). It differs from :class:`MobileNetV2` (torchvision's) in ways
+    that change the parameters, so it has its own class:
+
+    * stem ``Conv2d(in, 32, 3, 2, 1)`` with bias, ``BatchNorm2d(32)`` and no activation;
+    * every bottleneck (t, c, n, s as ``V2_SETTING``) is ``Conv2d(in, in*t, 1)``, BN, ReLU6,
+      ``Conv2d(in*t, in*t, 3, groups=in*t, stride=s, padding=1)``, BN, ReLU6,
+      ``Conv2d(in*t, out, 1)``, BN: every convolution has a bias, and the 1x1 expansion is
+      there for t = 1 too;
+    * "if stride == 1: self.do_shortcut = True": a shortcut on every stride-1 block, the
+      identity if in == out, else ``Conv2d(in, out, 1)`` (bias) + BN; no activation after
+      the add;
+    * head ``Conv2d(320, 1280, 1, 1)`` with bias and no BN or activation, ``AvgPool2d(7)``
+      (here a global average pool: the same at 224 px, and any input size works),
+      ``Flatten``, ``Linear(1280, classes)``.
+
+    The report's text indents ``MobileNetBottleNeck.forward`` inside ``__init__`` and calls
+    the class ``MobileNetBottleneck`` in ``add_bottleneck`` (:523-527, :557-561); the intent
+    (forward as written, one class) is clear and is what is built here.
+
+    2,310,874 parameters at 1x224x224 (the study's size) and 10 classes. ``drop_rate`` > 0
+    adds dropout before the FC layer (the report has none: its dropout option was for AlexNet
+    and VGG-16 only, :889); PyTorch's default initialisation, as the report. No stem switch:
+    ``stem`` is ignored and ``model.stem`` is ``None`` (a 28 px input ends at 1x1).
+    """
+
+    def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, input_size: int | tuple[int, int] = 224,
+                 drop_rate: float = 0.0, stem: str = "auto") -> None:
+        super().__init__()
+        self.stem = None
+        channels = 32
+        layers: list[nn.Module] = [nn.Sequential(nn.Conv2d(in_chans, channels, 3, 2, 1), nn.BatchNorm2d(channels))]
+        for t, c, n, s in V2_SETTING:
+            for i in range(n):
+                layers.append(_ClassicsBottleneck(channels, c, t, s if i == 0 else 1))
+                channels = c
+        layers.append(nn.Conv2d(channels, 1280, 1))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(1280, num_classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.avgpool(self.features(x)).flatten(1))
+
+
+mobilenet_v2_classics = register_model(
+    "mobilenet_v2_classics", MobileNetV2Classics, study="mnist-classics",
+    doc="MobileNetV2 of report ../shared/seeds/000_5fb1d57efed289c0.txt:497-564 (study "
+        "mnist-classics): conv biases, no stem activation, a shortcut (identity or 1x1 conv + "
+        "BN) on every stride-1 block, head conv 1x1 320->1280 without BN; 2,310,874 parameters "
+        "at 1x224x224 and 10 classes")
+mobilenet_v1_five = register_model(
+    "mobilenet_v1_five", MobileNetV1, study="mnist-five",
+    doc="MobileNetV1 of report ../shared/seeds/001_ff525e450deaf5fe.txt:180-198 (study mnist-five): "
+        "\"其余部分按照论文结构编写\" (the paper's network, :198) on 56 px inputs with the ImageNet "
+        "stem, the 7x7 average pool made global (:196), dropout before the FC layer (:194; "
+        "drop_rate, the study's 0.5): mobilenet_v1. 3,216,650 parameters at 1x56x56 with the "
+        "ImageNet stem and 10 classes (the report's table, :280)")

@@ -49,12 +49,15 @@ FAMILY_DEFAULTS: dict[str, str] = {
 @dataclass(frozen=True)
 class ModelInfo:
     """One registered model: its ``name``, ``family`` (the module it lives in), the builder
-    ``fn`` and ``doc`` (the variant's one-line description, then the family docstring)."""
+    ``fn``, ``doc`` (the variant's one-line description, then the family docstring) and
+    ``study``: for a network one of the lab reports trained, the study that reproduces that
+    report (``"mnist-classics"``, ...), else ``None``."""
 
     name: str
     family: str
     fn: Callable[..., nn.Module]
     doc: str
+    study: str | None = None
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -74,7 +77,7 @@ def _target(fn: Callable) -> Callable:
 
 
 def register_model(name: str | Callable | None = None, fn: Callable | None = None, *,
-                   family: str | None = None, doc: str | None = None):
+                   family: str | None = None, doc: str | None = None, study: str | None = None):
     """Register a model builder under a unique name.
 
     Three spellings, all registering ``fn`` and returning it unchanged::
@@ -91,15 +94,17 @@ def register_model(name: str | Callable | None = None, fn: Callable | None = Non
 
     ``family`` defaults to the name of the module that defines the builder (``models/resnet.py``
     -> ``"resnet"``). ``doc`` is the variant's one-line description; the family docstring
-    (of the function or class behind ``fn``) follows it in :attr:`ModelInfo.doc`.
+    (of the function or class behind ``fn``) follows it in :attr:`ModelInfo.doc`. ``study``
+    marks a lab report's network with the study that reproduces the report (``cnnbench models
+    --reports`` lists these).
 
     Raises ``ValueError`` if the name, or a spelling that normalises to the same key, is
     already registered: two builders must never compete for one name.
     """
     if callable(name):                       # bare @register_model
-        return register_model(None, name, family=family, doc=doc)
+        return register_model(None, name, family=family, doc=doc, study=study)
     if fn is None:                           # @register_model(...) with options
-        return lambda f: register_model(name, f, family=family, doc=doc)
+        return lambda f: register_model(name, f, family=family, doc=doc, study=study)
 
     target = _target(fn)
     model_name = name or target.__name__
@@ -110,7 +115,8 @@ def register_model(name: str | Callable | None = None, fn: Callable | None = Non
                          f"(as {existing.name!r} by {existing.family}); pick another name")
     fam = family or target.__module__.rsplit(".", 1)[-1]
     parts = [doc or "", inspect.getdoc(target) or ""]
-    info = ModelInfo(name=model_name, family=fam, fn=fn, doc="\n\n".join(p for p in parts if p))
+    info = ModelInfo(name=model_name, family=fam, fn=fn, doc="\n\n".join(p for p in parts if p),
+                     study=study)
     _REGISTRY[model_name] = info
     _NORMALISED[key] = model_name
     return fn

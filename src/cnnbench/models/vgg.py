@@ -7,7 +7,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from cnnbench.models.common import init_fan_out, resolve_stem
+from cnnbench.models.common import flat_features, init_fan_out, resolve_stem
 from cnnbench.models.registry import register_model
 
 __all__ = ["VGG", "CONFIGS"]
@@ -48,13 +48,19 @@ class VGG(nn.Module):
       usual CIFAR adaptations of VGG; 4096 for the ImageNet stem). Tensors that differ from the
       ImageNet stem: the three ``classifier`` Linear layers only (``classifier.0`` takes 512
       inputs instead of 512x7x7); every ``features`` tensor is the same.
+
+    ``flatten=True`` builds the network as a lab report wrote it for its input size: every max
+    pool kept, no adaptive average pool, the last feature map flattened as it is and the first
+    FC layer sized from it; no stem switch (``stem`` is ignored, ``model.stem`` is ``None``;
+    ``fc_width`` defaults to 4096). Five pools need inputs of at least 32x32.
     """
 
     def __init__(self, config: tuple[int | str, ...] = CONFIGS["D"], *, num_classes: int = 1000,
                  in_chans: int = 3, input_size: int | tuple[int, int] = 224, drop_rate: float = 0.0,
-                 stem: str = "auto", bn: bool = False, fc_width: int | None = None) -> None:
+                 stem: str = "auto", bn: bool = False, fc_width: int | None = None,
+                 flatten: bool = False) -> None:
         super().__init__()
-        self.stem = resolve_stem(stem, input_size)
+        self.stem = None if flatten else resolve_stem(stem, input_size)
         small = self.stem == "small"
         if small and config[-1] == "M":
             config = config[:-1]
@@ -70,11 +76,16 @@ class VGG(nn.Module):
             layers.append(nn.ReLU(inplace=True))
             channels = v
         self.features = nn.Sequential(*layers)
-        pooled = 1 if small else 7
         fc_width = fc_width or (512 if small else 4096)
-        self.avgpool = nn.AdaptiveAvgPool2d(pooled)
+        if flatten:
+            self.avgpool = nn.Identity()
+            fc_in = flat_features(self.features, in_chans, input_size)
+        else:
+            pooled = 1 if small else 7
+            self.avgpool = nn.AdaptiveAvgPool2d(pooled)
+            fc_in = channels * pooled * pooled
         self.classifier = nn.Sequential(
-            nn.Linear(channels * pooled * pooled, fc_width), nn.ReLU(inplace=True), nn.Dropout(drop_rate),
+            nn.Linear(fc_in, fc_width), nn.ReLU(inplace=True), nn.Dropout(drop_rate),
             nn.Linear(fc_width, fc_width), nn.ReLU(inplace=True), nn.Dropout(drop_rate),
             nn.Linear(fc_width, num_classes),
         )
@@ -93,3 +104,24 @@ vgg11_bn = register_model("vgg11_bn", partial(VGG, CONFIGS["A"], bn=True), doc="
 vgg13_bn = register_model("vgg13_bn", partial(VGG, CONFIGS["B"], bn=True), doc="VGG-13 with BatchNorm")
 vgg16_bn = register_model("vgg16_bn", partial(VGG, CONFIGS["D"], bn=True), doc="VGG-16 with BatchNorm")
 vgg19_bn = register_model("vgg19_bn", partial(VGG, CONFIGS["E"], bn=True), doc="VGG-19 with BatchNorm")
+
+# The lab reports' VGGs (../shared/seeds/: 000 = study mnist-classics, 003 = cifar10-tricks).
+vgg16_classics = register_model(
+    "vgg16_classics", partial(VGG, CONFIGS["D"]), study="mnist-classics",
+    doc="VGG-16 of report ../shared/seeds/000_5fb1d57efed289c0.txt:389-433 (study mnist-classics; "
+        "the report did not train it, :624-626): VGG_block(2,1,64), VGG_block(2,64,128), "
+        "VGG_block(3,128,256), VGG_block(3,256,512), VGG_block(3,512,512) (3x3 convs with bias "
+        "and ReLU, then MaxPool2d(2,2)), Flatten, Linear(512*7*7,4096), ReLU, Dropout, "
+        "Linear(4096,4096), ReLU, Dropout, Linear(4096,classes): torchvision's VGG-16 without "
+        "BatchNorm (its adaptive 7x7 pool is the identity at 224 px), the report's dropout 0.5 "
+        "is drop_rate. 134,300,362 parameters at 1x224x224 (the study's size) and 10 classes; "
+        "below 112 px the small stem")
+vgg16_bn_tricks = register_model(
+    "vgg16_bn_tricks", partial(VGG, CONFIGS["D"], bn=True, flatten=True), study="cifar10-tricks",
+    doc="VGG-16 of report ../shared/seeds/003_12b1c3faa3378c9a.txt:237-334 (study cifar10-tricks): "
+        "13 x [Conv2d(cin,cout,3,padding=1) (with bias), BatchNorm2d, ReLU] in VGG-16's "
+        "configuration with all five MaxPool2d(2,2), then AvgPool2d(1,1) (a no-op, left out), "
+        "Flatten (512 at 32 px), Linear(512,4096), ReLU, Dropout, Linear(4096,4096), ReLU, "
+        "Dropout, Linear(4096,classes); the report's nn.Dropout() is 0.5, here drop_rate. "
+        "33,646,666 parameters at 3x32x32 and 10 classes; larger inputs size the first FC layer "
+        "from the feature map; five pools need at least 32x32 (28 px MNIST: --resize 32)")

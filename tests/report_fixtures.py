@@ -21,12 +21,17 @@ CLASSES = [str(i) for i in range(10)]
 def write_fake_run(run_dir: Path, *, model: str = "lenet5", dataset: str = "mnist",
                    test_acc: float = 0.9, seed: int = 0, epochs: int = 3,
                    status: str = "finished", profile: str | None = "quick",
-                   config: dict | None = None, misclassified: bool = False) -> Path:
+                   config: dict | None = None, misclassified: bool = False,
+                   limited: bool = True, monitor_test: bool = False) -> Path:
+    """``limited``: trained on 256 images (limit_train / limit_eval), as a quick run is;
+    ``monitor_test``: the test set evaluated every epoch (``epoch_test_acc``)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    limit = 256 if limited else None
     cfg = {"model": model, "dataset": dataset, "epochs": epochs, "batch_size": 128,
-           "optimizer": "adamw", "lr": 1e-3, "seed": seed, "limit_train": 256,
-           "limit_eval": 256, "out": str(run_dir), **(config or {})}
+           "optimizer": "adamw", "lr": 1e-3, "seed": seed, "limit_train": limit,
+           "limit_eval": limit, "out": str(run_dir),
+           **({"monitor_test": True} if monitor_test else {}), **(config or {})}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
     with (run_dir / "metrics.jsonl").open("w") as fh:
         for epoch in range(1, epochs + 1):
@@ -35,11 +40,13 @@ def write_fake_run(run_dir: Path, *, model: str = "lenet5", dataset: str = "mnis
                 "epoch": epoch, "train_loss": 2.0 * (1.1 - frac), "train_acc": test_acc * frac,
                 "val_loss": 1.5 * (1.1 - frac), "val_acc": test_acc * frac, "lr": 1e-3,
                 "batch_size": 128, "epoch_time_s": 1.0, "train_images_per_s": 256.0,
-                "images_seen": 256 * epoch}) + "\n")
+                "images_seen": 256 * epoch,
+                **({"epoch_test_acc": (test_acc + 0.005) * frac} if monitor_test else {})}) + "\n")
     with (run_dir / "train_steps.jsonl").open("w") as fh:
         for step in range(1, 4 * epochs + 1):
             fh.write(json.dumps({"step": step, "images_seen": 64 * step,
-                                 "train_loss": 2.3 / step ** 0.5}) + "\n")
+                                 "train_loss": 2.3 / step ** 0.5,
+                                 "lr": 1e-3 * (1 - (step - 1) / (4 * epochs))}) + "\n")
     confusion = [[0] * 10 for _ in range(10)]
     for i in range(10):
         confusion[i][i] = int(round(100 * test_acc))
@@ -52,12 +59,14 @@ def write_fake_run(run_dir: Path, *, model: str = "lenet5", dataset: str = "mnis
         "best_val_acc": test_acc + 0.01, "best_epoch": epochs, "test_acc": test_acc,
         "test_loss": 0.3, "per_class_test_acc": [test_acc] * 10,
         "confusion_matrix": confusion, "classes": CLASSES,
-        "split": {"train": 256, "val": 256, "test": 256}, "limited": True,
-        "limit_train": 256, "limit_eval": 256, "recipe": None, "profile": profile, "tta": "none",
+        "split": {"train": 256, "val": 256, "test": 256}, "limited": limited,
+        "limit_train": limit, "limit_eval": limit, "recipe": None, "profile": profile, "tta": "none",
         "torch_version": torch.__version__, "torchvision_version": "0.0-test",
         "cnnbench_version": "0.1.0", "git_commit": "abc1234", "command": "cnnbench train",
         "status": status, "hostname": "testhost", "cpu": "test cpu", "num_threads": 2,
     }
+    if monitor_test:
+        summary["max_epoch_test_acc"] = test_acc + 0.005
     if status != "finished":
         for key in ("test_acc", "best_val_acc", "confusion_matrix"):
             summary.pop(key)

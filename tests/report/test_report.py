@@ -65,15 +65,20 @@ def test_report_rows_figures_failures_and_references(ablation_dir):
     rows = table_rows(md, "run")
     assert [r[0] for r in rows] == ["base", "plus-aug", "plus-l2"]  # one row per run
     header = next(line for line in md.splitlines() if line.startswith("| run |"))
-    for column in ("report (%)", "cnnbench (%)", "difference (pp)", "test acc (%)",
-                   "best val acc (%)", "params", "MACs", "train time", "train img/s", "device",
-                   "profile"):
+    for column in ("test acc (%)", "best val acc (%)", "params", "MACs", "train time",
+                   "train img/s", "device", "profile"):
         assert column in header
-    aug = rows[1]
-    assert "64" in aug and "65.00" in aug and "+1.00" in aug
+    assert "report" not in header  # the references have their own table
     assert "**FAILED**" in rows[2]
     assert "**quick, limited**" in rows[0]
     assert "RuntimeError: out of memory" in md  # the failed run's error line
+
+    # the reference of a quick run: both numbers, no difference, and why
+    assert "#### Runs not on the report's recipe — not comparable" in md
+    assert table_rows(md, "run")[0] == rows[0]  # the results table comes first
+    reproduction = table_rows(md.split("### Reproduction")[1], "run")
+    assert reproduction == [["plus-aug", "test acc", "64 % [1]", "65.00 %", "—",
+                             "**quick, limited**", "no: quick smoke test"]]
     assert "chosen on test" in md and "aug: 64%" in md
 
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
@@ -81,9 +86,9 @@ def test_report_rows_figures_failures_and_references(ablation_dir):
     for rel in figures:
         assert (ablation_dir / rel).is_file(), rel
     names = {Path(f).name for f in figures}
-    assert {"val_acc.png", "val_loss.png", "train_loss.png", "test_acc.png", "train_time.png",
-            "params.png", "acc_vs_macs.png", "confusion-base.png", "confusion-plus-aug.png",
-            "misclassified-base.png"} <= names
+    assert {"accuracy.png", "loss.png", "train_loss.png", "lr.png", "test_acc.png",
+            "train_time.png", "params.png", "acc_vs_macs.png", "confusion-base.png",
+            "confusion-plus-aug.png", "misclassified-base.png"} <= names
     assert {Path(f) for f in files.figures} == {ablation_dir / f for f in figures}
 
     html = files.html.read_text()
@@ -95,7 +100,10 @@ def test_report_rows_figures_failures_and_references(ablation_dir):
     assert [r["run"] for r in table] == ["base", "plus-aug", "plus-l2"]
     assert [r["status"] for r in table] == ["finished", "finished", "failed"]
     assert float(table[1]["test_acc"]) == pytest.approx(0.65)
-    assert float(table[1]["difference_pp"]) == pytest.approx(1.0)
+    with files.reproduction_csv.open() as fh:
+        reproduction = list(csv.DictReader(fh))
+    assert [(r["run"], r["metric"], r["same_recipe"], r["difference"]) for r in reproduction] == [
+        ("plus-aug", "test_acc", "False", "")]
 
 
 def test_ablation_table_changes_against_previous_and_baseline(ablation_dir):
@@ -166,11 +174,11 @@ def test_save_misclassified_spreads_the_gallery_over_classes(tmp_path):
 
 
 def test_reference_difference_of_values_and_ranges():
-    assert reference_difference(90.0, {"value": 89.5}) == pytest.approx(0.5)
-    assert reference_difference(66.0, {"value": [64, 68]}) == 0.0
-    assert reference_difference(62.0, {"value": [64, 68]}) == pytest.approx(-2.0)
-    assert reference_difference(70.0, {"value": [64, 68]}) == pytest.approx(2.0)
-    assert reference_difference(None, {"value": 1.0}) is None
+    assert reference_difference(90.0, 89.5) == pytest.approx(0.5)
+    assert reference_difference(66.0, (64, 68)) == 0.0
+    assert reference_difference(62.0, (64, 68)) == pytest.approx(-2.0)
+    assert reference_difference(70.0, (64, 68)) == pytest.approx(2.0)
+    assert reference_difference(None, 1.0) is None
 
 
 def test_cli_report(tmp_path, capsys):

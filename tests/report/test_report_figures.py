@@ -109,7 +109,7 @@ def test_one_epoch_training_loss_is_visible_and_on_a_plain_log_axis(tmp_path):
     assert len(lines) == 3
     for line in lines:  # one point from metrics.jsonl: a marker, or nothing is seen
         assert line.get_marker() not in (None, "None", "", " ")
-    assert legend_labels(ax) == [g.label for g in groups]
+    assert legend_labels(ax) == [f"{g.label} (quick)" for g in groups]  # fixture: quick runs
     assert ax.get_yscale() == "log"
     lo, hi = ax.get_ylim()
     assert hi / lo >= 1.5  # a range, not a hairline
@@ -156,11 +156,11 @@ def test_legends_list_only_the_runs_that_drew(tmp_path):
     assert [g.label for g in groups] == ["a-ok", "b-failed-early", "c-diverged"]
 
     ax = drawn(fig.epoch_curves(groups, "val_acc", "acc", percent=True))
-    assert legend_labels(ax) == ["a-ok", "c-diverged"]  # c has accuracies, not losses
+    assert legend_labels(ax) == ["a-ok (quick)", "c-diverged (quick)"]  # c: accuracies, no losses
     ax = drawn(fig.epoch_curves(groups, "val_loss", "loss"))
-    assert legend_labels(ax) == ["a-ok"]
+    assert legend_labels(ax) == ["a-ok (quick)"]
     ax = drawn(fig.train_loss_curves(groups))
-    assert legend_labels(ax) == ["a-ok"]
+    assert legend_labels(ax) == ["a-ok (quick)"]
     assert len({line.get_color() for line in data_lines(ax)}) == 1  # a-ok's (faint + smoothed)
 
     # no run has data: no figure (and no file)
@@ -177,7 +177,7 @@ def test_a_seed_without_data_does_not_take_its_runs_label(tmp_path):
     groups = groups_of(tmp_path)
     assert len(groups) == 1
     ax = drawn(fig.epoch_curves(groups, "val_acc", "acc", percent=True))
-    assert legend_labels(ax) == [groups[0].label]
+    assert legend_labels(ax) == [f"{groups[0].label} (quick)"]
 
 
 def test_figure_files_are_written_at_the_documented_dpi(tmp_path):

@@ -8,10 +8,11 @@ from cnnbench.report import write_report
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "report", help="compare finished runs: report.md, report.html, results.csv",
+        "report", help="compare finished runs: report.md, report.html, results.csv, reproduction.csv",
         description="Compare finished runs: read run directories (or folders holding them, such "
                     "as a study's --out directory) and write report.md with its figures/, a "
-                    "self-contained report.html and results.csv. Nothing is trained or "
+                    "self-contained report.html, results.csv and reproduction.csv (the lab reports' "
+                    "numbers beside cnnbench's). Nothing is trained or "
                     "evaluated; only the files the runs wrote are read.",
         epilog=examples("cnnbench report runs/mnist-five",
                         "cnnbench report runs/lenet5-mnist-1 runs/resnet18-mnist-1 --out reports/mnist"))
@@ -24,5 +25,6 @@ def register(subparsers) -> None:
 
 def _report(args) -> int:
     files = write_report(args.dirs, args.out)
-    print(f"wrote {files.markdown}, {files.html} ({len(files.figures)} figure{'' if len(files.figures) == 1 else 's'}), {files.csv}")
+    print(f"wrote {files.markdown}, {files.html} ({len(files.figures)} figure{'' if len(files.figures) == 1 else 's'}), {files.csv}"
+          + (f", {files.reproduction_csv}" if files.reproduction_csv else ""))
     return 0

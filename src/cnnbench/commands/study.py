@@ -19,8 +19,8 @@ def register(subparsers) -> None:
         description="A study is a YAML file of training runs: the experiment of one lab report "
                     "(`cnnbench study list` shows the shipped ones). `study show` prints its "
                     "runs and their estimated time; `study run` trains each into OUT/<run>/, "
-                    "skipping runs that finished before, and writes OUT/report.md, report.html "
-                    "and results.csv.",
+                    "skipping runs that finished before, and writes OUT/report.md, report.html, "
+                    "results.csv and reproduction.csv.",
         epilog=examples("cnnbench study list",
                         "cnnbench study show mnist-five --profile cpu",
                         "cnnbench study run mnist-five --out runs/mnist-five"))
@@ -49,7 +49,7 @@ def register(subparsers) -> None:
         "run", help="train a study's runs and write its report",
         description="Train a study's runs into OUT/<run>/ (default OUT: runs/<study>), skipping "
                     "runs that finished before, so running it again resumes it; then write "
-                    "OUT/report.md, report.html and results.csv. If a run fails, the others "
+                    "OUT/report.md, report.html, results.csv and reproduction.csv. If a run fails, the others "
                     "still run, its error.txt says why and the exit status is 1.",
         epilog=examples("cnnbench study run mnist-five --profile quick",
                         "cnnbench study run mnist-five --out runs/mnist-five",
@@ -148,7 +148,8 @@ def _show(args) -> int:
     for run, cost in zip(study.runs, costs):
         extra = [f"init {run.init}"] if run.init else []
         extra += [f"step {run.step!r}"] if run.step else []
-        extra += [f"reference {run.reference.value} ({run.reference.metric})"] if run.reference else []
+        extra += [f"reference {ref.value} ({ref.metric})" for ref in run.references]
+        extra += [f"differs: {run.differs}"] if run.differs else []
         print(f"\n{run.name}" + (f"  [{'; '.join(extra)}]" if extra else ""))
         for key, value in run.options.items():
             print(f"  {key}: {value}")
@@ -169,7 +170,7 @@ def _run(args) -> int:
         from cnnbench.report import write_report
 
         files = write_report([out], out)
-        print(f"report: {files.markdown}, {files.html}, {files.csv}")
+        print(f"report: {files.markdown}, {files.html}, {files.csv}, {files.reproduction_csv}")
     bad = [o for o in outcomes if o.status in ("failed", "skipped")]
     if bad:
         print(f"cnnbench: {len(bad)} of {len(outcomes)} runs did not finish: "

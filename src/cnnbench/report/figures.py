@@ -8,6 +8,10 @@ Short runs are drawn so that they read: a series of few points has markers (a si
 is labelled with its value), an axis whose data is one value gets a range around it rather
 than matplotlib's hairline band, epoch axes tick whole epochs, log axes label ticks as plain
 numbers (``0.3``, ``2``, ``100k``, not ``3×10⁻¹``) and legends list only the runs drawn.
+
+Runs on less than the report's recipe (the quick or cpu profile, or fewer images) are never
+drawn like the others: their lines are dashed and faded, and their legend label says why
+(``"resnet18 (cpu, capped)"``, ``"lenet5 (quick)"``; :attr:`RunGroup.capped`).
 """
 
 from __future__ import annotations
@@ -42,13 +46,26 @@ def save(fig: Figure | None, path: Path) -> Path | None:
     return path
 
 
-def _legend(ax) -> None:
-    """A legend of the labelled artists (one per run drawn), outside the axes when long."""
-    n = len(ax.get_legend_handles_labels()[1])
-    if n > 8:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    elif n:
-        ax.legend(fontsize=8)
+def _legend(ax, others=()) -> None:
+    """A legend of the labelled artists (one per run drawn) of ``ax`` and the axes ``others``
+    (each label once), outside the axes when long."""
+    entries: dict[str, object] = {}
+    for axes in (*others, ax):
+        for handle, label in zip(*axes.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if len(entries) > 8:
+        ax.legend(list(entries.values()), list(entries), fontsize=7, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), frameon=False)
+    elif entries:
+        ax.legend(list(entries.values()), list(entries), fontsize=8)
+
+
+def _style(group: RunGroup) -> tuple[str, str, float]:
+    """A run's legend label, line style and opacity: a run on less than the report's recipe
+    is dashed, faded and says why in its label."""
+    if group.capped:
+        return f"{group.label} ({group.capped})", "--", 0.55
+    return group.label, "-", 1.0
 
 
 def plain_number(value: float) -> str:
@@ -104,50 +121,119 @@ def _epoch_axis(ax, epochs: list[float]) -> None:
         ax.set_xlim(lo - 0.5, hi + 0.5)
 
 
-def _series(ax, x, y, *, color, label, alpha=1.0, value_text=None) -> None:
+def _series(ax, x, y, *, color, label, alpha=1.0, linestyle="-", value_text=None) -> None:
     """One run's line; markers when it has few points, and its value when it has one."""
     n = len(x)
-    ax.plot(x, y, color=color, alpha=alpha, label=label,
+    ax.plot(x, y, color=color, alpha=alpha, label=label, linestyle=linestyle,
             marker="o" if n <= MARKERS_UP_TO else None, markersize=6 if n == 1 else 4)
     if n == 1 and value_text is not None:
         ax.annotate(value_text(y[0]), (x[0], y[0]), textcoords="offset points", xytext=(6, 4),
                     fontsize=7, color=color)
 
 
+# The per-epoch panels of the report's curves, as the lab reports drew them: (metrics.jsonl
+# key, panel title). The test panel is drawn only for runs that evaluated the test set every
+# epoch (`monitor_test`); it is a monitor, never used to select weights.
+ACCURACY_PANELS = (("train_acc", "training"), ("val_acc", "validation"),
+                   ("epoch_test_acc", "test (monitor)"))
+LOSS_PANELS = (("train_loss", "training"), ("val_loss", "validation"),
+               ("epoch_test_loss", "test (monitor)"))
+
+
 def epoch_curves(groups: list[RunGroup], key: str, ylabel: str, *,
-                        percent: bool = False) -> Figure | None:
+                 percent: bool = False) -> Figure | None:
     """One line per run directory of ``metrics.jsonl[key]`` against the epoch."""
+    return epoch_panels(groups, ((key, None),), ylabel, percent=percent)
+
+
+def epoch_panels(groups: list[RunGroup], panels, ylabel: str, *,
+                 percent: bool = False) -> Figure | None:
+    """Side-by-side panels (sharing the y axis) of per-epoch ``metrics.jsonl`` keys, one
+    ``(key, title)`` each, one line per run directory and a colour per run throughout;
+    panels no run has data for are left out."""
+    series = []  # per panel: (title, [(group index, seed index, x, y)])
+    for key, title in panels:
+        lines = []
+        for gi, group in enumerate(groups):
+            for ri, record in enumerate(group.records):
+                points = [(m["epoch"], m[key]) for m in record.metrics
+                          if _finite([m.get("epoch"), m.get(key)])]
+                if points:
+                    x, y = zip(*points)
+                    lines.append((gi, ri, list(x), [100 * v for v in y] if percent else list(y)))
+        if lines:
+            series.append((title, lines))
+    if not series:
+        return None
+    n = len(series)
+    fig = Figure(figsize=(7.5, 4.2) if n == 1 else (4.0 * n + 0.8, 4.2))
+    axes = fig.subplots(1, n, sharey=True, squeeze=False)[0]
+    colors = _colors(len(groups))
+    xs: list[float] = []
+    ys: list[float] = []
+    for ax, (title, lines) in zip(axes, series):
+        labelled: set[int] = set()
+        for gi, _ri, x, y in lines:
+            label, linestyle, alpha = _style(groups[gi])
+            _series(ax, x, y, color=colors[gi], linestyle=linestyle,
+                    alpha=alpha * (0.6 if gi in labelled else 1.0),
+                    label=None if gi in labelled else label,
+                    value_text=lambda v: f"{v:.2f}" if percent else f"{v:.4g}")
+            labelled.add(gi)
+            xs += x
+            ys += y
+        if title:
+            ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    for ax in axes:
+        _epoch_axis(ax, xs)
+    limits = _range(ys, floor=0.0, ceiling=100.0 if percent else None)
+    if limits:
+        axes[0].set_ylim(*limits)
+    axes[0].set_ylabel(ylabel)
+    _legend(axes[-1], axes[:-1])
+    return fig
+
+
+def lr_curves(groups: list[RunGroup]) -> Figure | None:
+    """The learning rate each logged step trained with (``train_steps.jsonl``), per run."""
     fig = Figure(figsize=(7.5, 4.2))
     ax = fig.subplots()
     xs: list[float] = []
     ys: list[float] = []
     for group, color in zip(groups, _colors(len(groups))):
+        label, linestyle, alpha = _style(group)
         labelled = False
         for record in group.records:
-            points = [(m["epoch"], m[key]) for m in record.metrics
-                      if _finite([m.get("epoch"), m.get(key)])]
+            points = [(r["step"], r["lr"]) for r in record.steps
+                      if _finite([r.get("step"), r.get("lr")])]
             if not points:
                 continue
             x, y = zip(*points)
-            y = [100 * v for v in y] if percent else list(y)
-            _series(ax, x, y, color=color, alpha=0.6 if labelled else 1.0,
-                    label=None if labelled else group.label,
-                    value_text=lambda v: f"{v:.2f}" if percent else f"{v:.4g}")
+            _series(ax, x, y, color=color, linestyle=linestyle,
+                    alpha=alpha * (0.6 if labelled else 1.0), label=None if labelled else label,
+                    value_text=plain_number)
             labelled = True
             xs += x
             ys += y
     if not xs:
         return None
-    _epoch_axis(ax, xs)
-    limits = _range(ys, floor=0.0, ceiling=100.0 if percent else None)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("learning rate")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: plain_number(v)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: plain_number(v)))
+    limits = _range(ys, floor=0.0)
     if limits:
         ax.set_ylim(*limits)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
+    elif min(ys) >= 0:
+        ax.set_ylim(bottom=0.0)  # a schedule reads against zero
+    limits = _range(xs, floor=0.0)
+    if limits:
+        ax.set_xlim(*limits)
     ax.grid(alpha=0.3)
     _legend(ax)
     return fig
-
 
 
 def smooth(values: list[float]) -> list[float]:
@@ -168,6 +254,7 @@ def train_loss_curves(groups: list[RunGroup]) -> Figure | None:
     xs: list[float] = []
     ys: list[float] = []
     for group, color in zip(groups, _colors(len(groups))):
+        label, linestyle, alpha = _style(group)
         labelled = False
         for record in group.records:
             rows = record.steps or record.metrics
@@ -178,9 +265,10 @@ def train_loss_curves(groups: list[RunGroup]) -> Figure | None:
                 continue
             x, y = zip(*points)
             if len(x) > 3:
-                ax.plot(x, y, color=color, alpha=0.15, linewidth=0.8)
-            _series(ax, x, smooth(list(y)), color=color, alpha=0.6 if labelled else 1.0,
-                    label=None if labelled else group.label, value_text=lambda v: f"{v:.4g}")
+                ax.plot(x, y, color=color, alpha=0.15 * alpha, linewidth=0.8, linestyle=linestyle)
+            _series(ax, x, smooth(list(y)), color=color, linestyle=linestyle,
+                    alpha=alpha * (0.6 if labelled else 1.0), label=None if labelled else label,
+                    value_text=lambda v: f"{v:.4g}")
             labelled = True
             xs += x
             ys += y

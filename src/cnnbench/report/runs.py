@@ -15,6 +15,7 @@ import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from cnnbench.errors import UserError
 from cnnbench.training.rundir import (CONFIG, METRICS, MISCLASSIFIED, STUDY, SUMMARY, read_json,
@@ -139,14 +140,142 @@ class RunGroup:
         return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
 
     @property
-    def reference(self) -> dict | None:
-        return self.first.study.get("reference")
+    def references(self) -> list[dict]:
+        """The numbers the lab report published for this run (``study.json``)."""
+        return study_references(self.first.study)
 
-    def cnnbench_value(self) -> float | None:
-        """The mean accuracy (fraction) to set beside the reference: test or best val."""
-        ref = self.reference
-        ms = self.best_val_acc if ref and ref.get("metric") == "val_acc" else self.test_acc
-        return ms[0] if ms else None
+    @property
+    def differs(self) -> str:
+        """How the run departs from the report's recipe, as the study file says ("" if not)."""
+        return str(self.first.study.get("differs") or "")
+
+    def quantity(self, metric: str) -> tuple[float, float] | None:
+        """Mean and std over the finished seeds of a quantity (:data:`QUANTITIES`), in the
+        run files' units (accuracies as fractions, times in seconds)."""
+        quantity = QUANTITIES.get(metric)
+        return mean_std([quantity.read(r) for r in self.finished]) if quantity else None
+
+    @property
+    def capped(self) -> str:
+        """Why the run trained on less than the report's recipe, in a few words ("quick",
+        "cpu, capped", "limited"); "" for a full-profile run on all the images (or a run made
+        outside a study, without a profile, on all the images)."""
+        profiles = {r.profile for r in self.records}
+        if "quick" in profiles:
+            return "quick"
+        if "cpu" in profiles:
+            return "cpu, capped"
+        return "limited" if any(r.limited for r in self.records) else ""
+
+    def recipe_gaps(self) -> list[str]:
+        """Why cnnbench's numbers of this run are not set against the report's: not the
+        ``full`` profile, fewer images, or the study's ``differs``; empty when they are."""
+        profiles = {r.profile for r in self.records}
+        gaps = {"quick": ["quick smoke test"],
+                "cpu, capped": ["cpu profile, capped (epochs/images)"],
+                "limited": ["trained or evaluated on a subset of the images "
+                            "(limit_train / limit_eval)"]}.get(self.capped, [])
+        if not gaps and profiles != {"full"}:
+            named = sorted(str(p) for p in profiles if p)
+            gaps.append(f"profile {'/'.join(named)}, not the study's full recipe" if named
+                        else "not run by a study's full profile")
+        return gaps + ([self.differs] if self.differs else [])
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A number of a run that a reference can quote: its kind, its label in the tables and
+    how to read cnnbench's value from a run directory."""
+
+    kind: str                                     # accuracy, loss, time (seconds) or count
+    label: str
+    read: Callable[[RunRecord], float | None]
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _summary(key: str) -> Callable[[RunRecord], float | None]:
+    return lambda record: _number(record.summary.get(key))
+
+
+def _last_epoch(key: str) -> Callable[[RunRecord], float | None]:
+    """The last epoch's value (the lab reports print the final epoch's numbers)."""
+    def read(record: RunRecord) -> float | None:
+        epochs = [m for m in record.metrics if "epoch" in m]
+        return _number(epochs[-1].get(key)) if epochs else None
+    return read
+
+
+def _epoch_mean(key: str) -> Callable[[RunRecord], float | None]:
+    def read(record: RunRecord) -> float | None:
+        values = [_number(m.get(key)) for m in record.metrics]
+        values = [v for v in values if v is not None]
+        return statistics.fmean(values) if values else None
+    return read
+
+
+def _max_epoch_test_acc(record: RunRecord) -> float | None:
+    """The best test accuracy over the epochs of a run that evaluated the test set every
+    epoch (``monitor_test``); ``None`` for a run that did not."""
+    value = _number(record.summary.get("max_epoch_test_acc"))
+    if value is None:
+        values = [v for v in (_number(m.get("epoch_test_acc")) for m in record.metrics)
+                  if v is not None]
+        value = max(values) if values else None
+    return value
+
+
+# What each metric of a study's `reference:` is in cnnbench, and where its value comes from
+# (cnnbench.studies.spec.REFERENCE_METRICS names the same metrics and kinds; a test keeps the
+# two in step, as the report does not import the studies).
+QUANTITIES: dict[str, Quantity] = {
+    "test_acc": Quantity("accuracy", "test acc", _summary("test_acc")),
+    "val_acc": Quantity("accuracy", "val acc (last epoch)", _last_epoch("val_acc")),
+    "best_val_acc": Quantity("accuracy", "best val acc", _summary("best_val_acc")),
+    "max_epoch_test_acc": Quantity(
+        "accuracy", "best test acc over epochs (the report's measure; the test set picks the "
+        "epoch, optimistic)", _max_epoch_test_acc),
+    "train_acc": Quantity("accuracy", "train acc (last epoch)", _last_epoch("train_acc")),
+    "test_loss": Quantity("loss", "test loss", _summary("test_loss")),
+    "val_loss": Quantity("loss", "val loss (last epoch)", _last_epoch("val_loss")),
+    "train_loss": Quantity("loss", "train loss (last epoch)", _last_epoch("train_loss")),
+    "epoch_time_s": Quantity("time", "time per epoch (mean)", _epoch_mean("epoch_time_s")),
+    "train_time_s": Quantity("time", "training time", _summary("train_time_s")),
+    "params": Quantity("count", "parameters", _summary("params")),
+}
+TIME_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}  # as cnnbench.studies.spec.TIME_UNITS
+
+
+def study_references(study: dict) -> list[dict]:
+    """``study.json["reference"]`` as a list of complete references: a list (written since
+    references became lists), one mapping or ``null`` (older run directories). Each gets
+    its ``metric`` (default ``test_acc``), ``unit`` (times: ``s``) and ``comparable``
+    (default: true for accuracies and parameter counts, false for losses and times)."""
+    raw = study.get("reference")
+    items = [raw] if isinstance(raw, dict) else raw if isinstance(raw, list) else []
+    references = []
+    for ref in items:
+        if not isinstance(ref, dict) or ref.get("value") is None:
+            continue
+        metric = ref.get("metric") or "test_acc"
+        kind = QUANTITIES[metric].kind if metric in QUANTITIES else "unknown"
+        comparable = ref.get("comparable")
+        references.append({
+            **ref, "metric": metric, "kind": kind,
+            "unit": ref.get("unit") or ("s" if kind == "time" else None),
+            "comparable": (kind in ("accuracy", "count")) if comparable is None else bool(comparable)})
+    return references
+
+
+def reference_value(ref: dict) -> float | tuple[float, float]:
+    """A reference's value in the report's table units: percent, seconds, or as printed."""
+    value = ref["value"]
+    scale = TIME_UNITS.get(ref.get("unit") or "s", 1.0) if ref.get("kind") == "time" else 1.0
+    if isinstance(value, (list, tuple)):
+        return float(value[0]) * scale, float(value[1]) * scale
+    return float(value) * scale
 
 
 def mean_std(values) -> tuple[float, float] | None:
@@ -157,16 +286,15 @@ def mean_std(values) -> tuple[float, float] | None:
     return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
-def reference_difference(value_pct: float | None, reference: dict | None) -> float | None:
-    """cnnbench minus report, in percentage points; 0 inside a published range."""
-    if value_pct is None or not reference or reference.get("value") is None:
+def reference_difference(value: float | None, reference: float | tuple[float, float] | None
+                         ) -> float | None:
+    """cnnbench minus report (percentage points for accuracies); 0 inside a published range."""
+    if value is None or reference is None:
         return None
-    ref = reference["value"]
-    if isinstance(ref, (list, tuple)):
-        low, high = float(ref[0]), float(ref[1])
-        return 0.0 if low <= value_pct <= high else (
-            value_pct - high if value_pct > high else value_pct - low)
-    return value_pct - float(ref)
+    if isinstance(reference, (list, tuple)):
+        low, high = float(reference[0]), float(reference[1])
+        return 0.0 if low <= value <= high else value - (high if value > high else low)
+    return value - float(reference)
 
 
 # --------------------------------------------------------------------------- finding runs

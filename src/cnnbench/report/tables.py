@@ -1,18 +1,22 @@
 """The report's tables, as (header, rows) of strings, and ``results.csv``.
 
 Accuracies are fractions in the run files and percent in the tables; differences are in
-percentage points (pp). A reference is the number the lab report published for a run
-(``study.json["reference"]``, value in percent or a ``[low, high]`` range).
+percentage points (pp). A reference is a number the lab report published for a run
+(``study.json["reference"]``: a list of ``{metric, value, unit, wording, source, note,
+comparable}``; accuracies in percent or a ``[low, high]`` range). The reproduction table sets
+cnnbench's value beside each; a difference only where the run followed the report's recipe
+(profile ``full``, all the images, no ``differs``) and the quantity is comparable.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from cnnbench.report.runs import RunGroup, RunRecord, reference_difference
+from cnnbench.report.runs import (QUANTITIES, RunGroup, RunRecord, reference_difference,
+                                  reference_value)
 
 PROFILE_NOTES = {
     "quick": "smoke test: a few hundred images, one epoch; its accuracy says nothing",
@@ -67,11 +71,13 @@ def duration(seconds) -> str:
 
 
 def reference_text(ref: dict | None) -> str:
+    """An accuracy reference in percent, as printed (the ablation tables' report column)."""
     if not ref or ref.get("value") is None:
         return "—"
     value = ref["value"]
     text = (f"{value[0]:g}–{value[1]:g}" if isinstance(value, (list, tuple)) else f"{value:g}")
-    return text + (" (val)" if ref.get("metric") == "val_acc" else "")
+    return text + {"val_acc": " (val)", "max_epoch_test_acc": " (best over epochs)"}.get(
+        ref.get("metric"), "")
 
 
 def profile_text(group: RunGroup) -> str:
@@ -86,30 +92,17 @@ def n_seeds(group: RunGroup) -> int:
     return len(group.finished)
 
 
-def has_references(groups: list[RunGroup]) -> bool:
-    return any(g.reference for g in groups)
-
-
 def results_table(groups: list[RunGroup]) -> tuple[list[str], list[list[str]]]:
-    refs = has_references(groups)
-    header = ["run", "model", "dataset", "profile", "seeds", "test acc (%)", "best val acc (%)"]
-    if refs:
-        header += ["report (%)", "cnnbench (%)", "difference (pp)"]
-    header += ["params", "MACs", "train time", "train img/s", "device", "status"]
+    header = ["run", "model", "dataset", "profile", "seeds", "test acc (%)", "best val acc (%)",
+              "params", "MACs", "train time", "train img/s", "device", "status"]
     rows = []
     for g in groups:
         n = n_seeds(g)
         status = g.status if g.status == "finished" else f"**{g.status.upper()}**"
         row = [g.label, str(g.first.get("model", "—")), str(g.first.get("dataset", "—")),
                profile_text(g), str(n if n else len(g.records)), pct(g.test_acc, n),
-               pct(g.best_val_acc, n)]
-        if refs:
-            ref = g.reference
-            value = g.cnnbench_value()
-            ours = "—" if value is None or not ref else f"{100 * value:.2f}"
-            diff = reference_difference(None if value is None else 100 * value, ref)
-            row += [reference_text(ref), ours, signed(diff) if ref else "—"]
-        row += [count(g.first.get("params")), count(g.first.get("macs")),
+               pct(g.best_val_acc, n),
+               count(g.first.get("params")), count(g.first.get("macs")),
                 duration(_mean(g, "train_time_s")),
                 f"{_mean(g, 'train_images_per_s'):.0f}" if _mean(g, "train_images_per_s") else "—",
                 device_text(g.first), status]
@@ -134,28 +127,225 @@ def run_notes(groups: list[RunGroup]) -> list[str]:
     return [f"**{g.label}**: {g.first.study['note']}" for g in groups if g.first.study.get("note")]
 
 
-def reference_notes(groups: list[RunGroup]) -> list[str]:
-    """One line per published number, naming the runs compared with it."""
-    by_ref: dict[str, tuple[dict, list[str]]] = {}
+# --------------------------------------------------------------------------- reproduction
+
+# Why a quantity is not comparable when the study file gives no note.
+_NOT_COMPARABLE = {"loss": "a loss depends on how it is summed or averaged",
+                   "time": "times depend on the hardware",
+                   "accuracy": "marked not comparable", "count": "marked not comparable",
+                   "unknown": "a quantity this report does not know"}
+_UNITS = {"accuracy": "%", "time": "s"}
+SEEDS_DIR = "../shared/seeds"  # where a reference's `source` ("000:797") points
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """One published number of one run, with cnnbench's value of the same quantity."""
+
+    group: RunGroup
+    ref: dict
+    value: tuple[float, float] | None   # cnnbench: mean, std in table units (%, s, as printed)
+    gaps: tuple[str, ...]               # why the run is not the report's recipe (none: it is)
+
+    @property
+    def kind(self) -> str:
+        return self.ref["kind"]
+
+    @property
+    def label(self) -> str:
+        quantity = QUANTITIES.get(self.ref["metric"])
+        return quantity.label if quantity else self.ref["metric"]
+
+    @property
+    def on_recipe(self) -> bool:
+        return not self.gaps
+
+    @property
+    def difference(self) -> float | None:
+        """cnnbench − report in table units: only on the report's recipe, when comparable."""
+        if not self.on_recipe or not self.ref["comparable"] or self.value is None:
+            return None
+        return reference_difference(self.value[0], reference_value(self.ref))
+
+    @property
+    def verdict(self) -> str:
+        """The "same recipe?" cell."""
+        if self.gaps:
+            return "no: " + "; ".join(self.gaps)
+        if not self.ref["comparable"]:
+            return f"yes (not comparable: {self.ref.get('note') or _NOT_COMPARABLE[self.kind]})"
+        return "yes"
+
+
+def reproductions(groups: list[RunGroup]) -> list[Reproduction]:
+    """Every reference of every run, in the runs' order."""
+    out = []
     for g in groups:
-        if g.reference:
-            key = json.dumps(g.reference, sort_keys=True)
-            by_ref.setdefault(key, (g.reference, []))[1].append(g.label)
-    notes = []
-    for ref, labels in by_ref.values():
-        metric = "best validation accuracy" if ref.get("metric") == "val_acc" else "test accuracy"
-        parts = [f"**{', '.join(labels)}**: report {reference_text(ref)}%"]
-        if ref.get("wording"):
-            parts.append(f"(\"{ref['wording']}\")")
-        parts.append(f"compared with cnnbench's {metric}.")
-        if ref.get("note"):
-            parts.append(ref["note"])
-        notes.append(" ".join(parts))
-    return notes
+        gaps = tuple(g.recipe_gaps())
+        for ref in g.references:
+            ms = g.quantity(ref["metric"])
+            scale = 100.0 if ref["kind"] == "accuracy" else 1.0
+            out.append(Reproduction(g, ref, None if ms is None else (scale * ms[0], scale * ms[1]),
+                                    gaps))
+    return out
+
+
+def printed(value) -> str:
+    """A published number as the study file gives it: ``97.02``, ``1.960664``, ``64–68``."""
+    if isinstance(value, (list, tuple)):
+        return "–".join(printed(v) for v in value)
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def quantity_text(kind: str, mean: float | None, spread: float = 0.0, n: int = 1) -> str:
+    """cnnbench's value in table units: ``97.02 %``, a loss as a number, a time as
+    :func:`duration`, a count as :func:`count`; ``± spread`` over several seeds."""
+    if mean is None:
+        return "—"
+    many = n > 1
+    if kind == "accuracy":
+        return f"{mean:.2f} ± {spread:.2f} %" if many else f"{mean:.2f} %"
+    if kind == "time":
+        return duration(mean) + (f" ± {duration(spread)}" if many else "")
+    if kind == "count":
+        return count(mean)
+    return f"{mean:.4g}" + (f" ± {spread:.2g}" if many else "")
+
+
+def reference_cell(ref: dict) -> str:
+    """A published number in table units: ``97.02 %``, ``64–68 %``, ``1.960664``, a time as
+    :func:`duration` (and as printed, when not in seconds), a count as :func:`count`."""
+    kind, value = ref["kind"], ref["value"]
+    if kind == "accuracy":
+        return printed(value) + " %"
+    if kind == "time":
+        unit = ref.get("unit") or "s"
+        return duration(reference_value(ref)) + (f" ({printed(value)} {unit})" if unit != "s" else "")
+    if kind == "count":
+        return count(value)
+    return printed(value)
+
+
+def difference_text(kind: str, diff: float | None, ref: float | tuple[float, float]) -> str:
+    """cnnbench − report: pp for accuracies, a signed time or count (count: also in %)."""
+    if diff is None:
+        return "—"
+    sign = "+" if diff >= 0 else "-"
+    if kind == "accuracy":
+        return f"{diff:+.2f} pp"
+    if kind == "time":
+        return sign + duration(abs(diff))
+    if kind == "count":
+        if diff == 0:
+            return "0"
+        base = ref[0] if isinstance(ref, tuple) else ref
+        return sign + si_number(abs(diff)) + (f" ({100 * diff / base:+.1f} %)" if base else "")
+    return f"{diff:+.4g}"
+
+
+def _cnnbench_cell(item: Reproduction) -> str:
+    g = item.group
+    if not g.finished:
+        return f"**{g.status.upper()}**"
+    n = n_seeds(g)
+    if item.value is None:
+        text = "—"
+        if item.ref["metric"] == "max_epoch_test_acc":
+            text += " (the run did not evaluate the test set every epoch: monitor_test)"
+    else:
+        text = quantity_text(item.kind, item.value[0], item.value[1], n)
+    if item.ref["metric"] == "max_epoch_test_acc" and g.test_acc:
+        text += f" (test acc {pct(g.test_acc, n)} %: best-validation weights, tested once)"
+    return text
+
+
+def source_text(source: str) -> str:
+    """``"000:797"`` -> where a reader finds the line: lab report 000, line 797."""
+    number, _, line = source.partition(":")
+    return f"lab report {number}, line {line} (`{SEEDS_DIR}/{number}_*.txt`)"
+
+
+def reproduction_tables(items: list[Reproduction]
+                        ) -> list[tuple[str, tuple[list[str], list[list[str]]], list[str]]]:
+    """The reproduction tables of a study: the rows of runs on the report's recipe, then
+    those of every other run (quick, cpu, capped, ``differs``: never a difference). Each is
+    ``(which, (header, rows), footnotes)``; footnotes give a reference's wording, source and
+    note, marked ``[n]`` in its report cell. Tables without rows are left out."""
+    header = ["run", "quantity", "report", "cnnbench", "difference", "profile", "same recipe?"]
+    tables = []
+    number = 0
+    for which in ("on the report's recipe", "not on the report's recipe"):
+        rows, notes = [], []
+        for item in items:
+            if item.on_recipe != (which == "on the report's recipe"):
+                continue
+            report = reference_cell(item.ref)
+            ref = item.ref
+            if ref.get("source") or ref.get("wording") or ref.get("note"):
+                number += 1
+                report += f" [{number}]"
+                parts = [f"[{number}] **{item.group.label}**, {item.label}: report {reference_cell(ref)}"]
+                if ref.get("wording"):
+                    parts.append(f"(\"{ref['wording']}\")")
+                if ref.get("source"):
+                    parts.append(f"in {source_text(ref['source'])}")
+                if ref.get("note"):
+                    parts.append(f"— {ref['note']}")
+                notes.append(" ".join(parts).rstrip(".") + ".")
+            rows.append([item.group.label, item.label, report, _cnnbench_cell(item),
+                         difference_text(item.kind, item.difference, reference_value(ref)),
+                         profile_text(item.group), item.verdict])
+        if rows:
+            tables.append((which, (header, rows), notes))
+    return tables
+
+
+REPRODUCTION_FIELDS = ["study", "run", "metric", "quantity", "unit", "report_as_printed",
+                       "report_low", "report_high", "cnnbench", "cnnbench_std", "seeds",
+                       "difference", "difference_unit", "comparable", "profile", "limited",
+                       "same_recipe", "why_not", "source", "wording", "note"]
+
+
+def write_reproduction_csv(items: list[Reproduction], path: Path) -> Path:
+    """``reproduction.csv``: one row per reference and run, as in the reproduction tables
+    (accuracies in percent, differences in pp, times in seconds; seeds as mean and std)."""
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=REPRODUCTION_FIELDS)
+        writer.writeheader()
+        for item in items:
+            ref, g = item.ref, item.group
+            value = reference_value(ref)
+            low, high = value if isinstance(value, tuple) else (value, value)
+            diff = item.difference
+            writer.writerow({
+                "study": g.first.study_name, "run": g.label, "metric": ref["metric"],
+                "quantity": item.label, "unit": _UNITS.get(item.kind, ""),
+                "report_as_printed": printed(ref["value"]).replace("–", "-")
+                + (f" {ref['unit']}" if ref.get("unit") else ""), "report_low": low, "report_high": high,
+                "cnnbench": None if item.value is None else round(item.value[0], 6),
+                "cnnbench_std": None if item.value is None else round(item.value[1], 6),
+                "seeds": n_seeds(g), "difference": None if diff is None else round(diff, 6),
+                "difference_unit": "pp" if item.kind == "accuracy" else _UNITS.get(item.kind, ""),
+                "comparable": ref["comparable"],
+                "profile": "/".join(sorted({r.profile or "" for r in g.records})),
+                "limited": any(r.limited for r in g.records), "same_recipe": item.on_recipe,
+                "why_not": "; ".join(item.gaps) or None, "source": ref.get("source") or None,
+                "wording": ref.get("wording") or None, "note": ref.get("note") or None})
+    return path
+
+
+def _test_reference(group: RunGroup) -> dict | None:
+    """The run's first reference to a test accuracy (the ablation tables' report column)."""
+    return next((r for r in group.references
+                 if r["metric"] in ("test_acc", "max_epoch_test_acc")), None)
 
 
 def ablation_tables(groups: list[RunGroup]) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """One table per ablation: a row per cumulative step, change vs previous and baseline."""
+    """One table per ablation: a row per cumulative step, change vs previous and baseline.
+
+    A change is computed only between steps of the same profile (and the same image
+    limits): a capped or quick step never drives a comparison with a full one."""
     chains: dict[str, list[RunGroup]] = {}
     for g in groups:
         if g.first.study.get("step") is not None:
@@ -163,23 +353,26 @@ def ablation_tables(groups: list[RunGroup]) -> dict[str, tuple[list[str], list[l
     tables = {}
     for chain, steps in chains.items():
         steps.sort(key=lambda g: g.first.study.get("step_index") or 0)
-        refs = has_references(steps)
+        refs = [_test_reference(g) for g in steps]
         header = ["#", "step", "run", "test acc (%)", "vs previous (pp)", "vs baseline (pp)"]
-        header += ["report (%)"] if refs else []
+        header += ["report (%)"] if any(refs) else []
+        header += ["profile"]
         rows = []
-        baseline = previous = None
+        values = [100 * g.test_acc[0] if g.test_acc else None for g in steps]
+        scales = [(profile_text(g), g.capped) for g in steps]
+
+        def change(i: int, j: int) -> str:
+            same = scales[i] == scales[j]
+            return signed(values[i] - values[j]) if same and None not in (values[i], values[j]) else "—"
+
         for i, g in enumerate(steps):
             acc = g.test_acc
-            value = 100 * acc[0] if acc else None
-            if i == 0:
-                baseline = value
             row = [str(i), g.first.study["step"], g.label,
                    pct(acc, n_seeds(g)) if acc else f"**{g.status.upper()}**",
-                   signed(value - previous) if i and None not in (value, previous) else "—",
-                   signed(value - baseline) if i and None not in (value, baseline) else "—"]
-            row += [reference_text(g.reference)] if refs else []
+                   change(i, i - 1) if i else "—", change(i, 0) if i else "—"]
+            row += [reference_text(refs[i])] if any(refs) else []
+            row += [profile_text(g)]
             rows.append(row)
-            previous = value
         tables[chain] = (header, rows)
     return tables
 
@@ -292,27 +485,20 @@ def environment(records: list[RunRecord]) -> list[str]:
 CSV_FIELDS = ["study", "run", "dir", "status", "model", "dataset", "profile", "limited",
               "seed", "epochs", "epochs_completed", "test_acc", "test_loss", "best_val_acc",
               "best_epoch", "params", "macs", "flops", "train_time_s", "eval_time_s",
-              "train_images_per_s", "device", "reference", "reference_metric",
-              "difference_pp", "error"]
+              "train_images_per_s", "device", "error"]
 
 
 def write_csv(groups: list[RunGroup], path: Path) -> Path:
-    """``results.csv``: one row per run directory (accuracies as fractions, as in summary.json)."""
+    """``results.csv``: one row per run directory (accuracies as fractions, as in summary.json;
+    the references and differences are in ``reproduction.csv``)."""
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for g in groups:
-            ref = g.reference or {}
             for r in g.records:
-                acc = r.summary.get("best_val_acc" if ref.get("metric") == "val_acc" else "test_acc")
-                diff = reference_difference(None if acc is None else 100 * acc, ref or None)
                 row = {k: r.get(k) for k in CSV_FIELDS}
                 row.update(study=r.study_name, run=g.label, dir=str(r.path), status=r.status,
-                           profile=r.profile, limited=r.limited,
-                           reference=reference_text(ref) if ref else None,
-                           reference_metric=ref.get("metric"),
-                           difference_pp=None if diff is None else round(diff, 4),
-                           error=r.error_line or None)
+                           profile=r.profile, limited=r.limited, error=r.error_line or None)
                 writer.writerow(row)
     return path
 

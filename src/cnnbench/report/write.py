@@ -1,8 +1,8 @@
 """Assemble the comparison report from run directories and write its files.
 
 ``write_report(paths, out)`` writes ``out/report.md`` (figures linked from
-``out/figures/``), ``out/report.html`` (the same report, figures embedded) and
-``out/results.csv``. It reads only the run directories, so it can be re-rendered any time.
+``out/figures/``), ``out/report.html`` (the same report, figures embedded), ``out/results.csv`` (one row per
+run directory) and ``out/reproduction.csv`` (one row per published number and run). It reads only the run directories, so it can be re-rendered any time.
 Runs are shown per study (``study.json``); runs made by ``cnnbench train`` form one section.
 """
 
@@ -26,6 +26,7 @@ class ReportFiles:
     html: Path
     csv: Path
     figures: tuple[Path, ...]
+    reproduction_csv: Path | None = None
 
 
 def write_report(paths: list[str | Path], out_dir: str | Path | None = None) -> ReportFiles:
@@ -64,7 +65,9 @@ def write_report(paths: list[str | Path], out_dir: str | Path | None = None) -> 
     html = out / "report.html"
     html.write_text(doc.html())
     csv_path = tables.write_csv(all_groups, out / "results.csv")
-    return ReportFiles(markdown, html, csv_path, tuple(doc.figures))
+    reproduction = tables.write_reproduction_csv(tables.reproductions(all_groups),
+                                                 out / "reproduction.csv")
+    return ReportFiles(markdown, html, csv_path, tuple(doc.figures), reproduction)
 
 
 def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_dir: Path) -> None:
@@ -95,18 +98,14 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
                   "validation epoch (the final weights when a run has no validation split); with "
                   "several seeds, mean ± sample standard deviation")
     doc.bullets(legend + tables.run_notes(groups))
-    notes = tables.reference_notes(groups)
-    if notes:
-        doc.paragraph("**Did it reproduce?** report = the number the lab report published; "
-                      "cnnbench = this run's accuracy on the same measure; difference = "
-                      "cnnbench − report (0 inside a published range).")
-        doc.bullets(notes)
+    _reproduction_section(doc, groups)
 
     for chain, table in tables.ablation_tables(groups).items():
         doc.heading(3, f"Ablation: {chain}")
         doc.paragraph("One row per cumulative step (each adds its change to the step above); "
                       "test accuracy with the change against the previous step and against the "
-                      "baseline (step 0).")
+                      "baseline (step 0), only between steps of the same profile (a capped or "
+                      "quick step is never compared with a full one).")
         doc.table(*table)
 
     grid = meta.get("grid_table")
@@ -119,14 +118,22 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
             doc.table(*table)
 
     doc.heading(3, "Curves")
-    doc.figure(fig.save(fig.epoch_curves(groups, "val_acc", "validation accuracy (%)",
-                                         percent=True), fig_dir / "val_acc.png"),
-               "Validation accuracy per epoch")
-    doc.figure(fig.save(fig.epoch_curves(groups, "val_loss", "validation loss"),
-                        fig_dir / "val_loss.png"),
-               "Validation loss per epoch")
+    marked = [f"{g.label} ({g.capped})" for g in groups if g.capped]
+    if marked:
+        doc.paragraph("Dashed, faded lines are runs on less than the report's recipe (quick or "
+                      "cpu profile, or fewer images), marked in the legends: "
+                      + ", ".join(marked) + ".")
+    monitor = " | test (monitor: the test set every epoch, not used for selection)"
+    doc.figure(fig.save(fig.epoch_panels(groups, fig.ACCURACY_PANELS, "accuracy (%)",
+                                         percent=True), fig_dir / "accuracy.png"),
+               "Accuracy per epoch: training (on the epoch's augmented batches) | validation"
+               + (monitor if _monitored(groups) else ""))
+    doc.figure(fig.save(fig.epoch_panels(groups, fig.LOSS_PANELS, "loss"), fig_dir / "loss.png"),
+               "Loss per epoch: training | validation" + (monitor if _monitored(groups) else ""))
     doc.figure(fig.save(fig.train_loss_curves(groups), fig_dir / "train_loss.png"),
                "Training loss against training images seen (smoothed; faint: as logged)")
+    doc.figure(fig.save(fig.lr_curves(groups), fig_dir / "lr.png"),
+               "Learning rate per training step (train_steps.jsonl)")
 
     doc.heading(3, "Comparison")
     doc.figure(fig.save(fig.bar_chart(groups, [_scaled(g.test_acc, 100) for g in groups],
@@ -172,6 +179,32 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
     doc.paragraph("Recipe, per run (the settings that differ between runs):")
     doc.table(*table)
     doc.bullets(tables.environment([r for g in groups for r in g.records]))
+
+
+def _reproduction_section(doc: Document, groups: list[RunGroup]) -> None:
+    """Every published number beside cnnbench's, and a difference where that means something."""
+    items = tables.reproductions(groups)
+    if not items:
+        return
+    doc.heading(3, "Reproduction")
+    doc.paragraph("report = the number the lab report published; cnnbench = this run's value "
+                  "of the same quantity (mean ± std over seeds); difference = cnnbench − report "
+                  "(pp for accuracies; 0 inside a published range). A difference is shown only "
+                  "for a run on the report's recipe (profile full, all the images, no "
+                  "`differs` in the study file) and a comparable quantity (accuracies and "
+                  "parameter counts; losses and times only where the study file says so).")
+    for which, table, notes in tables.reproduction_tables(items):
+        if which != "on the report's recipe":
+            doc.heading(4, "Runs not on the report's recipe — not comparable")
+        doc.table(*table)
+        doc.bullets(notes)
+    if all(not item.on_recipe for item in items):
+        doc.paragraph("No run followed the report's recipe, so no difference is computed; "
+                      "run the study with `--profile full` to compare.")
+
+
+def _monitored(groups: list[RunGroup]) -> bool:
+    return any("epoch_test_acc" in m for g in groups for r in g.records for m in r.metrics)
 
 
 def _scaled(ms: tuple[float, float] | None, factor: float) -> tuple[float, float] | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,30 +19,53 @@ from cnnbench.errors import UserError
 
 STUDY_DIR = Path(__file__).parent  # the shipped study files, *.yaml beside this module
 PROFILES = ("quick", "cpu", "full")
-REFERENCE_METRICS = ("test_acc", "val_acc")
+# What a reference may quote, and its kind: accuracies in percent (fractions in the run
+# files), losses as printed, times in seconds (or `unit`), parameter counts. The report reads
+# cnnbench's value of each (cnnbench.report.runs.QUANTITIES; a test keeps the two in step:
+# studies and report do not import each other).
+REFERENCE_METRICS = {
+    "test_acc": "accuracy", "val_acc": "accuracy", "best_val_acc": "accuracy",
+    "max_epoch_test_acc": "accuracy", "train_acc": "accuracy",
+    "test_loss": "loss", "val_loss": "loss", "train_loss": "loss",
+    "epoch_time_s": "time", "train_time_s": "time", "params": "count",
+}
+TIME_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}  # a time reference's `unit`, in seconds
 
 # The CIFAR-10 variants a study may swap with `--dataset` (same classes, same image size).
 CIFAR10_VARIANTS = ("cifar10", "cifar10_jpeg")
 
 _STUDY_KEYS = {"name", "description", "report", "notes", "seeds", "grid_table", "model_aliases",
                "defaults", "profiles", "runs"}
-_RUN_KEYS = {"name", "init", "reference", "step", "ablation", "grid", "profiles", "note", "once"}
-_REFERENCE_KEYS = {"value", "metric", "wording", "note"}
+_RUN_KEYS = {"name", "init", "reference", "step", "ablation", "grid", "profiles", "note", "once",
+             "differs"}
+_REFERENCE_KEYS = {"metric", "value", "unit", "wording", "source", "note", "comparable"}
 
 
 @dataclass(frozen=True)
 class Reference:
-    """The number a lab report published for a run (``value`` in percent, or a range)."""
+    """One number a lab report published for a run: ``value`` as the report printed it (an
+    accuracy in percent or a ``(low, high)`` range, a time in ``unit``), where it is
+    (``source``: ``"<file-number>:<line>"`` in the lab reports, ``../shared/seeds``) and
+    whether cnnbench's number can be set against it (``comparable``)."""
 
     value: float | tuple[float, float]
     metric: str = "test_acc"
     wording: str = ""
     note: str = ""
+    source: str = ""
+    unit: str = ""               # times only: s, min or h
+    comparable: bool = True
+
+    @property
+    def kind(self) -> str:
+        """``accuracy``, ``loss``, ``time`` or ``count`` (:data:`REFERENCE_METRICS`)."""
+        return REFERENCE_METRICS[self.metric]
 
     def to_dict(self) -> dict:
         value = list(self.value) if isinstance(self.value, tuple) else self.value
-        return {"value": value, "metric": self.metric, "wording": self.wording,
-                "note": self.note}
+        return {"value": value, "metric": self.metric, "unit": self.unit or None,
+                "wording": self.wording, "source": self.source, "note": self.note,
+                "comparable": self.comparable}
 
 
 @dataclass(frozen=True)
@@ -52,7 +77,8 @@ class StudyRun:
     options: dict                # resolved `train` options
     seed_index: int = 0
     init: str | None = None      # directory name of the run whose checkpoint starts this one
-    reference: Reference | None = None
+    references: tuple[Reference, ...] = ()
+    differs: str = ""            # how the run departs from the report's recipe ("" if it does not)
     step: str | None = None      # ablation step label
     step_index: int | None = None
     ablation: str | None = None  # which ablation table the step belongs to
@@ -68,7 +94,7 @@ class StudyRun:
             "grid_table": study.grid_table, "profile": study.profile,
             "run": self.base, "name": self.name, "seed": self.options.get("seed"),
             "seed_index": self.seed_index, "init": self.init,
-            "reference": self.reference.to_dict() if self.reference else None,
+            "reference": [r.to_dict() for r in self.references], "differs": self.differs or None,
             "step": self.step, "step_index": self.step_index, "ablation": self.ablation,
             "axes": dict(self.axes), "note": self.note, "position": self.position,
             "options": dict(self.options),
@@ -220,7 +246,8 @@ def load_study(name_or_path: str | Path, *, profile: str = "full", seeds: int | 
                         else f"{b['init']}-seed{dep_seed}")
             runs.append(StudyRun(
                 name=run_name, base=b["name"], options={**options, "seed": base_seed + k},
-                seed_index=k, init=init, reference=b["reference"], step=b["step"],
+                seed_index=k, init=init, references=b["references"], differs=b["differs"],
+                step=b["step"],
                 step_index=step_index, ablation=ablation, axes=b["axes"], note=b["note"],
                 position=len(runs)))
     return Study(name=name, description=str(raw.get("description", "")).strip(),
@@ -235,7 +262,8 @@ def _expand_entry(entry: dict, where: str) -> list[dict]:
         raise UserError(f"{where}: every run needs a `name`")
     meta = {k: entry.get(k) for k in _RUN_KEYS}
     options = {k: v for k, v in entry.items() if k not in _RUN_KEYS}
-    reference = _reference(entry.get("reference"), f"{where}: reference")
+    references = _references(entry.get("reference"), f"{where}: reference")
+    differs = _differs(entry.get("differs"), f"{where}: differs")
     grid = _mapping(meta["grid"], f"{where}: grid")
     combos: list[tuple[dict, dict, dict]] = [({}, {}, {})]  # (axis labels, options, profiles)
     for axis, values in grid.items():
@@ -265,7 +293,7 @@ def _expand_entry(entry: dict, where: str) -> list[dict]:
         runs.append({
             "name": name, "options": {**copy.deepcopy(options), **copy.deepcopy(grid_opts)},
             "init": None if meta["init"] is None else str(meta["init"]).format(**labels),
-            "reference": reference, "step": None if meta["step"] is None else str(meta["step"]),
+            "references": references, "differs": differs, "step": None if meta["step"] is None else str(meta["step"]),
             "ablation": meta["ablation"], "axes": labels, "note": str(meta["note"] or ""),
             "once": _flag(meta["once"], f"{where}: once"),
             "profiles": {**_mapping(meta["profiles"], f"{where}: profiles"), **grid_profiles},
@@ -281,23 +309,79 @@ def _flag(raw: Any, where: str) -> bool:
     return raw
 
 
-def _reference(raw: Any, where: str) -> Reference | None:
+def _references(raw: Any, where: str) -> tuple[Reference, ...]:
+    """A run's ``reference:``: a list of mappings (one mapping alone is a list of one)."""
     if raw is None:
-        return None
+        return ()
+    if isinstance(raw, dict):
+        return (_reference(raw, where),)
+    if not isinstance(raw, list):
+        raise UserError(f"{where} must be a list of mappings such as "
+                        "{metric: test_acc, value: 97.02, source: \"000:797\"}")
+    return tuple(_reference(item, f"{where}[{i}]") for i, item in enumerate(raw))
+
+
+def _reference(raw: Any, where: str) -> Reference:
     raw = _mapping(raw, where)
     _check_keys(raw, _REFERENCE_KEYS, where)
+    metric = raw.get("metric", "test_acc")
+    if metric not in REFERENCE_METRICS:
+        raise UserError(f"{where}: unknown metric {metric!r}; choose one of "
+                        f"{', '.join(REFERENCE_METRICS)}")
+    kind = REFERENCE_METRICS[metric]
+    where = f"{where} ({metric})"
     value = raw.get("value")
-    if isinstance(value, list) and len(value) == 2:
+    if isinstance(value, list) and kind == "accuracy":
+        if len(value) != 2 or not all(_is_number(v) for v in value) or value[0] > value[1]:
+            raise UserError(f"{where}: a range must be [low, high], two numbers in percent, "
+                            f"got {value!r}")
         value = (float(value[0]), float(value[1]))
-    elif isinstance(value, (int, float)):
+    elif isinstance(value, list):
+        raise UserError(f"{where}: a range [low, high] is only for accuracies; give the one "
+                        "number the report printed")
+    elif _is_number(value):
         value = float(value)
     else:
-        raise UserError(f"{where}: value must be a number in percent or [low, high]")
-    metric = str(raw.get("metric", "test_acc"))
-    if metric not in REFERENCE_METRICS:
-        raise UserError(f"{where}: metric must be one of {', '.join(REFERENCE_METRICS)}")
-    return Reference(value=value, metric=metric, wording=str(raw.get("wording", "")),
-                     note=str(raw.get("note", "")))
+        raise UserError(f"{where}: value must be a number"
+                        + (" in percent or [low, high]" if kind == "accuracy" else "")
+                        + f", got {value!r}")
+    for v in value if isinstance(value, tuple) else (value,):
+        if kind == "accuracy" and not 0 <= v <= 100:
+            raise UserError(f"{where}: an accuracy is in percent (0 to 100), got {v:g}")
+        if v < 0:
+            raise UserError(f"{where}: value must not be negative, got {v:g}")
+    unit = raw.get("unit")
+    if unit is not None and kind != "time":
+        raise UserError(f"{where}: unit is only for times (epoch_time_s, train_time_s)")
+    if kind == "time":
+        unit = "s" if unit is None else unit
+        if unit not in TIME_UNITS:
+            raise UserError(f"{where}: unknown unit {unit!r}; use {', '.join(TIME_UNITS)}")
+    source = raw.get("source")
+    if source is not None and not (isinstance(source, str)
+                                   and re.fullmatch(r"\d+:\d+(-\d+)?", source)):
+        raise UserError(f"{where}: source must be a quoted \"<file-number>:<line>\" such as "
+                        f"\"000:797\" (line 797 of ../shared/seeds/000_*.txt), got {source!r}")
+    comparable = raw.get("comparable", kind in ("accuracy", "count"))
+    if not isinstance(comparable, bool):
+        raise UserError(f"{where}: comparable must be true or false, got {comparable!r}")
+    return Reference(value=value, metric=metric, wording=str(raw.get("wording") or ""),
+                     note=str(raw.get("note") or ""), source=source or "", unit=unit or "",
+                     comparable=comparable)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _differs(raw: Any, where: str) -> str:
+    if raw is None:
+        return ""
+    if not isinstance(raw, str) or not raw.strip():
+        raise UserError(f"{where} must be a sentence saying how the run departs from the "
+                        f"report's recipe, got {raw!r}")
+    return raw.strip()
 
 
 def _capped(key: str, value: Any, cap: Any) -> Any:

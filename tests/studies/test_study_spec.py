@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from cnnbench.errors import UserError
@@ -91,24 +94,74 @@ def test_shipped_studies_resolve_to_valid_configs(profile):
             if profile == "quick":
                 assert config.limit_train is not None and config.limit_train <= 512
             for ref in run.references:
-                assert ref.wording and ref.metric in REFERENCE_METRICS
+                assert re.fullmatch(r"00[0-4]:\d+", ref.source) and ref.metric in REFERENCE_METRICS
+
+
+SEEDS = Path(__file__).resolve().parents[3] / "shared" / "seeds"
+
+
+@pytest.mark.skipif(not SEEDS.is_dir(), reason="the lab reports (../shared/seeds) are not here")
+def test_every_published_number_is_on_its_source_line():
+    """Each shipped reference names the lab report line it comes from; that line must print the
+    number (as the report wrote it: 97.0200%, 0.6415, 12m 31s, 44426, 3.3803min, ...)."""
+    files = {p.name[:3]: p.read_text().splitlines() for p in SEEDS.glob("00*.txt")}
+    checked = 0
+    for name, _ in list_studies():
+        for run in load_study(name, dataset="cifar10_jpeg" if "cifar" in name or "alexnet" in name
+                              else None).runs:
+            for ref in run.references:
+                number, line = ref.source.split(":")
+                text = files[number][int(line) - 1].replace(",", "")
+                found = [float(x) for x in re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", text)]
+                value = ref.value[0] if isinstance(ref.value, tuple) else ref.value
+                shown = {value, value / 100, value * 60 if ref.unit == "s" else value}
+                if ref.unit == "min":  # "12m 31s" or "3.3803min"
+                    minutes = re.search(r"(\d+)m (\d+)s", text)
+                    if minutes:
+                        found.append(int(minutes[1]) + int(minutes[2]) / 60)
+                assert any(abs(f - v) <= 0.006 * max(1.0, abs(v)) for f in found for v in shown), \
+                    f"{name}/{run.name}: {ref.metric} {ref.value} not on {ref.source}: {text!r}"
+                checked += 1
+    assert checked >= 60
 
 def test_shipped_recipes_match_the_reports():
     five = {r.name: build_config(r.options) for r in load_study("mnist-five").runs}
     assert {n: c.dropout for n, c in five.items()} == {
-        "lenet5": 0.0, "alexnet": 0.5, "resnet18": 0.5, "mobilenet_v1": 0.5, "googlenet": 0.2}
+        "lenet": 0.0, "alexnet": 0.5, "resnet18": 0.5, "mobilenet_v1": 0.5, "googlenet": 0.2}
+    assert {n: c.model for n, c in five.items()} == {
+        "lenet": "lenet5_five", "alexnet": "alexnet_five", "resnet18": "resnet18_five",
+        "mobilenet_v1": "mobilenet_v1_five", "googlenet": "googlenet_five"}
+    classics = {r.name: build_config(r.options) for r in load_study("mnist-classics").runs}
+    assert {n: (c.model, c.lr, c.batch_size, c.epochs, c.resize or 28)
+            for n, c in classics.items()} == {
+        "lenet": ("lenet5_classics", 2e-4, 512, 100, 32),
+        "alexnet": ("alexnet_classics", 1e-5, 128, 10, 224),
+        "vgg16": ("vgg16_classics", 1e-5, 8, 10, 224),
+        "resnet34": ("resnet34_classics", 1e-5, 64, 10, 224),
+        "mobilenet_v2": ("mobilenet_v2_classics", 2e-4, 32, 10, 224)}
     assert all(c.optimizer == "adamw" and c.lr == 1e-3 and c.batch_size == 128
                and c.epochs == 5 and c.seed == 42 and c.val_split == 0.2 for c in five.values())
-    assert five["lenet5"].resize is None and five["googlenet"].resize == 56
+    assert five["lenet"].resize is None and five["googlenet"].resize == 56
+    assert {n: c.stem for n, c in five.items() if n not in ("lenet", "alexnet")} == dict.fromkeys(
+        ("resnet18", "mobilenet_v1", "googlenet"), "imagenet")  # the report's counts need it
     ablation = {r.name: build_config(r.options) for r in load_study(
         "alexnet-ablation", dataset="cifar10_jpeg").runs}
     assert ablation["staged-batches"].stages() == [(32, 20), (128, 20), (256, 10)]
     tuned = ablation["tuned-lr"]
     assert (tuned.lr, tuned.milestones, tuned.gamma) == (0.05, [20, 40], 0.1)
+    # the report trained on all 50,000 images and watched the test set every epoch
+    assert all(c.val_split == 0 and c.monitor_test for c in ablation.values())
     tricks = {r.name: r for r in load_study("cifar10-tricks", dataset="cifar10_jpeg").runs}
     assert tricks["simple-cnn-aug-l2"].init == "simple-cnn-aug"
-    assert [r.value for r in tricks["resnet18-tuned"].references] == [91.3]
-    # issue 7: one pretraining; every seed of the MNIST runs on the same 600 images
+    assert [(r.metric, r.value) for r in tricks["resnet18-tuned"].references] == [
+        ("max_epoch_test_acc", 91.26)]
+    l2 = build_config(tricks["simple-cnn-aug-l2"].options)
+    assert (l2.lr, l2.weight_decay, l2.milestones) == (7e-4, 5e-4, [10])
+    assert l2.lr * l2.gamma == pytest.approx(1e-5)  # "0.0007, then 0.00001" (003:367)
+    tuned = build_config(tricks["resnet18-tuned"].options)
+    assert (tuned.model, tuned.lr, tuned.lr * tuned.final_lr_frac) == ("resnet18_tricks", 0.1, 0.001)
+    assert tricks["vgg16_bn-tuned"].init == "vgg16_bn"
+    # transfer: one pretraining; every seed of the MNIST runs on the same 600 images
     transfer = load_study("transfer", profile="cpu", seeds=3).runs
     assert [r.name for r in transfer if r.init is None][0] == "pretrain-fashion_mnist"
     assert {r.init for r in transfer if r.init} == {"pretrain-fashion_mnist"}

@@ -119,7 +119,7 @@ def test_every_published_number_is_on_its_source_line():
                     minutes = re.search(r"(\d+)m (\d+)s", text)
                     if minutes:
                         found.append(int(minutes[1]) + int(minutes[2]) / 60)
-                assert any(abs(f - v) <= 0.006 * max(1.0, abs(v)) for f in found for v in shown), \
+                assert any(abs(f - v) <= 0.005 for f in found for v in shown), \
                     f"{name}/{run.name}: {ref.metric} {ref.value} not on {ref.source}: {text!r}"
                 checked += 1
     assert checked >= 60

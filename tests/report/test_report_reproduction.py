@@ -89,10 +89,13 @@ def test_the_tables_put_the_reports_recipe_first(recipes):
     assert "| cpu |" not in on_recipe and "| quick |" not in on_recipe
     assert ("| cpu | test acc | 97.02 % [3] | 97.00 % | — | cpu, limited | no: cpu profile, capped "
             "(epochs/images) |") in off_recipe
-    assert f"| pretrained | test acc | 97.02 % [7] | 97.00 % | — | full | no: {DIFFERS} |" in off_recipe
-    # the footnote says where the number is and how the report worded it
+    assert f"| pretrained | test acc | 97.02 % [3] | 97.00 % | — | full | no: {DIFFERS} |" in off_recipe
+    # the footnote says where the number is and how the report worded it, once for the runs
+    # that share it
     assert ('[1] **full**, test acc: report 97.02 % ("Test loss 1.960664 acc 97.0200%") in lab '
             "report 000, line 797 (`../shared/seeds/000_*.txt`).") in on_recipe
+    assert "- [3] **cpu, quick, pretrained, subset**, test acc: report 97.02 %" in off_recipe
+    assert "[4] **cpu, quick, pretrained, subset**, test loss: report 1.960664 — the report's" in off_recipe
 
 
 def test_without_a_run_on_the_recipe_the_report_says_so(tmp_path):

@@ -126,3 +126,21 @@ def test_a_studys_references_reach_its_report(tmp_path):
                     if x.startswith("| a |"))
         assert [c.strip() for c in line.strip("|").split(" | ")] == expected
         assert "in lab report 001, line 12 (`../shared/seeds/001_*.txt`)" in md
+
+
+def test_the_documented_study_file_loads(tmp_path):
+    """The example of the format's documentation (cnnbench.studies) is a valid study file."""
+    import textwrap
+
+    import yaml
+
+    import cnnbench.studies
+
+    doc = cnnbench.studies.__doc__
+    block = doc.split("Study file (the shipped ones are ``cnnbench/studies/*.yaml``)::\n")[1]
+    block = block.split("\n\nA run's options")[0]
+    study = load_study(write_study(tmp_path, yaml.safe_load(textwrap.dedent(block))))
+    runs = {r.name: r for r in study.runs}
+    assert [r.metric for r in runs["simple-cnn"].references] == [
+        "test_acc", "val_acc", "test_loss", "epoch_time_s", "params", "test_acc"]
+    assert runs["vgg16-finetuned"].differs.startswith("no ImageNet-pretrained weights")

@@ -46,5 +46,6 @@ class StubTrainer:
             raise RuntimeError(f"deliberate failure of {name}")
         write_fake_run(out_dir, model=config.model, dataset=config.dataset, seed=config.seed,
                        test_acc=0.5 + 0.01 * (config.seed - 42), profile=config.profile,
-                       config=config.to_dict())
+                       config=config.to_dict(),
+                       limited=bool(config.limit_train or config.limit_eval))
         return json.loads((Path(out_dir) / "summary.json").read_text())

@@ -189,3 +189,66 @@ def test_figure_files_are_written_at_the_documented_dpi(tmp_path):
     with Image.open(path) as image:
         width = image.size[0]
     assert width >= 0.8 * 7.5 * fig.DPI  # figsize 7.5 in, a tight bounding box
+
+
+def profile_runs(root: Path) -> list:
+    """A full run, a cpu run and a quick run of one study, the full one monitoring the test set."""
+    for position, (name, profile, limited) in enumerate((("full-run", "full", False),
+                                                          ("cpu-run", "cpu", True),
+                                                          ("quick-run", "quick", True))):
+        run = write_fake_run(root / name, profile=profile, limited=limited, epochs=4,
+                             monitor_test=profile == "full")
+        (run / "study.json").write_text(json.dumps({"study": "s", "run": name,
+                                                    "position": position}))
+    return groups_of(root)
+
+
+def test_accuracy_panels_training_validation_and_the_test_monitor(tmp_path):
+    groups = profile_runs(tmp_path)
+    figure = fig.epoch_panels(groups, fig.ACCURACY_PANELS, "accuracy (%)", percent=True)
+    figure.draw_without_rendering()
+    assert [ax.get_title() for ax in figure.axes] == ["training", "validation", "test (monitor)"]
+    train, val, test = figure.axes
+    assert len(data_lines(train)) == len(data_lines(val)) == 3
+    assert len(data_lines(test)) == 1  # only the full run evaluated the test set every epoch
+    run = groups[0].first
+    assert list(data_lines(train)[0].get_ydata()) == pytest.approx(
+        [100 * m["train_acc"] for m in run.metrics])
+    assert list(data_lines(test)[0].get_ydata()) == pytest.approx(
+        [100 * m["epoch_test_acc"] for m in run.metrics])
+    # a run's colour is the same in every panel
+    assert data_lines(train)[0].get_color() == data_lines(test)[0].get_color()
+    # without a monitored run there is no test panel
+    figure = fig.epoch_panels(groups[1:], fig.LOSS_PANELS, "loss")
+    assert [ax.get_title() for ax in figure.axes] == ["training", "validation"]
+    assert fig.epoch_panels(groups, (("no_such_key", "x"),), "y") is None
+
+
+def test_capped_runs_are_dashed_faded_and_marked_in_the_legend(tmp_path):
+    groups = profile_runs(tmp_path)
+    for figure in (fig.epoch_panels(groups, fig.ACCURACY_PANELS, "accuracy (%)", percent=True),
+                   fig.epoch_curves(groups, "val_loss", "validation loss"),
+                   fig.train_loss_curves(groups), fig.lr_curves(groups)):
+        figure.draw_without_rendering()
+        ax = figure.axes[-1] if len(figure.axes) > 1 else figure.axes[0]
+        assert legend_labels(ax) == ["full-run", "cpu-run (cpu, capped)", "quick-run (quick)"]
+        lines = {line.get_label(): line for a in figure.axes for line in data_lines(a)
+                 if not line.get_label().startswith("_")}
+        assert lines["full-run"].get_linestyle() == "-"
+        for label in ("cpu-run (cpu, capped)", "quick-run (quick)"):
+            assert lines[label].get_linestyle() == "--"
+            assert lines[label].get_alpha() < lines["full-run"].get_alpha()
+
+
+def test_learning_rate_per_step(tmp_path):
+    run = write_fake_run(tmp_path / "a", epochs=2)
+    steps = [json.loads(line) for line in (run / "train_steps.jsonl").read_text().splitlines()]
+    ax = drawn(fig.lr_curves(groups_of(tmp_path)))
+    [line] = data_lines(ax)
+    assert list(line.get_xdata()) == [s["step"] for s in steps]
+    assert list(line.get_ydata()) == pytest.approx([s["lr"] for s in steps])
+    assert ax.get_xlabel() == "training step" and ax.get_ylim()[0] == 0.0
+    # steps logged before the learning rate was: no figure
+    (run / "train_steps.jsonl").write_text("".join(
+        json.dumps({k: v for k, v in s.items() if k != "lr"}) + "\n" for s in steps))
+    assert fig.lr_curves(groups_of(tmp_path)) is None

@@ -1,7 +1,7 @@
 """The comparison report: tables and matplotlib figures from run directories.
 
 ``write_report(paths, out)`` -> ``report.md`` + ``figures/``, a self-contained
-``report.html`` and ``results.csv``; see :mod:`cnnbench.report.write`.
+``report.html``, ``results.csv`` and ``reproduction.csv``; see :mod:`cnnbench.report.write`.
 """
 
 from cnnbench.report.write import ReportFiles, write_report

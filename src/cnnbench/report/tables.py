@@ -11,6 +11,7 @@ cnnbench's value beside each; a difference only where the run followed the repor
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,35 +271,46 @@ def reproduction_tables(items: list[Reproduction]
                         ) -> list[tuple[str, tuple[list[str], list[list[str]]], list[str]]]:
     """The reproduction tables of a study: the rows of runs on the report's recipe, then
     those of every other run (quick, cpu, capped, ``differs``: never a difference). Each is
-    ``(which, (header, rows), footnotes)``; footnotes give a reference's wording, source and
-    note, marked ``[n]`` in its report cell. Tables without rows are left out."""
+    ``(which, (header, rows), footnotes)``; a footnote gives a reference's wording, source and
+    note (once for the runs that share it), marked ``[n]`` in its report cell. Tables without
+    rows are left out."""
     header = ["run", "quantity", "report", "cnnbench", "difference", "profile", "same recipe?"]
     tables = []
     number = 0
     for which in ("on the report's recipe", "not on the report's recipe"):
-        rows, notes = [], []
+        rows = []
+        notes: dict[str, tuple[int, list[str], Reproduction]] = {}  # one per distinct reference
         for item in items:
             if item.on_recipe != (which == "on the report's recipe"):
                 continue
-            report = reference_cell(item.ref)
             ref = item.ref
+            report = reference_cell(ref)
             if ref.get("source") or ref.get("wording") or ref.get("note"):
-                number += 1
-                report += f" [{number}]"
-                parts = [f"[{number}] **{item.group.label}**, {item.label}: report {reference_cell(ref)}"]
-                if ref.get("wording"):
-                    parts.append(f"(\"{ref['wording']}\")")
-                if ref.get("source"):
-                    parts.append(f"in {source_text(ref['source'])}")
-                if ref.get("note"):
-                    parts.append(f"— {ref['note']}")
-                notes.append(" ".join(parts).rstrip(".") + ".")
+                key = json.dumps([item.label, ref], sort_keys=True, default=str)
+                if key not in notes:
+                    number += 1
+                    notes[key] = (number, [], item)
+                notes[key][1].append(item.group.label)
+                report += f" [{notes[key][0]}]"
             rows.append([item.group.label, item.label, report, _cnnbench_cell(item),
                          difference_text(item.kind, item.difference, reference_value(ref)),
                          profile_text(item.group), item.verdict])
         if rows:
-            tables.append((which, (header, rows), notes))
+            tables.append((which, (header, rows),
+                           [_footnote(n, runs, item) for n, runs, item in notes.values()]))
     return tables
+
+
+def _footnote(number: int, runs: list[str], item: Reproduction) -> str:
+    ref = item.ref
+    parts = [f"[{number}] **{', '.join(runs)}**, {item.label}: report {reference_cell(ref)}"]
+    if ref.get("wording"):
+        parts.append(f"(\"{ref['wording']}\")")
+    if ref.get("source"):
+        parts.append(f"in {source_text(ref['source'])}")
+    if ref.get("note"):
+        parts.append(f"— {ref['note']}")
+    return " ".join(parts).rstrip(".") + "."
 
 
 REPRODUCTION_FIELDS = ["study", "run", "metric", "quantity", "unit", "report_as_printed",

@@ -1,6 +1,6 @@
 """Studies: one YAML file -> the runs of one lab report's experiment, run in order.
 
-A study names a set of ``train`` runs, each with its own recipe, and the number the lab
+A study names a set of ``train`` runs, each with its own recipe, and the numbers the lab
 report published for it. ``cnnbench study run NAME --out DIR`` trains every run into
 ``DIR/<run>/`` (a normal run directory, see docs/architecture.md) and writes the report.
 
@@ -27,8 +27,17 @@ Study file (the shipped ones are ``cnnbench/studies/*.yaml``)::
       - name: simple-cnn
         model: simple_cnn       # any `train` option, per run
         step: baseline          # a cumulative ablation step: the row label, in file order
-        reference: {value: 64.0, metric: test_acc, wording: "...", note: "..."}
+        reference:              # every number the lab report published for this run
+          - {metric: test_acc, value: 97.02, wording: "Test loss 1.960664 acc 97.0200%",
+             source: "000:797"}                       # line 797 of ../shared/seeds/000_*.txt
+          - {metric: val_acc, value: 96.45, source: "000:796"}   # the final epoch's
+          - {metric: test_loss, value: 1.960664, note: "the report's loss is summed over batches"}
+          - {metric: epoch_time_s, value: 0.0222, unit: min, note: "4 GB laptop GPU"}
+          - {metric: params, value: 61706}
+          - {metric: test_acc, value: [64, 68]}       # a published range
         profiles: {cpu: {}}     # this run's own entry replaces the study's (here: no caps)
+      - name: vgg16-finetuned
+        differs: "no ImageNet-pretrained weights offline: continues from the from-scratch run"
       - name: simple-cnn-l2
         init: simple-cnn        # start from that run's best checkpoint
         lr: 0.001
@@ -45,19 +54,43 @@ Study file (the shipped ones are ``cnnbench/studies/*.yaml``)::
 A run's options, later entries winning: study ``defaults`` < the run's options < its grid
 values < the profile entry (the run's own entry for the profile if it has one, else the
 study's; its values, then its caps) < ``--set`` overrides. With a ``batch_schedule`` the
-schedule fixes the number of epochs. ``reference.value`` is in percent as the report printed
-it, or ``[low, high]`` for a range; ``model_aliases`` map a report's own spelling of a model
+schedule fixes the number of epochs. ``model_aliases`` map a report's own spelling of a model
 (``model: ResNet`` in a run or ``--set model=ResNet``) to the network that report trained,
-inside this study only (outside it, ``ResNet`` is cnnbench's ``resnet18``); ``metric`` says what the report measured it on
-(``test_acc`` or ``val_acc``); ``reference: null`` where the number is not known.
+inside this study only (outside it, ``ResNet`` is cnnbench's ``resnet18``).
+
+``reference:`` lists the numbers the lab report published for the run (one mapping alone is a
+list of one; ``null`` or absent: none known), each with these keys:
+
+* ``metric`` (default ``test_acc``), and the value cnnbench sets beside it: ``test_acc``,
+  ``best_val_acc``, ``test_loss``, ``train_time_s``, ``params`` (``summary.json``);
+  ``val_acc``, ``train_acc``, ``val_loss``, ``train_loss`` (the last epoch of
+  ``metrics.jsonl``: the reports print the final epoch); ``epoch_time_s`` (the mean over the
+  epochs); ``max_epoch_test_acc`` (the report's "best test accuracy over the epochs": the test
+  set picks the epoch, so it is optimistic; cnnbench has it only from a run that evaluated the
+  test set every epoch, ``monitor_test``, and shows its honest ``test_acc`` beside it).
+* ``value``: the number as the report printed it; accuracies in percent, or ``[low, high]``
+  for a range (accuracies only).
+* ``unit``: times only, ``s`` (default), ``min`` or ``h``.
+* ``source``: where the number is, ``"<file-number>:<line>"`` in the lab reports
+  (``../shared/seeds``), quoted.
+* ``wording``: the report's own words; ``note``: what a reader should know about the number.
+* ``comparable``: whether cnnbench's number can be set against it; default true for
+  accuracies and ``params``, false for losses and times (their definitions and the hardware
+  differ).
+
+``differs:`` says, in a sentence, how the run departs from the report's recipe (weights that
+do not exist offline, a model swapped for another): the report then shows both numbers and
+no difference. So does it for a run of the ``quick`` or ``cpu`` profile or on fewer images; a
+difference is computed only for a ``full``-profile run on all the images without ``differs``,
+and a comparable metric. Every error in these keys is a one-line :class:`UserError`.
 
 Runs are ordered when the study is loaded (:func:`order_runs`: every ``init`` run comes
 first); the runner (:func:`run_study`) skips
 runs whose ``summary.json`` says ``finished`` (re-running a study resumes it; a failed run
 is tried again), records a failing run (``error.txt`` and a ``failed`` summary) and goes
 on; a run whose ``init`` run did not finish is marked ``skipped``. Each run directory also
-gets ``study.json`` (study name, profile, step, reference, ...), so the report needs
-nothing but the run directories.
+gets ``study.json`` (study name, profile, step, references, differs, ...), so the report
+needs nothing but the run directories.
 """
 
 

@@ -1,0 +1,234 @@
+"""The reproduction table: every published number beside cnnbench's, and a difference only
+where the run followed the report's recipe and the quantity is comparable."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from cnnbench.report import runs, tables, write_report
+from cnnbench.report.runs import group_runs, load_runs
+from cnnbench.studies import spec
+from report_fixtures import write_fake_run
+
+DIFFERS = "no ImageNet-pretrained weights offline: continues from the from-scratch run"
+REFERENCES = [
+    {"metric": "test_acc", "value": 97.02, "wording": "Test loss 1.960664 acc 97.0200%",
+     "source": "000:797", "comparable": True},
+    {"metric": "test_loss", "value": 1.960664, "comparable": False,
+     "note": "the report's loss is summed over batches"},
+]
+
+
+def study_run(root: Path, name: str, *, profile: str = "full", limited: bool = False,
+              reference=None, differs: str | None = None, position: int = 0,
+              step_index: int | None = None, test_acc: float = 0.97, **fake) -> Path:
+    run = write_fake_run(root / name, profile=profile, limited=limited, test_acc=test_acc, **fake)
+    meta = {"study": "demo", "run": name, "name": name, "profile": profile,
+            "reference": REFERENCES if reference is None else reference, "differs": differs,
+            "position": position, "options": {}}
+    if step_index is not None:
+        meta.update(step=f"step {step_index}", step_index=step_index, ablation="demo")
+    (run / "study.json").write_text(json.dumps(meta))
+    return run
+
+
+def groups_of(root: Path):
+    return group_runs(load_runs([root]))
+
+
+def rows_by_run(items) -> dict[tuple[str, str], tables.Reproduction]:
+    return {(item.group.label, item.ref["metric"]): item for item in items}
+
+
+@pytest.fixture
+def recipes(tmp_path) -> Path:
+    """One run per way of (not) following the report's recipe, each with two references."""
+    study_run(tmp_path, "full", position=0)
+    study_run(tmp_path, "cpu", profile="cpu", limited=True, position=1)
+    study_run(tmp_path, "quick", profile="quick", limited=True, position=2)
+    study_run(tmp_path, "pretrained", differs=DIFFERS, position=3)
+    study_run(tmp_path, "subset", limited=True, position=4)
+    return tmp_path
+
+
+def test_a_difference_only_on_the_full_recipe_and_for_comparable_quantities(recipes):
+    items = rows_by_run(tables.reproductions(groups_of(recipes)))
+    full = items[("full", "test_acc")]
+    assert full.difference == pytest.approx(-0.02) and full.verdict == "yes"
+    loss = items[("full", "test_loss")]
+    assert loss.value[0] == pytest.approx(0.3) and loss.difference is None
+    assert loss.verdict == "yes (not comparable: the report's loss is summed over batches)"
+    why_not = {"cpu": "no: cpu profile, capped (epochs/images)",
+               "quick": "no: quick smoke test",
+               "pretrained": f"no: {DIFFERS}",
+               "subset": "no: trained or evaluated on a subset of the images "
+                         "(limit_train / limit_eval)"}
+    for run, verdict in why_not.items():
+        for metric in ("test_acc", "test_loss"):
+            item = items[(run, metric)]
+            assert item.difference is None, (run, metric)
+            assert item.verdict == verdict and not item.on_recipe
+            assert item.value is not None  # both numbers are still shown
+
+
+def test_the_tables_put_the_reports_recipe_first(recipes):
+    md = write_report([recipes]).markdown.read_text()
+    section = md.split("### Reproduction")[1].split("### Curves")[0]
+    on_recipe, off_recipe = section.split("#### Runs not on the report's recipe — not comparable")
+    header = "| run | quantity | report | cnnbench | difference | profile | same recipe? |"
+    assert header in on_recipe and header in off_recipe
+    lines = [line for line in on_recipe.splitlines() if line.startswith("| full |")]
+    assert lines == [
+        "| full | test acc | 97.02 % [1] | 97.00 % | -0.02 pp | full | yes |",
+        "| full | test loss | 1.960664 [2] | 0.3 | — | full | yes (not comparable: the report's "
+        "loss is summed over batches) |"]
+    assert "| cpu |" not in on_recipe and "| quick |" not in on_recipe
+    assert ("| cpu | test acc | 97.02 % [3] | 97.00 % | — | cpu, limited | no: cpu profile, capped "
+            "(epochs/images) |") in off_recipe
+    assert f"| pretrained | test acc | 97.02 % [3] | 97.00 % | — | full | no: {DIFFERS} |" in off_recipe
+    # the footnote says where the number is and how the report worded it, once for the runs
+    # that share it
+    assert ('[1] **full**, test acc: report 97.02 % ("Test loss 1.960664 acc 97.0200%") in lab '
+            "report 000, line 797 (`../shared/seeds/000_*.txt`).") in on_recipe
+    assert "- [3] **cpu, quick, pretrained, subset**, test acc: report 97.02 %" in off_recipe
+    assert "[4] **cpu, quick, pretrained, subset**, test loss: report 1.960664 — the report's" in off_recipe
+
+
+def test_without_a_run_on_the_recipe_the_report_says_so(tmp_path):
+    study_run(tmp_path, "quick", profile="quick", limited=True)
+    md = write_report([tmp_path]).markdown.read_text()
+    assert "No run followed the report's recipe, so no difference is computed" in md
+
+
+def test_val_acc_is_the_last_epochs_not_the_best(tmp_path):
+    run = study_run(tmp_path, "a", reference=[{"metric": "val_acc", "value": 90.0},
+                                               {"metric": "best_val_acc", "value": 90.0},
+                                               {"metric": "train_acc", "value": 90.0},
+                                               {"metric": "val_loss", "value": 0.2}])
+    epochs = [{"epoch": 1, "train_acc": 0.80, "val_acc": 0.85, "val_loss": 0.5},
+              {"epoch": 2, "train_acc": 0.90, "val_acc": 0.93, "val_loss": 0.3},
+              {"epoch": 3, "train_acc": 0.95, "val_acc": 0.91, "val_loss": 0.4}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "best_val_acc": 0.93}))
+    items = rows_by_run(tables.reproductions(groups_of(tmp_path)))
+    assert items[("a", "val_acc")].value[0] == pytest.approx(91.0)  # the last epoch, not 93
+    assert items[("a", "val_acc")].difference == pytest.approx(1.0)
+    assert items[("a", "val_acc")].label == "val acc (last epoch)"
+    assert items[("a", "best_val_acc")].value[0] == pytest.approx(93.0)
+    assert items[("a", "train_acc")].value[0] == pytest.approx(95.0)
+    assert items[("a", "val_loss")].value[0] == pytest.approx(0.4)
+
+
+def test_time_references_are_converted_from_their_unit(tmp_path):
+    run = study_run(tmp_path, "a", reference=[
+        {"metric": "epoch_time_s", "value": 0.5, "unit": "min", "comparable": True},
+        {"metric": "train_time_s", "value": 2, "unit": "h"},
+        {"metric": "train_time_s", "value": 20}])  # no unit: seconds
+    epochs = [{"epoch": e, "epoch_time_s": t} for e, t in ((1, 28.0), (2, 32.0), (3, 36.0))]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
+    items = tables.reproductions(groups_of(tmp_path))
+    epoch, hours, seconds = items
+    assert runs.reference_value(epoch.ref) == pytest.approx(30.0)
+    assert epoch.value[0] == pytest.approx(32.0)  # the mean over the epochs
+    assert epoch.difference == pytest.approx(2.0)  # comparable: the study file says so
+    assert runs.reference_value(hours.ref) == pytest.approx(7200.0) and hours.difference is None
+    assert runs.reference_value(seconds.ref) == pytest.approx(20.0)
+    assert tables.reference_cell(epoch.ref) == "30.0 s (0.5 min)"
+    assert tables.reference_cell(hours.ref) == "2.00 h (2 h)"
+    assert tables.reference_cell(seconds.ref) == "20.0 s"
+    assert tables.difference_text("time", epoch.difference, 30.0) == "+2.00 s"
+
+
+def test_counts_and_ranges(tmp_path):
+    study_run(tmp_path, "a", test_acc=0.66, reference=[{"metric": "params", "value": 60000},
+                                                        {"metric": "test_acc", "value": [64, 68]}])
+    params, acc = tables.reproductions(groups_of(tmp_path))
+    assert params.difference == pytest.approx(1706)  # the fixture's 61,706
+    assert tables.difference_text("count", params.difference, 60000) == "+1.71k (+2.8 %)"
+    assert tables.reference_cell(params.ref) == "60k"
+    assert acc.difference == 0.0  # inside the published range
+    assert tables.reference_cell(acc.ref) == "64–68 %"
+
+
+def test_max_epoch_test_acc_is_labelled_and_shown_beside_the_honest_test_acc(tmp_path):
+    ref = [{"metric": "max_epoch_test_acc", "value": 97.5}]
+    study_run(tmp_path, "monitored", reference=ref, monitor_test=True, test_acc=0.97)
+    study_run(tmp_path, "plain", reference=ref, position=1, test_acc=0.97)
+    md = write_report([tmp_path]).markdown.read_text()
+    label = ("best test acc over epochs (the report's measure; the test set picks the epoch, "
+             "optimistic)")
+    assert (f"| monitored | {label} | 97.5 % | 97.50 % (test acc 97.00 %: best-validation "
+            "weights, tested once) | +0.00 pp | full | yes |") in md
+    assert (f"| plain | {label} | 97.5 % | — (the run did not evaluate the test set every "
+            "epoch: monitor_test) (test acc 97.00 %: best-validation weights, tested once) | — "
+            "| full | yes |") in md
+
+
+def test_older_study_json_references_a_mapping_or_null(tmp_path):
+    for name, reference in (("mapping", {"value": 91.3, "metric": "test_acc", "wording": "w",
+                                         "note": "n"}),
+                            ("none", None), ("list", [{"value": 1.5, "metric": "test_loss"}])):
+        run = write_fake_run(tmp_path / name, profile="full", limited=False)
+        (run / "study.json").write_text(json.dumps({"study": "old", "run": name,
+                                                    "reference": reference}))
+    groups = {g.label: g for g in groups_of(tmp_path)}
+    assert groups["none"].references == []
+    [mapping] = groups["mapping"].references
+    assert mapping["comparable"] is True and mapping["kind"] == "accuracy"
+    [loss] = groups["list"].references
+    assert loss["comparable"] is False and loss["kind"] == "loss"  # losses: not by default
+
+
+def test_reproduction_csv_reads_back(recipes):
+    files = write_report([recipes])
+    with files.reproduction_csv.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 10
+    assert list(rows[0]) == tables.REPRODUCTION_FIELDS
+    full = rows[0]
+    assert (full["run"], full["metric"], full["unit"], full["same_recipe"]) == (
+        "full", "test_acc", "%", "True")
+    assert float(full["report_low"]) == float(full["report_high"]) == pytest.approx(97.02)
+    assert float(full["cnnbench"]) == pytest.approx(97.0)
+    assert float(full["difference"]) == pytest.approx(-0.02) and full["difference_unit"] == "pp"
+    assert full["source"] == "000:797" and full["wording"] == "Test loss 1.960664 acc 97.0200%"
+    assert rows[1]["metric"] == "test_loss" and rows[1]["difference"] == ""
+    assert rows[1]["report_as_printed"] == "1.960664"
+    cpu = next(r for r in rows if r["run"] == "cpu" and r["metric"] == "test_acc")
+    assert cpu["difference"] == "" and cpu["why_not"] == "cpu profile, capped (epochs/images)"
+    assert (cpu["profile"], cpu["limited"]) == ("cpu", "True")
+    with files.csv.open() as fh:  # results.csv: one row per run directory, no references
+        results = list(csv.DictReader(fh))
+    assert len(results) == 5 and "difference_pp" not in results[0]
+
+
+def test_ablation_changes_only_between_steps_of_the_same_profile(tmp_path):
+    ref = [{"metric": "val_acc", "value": 60.0}, {"metric": "test_acc", "value": [64, 68]}]
+    steps = (("base", "full", False, 0.60), ("aug", "full", False, 0.65),
+             ("resnet", "quick", True, 0.10), ("resnet-tuned", "quick", True, 0.12),
+             ("vgg", "cpu", True, 0.50), ("vgg-tuned", "full", False, 0.70))
+    for i, (name, profile, limited, acc) in enumerate(steps):
+        study_run(tmp_path, name, profile=profile, limited=limited, test_acc=acc, position=i,
+                  step_index=i, reference=ref if i < 2 else [])
+    [(header, rows)] = tables.ablation_tables(groups_of(tmp_path)).values()
+    assert header == ["#", "step", "run", "test acc (%)", "vs previous (pp)",
+                      "vs baseline (pp)", "report (%)", "profile"]
+    changes = {row[2]: (row[4], row[5]) for row in rows}
+    assert changes == {"base": ("—", "—"), "aug": ("+5.00", "+5.00"),
+                       "resnet": ("—", "—"),              # quick after full: no change
+                       "resnet-tuned": ("+2.00", "—"),     # quick vs quick, not vs the full base
+                       "vgg": ("—", "—"), "vgg-tuned": ("—", "+10.00")}
+    # the report column: the first test-accuracy reference, not the val_acc listed before it
+    assert [row[6] for row in rows[:3]] == ["64–68", "64–68", "—"]
+    assert rows[2][7] == "**quick, limited**"
+
+
+def test_the_report_reads_every_metric_a_study_may_quote():
+    """studies.spec and report.runs do not import each other; their tables must agree."""
+    assert {m: q.kind for m, q in runs.QUANTITIES.items()} == spec.REFERENCE_METRICS
+    assert runs.TIME_UNITS == spec.TIME_UNITS

@@ -35,7 +35,7 @@ def test_study_run_mnist_five_quick_end_to_end(tiny_mnist_env, tmp_path, capsys)
     out = tmp_path / "five"
     argv = ["study", "run", "mnist-five", "--profile", "quick", "--out", str(out), "--quiet"]
     assert main(argv) == 0
-    models = ["lenet5", "alexnet", "resnet18", "mobilenet_v1", "googlenet"]
+    models = ["lenet", "alexnet", "resnet18", "mobilenet_v1", "googlenet"]
     summaries = {m: json.loads((out / m / "summary.json").read_text()) for m in models}
     for summary in summaries.values():
         assert summary["status"] == "finished" and summary["profile"] == "quick"
@@ -43,10 +43,14 @@ def test_study_run_mnist_five_quick_end_to_end(tiny_mnist_env, tmp_path, capsys)
         assert summary["split"] == {"train": 38, "val": 10, "test": 12}  # val_split 0.2
     assert summaries["resnet18"]["input_size"] == [1, 56, 56]
     assert summaries["resnet18"]["stem"] == "imagenet"
-    assert summaries["lenet5"]["input_size"] == [1, 28, 28]
+    assert summaries["lenet"]["input_size"] == [1, 28, 28]
+    assert {m: s["model"] for m, s in summaries.items()} == {  # the report's own networks
+        "lenet": "lenet5_five", "alexnet": "alexnet_five", "resnet18": "resnet18_five",
+        "mobilenet_v1": "mobilenet_v1_five", "googlenet": "googlenet_five"}
 
     md = (out / "report.md").read_text()
-    assert all(f"| {m} | {m} | mnist | **quick, limited** |" in md for m in models)
+    assert all(f"| {m} | {s['model']} | mnist | **quick, limited** |" in md
+               for m, s in summaries.items())
     with (out / "results.csv").open() as fh:
         table = {row["run"]: row for row in csv.DictReader(fh)}
     assert sorted(table) == sorted(models)

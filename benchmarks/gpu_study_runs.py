@@ -54,11 +54,12 @@ KEPT = ("summary.json", "metrics.jsonl", "config.yaml", "study.json", "train_ste
 
 
 def run_plan(out: Path, work: Path, *, budget_s: float, device: str, amp: str, profile: str,
-             data_dir: str | None, overrides: list[str], studies: list[str] | None) -> dict:
+             data_dir: str | None, overrides: list[str], studies: list[str] | None,
+             dataset: str | None = None) -> dict:
     started = time.monotonic()
     plan = [p for p in PLAN if not studies or p[0] in studies]
     chunks = []
-    for study, patterns, dataset in plan:
+    for study, patterns, plan_dataset in plan:
         left = budget_s - (time.monotonic() - started)
         if left < 5:
             chunks.append({"study": study, "status": "not started: chunk budget used"})
@@ -66,8 +67,8 @@ def run_plan(out: Path, work: Path, *, budget_s: float, device: str, amp: str, p
         cmd = [sys.executable, "-m", "cnnbench", "study", "run", study, "--profile", profile,
                "--out", str(work / study), "--only", *patterns, "--no-report", "--quiet",
                "--set", f"device={device}", "--set", f"amp={amp}", *sum((["--set", s] for s in overrides), [])]
-        if dataset:
-            cmd += ["--dataset", dataset]
+        if dataset or plan_dataset:
+            cmd += ["--dataset", dataset or plan_dataset]
         if data_dir:
             cmd += ["--data-dir", data_dir]
         print(f"[{time.monotonic() - started:6.0f} s] {' '.join(cmd[3:])} (at most {left:.0f} s)",
@@ -135,10 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="extra train option for every run (tests: limit_train=64)")
     ap.add_argument("--studies", nargs="+", help="only these studies of the plan")
+    ap.add_argument("--dataset", help="train every run on this dataset instead (tests: a tiny "
+                                      "imagefolder:PATH)")
     args = ap.parse_args(argv)
     result = run_plan(Path(args.out), Path(args.work), budget_s=args.budget_s, device=args.device,
                       amp=args.amp, profile=args.profile, data_dir=args.data_dir,
-                      overrides=args.overrides, studies=args.studies)
+                      overrides=args.overrides, studies=args.studies, dataset=args.dataset)
     finished = sum(r["status"] == "finished" for r in result["runs"].values())
     print(f"{finished} of {len(result['runs'])} started runs finished; "
           f"chunk {result['chunk_seconds']:.0f} s -> {args.out}")

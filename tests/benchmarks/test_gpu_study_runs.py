@@ -8,6 +8,8 @@ import json
 import tarfile
 from pathlib import Path
 
+from engine_fixtures import _tiny_folder_files, tiny_folder  # noqa: F401 (fixtures)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -19,11 +21,12 @@ def _script():
     return module
 
 
-def test_chunks_resume_and_send_back_no_checkpoints(tiny_mnist_env, tmp_path, capsys):
+def test_chunks_resume_and_send_back_no_checkpoints(tiny_folder, tmp_path, capsys):
     script = _script()
     out, work = tmp_path / "out", tmp_path / "work"
     args = ["--out", str(out), "--work", str(work), "--device", "cpu", "--amp", "off",
-            "--profile", "quick", "--studies", "mnist-five", "--set", "limit_train=32",
+            "--profile", "quick", "--studies", "mnist-five", "--dataset", tiny_folder.dataset,
+            "--set", "limit_train=32",
             "--set", "limit_eval=16", "--set", "num_threads=1"]
     assert script.main(args + ["--budget-s", "6"]) == 0  # stopped early: a chunk
     first = json.loads((out / "gpu_study_runs.json").read_text())

@@ -107,3 +107,11 @@ def test_study_run_prints_its_estimate_before_training(monkeypatch, tmp_path, ca
     first, second = out.splitlines()[:2]
     assert "profile full" in first and "on 2 CPU cores (estimate" in first
     assert second == "TRAINING STARTS"
+
+
+def test_set_keeps_off_a_word_for_text_options():
+    """YAML reads `off` as False; `--set amp=off` means the amp mode "off"."""
+    from cnnbench.commands.study import _parse_overrides
+
+    assert _parse_overrides(["amp=off", "deterministic=yes", "epochs=2"]) == {
+        "amp": "off", "deterministic": True, "epochs": 2}

@@ -8,6 +8,7 @@ import sys
 import yaml
 
 from cnnbench.commands import examples
+from cnnbench.config import TrainConfig
 from cnnbench.errors import UserError
 from cnnbench.studies import (CPU_GFLOPS, PROFILES, duration_text, estimate_seconds, list_studies,
                               load_study, run_study, select_runs)
@@ -124,10 +125,15 @@ def _parse_overrides(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--set {item!r}: write KEY=VALUE, e.g. --set epochs=2")
+        key = key.strip().replace("-", "_")
         try:
-            overrides[key.strip().replace("-", "_")] = yaml.safe_load(value)
+            parsed = yaml.safe_load(value)
         except yaml.YAMLError:
             raise UserError(f"--set {item!r}: {value!r} is not a valid YAML value") from None
+        field = TrainConfig.__dataclass_fields__.get(key)
+        if isinstance(parsed, bool) and field is not None and field.type == "str":
+            parsed = value.strip()  # YAML reads off/on/no/yes as booleans: `--set amp=off`
+        overrides[key] = parsed
     return overrides
 
 

@@ -10,6 +10,10 @@ never run code. Layout (``FORMAT``, ``VERSION`` 1)::
     step                optimizer steps completed
     model               the weights to evaluate (the weight average when `ema` is on)
     meta                best_val_acc, best_epoch, epochs_since_best, train_time_s, ... (plain)
+    data                the data's fingerprint (classes, test_images, test_sha256)
+    input               how an image becomes the model's input (RunData.preprocessing():
+                        dataset, channels, image_size, input_size, mean, std, classes);
+                        checkpoints written before it lack it (readers fall back to the config)
     training            (last.ckpt only) everything needed to continue exactly:
         model           the live training weights (only when they differ from `model`: ema on)
         optimizer, scheduler, scaler, ema     state_dicts (scaler/ema: None when unused)
@@ -120,6 +124,19 @@ def load_tensor_file(path: str | Path, map_location: str | torch.device = "cpu")
                         f"file ({_first_line(exc)})") from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def load_model_weights(model: nn.Module, weights: dict[str, torch.Tensor], source: str,
+                       name: str) -> nn.Module:
+    """Load ``weights`` (from ``source``, named in the error) into ``model`` (registry name
+    ``name``) strictly; weights that do not fit it -> one-line :class:`UserError`."""
+    try:
+        unwrap(model).load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as exc:  # torch's first line says little
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or ["?"]
+        raise UserError(f"the weights in {source} do not fit model {name} "
+                        f"({lines[min(1, len(lines) - 1)][:200]})") from None
+    return model
 
 
 def _first_line(exc: Exception) -> str:

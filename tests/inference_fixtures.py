@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from conftest import md5_of, write_idx_gz
 
@@ -34,21 +34,27 @@ SEGMENTS = {0: "abcdef", 1: "bc", 2: "abged", 3: "abgcd", 4: "fgbc", 5: "afgcd",
 def draw_digit(digit: int, size: int, rng: np.random.Generator | None = None,
                width: float | None = None) -> Image.Image:
     """A seven-segment ``digit`` drawn in white on a black ``size`` x ``size`` image (MNIST's
-    polarity), filling about 70% of its height; ``rng`` jitters it."""
+    polarity), about 70% of its height, centred by centre of mass as MNIST's digits are (a
+    ``1`` in the middle, not at the right edge of an ``8``'s box); ``rng`` jitters size,
+    stroke and position."""
     jitter = (lambda scale: float(rng.normal(0, scale))) if rng is not None else (lambda scale: 0.0)
     h = size * (0.7 + jitter(0.04))
     w = h * (0.5 + jitter(0.04))
-    cx, cy = size / 2 + jitter(size * 0.04), size / 2 + jitter(size * 0.04)
-    left, right, top, bottom, mid = cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2, cy
-    lines = {"a": (left, top, right, top), "b": (right, top, right, mid),
-             "c": (right, mid, right, bottom), "d": (left, bottom, right, bottom),
-             "e": (left, mid, left, bottom), "f": (left, top, left, mid),
-             "g": (left, mid, right, mid)}
+    lines = {"a": (0, 0, w, 0), "b": (w, 0, w, h / 2), "c": (w, h / 2, w, h), "d": (0, h, w, h),
+             "e": (0, h / 2, 0, h), "f": (0, 0, 0, h / 2), "g": (0, h / 2, w, h / 2)}
+    used = [lines[segment] for segment in SEGMENTS[digit]]
+    xs, ys = [x for line in used for x in line[::2]], [y for line in used for y in line[1::2]]
+    dx = size / 2 - (min(xs) + max(xs)) / 2
+    dy = size / 2 - (min(ys) + max(ys)) / 2
     image = Image.new("L", (size, size), 0)
     pen = ImageDraw.Draw(image)
     stroke = max(1, round(width if width is not None else size / 10 + jitter(size / 60)))
-    for segment in SEGMENTS[digit]:
-        pen.line(lines[segment], fill=255, width=stroke)
+    for x0, y0, x1, y1 in used:
+        pen.line((x0 + dx, y0 + dy, x1 + dx, y1 + dy), fill=255, width=stroke)
+    ink = np.asarray(image, dtype=np.float64)  # then centre of mass to the centre, as MNIST
+    cy, cx = (np.arange(size) @ ink.sum(1)) / ink.sum(), (np.arange(size) @ ink.sum(0)) / ink.sum()
+    image = ImageChops.offset(image, round((size - 1) / 2 - cx + jitter(size * 0.03)),
+                              round((size - 1) / 2 - cy + jitter(size * 0.03)))
     return image.filter(ImageFilter.GaussianBlur(size / 40))
 
 

@@ -23,6 +23,7 @@ one-line :class:`ImageInputError` that carries the HTTP status the server answer
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import Path
 
@@ -98,13 +99,15 @@ def open_image(source: str | Path | bytes, name: str | None = None, *,
         except UnidentifiedImageError:
             raise ImageInputError(f"{name} is not an image PIL can read; give a PNG, JPEG, GIF, "
                                   f"BMP, WebP or TIFF file", status=415) from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise _too_large(name, None, max_pixels) from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            pixels = re.search(r"\((\d+) pixels\)", str(exc))  # PIL names the size it saw
+            raise _too_large(name, f"{int(pixels.group(1)):,} pixels" if pixels else None,
+                             max_pixels) from None
         except OSError as exc:
             raise ImageInputError(f"cannot read {name}: {exc.strerror or exc}") from None
         width, height = image.size
         if width * height > max_pixels:
-            raise _too_large(name, (width, height), max_pixels)
+            raise _too_large(name, f"{width}x{height} pixels", max_pixels)
         if width == 0 or height == 0:
             raise ImageInputError(f"{name} has no pixels ({width}x{height})")
         try:
@@ -117,8 +120,8 @@ def open_image(source: str | Path | bytes, name: str | None = None, *,
     return ImageOps.exif_transpose(image)
 
 
-def _too_large(name: str, size: tuple[int, int] | None, max_pixels: int) -> ImageInputError:
-    shown = f" ({size[0]}x{size[1]} pixels)" if size else ""
+def _too_large(name: str, size: str | None, max_pixels: int) -> ImageInputError:
+    shown = f" ({size})" if size else ""
     return ImageInputError(f"{name} is too large{shown}; the limit is {max_pixels / 1e6:g} million "
                            f"pixels: scale it down first", status=413)
 
@@ -190,18 +193,18 @@ def prepare_image(image: Image.Image, prep, *, digit_style: bool = True) -> tupl
     if prep.channels == 1:
         if flat.mode != "L":
             notes.append(f"{image.mode} converted to greyscale")
-        grey = np.asarray(flat.convert("L"))
+        grey = np.array(flat.convert("L"))  # a writable copy
         dark = np.median(grey) <= 127
         if digit_style and prep.dataset == "mnist" and size == (28, 28):
             if grey.shape == (28, 28) and dark:
                 notes.append("a 28x28 image on a dark background, like MNIST's: used as is")
-                return torch.from_numpy(grey.copy())[None], notes
+                return torch.from_numpy(grey)[None], notes
             digit, steps = mnist_digit(grey)
             return torch.from_numpy(digit)[None], notes + steps
         if digit_style and prep.dataset == "fashion_mnist" and not dark:
             grey = 255 - grey
             notes.append("inverted (light background; Fashion-MNIST items are light on black)")
-        pixels = torch.from_numpy(np.ascontiguousarray(grey))[None]
+        pixels = torch.from_numpy(grey)[None]
     else:
         if flat.mode != "RGB":
             notes.append(f"{image.mode} converted to RGB")

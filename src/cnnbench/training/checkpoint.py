@@ -111,8 +111,10 @@ def load_tensor_file(path: str | Path, map_location: str | torch.device = "cpu")
     except pickle.UnpicklingError as exc:
         blocked = re.search(r"unsupported GLOBAL (\S+)", str(exc))
         if blocked is None:
+            # torch's own first line is about the weights_only default; the cause comes later
+            cause = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(exc))
             raise UserError(f"cannot read {path}: it is corrupt, truncated or not a PyTorch "
-                            f"weights file ({_first_line(exc)})") from None
+                            f"weights file ({cause.group(1)[:160] if cause else _first_line(exc)})") from None
         # torch refused to unpickle a Python object: with pickle, loading it could run code.
         raise UserError(f"refusing to read {path}: it holds pickled Python objects besides "
                         f"tensors ({blocked.group(1)}), which could run code when loaded; "

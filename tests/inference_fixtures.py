@@ -7,14 +7,17 @@ trains ``lenet5`` and ``simple_cnn`` on them (a few seconds), into ``runs/``; th
 set only while training. ``digits_env`` points ``$CNNBENCH_DATA``/``$CNNBENCH_CACHE`` (and
 torchvision's md5 list) at those files for one test, for tests that read the dataset again.
 ``board`` (session) loads both runs as ``cnnbench serve`` does; ``live_server(board)`` serves
-it on a free port in a thread.
+it on a free port in a thread. ``png_header`` writes a PNG that only claims a huge size.
+tests/conftest.py registers this module as a plugin, so its fixtures are available by name.
 """
 
 from __future__ import annotations
 
 import contextlib
+import struct
 import threading
 import time
+import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -66,6 +69,14 @@ def digit_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     images = np.stack([np.asarray(draw_digit(int(d), 28, rng), dtype=np.int16) for d in labels])
     images = np.clip(images + rng.integers(-12, 13, images.shape) * (images > 0), 0, 255)
     return torch.from_numpy(images.astype(np.uint8)), torch.from_numpy(labels.astype(np.int64))
+
+
+def png_header(path, width: int, height: int) -> None:
+    """A PNG that declares ``width`` x ``height`` grey pixels but holds almost none."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
 
 
 def _patch_md5(patch: pytest.MonkeyPatch, raw: Path) -> None:

@@ -4,8 +4,6 @@ them; MNIST-style digits from photos; every bad input ends in one line and exit 
 from __future__ import annotations
 
 import json
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from cnnbench.inference import load_trained_model
 from cnnbench.inference.images import ImageInputError, mnist_digit, open_image, prepare_image
 from cnnbench.inference.model import Preprocessing
 from cnnbench.training.checkpoint import load_checkpoint, save_checkpoint
-from inference_fixtures import digits_env, digits_files, draw_digit  # noqa: F401
+from inference_fixtures import draw_digit, png_header
 
 
 def test_test_digits_saved_as_png_are_predicted_as_eval_predicts_them(digits_env, tmp_path, capsys):
@@ -174,14 +172,6 @@ def test_a_checkpoint_without_an_input_record_falls_back_to_its_config(digits_fi
     assert new.name == "lenet5" and new.test_acc is not None
 
 
-def _png_header(path, width: int, height: int) -> None:
-    """A PNG that declares ``width`` x ``height`` grey pixels but holds almost none."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
-
-
 def _bad_inputs(tmp_path, lenet):
     """(argv, words the one-line error must contain) for each bad input."""
     good = tmp_path / "good.png"
@@ -190,8 +180,8 @@ def _bad_inputs(tmp_path, lenet):
     (tmp_path / "text.png").write_text("this is not an image\n")
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200), dtype=np.uint8)).save(tmp_path / "full.png")
     (tmp_path / "cut.png").write_bytes((tmp_path / "full.png").read_bytes()[:4000])
-    _png_header(tmp_path / "huge.png", 30000, 30000)  # over PIL's own limit
-    _png_header(tmp_path / "large.png", 9000, 8000)  # under PIL's, over cnnbench's
+    png_header(tmp_path / "huge.png", 30000, 30000)  # over PIL's own limit
+    png_header(tmp_path / "large.png", 9000, 8000)  # under PIL's, over cnnbench's
     (tmp_path / "no-images").mkdir()
     (tmp_path / "no-images" / "readme.txt").write_text("nothing")
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
@@ -244,7 +234,7 @@ def test_image_errors_carry_the_servers_status(tmp_path):
         with pytest.raises(ImageInputError) as exc:
             open_image(data, "upload")
         statuses[name] = exc.value.status
-    _png_header(tmp_path / "huge.png", 20000, 20000)
+    png_header(tmp_path / "huge.png", 20000, 20000)
     with pytest.raises(ImageInputError) as exc:
         open_image((tmp_path / "huge.png").read_bytes(), max_pixels=10_000_000)
     statuses["huge"] = exc.value.status

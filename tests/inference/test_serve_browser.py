@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from browser_fixtures import DevTools, browser
-from inference_fixtures import board, digits_files, live_server  # noqa: F401
+from inference_fixtures import live_server
 
 
 def test_a_drawn_stroke_gets_answers_from_every_model(board, tmp_path):

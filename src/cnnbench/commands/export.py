@@ -22,7 +22,7 @@ def register(subparsers) -> None:
                         "cnnbench export --checkpoint runs/my-run/best.ckpt --format torchscript "
                         "--out lenet5.pt"))
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
-                        help="a best.ckpt or last.ckpt (a run directory means its best.ckpt)")
+                        help="a best.ckpt or last.ckpt (a run directory: its best.ckpt, else last.ckpt)")
     parser.add_argument("--format", required=True, choices=FORMATS, help="the file format")
     parser.add_argument("--out", required=True, metavar="FILE", help="the file to write")
     parser.add_argument("--data-dir", "--data_dir", dest="data_dir", metavar="DIR",

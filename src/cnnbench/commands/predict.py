@@ -17,14 +17,15 @@ def register(subparsers) -> None:
                     "channels, size and normalisation as recorded in its checkpoint; a folder "
                     "means every image in it. For MNIST models a photo or drawing of a digit "
                     "(dark ink on light paper) is inverted, cropped and centred the way MNIST "
-                    "digits are, and the output says what was done to each image.",
+                    "digits are (Fashion-MNIST models: a light background is inverted), and the "
+                    "output says what was done to each image.",
         epilog=examples("cnnbench predict --checkpoint runs/my-run digit.png",
                         "cnnbench predict --checkpoint runs/my-run/best.ckpt photos/ --topk 5",
                         "cnnbench predict --checkpoint runs/my-run digit.png --json"))
     parser.add_argument("inputs", nargs="+", metavar="IMAGE",
                         help="image files, or folders of them")
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
-                        help="a best.ckpt or last.ckpt (a run directory means its best.ckpt)")
+                        help="a best.ckpt or last.ckpt (a run directory: its best.ckpt, else last.ckpt)")
     parser.add_argument("--topk", type=int, default=3, metavar="K",
                         help="how many classes to show per image (default 3)")
     parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=64,

@@ -117,16 +117,16 @@ def _blank(trained: TrainedModel):
     return Image.new("L", (w, h), 0)
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class UploadLimit:
     """ASGI middleware: a request body over ``max_bytes`` is answered 413 (the declared
     Content-Length at once, a body without one as soon as it passes the cap)."""
 
     def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+        from starlette.exceptions import HTTPException
+
+        self.app, self.max_bytes, self.http_error = app, max_bytes, HTTPException
+        self.message = (f"the upload is larger than {max_bytes / 1e6:g} MB; send a smaller image "
+                        f"(the server's --max-upload-mb)")
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -142,7 +142,9 @@ class UploadLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    # an HTTPException: FastAPI passes it on while it parses the form (any
+                    # other error there becomes "400 error parsing the body")
+                    raise self.http_error(413, self.message)
             return message
 
         async def tracking_send(message):
@@ -152,16 +154,15 @@ class UploadLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send)
+        except self.http_error as exc:  # raised where no handler turned it into a response
+            if exc.status_code != 413 or started:
+                raise
+            await self._refuse(send)
 
     async def _refuse(self, send):
         import json
 
-        mb = self.max_bytes / 1e6
-        body = json.dumps({"error": f"the upload is larger than {mb:g} MB; send a smaller "
-                                    f"image (the server's --max-upload-mb)"}).encode()
+        body = json.dumps({"error": self.message}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode()),

@@ -6,7 +6,7 @@ one the test is skipped with the reason. ``DevTools(binary, tmp_path, url)`` sta
 ``--remote-debugging-port=0``, reads the port it chose from ``DevToolsActivePort`` in its
 profile folder, and connects to the page's websocket (websocket-client): ``call(method,
 **params)`` sends one command and returns its result; ``evaluate(js)`` returns a JavaScript
-value; ``wait_for(js)`` polls until it is truthy; ``click``/``drag`` synthesize mouse events;
+value; ``wait_for(js)`` polls until it is truthy; ``click``/``drag``/``drag_within`` synthesize mouse events (:data:`SEVEN`: a drawn 7);
 ``screenshot(path)`` writes a PNG of the page.
 """
 
@@ -22,6 +22,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+# a handwritten "7" on a drawing pad, as fractions of its width and height: a bar to the
+# right, then down and to the left
+SEVEN = ([(0.28 + 0.045 * i, 0.25 - 0.004 * i) for i in range(11)]
+         + [(0.73 - 0.028 * i, 0.24 + 0.045 * i + 0.001 * i * i) for i in range(1, 12)])
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 HEADLESS_FLAGS = ("--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", "--no-first-run",
@@ -117,6 +122,12 @@ class DevTools:
         for x, y in points[1:]:
             self.mouse("mouseMoved", x, y)
         self.mouse("mouseReleased", *points[-1], buttons=0)
+
+    def drag_within(self, selector: str, points: list[tuple[float, float]]) -> None:
+        """:meth:`drag` through ``points`` given as fractions of the element's width and height."""
+        x, y, w, h = self.evaluate(f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+                                   f".getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; }})()")
+        self.drag([(x + w * fx, y + h * fy) for fx, fy in points])
 
     def click(self, selector: str) -> None:
         box = self.evaluate(f"(() => {{ const r = document.querySelector({json.dumps(selector)})"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from browser_fixtures import DevTools, browser
+from browser_fixtures import SEVEN, DevTools, browser
 from inference_fixtures import live_server
 
 
@@ -22,13 +22,7 @@ def test_a_drawn_stroke_gets_answers_from_every_model(board, tmp_path):
     binary = browser()
     with live_server(board) as url, DevTools(binary, tmp_path, url, width=1280, height=760) as page:
         assert page.wait_for("document.querySelectorAll('.model').length") == 2
-        box = page.evaluate("(() => { const r = document.getElementById('pad')"
-                            ".getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; })()")
-        x, y, w, h = box
-        # a "7": across the top, then down and to the left
-        stroke = [(x + w * (0.3 + 0.04 * i), y + h * 0.25) for i in range(11)]
-        stroke += [(x + w * (0.7 - 0.025 * i), y + h * (0.25 + 0.05 * i)) for i in range(1, 12)]
-        page.drag(stroke)
+        page.drag_within("#pad", SEVEN)
         page.wait_for("document.querySelectorAll('.model li.answer').length === 6")
         cards = page.evaluate("""[...document.querySelectorAll('.model')].map((c) => ({
             name: c.dataset.name, meta: c.querySelector('.meta').innerText,

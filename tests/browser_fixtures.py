@@ -50,10 +50,12 @@ class DevTools:
         import websocket  # websocket-client (the test extra)
 
         profile = tmp_path / "chromium-profile"
-        self.process = subprocess.Popen(
-            [binary, *HEADLESS_FLAGS, "--remote-debugging-port=0", f"--user-data-dir={profile}",
-             f"--window-size={width},{height}", url],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "HOME": str(tmp_path)})
+        self.log = tmp_path / "chromium.log"  # a file, not a pipe: a full pipe would stall it
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [binary, *HEADLESS_FLAGS, "--remote-debugging-port=0", f"--user-data-dir={profile}",
+                 f"--window-size={width},{height}", url],
+                stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "HOME": str(tmp_path)})
         self.next_id = 0
         try:
             port = self._port(profile / "DevToolsActivePort", timeout)
@@ -68,7 +70,7 @@ class DevTools:
     def _port(self, file: Path, timeout: float) -> int:
         def read():
             if self.process.poll() is not None:
-                raise RuntimeError(f"chromium exited: {self.process.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"chromium exited: {self.log.read_text(errors='replace')[-2000:]}")
             text = file.read_text() if file.exists() else ""
             return int(text.split()[0]) if text.strip() else None
         return self._poll(read, timeout)
@@ -156,7 +158,6 @@ class DevTools:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.process.stderr.close()
 
     def __enter__(self):
         return self

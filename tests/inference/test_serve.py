@@ -8,6 +8,7 @@ import http.client
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.parse
@@ -21,7 +22,7 @@ from PIL import Image
 
 from cnnbench.cli import build_parser, main
 from cnnbench.errors import UserError
-from cnnbench.inference.server import ModelBoard, find_checkpoints
+from cnnbench.inference.server import ModelBoard, find_checkpoints, make_server
 from cnnbench.training.checkpoint import load_checkpoint, save_checkpoint
 from inference_fixtures import draw_digit, live_server, png_header
 
@@ -170,9 +171,15 @@ def test_runs_that_cannot_be_used_are_skipped_and_listed(digits_files, tmp_path)
         ModelBoard(tmp_path / "nowhere")
 
 
-def test_serve_listens_on_loopback_by_default_and_needs_its_extra(tmp_path, capsys, monkeypatch):
+def test_serve_listens_on_loopback_by_default_and_needs_its_extra(board, tmp_path, capsys,
+                                                                    monkeypatch):
     args = build_parser().parse_args(["serve", "--runs", "runs"])
     assert (args.host, args.port, args.max_upload_mb) == ("127.0.0.1", 8000, 5.0)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(UserError, match=r"cannot listen on 127.0.0.1:\d+ .*choose another --port"):
+            make_server(board, port=taken.getsockname()[1])
     monkeypatch.setitem(sys.modules, "fastapi", None)  # as if it were not installed
     assert main(["serve", "--runs", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [

@@ -34,6 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from cnnbench.errors import UserError
 
 MAX_PIXELS = 64_000_000  # an 8000 x 8000 photo; more is refused (decompression bombs)
+MAX_FILE_BYTES = 256_000_000  # no image worth predicting on is larger than this on disk
 MNIST_BOX = 20           # MNIST digits fit a 20x20 box inside 28x28, centred by centre of mass
 INK_FLOOR = 0.25         # after contrast stretching, values below this fraction are background
 
@@ -88,9 +89,16 @@ def open_image(source: str | Path | bytes, name: str | None = None, *,
         if not path.is_file():
             raise ImageInputError(f"image {name} does not exist" if not path.exists()
                                   else f"{name} is not a file", status=404)
-        if path.stat().st_size == 0:
+        size = path.stat().st_size
+        if size == 0:
             raise ImageInputError(f"image {name} is empty (0 bytes)")
-        stream = path
+        if size > MAX_FILE_BYTES:
+            raise ImageInputError(f"{name} is too large ({size / 1e6:.0f} MB); the limit is "
+                                  f"{MAX_FILE_BYTES / 1e6:.0f} MB", status=413)
+        try:
+            stream = io.BytesIO(path.read_bytes())  # read once: no file left open
+        except OSError as exc:
+            raise ImageInputError(f"cannot read {name}: {exc.strerror or exc}") from None
     with warnings.catch_warnings():
         # PIL warns above its own pixel limit and raises above twice that: both are too large
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -103,8 +111,6 @@ def open_image(source: str | Path | bytes, name: str | None = None, *,
             pixels = re.search(r"\((\d+) pixels\)", str(exc))  # PIL names the size it saw
             raise _too_large(name, f"{int(pixels.group(1)):,} pixels" if pixels else None,
                              max_pixels) from None
-        except OSError as exc:
-            raise ImageInputError(f"cannot read {name}: {exc.strerror or exc}") from None
         width, height = image.size
         if width * height > max_pixels:
             raise _too_large(name, f"{width}x{height} pixels", max_pixels)
@@ -117,7 +123,10 @@ def open_image(source: str | Path | bytes, name: str | None = None, *,
             reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
             raise ImageInputError(f"{name} is corrupt or truncated ({reason}); give a complete "
                                   f"image file") from None
-    return ImageOps.exif_transpose(image)
+    try:
+        return ImageOps.exif_transpose(image)  # phone photos: upright as they are shown
+    except (OSError, ValueError, SyntaxError, KeyError, TypeError):  # damaged EXIF: as stored
+        return image
 
 
 def _too_large(name: str, size: str | None, max_pixels: int) -> ImageInputError:

@@ -14,7 +14,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 if [ ! -f "$STAMP" ] || [ "$REPO/pyproject.toml" -nt "$STAMP" ]; then
-  echo "[setup] installing cnnbench and its pinned dependencies (torch==2.14.1, torchvision==0.29.1) into .venv" >&2
+  echo "[setup] installing cnnbench, its pinned dependencies (torch==2.14.1, torchvision==0.29.1) and the test, serve and export extras into .venv" >&2
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e "$REPO[test]" >&2
   touch "$STAMP"
 fi

@@ -28,6 +28,10 @@ from PIL import Image
 
 from cnnbench.data.specs import CIFAR10_CLASSES
 
+# the fixtures of the inference tests (a digit dataset, two runs trained on it, the page's
+# server), for every test module that asks for them by name
+pytest_plugins = ("inference_fixtures",)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _no_network():

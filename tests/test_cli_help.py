@@ -133,6 +133,9 @@ def test_bash_accepts_and_runs_the_completion_script(tmp_path, bash_script):
         "cnnbench datasets fash": "fashion_mnist",
         "cnnbench recipes f": "fast",
         "cnnbench completion ": "bash zsh",
+        "cnnbench pre": "predict",
+        "cnnbench export --format ": "onnx torchscript",
+        "cnnbench serve --": "--help --runs --host --port --max-upload-mb --device",
         "cnnbench train --out ": "",  # a path: the shell's own file completion
     }
     lines = [f"source {path}"]

@@ -18,7 +18,8 @@ from cnnbench.version import __version__
 from cnnbench.commands import examples, text_width
 from cnnbench.errors import UserError
 
-COMMANDS = ("train", "eval", "models", "datasets", "recipes", "study", "report", "completion")
+COMMANDS = ("train", "eval", "predict", "export", "serve", "models", "datasets", "recipes", "study",
+            "report", "completion")
 
 DESCRIPTION = (
     "cnnbench trains, evaluates and compares classic convolutional networks (LeNet-5, AlexNet, "

@@ -16,7 +16,6 @@ import html
 import json
 import os
 import re
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -25,27 +24,14 @@ import pytest
 
 from cnnbench.report import write_report
 from cnnbench.report import figures
+from browser_fixtures import HEADLESS_FLAGS, browser
 from report_fixtures import write_fake_run
 
 WIDTH = 1280
 MIN_PX_PER_INCH = 120  # 10 pt tick labels at least 16.7 px, 8 pt legends at least 13 px
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-
-
-def browser() -> str:
-    for name in ([os.environ["CHROMIUM"]] if os.environ.get("CHROMIUM") else []) + list(BROWSERS):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("no chromium binary on PATH (apt-get install chromium, or set $CHROMIUM): "
-                "the report's layout is not checked in a browser here")
-
-
 def run_browser(binary: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [binary, "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars",
-               "--no-first-run", "--disable-extensions", "--mute-audio",
-               f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    command = [binary, *HEADLESS_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}",
                f"--window-size={WIDTH},2000", *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=180,
                           env={**os.environ, "HOME": str(tmp_path)})

@@ -32,7 +32,8 @@ from cnnbench.errors import UserError
 from cnnbench.models import create_model
 from cnnbench.models.profile import count_macs, count_params
 from cnnbench.training import transfer, whitening
-from cnnbench.training.checkpoint import capture_rng_state, model_state, unwrap
+from cnnbench.training.checkpoint import (capture_rng_state, load_model_weights, model_state,
+                                          unwrap)
 from cnnbench.training.ema import WeightAverage
 from cnnbench.training.engine import evaluate, train_one_epoch
 from cnnbench.training.machine import resolve_device, seed_everything, set_determinism
@@ -200,12 +201,7 @@ class Training:
             raise UserError(f"the run of {source} has no validation split (val_split 0); use "
                             f"--split test")
         model = build_model(self.config, self.spec, self.data.input_size)
-        try:
-            unwrap(model).load_state_dict(weights)
-        except RuntimeError as exc:  # torch's first line only says "Error(s) in loading ..."
-            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or ["?"]
-            raise UserError(f"the weights in {source} do not fit model {self.config.model} "
-                            f"({lines[min(1, len(lines) - 1)][:200]})") from None
+        load_model_weights(model, weights, source, self.config.model)
         model.to(self.device)
         if self.config.channels_last:
             model.to(memory_format=torch.channels_last)

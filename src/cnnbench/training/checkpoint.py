@@ -10,6 +10,10 @@ never run code. Layout (``FORMAT``, ``VERSION`` 1)::
     step                optimizer steps completed
     model               the weights to evaluate (the weight average when `ema` is on)
     meta                best_val_acc, best_epoch, epochs_since_best, train_time_s, ... (plain)
+    data                the data's fingerprint (classes, test_images, test_sha256)
+    input               how an image becomes the model's input (RunData.preprocessing():
+                        dataset, channels, image_size, input_size, mean, std, classes);
+                        checkpoints written before it lack it (readers fall back to the config)
     training            (last.ckpt only) everything needed to continue exactly:
         model           the live training weights (only when they differ from `model`: ema on)
         optimizer, scheduler, scaler, ema     state_dicts (scaler/ema: None when unused)
@@ -107,8 +111,10 @@ def load_tensor_file(path: str | Path, map_location: str | torch.device = "cpu")
     except pickle.UnpicklingError as exc:
         blocked = re.search(r"unsupported GLOBAL (\S+)", str(exc))
         if blocked is None:
+            # torch's own first line is about the weights_only default; the cause comes later
+            cause = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(exc))
             raise UserError(f"cannot read {path}: it is corrupt, truncated or not a PyTorch "
-                            f"weights file ({_first_line(exc)})") from None
+                            f"weights file ({cause.group(1)[:160] if cause else _first_line(exc)})") from None
         # torch refused to unpickle a Python object: with pickle, loading it could run code.
         raise UserError(f"refusing to read {path}: it holds pickled Python objects besides "
                         f"tensors ({blocked.group(1)}), which could run code when loaded; "
@@ -120,6 +126,19 @@ def load_tensor_file(path: str | Path, map_location: str | torch.device = "cpu")
                         f"file ({_first_line(exc)})") from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def load_model_weights(model: nn.Module, weights: dict[str, torch.Tensor], source: str,
+                       name: str) -> nn.Module:
+    """Load ``weights`` (from ``source``, named in the error) into ``model`` (registry name
+    ``name``) strictly; weights that do not fit it -> one-line :class:`UserError`."""
+    try:
+        unwrap(model).load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as exc:  # torch's first line says little
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or ["?"]
+        raise UserError(f"the weights in {source} do not fit model {name} "
+                        f"({lines[min(1, len(lines) - 1)][:200]})") from None
+    return model
 
 
 def _first_line(exc: Exception) -> str:

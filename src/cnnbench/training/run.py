@@ -95,6 +95,7 @@ class _Run:
     resume: bool
     writer: Any = None
     summary: dict = dataclasses.field(default_factory=dict)
+    input: dict = dataclasses.field(default_factory=dict)  # RunData.preprocessing()
     last_good_epoch: int = 0
 
     def execute(self) -> dict[str, Any]:
@@ -103,6 +104,7 @@ class _Run:
         training = build_training(c, load_init_weights=not self.resume)
         open_run_dir(self.run_dir, c, fresh=not self.resume)
         self.summary = self._base_summary(training, started)
+        self.input = training.data.preprocessing()
         meta, start_epoch = _fresh_meta(), 0
         if self.resume:
             start_epoch, meta = self._restore(training)
@@ -269,7 +271,7 @@ class _Run:
         ckpt.save_checkpoint(self.run_dir / name, {
             "kind": name.split(".")[0], "config": self.config.to_dict(), "epoch": epoch,
             "step": step, "model": weights, "meta": dict(meta), "data": self.summary["data"],
-            **extra})
+            "input": self.input, **extra})
 
     def _save_last(self, training: Training, weights, epoch: int, meta: dict) -> None:
         # the loaders' draws are a function of (seed, epoch): this is the next epoch's

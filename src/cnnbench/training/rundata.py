@@ -43,6 +43,16 @@ class RunData:
         return {"classes": list(self.spec.classes), "test_images": len(self.test[1]),
                 "test_sha256": digest.hexdigest()}
 
+    def preprocessing(self) -> dict[str, Any]:
+        """How an image becomes the model's input, as plain values (every checkpoint carries
+        it as ``input``, so a model can be used on new images without its dataset): the
+        dataset's channels, image size (H, W) and class names, the model's input size (H, W;
+        other than the images' with ``resize``) and the normalisation (per-channel mean/std
+        on pixels scaled to [0, 1])."""
+        return {"dataset": self.spec.name, "channels": self.spec.channels,
+                "image_size": list(self.spec.image_size), "input_size": list(self.input_size),
+                "mean": list(self.mean), "std": list(self.std), "classes": list(self.spec.classes)}
+
     @property
     def split(self) -> dict[str, int]:
         return {"train": len(self.train[1]), "val": len(self.val[1]) if self.val else 0,

@@ -35,6 +35,23 @@ def test_rerunning_a_finished_study_does_no_work(tmp_path):
     assert again.calls == []
     assert {o.status for o in outcomes} == {"done-before"}
 
+def test_a_bigger_profile_trains_runs_a_smaller_one_finished_but_never_the_reverse(tmp_path):
+    """`quick` then `full` in one folder: the full run replaces the smoke test; `quick` again
+    afterwards keeps the full runs (a smoke test never overwrites hours of training)."""
+    path, out = write_study(tmp_path), tmp_path / "out"
+    run_study(load_study(path, profile="quick"), out, train_fn=StubTrainer(), log=lambda s: None)
+    full = StubTrainer()
+    logs: list[str] = []
+    run_study(load_study(path, profile="full"), out, train_fn=full, log=logs.append)
+    assert sorted(c[0] for c in full.calls) == ["a", "b", "c"]
+    assert sum("finished before in the smaller quick profile" in line for line in logs) == 3
+    assert {json.loads((out / r / "summary.json").read_text())["profile"] for r in "abc"} == {"full"}
+    quick_again = StubTrainer()
+    outcomes = run_study(load_study(path, profile="quick"), out, train_fn=quick_again,
+                         log=lambda s: None)
+    assert quick_again.calls == [] and {o.status for o in outcomes} == {"done-before"}
+
+
 def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path):
     study = load_study(write_study(tmp_path), profile="quick")
     out = tmp_path / "out"

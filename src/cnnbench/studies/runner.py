@@ -11,6 +11,7 @@ finish, a ``skipped`` one.
 from __future__ import annotations
 
 import shlex
+import shutil
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,9 @@ from cnnbench.studies.spec import STUDY_DIR, Study, StudyRun, build_config, sele
 from cnnbench.training.rundir import (ERROR, STUDY, SUMMARY, config_changes, now, read_json,
                                       read_summary, write_json)
 
+# A finished run of a smaller profile is trained again when a bigger one is asked for; a run
+# of the same or a bigger profile is kept (a quick re-run never replaces a full run).
+_PROFILE_RANK = {"quick": 0, "cpu": 1, "full": 2}
 CHECKPOINTS = ("last.ckpt", "best.ckpt")  # what an interrupted run resumes from, and its best
 
 TrainFn = Callable[..., dict]
@@ -91,10 +95,15 @@ class _Runner:
         changed = config_changes(run_dir, config, ignore=("init",))  # init: a path to its run
         if summary is not None and summary.get("status") == "finished":
             profile = summary.get("profile") or read_json(run_dir / STUDY).get("profile")
-            note = (f"; its recipe differs from the study's now ({', '.join(changed)}): delete "
-                    f"{run_dir} to train it again" if changed else "")
-            self.log(f"{head}: finished before (profile {profile}), skipped{note}")
-            return RunOutcome(run, "done-before", run_dir)
+            if _PROFILE_RANK.get(profile, 2) >= _PROFILE_RANK.get(self.study.profile, 2):
+                note = (f"; its recipe differs from the study's now ({', '.join(changed)}): delete "
+                        f"{run_dir} to train it again" if changed else "")
+                self.log(f"{head}: finished before (profile {profile}), skipped{note}")
+                return RunOutcome(run, "done-before", run_dir)
+            # a smaller profile's run never stands in for a bigger one: train it again
+            self.log(f"{head}: finished before in the smaller {profile} profile; training it in "
+                     f"the {self.study.profile} profile, which replaces it")
+            shutil.rmtree(run_dir)
         _clear_failure(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / STUDY, run.meta(self.study))

@@ -39,8 +39,15 @@ VERSION = 1
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module that owns the weights (``torch.compile`` wraps it as ``_orig_mod``)."""
-    return getattr(model, "_orig_mod", model)
+    """The module that owns the weights (``torch.compile`` wraps it as ``_orig_mod``,
+    DistributedDataParallel as ``module``)."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
 
 
 def model_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -5,8 +5,9 @@ included; evaluation blocks cover a split once; the options a distributed run re
 failure is reported. With real ``torchrun`` subprocesses of 2 processes on the tiny image
 folders: a study run with ``--nproc 2`` ends with the weights of one process on the same
 global batches (within :data:`WEIGHT_ATOL`) and evaluates exactly as one process does; a run
-killed mid-epoch and resumed ends bit-identical to one left alone; a failing process ends the
-job with one line.
+killed mid-epoch and resumed ends bit-identical to one left alone, and its processes validated
+the very model rank 0 saved (BatchNorm statistics averaged); a failing process ends the job
+with one line.
 """
 
 from __future__ import annotations
@@ -252,6 +253,13 @@ def test_killed_mid_epoch_and_resumed_equals_left_alone(tiny_folder):
     summary_b = json.loads((killed / "summary.json").read_text())
     for key in ("test_acc", "test_loss", "best_val_acc", "best_epoch", "confusion_matrix", "status"):
         assert summary_a[key] == summary_b[key], key
+
+    # both processes validated the model rank 0 saved: their BatchNorm statistics (and those of
+    # the weight average) were averaged before the evaluation, so one process reproduces it
+    last_epoch = read_jsonl(alone / "metrics.jsonl")[-1]
+    again = evaluate_checkpoint(alone / "last.ckpt", split="val")
+    assert again["n"] == 100 and again["acc"] == last_epoch["val_acc"]
+    assert again["loss"] == pytest.approx(last_epoch["val_loss"], rel=1e-6)
 
 
 FAILING = """\

@@ -16,6 +16,7 @@ never run code. Layout (``FORMAT``, ``VERSION`` 1)::
         rng             python, numpy, torch, cuda generator states (see capture_rng_state)
         loader          {"seed", "epoch"}: the training loaders' state for the next epoch (their
                         shuffling and augmentation are a function of seed and epoch)
+        rng_ranks       (a torchrun job only) every process's rng, by rank
 """
 
 from __future__ import annotations

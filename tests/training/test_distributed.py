@@ -292,3 +292,11 @@ def test_a_failing_process_ends_the_job_with_one_line(tiny_folder, tmp_path):
         f"in {out / 'error-rank1.txt'}"], done.stderr
     assert "simulated failure" in (out / "error-rank1.txt").read_text()
     assert not (out / "last.ckpt").exists()
+
+    # a mistake every process makes is said once, by rank 0
+    done = _torchrun(tiny_folder, "train", "--dataset", tiny_folder.dataset, "--batch-size", "15",
+                     "--device", "cpu", "--quiet", "--out", str(tiny_folder.out / "odd"))
+    assert done.returncode != 0
+    assert _errors(done.stderr) == [
+        "cnnbench: error: batch size 15 is the global batch of all 2 processes and must be "
+        "divisible by 2; use e.g. --batch-size 16"], done.stderr

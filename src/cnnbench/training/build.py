@@ -122,11 +122,6 @@ class Training:
     dist: Distributed | None = None          # the process group of a torchrun job, else None
 
     @property
-    def is_main(self) -> bool:
-        """Whether this process writes the run directory (rank 0, or the only process)."""
-        return self.dist is None or self.dist.is_main
-
-    @property
     def spec(self) -> DatasetSpec:
         return self.data.spec
 

@@ -174,7 +174,7 @@ class _Run:
                 meta["epochs_since_best"] += 1
             if c.early_stop and val is not None and meta["epochs_since_best"] >= c.early_stop:
                 meta["stopped_early"] = True
-            weights = training.eval_weights()
+            weights = training.eval_weights() if self.main else None  # rank 0 saves them
             self._save_last(training, weights, epoch + 1, meta)
             if improved:
                 self._save(BEST, weights, epoch + 1, training.step, meta)

@@ -114,11 +114,38 @@ def render_cifar_cpu_time_to_acc() -> str:
     return "\n\n".join(parts) or "_not run yet_"
 
 
+def render_ddp_scaling() -> str:
+    parts = []
+    for path, rec in _load("ddp_scaling"):
+        rows = [[r["config"], r["threads_per_process"],
+                 ", ".join(f"{run['train_time_s']:.1f}" for run in r["runs"]),
+                 f"{r['median_train_time_s']:.1f}", f"{r['median_train_images_per_s']:.0f}",
+                 f"{r['median_wall_s']:.1f}",
+                 ", ".join(f"{run['load_average_before']:.1f}" for run in r["runs"]),
+                 ", ".join(f"{100 * a:.2f}%" for a in r["test_acc"])]
+                for r in rec["rows"]]
+        per = rec["threads_in_all"] // rec["nproc"]
+        text = (f"`cnnbench {rec['command']}`: one process with {rec['threads_in_all']} threads vs "
+                f"`torchrun --nproc_per_node={rec['nproc']}` ({rec['backend']}) with {per} thread"
+                f"{'s' if per > 1 else ''} per process: the same cores, the same global batches. "
+                f"{rec['repeats']} runs each, taken in alternation. Training seconds count the "
+                f"training loops only; wall seconds the whole command (starting the processes, "
+                f"loading the data, evaluation, checkpoints).\n\n"
+                + table(["configuration", "threads per process", "train s per run",
+                         "median train s", "median train img/s", "median wall s",
+                         "load average before each run", "test acc per run"], rows))
+        if rec.get("note"):
+            text += f"\n\n{rec['note']}"
+        parts.append(text + "\n\n" + _source(path, rec))
+    return "\n\n".join(parts) or "_not run yet_"
+
+
 RENDERERS = {
     "mnist_time_to_acc": render_mnist_time_to_acc,
     "loader_vs_dataloader": render_loader_vs_dataloader,
     "model_throughput": render_model_throughput,
     "cifar_cpu_time_to_acc": render_cifar_cpu_time_to_acc,
+    "ddp_scaling": render_ddp_scaling,
 }
 
 

@@ -145,8 +145,9 @@ def test_output_piped_into_head_ends_quietly():
 
 
 def _readme_commands() -> list[list[str]]:
-    """Every `cnnbench ...` (and `./run.sh ...`, the same) line of the README's shell blocks
-    (continuations joined, comments and the `...` placeholder left out), as argument lists."""
+    """Every `cnnbench ...` (and `./run.sh ...`, the same) line of the README's shell blocks,
+    and the `cnnbench` part of every `torchrun ... -m cnnbench ...` line (continuations joined,
+    comments and the `...` placeholder left out), as argument lists."""
     import shlex
     from pathlib import Path
 
@@ -155,6 +156,8 @@ def _readme_commands() -> list[list[str]]:
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split("#", 1)[0].strip()
+            if line.startswith("torchrun ") and " -m cnnbench " in line:
+                line = "cnnbench " + line.split(" -m cnnbench ", 1)[1]
             if line.startswith(("cnnbench ", "./run.sh ")) and "..." not in line:
                 commands.append(shlex.split(line)[1:])
     return commands

@@ -54,13 +54,16 @@ def register(subparsers) -> None:
                     "still run, its error.txt says why and the exit status is 1.",
         epilog=examples("cnnbench study run mnist-five --profile quick",
                         "cnnbench study run mnist-five --out runs/mnist-five",
-                        "cnnbench study run cifar10-tricks --only 'resnet18*' --set device=cuda"))
+                        "cnnbench study run cifar10-tricks --nproc 2 --set device=cuda"))
     _study_arguments(run)
     run.add_argument("--out", metavar="DIR",
                      help="output directory (default runs/<study>); re-running resumes it")
     run.add_argument("--only", nargs="+", metavar="RUN",
                      help="run only these runs (names or shell patterns; the runs they start "
                           "from are added)")
+    run.add_argument("--nproc", type=int, default=1, metavar="N",
+                     help="train each run in N processes on this machine (torchrun, "
+                          "DistributedDataParallel; --batch-size stays the global batch)")
     run.add_argument("--no-report", action="store_true", help="do not write the report")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
@@ -166,12 +169,17 @@ def _show(args) -> int:
 
 
 def _run(args) -> int:
+    if args.nproc < 1:
+        raise UserError(f"--nproc must be >= 1, got {args.nproc}")
     study = _load(args)
     out = args.out or f"runs/{study.name}"
     _, total_text = _estimates(study, select_runs(study, args.only))  # checks options first
     print(f"study {study.name}: {len(study.runs)} runs, profile {study.profile} -> {out}; "
           f"{total_text}")
-    outcomes = run_study(study, out, only=args.only, argv=args.argv, progress=not args.quiet)
+    from cnnbench.studies.runner import torchrun_train
+
+    outcomes = run_study(study, out, only=args.only, argv=args.argv, progress=not args.quiet,
+                         train_fn=torchrun_train(args.nproc) if args.nproc > 1 else None)
     if not args.no_report:
         from cnnbench.report import write_report
 

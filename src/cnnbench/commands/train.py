@@ -3,7 +3,9 @@
 Every :class:`cnnbench.config.TrainConfig` field is a flag (``--batch-size`` and
 ``--batch_size``; booleans also as ``--no-FLAG``), plus the reports' spellings ``--epoch`` and
 ``--reg``. Flags override ``--config FILE``, which overrides ``--recipe NAME``, which
-overrides the built-in defaults. ``--resume DIR`` continues an interrupted run.
+overrides the built-in defaults. ``--resume DIR`` continues an interrupted run. Under
+``torchrun --nproc_per_node=N -m cnnbench train ...`` the run trains in N processes
+(:mod:`cnnbench.training.distributed`); a process's failure is one line, said once.
 """
 
 from __future__ import annotations
@@ -77,10 +79,13 @@ def register(subparsers) -> None:
                     "under a minute. Options override --config FILE, which overrides --recipe "
                     "NAME, which overrides the built-in defaults (`--recipe none` for the plain "
                     "defaults). Options may also be written with underscores (--batch_size); "
-                    "--resume DIR continues an interrupted run.",
+                    "--resume DIR continues an interrupted run. Started by `torchrun "
+                    "--nproc_per_node=N -m cnnbench train ...`, it trains in N processes with "
+                    "DistributedDataParallel; --batch-size is then the global batch of all "
+                    "processes together.",
         epilog=examples("cnnbench train",
                         "cnnbench train --model resnet18 --dataset cifar10 --epochs 30",
-                        "cnnbench train --recipe fast --dataset mnist --out runs/mnist-fast"))
+                        "torchrun --nproc_per_node=2 -m cnnbench train --device cpu --epochs 1"))
     parser.add_argument("--config", metavar="FILE", help="YAML file of options (same keys as the "
                         "flags, with _); flags override it")
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="DIR",
@@ -92,9 +97,28 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnbench.errors import UserError
+    from cnnbench.training import distributed
+
+    try:
+        return _train(args)
+    except UserError as exc:  # under torchrun: said once, by rank 0 if every process failed
+        distributed.defer_report(exc)
+        raise
+    except KeyboardInterrupt:  # Ctrl-C reaches every process of the job: rank 0 says it
+        launch = distributed.torchrun_launch()
+        if launch is not None and launch.rank != 0:
+            return 130
+        raise
+
+
+def _train(args: argparse.Namespace) -> int:
     from cnnbench.config import FIELDS, normalize_keys
     from cnnbench.errors import UserError
-    from cnnbench.training import train_run
+    from cnnbench.training import distributed, train_run
+
+    launch = distributed.torchrun_launch()
+    main = launch is None or launch.rank == 0  # the process that prints (and writes)
 
     if args.resume:
         from cnnbench.training.rundir import prepare_run_dir, read_summary, saved_config
@@ -112,15 +136,17 @@ def run(args: argparse.Namespace) -> int:
         previous = read_summary(out) or {}
         if previous.get("status") == "finished":
             acc = previous.get("test_acc")
-            print(f"{out} is already finished (test accuracy {100 * acc:.2f}%); nothing to resume"
-                  if acc is not None else f"{out} is already finished; nothing to resume")
+            if main:
+                print(f"{out} is already finished (test accuracy {100 * acc:.2f}%); nothing to "
+                      f"resume" if acc is not None else f"{out} is already finished; nothing to "
+                      f"resume")
             return 0
         summary = train_run(config, out_dir=out, resume=True, argv=args.argv,
                             progress=not args.quiet)
     else:
         config = config_from_args(args)
         summary = train_run(config, argv=args.argv, progress=not args.quiet)
-    if not args.quiet:  # the run's own last line already said it
+    if not args.quiet or not main:  # the run's own last line already said it, once
         return 0
     acc = summary.get("test_acc")
     print(f"{summary['name']}: test accuracy {100 * acc:.2f}% ({summary.get('tested_weights')} "

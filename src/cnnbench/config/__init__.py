@@ -9,11 +9,12 @@ imports the model and data packages to check names, so it is not imported here::
     from cnnbench.config.resolve import resolve_config
 """
 
-from cnnbench.config.options import (ALIASES, AMP_MODES, DEFAULTS, DEVICES, FIELDS, HEAD_CHOICES,
-                                     OPTIMIZERS, SCHEDULERS, STEMS, TTA_MODES, TrainConfig,
-                                     dump_yaml, field_info, normalize_keys)
+from cnnbench.config.options import (ALIASES, AMP_MODES, DEFAULTS, DEVICES, DIST_BACKENDS,
+                                     FIELDS, HEAD_CHOICES, OPTIMIZERS, SCHEDULERS, STEMS,
+                                     TTA_MODES, TrainConfig, dump_yaml, field_info,
+                                     normalize_keys)
 from cnnbench.config.values import parse_batch_schedule
 
-__all__ = ["ALIASES", "AMP_MODES", "DEFAULTS", "DEVICES", "FIELDS", "HEAD_CHOICES", "OPTIMIZERS",
-           "SCHEDULERS", "STEMS", "TTA_MODES", "TrainConfig", "dump_yaml", "field_info",
-           "normalize_keys", "parse_batch_schedule"]
+__all__ = ["ALIASES", "AMP_MODES", "DEFAULTS", "DEVICES", "DIST_BACKENDS", "FIELDS",
+           "HEAD_CHOICES", "OPTIMIZERS", "SCHEDULERS", "STEMS", "TTA_MODES", "TrainConfig",
+           "dump_yaml", "field_info", "normalize_keys", "parse_batch_schedule"]

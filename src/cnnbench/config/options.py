@@ -32,6 +32,7 @@ from cnnbench.errors import UserError
 OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw", "rmsprop")
 SCHEDULERS = ("none", "step", "multistep", "cosine", "linear", "onecycle", "plateau")
 DEVICES = ("auto", "cpu", "cuda")
+DIST_BACKENDS = ("auto", "nccl", "gloo")
 AMP_MODES = ("off", "bf16", "fp16")
 STEMS = ("auto", "small", "imagenet")
 TTA_MODES = ("none", "mirror", "mirror_translate")
@@ -185,8 +186,14 @@ class TrainConfig:
                     choices=AMP_MODES, group="machine")
     channels_last: bool = _opt(False, "channels-last memory format", group="machine")
     compile: bool = _opt(False, "torch.compile the model", group="machine")
-    num_threads: int = _opt(0, "CPU threads (0 = PyTorch's default: one per core)",
+    num_threads: int = _opt(0, "CPU threads (0 = PyTorch's default: one per core; under "
+                            "torchrun, one per process unless OMP_NUM_THREADS says otherwise)",
                             group="machine")
+    dist_backend: str = _opt("auto", "under torchrun: the process group's backend (auto = nccl "
+                             "on GPUs, gloo on CPUs)", choices=DIST_BACKENDS, group="machine")
+    sync_bn: bool = _opt(False, "under torchrun on GPUs: BatchNorm over the global batch "
+                         "(SyncBatchNorm); without it each process's running statistics are "
+                         "averaged after every epoch", group="machine")
 
     # --- bookkeeping
     out: str | None = _opt(None, "run directory (default runs/<model>-<dataset>-<time>)",

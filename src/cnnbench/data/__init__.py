@@ -23,7 +23,7 @@ from cnnbench.data.augment import AUGMENTATIONS, parse_augment
 from cnnbench.data.cache import resolve_cache_dir, resolve_data_dir
 from cnnbench.data.datasets import LoadedDataset, dataset_info, get_spec, load_dataset
 from cnnbench.data.errors import DatasetCorruptError, DatasetMissingError
-from cnnbench.data.loader import TensorLoader
+from cnnbench.data.loader import TensorLoader, shard_bounds
 from cnnbench.data.specs import DatasetSpec, list_datasets, resolve_dataset_name
 from cnnbench.data.split import split_indices, split_sizes
 
@@ -42,6 +42,7 @@ __all__ = [
     "resolve_cache_dir",
     "resolve_data_dir",
     "resolve_dataset_name",
+    "shard_bounds",
     "split_indices",
     "split_sizes",
 ]

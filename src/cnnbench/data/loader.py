@@ -5,6 +5,11 @@ permutation and every per-sample augmentation parameter up front from generators
 ``(seed, epoch)``, then each batch is one ``index_select`` plus a few batched tensor ops. The
 batches of an epoch are therefore a pure function of ``(seed, epoch)``: a resumed run that
 calls ``set_epoch`` (or ``load_state_dict``) gets exactly the batches of the original run.
+
+Several processes (``rank``, ``world_size``): every process draws the same permutation and
+augmentation parameters and takes its contiguous block of each global batch
+(:func:`shard_bounds`), so the global batch ``k`` over all processes is the one-process batch
+``k``, each image with the same augmentation.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ def _stream_seed(seed: int, epoch: int, stream: str) -> int:
     """
     digest = hashlib.sha256(f"cnnbench/{seed}/{epoch}/{stream}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """``[start, stop)`` of process ``rank``'s contiguous block of ``n`` items: the blocks of
+    ``torch.tensor_split`` (sizes differ by at most one, the larger ones first)."""
+    size, extra = divmod(n, world_size)
+    start = rank * size + min(rank, extra)
+    return start, start + size + (rank < extra)
 
 
 def _generator(seed: int, epoch: int, stream: str) -> torch.Generator:
@@ -49,6 +62,12 @@ class TensorLoader:
     ``resident``: with a device other than the data's, move the whole dataset there once
     (default); ``False`` keeps it on the host and copies each batch, pinned and non-blocking.
     To use part of a dataset (a split, a ``--limit``), pass the sliced tensors.
+
+    ``rank``, ``world_size``: this process's share of a distributed run. ``batch_size`` is then
+    the global batch (all processes together), ``len()`` and ``num_samples`` count global
+    batches and images, and iterating yields this process's block of each global batch (see
+    :meth:`global_batch_sizes`). A last batch with fewer images than processes is dropped, so
+    that every process has images in every step.
     """
 
     def __init__(
@@ -70,6 +89,8 @@ class TensorLoader:
         translate: int = 2,
         cutout_size: int | None = None,
         resident: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         if x.dtype != torch.uint8 or x.dim() != 4:
             raise ValueError(f"x must be uint8 N x C x H x W, got {x.dtype} {tuple(x.shape)}")
@@ -79,6 +100,8 @@ class TensorLoader:
             raise UserError(f"batch size must be >= 1, got {batch_size}")
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std, or neither")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not one of {world_size} processes")
         self.device = torch.device(device)
         self.resident = resident or self.device == x.device
         # The whole uint8 dataset moves once; per batch only indices and float results are made.
@@ -89,6 +112,7 @@ class TensorLoader:
         self.seed = int(seed)
         self.epoch = 0
         self.drop_last = drop_last
+        self.rank, self.world_size = int(rank), int(world_size)
         self.channels_last = channels_last
         self.augment = aug.parse_augment(augment)
         self.resize = resize
@@ -112,10 +136,17 @@ class TensorLoader:
         return len(self.y)
 
     def __len__(self) -> int:
-        """Batches per epoch."""
-        if self.drop_last:
-            return self.num_samples // self.batch_size
-        return -(-self.num_samples // self.batch_size)
+        """Batches per epoch (global batches when sharded: the same on every process)."""
+        full, rest = divmod(self.num_samples, self.batch_size)
+        return full + (0 < rest and not self.drop_last and rest >= self.world_size)
+
+    def global_batch_sizes(self) -> list[int]:
+        """Images of each batch of an epoch, all processes together (one process: the sizes of
+        its batches); a distributed step weighs its loss with them."""
+        sizes = [self.batch_size] * len(self)
+        if sizes and len(self) * self.batch_size > self.num_samples:
+            sizes[-1] = self.num_samples - (len(self) - 1) * self.batch_size
+        return sizes
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose shuffle and augmentation draws the next iteration uses."""
@@ -159,21 +190,23 @@ class TensorLoader:
         if order is not None:
             order = order.to(self.x.device, non_blocking=True)
         draws = {k: v.to(self.device, non_blocking=True) for k, v in draws.items()}
-        bs, n = self.batch_size, self.num_samples
-        stop = (n // bs) * bs if self.drop_last else n
         pin = not self.resident and self.device.type == "cuda"
-        for start in range(0, stop, bs):
+        batch_start = 0
+        for size in self.global_batch_sizes():
+            lo, hi = shard_bounds(size, self.rank, self.world_size)
+            start, stop = batch_start + lo, batch_start + hi  # this process's block of the batch
+            batch_start += size
             if order is None:
-                xb, yb = self.x[start:start + bs], self.y[start:start + bs]
+                xb, yb = self.x[start:stop], self.y[start:stop]
             else:
-                idx = order[start:start + bs]
+                idx = order[start:stop]
                 xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
             if not self.resident:
                 if pin:
                     xb, yb = xb.pin_memory(), yb.pin_memory()
                 xb = xb.to(self.device, non_blocking=True)
                 yb = yb.to(self.device, non_blocking=True)
-            yield self._transform(xb, {k: v[start:start + bs] for k, v in draws.items()}), yb
+            yield self._transform(xb, {k: v[start:stop] for k, v in draws.items()}), yb
 
     def _transform(self, xb: torch.Tensor, draws: dict[str, torch.Tensor]) -> torch.Tensor:
         x = xb.to(torch.float32).div(255)  # ToTensor(): float, then /255

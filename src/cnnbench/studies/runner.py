@@ -5,13 +5,16 @@ Each run directory is a normal run directory (:mod:`cnnbench.training.rundir`) p
 the invocation. A run that fails or is interrupted gets ``error.txt``, ending in the command
 that continues the study (running it again: finished runs are skipped, an interrupted run
 resumes from its ``last.ckpt``), and a ``failed`` summary; a run whose ``init`` run did not
-finish, a ``skipped`` one.
+finish, a ``skipped`` one. :func:`torchrun_train` trains each run in several processes
+(``cnnbench study run --nproc N``).
 """
 
 from __future__ import annotations
 
 import shlex
 import shutil
+import subprocess
+import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +24,9 @@ import yaml
 
 from cnnbench.errors import UserError
 from cnnbench.studies.spec import STUDY_DIR, Study, StudyRun, build_config, select_runs
-from cnnbench.training.rundir import (ERROR, STUDY, SUMMARY, config_changes, now, read_json,
-                                      read_summary, write_json)
+from cnnbench.config import dump_yaml
+from cnnbench.training.rundir import (CONFIG, ERROR, STUDY, SUMMARY, config_changes, now,
+                                      prepare_run_dir, read_json, read_summary, write_json)
 
 # A finished run of a smaller profile is trained again when a bigger one is asked for; a run
 # of the same or a bigger profile is kept (a quick re-run never replaces a full run).
@@ -69,6 +73,38 @@ def run_study(study: Study, out_dir: str | Path, *, train_fn: TrainFn | None = N
             config = config.replace(init=str(out / run.init))  # its best.ckpt
         outcomes.append(runner.run(run, config, f"[{i}/{len(runs)}] {run.name}"))
     return outcomes
+
+
+def torchrun_train(nproc: int) -> TrainFn:
+    """A ``train_fn`` for :func:`run_study` that trains each run in ``nproc`` processes on this
+    machine: ``cnnbench train --config RUN/config.yaml --out RUN`` (``--resume RUN`` to continue)
+    under ``python -m torch.distributed.run --standalone --nproc_per_node=N``. The processes'
+    output passes through; a failure raises :class:`UserError` with the run's one error line."""
+
+    def train(config, out_dir, resume=False, argv=None, progress=True) -> dict:
+        from cnnbench.training.distributed import torchrun_command
+
+        run_dir = Path(out_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:  # the saved config, with this invocation's resumable changes (device, ...)
+            config, _ = prepare_run_dir(config, run_dir, resume=True)
+            args = ["train", "--resume", str(run_dir)]
+        else:
+            args = ["train", "--config", str(run_dir / CONFIG), "--out", str(run_dir)]
+        (run_dir / CONFIG).write_text(dump_yaml(config))
+        errors = []
+        with subprocess.Popen(torchrun_command(nproc, [*args, *([] if progress else ["--quiet"])]),
+                              stderr=subprocess.PIPE, text=True, errors="replace") as proc:
+            for line in proc.stderr:
+                sys.stderr.write(line)
+                if line.startswith("cnnbench: error: "):
+                    errors.append(line.removeprefix("cnnbench: error: ").strip())
+        if proc.returncode != 0:
+            raise UserError(errors[0] if errors else f"torchrun ended with status "
+                            f"{proc.returncode} ({nproc} processes)")
+        return read_summary(run_dir) or {}
+
+    return train
 
 
 @dataclass

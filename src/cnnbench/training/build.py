@@ -17,6 +17,7 @@ the summary), and the benchmarks drive them too, so a benchmark measures the rea
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import warnings
@@ -34,6 +35,7 @@ from cnnbench.models.profile import count_macs, count_params
 from cnnbench.training import transfer, whitening
 from cnnbench.training.checkpoint import (capture_rng_state, load_model_weights, model_state,
                                           unwrap)
+from cnnbench.training.distributed import Distributed, batchnorm_statistics, process_seed
 from cnnbench.training.ema import WeightAverage
 from cnnbench.training.engine import evaluate, train_one_epoch
 from cnnbench.training.machine import resolve_device, seed_everything, set_determinism
@@ -102,6 +104,8 @@ class Training:
     data: RunData
     model: nn.Module                         # owns the weights
     train_model: nn.Module                   # what the loop calls: ``model`` or its torch.compile
+                                             # (distributed: in DistributedDataParallel)
+    eval_model: nn.Module                    # what evaluation calls: ``model`` or its torch.compile
     train_loaders: dict[int, TensorLoader]   # by batch size (a batch schedule has several)
     val_loader: TensorLoader | None
     optimizer: torch.optim.Optimizer
@@ -116,6 +120,7 @@ class Training:
     step: int = 0
     images_seen: int = 0
     eval_loaders: dict[str, TensorLoader] = dataclasses.field(default_factory=dict)
+    dist: Distributed | None = None          # the process group of a torchrun job, else None
 
     @property
     def spec(self) -> DatasetSpec:
@@ -140,6 +145,8 @@ class Training:
                               resize=self.config.resize, device=self.device)
         images = next(iter(loader))[0]
         whitening.init_patch_whitening(whitening.find_whitening_conv(self.model), images)
+        if self.dist is not None:  # every process computed the same; make sure it is bit-equal
+            self.dist.broadcast_module(self.model)
         return time.perf_counter() - t0
 
     def start_epoch(self, epoch: int) -> str | None:
@@ -175,9 +182,22 @@ class Training:
                 scheduler=self.scheduler if is_per_step(self.scheduler) else None,
                 scaler=self.scaler, amp=c.amp, device=self.device, channels_last=c.channels_last,
                 grad_clip=c.grad_clip, ema=self.ema, log_every=c.log_every, on_log=on_log,
-                progress=progress, step=self.step, images_seen=self.images_seen)
+                progress=progress, step=self.step, images_seen=self.images_seen, dist=self.dist)
         self.step, self.images_seen = stats["step"], stats["images_seen"]
+        if self.dist is not None:
+            self.average_batchnorm_statistics()
         return stats
+
+    def average_batchnorm_statistics(self) -> None:
+        """Distributed, without SyncBatchNorm: replace each process's BatchNorm running
+        statistics (and their weight averages) by their mean over the processes, so that every
+        process evaluates and saves the same model."""
+        names = batchnorm_statistics(self.model)
+        live = unwrap(self.model).state_dict(keep_vars=True)
+        tensors = [live[n] for n in names]
+        if self.ema is not None:
+            tensors += [self.ema.averages[n] for n in names]
+        self.dist.average_(tensors)
 
     def end_epoch(self, loss: float) -> None:
         """Step a per-epoch schedule (``plateau``) with the epoch's validation (or training) loss."""
@@ -189,9 +209,9 @@ class Training:
         ``split`` (``val`` or ``test``) with the run's test-time augmentation."""
         loader = self.eval_loader(split)
         if self.ema is None:
-            return self._evaluate(self.train_model, loader)
+            return self._evaluate(self.eval_model, loader)
         with self.ema.swapped(self.model):
-            return self._evaluate(self.train_model, loader)
+            return self._evaluate(self.eval_model, loader)
 
     def evaluate_weights(self, split: str, weights: dict[str, torch.Tensor], *,
                          return_predictions: bool = False, source: str = "checkpoint") -> dict[str, Any]:
@@ -215,13 +235,15 @@ class Training:
         if split == "val":
             return self.val_loader
         if split not in self.eval_loaders:
-            self.eval_loaders[split] = make_loader(self.config, self.data, split, self.device)
+            self.eval_loaders[split] = make_loader(self.config, self.data, split, self.device,
+                                                   dist=self.dist)
         return self.eval_loaders[split]
 
     def _evaluate(self, model: nn.Module, loader, **kw) -> dict[str, Any]:
         c = self.config
         return evaluate(model, loader, num_classes=self.spec.num_classes, device=self.device,
-                        amp=c.amp, channels_last=c.channels_last, tta=c.tta, **kw)
+                        amp=c.amp, channels_last=c.channels_last, tta=c.tta, dist=self.dist,
+                        **kw)
 
     def eval_weights(self) -> dict[str, torch.Tensor]:
         """A CPU copy of the weights to evaluate and checkpoint (the weight average if on)."""
@@ -232,8 +254,10 @@ class Training:
 
     def training_state(self) -> dict[str, Any]:
         """Everything besides the evaluation weights that a run needs to continue exactly
-        (``last.ckpt``'s ``training`` entry, :mod:`cnnbench.training.checkpoint`)."""
-        return {
+        (``last.ckpt``'s ``training`` entry, :mod:`cnnbench.training.checkpoint`). Distributed,
+        every process calls it: ``rng_ranks`` gathers each process's generators (the model,
+        optimizer and schedule are the same on every process)."""
+        state = {
             "model": model_state(self.model) if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
@@ -241,6 +265,17 @@ class Training:
             "rng": capture_rng_state(),
             "keep_trainable": list(self.keep_trainable),  # --init's new layers: never frozen
         }
+        if self.dist is not None:
+            state["rng_ranks"] = self.dist.gather_objects(state["rng"])
+        return state
+
+    def rng_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        """This process's generator states in a :meth:`training_state` (distributed: its own
+        when the checkpoint has one per process of the same job size, else rank 0's)."""
+        ranks = state.get("rng_ranks")
+        if self.dist is not None and ranks and len(ranks) == self.dist.world_size:
+            return ranks[self.dist.rank]
+        return state["rng"]
 
     def load_training_state(self, weights: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         """Inverse of :meth:`training_state` (``weights``: the checkpoint's evaluation weights,
@@ -258,25 +293,35 @@ class Training:
         self.keep_trainable = tuple(state.get("keep_trainable", ()))
 
 
-def build_training(config: TrainConfig, *, load_init_weights: bool = True) -> Training:
+def build_training(config: TrainConfig, *, load_init_weights: bool = True,
+                   dist: Distributed | None = None) -> Training:
     """Everything a run of ``config`` trains with, built in the order the run needs it:
     threads, determinism, device, seeds, data, model (with ``--init`` / ``--pretrained``
     weights unless ``load_init_weights`` is False, as when resuming), loaders, optimizer,
     per-step schedule, gradient scaler (fp16), weight average, loss and ``torch.compile``.
-    A bad input raises :class:`UserError` before anything is written."""
+    A bad input raises :class:`UserError` before anything is written. ``dist``: this process's
+    place in a torchrun job (:func:`cnnbench.training.distributed.setup`): its device, its
+    shard of the data, the model in DistributedDataParallel."""
     c = config
+    if dist is not None:
+        check_distributed(c, dist)
     if c.num_threads:
         torch.set_num_threads(c.num_threads)
     set_determinism(c.deterministic)
-    device = resolve_device(c.device)
+    device = dist.device if dist is not None else resolve_device(c.device)
     seed_everything(c.seed)
-    run_data = prepare_data(c)
-    spec = run_data.spec
-    model = build_model(c, spec, run_data.input_size)
-    if c.lowres_size:
-        check_lowres(c, run_data)
-    init_report = load_init(model, c, spec) if (c.init or c.pretrained) and load_init_weights else None
+    # one process per machine first: it decodes the dataset into the cache, downloads weights
+    with dist.local_main_first() if dist is not None else contextlib.nullcontext():
+        run_data = prepare_data(c)
+        spec = run_data.spec
+        model = build_model(c, spec, run_data.input_size)
+        if c.lowres_size:
+            check_lowres(c, run_data)
+        init_report = (load_init(model, c, spec) if (c.init or c.pretrained) and load_init_weights
+                       else None)
     params, macs = model_cost(model, spec.channels, run_data.input_size)
+    if dist is not None and c.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if c.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -284,20 +329,42 @@ def build_training(config: TrainConfig, *, load_init_weights: bool = True) -> Tr
     steps_per_epoch = []
     for size, n in c.stages():
         if size not in train_loaders:
-            train_loaders[size] = make_loader(c, run_data, "train", device, batch_size=size)
+            train_loaders[size] = make_loader(c, run_data, "train", device, batch_size=size,
+                                              dist=dist)
         steps_per_epoch += [len(train_loaders[size])] * n
-    val_loader = make_loader(c, run_data, "val", device) if run_data.val else None
+    val_loader = make_loader(c, run_data, "val", device, dist=dist) if run_data.val else None
     optimizer = build_optimizer(model, c)
+    eval_model = torch.compile(model) if c.compile else model
+    train_model = eval_model
+    if dist is not None:
+        # schedules that freeze parameters leave some without a gradient in some epochs
+        ddp = dist.wrap(model, find_unused_parameters=c.freeze != "none" or c.whiten_bias_epochs >= 0)
+        train_model = torch.compile(ddp) if c.compile else ddp
+        if dist.rank:  # dropout: each process its own stream (rank 0 keeps the seed's)
+            torch.manual_seed(process_seed(c.seed, dist.rank))
     return Training(
-        config=c, device=device, data=run_data, model=model,
-        train_model=torch.compile(model) if c.compile else model,
-        train_loaders=train_loaders, val_loader=val_loader, optimizer=optimizer,
-        scheduler=build_scheduler(optimizer, c, steps_per_epoch),
+        config=c, device=device, data=run_data, model=model, train_model=train_model,
+        eval_model=eval_model, train_loaders=train_loaders, val_loader=val_loader,
+        optimizer=optimizer, scheduler=build_scheduler(optimizer, c, steps_per_epoch),
         scaler=torch.amp.GradScaler(device.type) if c.amp == "fp16" else None,
         ema=WeightAverage(model, decay=c.ema, every=c.ema_every) if c.ema > 0 else None,
         criterion=nn.CrossEntropyLoss(label_smoothing=c.label_smoothing),
         params=params, macs=macs, init_report=init_report,
-        keep_trainable=new_parameters(model, init_report.new if init_report else ()))
+        keep_trainable=new_parameters(model, init_report.new if init_report else ()), dist=dist)
+
+
+def check_distributed(config: TrainConfig, dist: Distributed) -> None:
+    """The options a distributed run cannot take, as one-line errors before any work."""
+    n = dist.world_size
+    for size in sorted({size for size, _ in config.stages()}):
+        if size % n:
+            better = max(n, round(size / n) * n)
+            raise UserError(f"batch size {size} is the global batch of all {n} processes and "
+                            f"must be divisible by {n}; use e.g. --batch-size {better}")
+    if config.sync_bn and dist.device.type != "cuda":
+        raise UserError("--sync-bn needs GPUs (PyTorch's SyncBatchNorm runs on CUDA devices "
+                        "only); on CPUs leave it off: each process's BatchNorm statistics are "
+                        "then averaged after every epoch")
 
 
 def new_parameters(model: nn.Module, names) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ never run code. Layout (``FORMAT``, ``VERSION`` 1)::
         rng             python, numpy, torch, cuda generator states (see capture_rng_state)
         loader          {"seed", "epoch"}: the training loaders' state for the next epoch (their
                         shuffling and augmentation are a function of seed and epoch)
+        rng_ranks       (a torchrun job only) every process's rng, by rank
 """
 
 from __future__ import annotations
@@ -43,8 +44,15 @@ VERSION = 1
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module that owns the weights (``torch.compile`` wraps it as ``_orig_mod``)."""
-    return getattr(model, "_orig_mod", model)
+    """The module that owns the weights (``torch.compile`` wraps it as ``_orig_mod``,
+    DistributedDataParallel as ``module``)."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
 
 
 def model_state(model: nn.Module) -> dict[str, torch.Tensor]:

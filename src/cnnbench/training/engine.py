@@ -8,6 +8,12 @@ NaN/Inf check) once every ``log_every`` steps. Gradients are cleared with
 Model outputs: logits ``(N, C)``, or in training mode a tuple ``(logits, aux1, aux2, ...)``
 from models with auxiliary heads, whose loss is
 ``crit(logits) + model.aux_weight * sum(crit(aux))`` (docs/architecture.md, Models).
+
+Several processes (``dist``, a :class:`cnnbench.training.distributed.Distributed`): the loader
+yields this process's block of each global batch; the loss is weighed so that DDP's gradient
+average is the gradient of the global batch's mean loss, and the sums read at the log points
+and at the end (training) or once (evaluation) are all-reduced first, so every process gets
+the numbers of the whole batch or split.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -24,6 +30,9 @@ from torch import nn
 from cnnbench.errors import UserError
 from cnnbench.training.checkpoint import unwrap
 from cnnbench.training.tta import predict_logits
+
+if TYPE_CHECKING:
+    from cnnbench.training.distributed import Distributed
 
 
 class NonFiniteLoss(UserError):
@@ -79,7 +88,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
                     grad_clip: float = 0.0, ema=None, log_every: int = 0,
                     on_log: Callable[[int, int, float, float], None] | None = None,
                     progress: Progress | None = None, step: int = 0,
-                    images_seen: int = 0) -> dict[str, Any]:
+                    images_seen: int = 0, dist: Distributed | None = None) -> dict[str, Any]:
     """Train ``model`` for one pass over ``loader``.
 
     Args:
@@ -92,6 +101,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
             (``lr``: the learning rate of the first parameter group at that step);
             0 = only at the end of the epoch.
         step, images_seen: counters at the start of the epoch (global, across epochs).
+        dist: the process group of a distributed run (``loader``: a sharded
+            :class:`cnnbench.data.TensorLoader`); images and metrics are then global.
 
     Returns:
         ``loss`` (mean over images), ``acc``, ``images``, ``steps``, ``time_s``,
@@ -112,8 +123,10 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     images = 0
     steps = 0
     lr_max, lr_sum = 0.0, 0.0
+    # a distributed step's images, all processes together (None: this process's batch)
+    global_sizes = loader.global_batch_sizes() if dist is not None else None
     start = time.perf_counter()
-    for x, y in loader:
+    for i, (x, y) in enumerate(loader):
         x, y = _to_device(x, y, device, channels_last)
         n = y.shape[0]
         optimizer.zero_grad(set_to_none=True)
@@ -122,15 +135,21 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         with autocast(device, amp):
             outputs = model(x)
             loss, logits = compute_loss(model, outputs, y, criterion)
+        objective = loss
+        if global_sizes is not None:
+            total = global_sizes[i]
+            if n * dist.world_size != total:  # uneven last batch: DDP's mean of the processes'
+                objective = loss * (n * dist.world_size / total)  # means is then the batch mean
+            n = total  # images are counted over all processes
         if scaler is not None:
-            scaler.scale(loss).backward()
+            scaler.scale(objective).backward()
             if grad_clip > 0:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             scaler.step(optimizer)
             scaler.update()
         else:
-            loss.backward()
+            objective.backward()
             if grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
@@ -139,7 +158,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         if ema is not None:
             ema.update(model)
         with torch.no_grad():  # device-side accumulation: no host sync here
-            batch_loss = loss.detach().to(acc_dtype) * n
+            batch_loss = loss.detach().to(acc_dtype) * y.shape[0]
             loss_sum += batch_loss
             window_sum += batch_loss
             batch_correct = (logits.detach().argmax(1) == y).sum()
@@ -154,9 +173,10 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
             progress.update(n)
         if log_every and step % log_every == 0:
             # the one host sync per log_every steps
-            window_loss, window_acc = (torch.stack([window_sum.to(torch.float64),
-                                                    window_correct.to(torch.float64)])
-                                       / window_images).tolist()
+            window = torch.stack([window_sum.to(torch.float64), window_correct.to(torch.float64)])
+            if dist is not None:
+                dist.all_reduce_sum(window)
+            window_loss, window_acc = (window / window_images).tolist()
             _check_finite(window_loss, step)
             if on_log is not None:
                 on_log(step, images_seen, window_loss, lr)
@@ -168,7 +188,10 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     if images == 0:
         raise UserError("the training loader produced no batches; use more training images or a "
                         "smaller batch size")
-    totals = torch.stack([loss_sum.to(torch.float64), correct.to(torch.float64)]).tolist()
+    totals = torch.stack([loss_sum.to(torch.float64), correct.to(torch.float64)])
+    if dist is not None:
+        dist.all_reduce_sum(totals)
+    totals = totals.tolist()
     elapsed = time.perf_counter() - start
     mean_loss = totals[0] / images
     _check_finite(mean_loss, step)
@@ -188,8 +211,12 @@ def _check_finite(loss: float, step: int) -> None:
 def evaluate(model: nn.Module, loader: Iterable, *, num_classes: int,
              device: torch.device | str | None = None, amp: str = "off",
              channels_last: bool = False, tta: str = "none",
-             return_predictions: bool = False) -> dict[str, Any]:
+             return_predictions: bool = False, dist: Distributed | None = None) -> dict[str, Any]:
     """Evaluate ``model`` on ``loader`` (the model is put in eval mode, then restored).
+
+    With ``dist``, ``loader`` holds this process's block of the split (blocks in rank order);
+    the sums are all-reduced and the predictions gathered, so every process returns the
+    result of the whole split, equal to one process's.
 
     Returns ``loss`` (mean cross-entropy, no label smoothing), ``acc``, ``n``, ``correct``,
     ``per_class_acc`` (list; ``None`` for a class with no images), ``confusion_matrix``
@@ -220,6 +247,10 @@ def evaluate(model: nn.Module, loader: Iterable, *, num_classes: int,
             n += y.shape[0]
     finally:
         model.train(was_training)
+    if dist is not None:
+        dist.all_reduce_sum(confusion)
+        n = int(dist.all_reduce_sum(loss_sum.new_tensor(float(n))).item())
+        dist.all_reduce_sum(loss_sum)
     if n == 0:
         raise UserError("the evaluation set is empty; use a larger split or --limit-eval")
     matrix = confusion.view(num_classes, num_classes).cpu()
@@ -231,6 +262,13 @@ def evaluate(model: nn.Module, loader: Iterable, *, num_classes: int,
     result = {"loss": loss, "acc": correct / n, "n": n, "correct": correct,
               "per_class_acc": per_class, "confusion_matrix": matrix.tolist()}
     if return_predictions:
-        result["predictions"] = torch.cat(preds)
-        result["targets"] = torch.cat(targets)
+        result["predictions"] = _cat(preds)
+        result["targets"] = _cat(targets)
+        if dist is not None:
+            result["predictions"] = dist.all_gather_rows(result["predictions"])
+            result["targets"] = dist.all_gather_rows(result["targets"])
     return result
+
+
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)

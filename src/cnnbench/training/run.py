@@ -16,6 +16,12 @@ the end, with the best weights (``val_split`` 0: the final weights; the summary'
 ``tested_weights`` says which). With ``monitor_test`` the test set is also evaluated after
 every epoch, for the curves and a lab report's "best test accuracy over epochs"
 (``max_epoch_test_acc``); it never selects weights.
+
+Started by torchrun (:mod:`cnnbench.training.distributed`), every process runs this loop on
+its share of the data and takes part in the same evaluations; rank 0 names the run directory
+and alone writes it (logs, TensorBoard, checkpoints, predictions, summary), and reads the
+checkpoints the others need (``best.ckpt`` for the test, ``last.ckpt`` to resume) and
+broadcasts them.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from cnnbench.config import TrainConfig
 from cnnbench.version import __version__
 from cnnbench.errors import UserError
 from cnnbench.training import checkpoint as ckpt
+from cnnbench.training import distributed
 from cnnbench.training.build import Training, build_training
 from cnnbench.training.console import Console
 from cnnbench.training.engine import NonFiniteLoss
@@ -61,22 +68,33 @@ def train_run(config: TrainConfig | None, out_dir: str | Path | None = None, res
 
     Raises:
         UserError: bad input, or the loss became NaN/Inf (``error.txt`` and a summary with
-            status ``failed`` are written; ``last.ckpt`` keeps the last good epoch).
+            status ``failed`` are written; ``last.ckpt`` keeps the last good epoch). Under
+            torchrun any other error of a process becomes a one-line
+            :class:`cnnbench.training.distributed.ProcessFailed`.
     """
     config, run_dir = prepare_run_dir(config, out_dir, resume)
     previous = read_summary(run_dir) if resume else None
     if previous and previous.get("status") == "finished":
         return previous
-    run = _Run(config=config, run_dir=run_dir, console=Console(progress),
-               argv=list(argv) if argv is not None else list(sys.argv),
-               resume=resume and (run_dir / LAST).exists())
+    resume = resume and (run_dir / LAST).exists()
+    dist = distributed.setup(config.device, config.dist_backend)  # None: one process
+    if dist is not None:  # rank 0 names the run directory (a default name holds the time)
+        run_dir, resume = dist.broadcast_object((run_dir, resume))
+    run = _Run(config=config, run_dir=run_dir,
+               console=Console(progress and (dist is None or dist.is_main)),
+               argv=list(argv) if argv is not None else list(sys.argv), resume=resume, dist=dist)
     try:
-        return run.execute()
+        summary = run.execute()
     except BaseException as exc:
-        run.fail(exc)
+        traceback_file = run.fail(exc)
+        if dist is not None and not isinstance(exc, (UserError, KeyboardInterrupt)):
+            raise dist.failure(exc, traceback_file) from exc
         raise
     finally:
         run.close()
+        if dist is not None:  # also on failure: a peer waiting in a collective learns of it
+            dist.close()
+    return summary
 
 
 def _fresh_meta() -> dict[str, Any]:
@@ -93,29 +111,37 @@ class _Run:
     console: Console
     argv: list[str]
     resume: bool
+    dist: distributed.Distributed | None = None
     writer: Any = None
     summary: dict = dataclasses.field(default_factory=dict)
     input: dict = dataclasses.field(default_factory=dict)  # RunData.preprocessing()
     last_good_epoch: int = 0
 
+    @property
+    def main(self) -> bool:
+        """Whether this process writes the run directory (rank 0, or the only process)."""
+        return self.dist is None or self.dist.is_main
+
     def execute(self) -> dict[str, Any]:
         c, started = self.config, now()
         # Data, model and --init weights first: a bad input leaves no run directory behind.
-        training = build_training(c, load_init_weights=not self.resume)
-        open_run_dir(self.run_dir, c, fresh=not self.resume)
-        self.summary = self._base_summary(training, started)
+        training = build_training(c, load_init_weights=not self.resume, dist=self.dist)
         self.input = training.data.preprocessing()
+        if self.main:
+            open_run_dir(self.run_dir, c, fresh=not self.resume)
+            self.summary = self._base_summary(training, started)
         meta, start_epoch = _fresh_meta(), 0
         if self.resume:
             start_epoch, meta = self._restore(training)
         else:
             meta["train_time_s"] += training.whiten()
         self.last_good_epoch = start_epoch
-        from torch.utils.tensorboard import SummaryWriter
-        # On resume, drop what the killed process logged after its last checkpoint: events of
-        # later steps (the checkpointed step's own epoch scalars are kept).
-        self.writer = SummaryWriter(log_dir=str(self.run_dir),
-                                    purge_step=training.step + 1 if self.resume else None)
+        if self.main:
+            from torch.utils.tensorboard import SummaryWriter
+            # On resume, drop what the killed process logged after its last checkpoint: events
+            # of later steps (the checkpointed step's own epoch scalars are kept).
+            self.writer = SummaryWriter(log_dir=str(self.run_dir),
+                                        purge_step=training.step + 1 if self.resume else None)
 
         for epoch in range(start_epoch, c.epochs):
             if meta["stopped_early"]:
@@ -124,7 +150,8 @@ class _Run:
             if change:
                 self.console.line(change)
             self.console.start_epoch(epoch + 1, c.epochs, training.loader(epoch).num_samples)
-            stats = training.train_epoch(epoch, on_log=self._log_step, progress=self.console)
+            stats = training.train_epoch(epoch, on_log=self._log_step if self.main else None,
+                                         progress=self.console)
             self.console.end_epoch()
             meta["train_time_s"] += stats["time_s"]
             meta["images_seen"] = training.images_seen
@@ -149,7 +176,7 @@ class _Run:
                 meta["epochs_since_best"] += 1
             if c.early_stop and val is not None and meta["epochs_since_best"] >= c.early_stop:
                 meta["stopped_early"] = True
-            weights = training.eval_weights()
+            weights = training.eval_weights() if self.main else None  # rank 0 saves them
             self._save_last(training, weights, epoch + 1, meta)
             if improved:
                 self._save(BEST, weights, epoch + 1, training.step, meta)
@@ -171,12 +198,14 @@ class _Run:
         selected = training.val_loader is not None
         if not selected:  # no selection possible: the final weights are tested
             self._save(BEST, training.eval_weights(), self.last_good_epoch, training.step, meta)
-        best = ckpt.load_checkpoint(self.run_dir / BEST)
+        best = self._load(self.run_dir / BEST)
         t0 = time.perf_counter()
         test = training.evaluate_weights("test", best["model"], return_predictions=True)
         test_time = time.perf_counter() - t0
         meta["eval_time_s"] += test_time
         tested = "best" if selected else "final"
+        if not self.main:  # rank 0 writes; every process returns its summary
+            return self.dist.broadcast_object(None)
         write_json(self.run_dir / PREDICTIONS, {"predictions": test["predictions"].tolist(),
                                                 "targets": test["targets"].tolist(),
                                                 "tested_weights": tested})
@@ -200,6 +229,8 @@ class _Run:
                           f"{tested} weights"
                           f"{', epoch ' + str(meta['best_epoch']) if meta['best_epoch'] else ''}); "
                           f"training {train_time:.1f} s; run directory {self.run_dir}")
+        if self.dist is not None:
+            self.dist.broadcast_object(self.summary)
         return self.summary
 
     # -- logs -----------------------------------------------------------------------------
@@ -224,6 +255,9 @@ class _Run:
             "freeze": c.freeze, "unfreeze_at": c.unfreeze_at, "head_lr": c.head_lr,
             "backbone_lr": c.backbone_lr, "amp": c.amp, "channels_last": c.channels_last,
             "compile": c.compile, "deterministic": c.deterministic,
+            "processes": training.dist.world_size if training.dist else 1,
+            "dist_backend": training.dist.backend if training.dist else None,
+            "sync_bn": bool(training.dist and c.sync_bn),
             "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
             "cnnbench_version": __version__, "git_commit": git_commit(),
             "command": " ".join(self.argv), "status": "running", "started_at": started,
@@ -245,6 +279,8 @@ class _Run:
         self.writer.add_scalar("train/lr_steps", lr, step)
 
     def _log_epoch(self, record: dict[str, Any], step: int) -> None:
+        if not self.main:
+            return
         append_jsonl(self.run_dir / METRICS, record)
         for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
             if record[key] is not None:
@@ -268,6 +304,8 @@ class _Run:
 
     # -- checkpoints ----------------------------------------------------------------------
     def _save(self, name: str, weights, epoch: int, step: int, meta: dict, **extra) -> None:
+        if not self.main:
+            return
         ckpt.save_checkpoint(self.run_dir / name, {
             "kind": name.split(".")[0], "config": self.config.to_dict(), "epoch": epoch,
             "step": step, "model": weights, "meta": dict(meta), "data": self.summary["data"],
@@ -278,10 +316,16 @@ class _Run:
         state = {**training.training_state(), "loader": {"seed": self.config.seed, "epoch": epoch}}
         self._save(LAST, weights, epoch, training.step, meta, training=state)
 
+    def _load(self, path: Path) -> dict[str, Any]:
+        """A checkpoint of this run, read by rank 0 and broadcast to the other processes."""
+        state = ckpt.load_checkpoint(path) if self.main else None
+        return self.dist.broadcast_object(state) if self.dist is not None else state
+
     def _restore(self, training: Training) -> tuple[int, dict[str, Any]]:
         path = self.run_dir / LAST
-        state = ckpt.load_checkpoint(path)
-        check_same_data(state.get("data"), self.summary["data"], str(path))  # no silent swap
+        state = self._load(path)
+        data = self.summary["data"] if self.main else training.data.fingerprint()
+        check_same_data(state.get("data"), data, str(path))  # no silent swap
         saved = state.get("training")
         if state.get("kind") != "last" or not saved:
             raise UserError(f"{path} holds no training state; it cannot be resumed")
@@ -293,42 +337,55 @@ class _Run:
                             f"cannot be resumed") from None
         epoch, step, meta = int(state["epoch"]), int(state["step"]), dict(state["meta"])
         training.step, training.images_seen = step, meta["images_seen"]
-        truncate_jsonl(self.run_dir / METRICS, "epoch", epoch)
-        truncate_jsonl(self.run_dir / STEPS, "step", step)
-        if meta.get("best_epoch") == epoch:  # killed between last.ckpt and best.ckpt
+        if self.main:
+            truncate_jsonl(self.run_dir / METRICS, "epoch", epoch)
+            truncate_jsonl(self.run_dir / STEPS, "step", step)
+        if meta.get("best_epoch") == epoch and self.main:  # killed between last and best.ckpt
             best = self.run_dir / BEST
             if not (best.exists() and ckpt.load_checkpoint(best)["epoch"] == epoch):
                 self._save(BEST, state["model"], epoch, step, meta)
-        ckpt.restore_rng_state(saved["rng"])
+        ckpt.restore_rng_state(training.rng_state(saved))
         for loader in training.train_loaders.values():
             loader.load_state_dict(saved["loader"])
         self.console.line(f"resuming {self.run_dir} after epoch {epoch} (step {step})")
         return epoch, meta
 
     # -- failure --------------------------------------------------------------------------
-    def fail(self, exc: BaseException) -> None:
-        """Record a failed run: ``error.txt`` and a summary with status ``failed``."""
+    def fail(self, exc: BaseException) -> str | None:
+        """Record a failed run: ``error.txt`` and a summary with status ``failed`` (rank 0);
+        another process records only a traceback, in ``error-rank<R>.txt``. Returns the file
+        holding the traceback, if one was written."""
         self.console.end_epoch()
         if isinstance(exc, NonFiniteLoss):
             where = (f"the last good checkpoint is {self.run_dir / LAST} (epoch "
                      f"{self.last_good_epoch})" if self.last_good_epoch else "no epoch completed")
             exc.args = (f"{exc.args[0]}; run stopped, {where}",)
+        peer_ended = self.dist is not None and distributed.lost_peer(exc)
         if isinstance(exc, KeyboardInterrupt):
             text = "interrupted (KeyboardInterrupt); continue with --resume\n"
         elif isinstance(exc, UserError):
             text = f"{exc}\n"
+        elif peer_ended:
+            text = "stopped: another process of the job ended; continue with --resume\n"
         else:
             text = "".join(traceback.format_exception(exc))
         if not self.run_dir.is_dir():  # failed before the run started: nothing to record
-            return
+            return None
+        traceback_file = (None if isinstance(exc, (UserError, KeyboardInterrupt)) or peer_ended
+                          else ERROR)
+        if not self.main:  # its own error's traceback, where rank 0 does not write
+            if traceback_file is None:
+                return None
+            traceback_file = f"error-rank{self.dist.rank}.txt"
         try:
-            (self.run_dir / ERROR).write_text(text)
+            (self.run_dir / (traceback_file or ERROR)).write_text(text)
             if self.summary:
                 self.summary.update(status="failed", error=text.strip().splitlines()[-1],
                                     epochs_completed=self.last_good_epoch, finished_at=now())
                 write_json(self.run_dir / SUMMARY, self.summary)
         except OSError:
-            pass
+            return None
+        return str(self.run_dir / traceback_file) if traceback_file else None
 
     def close(self) -> None:
         if self.writer is not None:

@@ -98,17 +98,27 @@ def prepare_data(config: TrainConfig) -> RunData:
 
 
 def make_loader(config: TrainConfig, run_data: RunData, split: str, device: torch.device,
-                batch_size: int | None = None):
-    """A TensorLoader over one split: training (shuffled, augmented) or evaluation."""
+                batch_size: int | None = None, dist=None):
+    """A TensorLoader over one split: training (shuffled, augmented) or evaluation.
+
+    ``dist`` (a :class:`cnnbench.training.distributed.Distributed`): the training loader yields
+    this process's block of every global batch of ``batch_size``; an evaluation loader holds
+    this process's contiguous block of the split (blocks in rank order, sizes differing by at
+    most one) in batches of ``eval_batch_size`` per process."""
     x, y = getattr(run_data, split)
     training = split == "train"
+    rank, world_size = (dist.rank, dist.world_size) if dist is not None else (0, 1)
     if batch_size is None:
         batch_size = config.eval_batch_size or max(config.batch_size, 256)
+    if not training and world_size > 1:
+        start, stop = data.shard_bounds(len(y), rank, world_size)
+        x, y = x[start:stop], y[start:stop]
+        rank, world_size = 0, 1
     return data.TensorLoader(x, y, batch_size=batch_size, shuffle=training, seed=config.seed,
                         mean=run_data.mean, std=run_data.std,
                         augment=config.augment if training else "none",
                         resize=config.resize, device=device, drop_last=False,
-                        channels_last=config.channels_last)
+                        channels_last=config.channels_last, rank=rank, world_size=world_size)
 
 
 def check_same_data(recorded: dict[str, Any] | None, now: dict[str, Any], where: str, *,

@@ -37,7 +37,7 @@ LAST, BEST = "last.ckpt", "best.ckpt"
 # Options that may differ when a run is resumed: they do not change what is computed on the
 # same machine (or, for device/compile, the user asks for it knowingly).
 RESUMABLE_CHANGES = ("out", "data_dir", "num_threads", "log_every", "device", "compile",
-                     "name", "profile")
+                     "dist_backend", "name", "profile")
 
 
 def now() -> str:

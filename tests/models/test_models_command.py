@@ -43,6 +43,23 @@ def test_models_reports_lists_the_lab_report_networks_with_their_study(capsys):
     assert "no lab-report model matches" in capsys.readouterr().err
 
 
+def test_models_reports_measures_each_network_at_its_studys_input(capsys):
+    """Without --dataset, each lab-report network is built as its study trains it, so every
+    count is the report's: 1x224 for report 000's networks, 1x56 with the ImageNet stem for
+    report 001's, 3x32 for the CIFAR reports'."""
+    assert main(["models", "--reports", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["models"]}
+    assert {n: (r["input"], r["params"]) for n, r in rows.items()} == {
+        "alexnet_classics": ("1x224x224", 26_817_226), "alexnet_five": ("1x56x56", 43_446_122),
+        "alexnet_small": ("3x32x32", 2_091_274), "googlenet_five": ("1x56x56", 5_977_530),
+        "lenet5_classics": ("1x32x32", 61_706), "lenet5_five": ("1x28x28", 44_426),
+        "mobilenet_v1_five": ("1x56x56", 3_216_650),
+        "mobilenet_v2_classics": ("1x224x224", 2_310_874),
+        "resnet18_five": ("1x56x56", 11_001_546), "resnet18_tricks": ("3x32x32", 11_173_962),
+        "resnet34_classics": ("1x224x224", 21_283_530), "simple_cnn": ("3x32x32", 62_006),
+        "vgg16_bn_tricks": ("3x32x32", 33_646_666), "vgg16_classics": ("1x224x224", 134_300_362)}
+
+
 def test_models_input_size_and_summary(capsys):
     assert main(["models", "--input-size", "3,224,224", "--num-classes", "1000", "--pattern", "resnet50",
                  "--json"]) == 0

@@ -48,7 +48,8 @@ def register(subparsers) -> None:
                                                       "shell pattern, e.g. 'resnet*'")
     parser.add_argument("--reports", action="store_true",
                         help="only the lab reports' networks (those with a study: the study that "
-                             "reproduces the report)")
+                             "reproduces the report), each at the input its study trains it on "
+                             "(unless --dataset or --input-size is given)")
     parser.add_argument("--summary", metavar="NAME", help="print NAME's per-layer table (output shape, "
                                                           "parameters), as torchsummary")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -121,14 +122,47 @@ def model_rows(names: list[str], shape: tuple[int, int, int], classes: int, stem
     return rows
 
 
+def study_inputs() -> dict[str, tuple[str, tuple[int, int, int], int, str]]:
+    """For each model a shipped study trains: (study, (C, H, W), classes, stem) of its first
+    run in the ``full`` profile, the input the lab report trained that network on."""
+    from cnnbench.data import get_spec
+    from cnnbench.studies import build_config, list_studies, load_study
+
+    inputs: dict[str, tuple[str, tuple[int, int, int], int, str]] = {}
+    for study_name, _ in list_studies():
+        cifar = "cifar10_jpeg" if "cifar" in study_name or "alexnet" in study_name else None
+        for run in load_study(study_name, dataset=cifar).runs:
+            config = build_config(run.options)
+            spec = get_spec(config.dataset)
+            size = config.resize or spec.image_size[0]
+            inputs.setdefault(config.model, (study_name, (spec.channels, size, size),
+                                             spec.num_classes, config.stem))
+    return inputs
+
+
+def report_rows(names: list[str]) -> list[dict]:
+    """:func:`model_rows` of each lab-report network at its study's input (``input`` added)."""
+    inputs = study_inputs()
+    rows = []
+    for name in names:
+        if name not in inputs:
+            continue
+        _, shape, classes, stem = inputs[name]
+        row = model_rows([name], shape, classes, stem)[0]
+        rows.append({**row, "input": "x".join(map(str, shape)), "num_classes": classes})
+    return rows
+
+
 def _format_table(rows: list[dict], where: str) -> str:
-    header = (f"{'model':<22} {'family':<10} {'study':<16} {'stem':<9} {'params':>13} {'MACs':>10} "
-              f"{'FLOPs':>10}")
+    wide = any("input" in r for r in rows)
+    header = (f"{'model':<22} {'family':<10} {'study':<16} " + (f"{'input':<10} " if wide else "")
+              + f"{'stem':<9} {'params':>13} {'MACs':>10} {'FLOPs':>10}")
     lines = [f"models at {where}; MACs = multiply-accumulates per image, FLOPs = 2 x MACs",
              header, "-" * len(header)]
     errors = []
     for r in rows:
-        start = f"{r['name']:<22} {r['family']:<10} {r['study'] or '-':<16}"
+        start = f"{r['name']:<22} {r['family']:<10} {r['study'] or '-':<16}" + (
+            f" {r['input']:<10}" if wide else "")
         if r.get("error"):
             lines.append(f"{start} {'-':<9} {'-':>13} {'-':>10} {'-':>10}")
             errors.append(f"{r['name']}: {r['error']}")
@@ -168,7 +202,12 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         which = "lab-report model" if args.reports else "model"
         raise UserError(f"no {which} matches {args.pattern!r}; run `cnnbench models` for the list")
-    rows = model_rows(names, shape, classes, args.stem)
+    if args.reports and args.dataset is None and args.input_size is None:
+        rows = report_rows(names)
+        where = "the input each study trains the network on, 10 classes"
+        dataset = None
+    else:
+        rows = model_rows(names, shape, classes, args.stem)
     if args.json:
         print(json.dumps({"dataset": dataset, "input_size": list(shape), "num_classes": classes,
                           "stem": args.stem, "models": rows}, indent=2))

@@ -29,7 +29,7 @@ from cnnbench.config.checks import validate
 from cnnbench.config.values import coerce, parse_batch_schedule, plain
 from cnnbench.errors import UserError
 
-OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw", "rmsprop")
+OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw", "rmsprop", "muon")
 SCHEDULERS = ("none", "step", "multistep", "cosine", "linear", "onecycle", "plateau")
 DEVICES = ("auto", "cpu", "cuda")
 DIST_BACKENDS = ("auto", "nccl", "gloo")
@@ -124,6 +124,11 @@ class TrainConfig:
     momentum: float = _opt(0.9, "momentum of sgd (ignored by the other optimizers)",
                            group="optimizer")
     nesterov: bool = _opt(False, "Nesterov momentum (sgd only)", group="optimizer")
+    muon_lr: float = _opt(0.02, "muon: peak learning rate of the convolution filters and hidden "
+                          "linear weights (the rest, head included, take Nesterov SGD at --lr "
+                          "with --momentum)", group="optimizer")
+    muon_momentum: float = _opt(0.95, "muon: momentum of the orthogonalised updates",
+                                group="optimizer")
     weight_decay: float = _opt(0.0, "weight decay (alias --reg): coupled L2 for sgd/adam/"
                                "adagrad/rmsprop, decoupled for adamw", group="optimizer")
     decouple_wd: bool = _opt(False, "give weight decay independently of the learning rate "

@@ -9,6 +9,9 @@ What weight decay means (``weight_decay``, alias ``reg``)
   gradients).
 * ``adamw``: *decoupled* weight decay (Loshchilov & Hutter): each step multiplies the weights by
   ``1 - lr_t * weight_decay``, outside the adaptive update.
+* ``muon`` (:mod:`cnnbench.training.muon`): the convolution filters and hidden linear weights
+  take orthogonalised momentum at ``muon_lr`` with decoupled decay; every other parameter (the
+  classifier head, biases, normalisation layers) takes Nesterov SGD at ``lr`` with coupled L2.
 * Which parameters: all of them by default, BatchNorm weights/biases and every bias included
   (PyTorch's behaviour, which the lab reports used). ``no_decay_bn_bias: true`` exempts
   normalisation-layer parameters (BatchNorm, GroupNorm, LayerNorm) and all biases.
@@ -53,6 +56,7 @@ from torch import nn
 from cnnbench.config import TrainConfig
 from cnnbench.errors import UserError
 from cnnbench.training.checkpoint import unwrap
+from cnnbench.training.muon import Muon
 from cnnbench.training.transfer.heads import head_parameter_names
 
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm,
@@ -118,7 +122,28 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
         return torch.optim.Adagrad(groups, lr=config.lr)
     if name == "rmsprop":
         return torch.optim.RMSprop(groups, lr=config.lr)
+    if name == "muon":
+        return Muon(muon_groups(model, groups, config), lr=config.muon_lr)
     raise ValueError(f"unknown optimizer {name!r}")  # TrainConfig validates the choice
+
+
+def muon_groups(model: nn.Module, groups: list[dict], config: TrainConfig) -> list[dict]:
+    """:func:`param_groups` split for Muon: in each, the matrix-shaped parameters outside the
+    classifier head (``<name>_muon``, at ``muon_lr``) apart from the rest (Nesterov SGD)."""
+    head_names = set(head_parameter_names(model))
+    head = {id(p) for n, p in unwrap(model).named_parameters() if n in head_names}
+    out = []
+    for group in groups:
+        matrices = [p for p in group["params"] if p.ndim >= 2 and id(p) not in head]
+        others = [p for p in group["params"] if p.ndim < 2 or id(p) in head]
+        if matrices:
+            out.append({**group, "params": matrices, "name": group["name"] + "_muon", "muon": True,
+                        "lr": config.muon_lr * group["lr"] / config.lr,
+                        "momentum": config.muon_momentum, "nesterov": True})
+        if others:
+            out.append({**group, "params": others, "muon": False, "momentum": config.momentum,
+                        "nesterov": True})
+    return out
 
 
 def lr_factor_fn(config: TrainConfig, steps_per_epoch: Sequence[int]) -> Callable[[int], float]:

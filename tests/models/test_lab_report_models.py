@@ -182,3 +182,20 @@ def test_vgg16_bn_tricks_keeps_five_pools_and_flattens():
     assert sum(isinstance(m, nn.MaxPool2d) for m in model.features) == 5 and model.stem is None
     assert model.classifier[0].in_features == 512
     assert _meta("vgg16_bn_tricks", **_shape(3, 64)).classifier[0].in_features == 512 * 2 * 2
+
+
+def test_googlenet_without_batchnorm_keeps_pytorchs_initialisation():
+    """torchvision's N(0, 0.01) weights suit its BatchNorm GoogLeNet; the paper layout (and the
+    report's googlenet_five) without BatchNorm does not learn with them (mnist-five: loss 2.30
+    for 5 epochs), so they keep each layer's PyTorch initialisation."""
+    import torch
+
+    from cnnbench.models import create_model
+
+    torch.manual_seed(0)
+    kw = dict(num_classes=10, in_chans=1, input_size=56, stem="imagenet")
+    tv = create_model("googlenet", **kw).conv1.conv.weight.std().item()
+    assert abs(tv - 0.01) < 0.002
+    for name in ("googlenet_paper", "googlenet_five"):
+        std = create_model(name, **kw).conv1.conv.weight.std().item()
+        assert 0.05 < std < 0.12, (name, std)  # kaiming_uniform(a=sqrt(5)): 1/sqrt(3 * 49)

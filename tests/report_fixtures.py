@@ -64,6 +64,7 @@ def write_fake_run(run_dir: Path, *, model: str = "lenet5", dataset: str = "mnis
         "torch_version": torch.__version__, "torchvision_version": "0.0-test",
         "cnnbench_version": "0.1.0", "git_commit": "abc1234", "command": "cnnbench train",
         "status": status, "hostname": "testhost", "cpu": "test cpu", "num_threads": 2,
+        "tested_weights": "best",
     }
     if monitor_test:
         summary["max_epoch_test_acc"] = test_acc + 0.005

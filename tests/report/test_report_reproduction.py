@@ -163,10 +163,16 @@ def test_max_epoch_test_acc_is_labelled_and_shown_beside_the_honest_test_acc(tmp
     label = ("best test acc over epochs (the report's measure; the test set picks the epoch, "
              "optimistic)")
     assert (f"| monitored | {label} | 97.5 % | 97.50 % (test acc 97.00 %: best-validation "
-            "weights, tested once) | +0.00 pp | full | yes |") in md
+            "weights, nothing selected on the test set) | +0.00 pp | full | yes |") in md
     assert (f"| plain | {label} | 97.5 % | — (the run did not evaluate the test set every "
-            "epoch: monitor_test) (test acc 97.00 %: best-validation weights, tested once) | — "
-            "| full | yes |") in md
+            "epoch: monitor_test) (test acc 97.00 %: best-validation weights, nothing selected "
+            "on the test set) | — | full | yes |") in md
+    # without a validation split (as the CIFAR reports trained) the final weights are tested
+    final = study_run(tmp_path / "final", "final", reference=ref, monitor_test=True)
+    summary = json.loads((final / "summary.json").read_text())
+    (final / "summary.json").write_text(json.dumps(dict(summary, tested_weights="final")))
+    md = write_report([tmp_path / "final"]).markdown.read_text()
+    assert "(test acc 97.00 %: final weights (no validation split), nothing selected" in md
 
 
 def test_older_study_json_references_a_mapping_or_null(tmp_path):

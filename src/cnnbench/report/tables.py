@@ -257,7 +257,10 @@ def _cnnbench_cell(item: Reproduction) -> str:
     else:
         text = quantity_text(item.kind, item.value[0], item.value[1], n)
     if item.ref["metric"] == "max_epoch_test_acc" and g.test_acc:
-        text += f" (test acc {pct(g.test_acc, n)} %: best-validation weights, tested once)"
+        weights = {r.summary.get("tested_weights") for r in g.finished}
+        which = ("final weights (no validation split)" if weights == {"final"}
+                 else "best-validation weights" if weights == {"best"} else "selected weights")
+        text += f" (test acc {pct(g.test_acc, n)} %: {which}, nothing selected on the test set)"
     return text
 
 

@@ -150,7 +150,7 @@ def test_counts_and_ranges(tmp_path):
     params, acc = tables.reproductions(groups_of(tmp_path))
     assert params.difference == pytest.approx(1706)  # the fixture's 61,706
     assert tables.difference_text("count", params.difference, 60000) == "+1.71k (+2.8 %)"
-    assert tables.reference_cell(params.ref) == "60k"
+    assert tables.reference_cell(params.ref) == "60,000"
     assert acc.difference == 0.0  # inside the published range
     assert tables.reference_cell(acc.ref) == "64–68 %"
 

@@ -201,7 +201,7 @@ def printed(value) -> str:
 
 def quantity_text(kind: str, mean: float | None, spread: float = 0.0, n: int = 1) -> str:
     """cnnbench's value in table units: ``97.02 %``, a loss as a number, a time as
-    :func:`duration`, a count as :func:`count`; ``± spread`` over several seeds."""
+    :func:`duration`, a count exactly (``44,426``); ``± spread`` over several seeds."""
     if mean is None:
         return "—"
     many = n > 1
@@ -209,14 +209,14 @@ def quantity_text(kind: str, mean: float | None, spread: float = 0.0, n: int = 1
         return f"{mean:.2f} ± {spread:.2f} %" if many else f"{mean:.2f} %"
     if kind == "time":
         return duration(mean) + (f" ± {duration(spread)}" if many else "")
-    if kind == "count":
-        return count(mean)
+    if kind == "count":  # exact: a parameter count reproduces to the last digit or not at all
+        return f"{round(mean):,}"
     return f"{mean:.4g}" + (f" ± {spread:.2g}" if many else "")
 
 
 def reference_cell(ref: dict) -> str:
     """A published number in table units: ``97.02 %``, ``64–68 %``, ``1.960664``, a time as
-    :func:`duration` (and as printed, when not in seconds), a count as :func:`count`."""
+    :func:`duration` (and as printed, when not in seconds), a count exactly."""
     kind, value = ref["kind"], ref["value"]
     if kind == "accuracy":
         return printed(value) + " %"
@@ -224,7 +224,7 @@ def reference_cell(ref: dict) -> str:
         unit = ref.get("unit") or "s"
         return duration(reference_value(ref)) + (f" ({printed(value)} {unit})" if unit != "s" else "")
     if kind == "count":
-        return count(value)
+        return f"{round(value):,}"
     return printed(value)
 
 

@@ -52,6 +52,18 @@ def test_a_bigger_profile_trains_runs_a_smaller_one_finished_but_never_the_rever
     assert quick_again.calls == [] and {o.status for o in outcomes} == {"done-before"}
 
 
+def test_a_smaller_profiles_run_is_kept_when_its_init_run_fails_in_the_bigger_one(tmp_path):
+    """Run b starts from c: when c fails in `full`, b's finished quick run is kept (not deleted
+    and then skipped)."""
+    path, out = write_study(tmp_path), tmp_path / "out"
+    run_study(load_study(path, profile="quick"), out, train_fn=StubTrainer(), log=lambda s: None)
+    logs: list[str] = []
+    run_study(load_study(path, profile="full"), out, train_fn=StubTrainer(fail=("c",)),
+              log=logs.append)
+    assert json.loads((out / "b" / "summary.json").read_text())["profile"] == "quick"
+    assert any("b: kept its quick run" in line for line in logs)
+
+
 def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path):
     study = load_study(write_study(tmp_path), profile="quick")
     out = tmp_path / "out"

@@ -178,3 +178,14 @@ def test_muon_orthogonalises_the_filters_and_gives_the_rest_nesterov_sgd():
         opt.step()
         losses.append(loss.item())
     assert sum(losses[-6:]) < sum(losses[:6])  # it learns
+
+
+def test_muon_decoupled_weight_decay_is_relative_to_each_groups_own_rate():
+    """--decouple-wd: every group shrinks its weights by weight_decay per step at its peak rate,
+    the Muon groups (muon_lr) as the SGD ones (lr); the first group logged is an SGD one."""
+    config = TrainConfig(optimizer="muon", lr=0.05, muon_lr=0.02, weight_decay=5e-4,
+                         decouple_wd=True)
+    opt = build_optimizer(TinyNet(), config)
+    assert not opt.param_groups[0]["muon"] and opt.param_groups[0]["lr"] == 0.05
+    for group in opt.param_groups:
+        assert group["lr"] * group["weight_decay"] == pytest.approx(5e-4)

@@ -29,8 +29,8 @@ Study file (the shipped ones are ``cnnbench/studies/*.yaml``)::
         step: baseline          # a cumulative ablation step: the row label, in file order
         reference:              # every number the lab report published for this run
           - {metric: test_acc, value: 97.02, wording: "Test loss 1.960664 acc 97.0200%",
-             source: "000:797"}                       # line 797 of ../shared/seeds/000_*.txt
-          - {metric: val_acc, value: 96.45, source: "000:796"}   # the final epoch's
+             source: "000:668"}                       # line 797 of ../shared/seeds/000_*.txt
+          - {metric: val_acc, value: 96.45, source: "000:666"}   # the final epoch's
           - {metric: test_loss, value: 1.960664, note: "the report's loss is summed over batches"}
           - {metric: epoch_time_s, value: 0.0222, unit: min, note: "4 GB laptop GPU"}
           - {metric: params, value: 61706}

@@ -136,6 +136,11 @@ class _Runner:
                         f"{run_dir} to train it again" if changed else "")
                 self.log(f"{head}: finished before (profile {profile}), skipped{note}")
                 return RunOutcome(run, "done-before", run_dir)
+            if run.init is not None and self.status.get(run.init) != "finished":
+                message = (f"kept its {profile} run: the run it starts from ({run.init}) did not "
+                           f"finish in the {self.study.profile} profile")
+                self.log(f"{head}: {message}")
+                return RunOutcome(run, "skipped", run_dir, message)
             # a smaller profile's run never stands in for a bigger one: train it again
             self.log(f"{head}: finished before in the smaller {profile} profile; training it in "
                      f"the {self.study.profile} profile, which replaces it")

@@ -129,19 +129,25 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 def muon_groups(model: nn.Module, groups: list[dict], config: TrainConfig) -> list[dict]:
     """:func:`param_groups` split for Muon: in each, the matrix-shaped parameters outside the
-    classifier head (``<name>_muon``, at ``muon_lr``) apart from the rest (Nesterov SGD)."""
+    classifier head (``<name>_muon``, at ``muon_lr``) apart from the rest (Nesterov SGD, first,
+    so the learning rate logged from the first group is ``lr``'s). With ``decouple_wd`` a Muon
+    group's weight decay is relative to its own rate."""
     head_names = set(head_parameter_names(model))
     head = {id(p) for n, p in unwrap(model).named_parameters() if n in head_names}
     out = []
     for group in groups:
         matrices = [p for p in group["params"] if p.ndim >= 2 and id(p) not in head]
         others = [p for p in group["params"] if p.ndim < 2 or id(p) in head]
-        if matrices:
-            out.append({**group, "params": matrices, "name": group["name"] + "_muon", "muon": True,
-                        "lr": config.muon_lr * group["lr"] / config.lr,
-                        "momentum": config.muon_momentum, "nesterov": True})
         if others:
             out.append({**group, "params": others, "muon": False, "momentum": config.momentum,
+                        "nesterov": True})
+        if matrices:
+            lr = config.muon_lr * group["lr"] / config.lr
+            wd = group["weight_decay"]
+            if config.decouple_wd and wd:  # param_groups divided by the SGD rate: redo for Muon's
+                wd = wd * group["lr"] / lr
+            out.append({**group, "params": matrices, "name": group["name"] + "_muon", "muon": True,
+                        "lr": lr, "weight_decay": wd, "momentum": config.muon_momentum,
                         "nesterov": True})
     return out
 

@@ -7,7 +7,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from cnnbench.models.common import flat_features, resolve_stem
+from cnnbench.models.common import flat_features, head_pool, resolve_stem
 from cnnbench.models.registry import register_model
 
 __all__ = ["AlexNet", "AlexNetSmall", "alexnet", "alexnet_paper", "alexnet_small", "alexnet_classics",
@@ -96,13 +96,8 @@ class AlexNet(nn.Module):
             pool(),
         )
         fc_width = fc_width or (512 if small else 4096)
-        if flatten:
-            self.avgpool = nn.Identity()
-            fc_in = flat_features(self.features, in_chans, input_size)
-        else:
-            pooled = 1 if small else 6
-            self.avgpool = nn.AdaptiveAvgPool2d(pooled)
-            fc_in = widths[4] * pooled * pooled
+        self.avgpool, fc_in = head_pool(self.features, in_chans, input_size,
+                                        None if flatten else 1 if small else 6)
         self.classifier = nn.Sequential(
             nn.Dropout(drop_rate),
             nn.Linear(fc_in, fc_width), nn.ReLU(inplace=True),

@@ -106,3 +106,13 @@ def init_fan_out(model: nn.Module) -> None:
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
+
+
+def head_pool(features: nn.Module, in_chans: int, input_size: int | tuple[int, int],
+              pooled: int | None) -> tuple[nn.Module, int]:
+    """The pooling between ``features`` and the classifier, and the classifier's input width:
+    an adaptive average pool to ``pooled x pooled`` (torchvision's AlexNet and VGG), or, with
+    ``pooled=None``, the last feature map flattened as it is (the lab reports' layouts)."""
+    pool = nn.Identity() if pooled is None else nn.AdaptiveAvgPool2d(pooled)
+    return pool, flat_features(nn.Sequential(features, pool), in_chans, input_size)
+

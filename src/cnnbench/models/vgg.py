@@ -7,7 +7,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from cnnbench.models.common import flat_features, init_fan_out, resolve_stem
+from cnnbench.models.common import head_pool, init_fan_out, resolve_stem
 from cnnbench.models.registry import register_model
 
 __all__ = ["VGG", "CONFIGS"]
@@ -77,13 +77,8 @@ class VGG(nn.Module):
             channels = v
         self.features = nn.Sequential(*layers)
         fc_width = fc_width or (512 if small else 4096)
-        if flatten:
-            self.avgpool = nn.Identity()
-            fc_in = flat_features(self.features, in_chans, input_size)
-        else:
-            pooled = 1 if small else 7
-            self.avgpool = nn.AdaptiveAvgPool2d(pooled)
-            fc_in = channels * pooled * pooled
+        self.avgpool, fc_in = head_pool(self.features, in_chans, input_size,
+                                        None if flatten else 1 if small else 7)
         self.classifier = nn.Sequential(
             nn.Linear(fc_in, fc_width), nn.ReLU(inplace=True), nn.Dropout(drop_rate),
             nn.Linear(fc_width, fc_width), nn.ReLU(inplace=True), nn.Dropout(drop_rate),

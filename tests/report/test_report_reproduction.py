@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench.report import runs, tables, write_report
+from cnnbench.report import reproduction, runs, tables, write_report
 from cnnbench.report.runs import group_runs, load_runs
 from cnnbench.studies import spec
 from report_fixtures import write_fake_run
@@ -40,7 +40,7 @@ def groups_of(root: Path):
     return group_runs(load_runs([root]))
 
 
-def rows_by_run(items) -> dict[tuple[str, str], tables.Reproduction]:
+def rows_by_run(items) -> dict[tuple[str, str], reproduction.Reproduction]:
     return {(item.group.label, item.ref["metric"]): item for item in items}
 
 
@@ -56,7 +56,7 @@ def recipes(tmp_path) -> Path:
 
 
 def test_a_difference_only_on_the_full_recipe_and_for_comparable_quantities(recipes):
-    items = rows_by_run(tables.reproductions(groups_of(recipes)))
+    items = rows_by_run(reproduction.reproductions(groups_of(recipes)))
     full = items[("full", "test_acc")]
     assert full.difference == pytest.approx(-0.02) and full.verdict == "yes"
     loss = items[("full", "test_loss")]
@@ -115,7 +115,7 @@ def test_val_acc_is_the_last_epochs_not_the_best(tmp_path):
     (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
     summary = json.loads((run / "summary.json").read_text())
     (run / "summary.json").write_text(json.dumps({**summary, "best_val_acc": 0.93}))
-    items = rows_by_run(tables.reproductions(groups_of(tmp_path)))
+    items = rows_by_run(reproduction.reproductions(groups_of(tmp_path)))
     assert items[("a", "val_acc")].value[0] == pytest.approx(91.0)  # the last epoch, not 93
     assert items[("a", "val_acc")].difference == pytest.approx(1.0)
     assert items[("a", "val_acc")].label == "val acc (last epoch)"
@@ -131,28 +131,28 @@ def test_time_references_are_converted_from_their_unit(tmp_path):
         {"metric": "train_time_s", "value": 20}])  # no unit: seconds
     epochs = [{"epoch": e, "epoch_time_s": t} for e, t in ((1, 28.0), (2, 32.0), (3, 36.0))]
     (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
-    items = tables.reproductions(groups_of(tmp_path))
+    items = reproduction.reproductions(groups_of(tmp_path))
     epoch, hours, seconds = items
     assert runs.reference_value(epoch.ref) == pytest.approx(30.0)
     assert epoch.value[0] == pytest.approx(32.0)  # the mean over the epochs
     assert epoch.difference == pytest.approx(2.0)  # comparable: the study file says so
     assert runs.reference_value(hours.ref) == pytest.approx(7200.0) and hours.difference is None
     assert runs.reference_value(seconds.ref) == pytest.approx(20.0)
-    assert tables.reference_cell(epoch.ref) == "30.0 s (0.5 min)"
-    assert tables.reference_cell(hours.ref) == "2.00 h (2 h)"
-    assert tables.reference_cell(seconds.ref) == "20.0 s"
-    assert tables.difference_text("time", epoch.difference, 30.0) == "+2.00 s"
+    assert reproduction.reference_cell(epoch.ref) == "30.0 s (0.5 min)"
+    assert reproduction.reference_cell(hours.ref) == "2.00 h (2 h)"
+    assert reproduction.reference_cell(seconds.ref) == "20.0 s"
+    assert reproduction.difference_text("time", epoch.difference, 30.0) == "+2.00 s"
 
 
 def test_counts_and_ranges(tmp_path):
     study_run(tmp_path, "a", test_acc=0.66, reference=[{"metric": "params", "value": 60000},
                                                         {"metric": "test_acc", "value": [64, 68]}])
-    params, acc = tables.reproductions(groups_of(tmp_path))
+    params, acc = reproduction.reproductions(groups_of(tmp_path))
     assert params.difference == pytest.approx(1706)  # the fixture's 61,706
-    assert tables.difference_text("count", params.difference, 60000) == "+1.71k (+2.8 %)"
-    assert tables.reference_cell(params.ref) == "60,000"
+    assert reproduction.difference_text("count", params.difference, 60000) == "+1.71k (+2.8 %)"
+    assert reproduction.reference_cell(params.ref) == "60,000"
     assert acc.difference == 0.0  # inside the published range
-    assert tables.reference_cell(acc.ref) == "64–68 %"
+    assert reproduction.reference_cell(acc.ref) == "64–68 %"
 
 
 def test_max_epoch_test_acc_is_labelled_and_shown_beside_the_honest_test_acc(tmp_path):
@@ -195,7 +195,7 @@ def test_reproduction_csv_reads_back(recipes):
     with files.reproduction_csv.open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 10
-    assert list(rows[0]) == tables.REPRODUCTION_FIELDS
+    assert list(rows[0]) == reproduction.REPRODUCTION_FIELDS
     full = rows[0]
     assert (full["run"], full["metric"], full["unit"], full["same_recipe"]) == (
         "full", "test_acc", "%", "True")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cnnbench.errors import UserError
 from cnnbench.report import figures as fig
-from cnnbench.report import tables
+from cnnbench.report import reproduction, tables
 from cnnbench.report.document import Document
 from cnnbench.report.runs import RunGroup, RunRecord, group_runs, load_runs
 
@@ -65,9 +65,9 @@ def write_report(paths: list[str | Path], out_dir: str | Path | None = None) -> 
     html = out / "report.html"
     html.write_text(doc.html())
     csv_path = tables.write_csv(all_groups, out / "results.csv")
-    reproduction = tables.write_reproduction_csv(tables.reproductions(all_groups),
-                                                 out / "reproduction.csv")
-    return ReportFiles(markdown, html, csv_path, tuple(doc.figures), reproduction)
+    repro_csv = reproduction.write_reproduction_csv(reproduction.reproductions(all_groups),
+                                                    out / "reproduction.csv")
+    return ReportFiles(markdown, html, csv_path, tuple(doc.figures), repro_csv)
 
 
 def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_dir: Path) -> None:
@@ -183,7 +183,7 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
 
 def _reproduction_section(doc: Document, groups: list[RunGroup]) -> None:
     """Every published number beside cnnbench's, and a difference where that means something."""
-    items = tables.reproductions(groups)
+    items = reproduction.reproductions(groups)
     if not items:
         return
     doc.heading(3, "Reproduction")
@@ -193,7 +193,7 @@ def _reproduction_section(doc: Document, groups: list[RunGroup]) -> None:
                   "for a run on the report's recipe (profile full, all the images, no "
                   "`differs` in the study file) and a comparable quantity (accuracies and "
                   "parameter counts; losses and times only where the study file says so).")
-    for which, table, notes in tables.reproduction_tables(items):
+    for which, table, notes in reproduction.reproduction_tables(items):
         if which != "on the report's recipe":
             doc.heading(4, "Runs not on the report's recipe — not comparable")
         doc.table(*table)

@@ -11,7 +11,7 @@ import pytest
 
 from cnnbench.report import reproduction, runs, tables, write_report
 from cnnbench.report.runs import group_runs, load_runs
-from cnnbench.studies import spec
+from cnnbench.reference_metrics import REFERENCE_METRICS
 from report_fixtures import write_fake_run
 
 DIFFERS = "no ImageNet-pretrained weights offline: continues from the from-scratch run"
@@ -235,6 +235,5 @@ def test_ablation_changes_only_between_steps_of_the_same_profile(tmp_path):
 
 
 def test_the_report_reads_every_metric_a_study_may_quote():
-    """studies.spec and report.runs do not import each other; their tables must agree."""
-    assert {m: q.kind for m, q in runs.QUANTITIES.items()} == spec.REFERENCE_METRICS
-    assert runs.TIME_UNITS == spec.TIME_UNITS
+    """Every metric a study file may name (cnnbench.reference_metrics) has a value in a run."""
+    assert set(runs.QUANTITIES) == set(REFERENCE_METRICS)

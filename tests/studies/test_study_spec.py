@@ -9,7 +9,7 @@ import pytest
 
 from cnnbench.errors import UserError
 from cnnbench.studies import PROFILES, build_config, list_studies, load_study
-from cnnbench.studies.spec import REFERENCE_METRICS
+from cnnbench.reference_metrics import REFERENCE_METRICS
 from study_fixtures import TINY, write_study
 
 

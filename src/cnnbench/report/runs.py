@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from cnnbench.errors import UserError
+from cnnbench.reference_metrics import REFERENCE_METRICS, TIME_UNITS
 from cnnbench.training.rundir import (CONFIG, METRICS, MISCLASSIFIED, STUDY, SUMMARY, read_json,
                                      read_jsonl, read_yaml)
 
@@ -184,10 +185,9 @@ class RunGroup:
 
 @dataclass(frozen=True)
 class Quantity:
-    """A number of a run that a reference can quote: its kind, its label in the tables and
-    how to read cnnbench's value from a run directory."""
+    """A number of a run that a reference can quote: its label in the tables and how to read
+    cnnbench's value from a run directory (its kind: ``REFERENCE_METRICS``)."""
 
-    kind: str                                     # accuracy, loss, time (seconds) or count
     label: str
     read: Callable[[RunRecord], float | None]
 
@@ -227,25 +227,23 @@ def _max_epoch_test_acc(record: RunRecord) -> float | None:
     return value
 
 
-# What each metric of a study's `reference:` is in cnnbench, and where its value comes from
-# (cnnbench.studies.spec.REFERENCE_METRICS names the same metrics and kinds; a test keeps the
-# two in step, as the report does not import the studies).
+# What each metric of a study's `reference:` (cnnbench.reference_metrics) is in cnnbench:
+# its label and where its value comes from; the kind is the shared table's.
 QUANTITIES: dict[str, Quantity] = {
-    "test_acc": Quantity("accuracy", "test acc", _summary("test_acc")),
-    "val_acc": Quantity("accuracy", "val acc (last epoch)", _last_epoch("val_acc")),
-    "best_val_acc": Quantity("accuracy", "best val acc", _summary("best_val_acc")),
+    "test_acc": Quantity("test acc", _summary("test_acc")),
+    "val_acc": Quantity("val acc (last epoch)", _last_epoch("val_acc")),
+    "best_val_acc": Quantity("best val acc", _summary("best_val_acc")),
     "max_epoch_test_acc": Quantity(
-        "accuracy", "best test acc over epochs (the report's measure; the test set picks the "
+        "best test acc over epochs (the report's measure; the test set picks the "
         "epoch, optimistic)", _max_epoch_test_acc),
-    "train_acc": Quantity("accuracy", "train acc (last epoch)", _last_epoch("train_acc")),
-    "test_loss": Quantity("loss", "test loss", _summary("test_loss")),
-    "val_loss": Quantity("loss", "val loss (last epoch)", _last_epoch("val_loss")),
-    "train_loss": Quantity("loss", "train loss (last epoch)", _last_epoch("train_loss")),
-    "epoch_time_s": Quantity("time", "time per epoch (mean)", _epoch_mean("epoch_time_s")),
-    "train_time_s": Quantity("time", "training time", _summary("train_time_s")),
-    "params": Quantity("count", "parameters", _summary("params")),
+    "train_acc": Quantity("train acc (last epoch)", _last_epoch("train_acc")),
+    "test_loss": Quantity("test loss", _summary("test_loss")),
+    "val_loss": Quantity("val loss (last epoch)", _last_epoch("val_loss")),
+    "train_loss": Quantity("train loss (last epoch)", _last_epoch("train_loss")),
+    "epoch_time_s": Quantity("time per epoch (mean)", _epoch_mean("epoch_time_s")),
+    "train_time_s": Quantity("training time", _summary("train_time_s")),
+    "params": Quantity("parameters", _summary("params")),
 }
-TIME_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}  # as cnnbench.studies.spec.TIME_UNITS
 
 
 def study_references(study: dict) -> list[dict]:
@@ -260,7 +258,7 @@ def study_references(study: dict) -> list[dict]:
         if not isinstance(ref, dict) or ref.get("value") is None:
             continue
         metric = ref.get("metric") or "test_acc"
-        kind = QUANTITIES[metric].kind if metric in QUANTITIES else "unknown"
+        kind = REFERENCE_METRICS.get(metric, "unknown")
         comparable = ref.get("comparable")
         references.append({
             **ref, "metric": metric, "kind": kind,

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,20 +14,10 @@ import yaml
 from cnnbench.config import TrainConfig
 from cnnbench.config.resolve import resolve_config
 from cnnbench.errors import UserError
+from cnnbench.studies.fields import Reference, check_keys, flag, mapping, parse_differs, parse_references
 
 STUDY_DIR = Path(__file__).parent  # the shipped study files, *.yaml beside this module
 PROFILES = ("quick", "cpu", "full")
-# What a reference may quote, and its kind: accuracies in percent (fractions in the run
-# files), losses as printed, times in seconds (or `unit`), parameter counts. The report reads
-# cnnbench's value of each (cnnbench.report.runs.QUANTITIES; a test keeps the two in step:
-# studies and report do not import each other).
-REFERENCE_METRICS = {
-    "test_acc": "accuracy", "val_acc": "accuracy", "best_val_acc": "accuracy",
-    "max_epoch_test_acc": "accuracy", "train_acc": "accuracy",
-    "test_loss": "loss", "val_loss": "loss", "train_loss": "loss",
-    "epoch_time_s": "time", "train_time_s": "time", "params": "count",
-}
-TIME_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}  # a time reference's `unit`, in seconds
 
 # The CIFAR-10 variants a study may swap with `--dataset` (same classes, same image size).
 CIFAR10_VARIANTS = ("cifar10", "cifar10_jpeg")
@@ -38,34 +26,6 @@ _STUDY_KEYS = {"name", "description", "report", "notes", "seeds", "grid_table", 
                "defaults", "profiles", "runs"}
 _RUN_KEYS = {"name", "init", "reference", "step", "ablation", "grid", "profiles", "note", "once",
              "differs"}
-_REFERENCE_KEYS = {"metric", "value", "unit", "wording", "source", "note", "comparable"}
-
-
-@dataclass(frozen=True)
-class Reference:
-    """One number a lab report published for a run: ``value`` as the report printed it (an
-    accuracy in percent or a ``(low, high)`` range, a time in ``unit``), where it is
-    (``source``: ``"<file-number>:<line>"`` in the lab reports, ``../shared/seeds``) and
-    whether cnnbench's number can be set against it (``comparable``)."""
-
-    value: float | tuple[float, float]
-    metric: str = "test_acc"
-    wording: str = ""
-    note: str = ""
-    source: str = ""
-    unit: str = ""               # times only: s, min or h
-    comparable: bool = True
-
-    @property
-    def kind(self) -> str:
-        """``accuracy``, ``loss``, ``time`` or ``count`` (:data:`REFERENCE_METRICS`)."""
-        return REFERENCE_METRICS[self.metric]
-
-    def to_dict(self) -> dict:
-        value = list(self.value) if isinstance(self.value, tuple) else self.value
-        return {"value": value, "metric": self.metric, "unit": self.unit or None,
-                "wording": self.wording, "source": self.source, "note": self.note,
-                "comparable": self.comparable}
 
 
 @dataclass(frozen=True)
@@ -170,32 +130,32 @@ def load_study(name_or_path: str | Path, *, profile: str = "full", seeds: int | 
     path = find_study(name_or_path)
     raw = _read_study_file(path)
     where = str(path)
-    _check_keys(raw, _STUDY_KEYS, where)
+    check_keys(raw, _STUDY_KEYS, where)
     if profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     name = str(raw.get("name") or path.stem)
-    defaults = _mapping(raw.get("defaults"), f"{where}: defaults")
-    profiles = _mapping(raw.get("profiles"), f"{where}: profiles")
+    defaults = mapping(raw.get("defaults"), f"{where}: defaults")
+    profiles = mapping(raw.get("profiles"), f"{where}: profiles")
     for key in profiles:
         if key not in PROFILES:
             raise UserError(f"{where}: unknown profile {key!r}; profiles are "
                             f"{', '.join(PROFILES)}")
-    study_profile = _mapping(profiles.get(profile), f"{where}: profiles.{profile}")
+    study_profile = mapping(profiles.get(profile), f"{where}: profiles.{profile}")
     n_seeds = int(seeds if seeds is not None else raw.get("seeds", 1))
     if n_seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {n_seeds}")
     grid_table = raw.get("grid_table")
-    if grid_table is not None and set(_mapping(grid_table, f"{where}: grid_table")) != {"rows", "cols"}:
+    if grid_table is not None and set(mapping(grid_table, f"{where}: grid_table")) != {"rows", "cols"}:
         raise UserError(f"{where}: grid_table needs exactly `rows` and `cols` (grid axis names)")
     aliases = {str(k): str(v) for k, v in
-               _mapping(raw.get("model_aliases"), f"{where}: model_aliases").items()}
+               mapping(raw.get("model_aliases"), f"{where}: model_aliases").items()}
     entries = raw.get("runs")
     if not isinstance(entries, list) or not entries:
         raise UserError(f"{where}: `runs` must be a non-empty list")
 
     bases: list[dict] = []  # one per run of the file, after grid expansion
     for i, entry in enumerate(entries):
-        bases.extend(_expand_entry(_mapping(entry, f"{where}: runs[{i}]"), f"{where}: runs[{i}]"))
+        bases.extend(_expand_entry(mapping(entry, f"{where}: runs[{i}]"), f"{where}: runs[{i}]"))
     names = [b["name"] for b in bases]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -209,10 +169,10 @@ def load_study(name_or_path: str | Path, *, profile: str = "full", seeds: int | 
     resolved = []
     for b in bases:
         # a run's own entry for the profile replaces the study's entry for that run
-        entry = (_mapping(b["profiles"][profile], f"{where}: {b['name']}.profiles.{profile}")
+        entry = (mapping(b["profiles"][profile], f"{where}: {b['name']}.profiles.{profile}")
                  if profile in b["profiles"] else study_profile)
         options = {**defaults, **b["options"], **{k: v for k, v in entry.items() if k != "cap"}}
-        for key, cap in _mapping(entry.get("cap"), f"{where}: {profile} cap").items():
+        for key, cap in mapping(entry.get("cap"), f"{where}: {profile} cap").items():
             options[key] = _capped(key, options.get(key), cap)
         options.update(overrides or {})
         if isinstance(options.get("model"), str) and options["model"] in aliases:
@@ -262,9 +222,9 @@ def _expand_entry(entry: dict, where: str) -> list[dict]:
         raise UserError(f"{where}: every run needs a `name`")
     meta = {k: entry.get(k) for k in _RUN_KEYS}
     options = {k: v for k, v in entry.items() if k not in _RUN_KEYS}
-    references = _references(entry.get("reference"), f"{where}: reference")
-    differs = _differs(entry.get("differs"), f"{where}: differs")
-    grid = _mapping(meta["grid"], f"{where}: grid")
+    refs = parse_references(entry.get("reference"), f"{where}: reference")
+    departs = parse_differs(entry.get("differs"), f"{where}: differs")
+    grid = mapping(meta["grid"], f"{where}: grid")
     combos: list[tuple[dict, dict, dict]] = [({}, {}, {})]  # (axis labels, options, profiles)
     for axis, values in grid.items():
         if not isinstance(values, list) or not values:
@@ -277,7 +237,7 @@ def _expand_entry(entry: dict, where: str) -> list[dict]:
                                     "`label` (used in the run name and the tables)")
                 label = str(value["label"])
                 opts = {k: v for k, v in value.items() if k not in ("label", "profiles")}
-                profs = _mapping(value.get("profiles"), f"{where}: grid.{axis}.profiles")
+                profs = mapping(value.get("profiles"), f"{where}: grid.{axis}.profiles")
             else:
                 label, opts, profs = str(value), {axis: value}, {}
             expanded.append((label, opts, profs))
@@ -293,95 +253,12 @@ def _expand_entry(entry: dict, where: str) -> list[dict]:
         runs.append({
             "name": name, "options": {**copy.deepcopy(options), **copy.deepcopy(grid_opts)},
             "init": None if meta["init"] is None else str(meta["init"]).format(**labels),
-            "references": references, "differs": differs, "step": None if meta["step"] is None else str(meta["step"]),
+            "references": refs, "differs": departs, "step": None if meta["step"] is None else str(meta["step"]),
             "ablation": meta["ablation"], "axes": labels, "note": str(meta["note"] or ""),
-            "once": _flag(meta["once"], f"{where}: once"),
-            "profiles": {**_mapping(meta["profiles"], f"{where}: profiles"), **grid_profiles},
+            "once": flag(meta["once"], f"{where}: once"),
+            "profiles": {**mapping(meta["profiles"], f"{where}: profiles"), **grid_profiles},
         })
     return runs
-
-
-def _flag(raw: Any, where: str) -> bool:
-    if raw is None:
-        return False
-    if not isinstance(raw, bool):
-        raise UserError(f"{where} must be true or false, got {raw!r}")
-    return raw
-
-
-def _references(raw: Any, where: str) -> tuple[Reference, ...]:
-    """A run's ``reference:``: a list of mappings (one mapping alone is a list of one)."""
-    if raw is None:
-        return ()
-    if isinstance(raw, dict):
-        return (_reference(raw, where),)
-    if not isinstance(raw, list):
-        raise UserError(f"{where} must be a list of mappings such as "
-                        "{metric: test_acc, value: 97.02, source: \"000:797\"}")
-    return tuple(_reference(item, f"{where}[{i}]") for i, item in enumerate(raw))
-
-
-def _reference(raw: Any, where: str) -> Reference:
-    raw = _mapping(raw, where)
-    _check_keys(raw, _REFERENCE_KEYS, where)
-    metric = raw.get("metric", "test_acc")
-    if metric not in REFERENCE_METRICS:
-        raise UserError(f"{where}: unknown metric {metric!r}; choose one of "
-                        f"{', '.join(REFERENCE_METRICS)}")
-    kind = REFERENCE_METRICS[metric]
-    where = f"{where} ({metric})"
-    value = raw.get("value")
-    if isinstance(value, list) and kind == "accuracy":
-        if len(value) != 2 or not all(_is_number(v) for v in value) or value[0] > value[1]:
-            raise UserError(f"{where}: a range must be [low, high], two numbers in percent, "
-                            f"got {value!r}")
-        value = (float(value[0]), float(value[1]))
-    elif isinstance(value, list):
-        raise UserError(f"{where}: a range [low, high] is only for accuracies; give the one "
-                        "number the report printed")
-    elif _is_number(value):
-        value = float(value)
-    else:
-        raise UserError(f"{where}: value must be a number"
-                        + (" in percent or [low, high]" if kind == "accuracy" else "")
-                        + f", got {value!r}")
-    for v in value if isinstance(value, tuple) else (value,):
-        if kind == "accuracy" and not 0 <= v <= 100:
-            raise UserError(f"{where}: an accuracy is in percent (0 to 100), got {v:g}")
-        if v < 0:
-            raise UserError(f"{where}: value must not be negative, got {v:g}")
-    unit = raw.get("unit")
-    if unit is not None and kind != "time":
-        raise UserError(f"{where}: unit is only for times (epoch_time_s, train_time_s)")
-    if kind == "time":
-        unit = "s" if unit is None else unit
-        if unit not in TIME_UNITS:
-            raise UserError(f"{where}: unknown unit {unit!r}; use {', '.join(TIME_UNITS)}")
-    source = raw.get("source")
-    if source is not None and not (isinstance(source, str)
-                                   and re.fullmatch(r"\d+:\d+(-\d+)?", source)):
-        raise UserError(f"{where}: source must be a quoted \"<file-number>:<line>\" such as "
-                        f"\"000:797\" (line 797 of ../shared/seeds/000_*.txt), got {source!r}")
-    comparable = raw.get("comparable", kind in ("accuracy", "count"))
-    if not isinstance(comparable, bool):
-        raise UserError(f"{where}: comparable must be true or false, got {comparable!r}")
-    return Reference(value=value, metric=metric, wording=str(raw.get("wording") or ""),
-                     note=str(raw.get("note") or ""), source=source or "", unit=unit or "",
-                     comparable=comparable)
-
-
-def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
-def _differs(raw: Any, where: str) -> str:
-    if raw is None:
-        return ""
-    if not isinstance(raw, str) or not raw.strip():
-        raise UserError(f"{where} must be a sentence saying how the run departs from the "
-                        f"report's recipe, got {raw!r}")
-    return raw.strip()
 
 
 def _capped(key: str, value: Any, cap: Any) -> Any:
@@ -410,21 +287,6 @@ def _swap_dataset(resolved: list[tuple[dict, dict]], dataset: str | None, where:
     else:
         raise UserError(f"{where} uses several datasets ({', '.join(used)}); --dataset can only "
                         f"choose the CIFAR-10 variant ({' or '.join(CIFAR10_VARIANTS)})")
-
-
-def _check_keys(raw: dict, allowed: set, where: str) -> None:
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; "
-                        f"allowed: {', '.join(sorted(allowed))}")
-
-
-def _mapping(raw: Any, where: str) -> dict:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise UserError(f"{where} must be a mapping")
-    return raw
 
 
 def order_runs(runs: list[StudyRun]) -> list[StudyRun]:

@@ -10,8 +10,8 @@ import yaml
 from cnnbench.commands import examples
 from cnnbench.config import TrainConfig
 from cnnbench.errors import UserError
-from cnnbench.studies import (CPU_GFLOPS, PROFILES, duration_text, estimate_seconds, list_studies,
-                              load_study, run_study, select_runs)
+from cnnbench.studies import (CPU_GFLOPS, PROFILES, duration_text, estimate_seconds, find_study,
+                              list_studies, load_study, run_study, select_runs)
 
 
 def register(subparsers) -> None:
@@ -91,6 +91,7 @@ def _load(args):
     overrides = _parse_overrides(args.overrides)
     profile = args.profile
     if profile is None:
+        find_study(args.study)  # an unknown study is said before the profile line
         profile, why = default_profile(overrides)
         print(f"profile {profile}: {why}")
     return load_study(args.study, profile=profile, seeds=args.seeds, dataset=args.dataset,

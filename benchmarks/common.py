@@ -11,7 +11,9 @@ import datetime as _dt
 import json
 import os
 import platform
+import resource
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -21,6 +23,36 @@ from cnnbench.training.machine import cpu_name  # the same CPU name and commit t
 from cnnbench.training.machine import git_commit as run_git_commit
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def _cpu_counters() -> tuple[float, float, float] | None:
+    """(busy CPU seconds of the whole machine, this process's and its children's CPU seconds,
+    wall time) now; None where /proc/stat cannot be read."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(v) for v in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    busy = (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    own = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for f in ("ru_utime", "ru_stime"))
+    return busy, own, time.monotonic()
+
+
+_START = _cpu_counters()  # a benchmark imports this module first: its lifetime starts here
+
+
+def machine_load() -> dict:
+    """How busy the machine was with other work while this benchmark ran (measured, not
+    asserted): the CPU seconds of every other process since the benchmark started, as a share
+    of all cores' time. ``otherwise_idle`` when that share is under 5%."""
+    now = _cpu_counters()
+    if _START is None or now is None or now[2] <= _START[2]:
+        return {"other_cpu_share": None, "otherwise_idle": None}
+    others = max(0.0, (now[0] - _START[0]) - (now[1] - _START[1]))
+    share = others / ((now[2] - _START[2]) * (os.cpu_count() or 1))
+    return {"other_cpu_share": round(share, 4), "otherwise_idle": share < 0.05}
 
 
 def git_commit() -> str:
@@ -44,6 +76,7 @@ def environment(device: str = "cpu") -> dict:
         "git_commit": git_commit(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "hostname": platform.node(),
+        "machine_load": machine_load(),
     }
 
 

@@ -1,4 +1,5 @@
-"""The named recipes: each one resolves, and a one-epoch quick run of `fast` works end to end."""
+"""The named recipes: each one resolves for the datasets it covers, per-device settings apply on
+their device only, and a one-epoch quick run of `fast` works end to end (with ``amp auto``)."""
 
 import json
 
@@ -6,8 +7,9 @@ import pytest
 import torch
 
 from cnnbench.cli import main
-from cnnbench.config.recipes import list_recipes
+from cnnbench.config.recipes import Recipe, describe, list_recipes, register_recipe
 from cnnbench.config.resolve import resolve_config
+from cnnbench.errors import UserError
 from conftest import write_cifar_batches
 
 
@@ -22,9 +24,60 @@ def cifar_few_hundred(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("recipe", [r.name for r in list_recipes()])
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10", "cifar10_jpeg"])
-def test_every_recipe_resolves(recipe, dataset):
-    config = resolve_config({"recipe": recipe, "dataset": dataset})
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_every_recipe_resolves(recipe, dataset, device):
+    covered = next(r for r in list_recipes() if r.name == recipe).per_dataset
+    if covered and dataset not in covered:
+        with pytest.raises(UserError, match=f"no settings for dataset '{dataset}'"):
+            resolve_config({"recipe": recipe, "dataset": dataset, "device": device})
+        return
+    config = resolve_config({"recipe": recipe, "dataset": dataset, "device": device})
     assert config.recipe == recipe and config.dataset == dataset
+
+
+def test_fast_recipe_settings_depend_on_the_device():
+    cpu = resolve_config({"recipe": "fast", "dataset": "cifar10_jpeg", "device": "cpu"})
+    gpu = resolve_config({"recipe": "fast", "dataset": "cifar10_jpeg", "device": "cuda"})
+    assert (cpu.batch_size, cpu.lr, cpu.model_kwargs["widths"]) == (256, 0.375, [64, 128, 256])
+    assert (gpu.batch_size, gpu.lr, gpu.model_kwargs["widths"]) == (1024, 1.5, [64, 256, 256])
+    assert cpu.amp == gpu.amp == "auto" and gpu.whiten_init and gpu.tta == cpu.tta
+    # flags still win over the device's settings
+    assert resolve_config({"recipe": "fast", "dataset": "cifar10", "device": "cuda",
+                           "batch_size": 512}).batch_size == 512
+    # MNIST has no GPU-specific settings: the same recipe on both
+    assert (resolve_config({"recipe": "fast", "dataset": "mnist", "device": "cuda"}).to_dict()
+            | {"device": "cpu"}) == resolve_config({"recipe": "fast", "dataset": "mnist",
+                                                     "device": "cpu"}).to_dict()
+
+
+def test_device_auto_picks_the_settings_of_the_visible_device(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_config({"recipe": "fast", "dataset": "cifar10"}).batch_size == 1024
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_config({"recipe": "fast", "dataset": "cifar10"}).batch_size == 256
+
+
+def test_fast_long_is_fast_with_a_wider_network_for_longer():
+    fast = resolve_config({"recipe": "fast", "dataset": "cifar10_jpeg", "device": "cpu"}).to_dict()
+    long = resolve_config({"recipe": "fast-long", "dataset": "cifar10_jpeg", "device": "cpu"}).to_dict()
+    differ = {k for k in fast if fast[k] != long[k]}
+    assert differ == {"recipe", "epochs", "model_kwargs"}
+    assert long["epochs"] > fast["epochs"] and long["model_kwargs"]["widths"] == [64, 256, 256]
+
+
+def test_per_device_settings_need_the_dataset_and_are_described(monkeypatch):
+    from cnnbench.config import recipes
+
+    monkeypatch.setattr(recipes, "RECIPES", dict(recipes.RECIPES))
+    with pytest.raises(ValueError, match="no settings for"):
+        register_recipe(Recipe("bad", "", "", per_dataset={"mnist": {}},
+                               per_device={"cuda": {"cifar10": {"batch_size": 8}}}))
+    with pytest.raises(UserError, match="batch_sise"):
+        register_recipe(Recipe("typo", "", "", per_dataset={"mnist": {}},
+                               per_device={"cuda": {"mnist": {"batch_sise": 8}}}))
+    text = describe(recipes.RECIPES["fast"])
+    assert "settings for cifar10_jpeg on cuda (on top of the above):" in text
+    assert "  batch_size: 1024" in text.split("on cuda")[1]
 
 
 def test_fast_recipe_quick_run_on_cifar(cifar_few_hundred):
@@ -39,3 +92,8 @@ def test_fast_recipe_quick_run_on_cifar(cifar_few_hundred):
     config = (out / "config.yaml").read_text()
     assert "whiten_init: true" in config and "altflip+translate" in config
     assert torch.isfinite(torch.tensor(summary["test_loss"]))
+    # amp auto: the run records the precision it used, bf16 where this CPU computes it natively
+    from cnnbench.devices import native_bf16
+
+    assert "amp: auto" in config
+    assert summary["amp"] == ("bf16" if native_bf16(torch.device("cpu")) else "off")

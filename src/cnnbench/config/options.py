@@ -33,7 +33,7 @@ OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw", "rmsprop", "muon")
 SCHEDULERS = ("none", "step", "multistep", "cosine", "linear", "onecycle", "plateau")
 DEVICES = ("auto", "cpu", "cuda")
 DIST_BACKENDS = ("auto", "nccl", "gloo")
-AMP_MODES = ("off", "bf16", "fp16")
+AMP_MODES = ("off", "auto", "bf16", "fp16")
 STEMS = ("auto", "small", "imagenet")
 TTA_MODES = ("none", "mirror", "mirror_translate")
 HEAD_CHOICES = ("auto", "keep", "reset")
@@ -187,7 +187,9 @@ class TrainConfig:
                                group="machine")
     device: str = _opt("auto", "device (auto = cuda if available)", choices=DEVICES,
                        group="machine")
-    amp: str = _opt("off", "mixed precision: bf16 or fp16 autocast (fp16 with loss scaling)",
+    amp: str = _opt("off", "mixed precision: bf16 or fp16 autocast (fp16 with loss scaling); "
+                    "auto = bf16 where the device computes it natively (CUDA; CPUs with "
+                    "AVX512-BF16 or AMX), else off",
                     choices=AMP_MODES, group="machine")
     channels_last: bool = _opt(False, "channels-last memory format", group="machine")
     compile: bool = _opt(False, "torch.compile the model", group="machine")

@@ -28,6 +28,7 @@ from cnnbench.config.recipes import recipe_values
 from cnnbench.config.values import coerce, parse_batch_schedule
 from cnnbench.data.augment import parse_augment
 from cnnbench.data.specs import resolve_dataset_name
+from cnnbench.devices import device_type
 from cnnbench.errors import UserError
 from cnnbench.models import resolve_model_name
 
@@ -74,7 +75,8 @@ def resolve_config(overrides: Mapping[str, Any] | None = None, *,
     dataset = flags.get("dataset", file_values.get("dataset"))
     if dataset is not None:  # resolved first: a recipe's values may depend on the dataset
         dataset = resolve_dataset_name(coerce("dataset", dataset, str))
-    recipe_layer = recipe_values(recipe, dataset) if recipe else {}
+    device = flags.get("device", file_values.get("device", DEFAULTS["device"]))
+    recipe_layer = recipe_values(recipe, dataset, device_type(str(device))) if recipe else {}
     explicit = {**file_values, **flags}
     if "batch_schedule" in {**recipe_layer, **explicit} and "epochs" in explicit:
         schedule = {**recipe_layer, **explicit}["batch_schedule"]

@@ -38,6 +38,7 @@ from cnnbench.training.checkpoint import (capture_rng_state, load_model_weights,
 from cnnbench.training.distributed import Distributed, batchnorm_statistics, process_seed
 from cnnbench.training.ema import WeightAverage
 from cnnbench.training.engine import evaluate, train_one_epoch
+from cnnbench.devices import resolve_amp
 from cnnbench.training.machine import resolve_device, seed_everything, set_determinism
 from cnnbench.training.optim import build_optimizer, build_scheduler, is_per_step
 from cnnbench.training.rundata import RunData, make_loader, prepare_data
@@ -309,6 +310,8 @@ def build_training(config: TrainConfig, *, load_init_weights: bool = True,
         torch.set_num_threads(c.num_threads)
     set_determinism(c.deterministic)
     device = dist.device if dist is not None else resolve_device(c.device)
+    if c.amp == "auto":  # the precision this device computes natively (cnnbench.devices)
+        c = dataclasses.replace(c, amp=resolve_amp(c.amp, device))
     seed_everything(c.seed)
     # one process per machine first: it decodes the dataset into the cache, downloads weights
     with dist.local_main_first() if dist is not None else contextlib.nullcontext():

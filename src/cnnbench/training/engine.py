@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import nn
 
+from cnnbench.devices import resolve_amp
 from cnnbench.errors import UserError
 from cnnbench.training.checkpoint import unwrap
 from cnnbench.training.tta import predict_logits
@@ -48,7 +49,9 @@ class Progress(Protocol):
 
 
 def autocast(device: torch.device, amp: str):
-    """``torch.autocast`` for ``amp`` in {"off", "bf16", "fp16"} on ``device``."""
+    """``torch.autocast`` for ``amp`` in {"off", "bf16", "fp16"} on ``device`` (``auto`` is
+    resolved before, by :func:`cnnbench.devices.resolve_amp`)."""
+    amp = resolve_amp(amp, device)
     if amp == "off":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16

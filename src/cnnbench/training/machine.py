@@ -11,17 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnbench.errors import UserError
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available, else cpu; ``cuda`` without a GPU -> UserError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("device cuda asked for, but no CUDA GPU is available; use --device cpu "
-                        "or --device auto")
-    return torch.device(name)
+from cnnbench.devices import resolve_device  # noqa: F401  (re-exported)
 
 
 def seed_everything(seed: int) -> None:

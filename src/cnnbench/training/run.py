@@ -253,7 +253,7 @@ class _Run:
             "limit_eval": c.limit_eval, "recipe": c.recipe, "profile": c.profile, "tta": c.tta,
             "init": c.init, "pretrained": c.pretrained, "init_report": None,
             "freeze": c.freeze, "unfreeze_at": c.unfreeze_at, "head_lr": c.head_lr,
-            "backbone_lr": c.backbone_lr, "amp": c.amp, "channels_last": c.channels_last,
+            "backbone_lr": c.backbone_lr, "amp": training.config.amp, "channels_last": c.channels_last,
             "compile": c.compile, "deterministic": c.deterministic,
             "processes": training.dist.world_size if training.dist else 1,
             "dist_backend": training.dist.backend if training.dist else None,

@@ -1,0 +1,40 @@
+"""cnnbench.devices: ``auto`` device and precision, decided in one place."""
+
+import pytest
+import torch
+
+from cnnbench import devices
+from cnnbench.errors import UserError
+from cnnbench.training.engine import autocast
+
+
+def test_auto_device_follows_cuda_availability(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert devices.resolve_device("auto") == torch.device("cpu")
+    assert devices.device_type("auto") == "cpu" and devices.device_type("cuda:1") == "cuda"
+    with pytest.raises(UserError, match="no CUDA GPU"):
+        devices.resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert devices.resolve_device("auto") == torch.device("cuda")
+    assert devices.device_type("auto") == "cuda"
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(True, False, "bf16"), (False, True, "bf16"),
+                                                         (False, False, "off")])
+def test_amp_auto_is_bf16_only_where_the_cpu_computes_it(monkeypatch, avx512_bf16, amx, expected):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    cpu = torch.device("cpu")
+    assert devices.resolve_amp("auto", cpu) == expected
+    assert devices.resolve_amp("off", cpu) == "off" and devices.resolve_amp("fp16", cpu) == "fp16"
+    x = torch.randn(4, 8)
+    with autocast(cpu, "auto"):
+        y = torch.nn.functional.linear(x, torch.randn(3, 8))
+    assert y.dtype == (torch.bfloat16 if expected == "bf16" else torch.float32)
+
+
+def test_amp_auto_on_cuda_asks_the_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for supported, expected in ((True, "bf16"), (False, "off")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda s=supported: s)
+        assert devices.resolve_amp("auto", torch.device("cuda")) == expected

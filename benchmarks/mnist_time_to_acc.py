@@ -8,8 +8,10 @@ fast --dataset mnist`` resolves it) is trained through the run's own builder
 of the epochs' wall time (plus whitening initialisation if the recipe uses it) up to the first
 epoch whose test accuracy reaches the target; evaluation time is measured and reported on its
 own, never counted. Data loading (from cnnbench's tensor cache) and model construction happen
-before the clock starts and are reported as ``setup_s``. Several seeds (default 3); the median
-time to target is the headline number (target: <= 15 s on 2 threads).
+before the clock starts and are reported as ``setup_s``. Several seeds (default 3). The target
+(``met``): the mean final test accuracy over the seeds >= 99.0% and every seed's whole recipe
+trained in <= 8 s on 2 threads; the median time until an epoch first reaches 99.0% is reported
+too.
 
 ``--with-reference [EPOCHS]`` also runs the reference point, a seed-style
 pipeline: ``torchvision.datasets.MNIST`` + ``ToTensor()/Normalize()`` behind a ``DataLoader``
@@ -149,7 +151,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--target", type=float, default=0.99, help="test accuracy to reach (fraction)")
-    ap.add_argument("--goal-s", type=float, default=15.0, help="the time goal, recorded")
+    ap.add_argument("--goal-s", type=float, default=8.0,
+                    help="the time goal for the whole recipe's training, per seed (default 8)")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                     help="override a TrainConfig option of the recipe (repeatable; smoke runs: "
                          "--set limit_train=2048 --set epochs=1)")
@@ -176,6 +179,12 @@ def main() -> int:
     else:
         print(f"target {100 * args.target:.1f}% not reached by {len(runs) - len(reached)} of {len(runs)} seeds")
 
+    mean_acc = statistics.fmean(r["final_test_acc"] for r in runs)
+    max_train = max(r["total_train_time_s"] for r in runs)
+    met = mean_acc >= args.target and max_train <= args.goal_s
+    print(f"whole recipe: mean test accuracy {100 * mean_acc:.2f}%, training {max_train:.1f} s at most "
+          f"(target >= {100 * args.target:.1f}% in <= {args.goal_s:.0f} s: {'met' if met else 'MISSED'})")
+
     reference = run_reference(args.with_reference, args.target) if args.with_reference else None
     limited = bool(config.limit_train or config.limit_eval)
     write_result("mnist_time_to_acc", {
@@ -185,6 +194,9 @@ def main() -> int:
         "median_time_to_target_s": median,
         "median_total_train_time_s": statistics.median(r["total_train_time_s"] for r in runs),
         "median_eval_time_s": statistics.median(r["eval_time_s"] for r in runs),
+        "mean_final_test_acc": mean_acc,
+        "mean_total_train_time_s": statistics.fmean(r["total_train_time_s"] for r in runs),
+        "max_total_train_time_s": max_train, "met": met,
         "reference": reference,
     }, args.device, args.results_dir)
     return 0

@@ -22,7 +22,12 @@ def _load(name: str) -> list[tuple[Path, dict]]:
 def _source(path: Path, rec: dict) -> str:
     env = rec["environment"]
     rel = path.relative_to(ROOT)
-    return f"Device: {env['device_name']}; torch {env['torch_version']}; commit {env['git_commit']}; {env['date']}. Source: [`{rel}`]({rel})."
+    load = env.get("machine_load") or {}
+    idle = ("" if load.get("other_cpu_share") is None else
+            f" Other processes used {100 * load['other_cpu_share']:.1f}% of the CPU meanwhile "
+            f"({'otherwise idle' if load['otherwise_idle'] else 'NOT idle: times are pessimistic'}).")
+    return (f"Device: {env['device_name']}; torch {env['torch_version']}; commit {env['git_commit']}; "
+            f"{env['date']}.{idle} Source: [`{rel}`]({rel}).")
 
 
 def _limited(rec: dict) -> str:
@@ -42,13 +47,20 @@ def render_mnist_time_to_acc() -> str:
                  f"{r['total_train_time_s']:.1f}", f"{r['final_test_acc']*100:.2f}%", f"{r['eval_time_s']:.1f}"]
                 for r in rec["runs"]]
         median = rec["median_time_to_target_s"]
-        headline = (f"**{median:.1f} s**" if median is not None
-                    else f"**not reached** by every seed (median total training time {rec['median_total_train_time_s']:.1f} s)")
-        text = (_limited(rec) + f"Recipe `{rec['recipe']}` (model `{rec['model']}`), target {rec['target']*100:.1f}% MNIST test accuracy, "
-                f"{rec['num_threads']} threads. Median time to target: {headline} "
-                f"(target <= {rec['goal_s']:.0f} s). The test set is evaluated after every epoch only to "
-                f"time the target (as the benchmark is defined); the recipe itself runs all its epochs "
-                f"(median {rec['median_total_train_time_s']:.1f} s of training) and selects nothing on the test set.\n\n"
+        reached = (f"median time until an epoch first reaches it {median:.1f} s" if median is not None
+                   else "not every seed reached it at an epoch's end")
+        if "met" in rec:
+            headline = (f"Whole recipe: mean final test accuracy **{rec['mean_final_test_acc']*100:.2f}%**, "
+                        f"training **{rec['mean_total_train_time_s']:.1f} s** on average "
+                        f"({rec['max_total_train_time_s']:.1f} s at most); target >= {rec['target']*100:.1f}% "
+                        f"mean in <= {rec['goal_s']:.0f} s per seed: **{'met' if rec['met'] else 'missed'}**; "
+                        f"{reached}.")
+        else:  # results written before the whole-recipe target existed
+            headline = f"Median time to target: **{median:.1f} s**." if median is not None else f"Target {reached}."
+        text = (_limited(rec) + f"Recipe `{rec['recipe']}` (model `{rec['model']}`, {rec['config']['epochs']} epochs), "
+                f"target {rec['target']*100:.1f}% MNIST test accuracy, {rec['num_threads']} threads. {headline} "
+                f"The test set is evaluated after every epoch only to time the target; the recipe "
+                f"itself selects nothing on the test set.\n\n"
                 + table(["seed", "epoch reached", "train s to target", "train s, whole recipe", "final test acc",
                          "eval s (excluded)"], rows))
         ref = rec.get("reference")

@@ -23,7 +23,7 @@ reuses finished ones.
 
 Run (on 2 cores with bf16: about 20 minutes for the default budget's 3 seeds, 50 for the long one):
 ``.venv/bin/python benchmarks/cifar_cpu_time_to_acc.py --budget default``
-Smoke: ``... --seeds 1 --limit-train 512 --limit-eval 500 --epochs 1 --results-dir /tmp/x``.
+Smoke: ``... --seeds 1 --limit-train 512 --limit-eval 500 --epochs 3 --results-dir /tmp/x``.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("run_dirs", nargs="+", type=Path)
     ap.add_argument("--name", required=True, help="result name, e.g. cifar_fast_tuning")
     ap.add_argument("--note", default="", help="what the runs compared and what was chosen")
+    ap.add_argument("--results-dir", default=None, help="write the JSON here instead of benchmarks/results")
     args = ap.parse_args()
     runs = [read_run(d) for d in args.run_dirs]
     keys = sorted({k for r in runs for k in r["config"]})
@@ -50,7 +51,8 @@ def main() -> None:
         r["differs"] = {k: r["config"].get(k) for k in differing}
         print(f"{r['run_dir']}: val acc {100 * r['final_val_acc']:.2f}% after {len(r['epochs'])} epochs "
               f"| {r['differs']}")
-    write_result(args.name, {"note": args.note, "differing_options": differing, "runs": runs})
+    write_result(args.name, {"note": args.note, "differing_options": differing, "runs": runs},
+                 results_dir=args.results_dir)
 
 
 if __name__ == "__main__":

@@ -60,26 +60,32 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--idle", action="store_true",
                         help="state in the result that the machine was otherwise idle")
+    parser.add_argument("--train-args", default="",
+                        help="further `cnnbench train` options for every run, one string (smoke runs: "
+                             "a tiny dataset, one epoch)")
+    parser.add_argument("--results-dir", default=None, help="write the JSON here instead of benchmarks/results")
     args = parser.parse_args()
+    extra = args.train_args.split()
     rows, same = [], True
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.runs:
             results = {}
             for side, checkout in (("old", args.old), ("new", args.new)):
-                summary, wall = train(checkout.resolve(), RUNS[name], Path(tmp) / f"{name}-{side}",
+                summary, wall = train(checkout.resolve(), RUNS[name] + extra, Path(tmp) / f"{name}-{side}",
                                       args.threads)
                 results[side] = {**{k: summary.get(k) for k in COMPARED},
                                  "train_time_s": summary.get("train_time_s"), "wall_s": wall,
                                  "commit": git_describe(checkout)}
             equal = all(results["old"][k] == results["new"][k] for k in COMPARED)
             same &= equal
-            rows.append({"run": name, "args": RUNS[name], "identical": equal, **results})
+            rows.append({"run": name, "args": RUNS[name] + extra, "identical": equal, **results})
             print(f"{name}: old {100 * results['old']['test_acc']:.2f}% in "
                   f"{results['old']['train_time_s']:.1f} s, new {100 * results['new']['test_acc']:.2f}% "
                   f"in {results['new']['train_time_s']:.1f} s: {'identical' if equal else 'DIFFERENT'}",
                   flush=True)
     write_result("compare_checkouts", {"runs": rows, "identical": same, "compared": list(COMPARED),
-                                       "threads": args.threads, "machine_otherwise_idle": args.idle})
+                                       "threads": args.threads, "machine_otherwise_idle": args.idle},
+                 results_dir=args.results_dir)
     return 0 if same else 1
 
 

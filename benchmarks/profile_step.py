@@ -50,6 +50,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--augment", default="none")
     ap.add_argument("--model-kwargs", default="{}", help='YAML mapping, e.g. "{activation: relu, pool: max}"')
+    ap.add_argument("--results-dir", default=None, help="write the JSON here instead of benchmarks/results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     spec = get_spec(args.dataset)
@@ -93,7 +94,7 @@ def main() -> int:
         "model": args.model, "dataset_spec": args.dataset, "batch_size": args.batch_size, "steps": args.steps,
         "augment": args.augment, "model_kwargs": yaml.safe_load(args.model_kwargs), "num_threads": args.threads, "group_shares": shares,
         "top_ops": [{"op": k, "share": t / whole} for t, k in top[:12]],
-    })
+    }, results_dir=args.results_dir)
     return 0
 
 

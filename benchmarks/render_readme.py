@@ -2,10 +2,13 @@
 
 The tables sit between ``<!-- perf:NAME:start -->`` and ``<!-- perf:NAME:end -->`` markers;
 nothing between them is typed by hand. Run: ``.venv/bin/python benchmarks/render_readme.py``.
+``--check`` writes nothing and exits 1 when the README's tables differ from the results;
+``--results-dir`` and ``--readme`` render other files (e.g. a smoke run's results).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -15,13 +18,13 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def _load(name: str) -> list[tuple[Path, dict]]:
-    return [(p, json.loads(p.read_text())) for p in sorted(RESULTS.glob(f"{name}-*.json"))]
+def _load(name: str, results: Path = RESULTS) -> list[tuple[Path, dict]]:
+    return [(p, json.loads(p.read_text())) for p in sorted(Path(results).glob(f"{name}-*.json"))]
 
 
 def _source(path: Path, rec: dict) -> str:
     env = rec["environment"]
-    rel = path.relative_to(ROOT)
+    rel = path.relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
     load = env.get("machine_load") or {}
     idle = ("" if load.get("other_cpu_share") is None else
             f" Other processes used {100 * load['other_cpu_share']:.1f}% of the CPU meanwhile "
@@ -40,9 +43,9 @@ def table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(out)
 
 
-def render_mnist_time_to_acc() -> str:
+def render_mnist_time_to_acc(results: Path = RESULTS) -> str:
     parts = []
-    for path, rec in _load("mnist_time_to_acc"):
+    for path, rec in _load("mnist_time_to_acc", results):
         rows = [[r["seed"], f"{r['reached_at_epoch'] or '-'}", f"{r['train_time_to_target_s']:.1f}" if r["train_time_to_target_s"] else "not reached",
                  f"{r['total_train_time_s']:.1f}", f"{r['final_test_acc']*100:.2f}%", f"{r['eval_time_s']:.1f}"]
                 for r in rec["runs"]]
@@ -73,9 +76,9 @@ def render_mnist_time_to_acc() -> str:
     return "\n\n".join(parts) or "_not run yet_"
 
 
-def render_loader_vs_dataloader() -> str:
+def render_loader_vs_dataloader(results: Path = RESULTS) -> str:
     parts = []
-    for path, rec in _load("loader_vs_dataloader"):
+    for path, rec in _load("loader_vs_dataloader", results):
         rows = [[r["pipeline"], f"{r['epoch_time_s']:.2f}", f"{r['images_per_s']:.0f}", f"{r['speedup_of_cnnbench']:.2f}x"] for r in rec["rows"]]
         parts.append(f"`{rec['model']}` on MNIST, batch {rec['batch_size']}, {rec['num_threads']} threads, one training epoch each "
                      f"(median of {rec['repeats']}).\n\n"
@@ -83,9 +86,9 @@ def render_loader_vs_dataloader() -> str:
     return "\n\n".join(parts) or "_not run yet_"
 
 
-def render_model_throughput() -> str:
+def render_model_throughput(results: Path = RESULTS) -> str:
     parts = []
-    for path, rec in _load("model_throughput"):
+    for path, rec in _load("model_throughput", results):
         rows = []
         for r in rec["rows"]:
             rows.append([r["model"], r["input"], f"{r['params']/1e6:.2f}M", f"{r['macs']/1e6:.1f}M",
@@ -104,9 +107,9 @@ def render_model_throughput() -> str:
     return "\n\n".join(parts) or "_not run yet_"
 
 
-def render_cifar_cpu_time_to_acc() -> str:
+def render_cifar_cpu_time_to_acc(results: Path = RESULTS) -> str:
     parts = []
-    for path, rec in _load("cifar_cpu_time_to_acc"):
+    for path, rec in _load("cifar_cpu_time_to_acc", results):
         rows = [[b["budget"], b["epochs"],
                  (f"{b['test_acc_mean']*100:.2f} ± {b['test_acc_std']*100:.2f}%" if b["seeds"] > 1
                   else f"{b['test_acc_mean']*100:.2f}% (1 seed)"),
@@ -126,9 +129,9 @@ def render_cifar_cpu_time_to_acc() -> str:
     return "\n\n".join(parts) or "_not run yet_"
 
 
-def render_ddp_scaling() -> str:
+def render_ddp_scaling(results: Path = RESULTS) -> str:
     parts = []
-    for path, rec in _load("ddp_scaling"):
+    for path, rec in _load("ddp_scaling", results):
         rows = [[r["config"], r["threads_per_process"],
                  ", ".join(f"{run['train_time_s']:.1f}" for run in r["runs"]),
                  f"{r['median_train_time_s']:.1f}", f"{r['median_train_images_per_s']:.0f}",
@@ -161,15 +164,25 @@ RENDERERS = {
 }
 
 
-def main() -> int:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results-dir", type=Path, default=RESULTS, help="default: benchmarks/results")
+    ap.add_argument("--readme", type=Path, default=ROOT / "README.md", help="default: the README")
+    ap.add_argument("--check", action="store_true",
+                    help="write nothing; exit 1 when the README's tables are not the rendered ones")
+    args = ap.parse_args(argv)
+    readme = args.readme
+    old = readme.read_text()
+    text = old
     for name, fn in RENDERERS.items():
         pattern = re.compile(rf"(<!-- perf:{name}:start -->\n).*?(\n<!-- perf:{name}:end -->)", re.S)
         if not pattern.search(text):
             print(f"README has no markers for {name}", file=sys.stderr)
             continue
-        text = pattern.sub(lambda m: m.group(1) + fn() + m.group(2), text)
+        text = pattern.sub(lambda m: m.group(1) + fn(args.results_dir) + m.group(2), text)
+    if args.check:
+        print(f"{readme} is {'up to date' if text == old else 'OUT OF DATE: run benchmarks/render_readme.py'}")
+        return 0 if text == old else 1
     readme.write_text(text)
     print(f"updated {readme}")
     return 0

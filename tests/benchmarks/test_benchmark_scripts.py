@@ -1,0 +1,250 @@
+"""Every benchmark script's CPU path with tiny sizes: it runs on the tests' tiny data, writes
+its JSON into a temporary --results-dir (never benchmarks/results), and the JSON holds where
+the numbers came from and numbers in a sane range."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine_fixtures import _tiny_folder_files, quick_options, tiny_folder  # noqa: F401 (fixtures)
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def run_script(name: str, args: list[str], monkeypatch) -> int | None:
+    """Load ``benchmarks/<name>.py`` and call its ``main()`` with ``args`` as its command line."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the scripts import `common` as a sibling
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", *args])
+    threads = torch.get_num_threads()
+    try:
+        return module.main()
+    finally:
+        torch.set_num_threads(threads)  # the scripts set their own: not for the tests after them
+
+
+def read_result(results: Path, name: str) -> dict:
+    """The one JSON the benchmark wrote, with its environment checked."""
+    assert [p.name for p in results.iterdir() if p.suffix == ".json"] == [f"{name}-cpu.json"]
+    record = json.loads((results / f"{name}-cpu.json").read_text())
+    assert record["benchmark"] == name
+    env = record["environment"]
+    assert env["device"] == "cpu" and env["device_name"].startswith("CPU")
+    assert env["git_commit"] and env["date"].startswith("20") and env["torch_version"]
+    load = env["machine_load"]
+    assert set(load) == {"other_cpu_share", "otherwise_idle"}
+    if load["other_cpu_share"] is not None:
+        assert 0 <= load["other_cpu_share"] <= 1 and isinstance(load["otherwise_idle"], bool)
+    return record
+
+
+def positive(*values) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values)
+
+
+def fraction(*values) -> bool:
+    return all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in values)
+
+
+@pytest.fixture
+def results(tmp_path):
+    before = sorted(p.name for p in (BENCHMARKS / "results").iterdir())
+    yield tmp_path / "results"
+    assert sorted(p.name for p in (BENCHMARKS / "results").iterdir()) == before
+
+
+def test_mnist_time_to_acc(tiny_mnist_env, results, monkeypatch):
+    assert run_script("mnist_time_to_acc", ["--seeds", "1", "--threads", "1", "--set", "epochs=2",
+                                            "--set", "batch_size=16", "--target", "0.5",
+                                            "--results-dir", str(results)], monkeypatch) == 0
+    rec = read_result(results, "mnist_time_to_acc")
+    assert rec["dataset"] == "mnist" and rec["num_threads"] == 1 and rec["target"] == 0.5
+    assert rec["overrides"] == {"epochs": "2", "batch_size": "16"} and rec["config"]["epochs"] == 2
+    [run] = rec["runs"]
+    assert [e["epoch"] for e in run["epochs"]] == [1, 2]
+    for e in run["epochs"]:
+        assert fraction(e["test_acc"], e["train_acc"]) and positive(e["train_images_per_s"], e["epoch_train_s"])
+    assert run["best_test_acc"] == max(e["test_acc"] for e in run["epochs"])
+    assert run["final_test_acc"] == run["epochs"][-1]["test_acc"]
+    assert positive(run["total_train_time_s"], run["eval_time_s"], run["params"]) and run["total_train_time_s"] < 60
+    if run["reached_at_epoch"] is not None:  # reached: at the first epoch at or above the target
+        first = next(e for e in run["epochs"] if e["test_acc"] >= 0.5)
+        assert run["reached_at_epoch"] == first["epoch"]
+        assert run["train_time_to_target_s"] == rec["median_time_to_target_s"] == first["cumulative_train_s"]
+    else:
+        assert max(e["test_acc"] for e in run["epochs"]) < 0.5 and rec["median_time_to_target_s"] is None
+    assert rec["median_total_train_time_s"] == run["total_train_time_s"]
+    assert rec["reference"] is None
+
+
+def test_cifar_cpu_time_to_acc(cifar_data, results, tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNBENCH_DATA", str(cifar_data.root))
+    monkeypatch.setenv("CNNBENCH_CACHE", str(cifar_data.cache))
+    runs_dir = tmp_path / "runs"
+    assert run_script("cifar_cpu_time_to_acc", [
+        "--dataset", "cifar10", "--seeds", "1", "--threads", "1", "--epochs", "3", "--limit-train", "16",
+        "--limit-eval", "6", "--set", "batch_size=8", "--quiet", "--runs-dir", str(runs_dir),
+        "--results-dir", str(results)], monkeypatch) == 0
+    rec = read_result(results, "cifar_cpu_time_to_acc")
+    assert rec["dataset"] == "cifar10" and rec["limited"] is True and rec["num_threads"] == 1
+    [budget] = rec["budgets"]
+    assert budget["budget"] == "default" and budget["seeds"] == 1 and budget["epochs"] == 3
+    assert budget["target_acc"] == 0.895 and budget["met"] is False  # 16 images reach nothing like it
+    [run] = budget["runs"]
+    assert fraction(run["test_acc"]) and budget["test_acc_mean"] == run["test_acc"] and budget["test_acc_std"] == 0
+    assert positive(run["train_time_s"], run["images_per_s"], run["gflops_per_s"], run["macs"])
+    assert run["images_seen"] == 3 * 16 and run["epochs_completed"] == 3
+    assert run["images_per_s"] >= 0.9 * run["images_seen"] / run["train_time_s"]  # whitening: in the time only
+    assert budget["config"]["lowres_size"] in (None, 0)  # every image at full size: 6 x MACs each
+    assert run["gflops_per_s"] == pytest.approx(6 * run["macs"] * run["images_seen"] / run["train_time_s"] / 1e9)
+    assert budget["gflops_per_s_mean"] == run["gflops_per_s"] and budget["images_per_s_mean"] == run["images_per_s"]
+    assert Path(run["run_dir"]) == runs_dir / "default-seed0" and (runs_dir / "default-seed0" / "summary.json").exists()
+
+
+def test_model_throughput(results, monkeypatch):
+    assert run_script("model_throughput", ["--models", "lenet5", "--inputs", "1x28x28", "--threads", "1",
+                                           "--batch-size", "8", "--budget-s", "0.05", "--repeats", "1",
+                                           "--warmup", "1", "--max-steps", "3", "--channels-last", "off",
+                                           "--results-dir", str(results)], monkeypatch) == 0
+    rec = read_result(results, "model_throughput")
+    assert rec["num_threads"] == 1 and rec["channels_last"] is False and rec["skipped"] == []
+    [row] = rec["rows"]
+    assert (row["model"], row["input"]) == ("lenet5", "1x28x28")
+    assert 40_000 < row["params"] < 100_000 and 200_000 < row["macs"] < 1_000_000  # LeNet-5's size
+    assert positive(row["train_images_per_s"], row["plain_train_images_per_s"], row["infer_images_per_s"])
+    assert 1 <= row["train_steps"] <= 3 and 1 <= row["infer_steps"] <= 3
+    assert row["train_gflops_per_s"] == pytest.approx(6 * row["macs"] * row["train_images_per_s"] / 1e9)
+    assert row["infer_gflops_per_s"] == pytest.approx(2 * row["macs"] * row["infer_images_per_s"] / 1e9)
+    assert row["ratio_vs_plain"] == pytest.approx(row["train_images_per_s"] / row["plain_train_images_per_s"])
+    assert row["compute_bound"] is False and rec["min_ratio_vs_plain_compute_bound"] is None
+
+
+def test_profile_step(results, monkeypatch):
+    assert run_script("profile_step", ["--model", "lenet5", "--dataset", "mnist", "--batch-size", "8",
+                                       "--steps", "2", "--threads", "1", "--results-dir", str(results)],
+                      monkeypatch) == 0
+    rec = read_result(results, "profile_step-lenet5")
+    assert rec["model"] == "lenet5" and rec["steps"] == 2 and rec["num_threads"] == 1
+    shares = rec["group_shares"]
+    assert fraction(*shares.values()) and sum(shares.values()) == pytest.approx(1)
+    assert shares["convolution"] > 0 and shares["optimizer"] > 0
+    assert 0 < len(rec["top_ops"]) <= 12 and fraction(*(op["share"] for op in rec["top_ops"]))
+    assert [op["share"] for op in rec["top_ops"]] == sorted((op["share"] for op in rec["top_ops"]), reverse=True)
+
+
+def test_loader_vs_dataloader(tiny_mnist_env, results, monkeypatch):
+    assert run_script("loader_vs_dataloader", ["--batch-size", "16", "--threads", "1", "--repeats", "1",
+                                               "--workers", "0", "--results-dir", str(results)],
+                      monkeypatch) == 0
+    rec = read_result(results, "loader_vs_dataloader")
+    ours, reference = rec["rows"]
+    assert ours["pipeline"] == "cnnbench TensorLoader" and "num_workers=0" in reference["pipeline"]
+    for row in rec["rows"]:
+        assert row["images"] == 48 and positive(row["epoch_time_s"], row["images_per_s"])
+        assert row["images_per_s"] == pytest.approx(48 / row["epoch_time_s"])
+    assert ours["speedup_of_cnnbench"] == 1
+    assert rec["speedup_vs_best_dataloader"] == pytest.approx(reference["epoch_time_s"] / ours["epoch_time_s"])
+    assert positive(rec["speedup_vs_best_dataloader"])
+
+
+def test_ddp_scaling(tiny_folder, results, monkeypatch):
+    assert run_script("ddp_scaling", ["--epochs", "1", "--threads", "2", "--nproc", "2", "--repeats", "1",
+                                      "--train-args", f"--recipe none --dataset {tiny_folder.dataset} "
+                                                      "--batch-size 32 --val-split 0",
+                                      "--note", "smoke", "--results-dir", str(results)], monkeypatch) == 0
+    rec = read_result(results, "ddp_scaling")
+    assert rec["backend"] == "gloo" and rec["nproc"] == 2 and rec["note"] == "smoke"
+    one, two = rec["rows"]
+    assert (one["processes"], one["threads_per_process"]) == (1, 2)
+    assert (two["processes"], two["threads_per_process"]) == (2, 1)
+    for row in rec["rows"]:
+        [run] = row["runs"]
+        assert run["images_seen"] == 160 and fraction(*row["test_acc"])
+        assert positive(row["median_train_time_s"], row["median_train_images_per_s"], row["median_wall_s"])
+        assert row["median_wall_s"] > row["median_train_time_s"]
+    assert one["speedup_train"] == 1
+    assert two["speedup_train"] == pytest.approx(one["median_train_time_s"] / two["median_train_time_s"])
+
+
+def test_compare_checkouts_same_checkout_is_identical(tiny_folder, results, monkeypatch):
+    assert run_script("compare_checkouts", ["--old", str(ROOT), "--runs", "default", "--threads", "1",
+                                            "--train-args", f"--dataset {tiny_folder.dataset} --epochs 1",
+                                            "--results-dir", str(results)], monkeypatch) == 0
+    rec = read_result(results, "compare_checkouts")
+    assert rec["identical"] is True and rec["threads"] == 1
+    [row] = rec["runs"]
+    assert row["run"] == "default" and row["identical"] is True
+    assert row["args"][-4:] == ["--dataset", tiny_folder.dataset, "--epochs", "1"]
+    for side in ("old", "new"):
+        assert fraction(row[side]["test_acc"]) and row[side]["epochs_completed"] == 1
+        assert positive(row[side]["train_time_s"], row[side]["wall_s"], row[side]["params"])
+    assert {k: row["old"][k] for k in rec["compared"]} == {k: row["new"][k] for k in rec["compared"]}
+
+
+def test_collect_tuning(tiny_folder, results, tmp_path, monkeypatch):
+    from cnnbench.config.resolve import resolve_config
+    from cnnbench.training import train_run
+
+    run_dirs = []
+    for lr in (1e-3, 3e-3):
+        out = tmp_path / f"lr{lr}"
+        train_run(resolve_config(quick_options(tiny_folder, lr=lr, epochs=1)), out_dir=out, progress=False)
+        run_dirs.append(str(out))
+    run_script("collect_tuning", ["--name", "tiny_tuning", "--note", "lr", *run_dirs,
+                                  "--results-dir", str(results)], monkeypatch)
+    rec = read_result(results, "tiny_tuning")
+    assert rec["note"] == "lr" and rec["differing_options"] == ["lr"]
+    assert [r["differs"] for r in rec["runs"]] == [{"lr": 1e-3}, {"lr": 3e-3}]
+    for run in rec["runs"]:
+        assert run["status"] == "finished" and fraction(run["final_val_acc"]) and positive(run["train_time_s"])
+        assert [e["epoch"] for e in run["epochs"]] == [1] and run["epochs"][0]["val_acc"] == run["final_val_acc"]
+        assert "test_acc" not in json.dumps(run["epochs"])
+
+
+def test_render_readme_from_a_results_dir(tmp_path):
+    """The README's tables render from a copy of the committed results; --check says whether
+    a README is up to date and writes nothing."""
+    script_spec = importlib.util.spec_from_file_location("bench_render_readme", BENCHMARKS / "render_readme.py")
+    script = importlib.util.module_from_spec(script_spec)
+    script_spec.loader.exec_module(script)
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in script.RENDERERS:  # the committed results, marked as the copies
+        rec = json.loads((BENCHMARKS / "results" / f"{name}-cpu.json").read_text())
+        rec["environment"]["git_commit"] = f"copy-of-{name}"
+        (results / f"{name}-cpu.json").write_text(json.dumps(rec))
+    readme = tmp_path / "README.md"
+    stale = "# x\n\n" + "\n\n".join(f"<!-- perf:{n}:start -->\nold\n<!-- perf:{n}:end -->" for n in script.RENDERERS)
+    readme.write_text(stale + "\n")
+    args = ["--results-dir", str(results), "--readme", str(readme)]
+    assert script.main(args + ["--check"]) == 1 and readme.read_text() == stale + "\n"
+    assert script.main(args) == 0
+    text = readme.read_text()
+    assert "\nold\n" not in text and "_not run yet_" not in text
+    for name in script.RENDERERS:
+        rec = json.loads((results / f"{name}-cpu.json").read_text())
+        block = text.split(f"<!-- perf:{name}:start -->")[1].split(f"<!-- perf:{name}:end -->")[0]
+        assert f"commit copy-of-{name};" in block and f"({results / name}-cpu.json)" in block
+        assert block.count("\n|") >= 3  # header, rule, a row at least
+    mnist = json.loads((results / "mnist_time_to_acc-cpu.json").read_text())
+    assert f"{mnist['runs'][0]['final_test_acc'] * 100:.2f}%" in text
+    assert script.main(args + ["--check"]) == 0
+
+
+def test_readme_tables_are_the_committed_results_rendered():
+    """The README's Performance tables are generated (never typed): rendering the committed
+    results changes nothing."""
+    spec = importlib.util.spec_from_file_location("bench_render_readme", BENCHMARKS / "render_readme.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--check"]) == 0

@@ -155,7 +155,56 @@ def render_ddp_scaling(results: Path = RESULTS) -> str:
     return "\n\n".join(parts) or "_not run yet_"
 
 
+def _pct(x) -> str:
+    return f"{x * 100:.2f}%" if x is not None else "-"
+
+
+def _secs(x) -> str:
+    return f"{x:.1f}" if x is not None else "-"
+
+
+def render_gpu_speed(results: Path = RESULTS) -> str:
+    """The device script's results (benchmarks/gpu_speed.py), GPU files only: a CPU file is
+    a smoke run of the script, never a result."""
+    parts = []
+    for path, rec in _load("gpu_speed", results):
+        if rec["environment"]["device"] == "cpu":
+            continue
+        p = rec["parts"]
+        rows = []
+        cifar = p.get("cifar", {})
+        for r in cifar.get("runs", []):
+            rows.append([f"`fast` {cifar['dataset']}, warm", r["seed"], _pct(r["test_acc"]), _secs(r["train_time_s"]), "-"])
+        cold = cifar.get("cold", {})
+        if cold.get("test_acc") is not None:
+            rows.append([f"`fast` {cifar['dataset']}, cold start", 0, _pct(cold["test_acc"]),
+                         _secs(cold["train_time_s"]), f"process {_secs(cold['process_wall_s'])} s"])
+        comp = p.get("cifar_compile", {})
+        if comp.get("test_acc") is not None:
+            rows.append([f"`fast --compile` {comp['dataset']}", 0, _pct(comp["test_acc"]), _secs(comp["train_time_s"]),
+                         f"compilation ~{_secs(comp.get('compile_time_s'))} s"])
+        mnist = p.get("mnist", {})
+        for r in mnist.get("runs", []):
+            rows.append([f"`fast` {mnist['dataset']}", r["seed"], _pct(r["test_acc"]), _secs(r["train_time_s"]), "-"])
+        text = _limited(rec) + (f"`benchmarks/gpu_speed.py` (one prepared script, deadline {rec['deadline_s']:.0f} s). "
+                                f"Training seconds exclude evaluation; cold start = the first run in a fresh process.\n\n"
+                                + table(["run", "seed", "test acc", "train s", "note"], rows))
+        if "met" in cifar:
+            text += (f"\n\nFast CIFAR recipe: {_pct(cifar.get('test_acc_mean'))} mean over {cifar['seeds']} warm seeds, "
+                     f"target >= {cifar['target_acc']*100:.1f}% in <= {cifar['target_train_s']:.1f} s of training "
+                     f"({cifar['reference']}): **{'met' if cifar['met'] else 'missed'}**.")
+        statuses = "; ".join(f"{k}: {v.get('status')}" for k, v in p.items())
+        parts.append(text + f"\n\nParts: {statuses}.\n\n" + _source(path, rec))
+    return "\n\n".join(parts) or (
+        "_No GPU measurement is committed yet._ The sessions that built the GPU path had no GPU; "
+        "`benchmarks/gpu_speed.py` (one command, at most 8 minutes on one GPU; its docstring says how) "
+        "measures the fast recipes cold and warm, with `--compile`, and every model's throughput "
+        "against plain PyTorch, and its JSON renders here. No GPU number appears in this README "
+        "until a run produced it.")
+
+
 RENDERERS = {
+    "gpu_speed": render_gpu_speed,
     "mnist_time_to_acc": render_mnist_time_to_acc,
     "loader_vs_dataloader": render_loader_vs_dataloader,
     "model_throughput": render_model_throughput,

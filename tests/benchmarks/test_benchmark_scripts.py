@@ -219,7 +219,8 @@ def test_render_readme_from_a_results_dir(tmp_path):
     script_spec.loader.exec_module(script)
     results = tmp_path / "results"
     results.mkdir()
-    for name in script.RENDERERS:  # the committed results, marked as the copies
+    cpu_names = [n for n in script.RENDERERS if n != "gpu_speed"]  # gpu_speed: GPU files only
+    for name in cpu_names:  # the committed results, marked as the copies
         rec = json.loads((BENCHMARKS / "results" / f"{name}-cpu.json").read_text())
         rec["environment"]["git_commit"] = f"copy-of-{name}"
         (results / f"{name}-cpu.json").write_text(json.dumps(rec))
@@ -231,7 +232,8 @@ def test_render_readme_from_a_results_dir(tmp_path):
     assert script.main(args) == 0
     text = readme.read_text()
     assert "\nold\n" not in text and "_not run yet_" not in text
-    for name in script.RENDERERS:
+    assert "_No GPU measurement is committed yet._" in text  # and no GPU number
+    for name in cpu_names:
         rec = json.loads((results / f"{name}-cpu.json").read_text())
         block = text.split(f"<!-- perf:{name}:start -->")[1].split(f"<!-- perf:{name}:end -->")[0]
         assert f"commit copy-of-{name};" in block and f"({results / name}-cpu.json)" in block
@@ -248,3 +250,29 @@ def test_readme_tables_are_the_committed_results_rendered():
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.main(["--check"]) == 0
+
+
+def test_gpu_results_render_only_from_a_gpu_file(tmp_path):
+    """A gpu_speed file from a CUDA run renders its runs and the target's verdict; the CPU file
+    a smoke run of the script writes is never shown as a result."""
+    spec = importlib.util.spec_from_file_location("bench_render_readme", BENCHMARKS / "render_readme.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    env = {"device": "cuda", "device_name": "Some GPU", "torch_version": "2.11", "git_commit": "abc1234",
+           "date": "2026-12-01T00:00:00+00:00"}
+    cifar_run = {"seed": 0, "test_acc": 0.9071, "train_time_s": 2.93}
+    rec = {"deadline_s": 480, "limited": False, "environment": env, "parts": {
+        "cifar": {"status": "done", "dataset": "cifar10_jpeg", "runs": [cifar_run], "seeds": 1,
+                  "test_acc_mean": 0.9071, "met": True, "target_acc": 0.906, "target_train_s": 3.2,
+                  "reference": "ref", "cold": {"test_acc": 0.9068, "train_time_s": 6.5, "process_wall_s": 21.0}},
+        "mnist": {"status": "done", "dataset": "mnist", "runs": [{"seed": 1, "test_acc": 0.9911, "train_time_s": 1.25}]}}}
+    (tmp_path / "gpu_speed-cuda.json").write_text(json.dumps(rec))
+    (tmp_path / "gpu_speed-cpu.json").write_text(json.dumps({**rec, "environment": {**env, "device": "cpu"}}))
+    text = script.render_gpu_speed(tmp_path)
+    assert text.count("Device: Some GPU") == 1  # the CPU smoke file is skipped
+    assert "| `fast` cifar10_jpeg, warm | 0 | 90.71% | 2.9 | - |" in text
+    assert "| `fast` cifar10_jpeg, cold start | 0 | 90.68% | 6.5 | process 21.0 s |" in text
+    assert "| `fast` mnist | 1 | 99.11% | 1.2 | - |" in text or "| `fast` mnist | 1 | 99.11% | 1.3 | - |" in text
+    assert "**met**" in text and "commit abc1234" in text
+    (tmp_path / "gpu_speed-cuda.json").unlink()
+    assert script.render_gpu_speed(tmp_path).startswith("_No GPU measurement is committed yet._")

@@ -144,14 +144,16 @@ FAST_LONG = Recipe(
     summary="the fast CIFAR-10 recipe with a longer budget: >= 91% in under 30 minutes on a "
             "2-core CPU",
     doc=("The `fast` recipe's CIFAR settings (see `cnnbench recipes fast`) with airbench94's "
-         "wider network (widths 64, 256, 256: 1.8x the multiply-adds per image) trained for 16 "
+         "wider network (widths 64, 256, 256: 1.8x the multiply-adds per image) trained for 18 "
          "epochs, for a user who can wait about three times as long for about 1.5 points more. "
-         "Chosen on a 45k/5k validation split of cifar10_jpeg (seed 0; "
-         "benchmarks/results/cifar_fast_tuning-cpu.json); benchmarks/cifar_cpu_time_to_acc.py "
+         "On a 45k/5k validation split of cifar10_jpeg (seed 0) 16 epochs reached 91.28% "
+         "validation accuracy (benchmarks/results/cifar_fast_tuning-cpu.json), too close to "
+         "91% for a target stated on the test set, so the recipe trains 2 epochs more (still "
+         "well inside 1,800 s on 2 cores); benchmarks/cifar_cpu_time_to_acc.py "
          "--budget long measures it. On a GPU it takes the `fast` recipe's batch and learning "
          "rate."),
     per_dataset={name: {**_FAST_CIFAR, "model_kwargs": {"widths": [64, 256, 256], "bn_scale": False},
-                        "epochs": 16} for name in _CIFAR},
+                        "epochs": 18} for name in _CIFAR},
     per_device={"cuda": {name: {k: v for k, v in _FAST_CIFAR_CUDA.items() if k != "model_kwargs"}
                          for name in _CIFAR}},
 )

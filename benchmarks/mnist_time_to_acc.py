@@ -25,6 +25,7 @@ Run: ``.venv/bin/python benchmarks/mnist_time_to_acc.py`` (needs MNIST: CNNBENCH
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import tempfile
 import time
@@ -58,9 +59,15 @@ def resolve(recipe: str, seed: int, threads: int, device: str, sets: dict):
     return resolve_config({**CANDIDATE, **machine, **sets}), "candidate (no fast recipe registered)"
 
 
+def page_faults() -> int:
+    """This process's minor page faults so far (memory the kernel had to map and zero)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def run_seed(config, target: float) -> dict:
     from cnnbench.training import build_training
 
+    faults0 = page_faults()
     t0 = time.perf_counter()
     training = build_training(config)
     setup_s = time.perf_counter() - t0
@@ -87,6 +94,7 @@ def run_seed(config, target: float) -> dict:
         if reached_epoch is None and test["acc"] >= target:
             reached_epoch, reached_s = epoch + 1, train_s
     return {"seed": config.seed, "reached_at_epoch": reached_epoch, "train_time_to_target_s": reached_s,
+            "minor_page_faults": page_faults() - faults0,
             "total_train_time_s": train_s, "final_test_acc": epochs[-1]["test_acc"],
             "best_test_acc": max(e["test_acc"] for e in epochs), "eval_time_s": eval_s,
             "setup_s": setup_s, "params": training.params, "macs": training.macs, "epochs": epochs}
@@ -171,6 +179,8 @@ def main() -> int:
                   f"batch {config.batch_size}, {config.optimizer} lr {config.lr} {config.scheduler}, "
                   f"val_split {config.val_split}, augment {config.augment}", flush=True)
         runs.append(run_seed(config, args.target))
+        print(f"  seed {seed}: whole recipe {runs[-1]['total_train_time_s']:.1f} s of training, "
+              f"{runs[-1]['minor_page_faults']} minor page faults", flush=True)
     reached = [r["train_time_to_target_s"] for r in runs if r["train_time_to_target_s"] is not None]
     median = statistics.median(reached) if len(reached) == len(runs) else None
     if median is not None:

@@ -28,7 +28,8 @@ caps the whole run: measurements not started by then are listed under ``not_meas
 ``complete`` is false.
 
 CPU: ``--channels-last auto`` times plain training of ``--probe-model`` in both memory formats
-and uses the faster one for every model (the JSON's ``settings`` says which). CUDA: bf16
+and uses the faster one for every model (the JSON's ``settings`` says which); fp32 unless
+``--amp bf16`` (on a CPU with AVX512-BF16 or AMX: what ``--amp auto`` trains in). CUDA: bf16
 autocast and channels_last, ``--compile`` adds ``torch.compile`` (to both paths).
 
 Run: ``.venv/bin/python benchmarks/model_throughput.py`` (``--models 'resnet*'`` to select). On a
@@ -296,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"])
     ap.add_argument("--probe-model", default="resnet18", help="model timed to pick the CPU memory format")
     ap.add_argument("--compile", action="store_true", help="torch.compile both paths")
+    ap.add_argument("--amp", choices=["off", "bf16"], default=None,
+                    help="autocast precision (default: bf16 on CUDA, fp32 on the CPU; --amp bf16 on a CPU "
+                         "with AVX512-BF16/AMX measures what --amp auto trains in there)")
     ap.add_argument("--max-total-s", type=float, default=None,
                     help="start no measurement after this many seconds (the rest is listed as not measured)")
     ap.add_argument("--results-dir", default=None, help="write the JSON here instead of benchmarks/results")
@@ -310,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    amp = "bf16" if device.type == "cuda" else "off"
+    amp = args.amp or ("bf16" if device.type == "cuda" else "off")
     names = sorted({n for pat in args.models.split(",") for n in list_models(pat.strip())})
     if not names:
         raise SystemExit(f"no model matches {args.models!r}; `cnnbench models` lists them")

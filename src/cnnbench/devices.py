@@ -2,9 +2,9 @@
 
 ``resolve_device("auto")`` is CUDA when a GPU is visible, else the CPU; ``resolve_amp("auto",
 device)`` is ``bf16`` where the device multiplies bfloat16 natively (a CUDA GPU that supports
-it; a CPU with AVX512-BF16 or AMX, where oneDNN's bf16 convolutions run about 1.7x faster
-than fp32 for the fast CIFAR network), else ``off`` (emulated bf16 would be slower, not
-faster). Recipes (:mod:`cnnbench.config.recipes`) key their per-device settings by
+it; a CPU with AVX512-BF16 or AMX, where oneDNN's bf16 convolutions are faster than fp32: see
+benchmarks/results/model_throughput-fastnet-bf16/ against -fp32/), else ``off`` (emulated bf16
+would be slower, not faster). Recipes (:mod:`cnnbench.config.recipes`) key their per-device settings by
 :func:`device_type`.
 """
 

@@ -39,7 +39,8 @@ from cnnbench.training.distributed import Distributed, batchnorm_statistics, pro
 from cnnbench.training.ema import WeightAverage
 from cnnbench.training.engine import evaluate, train_one_epoch
 from cnnbench.devices import resolve_amp
-from cnnbench.training.machine import resolve_device, seed_everything, set_determinism
+from cnnbench.training.machine import (keep_freed_memory, resolve_device, seed_everything,
+                                      set_determinism)
 from cnnbench.training.optim import build_optimizer, build_scheduler, is_per_step
 from cnnbench.training.rundata import RunData, make_loader, prepare_data
 
@@ -312,6 +313,8 @@ def build_training(config: TrainConfig, *, load_init_weights: bool = True,
     device = dist.device if dist is not None else resolve_device(c.device)
     if c.amp == "auto":  # the precision this device computes natively (cnnbench.devices)
         c = dataclasses.replace(c, amp=resolve_amp(c.amp, device))
+    if device.type == "cpu":  # glibc would hand each step's buffers back to the kernel
+        keep_freed_memory()
     seed_everything(c.seed)
     # one process per machine first: it decodes the dataset into the cache, downloads weights
     with dist.local_main_first() if dist is not None else contextlib.nullcontext():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import random
@@ -12,6 +13,29 @@ import numpy as np
 import torch
 
 from cnnbench.devices import resolve_device  # noqa: F401  (re-exported)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024           # glibc's largest mmap threshold on 64 bits
+
+
+def keep_freed_memory() -> bool:
+    """Stop glibc's malloc from handing freed memory back to the kernel (Linux/glibc only;
+    elsewhere nothing happens and False is returned).
+
+    PyTorch's CPU allocator is plain ``malloc``. A training step frees and allocates the same
+    activation and gradient buffers again; glibc serves blocks above its mmap threshold with
+    fresh ``mmap`` pages and trims the top of its heap when much is free, so a step can make the
+    kernel map and zero megabytes anew (minor page faults) instead of reusing them. Raising
+    both thresholds (as the ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` environment
+    variables would at start-up) keeps the buffers in the process; the dataset tensors above
+    32 MB are still mapped once."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
 
 
 def seed_everything(seed: int) -> None:

@@ -52,16 +52,23 @@ def set_determinism(on: bool) -> None:
     torch.backends.cudnn.benchmark = not on
 
 
-def git_commit() -> str | None:
-    """The short commit of the cnnbench checkout, with ``-dirty`` when tracked files are
+# Measured results, not code: a benchmark that writes one result and then measures the next
+# (or a study run beside committed results) still runs the commit's code.
+RESULT_PATHS = ("benchmarks/results", "results")
+
+
+def git_commit(where: str | Path | None = None) -> str | None:
+    """The short commit of the cnnbench checkout (or of the checkout holding ``where``), with
+    ``-dirty`` when tracked files other than the measured results (:data:`RESULT_PATHS`) are
     modified; ``None`` outside a git checkout."""
-    here = Path(__file__).resolve().parent
+    here = Path(where) if where is not None else Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, cwd=here, timeout=5)
         if out.returncode != 0 or not out.stdout.strip():
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        code = [":/", *(f":(top,exclude){p}" for p in RESULT_PATHS)]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *code],
                                capture_output=True, text=True, cwd=here, timeout=5).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

@@ -102,6 +102,15 @@ def resolve(recipe: str, dataset: str, values: dict):
     return resolve_config({"recipe": recipe, "dataset": dataset, **values})
 
 
+def precision(config, device: str) -> str:
+    """The autocast precision the config's runs use on ``device`` (``auto`` resolved)."""
+    import torch
+
+    from cnnbench.devices import resolve_amp
+
+    return resolve_amp(config.amp, torch.device(device))
+
+
 def train(values: dict, out_dir: Path) -> dict:
     """One ``train_run`` of the resolved ``values`` in this process; its summary."""
     from cnnbench.training import train_run
@@ -190,7 +199,7 @@ def part_cifar(args, base, clock, result, save) -> None:
                                         **CIFAR_TARGET}
     config = resolve("fast", args.cifar_dataset, dict(base))
     entry.update(model=config.model, model_kwargs=config.model_kwargs, batch_size=config.batch_size,
-                 epochs=config.epochs, lr=config.lr, amp=config.amp, tta=config.tta)
+                 epochs=config.epochs, lr=config.lr, amp=precision(config, args.device), tta=config.tta)
     runs_dir = args.runs_path
     # On a fresh machine the JPEGs are decoded into cnnbench's tensor cache once; that one-time
     # cost is timed here, apart, so the cold start measures a fresh process, not the decoding.
@@ -255,7 +264,7 @@ def part_mnist(args, base, clock, result, save) -> None:
         "note": "seeds trained in this process (after the CIFAR part where it ran); no warm-up run, so the "
                 "first seed also pays cuDNN autotuning of LeNet-5's shapes"}
     config = resolve("fast", args.mnist_dataset, dict(base))
-    entry.update(model=config.model, batch_size=config.batch_size, epochs=config.epochs, amp=config.amp)
+    entry.update(model=config.model, batch_size=config.batch_size, epochs=config.epochs, amp=precision(config, args.device))
     entry["status"] = seeds_in_process("fast", args.mnist_dataset, base, args.seeds, args.runs_path, "mnist",
                                        clock, entry, save)
     summarise(entry)

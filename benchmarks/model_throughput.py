@@ -280,11 +280,18 @@ def measure_fitting(name, input_name, args, device, channels_last, amp) -> dict:
     raise AssertionError("unreachable")
 
 
+def batch_size_arg(value: str) -> str:
+    """argparse type of --batch-size: ``auto`` or a positive integer (kept as text for plan())."""
+    if value != "auto" and not (value.isdigit() and int(value) > 0):
+        raise argparse.ArgumentTypeError(f"{value!r} is neither auto nor a positive number of images")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="*", help="fnmatch pattern(s), comma-separated (default: all)")
     ap.add_argument("--inputs", default="1x28x28,3x32x32")
-    ap.add_argument("--batch-size", default="auto",
+    ap.add_argument("--batch-size", default="auto", type=batch_size_arg,
                     help="images per step, or auto (default): 64 on the CPU, 1024 on CUDA (halved on out-of-memory)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")

@@ -33,8 +33,18 @@ def test_amp_auto_is_bf16_only_where_the_cpu_computes_it(monkeypatch, avx512_bf1
     assert y.dtype == (torch.bfloat16 if expected == "bf16" else torch.float32)
 
 
-def test_amp_auto_on_cuda_asks_the_gpu(monkeypatch):
+def test_amp_auto_on_cuda_is_bf16_from_ampere_on(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    for supported, expected in ((True, "bf16"), (False, "off")):
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda s=supported: s)
-        assert devices.resolve_amp("auto", torch.device("cuda")) == expected
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # emulation counts
+    for capability, expected in (((9, 0), "bf16"), ((8, 0), "bf16"), ((7, 5), "off"), ((7, 0), "off")):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, c=capability: c)
+        assert devices.resolve_amp("auto", torch.device("cuda:1")) == expected
+
+
+def test_a_value_that_is_no_device_is_left_to_the_config_check():
+    from cnnbench.config.resolve import resolve_config
+
+    assert devices.device_type("gpu") == "cpu"
+    with pytest.raises(UserError, match="device"):
+        resolve_config({"recipe": "fast", "dataset": "cifar10", "device": "gpu"})

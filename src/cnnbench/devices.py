@@ -27,16 +27,26 @@ def resolve_device(name: str) -> torch.device:
 
 def device_type(name: str) -> str:
     """``"cuda"`` or ``"cpu"`` for a ``--device`` value, without failing (``cuda`` on a machine
-    without a GPU is still ``"cuda"``: the run itself says it cannot use it)."""
+    without a GPU is still ``"cuda"``: the run itself says it cannot use it; a value that is no
+    device at all is left to the config's own check, which names the valid ones)."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name).type
+    try:
+        return torch.device(name).type
+    except (RuntimeError, TypeError, ValueError):
+        return "cpu"
 
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` runs bfloat16 matrix products natively."""
     if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if not torch.cuda.is_available():
+            return False
+        if torch.version.hip:  # ROCm: the runtime knows
+            return bool(torch.cuda.is_bf16_supported())
+        # NVIDIA: bf16 tensor cores from compute capability 8.0 (Ampere) on; older GPUs only
+        # emulate it (is_bf16_supported() says True there too), slower than fp32
+        return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":
         cpu = getattr(torch, "cpu", None)
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")

@@ -1,5 +1,7 @@
 """cnnbench.training.machine: glibc keeps a training step's freed buffers in the process."""
 
+import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -32,7 +34,9 @@ def _faults(mode: str) -> tuple[str, int]:
     return out[0], int(out[1])
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux-only")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or any(k.startswith("MALLOC_") for k in os.environ)
+                    or "LD_PRELOAD" in os.environ,
+                    reason="needs glibc's malloc, untuned (no MALLOC_* variables, no preloaded allocator)")
 def test_freed_buffers_stay_in_the_process():
     ok, kept = _faults("keep")
     _, default = _faults("default")

@@ -97,6 +97,16 @@ def train_run(config: TrainConfig | None, out_dir: str | Path | None = None, res
     return summary
 
 
+def _check_same_precision(run_dir: Path, asked: str, resolved: str) -> None:
+    """``--amp auto`` resolves per machine: a run started in bf16 must not go on in fp32 (or the
+    reverse) because it was resumed on another machine."""
+    before = (read_summary(run_dir) or {}).get("amp")
+    if asked == "auto" and before not in (None, "auto") and before != resolved:
+        raise UserError(f"{run_dir} trained in {before} so far (--amp auto on the machine it "
+                        f"started on), but this machine resolves --amp auto to {resolved}; resume "
+                        f"it on a machine like the first, or start a new run with another --out")
+
+
 def _fresh_meta() -> dict[str, Any]:
     """What ``last.ckpt`` carries besides the training state: selection and time counters."""
     return {"best_val_acc": None, "best_epoch": None, "epochs_since_best": 0,
@@ -126,6 +136,8 @@ class _Run:
         c, started = self.config, now()
         # Data, model and --init weights first: a bad input leaves no run directory behind.
         training = build_training(c, load_init_weights=not self.resume, dist=self.dist)
+        if self.resume:
+            _check_same_precision(self.run_dir, c.amp, training.config.amp)
         self.input = training.data.preprocessing()
         if self.main:
             open_run_dir(self.run_dir, c, fresh=not self.resume)

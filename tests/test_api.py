@@ -93,3 +93,16 @@ def test_train_takes_a_yaml_file_and_refuses_other_things(tiny_mnist_env, tmp_pa
         cnnbench.train(["epochs", 1])
     with pytest.raises(UserError, match="takes no recipe="):
         cnnbench.train(resolve_config({}), recipe="fast")
+
+
+def test_a_resolved_recipe_config_is_not_moved_to_another_device():
+    """The recipe chose that config's settings for its device; moving it would keep the wrong ones."""
+    import pytest
+
+    import cnnbench
+    from cnnbench.config.resolve import resolve_config
+    from cnnbench.errors import UserError
+
+    config = resolve_config({"recipe": "fast", "dataset": "cifar10", "device": "cpu"})
+    with pytest.raises(UserError, match="pass the options"):
+        cnnbench.train(config, device="cuda")

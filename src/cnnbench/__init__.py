@@ -64,6 +64,10 @@ def train(config: Any = None, *, out_dir: str | Path | None = None, progress: bo
         if {"recipe", "config_file"} & set(options):
             raise UserError("cnnbench.train: a resolved TrainConfig takes no recipe= or "
                             "config_file=; pass the options (a mapping or keywords) instead")
+        if config.recipe and "device" in options and options["device"] != config.device:
+            raise UserError("cnnbench.train: a resolved TrainConfig keeps the settings its recipe "
+                            "chose for its device; to train on another device, pass the options "
+                            "(a mapping or keywords) with device= instead")
         resolved = config.replace(**options) if options else config
     elif config is None or isinstance(config, Mapping):
         given = {**(config or {}), **options}

@@ -276,3 +276,17 @@ def test_gpu_results_render_only_from_a_gpu_file(tmp_path):
     assert "**met**" in text and "commit abc1234" in text
     (tmp_path / "gpu_speed-cuda.json").unlink()
     assert script.render_gpu_speed(tmp_path).startswith("_No GPU measurement is committed yet._")
+
+
+def test_machine_load_is_the_other_processes_share_of_all_cores(monkeypatch):
+    """/proc/stat busy seconds minus this process's CPU seconds, over wall time x cores."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import common
+
+    monkeypatch.setattr(common.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(common, "_START", (100.0, 10.0, 1000.0))  # busy s, own s, wall s
+    # 10 s later: the machine was busy 14 s, 12 of them this process's -> 2 s of others / 20 s
+    monkeypatch.setattr(common, "_cpu_counters", lambda: (114.0, 22.0, 1010.0))
+    assert common.machine_load() == {"other_cpu_share": 0.1, "otherwise_idle": False}
+    monkeypatch.setattr(common, "_cpu_counters", lambda: (112.5, 22.0, 1010.0))
+    assert common.machine_load() == {"other_cpu_share": 0.025, "otherwise_idle": True}

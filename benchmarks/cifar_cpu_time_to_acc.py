@@ -37,19 +37,10 @@ from pathlib import Path
 
 import torch
 
-from common import parse_sets, result_path, run_main, write_result
+from common import parse_sets, resolve_recipe as resolve, result_path, run_main, write_result
 
 TARGETS = {"default": {"target_acc": 0.895, "target_train_s": 800.0},
            "long": {"target_acc": 0.910, "target_train_s": 1800.0}}
-
-
-def resolve(recipe: str, dataset: str, overrides: dict):
-    from cnnbench.config.resolve import resolve_config
-
-    values = {"dataset": dataset, **overrides}
-    if recipe.lower() != "none":
-        values["recipe"] = recipe
-    return resolve_config(values)
 
 
 def long_recipe(recipe: str) -> str | None:

@@ -108,6 +108,17 @@ def run_main(main) -> None:
     raise SystemExit(guarded(main, Path(sys.argv[0]).name))
 
 
+def resolve_recipe(recipe: str, dataset: str, values: dict):
+    """The TrainConfig of ``recipe`` (``none``: the plain defaults) on ``dataset`` with
+    ``values`` on top, resolved exactly as ``cnnbench train`` resolves its flags."""
+    from cnnbench.config.resolve import resolve_config
+
+    values = {"dataset": dataset, **values}
+    if recipe.lower() != "none":
+        values["recipe"] = recipe
+    return resolve_config(values)
+
+
 def parse_sets(items: list[str] | None) -> dict[str, str]:
     """``["epochs=1", "limit_train=512"]`` -> ``{"epochs": "1", "limit_train": "512"}``
     (values stay strings: ``TrainConfig`` parses them like flags)."""

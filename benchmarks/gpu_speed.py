@@ -68,7 +68,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import parse_sets, write_result  # noqa: E402
+from common import parse_sets, resolve_recipe as resolve, write_result  # noqa: E402
 
 PARTS = ("cifar", "mnist", "cifar_compile", "throughput")
 BUDGETS = {"cifar": 150.0, "mnist": 40.0, "cifar_compile": 120.0, "throughput": 150.0}
@@ -94,12 +94,6 @@ class Clock:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
-
-
-def resolve(recipe: str, dataset: str, values: dict):
-    from cnnbench.config.resolve import resolve_config
-
-    return resolve_config({"recipe": recipe, "dataset": dataset, **values})
 
 
 def precision(config, device: str) -> str:

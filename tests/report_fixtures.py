@@ -22,9 +22,12 @@ def write_fake_run(run_dir: Path, *, model: str = "lenet5", dataset: str = "mnis
                    test_acc: float = 0.9, seed: int = 0, epochs: int = 3,
                    status: str = "finished", profile: str | None = "quick",
                    config: dict | None = None, misclassified: bool = False,
-                   limited: bool = True, monitor_test: bool = False) -> Path:
+                   limited: bool = True, monitor_test: bool = False,
+                   predictions: tuple[list[int], list[int]] | None = None) -> Path:
     """``limited``: trained on 256 images (limit_train / limit_eval), as a quick run is;
-    ``monitor_test``: the test set evaluated every epoch (``epoch_test_acc``)."""
+    ``monitor_test``: the test set evaluated every epoch (``epoch_test_acc``);
+    ``predictions``: ``(predictions, targets)`` written to test_predictions.json (the summary's
+    ``test_acc`` and test split size then follow them); none by default."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     limit = 256 if limited else None
@@ -68,6 +71,12 @@ def write_fake_run(run_dir: Path, *, model: str = "lenet5", dataset: str = "mnis
     }
     if monitor_test:
         summary["max_epoch_test_acc"] = test_acc + 0.005
+    if predictions is not None:
+        preds, targets = (list(map(int, x)) for x in predictions)
+        (run_dir / "test_predictions.json").write_text(json.dumps(
+            {"predictions": preds, "targets": targets, "tested_weights": "best"}))
+        summary["test_acc"] = sum(p == t for p, t in zip(preds, targets)) / len(targets)
+        summary["split"] = {**summary["split"], "test": len(targets)}
     if status != "finished":
         for key in ("test_acc", "best_val_acc", "confusion_matrix"):
             summary.pop(key)

@@ -40,6 +40,7 @@ REPORT_COUNTS = [
     ("mobilenet_v2_classics", _shape(1, 224), 2_310_874, f"{R000}:497-564 (hand count below)"),
     ("lenet5_five", _shape(1, 28), 44_426, f"{R001}:69 and :277 (printed)"),
     ("alexnet_five", _shape(1, 56), 43_446_122, f"{R001}:117 and :278 (printed)"),
+    ("alexnet_large_five", _shape(1, 224), 58_299_082, f"{R001}:107 (printed; x8 upsampling :98)"),
     ("resnet18_five", _shape(1, 56, stem="imagenet"), 11_001_546, f"{R001}:166 and :279 (printed)"),
     ("mobilenet_v1_five", _shape(1, 56, stem="imagenet"), 3_216_650, f"{R001}:280 (printed)"),
     ("googlenet_five", _shape(1, 56, stem="imagenet"), 5_977_530, f"{R001}:281 (printed)"),
@@ -174,6 +175,72 @@ def test_alexnet_five_layout():
     assert (convs[0].kernel_size, convs[0].stride, convs[0].padding) == ((5, 5), (1, 1), (2, 2))
     assert model.classifier[1].in_features == 128 * 7 * 7 and model.stem is None
     assert [m.out_features for m in model.classifier if isinstance(m, nn.Linear)] == [4096, 4096, 10]
+
+
+def test_alexnet_large_five_layout():
+    """R001:95-107: the paper's layout on 224 px (x8): 11x11/4, 96-256-384-384-256, unpadded
+    3x3/2 pools (55 -> 27 -> 13 -> 6), 256x6x6 flattened into FC-4096; alexnet_five is it
+    reduced (R001:113: conv1 5x5/1, widths halved)."""
+    model = _meta("alexnet_large_five", **_shape(1, 224))
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [96, 256, 384, 384, 256]
+    assert (convs[0].kernel_size, convs[0].stride, convs[0].padding) == ((11, 11), (4, 4), (2, 2))
+    pools = [m for m in model.features if isinstance(m, nn.MaxPool2d)]
+    assert len(pools) == 3 and all((p.kernel_size, p.stride, p.padding) == (3, 2, 0) for p in pools)
+    assert model.classifier[1].in_features == 256 * 6 * 6 and model.stem is None
+    assert [m.out_features for m in model.classifier if isinstance(m, nn.Linear)] == [4096, 4096, 10]
+    reduced = _meta("alexnet_five", **_shape(1, 56))
+    halved = [m.out_channels for m in reduced.features if isinstance(m, nn.Conv2d)]
+    assert halved == [c.out_channels // 2 for c in convs]
+
+
+def test_alexnet_small_activation_switch():
+    """R004:81-83: Sigmoid tried against ReLU; the keyword swaps every activation, nothing
+    else (same parameters)."""
+    relu = _meta("alexnet_small", **_shape(3, 32))
+    sigmoid = _meta("alexnet_small", **_shape(3, 32), activation="sigmoid")
+    assert sum(isinstance(m, nn.ReLU) for m in relu.modules()) == 7
+    assert not any(isinstance(m, nn.Sigmoid) for m in relu.modules())
+    assert sum(isinstance(m, nn.Sigmoid) for m in sigmoid.modules()) == 7
+    assert not any(isinstance(m, nn.ReLU) for m in sigmoid.modules())
+    assert count_params(sigmoid) == count_params(relu) == 2_091_274
+    plain = _meta("alexnet_small", **_shape(3, 32), bn=False, activation="sigmoid")
+    assert sum(isinstance(m, nn.Sigmoid) for m in plain.modules()) == 7
+    from cnnbench.errors import UserError
+    with pytest.raises(UserError, match="activation must be one of"):
+        _meta("alexnet_small", **_shape(3, 32), activation="swish")
+
+
+def test_resnet18_five_at_28px_ends_in_1x1_maps():
+    """R001:156-160: at 28 px (no upsampling) the last two residual blocks' outputs are 1x1;
+    the count does not depend on the input (global average pool)."""
+    model = create_model("resnet18_five", **_shape(1, 28, stem="imagenet")).eval()
+    assert count_params(model) == 11_001_546
+    shapes = {}
+    for name in ("layer3", "layer4"):
+        getattr(model, name).register_forward_hook(
+            lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[-2:])))
+    with torch.no_grad():
+        model(torch.zeros(1, 1, 28, 28))
+    assert shapes == {"layer3": (2, 2), "layer4": (1, 1)}
+
+
+def test_vgg16_bn_tricks_features_are_torchvisions_vgg16_bn_features():
+    """R003:237-306: the report's VGG16 features are torchvision's vgg16_bn features layer for
+    layer, so its ImageNet weights fit them: the same 91 tensors (13 convolutions x 2, 13
+    BatchNorms x 5), names and shapes; only the classifier differs. No download: both models
+    on the meta device."""
+    import torchvision
+
+    with torch.device("meta"):
+        tv = torchvision.models.vgg16_bn(weights=None)
+    ours = _meta("vgg16_bn_tricks", **_shape(3, 32))
+    tv_features = {k: tuple(v.shape) for k, v in tv.state_dict().items() if k.startswith("features.")}
+    our_features = {k: tuple(v.shape) for k, v in ours.state_dict().items() if k.startswith("features.")}
+    assert len(tv_features) == 91 and our_features == tv_features
+    assert set(ours.state_dict()) - set(our_features) == {
+        f"classifier.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias")}
+    assert model_info("vgg16_bn_tricks").pretrained_from == ("vgg16_bn", ("features",))
 
 
 def test_vgg16_bn_tricks_keeps_five_pools_and_flattens():

@@ -13,6 +13,10 @@ def test_models_json_lists_every_model_with_counts(capsys):
     assert report["input_size"] == [3, 32, 32] and report["num_classes"] == 10
     rows = {r["name"]: r for r in report["models"]}
     assert len(rows) >= 20
+    # report 001's AlexNetLarge has no stem switch: its 11x11/4 convolution and three pools
+    # need 63 px (the report fed it 224 px); the row says so instead of counting
+    too_small = rows.pop("alexnet_large_five")
+    assert too_small["params"] is None and "smallest that works is 63x63" in too_small["error"]
     for row in rows.values():
         assert row["params"] > 0 and row["macs"] > 0 and row["flops"] == 2 * row["macs"], row
     assert rows["resnet18"]["params"] == 11_173_962 and rows["resnet18"]["stem"] == "small"
@@ -38,6 +42,7 @@ def test_models_reports_lists_the_lab_report_networks_with_their_study(capsys):
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.endswith("M")]
     assert len(lines) == 5 and all(line.split()[2] == "mnist-five" for line in lines)
+    assert "alexnet_large_five: input 1x28x28 is too small" in out  # 224 px in its report
     assert "44,426" in out  # lenet5_five, ../shared/seeds/001_ff525e450deaf5fe.txt:69
     assert main(["models", "--reports", "--pattern", "resnet50"]) == 2
     assert "no lab-report model matches" in capsys.readouterr().err
@@ -51,6 +56,7 @@ def test_models_reports_measures_each_network_at_its_studys_input(capsys):
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["models"]}
     assert {n: (r["input"], r["params"]) for n, r in rows.items()} == {
         "alexnet_classics": ("1x224x224", 26_817_226), "alexnet_five": ("1x56x56", 43_446_122),
+        "alexnet_large_five": ("1x224x224", 58_299_082),
         "alexnet_small": ("3x32x32", 2_091_274), "googlenet_five": ("1x56x56", 5_977_530),
         "lenet5_classics": ("1x32x32", 61_706), "lenet5_five": ("1x28x28", 44_426),
         "mobilenet_v1_five": ("1x56x56", 3_216_650),

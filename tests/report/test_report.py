@@ -24,7 +24,7 @@ def study_meta(run: str, *, step: str | None = None, step_index: int | None = No
             "study_notes": ["a note"], "grid_table": grid_table, "profile": "quick", "run": run,
             "name": run, "seed": seed, "init": None, "reference": reference, "step": step,
             "step_index": step_index, "ablation": "demo" if step else None, "axes": axes or {},
-            "note": "", "position": position, "options": {}}
+            "note": "", "position": position, "options": {}, "recipe": {}}
 
 
 def table_rows(markdown: str, first_header: str) -> list[list[str]]:
@@ -77,7 +77,7 @@ def test_report_rows_figures_failures_and_references(ablation_dir):
     assert "#### Runs not on the report's recipe — not comparable" in md
     assert table_rows(md, "run")[0] == rows[0]  # the results table comes first
     reproduction = table_rows(md.split("### Reproduction")[1], "run")
-    assert reproduction == [["plus-aug", "test acc", "64 % [1]", "65.00 %", "—",
+    assert reproduction == [["plus-aug", "test acc", "64 % [1]", "65.00 %", "—", "—",
                              "**quick, limited**", "no: quick smoke test"]]
     assert "chosen on test" in md and "aug: 64%" in md
 
@@ -112,7 +112,7 @@ def test_ablation_table_changes_against_previous_and_baseline(ablation_dir):
     rows = table_rows(md, "#")
     assert [r[1] for r in rows] == ["step base", "step plus-aug", "step plus-l2"]
     assert rows[0][4:6] == ["—", "—"]
-    assert rows[1][3:6] == ["65.00", "+5.00", "+5.00"]
+    assert rows[1][3:6] == ["65.00", "— (capped)", "— (capped)"]  # quick steps compare with nothing
     assert rows[2][3] == "**FAILED**"
 
 
@@ -124,7 +124,7 @@ def test_seeds_are_aggregated_as_mean_and_std(tmp_path):
     rows = table_rows(md, "run")
     assert len(rows) == 1
     assert rows[0][0] == "lenet" and rows[0][4] == "3"
-    assert rows[0][5] == "92.00 ± 2.00"
+    assert rows[0][5] == "92.00 ± 2.00 [87.03, 96.97]"  # mean ± std [t-interval of the mean]
 
 
 def test_runs_without_study_metadata_group_by_config(tmp_path):
@@ -134,7 +134,7 @@ def test_runs_without_study_metadata_group_by_config(tmp_path):
     out = tmp_path / "report"
     files = write_report([a, b, c], out)
     rows = table_rows(files.markdown.read_text(), "run")
-    assert len(rows) == 2 and rows[0][5] == "85.00 ± 7.07"
+    assert len(rows) == 2 and rows[0][5] == "85.00 ± 7.07 [21.47, 100.00]"  # clipped
     assert files.markdown.parent == out
 
 
@@ -147,7 +147,8 @@ def test_model_by_optimizer_grid(tmp_path):
                                    grid_table=grid, position=position))
     md = write_report([tmp_path]).markdown.read_text()
     rows = table_rows(md, "model")
-    assert rows == [["lenet5", "90.00", "95.00"], ["vgg16", "80.00", "—"]]
+    assert rows == [["lenet5", "90.00 (quick)", "95.00 (quick)"], ["vgg16", "80.00 (quick)", "—"]]
+    assert "A cell marked (quick) is a quick or capped run" in md  # the legend says it
 
 
 def test_save_misclassified_keeps_the_wrong_images_only(tmp_path):

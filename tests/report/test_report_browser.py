@@ -103,7 +103,7 @@ def wide_report(tmp_path) -> Path:
             (run / "summary.json").write_text(json.dumps(summary))
             meta = {"study": "wide-table", "study_description": "a study with a wide table",
                     "run": name, "name": f"{name}-seed{seed}", "seed": seed,
-                    "position": position, "profile": "quick", "options": {},
+                    "position": position, "profile": "quick", "options": {}, "recipe": {},
                     "reference": {"value": [91.5, 93.0], "metric": "test_acc",
                                   "wording": "about 92%"}}
             (run / "study.json").write_text(json.dumps(meta))

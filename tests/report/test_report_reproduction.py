@@ -23,13 +23,16 @@ REFERENCES = [
 ]
 
 
+OPTIONS = {"model": "lenet5", "dataset": "mnist", "epochs": 3, "lr": 1e-3}  # on the recipe
+
+
 def study_run(root: Path, name: str, *, profile: str = "full", limited: bool = False,
               reference=None, differs: str | None = None, position: int = 0,
               step_index: int | None = None, test_acc: float = 0.97, **fake) -> Path:
     run = write_fake_run(root / name, profile=profile, limited=limited, test_acc=test_acc, **fake)
     meta = {"study": "demo", "run": name, "name": name, "profile": profile,
             "reference": REFERENCES if reference is None else reference, "differs": differs,
-            "position": position, "options": {}}
+            "position": position, "options": dict(OPTIONS), "recipe": dict(OPTIONS)}
     if step_index is not None:
         meta.update(step=f"step {step_index}", step_index=step_index, ablation="demo")
     (run / "study.json").write_text(json.dumps(meta))
@@ -79,17 +82,18 @@ def test_the_tables_put_the_reports_recipe_first(recipes):
     md = write_report([recipes]).markdown.read_text()
     section = md.split("### Reproduction")[1].split("### Curves")[0]
     on_recipe, off_recipe = section.split("#### Runs not on the report's recipe — not comparable")
-    header = "| run | quantity | report | cnnbench | difference | profile | same recipe? |"
+    header = ("| run | quantity | report | cnnbench | difference | report in cnnbench's 95% CI? | "
+              "profile | same recipe? |")
     assert header in on_recipe and header in off_recipe
     lines = [line for line in on_recipe.splitlines() if line.startswith("| full |")]
     assert lines == [
-        "| full | test acc | 97.02 % [1] | 97.00 % | -0.02 pp | full | yes |",
-        "| full | test loss | 1.960664 [2] | 0.3 | — | full | yes (not comparable: the report's "
+        "| full | test acc | 97.02 % [1] | 97.00 % | -0.02 pp | inside | full | yes |",
+        "| full | test loss | 1.960664 [2] | 0.3 | — | — | full | yes (not comparable: the report's "
         "loss is summed over batches) |"]
     assert "| cpu |" not in on_recipe and "| quick |" not in on_recipe
-    assert ("| cpu | test acc | 97.02 % [3] | 97.00 % | — | cpu, limited | no: cpu profile, capped "
+    assert ("| cpu | test acc | 97.02 % [3] | 97.00 % | — | — | cpu, limited | no: cpu profile, capped "
             "(epochs/images) |") in off_recipe
-    assert f"| pretrained | test acc | 97.02 % [3] | 97.00 % | — | full | no: {DIFFERS} |" in off_recipe
+    assert f"| pretrained | test acc | 97.02 % [3] | 97.00 % | — | — | full | no: {DIFFERS} |" in off_recipe
     # the footnote says where the number is and how the report worded it, once for the runs
     # that share it
     assert ('[1] **full**, test acc: report 97.02 % ("Test loss 1.960664 acc 97.0200%") in lab '
@@ -163,10 +167,10 @@ def test_max_epoch_test_acc_is_labelled_and_shown_beside_the_honest_test_acc(tmp
     label = ("best test acc over epochs (the report's measure; the test set picks the epoch, "
              "optimistic)")
     assert (f"| monitored | {label} | 97.5 % | 97.50 % (test acc 97.00 %: best-validation "
-            "weights, nothing selected on the test set) | +0.00 pp | full | yes |") in md
+            "weights, nothing selected on the test set) | +0.00 pp | inside | full | yes |") in md
     assert (f"| plain | {label} | 97.5 % | — (the run did not evaluate the test set every "
             "epoch: monitor_test) (test acc 97.00 %: best-validation weights, nothing selected "
-            "on the test set) | — | full | yes |") in md
+            "on the test set) | — | — | full | yes |") in md
     # without a validation split (as the CIFAR reports trained) the final weights are tested
     final = study_run(tmp_path / "final", "final", reference=ref, monitor_test=True)
     summary = json.loads((final / "summary.json").read_text())
@@ -226,9 +230,10 @@ def test_ablation_changes_only_between_steps_of_the_same_profile(tmp_path):
                       "vs baseline (pp)", "report (%)", "profile"]
     changes = {row[2]: (row[4], row[5]) for row in rows}
     assert changes == {"base": ("—", "—"), "aug": ("+5.00", "+5.00"),
-                       "resnet": ("—", "—"),              # quick after full: no change
-                       "resnet-tuned": ("+2.00", "—"),     # quick vs quick, not vs the full base
-                       "vgg": ("—", "—"), "vgg-tuned": ("—", "+10.00")}
+                       "resnet": ("— (capped)", "— (capped)"),        # quick after full: no change
+                       "resnet-tuned": ("— (capped)", "— (capped)"),  # nor quick vs quick
+                       "vgg": ("— (capped)", "— (capped)"),
+                       "vgg-tuned": ("— (#4 capped)", "+10.00")}  # full: vs the full base only
     # the report column: the first test-accuracy reference, not the val_acc listed before it
     assert [row[6] for row in rows[:3]] == ["64–68", "64–68", "—"]
     assert rows[2][7] == "**quick, limited**"

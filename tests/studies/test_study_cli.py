@@ -33,9 +33,11 @@ def test_cli_study_list_and_bad_name(capsys):
 def test_study_run_mnist_five_quick_end_to_end(tiny_mnist_env, tmp_path, capsys):
     """The real trainer on a tiny MNIST (48 train / 12 test images), then the report."""
     out = tmp_path / "five"
-    argv = ["study", "run", "mnist-five", "--profile", "quick", "--out", str(out), "--quiet"]
+    models = ["lenet", "alexnet", "resnet18", "mobilenet_v1", "googlenet", "resnet18-28px",
+              "lenet-54px"]  # all but alexnet_large (58M parameters at 224 px)
+    argv = ["study", "run", "mnist-five", "--profile", "quick", "--out", str(out), "--quiet",
+            "--only", *models]
     assert main(argv) == 0
-    models = ["lenet", "alexnet", "resnet18", "mobilenet_v1", "googlenet"]
     summaries = {m: json.loads((out / m / "summary.json").read_text()) for m in models}
     for summary in summaries.values():
         assert summary["status"] == "finished" and summary["profile"] == "quick"
@@ -44,9 +46,15 @@ def test_study_run_mnist_five_quick_end_to_end(tiny_mnist_env, tmp_path, capsys)
     assert summaries["resnet18"]["input_size"] == [1, 56, 56]
     assert summaries["resnet18"]["stem"] == "imagenet"
     assert summaries["lenet"]["input_size"] == [1, 28, 28]
+    # 001:154-160: ResNet-18 on the 28 px images, the ImageNet stem; 001:347: LeNet at 54 px
+    assert summaries["resnet18-28px"]["input_size"] == [1, 28, 28]
+    assert summaries["resnet18-28px"]["stem"] == "imagenet"
+    assert summaries["lenet-54px"]["input_size"] == [1, 54, 54]
+    assert summaries["lenet-54px"]["params"] == 205_706  # FC 16x10x10 -> 120
     assert {m: s["model"] for m, s in summaries.items()} == {  # the report's own networks
         "lenet": "lenet5_five", "alexnet": "alexnet_five", "resnet18": "resnet18_five",
-        "mobilenet_v1": "mobilenet_v1_five", "googlenet": "googlenet_five"}
+        "mobilenet_v1": "mobilenet_v1_five", "googlenet": "googlenet_five",
+        "resnet18-28px": "resnet18_five", "lenet-54px": "lenet5_five"}
 
     md = (out / "report.md").read_text()
     assert all(f"| {m} | {s['model']} | mnist | **quick, limited** |" in md
@@ -64,7 +72,7 @@ def test_study_run_mnist_five_quick_end_to_end(tiny_mnist_env, tmp_path, capsys)
 
     before = {m: (out / m / "summary.json").stat().st_mtime_ns for m in models}
     assert main(argv) == 0  # re-running a finished study does no work
-    assert capsys.readouterr().out.count("finished before (profile quick), skipped") == 5
+    assert capsys.readouterr().out.count("finished before (profile quick), skipped") == len(models)
     assert {m: (out / m / "summary.json").stat().st_mtime_ns for m in models} == before
 
 
@@ -73,7 +81,7 @@ def test_study_show_of_a_quick_study_prints_seconds(capsys):
     out = capsys.readouterr().out
     total = out.split("\ntotal: ")[1].splitlines()[0]
     assert total.startswith("~") and total.split()[1] == "s", total  # e.g. "~22 s", not "~0 min"
-    assert "~0 min" not in out and out.count(" s on 2 CPU cores (estimate:") == 5
+    assert "~0 min" not in out and out.count(" s on 2 CPU cores (estimate:") == 8
 
 
 def test_without_profile_a_study_runs_the_profile_that_fits_the_machine(monkeypatch, capsys):

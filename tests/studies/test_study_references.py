@@ -114,8 +114,8 @@ def test_differs_is_a_sentence(tmp_path, differs):
 def test_a_studys_references_reach_its_report(tmp_path):
     """study file -> study.json -> the report's reproduction table, for a full and a quick run."""
     for profile, expected in (("full", ["a", "test acc", "50 % [1]", "50.00 %", "+0.00 pp",
-                                        "full", "yes"]),
-                              ("quick", ["a", "test acc", "50 % [1]", "50.00 %", "—",
+                                        "inside", "full", "yes"]),
+                              ("quick", ["a", "test acc", "50 % [1]", "50.00 %", "—", "—",
                                          "**quick, limited**", "no: quick smoke test"])):
         out = tmp_path / profile
         study = load_study(write_study(tmp_path, study_with(

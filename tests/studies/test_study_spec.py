@@ -127,10 +127,13 @@ def test_every_published_number_is_on_its_source_line():
 def test_shipped_recipes_match_the_reports():
     five = {r.name: build_config(r.options) for r in load_study("mnist-five").runs}
     assert {n: c.dropout for n, c in five.items()} == {
-        "lenet": 0.0, "alexnet": 0.5, "resnet18": 0.5, "mobilenet_v1": 0.5, "googlenet": 0.2}
+        "lenet": 0.0, "alexnet": 0.5, "resnet18": 0.5, "mobilenet_v1": 0.5, "googlenet": 0.2,
+        "alexnet_large": 0.5, "resnet18-28px": 0.0, "lenet-54px": 0.0}
     assert {n: c.model for n, c in five.items()} == {
         "lenet": "lenet5_five", "alexnet": "alexnet_five", "resnet18": "resnet18_five",
-        "mobilenet_v1": "mobilenet_v1_five", "googlenet": "googlenet_five"}
+        "mobilenet_v1": "mobilenet_v1_five", "googlenet": "googlenet_five",
+        "alexnet_large": "alexnet_large_five", "resnet18-28px": "resnet18_five",
+        "lenet-54px": "lenet5_five"}
     classics = {r.name: build_config(r.options) for r in load_study("mnist-classics").runs}
     assert {n: (c.model, c.lr, c.batch_size, c.epochs, c.resize or 28)
             for n, c in classics.items()} == {
@@ -142,8 +145,11 @@ def test_shipped_recipes_match_the_reports():
     assert all(c.optimizer == "adamw" and c.lr == 1e-3 and c.batch_size == 128
                and c.epochs == 5 and c.seed == 42 and c.val_split == 0.2 for c in five.values())
     assert five["lenet"].resize is None and five["googlenet"].resize == 56
-    assert {n: c.stem for n, c in five.items() if n not in ("lenet", "alexnet")} == dict.fromkeys(
-        ("resnet18", "mobilenet_v1", "googlenet"), "imagenet")  # the report's counts need it
+    assert {n: c.stem for n, c in five.items() if n in ("resnet18", "mobilenet_v1", "googlenet",
+                                                         "resnet18-28px")} == dict.fromkeys(
+        ("resnet18", "mobilenet_v1", "googlenet", "resnet18-28px"), "imagenet")  # the counts need it
+    assert {n: five[n].resize for n in ("alexnet_large", "resnet18-28px", "lenet-54px")} == {
+        "alexnet_large": 224, "resnet18-28px": None, "lenet-54px": 54}
     ablation = {r.name: build_config(r.options) for r in load_study(
         "alexnet-ablation", dataset="cifar10_jpeg").runs}
     assert ablation["staged-batches"].stages() == [(32, 20), (128, 20), (256, 10)]
@@ -155,12 +161,22 @@ def test_shipped_recipes_match_the_reports():
     assert tricks["simple-cnn-aug-l2"].init == "simple-cnn-aug"
     assert [(r.metric, r.value) for r in tricks["resnet18-tuned"].references] == [
         ("max_epoch_test_acc", 91.26)]
+    # 003:468-470: the tuned ResNet's load_state_dict is commented out: from scratch
+    assert tricks["resnet18-tuned"].init is None
+    assert tricks["resnet18-tuned-continued"].init == "resnet18"  # the other reading
     l2 = build_config(tricks["simple-cnn-aug-l2"].options)
     assert (l2.lr, l2.weight_decay, l2.milestones) == (7e-4, 5e-4, [10])
     assert l2.lr * l2.gamma == pytest.approx(1e-5)  # "0.0007, then 0.00001" (003:367)
     tuned = build_config(tricks["resnet18-tuned"].options)
     assert (tuned.model, tuned.lr, tuned.lr * tuned.final_lr_frac) == ("resnet18_tricks", 0.1, 0.001)
-    assert tricks["vgg16_bn-tuned"].init == "vgg16_bn"
+    # 003:37, 003:394-396: fine-tuned from pre-trained (ImageNet) parameters, the features only
+    vgg = build_config(tricks["vgg16_bn-tuned"].options)
+    assert tricks["vgg16_bn-tuned"].init is None and vgg.pretrained and vgg.init is None
+    assert vgg.model == "vgg16_bn_tricks"
+    assert tricks["vgg16_bn-tuned-continued"].init == "vgg16_bn"  # the other reading
+    for name in ("resnet18-tuned", "vgg16_bn-tuned"):  # the same recipe in both readings
+        a, b = build_config(tricks[name].options), build_config(tricks[f"{name}-continued"].options)
+        assert a.replace(pretrained=False) == b, name
     # transfer: one pretraining; every seed of the MNIST runs on the same 600 images
     transfer = load_study("transfer", profile="cpu", seeds=3).runs
     assert [r.name for r in transfer if r.init is None][0] == "pretrain-fashion_mnist"

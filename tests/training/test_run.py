@@ -365,6 +365,39 @@ def test_the_test_set_is_evaluated_once_at_the_end_with_the_best_weights(tiny_fo
     assert summary["test_acc"] == evaluate_checkpoint(out / "best.ckpt")["acc"]
 
 
+def test_test_weights_last_tests_the_last_epoch_and_records_the_best_beside_it(tiny_folder,
+                                                                              monkeypatch):
+    """A report that tested after its last epoch (000) is reproduced with `test_weights: last`:
+    the headline test accuracy and the saved predictions are the last epoch's weights', and the
+    best validation epoch's test accuracy is recorded beside it; nothing selects on the test
+    set."""
+    import cnnbench.training.build as build_module
+
+    calls = []
+    real_evaluate = build_module.evaluate
+
+    def recording(model, loader, **kw):
+        result = real_evaluate(model, loader, **kw)
+        weights = {k: v.detach().clone() for k, v in ckpt.unwrap(model).state_dict().items()}
+        calls.append((result["n"], weights, result["acc"]))
+        return result
+
+    monkeypatch.setattr(build_module, "evaluate", recording)
+    summary, out = run(tiny_folder, epochs=3, val_split=0.25, test_weights="last")
+    assert [n for n, _, _ in calls] == [40, 40, 40, 48, 48]  # best's test, then the last's
+    assert summary["tested_weights"] == "last"
+    last = ckpt.load_checkpoint(out / "last.ckpt")
+    best = ckpt.load_checkpoint(out / "best.ckpt")
+    assert last["epoch"] == 3
+    tested = calls[-1][1]
+    assert all(torch.equal(tested[k], last["model"][k]) for k in last["model"])
+    assert summary["test_acc"] == calls[-1][2]
+    assert summary["best_val_test_acc"] == calls[-2][2]
+    assert all(torch.equal(calls[-2][1][k], best["model"][k]) for k in best["model"])
+    predictions = json.loads((out / "test_predictions.json").read_text())
+    assert predictions["tested_weights"] == "last"
+
+
 def test_monitor_test_logs_each_epochs_test_accuracy_but_selects_on_validation(tiny_folder, monkeypatch):
     """``monitor_test`` (a lab report's "best test accuracy over epochs") evaluates the test set
     after every epoch with that epoch's weights; the tested weights are still the best

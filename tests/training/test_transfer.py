@@ -370,3 +370,61 @@ def test_pretrained_downloads_when_online(tmp_path, monkeypatch):
     path = transfer.pretrained_weights_path("vgg16_bn")
     assert calls == ["https://download.pytorch.org/models/vgg16_bn-6c64b313.pth"]
     assert path.name == "vgg16_bn-6c64b313.pth" and path.read_bytes() == b"weights"
+
+
+def test_pretrained_report_vgg_takes_only_torchvisions_features(tmp_path, monkeypatch):
+    """vgg16_bn_tricks (../shared/seeds/003_12b1c3faa3378c9a.txt:237-334) has torchvision's
+    vgg16_bn features (91 tensors, same names and shapes) and a classifier of its own:
+    --pretrained loads the features from vgg16_bn's ImageNet file and leaves the whole
+    classifier fresh, although classifier.3 (4096x4096) would fit. The file is a stand-in
+    with random features (float16, as small as it gets) and stride-0 classifier tensors."""
+    from cnnbench.data import get_spec
+    from cnnbench.training.build import load_init
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in torchvision.models.vgg16_bn().state_dict().items()}
+    torch.manual_seed(0)
+    file = {}
+    for key, shape in shapes.items():
+        if key.endswith("num_batches_tracked"):
+            file[key] = torch.tensor(5)
+        elif key.startswith("features."):
+            file[key] = torch.rand(shape).half() + (0.5 if "running_var" in key else -0.5)
+        else:
+            file[key] = torch.full((1,), 0.25).expand(*shape)  # no memory
+    torch.save(file, folder / "vgg16_bn-6c64b313.pth")
+    assert transfer.pretrained_source("vgg16_bn_tricks") == ("vgg16_bn", ("features",))
+    assert "vgg16_bn_tricks" in transfer.pretrained_models()
+
+    config = TrainConfig(model="vgg16_bn_tricks", dataset="cifar10", pretrained=True)
+    model = create_model("vgg16_bn_tricks", num_classes=10, in_chans=3, input_size=32)
+    fresh = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("classifier.")}
+    report = load_init(model, config, get_spec("cifar10"))
+    state = model.state_dict()
+    assert len(report.loaded) == 91 and report.total == 97
+    assert all(k.startswith("features.") for k in report.loaded)
+    assert all(torch.equal(state[k], file[k].to(state[k].dtype)) for k in report.loaded)
+    assert set(report.new) == set(fresh) and not report.replaced
+    assert all(torch.equal(state[k], v) for k, v in fresh.items())  # the classifier stays fresh
+    assert "91 of 97 tensors loaded" in report.text() and "only features taken from the file" in report.text()
+    # torchvision's own model still loads the whole file
+    assert transfer.pretrained_source("vgg16_bn") == ("vgg16_bn", None)
+
+
+def test_pretrained_report_vgg_offline_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(UserError) as info:
+        transfer.pretrained_weights_path("vgg16_bn_tricks")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("--pretrained: vgg16_bn-6c64b313.pth")
+    assert "torchvision's ImageNet weights for vgg16_bn, whose features vgg16_bn_tricks starts from" in message
+    assert str(tmp_path / "torch" / "hub" / "checkpoints") in message
+    assert "--init" not in message  # --init would load every tensor that fits, not the features
+
+
+def test_init_modules_must_exist(tv_resnet18):
+    with pytest.raises(UserError, match="has no module features"):
+        transfer.load_init_weights(_small_resnet(), tv_resnet18.path, modules=("features",))

@@ -37,6 +37,7 @@ AMP_MODES = ("off", "auto", "bf16", "fp16")
 STEMS = ("auto", "small", "imagenet")
 TTA_MODES = ("none", "mirror", "mirror_translate")
 HEAD_CHOICES = ("auto", "keep", "reset")
+TEST_WEIGHTS = ("best", "last")
 
 # The lab reports' spellings -> field names (also accepted as flags and in config files).
 ALIASES = {"epoch": "epochs", "reg": "weight_decay"}
@@ -156,6 +157,11 @@ class TrainConfig:
                                  group="schedule")
     early_stop: int = _opt(0, "stop after N epochs without a better validation accuracy (0 = "
                            "off)", metavar="N", group="schedule")
+    test_weights: str = _opt("best", "the weights tested once after training: best (the best "
+                             "validation epoch's; the final weights without a validation split) "
+                             "or last (the final epoch's, as a report that tested after its "
+                             "last epoch did; the best validation epoch's test accuracy is then "
+                             "recorded beside it)", choices=TEST_WEIGHTS, group="schedule")
     monitor_test: bool = _opt(False, "also evaluate the test set after every epoch, for the "
                               "curves and a report's own 'best test accuracy over epochs' "
                               "(logged as epoch_test_acc; never used to select weights)",

@@ -51,13 +51,17 @@ class ModelInfo:
     """One registered model: its ``name``, ``family`` (the module it lives in), the builder
     ``fn``, ``doc`` (the variant's one-line description, then the family docstring) and
     ``study``: for a network one of the lab reports trained, the study that reproduces that
-    report (``"mnist-classics"``, ...), else ``None``."""
+    report (``"mnist-classics"``, ...), else ``None``. ``pretrained_from``: for a variant that
+    is not torchvision's model but whose modules are, ``(torchvision model, (module, ...))``:
+    ``--pretrained`` takes those modules from that model's ImageNet weights and leaves the
+    rest fresh (``vgg16_bn_tricks``: ``("vgg16_bn", ("features",))``); else ``None``."""
 
     name: str
     family: str
     fn: Callable[..., nn.Module]
     doc: str
     study: str | None = None
+    pretrained_from: tuple[str, tuple[str, ...]] | None = None
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -77,7 +81,8 @@ def _target(fn: Callable) -> Callable:
 
 
 def register_model(name: str | Callable | None = None, fn: Callable | None = None, *,
-                   family: str | None = None, doc: str | None = None, study: str | None = None):
+                   family: str | None = None, doc: str | None = None, study: str | None = None,
+                   pretrained_from: tuple[str, tuple[str, ...]] | None = None):
     """Register a model builder under a unique name.
 
     Three spellings, all registering ``fn`` and returning it unchanged::
@@ -96,15 +101,19 @@ def register_model(name: str | Callable | None = None, fn: Callable | None = Non
     -> ``"resnet"``). ``doc`` is the variant's one-line description; the family docstring
     (of the function or class behind ``fn``) follows it in :attr:`ModelInfo.doc`. ``study``
     marks a lab report's network with the study that reproduces the report (``cnnbench models
-    --reports`` lists these).
+    --reports`` lists these). ``pretrained_from=(model, modules)`` says that the variant's
+    ``modules`` have exactly the names and shapes of torchvision's ``model``'s, so
+    ``--pretrained`` loads them from that model's ImageNet weights (:attr:`ModelInfo.pretrained_from`).
 
     Raises ``ValueError`` if the name, or a spelling that normalises to the same key, is
     already registered: two builders must never compete for one name.
     """
     if callable(name):                       # bare @register_model
-        return register_model(None, name, family=family, doc=doc, study=study)
+        return register_model(None, name, family=family, doc=doc, study=study,
+                              pretrained_from=pretrained_from)
     if fn is None:                           # @register_model(...) with options
-        return lambda f: register_model(name, f, family=family, doc=doc, study=study)
+        return lambda f: register_model(name, f, family=family, doc=doc, study=study,
+                                        pretrained_from=pretrained_from)
 
     target = _target(fn)
     model_name = name or target.__name__
@@ -115,8 +124,11 @@ def register_model(name: str | Callable | None = None, fn: Callable | None = Non
                          f"(as {existing.name!r} by {existing.family}); pick another name")
     fam = family or target.__module__.rsplit(".", 1)[-1]
     parts = [doc or "", inspect.getdoc(target) or ""]
+    if pretrained_from is not None:
+        source, modules = pretrained_from
+        pretrained_from = (str(source), tuple(str(m) for m in modules))
     info = ModelInfo(name=model_name, family=fam, fn=fn, doc="\n\n".join(p for p in parts if p),
-                     study=study)
+                     study=study, pretrained_from=pretrained_from)
     _REGISTRY[model_name] = info
     _NORMALISED[key] = model_name
     return fn

@@ -113,10 +113,13 @@ vgg16_classics = register_model(
         "below 112 px the small stem")
 vgg16_bn_tricks = register_model(
     "vgg16_bn_tricks", partial(VGG, CONFIGS["D"], bn=True, flatten=True), study="cifar10-tricks",
+    pretrained_from=("vgg16_bn", ("features",)),
     doc="VGG-16 of report ../shared/seeds/003_12b1c3faa3378c9a.txt:237-334 (study cifar10-tricks): "
         "13 x [Conv2d(cin,cout,3,padding=1) (with bias), BatchNorm2d, ReLU] in VGG-16's "
         "configuration with all five MaxPool2d(2,2), then AvgPool2d(1,1) (a no-op, left out), "
         "Flatten (512 at 32 px), Linear(512,4096), ReLU, Dropout, Linear(4096,4096), ReLU, "
         "Dropout, Linear(4096,classes); the report's nn.Dropout() is 0.5, here drop_rate. "
         "33,646,666 parameters at 3x32x32 and 10 classes; larger inputs size the first FC layer "
-        "from the feature map; five pools need at least 32x32 (28 px MNIST: --resize 32)")
+        "from the feature map; five pools need at least 32x32 (28 px MNIST: --resize 32). Its "
+        "features are torchvision's vgg16_bn's (the same 91 tensors, names and shapes), so "
+        "--pretrained starts them from its ImageNet weights; the classifier stays fresh")

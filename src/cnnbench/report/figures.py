@@ -12,6 +12,11 @@ numbers (``0.3``, ``2``, ``100k``, not ``3×10⁻¹``) and legends list only the
 Runs on less than the report's recipe (the quick or cpu profile, or fewer images) are never
 drawn like the others: their lines are dashed and faded, and their legend label says why
 (``"resnet18 (cpu, capped)"``, ``"lenet5 (quick)"``; :attr:`RunGroup.capped`).
+
+A lab report's own per-epoch numbers (the study file's ``curves:``, in ``study.json``) are
+drawn dotted with open squares in the run's colour, labelled ``"lenet (report 000)"``: its
+accuracies in the accuracy panels, its times per epoch in a figure of their own
+(:func:`epoch_time_curves`); its losses nowhere (they are not on cnnbench's scale).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, MaxNLocator
 
+from cnnbench.reference_metrics import REFERENCE_METRICS, TIME_UNITS
 from cnnbench.report.runs import RunGroup, RunRecord
 from cnnbench.report.tables import si_number
 
@@ -161,8 +167,12 @@ def epoch_panels(groups: list[RunGroup], panels, ylabel: str, *,
                 if points:
                     x, y = zip(*points)
                     lines.append((gi, ri, list(x), [100 * v for v in y] if percent else list(y)))
-        if lines:
-            series.append((title, lines))
+        # the lab report's own accuracies per epoch (in percent), beside cnnbench's
+        reported = [(gi, c) for gi, group in enumerate(groups)
+                    for c in (report_curves(group, key) if percent and
+                              REFERENCE_METRICS.get(key) == "accuracy" else [])]
+        if lines or reported:
+            series.append((title, lines, reported))
     if not series:
         return None
     n = len(series)
@@ -171,7 +181,7 @@ def epoch_panels(groups: list[RunGroup], panels, ylabel: str, *,
     colors = _colors(len(groups))
     xs: list[float] = []
     ys: list[float] = []
-    for ax, (title, lines) in zip(axes, series):
+    for ax, (title, lines, reported) in zip(axes, series):
         labelled: set[int] = set()
         for gi, _ri, x, y in lines:
             label, linestyle, alpha = _style(groups[gi])
@@ -182,6 +192,10 @@ def epoch_panels(groups: list[RunGroup], panels, ylabel: str, *,
             labelled.add(gi)
             xs += x
             ys += y
+        for gi, curve in reported:
+            ax.plot(curve["x"], curve["y"], color=colors[gi], label=curve["label"], **REPORT_STYLE)
+            xs += curve["x"]
+            ys += curve["y"]
         if title:
             ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")
@@ -193,6 +207,98 @@ def epoch_panels(groups: list[RunGroup], panels, ylabel: str, *,
         axes[0].set_ylim(*limits)
     axes[0].set_ylabel(ylabel)
     _legend(axes[-1], axes[:-1])
+    return fig
+
+
+# The lab report's own per-epoch numbers: dotted, open squares, in the run's colour.
+REPORT_STYLE = {"linestyle": ":", "linewidth": 1.2, "marker": "s", "markersize": 4,
+                "markerfacecolor": "none"}
+
+
+def report_curves(group: RunGroup, metric: str) -> list[dict]:
+    """The lab report's per-epoch series of ``metric`` for a run, from ``study.json["curves"]``
+    (the study file's ``curves:``), ready to draw: ``{"x": epochs, "y": values as printed
+    (times in seconds), "label": "lenet (report 000)", "sources": ["000:657-666", ...],
+    "note": ...}``. A series that repeats an earlier one point for point (a report that
+    printed one run twice) is drawn once, its source added to ``sources``; a run directory
+    written before curves existed, or an entry that is not a series, has none."""
+    raw = group.first.study.get("curves")
+    found: list[dict] = []
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, dict) or item.get("metric") != metric:
+            continue
+        points = [p for p in item.get("points") or []
+                  if isinstance(p, (list, tuple)) and len(p) == 2
+                  and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p)
+                  and _finite(p)]
+        scale = TIME_UNITS.get(item.get("unit") or "s", 1.0) if metric == "epoch_time_s" else 1.0
+        if not points or (metric == "epoch_time_s" and item.get("unit") not in (None, *TIME_UNITS)):
+            continue
+        x = [p[0] for p in points]
+        y = [p[1] * scale for p in points]
+        source = str(item.get("source") or "")
+        same = next((c for c in found if c["x"] == x and c["y"] == y), None)
+        if same is not None:
+            same["sources"].append(source)
+            continue
+        found.append({"x": x, "y": y, "sources": [source], "note": str(item.get("note") or "")})
+    for c in found:
+        report = c["sources"][0].split(":")[0]
+        where = f"report {report}" if report else "report"
+        if len(found) > 1:  # several series of one run: say which lines each is
+            where += f", lines {c['sources'][0].split(':')[-1]}"
+        c["label"] = f"{group.label} ({where})"
+    return found
+
+
+def epoch_time_curves(groups: list[RunGroup]) -> Figure | None:
+    """Seconds per epoch of the runs whose lab report printed its times per epoch: cnnbench's
+    (``metrics.jsonl`` ``epoch_time_s``, one line per run directory, styled as in every
+    figure) beside the report's (:func:`report_curves`, converted from its unit), on a log
+    axis; ``None`` when no run has the report's times. Different machines: the caption must
+    say which (cnnbench's device, the report's hardware)."""
+    fig = Figure(figsize=(7.5, 4.2))
+    ax = fig.subplots()
+    xs: list[float] = []
+    ys: list[float] = []
+    for group, color in zip(groups, _colors(len(groups))):  # a run's colour as elsewhere
+        reported = report_curves(group, "epoch_time_s")
+        if not reported:
+            continue
+        label, linestyle, alpha = _style(group)
+        labelled = False
+        for record in group.records:
+            points = [(m["epoch"], m["epoch_time_s"]) for m in record.metrics
+                      if _finite([m.get("epoch")])
+                      and _finite([m.get("epoch_time_s")], positive=True)]  # log axis
+            if not points:
+                continue
+            x, y = zip(*points)
+            _series(ax, list(x), list(y), color=color, linestyle=linestyle,
+                    alpha=alpha * (0.6 if labelled else 1.0), label=None if labelled else label,
+                    value_text=lambda v: f"{v:.3g} s")
+            labelled = True
+            xs += x
+            ys += y
+        for curve in reported:
+            points = [(e, v) for e, v in zip(curve["x"], curve["y"]) if v > 0]
+            if points:
+                x, y = zip(*points)
+                ax.plot(list(x), list(y), color=color, label=curve["label"], **REPORT_STYLE)
+                xs += x
+                ys += y
+    if not xs:
+        return None
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("time per epoch (s, log scale)")
+    ax.set_yscale("log")
+    _plain_log(ax.yaxis)
+    _epoch_axis(ax, xs)
+    limits = _range(ys, log=True)
+    if limits:
+        ax.set_ylim(*limits)
+    ax.grid(alpha=0.3, which="both")
+    _legend(ax)
     return fig
 
 
@@ -292,8 +398,10 @@ def train_loss_curves(groups: list[RunGroup]) -> Figure | None:
 
 
 def bar_chart(groups: list[RunGroup], values: list[tuple[float, float] | None],
-                     ylabel: str, *, log: bool = False) -> Figure | None:
-    """One bar per run (error bar: std over seeds); runs without a value are left out."""
+                     ylabel: str, *, log: bool = False, title: str | None = None) -> Figure | None:
+    """One bar per run (error bar: std over seeds); runs without a value are left out.
+    It draws every run it is given: the report passes only runs that compare
+    (:func:`cnnbench.report.runs.comparison_groups`), and a ``title`` when they are capped."""
     items = [(g.label, v) for g, v in zip(groups, values)
              if v is not None and _finite([v[0]], positive=log)]
     if not items:
@@ -315,12 +423,15 @@ def bar_chart(groups: list[RunGroup], values: list[tuple[float, float] | None],
     else:
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: plain_number(v)))
     ax.grid(axis="y", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
     return fig
 
 
 
-def accuracy_vs_macs(groups: list[RunGroup]) -> Figure | None:
-    """Test accuracy against multiply-accumulates per image (log scale)."""
+def accuracy_vs_macs(groups: list[RunGroup], *, title: str | None = None) -> Figure | None:
+    """Test accuracy against multiply-accumulates per image (log scale); every run it is
+    given, as :func:`bar_chart`."""
     points = [(g.label, g.first.get("macs"), g.test_acc) for g in groups]
     points = [(lab, m, acc) for lab, m, acc in points
               if m and acc is not None and _finite([m], positive=True) and _finite([acc[0]])]
@@ -344,6 +455,8 @@ def accuracy_vs_macs(groups: list[RunGroup]) -> Figure | None:
     ax.set_xlabel("MACs per image (multiply-accumulates, forward)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, which="both")
+    if title:
+        ax.set_title(title, fontsize=9)
     return fig
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from cnnbench.report.runs import (QUANTITIES, RunGroup, reference_difference,
                                   reference_value)
-from cnnbench.report.tables import duration, n_seeds, pct, profile_text, si_number
+from cnnbench.report.tables import (accuracy_interval, duration, n_seeds, pct, profile_text,
+                                    si_number)
 
 # Why a quantity is not comparable when the study file gives no note.
 _NOT_COMPARABLE = {"loss": "a loss depends on how it is summed or averaged",
@@ -64,7 +65,36 @@ class Reproduction:
             return "no: " + "; ".join(self.gaps)
         if not self.ref["comparable"]:
             return f"yes (not comparable: {self.ref.get('note') or _NOT_COMPARABLE[self.kind]})"
+        choices = run_choices(self.group)
+        if choices:
+            return "yes, with cnnbench's choices: " + ", ".join(c["what"] for c in choices)
         return "yes"
+
+
+def run_choices(group: RunGroup) -> list[dict]:
+    """The choices that change results and that the report did not make, for this run
+    (``study.json["choices"]``, from the study file's ``choices:``)."""
+    return [c for c in group.first.study.get("choices") or [] if isinstance(c, dict)
+            and c.get("what")]
+
+
+def choice_notes(groups: list[RunGroup]) -> list[str]:
+    """One line per choice, naming the runs it concerns: what cnnbench does, what the
+    report did or says (and where)."""
+    seen: dict[str, tuple[dict, list[str]]] = {}
+    for g in groups:
+        for c in run_choices(g):
+            key = json.dumps(c, sort_keys=True)
+            seen.setdefault(key, (c, []))[1].append(g.label)
+    lines = []
+    for c, runs in seen.values():
+        text = f"cnnbench's choice, **{c['what']}** ({', '.join(runs)}): {c['cnnbench']}"
+        if c.get("report"):
+            text += f"; the report: {c['report']}"
+            if c.get("source"):
+                text += f" ({source_text(c['source'])})"
+        lines.append(text.rstrip(".") + ".")
+    return lines
 
 
 def reproductions(groups: list[RunGroup]) -> list[Reproduction]:
@@ -150,7 +180,48 @@ def _cnnbench_cell(item: Reproduction) -> str:
         which = ("final weights (no validation split)" if weights == {"final"}
                  else "best-validation weights" if weights == {"best"} else "selected weights")
         text += f" (test acc {pct(g.test_acc, n)} %: {which}, nothing selected on the test set)"
+    if item.ref["metric"] == "test_acc" and item.value is not None:
+        text += tested_text(g)
     return text
+
+
+def tested_text(g: RunGroup) -> str:
+    """Which weights a test accuracy is of, where that is a choice: `` (last epoch's weights,
+    as the report; best-validation weights: 97.30 %)``; "" for the default (best-validation
+    weights, or the final ones without a validation split)."""
+    if {r.summary.get("tested_weights") for r in g.finished} != {"last"}:
+        return ""
+    best = g.stat("best_val_test_acc")
+    return (" (last epoch's weights, as the report tested"
+            + (f"; best-validation weights: {pct(best, n_seeds(g))} %"
+               if best else "") + ")")
+
+
+def cnnbench_interval(item: Reproduction) -> tuple[float, float] | None:
+    """cnnbench's 95 % interval of an accuracy reference's quantity, in percent
+    (:func:`cnnbench.report.tables.accuracy_interval`: Wilson for one seed, t over several);
+    ``None`` for other quantities or when there is none."""
+    if item.kind != "accuracy":
+        return None
+    interval = accuracy_interval(item.group, item.ref["metric"])
+    return None if interval is None else (100 * interval[0], 100 * interval[1])
+
+
+def interval_position(item: Reproduction) -> str:
+    """Where the report's number lies against cnnbench's 95 % interval: ``inside``,
+    ``outside (above)`` (the report's number is higher), ``outside (below)``; ``—`` when not
+    comparable (no difference: :attr:`Reproduction.difference`) or without an interval. A
+    published range counts as inside when it overlaps the interval."""
+    interval = cnnbench_interval(item) if item.difference is not None else None
+    if interval is None:
+        return "—"
+    value = reference_value(item.ref)
+    low, high = value if isinstance(value, tuple) else (value, value)
+    if low > interval[1]:
+        return "outside (above)"
+    if high < interval[0]:
+        return "outside (below)"
+    return "inside"
 
 
 def source_text(source: str) -> str:
@@ -166,7 +237,8 @@ def reproduction_tables(items: list[Reproduction]
     ``(which, (header, rows), footnotes)``; a footnote gives a reference's wording, source and
     note (once for the runs that share it), marked ``[n]`` in its report cell. Tables without
     rows are left out."""
-    header = ["run", "quantity", "report", "cnnbench", "difference", "profile", "same recipe?"]
+    header = ["run", "quantity", "report", "cnnbench", "difference", INSIDE_HEADER, "profile",
+              "same recipe?"]
     tables = []
     number = 0
     for which in ("on the report's recipe", "not on the report's recipe"):
@@ -186,7 +258,7 @@ def reproduction_tables(items: list[Reproduction]
                 report += f" [{notes[key][0]}]"
             rows.append([item.group.label, item.label, report, _cnnbench_cell(item),
                          difference_text(item.kind, item.difference, reference_value(ref)),
-                         profile_text(item.group), item.verdict])
+                         interval_position(item), profile_text(item.group), item.verdict])
         if rows:
             tables.append((which, (header, rows),
                            [_footnote(n, runs, item) for n, runs, item in notes.values()]))
@@ -205,15 +277,21 @@ def _footnote(number: int, runs: list[str], item: Reproduction) -> str:
     return " ".join(parts).rstrip(".") + "."
 
 
+# The reproduction table's column of :func:`interval_position`.
+INSIDE_HEADER = "report in cnnbench's 95% CI?"
+
 REPRODUCTION_FIELDS = ["study", "run", "metric", "quantity", "unit", "report_as_printed",
-                       "report_low", "report_high", "cnnbench", "cnnbench_std", "seeds",
-                       "difference", "difference_unit", "comparable", "profile", "limited",
-                       "same_recipe", "why_not", "source", "wording", "note"]
+                       "report_low", "report_high", "cnnbench", "cnnbench_std",
+                       "cnnbench_ci_low", "cnnbench_ci_high", "seeds",
+                       "difference", "difference_unit", "report_in_ci", "comparable", "profile",
+                       "limited", "same_recipe", "why_not", "source", "wording", "note"]
 
 
 def write_reproduction_csv(items: list[Reproduction], path: Path) -> Path:
     """``reproduction.csv``: one row per reference and run, as in the reproduction tables
-    (accuracies in percent, differences in pp, times in seconds; seeds as mean and std)."""
+    (accuracies in percent, differences in pp, times in seconds; seeds as mean and std;
+    ``cnnbench_ci_low``/``_high``: cnnbench's 95 % interval of an accuracy, ``report_in_ci``:
+    :func:`interval_position`, empty where the table shows ``—``)."""
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=REPRODUCTION_FIELDS)
         writer.writeheader()
@@ -222,6 +300,7 @@ def write_reproduction_csv(items: list[Reproduction], path: Path) -> Path:
             value = reference_value(ref)
             low, high = value if isinstance(value, tuple) else (value, value)
             diff = item.difference
+            interval, position = cnnbench_interval(item), interval_position(item)
             writer.writerow({
                 "study": g.first.study_name, "run": g.label, "metric": ref["metric"],
                 "quantity": item.label, "unit": _UNITS.get(item.kind, ""),
@@ -229,8 +308,11 @@ def write_reproduction_csv(items: list[Reproduction], path: Path) -> Path:
                 + (f" {ref['unit']}" if ref.get("unit") else ""), "report_low": low, "report_high": high,
                 "cnnbench": None if item.value is None else round(item.value[0], 6),
                 "cnnbench_std": None if item.value is None else round(item.value[1], 6),
+                "cnnbench_ci_low": None if interval is None else round(interval[0], 6),
+                "cnnbench_ci_high": None if interval is None else round(interval[1], 6),
                 "seeds": n_seeds(g), "difference": None if diff is None else round(diff, 6),
                 "difference_unit": "pp" if item.kind == "accuracy" else _UNITS.get(item.kind, ""),
+                "report_in_ci": None if position == "—" else position,
                 "comparable": ref["comparable"],
                 "profile": "/".join(sorted({r.profile or "" for r in g.records})),
                 "limited": any(r.limited for r in g.records), "same_recipe": item.on_recipe,

@@ -14,13 +14,15 @@ import json
 import re
 import statistics
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
 from cnnbench.errors import UserError
 from cnnbench.reference_metrics import REFERENCE_METRICS, TIME_UNITS
-from cnnbench.training.rundir import (CONFIG, METRICS, MISCLASSIFIED, STUDY, SUMMARY, read_json,
-                                     read_jsonl, read_yaml)
+from cnnbench.report.departures import recipe_departures
+from cnnbench.training.rundir import (CONFIG, METRICS, MISCLASSIFIED, PREDICTIONS, STUDY, SUMMARY,
+                                     read_json, read_jsonl, read_yaml)
 
 RUN_FILES = (SUMMARY, CONFIG, METRICS, STUDY)  # any of them marks a run directory
 
@@ -85,6 +87,18 @@ class RunRecord:
     def misclassified_path(self) -> Path | None:
         path = self.path / MISCLASSIFIED
         return path if path.exists() else None
+
+    @cached_property
+    def predictions(self) -> dict | None:
+        """``test_predictions.json`` (``predictions``, ``targets``: class indices per test
+        image, ``tested_weights``), read on first use; ``None`` when it is missing, unreadable,
+        empty or its two lists differ in length."""
+        data = read_json(self.path / PREDICTIONS)
+        preds, targets = data.get("predictions"), data.get("targets")
+        if not isinstance(preds, list) or not isinstance(targets, list) or not targets \
+                or len(preds) != len(targets):
+            return None
+        return data
 
     @property
     def error_line(self) -> str:
@@ -166,7 +180,8 @@ class RunGroup:
             return "quick"
         if "cpu" in profiles:
             return "cpu, capped"
-        return "limited" if any(r.limited for r in self.records) else ""
+        return "limited" if any(r.limited and not _limits_are_the_recipes(r)
+                                for r in self.records) else ""
 
     def recipe_gaps(self) -> list[str]:
         """Why cnnbench's numbers of this run are not set against the report's: not the
@@ -180,7 +195,57 @@ class RunGroup:
             named = sorted(str(p) for p in profiles if p)
             gaps.append(f"profile {'/'.join(named)}, not the study's full recipe" if named
                         else "not run by a study's full profile")
+        for record in self.records:  # every seed must be on the recipe
+            gaps += [d for d in recipe_departures(record.study) if d not in gaps
+                     and not (self.capped and d.startswith("limit_"))]  # said just above
         return gaps + ([self.differs] if self.differs else [])
+
+
+# ----------------------------------------------------------------- which runs compare
+
+def split_comparable(groups: list[RunGroup]) -> tuple[list[RunGroup], list[RunGroup]]:
+    """The report's one rule of what may be compared: ``(comparable, capped)``.
+
+    Comparable runs are on a study's full profile (or outside a study) and all the images
+    (:attr:`RunGroup.capped` is ""); every other run (quick, cpu-capped, limited) is a smoke
+    test or a capped run. The report never sets a capped run beside a comparable one in a
+    comparison figure, a grid cell left unmarked or an ablation's change, nor two capped
+    runs against each other in an ablation. Both lists keep the order of ``groups``."""
+    return [g for g in groups if not g.capped], [g for g in groups if g.capped]
+
+
+_CAPPED_ORDER = ("limited", "cpu, capped", "quick")  # least capped first
+
+
+def comparison_groups(groups: list[RunGroup]) -> tuple[list[RunGroup], str]:
+    """The runs the comparison figures hold, and "" or the kind of capped run they all are.
+
+    The comparable runs (:func:`split_comparable`) when there is one; else the capped runs
+    of one kind and profile only (the most numerous; on a tie the least capped), never a mix.
+    """
+    comparable, capped = split_comparable(groups)
+    if comparable or not capped:
+        return comparable, ""
+
+    def kind(g: RunGroup) -> tuple[str, tuple[str, ...]]:
+        return g.capped, tuple(sorted(str(r.profile or "") for r in g.records))
+
+    kinds: dict[tuple, list[RunGroup]] = {}
+    for g in capped:
+        kinds.setdefault(kind(g), []).append(g)
+    rank = {k: _CAPPED_ORDER.index(k[0]) if k[0] in _CAPPED_ORDER else len(_CAPPED_ORDER)
+            for k in kinds}
+    chosen = min(kinds, key=lambda k: (-len(kinds[k]), rank[k]))
+    return kinds[chosen], chosen[0]
+
+
+def _limits_are_the_recipes(record: RunRecord) -> bool:
+    """A study whose own full recipe trains on a subset (``transfer``) is not capped by it."""
+    recipe, options = record.study.get("recipe"), record.study.get("options")
+    if not isinstance(recipe, dict) or not isinstance(options, dict) or record.profile != "full":
+        return False
+    keys = ("limit_train", "limit_eval")
+    return any(recipe.get(k) for k in keys) and all(options.get(k) == recipe.get(k) for k in keys)
 
 
 @dataclass(frozen=True)
@@ -227,6 +292,13 @@ def _max_epoch_test_acc(record: RunRecord) -> float | None:
     return value
 
 
+def _epoch_value(key: str, epoch: int) -> Callable[[RunRecord], float | None]:
+    """The value of one epoch (``"epoch": 1`` is the first) in ``metrics.jsonl``."""
+    def read(record: RunRecord) -> float | None:
+        return next((_number(m.get(key)) for m in record.metrics if m.get("epoch") == epoch), None)
+    return read
+
+
 # What each metric of a study's `reference:` (cnnbench.reference_metrics) is in cnnbench:
 # its label and where its value comes from; the kind is the shared table's.
 QUANTITIES: dict[str, Quantity] = {
@@ -236,6 +308,8 @@ QUANTITIES: dict[str, Quantity] = {
     "max_epoch_test_acc": Quantity(
         "best test acc over epochs (the report's measure; the test set picks the "
         "epoch, optimistic)", _max_epoch_test_acc),
+    "epoch1_test_acc": Quantity("test acc after epoch 1 (test monitor)",
+                                _epoch_value("epoch_test_acc", 1)),
     "train_acc": Quantity("train acc (last epoch)", _last_epoch("train_acc")),
     "test_loss": Quantity("test loss", _summary("test_loss")),
     "val_loss": Quantity("val loss (last epoch)", _last_epoch("val_loss")),

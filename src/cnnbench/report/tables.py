@@ -11,7 +11,8 @@ import csv
 import math
 from pathlib import Path
 
-from cnnbench.report.runs import RunGroup, RunRecord
+from cnnbench.report.runs import QUANTITIES, RunGroup, RunRecord, split_comparable
+from cnnbench.report.stats import seed_stats, wilson_interval
 
 PROFILE_NOTES = {
     "quick": "smoke test: a few hundred images, one epoch; its accuracy says nothing",
@@ -87,15 +88,76 @@ def n_seeds(group: RunGroup) -> int:
     return len(group.finished)
 
 
+# The results table's test-accuracy column: which 95 % interval the brackets hold.
+TEST_ACC_HEADER = "test acc (%) [95% CI: Wilson (1 seed) / t (seeds)]"
+
+# The split an accuracy is measured on (its image count for a Wilson interval); train_acc has
+# none: it is measured on augmented batches while the weights change.
+_SPLIT_OF = {"test_acc": "test", "max_epoch_test_acc": "test", "val_acc": "val",
+             "best_val_acc": "val"}
+
+
+def _wilson_of(accuracy, record: RunRecord, split: str) -> tuple[float, float] | None:
+    """The Wilson interval of a fraction measured on the images of ``split`` (summary.json's
+    split sizes, as limited); ``None`` when either is unknown."""
+    n = (record.summary.get("split") or {}).get(split)
+    if (not isinstance(accuracy, (int, float)) or isinstance(accuracy, bool)
+            or not isinstance(n, int) or n <= 0 or not 0 <= accuracy <= 1):
+        return None
+    return wilson_interval(round(accuracy * n), n)
+
+
+def record_test_interval(record: RunRecord) -> tuple[float, float] | None:
+    """The Wilson 95 % interval (fractions) of one run directory's test accuracy: counted from
+    its saved predictions (``test_predictions.json``), else from summary.json's ``test_acc``
+    and test split size; ``None`` when neither is there."""
+    saved = record.predictions
+    if saved is not None:
+        correct = sum(int(p == t) for p, t in zip(saved["predictions"], saved["targets"]))
+        return wilson_interval(correct, len(saved["targets"]))
+    return _wilson_of(record.summary.get("test_acc"), record, "test")
+
+
+def accuracy_interval(group: RunGroup, metric: str = "test_acc") -> tuple[float, float] | None:
+    """cnnbench's 95 % interval (fractions) of an accuracy of a run (a :data:`QUANTITIES` key):
+    with several finished seeds the Student-t interval of the mean over the seeds (clipped to
+    [0, 1]); with one, the Wilson interval over the images of its split (``test_acc``: its
+    saved predictions first); ``None`` when there is no such number (``train_acc`` with one
+    seed: no fixed image count)."""
+    quantity = QUANTITIES.get(metric)
+    finished = group.finished
+    if quantity is None or not finished:
+        return None
+    if len(finished) > 1:
+        spread = seed_stats([quantity.read(r) for r in finished])
+        return None if spread is None else (max(0.0, spread.low), min(1.0, spread.high))
+    record = finished[0]
+    if metric == "test_acc":
+        return record_test_interval(record)
+    split = _SPLIT_OF.get(metric)
+    return _wilson_of(quantity.read(record), record, split) if split else None
+
+
+def accuracy_cell(group: RunGroup) -> str:
+    """``97.50 [97.18, 97.77]`` (one seed: Wilson over the test images) or ``97.50 ± 0.10
+    [97.25, 97.75]`` (several: mean ± sample std [t-interval of the mean]); no brackets
+    when no interval can be computed."""
+    text = pct(group.test_acc, n_seeds(group))
+    interval = accuracy_interval(group, "test_acc") if group.test_acc else None
+    return text if interval is None else f"{text} [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]"
+
+
 def results_table(groups: list[RunGroup]) -> tuple[list[str], list[list[str]]]:
-    header = ["run", "model", "dataset", "profile", "seeds", "test acc (%)", "best val acc (%)",
+    header = ["run", "model", "dataset", "profile", "seeds", TEST_ACC_HEADER, "best val acc (%)",
               "params", "MACs", "train time", "train img/s", "device", "status"]
     rows = []
     for g in groups:
         n = n_seeds(g)
         status = g.status if g.status == "finished" else f"**{g.status.upper()}**"
         row = [g.label, str(g.first.get("model", "—")), str(g.first.get("dataset", "—")),
-               profile_text(g), str(n if n else len(g.records)), pct(g.test_acc, n),
+               profile_text(g), str(n if n else len(g.records)),
+               accuracy_cell(g) + (" *last*" if {r.summary.get("tested_weights")
+                                                for r in g.finished} == {"last"} else ""),
                pct(g.best_val_acc, n),
                count(g.first.get("params")), count(g.first.get("macs")),
                 duration(_mean(g, "train_time_s")),
@@ -128,11 +190,31 @@ def _test_reference(group: RunGroup) -> dict | None:
                  if r["metric"] in ("test_acc", "max_epoch_test_acc")), None)
 
 
+def _network(group: RunGroup) -> str:
+    return str(group.first.get("model") or "")
+
+
+def _ablation_base(steps: list[RunGroup], i: int) -> int | None:
+    """The step that step ``i`` continues from or changes: its ``init`` run when that is a
+    step of the chain, else the nearest earlier step of the same network; ``None`` if none
+    (a step that starts another network, as cifar10-tricks' ResNet-18 and VGG-16-BN)."""
+    init = steps[i].first.study.get("init")
+    for j in range(i - 1, -1, -1):
+        if init and steps[j].label == init:
+            return j
+    network = _network(steps[i])
+    return next((j for j in range(i - 1, -1, -1) if _network(steps[j]) == network), None)
+
+
 def ablation_tables(groups: list[RunGroup]) -> dict[str, tuple[list[str], list[list[str]]]]:
     """One table per ablation: a row per cumulative step, change vs previous and baseline.
 
-    A change is computed only between steps of the same profile (and the same image
-    limits): a capped or quick step never drives a comparison with a full one."""
+    "vs previous" is against the step a step continues from or changes
+    (:func:`_ablation_base`; ``(vs #k)`` when that is not the row above), "vs baseline"
+    against step 0 when it is the same network; a cell without a step to compare with says
+    why. A change is computed only between comparable steps (:func:`split_comparable`): a
+    quick or capped step is never compared, with a full step or with another capped one
+    (``— (capped)``)."""
     chains: dict[str, list[RunGroup]] = {}
     for g in groups:
         if g.first.study.get("step") is not None:
@@ -146,17 +228,28 @@ def ablation_tables(groups: list[RunGroup]) -> dict[str, tuple[list[str], list[l
         header += ["profile"]
         rows = []
         values = [100 * g.test_acc[0] if g.test_acc else None for g in steps]
-        scales = [(profile_text(g), g.capped) for g in steps]
+        comparable = {id(g) for g in split_comparable(steps)[0]}
 
-        def change(i: int, j: int) -> str:
-            same = scales[i] == scales[j]
-            return signed(values[i] - values[j]) if same and None not in (values[i], values[j]) else "—"
+        def change(i: int, j: int | None, why_none: str, which: str = "") -> str:
+            if j is None:
+                return f"— ({why_none})"
+            if id(steps[i]) not in comparable:
+                return "— (capped)"
+            if id(steps[j]) not in comparable:
+                return f"— (#{j} capped)"
+            if None in (values[i], values[j]):
+                return "—"
+            return signed(values[i] - values[j]) + which
 
         for i, g in enumerate(steps):
             acc = g.test_acc
+            base = _ablation_base(steps, i) if i else None
+            same_as_0 = _network(g) == _network(steps[0])
             row = [str(i), g.first.study["step"], g.label,
                    pct(acc, n_seeds(g)) if acc else f"**{g.status.upper()}**",
-                   change(i, i - 1) if i else "—", change(i, 0) if i else "—"]
+                   change(i, base, "new network: no earlier step of it",
+                          "" if base == i - 1 else f" (vs #{base})") if i else "—",
+                   change(i, 0 if same_as_0 else None, "other network than #0") if i else "—"]
             row += [reference_text(refs[i])] if any(refs) else []
             row += [profile_text(g)]
             rows.append(row)
@@ -166,7 +259,10 @@ def ablation_tables(groups: list[RunGroup]) -> dict[str, tuple[list[str], list[l
 
 def grid_table(groups: list[RunGroup], rows_axis: str, cols_axis: str
                ) -> tuple[list[str], list[list[str]]] | None:
-    """Test accuracy (%) with one row per ``rows_axis`` label and a column per ``cols_axis``."""
+    """Test accuracy (%) with one row per ``rows_axis`` label and a column per ``cols_axis``.
+
+    A cell of a run that is not comparable (:func:`split_comparable`: quick, cpu-capped or
+    limited) says so after its number, ``7.42 (quick)``; the report's legend explains it."""
     cells: dict[tuple[str, str], RunGroup] = {}
     row_labels: list[str] = []
     col_labels: list[str] = []
@@ -180,6 +276,7 @@ def grid_table(groups: list[RunGroup], rows_axis: str, cols_axis: str
         col_labels += [c] if c not in col_labels else []
     if not cells:
         return None
+    capped = {id(g) for g in split_comparable(list(cells.values()))[1]}
     header = [rows_axis, *col_labels]
     rows = []
     for r in row_labels:
@@ -191,8 +288,26 @@ def grid_table(groups: list[RunGroup], rows_axis: str, cols_axis: str
             elif g.test_acc is None:
                 row.append(f"**{g.status.upper()}**")
             else:
-                row.append(pct(g.test_acc, n_seeds(g)))
+                row.append(pct(g.test_acc, n_seeds(g))
+                           + (f" ({g.capped})" if id(g) in capped else ""))
         rows.append(row)
+    return header, rows
+
+
+def capped_table(groups: list[RunGroup]) -> tuple[list[str], list[list[str]]]:
+    """The runs that are not comparable (:func:`split_comparable`), apart from the
+    comparison figures: what each is and why its numbers compare with nothing."""
+    why = {"quick": PROFILE_NOTES["quick"], "cpu, capped": PROFILE_NOTES["cpu"],
+           "limited": "trained or evaluated on a subset of the images (limit_train / limit_eval)"}
+    header = ["run", "model", "profile", "test acc (%)", "train time", "params", "MACs",
+              "not comparable because"]
+    rows = []
+    for g in split_comparable(groups)[1]:
+        n = n_seeds(g)
+        rows.append([g.label, str(g.first.get("model", "—")), profile_text(g),
+                     pct(g.test_acc, n) if g.test_acc else f"**{g.status.upper()}**",
+                     duration(_mean(g, "train_time_s")), count(g.first.get("params")),
+                     count(g.first.get("macs")), why.get(g.capped, g.capped)])
     return header, rows
 
 
@@ -270,14 +385,17 @@ def environment(records: list[RunRecord]) -> list[str]:
 
 
 CSV_FIELDS = ["study", "run", "dir", "status", "model", "dataset", "profile", "limited",
-              "seed", "epochs", "epochs_completed", "test_acc", "test_loss", "best_val_acc",
+              "seed", "epochs", "epochs_completed", "test_acc", "test_acc_ci_low",
+              "test_acc_ci_high", "test_loss", "best_val_acc",
               "best_epoch", "params", "macs", "flops", "train_time_s", "eval_time_s",
               "train_images_per_s", "device", "error"]
 
 
 def write_csv(groups: list[RunGroup], path: Path) -> Path:
     """``results.csv``: one row per run directory (accuracies as fractions, as in summary.json;
-    the references and differences are in ``reproduction.csv``)."""
+    ``test_acc_ci_low``/``_high``: the directory's Wilson 95 % interval,
+    :func:`record_test_interval`; the references and differences are in
+    ``reproduction.csv``)."""
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
@@ -286,6 +404,10 @@ def write_csv(groups: list[RunGroup], path: Path) -> Path:
                 row = {k: r.get(k) for k in CSV_FIELDS}
                 row.update(study=r.study_name, run=g.label, dir=str(r.path), status=r.status,
                            profile=r.profile, limited=r.limited, error=r.error_line or None)
+                interval = record_test_interval(r) if r.status == "finished" else None
+                if interval is not None:  # this directory's Wilson 95 % interval
+                    row.update(test_acc_ci_low=round(interval[0], 6),
+                               test_acc_ci_high=round(interval[1], 6))
                 writer.writerow(row)
     return path
 

@@ -16,8 +16,10 @@ from pathlib import Path
 from cnnbench.errors import UserError
 from cnnbench.report import figures as fig
 from cnnbench.report import reproduction, tables
+from cnnbench.report.significance import significance_section
 from cnnbench.report.document import Document
-from cnnbench.report.runs import RunGroup, RunRecord, group_runs, load_runs
+from cnnbench.report.runs import (RunGroup, RunRecord, comparison_groups, group_runs, load_runs,
+                                  split_comparable)
 
 
 @dataclass(frozen=True)
@@ -96,16 +98,26 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
                       "(limit_train / limit_eval, see Setup)")
     legend.append("test accuracy: measured once, after training, with the weights of the best "
                   "validation epoch (the final weights when a run has no validation split); with "
-                  "several seeds, mean ± sample standard deviation")
+                  "several seeds, mean ± sample standard deviation"
+                  + ("; runs marked *last* test their last epoch's weights instead, as their "
+                     "report did (`test_weights: last`), and record the best validation "
+                     "epoch's test accuracy beside it (Reproduction)"
+                     if any(r.summary.get("tested_weights") == "last"
+                            for g in groups for r in g.records) else ""))
     doc.bullets(legend + tables.run_notes(groups))
     _reproduction_section(doc, groups)
+    significance_section(doc, groups)
 
     for chain, table in tables.ablation_tables(groups).items():
         doc.heading(3, f"Ablation: {chain}")
         doc.paragraph("One row per cumulative step (each adds its change to the step above); "
-                      "test accuracy with the change against the previous step and against the "
-                      "baseline (step 0), only between steps of the same profile (a capped or "
-                      "quick step is never compared with a full one).")
+                      "test accuracy with the change against the previous step (the step it "
+                      "continues from or changes: its `init` run, else the nearest earlier "
+                      "step of the same network; `(vs #k)` when that is not the row above) "
+                      "and against the baseline (step 0, same network only). A change is "
+                      "computed only between runs on the full recipe and all the images: a "
+                      "quick or capped step is compared with nothing, neither a full step nor "
+                      "another capped one (`— (capped)`); an empty cell says why.")
         doc.table(*table)
 
     grid = meta.get("grid_table")
@@ -113,8 +125,15 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
         table = tables.grid_table(groups, grid["rows"], grid["cols"])
         if table:
             doc.heading(3, f"{grid['rows']} × {grid['cols']}")
+            marked = sorted({g.capped for g in split_comparable(groups)[1]
+                             if (g.first.study.get("axes") or {}).keys()
+                             >= {grid["rows"], grid["cols"]}})
             doc.paragraph(f"Test accuracy (%), one row per {grid['rows']}, one column per "
-                          f"{grid['cols']}.")
+                          f"{grid['cols']}."
+                          + (" A cell marked " + " / ".join(f"({m})" for m in marked)
+                             + " is a quick or capped run (a smoke test, not the report's "
+                             "recipe on all the images): not comparable with the unmarked "
+                             "cells, nor with other marked ones." if marked else ""))
             doc.table(*table)
 
     doc.heading(3, "Curves")
@@ -127,25 +146,17 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
     doc.figure(fig.save(fig.epoch_panels(groups, fig.ACCURACY_PANELS, "accuracy (%)",
                                          percent=True), fig_dir / "accuracy.png"),
                "Accuracy per epoch: training (on the epoch's augmented batches) | validation"
-               + (monitor if _monitored(groups) else ""))
+               + (monitor if _monitored(groups) else "") + _reported_accuracy_text(groups))
     doc.figure(fig.save(fig.epoch_panels(groups, fig.LOSS_PANELS, "loss"), fig_dir / "loss.png"),
-               "Loss per epoch: training | validation" + (monitor if _monitored(groups) else ""))
+               "Loss per epoch: training | validation" + (monitor if _monitored(groups) else "")
+               + _reported_loss_text(groups))
     doc.figure(fig.save(fig.train_loss_curves(groups), fig_dir / "train_loss.png"),
                "Training loss against training images seen (smoothed; faint: as logged)")
     doc.figure(fig.save(fig.lr_curves(groups), fig_dir / "lr.png"),
                "Learning rate per training step (train_steps.jsonl)")
+    _reported_times(doc, groups, fig_dir)
 
-    doc.heading(3, "Comparison")
-    doc.figure(fig.save(fig.bar_chart(groups, [_scaled(g.test_acc, 100) for g in groups],
-                                      "test accuracy (%)"), fig_dir / "test_acc.png"),
-               "Test accuracy (error bars: std over seeds)")
-    doc.figure(fig.save(fig.bar_chart(groups, [g.stat("train_time_s") for g in groups],
-                                      "training time (s)"), fig_dir / "train_time.png"),
-               "Training time (evaluation excluded)")
-    doc.figure(fig.save(fig.bar_chart(groups, [g.stat("params") for g in groups], "parameters",
-                                      log=True), fig_dir / "params.png"), "Parameters (log scale)")
-    doc.figure(fig.save(fig.accuracy_vs_macs(groups), fig_dir / "acc_vs_macs.png"),
-               "Test accuracy against MACs per image")
+    _comparison_section(doc, groups, fig_dir)
 
     doc.heading(3, "Per run")
     galleries = 0
@@ -181,6 +192,46 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
     doc.bullets(tables.environment([r for g in groups for r in g.records]))
 
 
+def _comparison_section(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:
+    """The comparison figures hold only runs that compare (``comparison_groups``: the runs on
+    the full recipe and all the images, else capped runs of one kind, titled so); the quick
+    and capped runs are listed in a table of their own, never in the same figure."""
+    doc.heading(3, "Comparison")
+    shown, kind = comparison_groups(groups)
+    capped = split_comparable(groups)[1]
+    what = "smoke tests" if kind == "quick" else "capped runs"
+    title = f"{kind} runs only — not comparable with full runs" if kind else None
+    suffix = f" — {title}" if title else ""
+    if kind:
+        doc.paragraph(f"No run of this study is on the report's full recipe with all the "
+                      f"images: the figures show the {kind} runs only, beside one another; "
+                      f"they are {what}, not the report's recipe, and compare with no "
+                      "full run.")
+    elif capped:
+        doc.paragraph("The figures show only the runs on the report's full recipe with all "
+                      "the images; the quick and capped runs are listed below, apart.")
+    doc.figure(fig.save(fig.bar_chart(shown, [_scaled(g.test_acc, 100) for g in shown],
+                                      "test accuracy (%)", title=title),
+                        fig_dir / "test_acc.png"),
+               "Test accuracy (error bars: std over seeds)" + suffix)
+    doc.figure(fig.save(fig.bar_chart(shown, [g.stat("train_time_s") for g in shown],
+                                      "training time (s)", title=title),
+                        fig_dir / "train_time.png"),
+               "Training time (evaluation excluded)" + suffix)
+    doc.figure(fig.save(fig.bar_chart(shown, [g.stat("params") for g in shown], "parameters",
+                                      log=True, title=title), fig_dir / "params.png"),
+               "Parameters (log scale)" + suffix)
+    doc.figure(fig.save(fig.accuracy_vs_macs(shown, title=title), fig_dir / "acc_vs_macs.png"),
+               "Test accuracy against MACs per image" + suffix)
+    if capped:
+        doc.heading(4, "Quick and capped runs — not comparable, smoke tests only")
+        doc.paragraph(("Only the " + kind + " runs are in the figures above, and only beside "
+                       "one another." if kind else "None of these runs is in the figures above.")
+                      + " They trained on less than the report's recipe (fewer epochs or "
+                      "images): their numbers compare with nothing.")
+        doc.table(*tables.capped_table(capped))
+
+
 def _reproduction_section(doc: Document, groups: list[RunGroup]) -> None:
     """Every published number beside cnnbench's, and a difference where that means something."""
     items = reproduction.reproductions(groups)
@@ -198,9 +249,67 @@ def _reproduction_section(doc: Document, groups: list[RunGroup]) -> None:
             doc.heading(4, "Runs not on the report's recipe — not comparable")
         doc.table(*table)
         doc.bullets(notes)
+    choices = reproduction.choice_notes(groups)
+    if choices:
+        doc.paragraph("Choices that change results and that the report did not make (or that "
+                      "rest on a reading of its code), for the runs named:")
+        doc.bullets(choices)
     if all(not item.on_recipe for item in items):
         doc.paragraph("No run followed the report's recipe, so no difference is computed; "
                       "run the study with `--profile full` to compare.")
+
+
+def _curve_sources(groups: list[RunGroup], metrics: tuple[str, ...]) -> list[str]:
+    """``"lenet: 000:657-666 (the same values again on 000:872-881)"`` for each run with a lab
+    report's per-epoch series of ``metrics`` (the study file's ``curves:``)."""
+    out = []
+    for g in groups:
+        parts = []
+        for metric in metrics:
+            for c in fig.report_curves(g, metric):
+                again = (f" (the same values again on {', '.join(c['sources'][1:])})"
+                         if len(c["sources"]) > 1 else "")
+                parts.append(c["sources"][0] + again)
+        if parts:
+            out.append(f"{g.label}: {', '.join(parts)}")
+    return out
+
+
+def _reported_accuracy_text(groups: list[RunGroup]) -> str:
+    sources = _curve_sources(groups, ("train_acc", "val_acc"))
+    return ("; dotted with open squares, in the run's colour: the lab report's own accuracy per "
+            "epoch as it printed it (" + "; ".join(sources) + ")" if sources else "")
+
+
+def _reported_loss_text(groups: list[RunGroup]) -> str:
+    sources = _curve_sources(groups, ("train_loss", "val_loss"))
+    return (". The lab report's printed losses per epoch (" + "; ".join(sources) + ") are not "
+            "drawn: cnnbench's are per-image means, and the report's are not known to be "
+            "(each series' note in the study file says what it is)" if sources else "")
+
+
+def _reported_times(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:
+    """cnnbench's time per epoch beside the lab report's printed one, on different machines."""
+    path = fig.save(fig.epoch_time_curves(groups), fig_dir / "epoch_time.png")
+    if path is None:
+        return
+    timed = [g for g in groups if fig.report_curves(g, "epoch_time_s")]
+    machines = []
+    for r in (r for g in timed for r in g.records if r.summary):
+        text = tables.device_text(r)
+        if text == "cpu" and r.summary.get("cpu"):
+            threads = r.summary.get("num_threads")
+            text += f" ({r.summary['cpu']}" + (f", {threads} threads)" if threads else ")")
+        if text not in machines:
+            machines.append(text)
+    doc.figure(path, "Time per epoch in seconds (log scale): cnnbench's runs (solid; dashed and "
+               "faded when capped) on " + (", ".join(machines) or "this machine")
+               + ", beside the lab report's printed times (dotted, open squares; "
+               + "; ".join(_curve_sources(timed, ("epoch_time_s",))) + "), converted to "
+               "seconds. Different machines: the report timed its own hardware (notes below), "
+               "so the gap is the hardware's as much as the code's.")
+    doc.bullets([f"{g.label}, {', '.join(c['sources'])}: {c['note']}"
+                 for g in timed for c in fig.report_curves(g, "epoch_time_s") if c["note"]])
 
 
 def _monitored(groups: list[RunGroup]) -> bool:

@@ -67,7 +67,8 @@ list of one; ``null`` or absent: none known), each with these keys:
   ``metrics.jsonl``: the reports print the final epoch); ``epoch_time_s`` (the mean over the
   epochs); ``max_epoch_test_acc`` (the report's "best test accuracy over the epochs": the test
   set picks the epoch, so it is optimistic; cnnbench has it only from a run that evaluated the
-  test set every epoch, ``monitor_test``, and shows its honest ``test_acc`` beside it).
+  test set every epoch, ``monitor_test``, and shows its honest ``test_acc`` beside it);
+  ``epoch1_test_acc`` (the test accuracy after the first epoch, from the same test monitor).
 * ``value``: the number as the report printed it; accuracies in percent, or ``[low, high]``
   for a range (accuracies only).
 * ``unit``: times only, ``s`` (default), ``min`` or ``h``.
@@ -83,6 +84,16 @@ do not exist offline, a model swapped for another): the report then shows both n
 no difference. So does it for a run of the ``quick`` or ``cpu`` profile or on fewer images; a
 difference is computed only for a ``full``-profile run on all the images without ``differs``,
 and a comparable metric. Every error in these keys is a one-line :class:`UserError`.
+
+``curves:`` lists the per-epoch series the lab report printed for the run (one mapping alone
+is a list of one), each ``{metric, unit, source, points, note}``: ``metric`` one of
+``train_acc``, ``val_acc``, ``train_loss``, ``val_loss``, ``epoch_time_s``; ``unit`` ``%``
+for accuracies (the default), none for losses (as printed), ``s``/``min``/``h`` for times
+(required); ``source`` the quoted lines, ``"000:657-666"``; ``points`` ``[[epoch, value],
+...]``, epochs increasing, each value exactly as printed on its epoch's line; ``note``
+what a reader should know (a loss summed over batches, the report's hardware). They reach
+``study.json`` as ``curves``; the report draws the accuracies beside cnnbench's validation
+curves and the times in a figure of their own.
 
 Runs are ordered when the study is loaded (:func:`order_runs`: every ``init`` run comes
 first); the runner (:func:`run_study`) skips

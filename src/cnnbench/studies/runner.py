@@ -134,6 +134,11 @@ class _Runner:
             if _PROFILE_RANK.get(profile, 2) >= _PROFILE_RANK.get(self.study.profile, 2):
                 note = (f"; its recipe differs from the study's now ({', '.join(changed)}): delete "
                         f"{run_dir} to train it again" if changed else "")
+                if not changed and profile == self.study.profile:
+                    # same recipe, same profile: the study file's notes, references and the
+                    # report's recipe reach the run's record without training it again
+                    write_json(run_dir / STUDY, run.meta(self.study))
+                    note += "; its study.json refreshed from the study file"
                 self.log(f"{head}: finished before (profile {profile}), skipped{note}")
                 return RunOutcome(run, "done-before", run_dir)
             if run.init is not None and self.status.get(run.init) != "finished":

@@ -14,7 +14,8 @@ import yaml
 from cnnbench.config import TrainConfig
 from cnnbench.config.resolve import resolve_config
 from cnnbench.errors import UserError
-from cnnbench.studies.fields import Reference, check_keys, flag, mapping, parse_differs, parse_references
+from cnnbench.studies.fields import (Choice, Curve, Reference, parse_choices, check_keys, flag, mapping, parse_curves,
+                                     parse_differs, parse_references)
 
 STUDY_DIR = Path(__file__).parent  # the shipped study files, *.yaml beside this module
 PROFILES = ("quick", "cpu", "full")
@@ -23,9 +24,9 @@ PROFILES = ("quick", "cpu", "full")
 CIFAR10_VARIANTS = ("cifar10", "cifar10_jpeg")
 
 _STUDY_KEYS = {"name", "description", "report", "notes", "seeds", "grid_table", "model_aliases",
-               "defaults", "profiles", "runs"}
+               "defaults", "profiles", "runs", "choices"}
 _RUN_KEYS = {"name", "init", "reference", "step", "ablation", "grid", "profiles", "note", "once",
-             "differs"}
+             "differs", "curves"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class StudyRun:
     name: str                    # directory name: the base name, plus -seed<k> with several seeds
     base: str                    # the run's name in the study file (seeds share it)
     options: dict                # resolved `train` options
+    # the report's recipe for this run: its options in the full profile, without --set or
+    # --dataset; the report compares `options` with it key by key (like for like or not)
+    recipe: dict = field(default_factory=dict)
+    profile_recipe: dict = field(default_factory=dict)  # the same in this run's profile
     seed_index: int = 0
     init: str | None = None      # directory name of the run whose checkpoint starts this one
     references: tuple[Reference, ...] = ()
@@ -45,6 +50,7 @@ class StudyRun:
     axes: dict = field(default_factory=dict)   # grid labels, e.g. {"model": .., "optimizer": ..}
     note: str = ""
     position: int = 0            # place in the study file (the report lists runs in this order)
+    curves: tuple[Curve, ...] = ()  # the report's per-epoch series for this run (`curves:`)
 
     def meta(self, study: "Study") -> dict:
         """What the runner writes to ``study.json`` in the run directory."""
@@ -57,7 +63,10 @@ class StudyRun:
             "reference": [r.to_dict() for r in self.references], "differs": self.differs or None,
             "step": self.step, "step_index": self.step_index, "ablation": self.ablation,
             "axes": dict(self.axes), "note": self.note, "position": self.position,
-            "options": dict(self.options),
+            "curves": [c.to_dict() for c in self.curves],
+            "options": dict(self.options), "recipe": dict(self.recipe),
+            "profile_recipe": dict(self.profile_recipe),
+            "choices": [c.to_dict() for c in study.choices if c.applies_to(self.base)],
         }
 
 
@@ -74,6 +83,7 @@ class Study:
     grid_table: dict | None
     runs: tuple[StudyRun, ...]
     source: Path
+    choices: tuple[Choice, ...] = ()  # what changes results that the report did not choose
 
     def where(self, run: StudyRun) -> str:
         """How a one-line error names ``run`` (``"<study>: run <name>"``)."""
@@ -140,7 +150,7 @@ def load_study(name_or_path: str | Path, *, profile: str = "full", seeds: int | 
         if key not in PROFILES:
             raise UserError(f"{where}: unknown profile {key!r}; profiles are "
                             f"{', '.join(PROFILES)}")
-    study_profile = mapping(profiles.get(profile), f"{where}: profiles.{profile}")
+    mapping(profiles.get(profile), f"{where}: profiles.{profile}")  # checked before any run
     n_seeds = int(seeds if seeds is not None else raw.get("seeds", 1))
     if n_seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {n_seeds}")
@@ -166,23 +176,32 @@ def load_study(name_or_path: str | Path, *, profile: str = "full", seeds: int | 
             raise UserError(f"{where}: run {b['name']!r} has init {b['init']!r}, which is not "
                             "a run of this study")
 
-    resolved = []
-    for b in bases:
+    def options_for(b: dict, profile: str, overrides: dict) -> dict:
         # a run's own entry for the profile replaces the study's entry for that run
         entry = (mapping(b["profiles"][profile], f"{where}: {b['name']}.profiles.{profile}")
-                 if profile in b["profiles"] else study_profile)
+                 if profile in b["profiles"]
+                 else mapping(profiles.get(profile), f"{where}: profiles.{profile}"))
         options = {**defaults, **b["options"], **{k: v for k, v in entry.items() if k != "cap"}}
         for key, cap in mapping(entry.get("cap"), f"{where}: {profile} cap").items():
             options[key] = _capped(key, options.get(key), cap)
-        options.update(overrides or {})
+        options.update(overrides)
         if isinstance(options.get("model"), str) and options["model"] in aliases:
             options["model"] = aliases[options["model"]]  # the report's own spelling
-        if data_dir is not None:
-            options["data_dir"] = str(data_dir)
         if options.get("batch_schedule"):  # the schedule fixes the number of epochs
             options.pop("epochs", None)
         options["profile"] = profile
+        return options
+
+    choices = parse_choices(raw.get("choices"), where)
+    resolved = []
+    recipes = {}  # run name -> the report's recipe: the full profile, no --set, no --dataset
+    for b in bases:
+        options = options_for(b, profile, overrides or {})
+        if data_dir is not None:
+            options["data_dir"] = str(data_dir)
         resolved.append((b, options))
+        # the report's recipe, and this profile's version of it (what --set/--dataset change)
+        recipes[b["name"]] = (options_for(b, "full", {}), options_for(b, profile, {}))
     _swap_dataset(resolved, dataset, where)
 
     runs = []
@@ -206,14 +225,16 @@ def load_study(name_or_path: str | Path, *, profile: str = "full", seeds: int | 
                         else f"{b['init']}-seed{dep_seed}")
             runs.append(StudyRun(
                 name=run_name, base=b["name"], options={**options, "seed": base_seed + k},
+                recipe=recipes[b["name"]][0], profile_recipe=recipes[b["name"]][1],
                 seed_index=k, init=init, references=b["references"], differs=b["differs"],
                 step=b["step"],
                 step_index=step_index, ablation=ablation, axes=b["axes"], note=b["note"],
-                position=len(runs)))
+                position=len(runs), curves=b["curves"]))
     return Study(name=name, description=str(raw.get("description", "")).strip(),
                  report=str(raw.get("report", "")).strip(),
                  notes=tuple(str(n) for n in (raw.get("notes") or ())), profile=profile,
-                 seeds=n_seeds, grid_table=grid_table, runs=tuple(order_runs(runs)), source=path)
+                 seeds=n_seeds, grid_table=grid_table, runs=tuple(order_runs(runs)), source=path,
+                 choices=choices)
 
 
 def _expand_entry(entry: dict, where: str) -> list[dict]:
@@ -224,6 +245,7 @@ def _expand_entry(entry: dict, where: str) -> list[dict]:
     options = {k: v for k, v in entry.items() if k not in _RUN_KEYS}
     refs = parse_references(entry.get("reference"), f"{where}: reference")
     departs = parse_differs(entry.get("differs"), f"{where}: differs")
+    curves = parse_curves(entry.get("curves"), f"{where} (run {entry['name']}): curves")
     grid = mapping(meta["grid"], f"{where}: grid")
     combos: list[tuple[dict, dict, dict]] = [({}, {}, {})]  # (axis labels, options, profiles)
     for axis, values in grid.items():
@@ -254,6 +276,7 @@ def _expand_entry(entry: dict, where: str) -> list[dict]:
             "name": name, "options": {**copy.deepcopy(options), **copy.deepcopy(grid_opts)},
             "init": None if meta["init"] is None else str(meta["init"]).format(**labels),
             "references": refs, "differs": departs, "step": None if meta["step"] is None else str(meta["step"]),
+            "curves": curves,
             "ablation": meta["ablation"], "axes": labels, "note": str(meta["note"] or ""),
             "once": flag(meta["once"], f"{where}: once"),
             "profiles": {**mapping(meta["profiles"], f"{where}: profiles"), **grid_profiles},

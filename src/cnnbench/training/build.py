@@ -88,11 +88,18 @@ def check_lowres(config: TrainConfig, run_data: RunData) -> None:
 
 def load_init(model: nn.Module, config: TrainConfig, spec: DatasetSpec) -> transfer.LoadReport:
     """Start ``model`` from ``config.init``, or with ``config.pretrained`` from torchvision's
-    ImageNet weights (README: Fine-tuning)."""
-    source = config.init or str(transfer.pretrained_weights_path(config.model))
+    ImageNet weights (README: Fine-tuning): all of them, or for a lab report's variant
+    registered with ``pretrained_from`` only its modules that are torchvision's
+    (``vgg16_bn_tricks``: the features of ``vgg16_bn``)."""
+    modules = None
+    if config.init:
+        source = config.init
+    else:
+        source = str(transfer.pretrained_weights_path(config.model))
+        modules = transfer.pretrained_source(config.model)[1]
     return transfer.load_init_weights(model, source, num_classes=spec.num_classes,
                                       in_chans=spec.channels, dataset=config.dataset,
-                                      head=config.init_head)
+                                      head=config.init_head, modules=modules)
 
 
 @dataclasses.dataclass

@@ -17,11 +17,12 @@ are parameter groups of the optimizer (:func:`cnnbench.training.optim.param_grou
 from cnnbench.training.transfer.heads import (apply_freeze_schedule, first_conv_name, freeze,
                                               head_module_names, head_parameter_names, is_frozen,
                                               unfreeze)
-from cnnbench.training.transfer.pretrained import pretrained_models, pretrained_weights_path
+from cnnbench.training.transfer.pretrained import (pretrained_models, pretrained_source,
+                                                   pretrained_weights_path)
 from cnnbench.training.transfer.weights import (LoadReport, guess_architecture, load_init_weights,
                                                 read_weights)
 
 __all__ = ["LoadReport", "apply_freeze_schedule", "first_conv_name", "freeze",
            "guess_architecture", "head_module_names", "head_parameter_names", "is_frozen",
-           "load_init_weights", "pretrained_models", "pretrained_weights_path", "read_weights",
-           "unfreeze"]
+           "load_init_weights", "pretrained_models", "pretrained_source", "pretrained_weights_path",
+           "read_weights", "unfreeze"]

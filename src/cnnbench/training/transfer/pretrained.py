@@ -1,5 +1,10 @@
 """torchvision's ImageNet weights for ``--pretrained``: found in the torch hub cache, or
-downloaded there (hash-checked) when a network is reachable; offline, one line says what to do."""
+downloaded there (hash-checked) when a network is reachable; offline, one line says what to do.
+
+A model is either torchvision's own (same name and layout: the whole file loads) or a lab
+report's variant registered with ``pretrained_from=(torchvision model, modules)`` (only those
+modules load, e.g. ``vgg16_bn_tricks`` takes ``features`` from ``vgg16_bn``;
+:func:`pretrained_source`)."""
 
 from __future__ import annotations
 
@@ -12,26 +17,44 @@ import torch
 
 from cnnbench.data.sources import network_available
 from cnnbench.errors import UserError
-from cnnbench.models import list_models, resolve_model_name
+from cnnbench.models import list_models, model_info, resolve_model_name
 
 PROBE_TIMEOUT_S = 2.0                       # connectivity check before a download
 DOWNLOAD_TIMEOUT_S = 60.0                   # socket timeout while downloading (no hang)
 
 
-def pretrained_models() -> list[str]:
-    """cnnbench models for which torchvision has ImageNet weights (same names and layouts)."""
+def _has_weights(name: str) -> bool:
     import torchvision.models as tvm
 
-    tv = set(tvm.list_models())
+    if name not in tvm.list_models():
+        return False
+    try:
+        tvm.get_model_weights(name)
+    except (ValueError, KeyError):
+        return False
+    return True
+
+
+def pretrained_models() -> list[str]:
+    """cnnbench models for which torchvision has ImageNet weights: its own models (same names
+    and layouts) and the variants registered with ``pretrained_from`` (part of the model)."""
     out = []
     for name in list_models():
-        if name in tv:
-            try:
-                tvm.get_model_weights(name)
-            except (ValueError, KeyError):
-                continue
+        source = model_info(name).pretrained_from
+        if _has_weights(source[0] if source else name):
             out.append(name)
     return out
+
+
+def pretrained_source(model_name: str) -> tuple[str, tuple[str, ...] | None]:
+    """``(torchvision model, modules)`` whose ImageNet weights ``--pretrained`` starts
+    ``model_name`` from: the model itself and ``None`` (every tensor), or for a variant
+    registered with ``pretrained_from`` that model and the modules to take
+    (``vgg16_bn_tricks`` -> ``("vgg16_bn", ("features",))``)."""
+    info = model_info(model_name)
+    if info.pretrained_from is not None:
+        return info.pretrained_from
+    return info.name, None
 
 
 def _network_available(url: str, timeout: float) -> bool:
@@ -47,13 +70,15 @@ def pretrained_weights_path(model_name: str, *, download: bool = True,
     does) when ``download`` and the host answers a TCP probe within ``timeout`` seconds
     (``$CNNBENCH_OFFLINE=1``: no probe, offline). Offline, or for a model torchvision has no
     weights for, a one-line :class:`UserError` says where to put the file and that
-    ``--init PATH`` takes a downloaded file.
+    ``--init PATH`` takes a downloaded file. For a variant registered with ``pretrained_from``
+    it is the file of that torchvision model (:func:`pretrained_source`).
     """
     import torchvision.models as tvm
 
     name = resolve_model_name(model_name)
+    source, modules = pretrained_source(name)
     try:
-        weights = tvm.get_model_weights(name).DEFAULT
+        weights = tvm.get_model_weights(source).DEFAULT
     except (ValueError, KeyError):
         raise UserError(f"--pretrained: torchvision has no ImageNet weights for {name}; it has "
                         f"them for {', '.join(pretrained_models())} (or pass --init PATH with "
@@ -65,9 +90,13 @@ def pretrained_weights_path(model_name: str, *, download: bool = True,
     if path.is_file():
         return path
     if not download or not _network_available(url, timeout):
-        raise UserError(f"--pretrained: {filename} (torchvision's ImageNet weights for {name}) is "
-                        f"not in {folder} and {url} cannot be reached; download it elsewhere and "
-                        f"put it there, or pass --init PATH with the downloaded file")
+        if modules is None:
+            whose, hint = name, "put it there, or pass --init PATH with the downloaded file"
+        else:  # --init would load every tensor that fits, not only these modules
+            whose, hint = f"{source}, whose {', '.join(modules)} {name} starts from", "put it there"
+        raise UserError(f"--pretrained: {filename} (torchvision's ImageNet weights for {whose}) "
+                        f"is not in {folder} and {url} cannot be reached; download it elsewhere "
+                        f"and {hint}")
     return _download(url, path)
 
 

@@ -29,6 +29,11 @@ the model computes exactly what torchvision's does. Otherwise each tensor of the
   depends on the input size, the stem or a width option (VGG/AlexNet ``classifier.0`` and
   ``classifier.3`` with the small stem, LeNet ``c5``), and auxiliary classifiers the file lacks.
 
+With ``modules`` (``--pretrained`` for a variant registered with ``pretrained_from``, such as
+``vgg16_bn_tricks``, which takes ``features`` from torchvision's ``vgg16_bn``) only the tensors
+under those modules are matched; every other tensor of the model is **new** ("only features
+taken from the file") and the file's other tensors are passed over.
+
 Tensors in the file under a top-level module the model lacks (torchvision GoogLeNet's
 ``aux1``/``aux2`` when ``aux_logits`` is off) are **ignored** and listed. Anything else (a
 tensor of the model missing from the file, a file tensor under one of the model's modules
@@ -194,7 +199,8 @@ def _owner(model: nn.Module, key: str) -> nn.Module | None:
 
 def load_init_weights(model: nn.Module, source: str | Path | Mapping, *,
                       num_classes: int | None = None, in_chans: int | None = None,
-                      dataset: str | None = None, head: str = "auto") -> LoadReport:
+                      dataset: str | None = None, head: str = "auto",
+                      modules: tuple[str, ...] | list[str] | None = None) -> LoadReport:
     """Load the weights of ``source`` into ``model`` as far as they fit; see the module
     docstring for what is loaded, replaced, adapted or left new, and :func:`read_weights` for
     the sources. Returns the :class:`LoadReport`.
@@ -205,6 +211,8 @@ def load_init_weights(model: nn.Module, source: str | Path | Mapping, *,
         dataset: the run's dataset; with ``head="auto"`` a cnnbench checkpoint of another
             dataset gets a fresh head even when the class count is the same.
         head: ``auto``, ``keep`` (keep the file's head when its shape fits) or ``reset``.
+        modules: load only the tensors under these modules (e.g. ``("features",)``); the
+            model's other tensors keep their fresh initialisation. ``None``: all of them.
 
     Raises:
         UserError: unreadable file, or weights of another architecture (one line).
@@ -215,6 +223,14 @@ def load_init_weights(model: nn.Module, source: str | Path | Mapping, *,
     src = read_weights(source)
     weights = src.weights
     own = model.state_dict()
+    if modules is not None:
+        modules = tuple(modules)
+        absent = [m for m in modules if not any(is_under(k, (m,)) for k in own)]
+        if absent or not modules:
+            raise UserError(f"init: {model_name(model)} has no module "
+                            f"{', '.join(absent) or '(none given)'} to load from {src.where}")
+        weights = {k: t for k, t in weights.items() if is_under(k, modules)}
+        skipped = f"only {', '.join(modules)} taken from the file"
     if num_classes is None:
         num_classes = classifier_linear(model, None)[1].out_features
     heads = head_module_names(model, num_classes)
@@ -246,6 +262,9 @@ def load_init_weights(model: nn.Module, source: str | Path | Mapping, *,
     missing: list[str] = []
     mismatched: list[str] = []
     for key, dst in own.items():
+        if modules is not None and not is_under(key, modules):
+            report.new[key] = skipped
+            continue
         in_head = is_under(key, heads)
         layer_reason = head_reasons.get(key.rpartition(".")[0]) if in_head else None
         if key not in weights:

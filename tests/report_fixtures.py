@@ -88,3 +88,15 @@ def write_fake_run(run_dir: Path, *, model: str = "lenet5", dataset: str = "mnis
         save_misclassified(run_dir, images, torch.tensor([1, 2, 3, 4, 5, 5, 6, 7]),
                            torch.tensor([0, 1, 2, 3, 4, 5, 6, 7]))
     return run_dir
+
+
+def table_rows(markdown: str, first_header: str) -> list[list[str]]:
+    """The body rows of the first Markdown table whose first header cell is ``first_header``."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split(" | ")])
+    return rows

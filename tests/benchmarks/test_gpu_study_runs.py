@@ -35,12 +35,12 @@ def test_chunks_resume_and_send_back_no_checkpoints(tiny_folder, tmp_path, capsy
     assert script.main(args + ["--budget-s", "600"]) == 0  # the next call finishes the plan
     result = json.loads((out / "gpu_study_runs.json").read_text())
     assert result["chunks"] == [dict(result["chunks"][0], status="done")]
-    assert sorted(result["runs"]) == ["mnist-five/alexnet", "mnist-five/resnet18"]
+    assert sorted(result["runs"]) == ["mnist-five/alexnet_large", "mnist-five/resnet18-28px"]
     assert {r["status"] for r in result["runs"].values()} == {"finished"}
     assert result["device"] == "cpu" and result["git_commit"] and result["date"]
     assert sorted(p.name for p in out.iterdir()) == ["gpu_study_runs.json", "mnist-five.tar.gz"]
     with tarfile.open(out / "mnist-five.tar.gz") as tar:
         names = tar.getnames()
-    assert "mnist-five/report.md" in names and "mnist-five/alexnet/summary.json" in names
+    assert "mnist-five/report.md" in names and "mnist-five/alexnet_large/summary.json" in names
     assert not [n for n in names if n.endswith(".ckpt") or "tfevents" in n]
-    assert any((work / "mnist-five" / "alexnet").glob("*.ckpt"))  # kept there, to resume
+    assert any((work / "mnist-five" / "alexnet_large").glob("*.ckpt"))  # kept there, to resume

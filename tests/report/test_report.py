@@ -14,7 +14,7 @@ from cnnbench.cli import main
 from cnnbench.report import write_report
 from cnnbench.report.runs import reference_difference
 from cnnbench.training.rundir import save_misclassified
-from report_fixtures import write_fake_run
+from report_fixtures import table_rows, write_fake_run
 
 
 def study_meta(run: str, *, step: str | None = None, step_index: int | None = None,
@@ -25,18 +25,6 @@ def study_meta(run: str, *, step: str | None = None, step_index: int | None = No
             "name": run, "seed": seed, "init": None, "reference": reference, "step": step,
             "step_index": step_index, "ablation": "demo" if step else None, "axes": axes or {},
             "note": "", "position": position, "options": {}, "recipe": {}}
-
-
-def table_rows(markdown: str, first_header: str) -> list[list[str]]:
-    """The body rows of the first Markdown table whose first header cell is ``first_header``."""
-    lines = markdown.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip("|").split(" | ")])
-    return rows
 
 
 def write_meta(run_dir: Path, meta: dict) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from cnnbench.report import figures, tables, write_report
 from cnnbench.report.runs import comparison_groups, group_runs, load_runs, split_comparable
-from report_fixtures import write_fake_run
+from report_fixtures import table_rows, write_fake_run
 
 FULL = {"profile": "full", "limited": False}
 QUICK = {"profile": "quick", "limited": True}
@@ -72,17 +72,6 @@ def scatter(fig) -> tuple[list[str], list[float]]:
     return [t.get_text() for t in ax.texts], xs
 
 
-def table_rows(markdown: str, first_header: str) -> list[list[str]]:
-    lines = markdown.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip("|").split(" | ")])
-    return rows
-
-
 # ------------------------------------------------------------------ comparison figures
 
 def test_a_quick_run_never_enters_a_comparison_figure(tmp_path, saved):
@@ -111,6 +100,25 @@ def test_a_quick_run_never_enters_a_comparison_figure(tmp_path, saved):
     rows = table_rows(comparison, "run")
     assert [(r[0], r[2], r[3]) for r in rows] == [("alexnet", "**quick, limited**", "10.50"),
                                                   ("vgg16", "cpu, limited", "50.00")]
+
+
+def legend_labels(fig) -> set[str]:
+    return {t.get_text() for ax in fig.axes for leg in [ax.get_legend()] if leg
+            for t in leg.get_texts()} | {line.get_label() for ax in fig.axes
+                                         for line in ax.get_lines()}
+
+
+def test_curves_of_quick_runs_are_never_drawn_beside_full_runs(tmp_path, saved):
+    runs = tmp_path / "runs"
+    study_run(runs, "lenet", scale=FULL, position=0, test_acc=0.975)
+    study_run(runs, "alexnet", scale=QUICK, position=1, model="alexnet", test_acc=0.105)
+    md = write_report([runs], tmp_path / "report").markdown.read_text()
+    for name in ("accuracy.png", "loss.png", "train_loss.png", "lr.png"):
+        labels = " ".join(legend_labels(saved[name]))
+        assert "lenet" in labels and "alexnet" not in labels, name
+    assert "alexnet" in " ".join(legend_labels(saved["accuracy-capped.png"]))
+    assert "lenet" not in " ".join(legend_labels(saved["accuracy-capped.png"]))
+    assert "Quick and capped runs only — smoke tests, not comparable" in md
 
 
 def test_without_full_runs_the_figures_hold_one_kind_of_capped_run_titled_so(tmp_path, saved):

@@ -137,24 +137,32 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
             doc.table(*table)
 
     doc.heading(3, "Curves")
-    marked = [f"{g.label} ({g.capped})" for g in groups if g.capped]
+    comparable, capped = split_comparable(groups)
+    curves = comparable or capped  # capped runs share a figure with full ones never
+    marked = [f"{g.label} ({g.capped})" for g in curves if g.capped]
     if marked:
-        doc.paragraph("Dashed, faded lines are runs on less than the report's recipe (quick or "
-                      "cpu profile, or fewer images), marked in the legends: "
+        doc.paragraph("No run of this study is on its full recipe: every curve below is a quick "
+                      "or capped run (dashed, faded), marked in the legends: "
                       + ", ".join(marked) + ".")
     monitor = " | test (monitor: the test set every epoch, not used for selection)"
-    doc.figure(fig.save(fig.epoch_panels(groups, fig.ACCURACY_PANELS, "accuracy (%)",
+    doc.figure(fig.save(fig.epoch_panels(curves, fig.ACCURACY_PANELS, "accuracy (%)",
                                          percent=True), fig_dir / "accuracy.png"),
                "Accuracy per epoch: training (on the epoch's augmented batches) | validation"
-               + (monitor if _monitored(groups) else "") + _reported_accuracy_text(groups))
-    doc.figure(fig.save(fig.epoch_panels(groups, fig.LOSS_PANELS, "loss"), fig_dir / "loss.png"),
-               "Loss per epoch: training | validation" + (monitor if _monitored(groups) else "")
-               + _reported_loss_text(groups))
-    doc.figure(fig.save(fig.train_loss_curves(groups), fig_dir / "train_loss.png"),
+               + (monitor if _monitored(curves) else "") + _reported_accuracy_text(curves))
+    doc.figure(fig.save(fig.epoch_panels(curves, fig.LOSS_PANELS, "loss"), fig_dir / "loss.png"),
+               "Loss per epoch: training | validation" + (monitor if _monitored(curves) else "")
+               + _reported_loss_text(curves))
+    doc.figure(fig.save(fig.train_loss_curves(curves), fig_dir / "train_loss.png"),
                "Training loss against training images seen (smoothed; faint: as logged)")
-    doc.figure(fig.save(fig.lr_curves(groups), fig_dir / "lr.png"),
+    doc.figure(fig.save(fig.lr_curves(curves), fig_dir / "lr.png"),
                "Learning rate per training step (train_steps.jsonl)")
-    _reported_times(doc, groups, fig_dir)
+    _reported_times(doc, curves, fig_dir)
+    if comparable and capped:
+        doc.figure(fig.save(fig.epoch_panels(capped, fig.ACCURACY_PANELS, "accuracy (%)",
+                                             percent=True), fig_dir / "accuracy-capped.png"),
+                   "Quick and capped runs only — smoke tests, not comparable with the full runs "
+                   "above: accuracy per epoch ("
+                   + ", ".join(f"{g.label}: {g.capped}" for g in capped) + ")")
 
     _comparison_section(doc, groups, fig_dir)
 
@@ -240,10 +248,13 @@ def _reproduction_section(doc: Document, groups: list[RunGroup]) -> None:
     doc.heading(3, "Reproduction")
     doc.paragraph("report = the number the lab report published; cnnbench = this run's value "
                   "of the same quantity (mean ± std over seeds); difference = cnnbench − report "
-                  "(pp for accuracies; 0 inside a published range). A difference is shown only "
-                  "for a run on the report's recipe (profile full, all the images, no "
-                  "`differs` in the study file) and a comparable quantity (accuracies and "
-                  "parameter counts; losses and times only where the study file says so).")
+                  "(pp for accuracies; 0 inside a published range). Whether a run is like for "
+                  "like is decided by its files: a difference is shown only when its options "
+                  "(`study.json`: dataset, network and every other option, `--set` and "
+                  "`--dataset` included) are the report's recipe (the study's full profile), "
+                  "the profile is full, all the images were used, and the quantity is "
+                  "comparable (accuracies and parameter counts; losses and times only where the "
+                  "study file says so). Every other run is listed apart, with each reason.")
     for which, table, notes in reproduction.reproduction_tables(items):
         if which != "on the report's recipe":
             doc.heading(4, "Runs not on the report's recipe — not comparable")

@@ -105,3 +105,26 @@ def test_a_study_whose_own_recipe_trains_on_a_subset_is_not_capped(tmp_path):
     (tmp_path / "more").mkdir()
     item = made(tmp_path / "more", study, overrides={"limit_train": 300})
     assert item.group.capped == "limited" and item.difference is None
+
+
+def test_a_refreshed_record_keeps_what_the_run_trained_with(tmp_path):
+    """Re-running a study refreshes study.json of a finished run (nothing trained) but keeps
+    its own options: a recipe changed since shows as a departure, never as the recipe."""
+    from cnnbench.studies import run_study
+    from study_fixtures import StubTrainer
+
+    out = tmp_path / "out"
+    study = load_study(write_study(tmp_path, STUDY))
+    run_study(study, out, train_fn=StubTrainer(), log=lambda s: None)
+    changed = copy.deepcopy(STUDY)
+    changed["defaults"] = {**changed["defaults"], "lr": 0.01}
+    changed["notes"] = ["a new note"]
+    trainer = StubTrainer()
+    run_study(load_study(write_study(tmp_path, changed)), out, train_fn=trainer, log=lambda s: None)
+    assert trainer.calls == []  # finished: not trained again
+    meta = json.loads((out / "net" / "study.json").read_text())
+    assert meta["study_notes"] == ["a new note"] and meta["recipe"]["lr"] == 0.01
+    assert meta["options"].get("lr") is None  # what it trained with
+    (item,) = [i for i in reproduction.reproductions(group_runs(load_runs([out])))
+               if i.ref["metric"] == "test_acc"]
+    assert item.difference is None and "lr 0.001 (the report's recipe: 0.01)" in item.verdict

@@ -135,3 +135,14 @@ def test_several_seeds_test_the_first_seed_and_say_so(tmp_path):
         (tmp_path / d / "study.json").write_text(json.dumps(meta))
     groups = group_runs(load_runs([tmp_path]))
     assert first_seed(groups[0]).path.name == "net-seed3"
+
+
+def test_runs_on_other_images_with_the_same_labels_are_not_paired(tmp_path):
+    """cifar10 and cifar10_jpeg share their labels, not their images."""
+    for name, digest in (("official", "aaaa"), ("jpeg", "bbbb"), ("official-2", "aaaa")):
+        d = run(tmp_path, name, set(range(0, 40)))
+        summary = json.loads((d / "summary.json").read_text())
+        summary["data"] = {"test_sha256": digest}
+        (d / "summary.json").write_text(json.dumps(summary))
+    tests = pair_tests(group_runs(load_runs([tmp_path])))
+    assert [(t.a.group.label, t.b.group.label) for t in tests[""]] == [("official", "official-2")]

@@ -56,3 +56,8 @@ def test_the_report_labels_numbers_with_the_choices_behind_them(tmp_path):
     assert ("cnnbench's choice, **initialisation** (c): Kaiming fan-out; the report: its code "
             "keeps PyTorch's default.") in md
     assert "**seed** (a, b, c): seed 42; the report: does not print it (lab report 001, line 12" in md
+
+
+def test_a_choice_naming_no_run_is_one_line(tmp_path):
+    with pytest.raises(UserError, match=r"choices\[0\] \(initialisation\): runs \['typo'\] match no"):
+        load_study(write_study(tmp_path, study_with_choices([{**CHOICES[0], "runs": ["typo"]}])))

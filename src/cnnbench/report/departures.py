@@ -18,9 +18,9 @@ import json
 # its report's recipe in these and still be the report's recipe. The seed is one of them (a
 # second seed is another sample of the same recipe); everything else counts, `--set` and
 # `--dataset` included.
-NOT_RECIPE = frozenset({"seed", "profile", "out", "name", "data_dir", "cache_dir", "init",
-                        "log_every", "device", "num_threads", "num_workers", "compile",
-                        "dist_backend", "deterministic"})
+NOT_RECIPE = frozenset({"seed", "profile", "out", "name", "data_dir", "log_every", "device",
+                        "num_threads", "compile", "dist_backend", "deterministic",
+                        "channels_last", "eval_batch_size", "monitor_test"})
 
 # Why a substituted dataset is not the report's, in the words a reader of the table needs.
 SUBSTITUTES = {

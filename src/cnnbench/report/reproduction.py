@@ -178,7 +178,8 @@ def _cnnbench_cell(item: Reproduction) -> str:
     if item.ref["metric"] == "max_epoch_test_acc" and g.test_acc:
         weights = {r.summary.get("tested_weights") for r in g.finished}
         which = ("final weights (no validation split)" if weights == {"final"}
-                 else "best-validation weights" if weights == {"best"} else "selected weights")
+                 else "best-validation weights" if weights == {"best"}
+                 else "last epoch's weights" if weights == {"last"} else "selected weights")
         text += f" (test acc {pct(g.test_acc, n)} %: {which}, nothing selected on the test set)"
     if item.ref["metric"] == "test_acc" and item.value is not None:
         text += tested_text(g)

@@ -102,6 +102,13 @@ def first_seed(group: RunGroup) -> RunRecord | None:
     return next((r for r in sorted(group.finished, key=order) if r.predictions is not None), None)
 
 
+def _same_images(a: RunRecord, b: RunRecord) -> bool:
+    """Identical labels are not enough (cifar10 and cifar10_jpeg share them): the test
+    images' fingerprints must agree where both runs recorded one."""
+    ha, hb = ((r.summary.get("data") or {}).get("test_sha256") for r in (a, b))
+    return ha is None or hb is None or ha == hb
+
+
 def pair_tests(groups: list[RunGroup]) -> dict[str, list[PairTest]]:
     """The tests of every pair of runs of the same class (:attr:`RunGroup.capped`) tested on
     identical targets, by class ("" first, then the capped classes in order of appearance);
@@ -113,7 +120,8 @@ def pair_tests(groups: list[RunGroup]) -> dict[str, list[PairTest]]:
             classes.setdefault(g.capped, []).append(Contender(g, record))
     out: dict[str, list[PairTest]] = {}
     for cls, runs in classes.items():
-        pairs = [(a, b) for a, b in combinations(runs, 2) if a.targets == b.targets]
+        pairs = [(a, b) for a, b in combinations(runs, 2)
+                 if a.targets == b.targets and _same_images(a.record, b.record)]
         if not pairs:
             continue
         results = [mcnemar_exact(a.predictions, b.predictions, a.targets) for a, b in pairs]

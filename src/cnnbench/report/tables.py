@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
 from cnnbench.report.runs import QUANTITIES, RunGroup, RunRecord, split_comparable
@@ -198,7 +199,7 @@ def _ablation_base(steps: list[RunGroup], i: int) -> int | None:
     """The step that step ``i`` continues from or changes: its ``init`` run when that is a
     step of the chain, else the nearest earlier step of the same network; ``None`` if none
     (a step that starts another network, as cifar10-tricks' ResNet-18 and VGG-16-BN)."""
-    init = steps[i].first.study.get("init")
+    init = re.sub(r"-seed\d+$", "", steps[i].first.study.get("init") or "")  # the run, not a seed
     for j in range(i - 1, -1, -1):
         if init and steps[j].label == init:
             return j

@@ -137,13 +137,14 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
             doc.table(*table)
 
     doc.heading(3, "Curves")
-    comparable, capped = split_comparable(groups)
-    curves = comparable or capped  # capped runs share a figure with full ones never
-    marked = [f"{g.label} ({g.capped})" for g in curves if g.capped]
-    if marked:
-        doc.paragraph("No run of this study is on its full recipe: every curve below is a quick "
-                      "or capped run (dashed, faded), marked in the legends: "
-                      + ", ".join(marked) + ".")
+    # the runs of the comparison figures (full runs; without any, one kind of capped run);
+    # every other run has its own figure below, never beside them
+    curves, kind = comparison_groups(groups)
+    capped = [g for g in groups if g not in curves]
+    if kind:
+        doc.paragraph(f"No run of this study is on its full recipe: the curves below are its "
+                      f"{kind} runs (dashed, faded), marked in the legends: "
+                      + ", ".join(g.label for g in curves) + ".")
     monitor = " | test (monitor: the test set every epoch, not used for selection)"
     doc.figure(fig.save(fig.epoch_panels(curves, fig.ACCURACY_PANELS, "accuracy (%)",
                                          percent=True), fig_dir / "accuracy.png"),
@@ -157,10 +158,10 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
     doc.figure(fig.save(fig.lr_curves(curves), fig_dir / "lr.png"),
                "Learning rate per training step (train_steps.jsonl)")
     _reported_times(doc, curves, fig_dir)
-    if comparable and capped:
+    if curves and capped:
         doc.figure(fig.save(fig.epoch_panels(capped, fig.ACCURACY_PANELS, "accuracy (%)",
                                              percent=True), fig_dir / "accuracy-capped.png"),
-                   "Quick and capped runs only — smoke tests, not comparable with the full runs "
+                   "Quick and capped runs only — smoke tests, not comparable with the runs "
                    "above: accuracy per epoch ("
                    + ", ".join(f"{g.label}: {g.capped}" for g in capped) + ")")
 

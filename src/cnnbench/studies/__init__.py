@@ -81,9 +81,16 @@ list of one; ``null`` or absent: none known), each with these keys:
 
 ``differs:`` says, in a sentence, how the run departs from the report's recipe (weights that
 do not exist offline, a model swapped for another): the report then shows both numbers and
-no difference. So does it for a run of the ``quick`` or ``cpu`` profile or on fewer images; a
-difference is computed only for a ``full``-profile run on all the images without ``differs``,
-and a comparable metric. Every error in these keys is a one-line :class:`UserError`.
+no difference. So does it for a run of the ``quick`` or ``cpu`` profile, on fewer images, or
+whose options (``--set`` and ``--dataset`` included) are not the study's full-profile recipe: the
+runner records both in ``study.json`` and the report names each mismatch
+(:mod:`cnnbench.report.departures`). A difference is computed only for a ``full``-profile run
+on all the images, on the recipe, without ``differs``, and a comparable metric.
+
+``choices:`` (study level) lists what changes results that the report did not choose, each
+``{what, cnnbench, report, source, runs}`` (``runs``: run names or patterns; none: every run):
+the report shows it beside the numbers of those runs. Every error in these keys is a one-line
+:class:`UserError`.
 
 ``curves:`` lists the per-epoch series the lab report printed for the run (one mapping alone
 is a list of one), each ``{metric, unit, source, points, note}``: ``metric`` one of

@@ -134,10 +134,13 @@ class _Runner:
             if _PROFILE_RANK.get(profile, 2) >= _PROFILE_RANK.get(self.study.profile, 2):
                 note = (f"; its recipe differs from the study's now ({', '.join(changed)}): delete "
                         f"{run_dir} to train it again" if changed else "")
-                if not changed and profile == self.study.profile:
-                    # same recipe, same profile: the study file's notes, references and the
-                    # report's recipe reach the run's record without training it again
-                    write_json(run_dir / STUDY, run.meta(self.study))
+                if profile == self.study.profile:
+                    # the study file's notes, references, choices and the report's recipe
+                    # reach the run's record without training it again; `options` stays what
+                    # the run trained with, so a recipe changed since shows as a departure
+                    meta = run.meta(self.study)
+                    meta["options"] = read_json(run_dir / STUDY).get("options", meta["options"])
+                    write_json(run_dir / STUDY, meta)
                     note += "; its study.json refreshed from the study file"
                 self.log(f"{head}: finished before (profile {profile}), skipped{note}")
                 return RunOutcome(run, "done-before", run_dir)

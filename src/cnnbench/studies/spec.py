@@ -163,6 +163,7 @@ def load_study(name_or_path: str | Path, *, profile: str = "full", seeds: int | 
     if not isinstance(entries, list) or not entries:
         raise UserError(f"{where}: `runs` must be a non-empty list")
 
+    choices = parse_choices(raw.get("choices"), where)
     bases: list[dict] = []  # one per run of the file, after grid expansion
     for i, entry in enumerate(entries):
         bases.extend(_expand_entry(mapping(entry, f"{where}: runs[{i}]"), f"{where}: runs[{i}]"))
@@ -171,6 +172,11 @@ def load_study(name_or_path: str | Path, *, profile: str = "full", seeds: int | 
     if duplicates:
         raise UserError(f"{where}: duplicate run names {duplicates}; give grid runs a name "
                         "template such as '{model}-{optimizer}'")
+    for i, choice in enumerate(choices):
+        unknown = [p for p in choice.runs if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+        if unknown:
+            raise UserError(f"{where}: choices[{i}] ({choice.what}): runs {unknown} match no run "
+                            f"of this study; runs: {', '.join(names)}")
     for b in bases:
         if b["init"] is not None and b["init"] not in names:
             raise UserError(f"{where}: run {b['name']!r} has init {b['init']!r}, which is not "
@@ -192,7 +198,6 @@ def load_study(name_or_path: str | Path, *, profile: str = "full", seeds: int | 
         options["profile"] = profile
         return options
 
-    choices = parse_choices(raw.get("choices"), where)
     resolved = []
     recipes = {}  # run name -> the report's recipe: the full profile, no --set, no --dataset
     for b in bases:

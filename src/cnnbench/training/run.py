@@ -248,7 +248,7 @@ class _Run:
         write_json(self.run_dir / SUMMARY, self.summary)
         self.console.line(f"test accuracy {100 * test['acc']:.2f}% (loss {test['loss']:.4f}, "
                           f"{tested} weights"
-                          f"{', epoch ' + str(meta['best_epoch']) if meta['best_epoch'] else ''}); "
+                          f"{', epoch ' + str(self.last_good_epoch) if tested == 'last' else ', epoch ' + str(meta['best_epoch']) if meta['best_epoch'] else ''}); "
                           f"training {train_time:.1f} s; run directory {self.run_dir}")
         if self.dist is not None:
             self.dist.broadcast_object(self.summary)

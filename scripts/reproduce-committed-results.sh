@@ -22,6 +22,8 @@ if [ "$step" = all ] || [ "$step" = seeds ]; then
   cb study run cifar10-tricks --profile full --dataset cifar10_jpeg --seeds 3 --only 'simple-cnn*' \
      --out results/cifar10-tricks --no-report --quiet
   cb study run mnist-classics --profile full --seeds 3 --only lenet --out results/mnist-classics --no-report --quiet
+  # 001's ResNet-18 on the 28 px images (no upsampling): one seed, about 10 minutes here
+  cb study run mnist-five --profile full --only resnet18-28px --out results/mnist-five --no-report --quiet
 fi
 
 if [ "$step" = all ] || [ "$step" = refresh ]; then

@@ -138,8 +138,8 @@ class _Runner:
                     # the study file's notes, references, choices and the report's recipe
                     # reach the run's record without training it again; `options` stays what
                     # the run trained with, so a recipe changed since shows as a departure
-                    meta = run.meta(self.study)
-                    meta["options"] = read_json(run_dir / STUDY).get("options", meta["options"])
+                    meta, old = run.meta(self.study), read_json(run_dir / STUDY)
+                    meta.update({k: old[k] for k in ("options", "init") if k in old})
                     write_json(run_dir / STUDY, meta)
                     note += "; its study.json refreshed from the study file"
                 self.log(f"{head}: finished before (profile {profile}), skipped{note}")

@@ -128,3 +128,17 @@ def test_a_refreshed_record_keeps_what_the_run_trained_with(tmp_path):
     (item,) = [i for i in reproduction.reproductions(group_runs(load_runs([out])))
                if i.ref["metric"] == "test_acc"]
     assert item.difference is None and "lr 0.001 (the report's recipe: 0.01)" in item.verdict
+
+
+def test_a_refreshed_record_keeps_the_run_it_started_from(tmp_path):
+    from cnnbench.studies import run_study
+    from study_fixtures import StubTrainer
+
+    out = tmp_path / "out"
+    run_study(load_study(write_study(tmp_path, TINY)), out, train_fn=StubTrainer(),
+              log=lambda s: None)
+    changed = copy.deepcopy(TINY)
+    del changed["runs"][1]["init"]  # b no longer starts from c in the study file
+    run_study(load_study(write_study(tmp_path, changed)), out, train_fn=StubTrainer(),
+              log=lambda s: None)
+    assert json.loads((out / "b" / "study.json").read_text())["init"] == "c"

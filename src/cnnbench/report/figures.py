@@ -91,6 +91,16 @@ def _plain_log(axis) -> None:
     axis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
 
 
+def _log_y(ax, ys: list[float], label: str) -> None:
+    """A log-scale y axis with plain tick labels, fitted to ``ys``."""
+    ax.set_ylabel(label)
+    ax.set_yscale("log")
+    _plain_log(ax.yaxis)
+    limits = _range(ys, log=True)
+    if limits:
+        ax.set_ylim(*limits)
+
+
 def _finite(values, *, positive: bool = False) -> bool:
     return all(v is not None and math.isfinite(v) and (v > 0 or not positive) for v in values)
 
@@ -290,13 +300,8 @@ def epoch_time_curves(groups: list[RunGroup]) -> Figure | None:
     if not xs:
         return None
     ax.set_xlabel("epoch")
-    ax.set_ylabel("time per epoch (s, log scale)")
-    ax.set_yscale("log")
-    _plain_log(ax.yaxis)
+    _log_y(ax, ys, "time per epoch (s, log scale)")
     _epoch_axis(ax, xs)
-    limits = _range(ys, log=True)
-    if limits:
-        ax.set_ylim(*limits)
     ax.grid(alpha=0.3, which="both")
     _legend(ax)
     return fig
@@ -381,13 +386,8 @@ def train_loss_curves(groups: list[RunGroup]) -> Figure | None:
     if not xs:
         return None
     ax.set_xlabel("training images seen")
-    ax.set_ylabel("training loss (smoothed)")
-    ax.set_yscale("log")
-    _plain_log(ax.yaxis)
+    _log_y(ax, ys, "training loss (smoothed)")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: plain_number(v)))
-    limits = _range(ys, log=True)
-    if limits:
-        ax.set_ylim(*limits)
     limits = _range(xs, floor=0.0)
     if limits:
         ax.set_xlim(*limits)

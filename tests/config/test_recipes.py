@@ -97,3 +97,20 @@ def test_fast_recipe_quick_run_on_cifar(cifar_few_hundred):
 
     assert "amp: auto" in config
     assert summary["amp"] == ("bf16" if native_bf16(torch.device("cpu")) else "off")
+
+
+@pytest.mark.parametrize("where", ["flags", "file"])
+def test_the_recipes_device_is_read_from_a_config_file_as_from_a_flag(where, tmp_path):
+    """``device: cuda`` in a config file picks the recipe's GPU settings just as ``--device
+    cuda`` does (resolving needs no GPU): fast on CIFAR-10 is batch 1024 at lr 1.5 there,
+    batch 256 at lr 0.375 on the CPU."""
+    options = {"recipe": "fast", "dataset": "cifar10", "device": "cuda"}
+    if where == "file":
+        path = tmp_path / "run.yaml"
+        path.write_text("".join(f"{k}: {v}\n" for k, v in options.items()))
+        config = resolve_config({}, config_file=path)
+    else:
+        config = resolve_config(options)
+    assert (config.device, config.batch_size, config.lr) == ("cuda", 1024, 1.5)
+    cpu = resolve_config({**options, "device": "cpu"})
+    assert (cpu.batch_size, cpu.lr) == (256, 0.375)

@@ -240,3 +240,19 @@ def test_image_errors_carry_the_servers_status(tmp_path):
     statuses["huge"] = exc.value.status
     assert statuses == {"empty": 400, "text": 415, "png-cut": 400, "huge": 413}
     assert isinstance(exc.value, UserError)
+
+
+def test_a_28x28_dark_digit_on_white_is_inverted_not_taken_as_mnist():
+    """The 28x28 shortcut is only for MNIST-like images (light ink on black): a 28x28 dark
+    stroke on white paper goes through the dark-ink path (inverted, black background)."""
+    mnist = Preprocessing("mnist", 1, (28, 28), (28, 28), (0.1307,), (0.3081,), tuple("0123456789"))
+    paper = Image.new("L", (28, 28), 245)
+    paper.paste(20, (12, 4, 16, 24))
+    pixels, notes = prepare_image(paper, mnist)
+    assert notes[0].startswith("inverted (dark ink on a light background")
+    assert pixels[0, 0, 0] == 0 and pixels[0].float().mean() < 60
+    mnist_like = Image.new("L", (28, 28), 0)
+    mnist_like.paste(230, (12, 4, 16, 24))
+    same, notes = prepare_image(mnist_like, mnist)
+    assert notes == ["a 28x28 image on a dark background, like MNIST's: used as is"]
+    assert torch.equal(same[0], torch.from_numpy(np.array(mnist_like)))

@@ -238,3 +238,17 @@ def test_a_step_after_another_network_names_the_step_it_is_compared_with(tmp_pat
         "other": ("— (new network: no earlier step of it)", "— (other network than #0)"),
         "base-aug": ("+3.00 (vs #0)", "+3.00"),
         "base-aug-quick": ("— (capped)", "— (capped)")}
+
+
+def test_a_group_with_one_limited_seed_is_capped_and_gets_no_difference(tmp_path):
+    """The seeds of a run are capped when any of them is: one seed on a subset of the images
+    makes the whole group "limited" (not set against the report, not in the full figures)."""
+    for seed, scale in ((0, FULL), (1, {**FULL, "limited": True})):
+        run = write_fake_run(tmp_path / f"net-seed{seed}", seed=seed, **scale)
+        (run / "study.json").write_text(json.dumps({
+            "study": "demo", "run": "net", "name": f"net-seed{seed}", "profile": "full",
+            "position": 0, "options": {"model": "lenet5"}, "recipe": {"model": "lenet5"}}))
+    (group,) = groups_of(tmp_path)
+    assert len(group.records) == 2 and group.capped == "limited"
+    assert group.recipe_gaps()[0].startswith("trained or evaluated on a subset")
+    assert split_comparable([group])[0] == []

@@ -250,3 +250,24 @@ def test_defaults_count_from_zero_and_neither_clip_nor_log():
     assert logged == []  # log_every defaults to 0: no log points
     for name, value in model.named_parameters():
         torch.testing.assert_close(value.detach(), expected[name], rtol=1e-5, atol=1e-4)
+
+
+def test_gradient_clipping_bounds_the_fp32_step():
+    """``grad_clip`` in the fp32 path: one plain SGD step (lr 1, no momentum) moves the weights
+    by exactly the clipped gradient, whose norm is ``grad_clip``; without clipping the same
+    step is far larger (a loop that skips the clip in fp32 moves them ~1000x as far)."""
+    torch.manual_seed(0)
+    start = TinyNet()
+    batches = tensor_batches(8, batch_size=8)
+
+    def step_norm(grad_clip):
+        model = copy.deepcopy(start)
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        train_one_epoch(model, batches, opt, nn.CrossEntropyLoss(), grad_clip=grad_clip)
+        after = torch.cat([p.detach().flatten() for p in model.parameters()])
+        return float((after - before).norm())
+
+    free = step_norm(0.0)
+    assert free > 0.05
+    assert step_norm(1e-4) == pytest.approx(1e-4, rel=1e-3)

@@ -278,3 +278,22 @@ def test_resolution_details_pinned(tmp_path, monkeypatch):
         resolve_config({"augment": "crop+flop"})
     with pytest.raises(UserError, match=r"^options: unknown option 'lrr'"):
         resolve_config({"lrr": 0.1})
+
+
+def test_every_option_says_whether_it_is_part_of_the_recipe():
+    """One home for "is it the recipe?": every TrainConfig field names a role, and resume, the
+    report's departures and its seed groups read the sets derived from them. A new field
+    without a role (or with an unknown one) fails here."""
+    import dataclasses
+
+    from cnnbench.config import NOT_RECIPE, PER_SEED, RESUMABLE_CHANGES, ROLES
+
+    missing = [f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("role") not in ROLES]
+    assert missing == []
+    assert {"lr", "epochs", "model", "dataset", "augment", "amp"}.isdisjoint(NOT_RECIPE)
+    assert {"seed", "out", "device", "num_threads", "monitor_test"} <= NOT_RECIPE
+    assert RESUMABLE_CHANGES < NOT_RECIPE and "seed" not in RESUMABLE_CHANGES
+    assert {"seed", "init", "out", "name"} <= PER_SEED and "lr" not in PER_SEED
+    from cnnbench.report import departures
+    from cnnbench.training import rundir
+    assert departures.NOT_RECIPE is NOT_RECIPE and rundir.RESUMABLE_CHANGES is RESUMABLE_CHANGES

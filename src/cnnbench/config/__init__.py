@@ -10,11 +10,12 @@ imports the model and data packages to check names, so it is not imported here::
 """
 
 from cnnbench.config.options import (ALIASES, AMP_MODES, DEFAULTS, DEVICES, DIST_BACKENDS,
-                                     FIELDS, HEAD_CHOICES, OPTIMIZERS, SCHEDULERS, STEMS,
-                                     TTA_MODES, TrainConfig, dump_yaml, field_info,
-                                     normalize_keys)
+                                     FIELDS, HEAD_CHOICES, NOT_RECIPE, OPTIMIZERS, PER_SEED,
+                                     RESUMABLE_CHANGES, ROLES, SCHEDULERS, STEMS, TTA_MODES,
+                                     TrainConfig, dump_yaml, field_info, normalize_keys)
 from cnnbench.config.values import parse_batch_schedule
 
 __all__ = ["ALIASES", "AMP_MODES", "DEFAULTS", "DEVICES", "DIST_BACKENDS", "FIELDS",
-           "HEAD_CHOICES", "OPTIMIZERS", "SCHEDULERS", "STEMS", "TTA_MODES", "TrainConfig",
+           "HEAD_CHOICES", "NOT_RECIPE", "OPTIMIZERS", "PER_SEED", "RESUMABLE_CHANGES", "ROLES",
+           "SCHEDULERS", "STEMS", "TTA_MODES", "TrainConfig",
            "dump_yaml", "field_info", "normalize_keys", "parse_batch_schedule"]

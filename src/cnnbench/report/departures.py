@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import json
 
-# Options that say where and how a run was made, not what it trained: a run may differ from
-# its report's recipe in these and still be the report's recipe. The seed is one of them (a
-# second seed is another sample of the same recipe); everything else counts, `--set` and
-# `--dataset` included.
-NOT_RECIPE = frozenset({"seed", "profile", "out", "name", "data_dir", "log_every", "device",
-                        "num_threads", "compile", "dist_backend", "deterministic",
-                        "channels_last", "eval_batch_size", "monitor_test"})
+# A run may differ from its report's recipe in the options that are not the recipe (where and
+# how it was made, its seed: cnnbench.config.ROLES) and still be the report's recipe; every
+# other option counts, `--set` and `--dataset` included.
+from cnnbench.config import NOT_RECIPE
 
 # Why a substituted dataset is not the report's, in the words a reader of the table needs.
 SUBSTITUTES = {

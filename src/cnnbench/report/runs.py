@@ -18,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
+from cnnbench.config import PER_SEED
 from cnnbench.errors import UserError
 from cnnbench.reference_metrics import REFERENCE_METRICS, TIME_UNITS
 from cnnbench.report.departures import recipe_departures
@@ -27,7 +28,6 @@ from cnnbench.training.rundir import (CONFIG, METRICS, MISCLASSIFIED, PREDICTION
 RUN_FILES = (SUMMARY, CONFIG, METRICS, STUDY)  # any of them marks a run directory
 
 # Config keys that differ between the seeds of one run without making it another run.
-_PER_SEED_KEYS = {"seed", "out", "name", "data_dir", "cache_dir", "init", "log_every"}
 
 
 @dataclass
@@ -417,7 +417,7 @@ def group_runs(records: list[RunRecord]) -> list[RunGroup]:
         if record.study.get("run"):
             key = ("study", record.study.get("study"), record.study["run"])
         else:
-            config = {k: v for k, v in record.config.items() if k not in _PER_SEED_KEYS}
+            config = {k: v for k, v in record.config.items() if k not in PER_SEED}
             key = ("config", json.dumps(config, sort_keys=True, default=str)) if config else (
                 "dir", str(record.path))
         groups.setdefault(key, RunGroup(key)).records.append(record)

@@ -12,6 +12,7 @@ import math
 import re
 from pathlib import Path
 
+from cnnbench.config import PER_SEED
 from cnnbench.report.runs import QUANTITIES, RunGroup, RunRecord, split_comparable
 from cnnbench.report.stats import seed_stats, wilson_interval
 
@@ -20,9 +21,6 @@ PROFILE_NOTES = {
     "cpu": "the report's recipe with epochs and images capped to fit 2 CPU cores",
     "full": "the report's own recipe",
 }
-
-# Config keys that are paths or bookkeeping, or shown in columns of their own.
-_NOT_RECIPE = {"out", "data_dir", "name", "log_every", "profile", "init", "seed"}
 
 # Shown in the shared recipe even when at their defaults.
 _ALWAYS_SHOWN = {"dataset", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
@@ -314,7 +312,7 @@ def capped_table(groups: list[RunGroup]) -> tuple[list[str], list[list[str]]]:
 
 def recipe(record: RunRecord) -> dict:
     source = record.config or record.study.get("options") or {}
-    return {k: v for k, v in source.items() if k not in _NOT_RECIPE}
+    return {k: v for k, v in source.items() if k not in PER_SEED}
 
 
 def recipe_table(groups: list[RunGroup]) -> tuple[dict, tuple[list[str], list[list[str]]]]:

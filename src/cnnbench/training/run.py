@@ -59,7 +59,7 @@ def train_run(config: TrainConfig | None, out_dir: str | Path | None = None, res
     Args:
         config: the resolved config (:func:`cnnbench.config.resolve.resolve_config`). With
             ``resume`` it may be ``None`` (use the saved one) or must equal the saved one
-            except for :data:`cnnbench.training.rundir.RESUMABLE_CHANGES`.
+            except for :data:`cnnbench.config.RESUMABLE_CHANGES`.
         out_dir: the run directory (else ``config.out``, else ``runs/<model>-<dataset>-<time>``).
         resume: continue the run in ``out_dir`` from its ``last.ckpt`` (a finished run returns
             its summary; a run that never completed an epoch starts over).

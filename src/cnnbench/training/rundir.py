@@ -28,16 +28,12 @@ from pathlib import Path
 
 import yaml
 
-from cnnbench.config import TrainConfig, dump_yaml
+from cnnbench.config import RESUMABLE_CHANGES, TrainConfig, dump_yaml
 from cnnbench.errors import UserError
 
 CONFIG, METRICS, STEPS, SUMMARY = "config.yaml", "metrics.jsonl", "train_steps.jsonl", "summary.json"
 ERROR, STUDY, PREDICTIONS, MISCLASSIFIED = "error.txt", "study.json", "test_predictions.json", "misclassified.pt"
 LAST, BEST = "last.ckpt", "best.ckpt"
-# Options that may differ when a run is resumed: they do not change what is computed on the
-# same machine (or, for device/compile, the user asks for it knowingly).
-RESUMABLE_CHANGES = ("out", "data_dir", "num_threads", "log_every", "device", "compile",
-                     "dist_backend", "name", "profile")
 
 
 def now() -> str:

@@ -78,11 +78,11 @@ def training_macs(config, run_dir: Path, summary: dict) -> float | None:
     small = 0
     if config.lowres_size:
         from cnnbench.data import get_spec
-        from cnnbench.training.build import build_model, model_cost
+        from cnnbench.models import create_model_for, model_cost
 
         channels, height, width = summary["input_size"]
         with torch.device("meta"):  # the run's model, as the run builds it
-            model = build_model(config, get_spec(config.dataset, data_dir=config.data_dir), (height, width))
+            model = create_model_for(config, get_spec(config.dataset, data_dir=config.data_dir), (height, width))
         small = model_cost(model, channels, (config.lowres_size, config.lowres_size))[1]
     return sum(n * (small if e["epoch"] <= config.lowres_epochs else macs)
                for n, e in zip(per_epoch, epochs))

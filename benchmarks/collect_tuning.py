@@ -18,7 +18,7 @@ from pathlib import Path
 from common import write_result
 
 from cnnbench.training.rundir import CONFIG, METRICS, read_jsonl, read_summary, read_yaml
-from cnnbench.training.rundir import RESUMABLE_CHANGES
+from cnnbench.config import RESUMABLE_CHANGES
 
 
 def read_run(run_dir: Path) -> dict:

@@ -66,6 +66,8 @@ def page_faults() -> int:
 
 def run_seed(config, target: float) -> dict:
     from cnnbench.training import build_training
+    from cnnbench.training.loop import train_epoch
+    from cnnbench.training.optim import is_per_step
 
     faults0 = page_faults()
     t0 = time.perf_counter()
@@ -78,8 +80,9 @@ def run_seed(config, target: float) -> dict:
     for epoch in range(config.epochs):
         t0 = time.perf_counter()
         training.start_epoch(epoch)
-        stats = training.train_epoch(epoch)
-        training.end_epoch(stats["loss"])  # a per-epoch schedule (plateau): the training loss
+        stats = train_epoch(training, epoch)
+        if not is_per_step(training.scheduler):  # a per-epoch schedule (plateau): the training loss
+            training.scheduler.step(stats["loss"])
         train_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         test = training.evaluate("test")

@@ -6,12 +6,12 @@ For each model (``cnnbench.models.list_models()``, 10 classes, ``stem="auto"``) 
 * **plain PyTorch** training: a bare loop over one pre-made batch of already-normalised random
   tensors: forward, cross-entropy, backward, ``torch.optim.SGD`` step;
 * **cnnbench** training: the same model fed by ``cnnbench.data.TensorLoader`` from random uint8
-  tensors (normalised on the fly) through ``cnnbench.training.engine.train_one_epoch`` with
+  tensors (normalised on the fly) through ``cnnbench.training.loop.train_one_epoch`` with
   ``cnnbench.training.optim.build_optimizer``/``build_scheduler`` (SGD, momentum 0.9), i.e. the path
   ``cnnbench train`` runs. ``ratio_vs_plain`` = cnnbench img/s / plain img/s (target for
   compute-bound models: >= 0.7 on the CPU, >= 0.9 on CUDA; the JSON's ``target_ratio_vs_plain``
   says which applied and ``all_compute_bound_met`` whether every measured one met it);
-* inference through ``cnnbench.training.engine.evaluate`` (``torch.inference_mode``, eval mode);
+* inference through ``cnnbench.training.evaluation.evaluate`` (``torch.inference_mode``, eval mode);
 * achieved GFLOP/s: training FLOPs = 3 x forward FLOPs = 6 x MACs per image, inference
   2 x MACs per image (convolutions and matrix products only, as ``count_macs`` counts).
 
@@ -137,7 +137,7 @@ class Plain:
 
 
 class Cnnbench:
-    """cnnbench's training path: TensorLoader over uint8 images + engine.train_one_epoch with
+    """cnnbench's training path: TensorLoader over uint8 images + loop.train_one_epoch with
     the optimizer and per-step schedule that cnnbench.training.optim builds from a TrainConfig."""
 
     def __init__(self, model, shape, batch, device, channels_last, amp, compiled):
@@ -174,7 +174,7 @@ class Cnnbench:
         return self._loaders[key]
 
     def steps(self, n: int) -> float:
-        from cnnbench.training.engine import train_one_epoch
+        from cnnbench.training.loop import train_one_epoch
 
         loader = self.loader(n)
         loader.set_epoch(self.epoch)
@@ -188,7 +188,7 @@ class Cnnbench:
         return time.perf_counter() - t0
 
     def infer(self, n: int) -> float:
-        from cnnbench.training.engine import evaluate
+        from cnnbench.training.evaluation import evaluate
 
         loader = self.loader(n, shuffle=False)
         sync(self.device)

@@ -97,7 +97,7 @@ def render_model_throughput(results: Path = RESULTS) -> str:
                          f"{r['ratio_vs_plain']*100:.0f}%" if r.get("ratio_vs_plain") else "-"])
         text = (f"Batch {rec['batch_size']}, {rec['settings']}. Training FLOPs counted as 3 x forward (6 x MACs), "
                 f"inference as 2 x MACs. \"vs plain PyTorch\": cnnbench's training path (TensorLoader + "
-                f"`engine.train_one_epoch`) as a percentage of a bare PyTorch loop on the same model (target >= "
+                f"`loop.train_one_epoch`) as a percentage of a bare PyTorch loop on the same model (target >= "
                 f"{rec.get('target_ratio_vs_plain', 0.7) * 100:.0f}% for compute-bound models).\n\n"
                 + table(["model", "input", "params", "MACs", "train img/s", "infer img/s", "train GFLOP/s",
                          "infer GFLOP/s", "vs plain PyTorch"], rows))

@@ -5,7 +5,7 @@ import torch
 
 from cnnbench import devices
 from cnnbench.errors import UserError
-from cnnbench.training.engine import autocast
+from cnnbench.devices import autocast
 
 
 def test_auto_device_follows_cuda_availability(monkeypatch):

@@ -61,4 +61,16 @@ def resolve_amp(amp: str, device: torch.device) -> str:
     return "bf16" if native_bf16(device) else "off"
 
 
-__all__ = ["resolve_device", "device_type", "native_bf16", "resolve_amp"]
+def autocast(device: torch.device, amp: str):
+    """``torch.autocast`` for ``amp`` in {"off", "bf16", "fp16"} on ``device`` (``auto``
+    resolved by :func:`resolve_amp`); a null context when off."""
+    import contextlib
+
+    amp = resolve_amp(amp, device)
+    if amp == "off":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+__all__ = ["autocast", "resolve_device", "device_type", "native_bf16", "resolve_amp"]

@@ -24,7 +24,7 @@ def test_test_digits_saved_as_png_are_predicted_as_eval_predicts_them(digits_env
     record) and through the evaluation (the cached dataset, the run's loader)."""
     from cnnbench.config import TrainConfig
     from cnnbench.training import build_training
-    from cnnbench.training.rundata import make_loader
+    from cnnbench.training.inputs import make_loader
 
     folder = tmp_path / "pngs"
     folder.mkdir()
@@ -44,7 +44,7 @@ def test_test_digits_saved_as_png_are_predicted_as_eval_predicts_them(digits_env
 
     state = load_checkpoint(digits_env.lenet / "best.ckpt")
     training = build_training(TrainConfig.from_dict(state["config"]), load_init_weights=False)
-    evaluated = training.evaluate_weights("test", state["model"], return_predictions=True)
+    evaluated = training.evaluate_saved("test", state["model"], return_predictions=True)
     assert predicted == evaluated["predictions"].tolist()
     assert predicted == json.loads((digits_env.lenet / "test_predictions.json").read_text())["predictions"]
     assert evaluated["acc"] == np.mean(np.array(predicted) == digits_env.test_y.numpy())

@@ -12,7 +12,7 @@ import torch
 
 from cnnbench.cli import main
 from cnnbench.report import write_report
-from cnnbench.report.runs import reference_difference
+from cnnbench.report.records import reference_difference
 from cnnbench.training.rundir import save_misclassified
 from report_fixtures import table_rows, write_fake_run
 

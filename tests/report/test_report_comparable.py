@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cnnbench.report import figures, tables, write_report
-from cnnbench.report.runs import comparison_groups, group_runs, load_runs, split_comparable
+from cnnbench.report.records import comparison_groups, group_runs, load_runs, split_comparable
 from report_fixtures import table_rows, write_fake_run
 
 FULL = {"profile": "full", "limited": False}

@@ -11,7 +11,7 @@ import pytest
 
 from cnnbench.report import figures as fig
 from cnnbench.report import write_report
-from cnnbench.report.runs import group_runs, load_runs
+from cnnbench.report.records import group_runs, load_runs
 from report_fixtures import write_fake_run
 
 VAL = {"metric": "val_acc", "unit": "%", "source": "000:699-701",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cnnbench.report import figures as fig
-from cnnbench.report.runs import group_runs, load_runs
+from cnnbench.report.records import group_runs, load_runs
 from report_fixtures import write_fake_run
 
 

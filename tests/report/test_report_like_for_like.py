@@ -12,7 +12,7 @@ import pytest
 
 from cnnbench.report import reproduction, write_report
 from cnnbench.report.departures import recipe_departures
-from cnnbench.report.runs import group_runs, load_runs
+from cnnbench.report.records import group_runs, load_runs
 from cnnbench.studies import load_study
 from report_fixtures import write_fake_run
 from study_fixtures import TINY, write_study

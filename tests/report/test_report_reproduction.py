@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench.report import reproduction, runs, tables, write_report
-from cnnbench.report.runs import group_runs, load_runs
+from cnnbench.report import records
+from cnnbench.report import reproduction, tables, write_report
+from cnnbench.report.records import group_runs, load_runs
 from cnnbench.reference_metrics import REFERENCE_METRICS
 from report_fixtures import write_fake_run
 
@@ -137,11 +138,11 @@ def test_time_references_are_converted_from_their_unit(tmp_path):
     (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
     items = reproduction.reproductions(groups_of(tmp_path))
     epoch, hours, seconds = items
-    assert runs.reference_value(epoch.ref) == pytest.approx(30.0)
+    assert records.reference_value(epoch.ref) == pytest.approx(30.0)
     assert epoch.value[0] == pytest.approx(32.0)  # the mean over the epochs
     assert epoch.difference == pytest.approx(2.0)  # comparable: the study file says so
-    assert runs.reference_value(hours.ref) == pytest.approx(7200.0) and hours.difference is None
-    assert runs.reference_value(seconds.ref) == pytest.approx(20.0)
+    assert records.reference_value(hours.ref) == pytest.approx(7200.0) and hours.difference is None
+    assert records.reference_value(seconds.ref) == pytest.approx(20.0)
     assert reproduction.reference_cell(epoch.ref) == "30.0 s (0.5 min)"
     assert reproduction.reference_cell(hours.ref) == "2.00 h (2 h)"
     assert reproduction.reference_cell(seconds.ref) == "20.0 s"
@@ -241,4 +242,4 @@ def test_ablation_changes_only_between_steps_of_the_same_profile(tmp_path):
 
 def test_the_report_reads_every_metric_a_study_may_quote():
     """Every metric a study file may name (cnnbench.reference_metrics) has a value in a run."""
-    assert set(runs.QUANTITIES) == set(REFERENCE_METRICS)
+    assert set(records.QUANTITIES) == set(REFERENCE_METRICS)

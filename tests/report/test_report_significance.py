@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cnnbench.report import write_report
-from cnnbench.report.runs import group_runs, load_runs
+from cnnbench.report.records import group_runs, load_runs
 from cnnbench.report.significance import pair_tests, first_seed
 from report_fixtures import write_fake_run
 

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from cnnbench.report import reproduction, tables, write_report
-from cnnbench.report.runs import group_runs, load_runs, study_references
+from cnnbench.report.records import group_runs, load_runs, study_references
 from cnnbench.report.stats import holm, mcnemar_exact, seed_stats, wilson_interval
 from report_fixtures import write_fake_run
 

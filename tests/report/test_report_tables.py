@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cnnbench.report import tables
-from cnnbench.report.runs import group_runs, load_runs
+from cnnbench.report.records import group_runs, load_runs
 from cnnbench.training.rundir import write_json
 from report_fixtures import write_fake_run
 

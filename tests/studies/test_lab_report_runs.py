@@ -15,7 +15,7 @@ from torch import nn
 
 from cnnbench.models import create_model
 from cnnbench.models.profile import count_params
-from cnnbench.report.runs import QUANTITIES, RunRecord
+from cnnbench.report.records import QUANTITIES, RunRecord
 from cnnbench.studies import build_config, load_study, run_study
 from report_fixtures import write_fake_run
 

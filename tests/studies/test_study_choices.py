@@ -10,7 +10,7 @@ import pytest
 
 from cnnbench.errors import UserError
 from cnnbench.report import reproduction, write_report
-from cnnbench.report.runs import group_runs, load_runs
+from cnnbench.report.records import group_runs, load_runs
 from cnnbench.studies import load_study, run_study
 from study_fixtures import TINY, StubTrainer, write_study
 

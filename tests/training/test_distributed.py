@@ -29,9 +29,9 @@ from cnnbench.data import TensorLoader, shard_bounds
 from cnnbench.errors import UserError
 from cnnbench.training import checkpoint as ckpt
 from cnnbench.training import distributed, evaluate_checkpoint, train_run
-from cnnbench.training.build import check_distributed
+from cnnbench.training.setup import check_distributed
 from cnnbench.training.distributed import ProcessFailed, defer_report, torchrun_command
-from cnnbench.training.rundata import RunData, make_loader
+from cnnbench.training.inputs import Inputs, make_loader
 from engine_fixtures import _tiny_folder_files, cli_env, read_jsonl, tiny_folder  # noqa: F401
 
 # Largest difference allowed between the weights of a 2-process run and a 1-process run on the
@@ -80,11 +80,11 @@ def test_a_last_batch_smaller_than_the_processes_is_dropped():
 
 def test_evaluation_blocks_cover_the_split_once():
     x, y = _images(11)
-    run_data = RunData(spec=None, train=(x, y), val=None, test=(x, y), mean=(0.5,) * 3,
+    inputs = Inputs(spec=None, train=(x, y), val=None, test=(x, y), mean=(0.5,) * 3,
                        std=(0.25,) * 3, input_size=(8, 8))
     config = TrainConfig(eval_batch_size=4)
-    full = torch.cat([b for _, b in make_loader(config, run_data, "test", torch.device("cpu"))])
-    blocks = [torch.cat([b for _, b in make_loader(config, run_data, "test", torch.device("cpu"),
+    full = torch.cat([b for _, b in make_loader(config, inputs, "test", torch.device("cpu"))])
+    blocks = [torch.cat([b for _, b in make_loader(config, inputs, "test", torch.device("cpu"),
                                                    dist=SimpleNamespace(rank=r, world_size=3))])
               for r in range(3)]
     assert [len(b) for b in blocks] == [4, 4, 3]
@@ -264,7 +264,7 @@ def test_killed_mid_epoch_and_resumed_equals_left_alone(tiny_folder):
 
 FAILING = """\
 import os, sys
-from cnnbench.training import engine
+from cnnbench.training import loop as engine
 real, calls = engine.compute_loss, []
 def failing(*args, **kwargs):  # process 1 fails in its third step
     calls.append(1)

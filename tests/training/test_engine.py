@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnnbench.training.engine import NonFiniteLoss, evaluate, train_one_epoch
+from cnnbench.training.evaluation import evaluate
+from cnnbench.training.loop import NonFiniteLoss, train_one_epoch
 from engine_fixtures import AuxNet, TinyNet, tensor_batches
 
 

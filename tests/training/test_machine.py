@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from cnnbench.training import build as build_module
+from cnnbench.training import setup as build_module
 
 # Allocate 20 buffers of 4 MB and free them all, ten times over, as a training step allocates
 # its activations and backward frees them; print the minor page faults (pages the kernel had to

@@ -112,7 +112,7 @@ def test_resume_refuses_a_machine_that_resolves_amp_auto_otherwise(tmp_path):
     import pytest
 
     from cnnbench.errors import UserError
-    from cnnbench.training.run import _check_same_precision
+    from cnnbench.training.record import check_same_precision as _check_same_precision
 
     (tmp_path / "summary.json").write_text(json.dumps({"amp": "bf16"}))
     _check_same_precision(tmp_path, "auto", "bf16")  # the same machine: fine

@@ -121,10 +121,10 @@ class NanAfter(torch.nn.Module):
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_folder, monkeypatch):
-    import cnnbench.training.build as build_module
+    import cnnbench.training.setup as setup_module
 
-    build = build_module.build_model
-    monkeypatch.setattr(build_module, "build_model", lambda c, s, i: NanAfter(build(c, s, i), 10))
+    build = setup_module.create_model_for
+    monkeypatch.setattr(setup_module, "create_model_for", lambda c, s, i: NanAfter(build(c, s, i), 10))
     # 8 steps per epoch: epoch 1 is clean, epoch 2 turns NaN at its third step
     with pytest.raises(UserError, match=r"training loss became nan.*last good checkpoint.*epoch 1"):
         run(tiny_folder, epochs=3, log_every=1000)
@@ -235,16 +235,16 @@ def test_whitening_bias_stays_frozen_under_a_backbone_freeze(tiny_folder):
 
 
 def test_lowres_epochs_train_on_downscaled_images(tiny_folder, monkeypatch):
-    import cnnbench.training.build as build_module
+    import cnnbench.training.loop as loop_module
 
     seen = []
-    original = build_module.train_one_epoch
+    original = loop_module.train_one_epoch
 
     def recording(model, loader, *args, **kwargs):
         seen.append(tuple(next(iter(loader))[0].shape[-2:]))
         return original(model, loader, *args, **kwargs)
 
-    monkeypatch.setattr(build_module, "train_one_epoch", recording)
+    monkeypatch.setattr(loop_module, "train_one_epoch", recording)
     summary, _ = run(tiny_folder, epochs=3, model="fastnet", resize=16, lowres_size=12,
                      lowres_epochs=2, model_kwargs={"widths": [8, 8, 8]})
     assert seen == [(12, 12), (12, 12), (16, 16)]
@@ -331,7 +331,7 @@ def test_limits_take_a_seeded_random_subset_not_the_first_images(monkeypatch):
     """Guards against ``--limit-train N`` / ``--limit-eval N`` taking the first N images (a
     single-class subset for data stored in class order) or ignoring ``split_seed``. The
     indices are written out: 20 images, 25% validation, 6 training and 3 evaluation images."""
-    from cnnbench.training.rundata import prepare_data
+    from cnnbench.training.inputs import prepare_data
 
     _numbered_dataset(monkeypatch)
     base = dict(dataset="mnist", val_split=0.25, limit_train=6, limit_eval=3)
@@ -352,7 +352,7 @@ def test_the_test_set_is_evaluated_once_at_the_end_with_the_best_weights(tiny_fo
     """Guards against evaluating (or selecting on) the test set during training: over 3 epochs
     the 40 validation images are evaluated once per epoch, the 48 test images exactly once,
     after the last epoch, with the weights of the epoch of best validation accuracy."""
-    import cnnbench.training.build as build_module
+    import cnnbench.training.setup as build_module
 
     calls = []
     real_evaluate = build_module.evaluate
@@ -384,7 +384,7 @@ def test_test_weights_last_tests_the_last_epoch_and_records_the_best_beside_it(t
     the headline test accuracy and the saved predictions are the last epoch's weights', and the
     best validation epoch's test accuracy is recorded beside it; nothing selects on the test
     set."""
-    import cnnbench.training.build as build_module
+    import cnnbench.training.setup as build_module
 
     calls = []
     real_evaluate = build_module.evaluate
@@ -415,7 +415,7 @@ def test_monitor_test_logs_each_epochs_test_accuracy_but_selects_on_validation(t
     """``monitor_test`` (a lab report's "best test accuracy over epochs") evaluates the test set
     after every epoch with that epoch's weights; the tested weights are still the best
     validation epoch's and ``max_epoch_test_acc`` is the maximum of the logged values."""
-    import cnnbench.training.build as build_module
+    import cnnbench.training.setup as build_module
 
     sizes = []
     real_evaluate = build_module.evaluate
@@ -480,7 +480,7 @@ def test_freezing_the_backbone_leaves_layers_new_from_init_trainable(tiny_folder
     state = training.training_state()
     resumed = build_training(config, load_init_weights=False)
     assert resumed.keep_trainable == ()
-    resumed.load_training_state(training.eval_weights(), state)
+    resumed.load_training_state(training.weights_to_save(), state)
     assert resumed.keep_trainable == ("conv1.weight",)
     resumed.start_epoch(0)
     assert resumed.model.conv1.weight.requires_grad and not resumed.model.bn1.weight.requires_grad
@@ -521,3 +521,59 @@ def test_progress_shows_accuracy_in_percent_like_the_epoch_lines():
     from cnnbench.training.console import Console
 
     assert Console._shown({"loss": 0.5, "acc": 0.9123}) == {"loss": "0.5000", "acc": "91.23%"}
+
+
+def test_one_way_to_open_a_trained_model_for_every_command(tiny_folder, tmp_path):
+    """eval, predict/export/serve (load_trained_model) and --init open a run directory the
+    same way: best.ckpt, else last.ckpt (a run stopped early), and say the same when there is
+    neither. Evaluating builds only the model and the split: the caller's threads and random
+    streams are left as they were."""
+    from cnnbench.inference import load_trained_model
+    from cnnbench.training.checkpoint import checkpoint_file
+    from cnnbench.training.transfer.weights import read_weights
+
+    summary, out = run(tiny_folder, epochs=1, num_threads=1, deterministic=True)
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    for name in ("config.yaml", "last.ckpt"):
+        (stopped / name).write_bytes((out / name).read_bytes())
+    assert checkpoint_file(out).name == "best.ckpt" and checkpoint_file(stopped).name == "last.ckpt"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    try:
+        assert evaluate_checkpoint(stopped)["checkpoint"] == str(stopped / "last.ckpt")
+        assert torch.equal(torch.get_rng_state(), before) and torch.get_num_threads() == 2
+        assert load_trained_model(stopped).path == stopped / "last.ckpt"
+        assert read_weights(stopped).where == str(stopped / "last.ckpt")
+    finally:
+        torch.set_num_threads(threads)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    messages = set()
+    for opener in (evaluate_checkpoint, load_trained_model, read_weights):
+        with pytest.raises(UserError) as caught:
+            opener(empty)
+        messages.add(str(caught.value))
+    assert messages == {f"{empty} holds no checkpoint (no best.ckpt or last.ckpt); give the "
+                        f"directory of a `cnnbench train` run that completed an epoch"}
+
+
+def test_resume_or_finished_is_decided_in_one_place(tiny_folder):
+    """run_state: fresh (no directory; a run that never completed an epoch), interrupted
+    (a last.ckpt to continue from), finished (its summary says so); train_run with resume
+    returns a finished run's summary without training."""
+    from cnnbench.training.rundir import run_state
+
+    out = tiny_folder.out / "run"
+    assert run_state(out) == ("fresh", None)
+    summary, _ = run(tiny_folder, epochs=1)
+    assert run_state(out) == ("finished", summary)
+    data = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").write_text(json.dumps({**data, "status": "running"}))
+    assert run_state(out)[0] == "interrupted"
+    (out / "last.ckpt").unlink()
+    assert run_state(out)[0] == "fresh"
+    (out / "summary.json").write_text(json.dumps(data))
+    assert train_run(None, out_dir=out, resume=True, progress=False) == summary

@@ -170,7 +170,7 @@ def test_not_a_weights_file(tmp_path):
     torch.save({"epoch": 3}, tmp_path / "nostate.pth")
     with pytest.raises(UserError, match="holds no state_dict"):
         transfer.load_init_weights(_small_resnet(), tmp_path / "nostate.pth")
-    with pytest.raises(UserError, match="without best.ckpt"):
+    with pytest.raises(UserError, match=r"holds no checkpoint \(no best.ckpt or last.ckpt\)"):
         transfer.load_init_weights(_small_resnet(), tmp_path)
 
 
@@ -379,7 +379,7 @@ def test_pretrained_report_vgg_takes_only_torchvisions_features(tmp_path, monkey
     classifier fresh, although classifier.3 (4096x4096) would fit. The file is a stand-in
     with random features (float16, as small as it gets) and stride-0 classifier tensors."""
     from cnnbench.data import get_spec
-    from cnnbench.training.build import load_init
+    from cnnbench.training.setup import load_init
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     folder = tmp_path / "torch" / "hub" / "checkpoints"

@@ -37,8 +37,11 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     aliases: dict[str, list[str]] = {}
     for alias, name in ALIASES.items():
         aliases.setdefault(name, []).append(alias)
+    from cnnbench.data.specs import list_datasets
+
+    datasets = ", ".join(list_datasets())  # from the registry, never typed in a help text
     for f in field_info():
-        meta = f.metadata
+        meta = {**f.metadata, "help": f.metadata["help"].replace("{datasets}", datasets)}
         names = [f.name.replace("_", "-")]
         if "_" in f.name:
             names.append(f.name)
@@ -121,7 +124,7 @@ def _train(args: argparse.Namespace) -> int:
     main = launch is None or launch.rank == 0  # the process that prints (and writes)
 
     if args.resume:
-        from cnnbench.training.rundir import prepare_run_dir, read_summary, saved_config
+        from cnnbench.training.rundir import plan_run, saved_config
 
         out = args.resume if isinstance(args.resume, str) else getattr(args, "out", None)
         if out is None:
@@ -132,10 +135,9 @@ def _train(args: argparse.Namespace) -> int:
         given = normalize_keys({k: v for k, v in vars(args).items() if k in FIELDS and k != "out"})
         # Flags equal to the saved values are fine; any that change the run are refused.
         config = saved.replace(**given) if given else saved
-        prepare_run_dir(config, out, resume=True)
-        previous = read_summary(out) or {}
-        if previous.get("status") == "finished":
-            acc = previous.get("test_acc")
+        plan = plan_run(config, out, resume=True)
+        if plan.state == "finished":
+            acc = plan.summary.get("test_acc")
             if main:
                 print(f"{out} is already finished (test accuracy {100 * acc:.2f}%); nothing to "
                       f"resume" if acc is not None else f"{out} is already finished; nothing to "

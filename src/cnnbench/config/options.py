@@ -75,8 +75,8 @@ class TrainConfig:
     # --- what to train
     model: str = _opt("lenet5", "model name (case-insensitive; `cnnbench models` lists them)",
                       group="model and data", role="recipe")
-    dataset: str = _opt("mnist", "dataset name: mnist, fashion_mnist, cifar10, cifar100, "
-                        "cifar10_jpeg or imagefolder:PATH", group="model and data", role="recipe")
+    dataset: str = _opt("mnist", "dataset name: {datasets} or imagefolder:PATH (`cnnbench "
+                        "datasets` says which are found)", group="model and data", role="recipe")
     model_kwargs: dict = _opt(dict,
                               "keyword arguments of the model builder, as a YAML mapping, e.g. "
                               "\"{activation: relu, pool: max}\"; they belong to the model they "

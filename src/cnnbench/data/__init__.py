@@ -24,7 +24,7 @@ from cnnbench.data.cache import resolve_cache_dir, resolve_data_dir
 from cnnbench.data.datasets import LoadedDataset, dataset_info, get_spec, load_dataset
 from cnnbench.data.errors import DatasetCorruptError, DatasetMissingError
 from cnnbench.data.loader import TensorLoader, shard_bounds
-from cnnbench.data.specs import DatasetSpec, list_datasets, resolve_dataset_name
+from cnnbench.data.specs import DatasetSpec, list_datasets, register_dataset, resolve_dataset_name
 from cnnbench.data.split import split_indices, split_sizes
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "parse_augment",
+    "register_dataset",
     "resolve_cache_dir",
     "resolve_data_dir",
     "resolve_dataset_name",

@@ -19,7 +19,7 @@ from cnnbench.data.cache import (
 )
 from cnnbench.data.errors import DatasetCorruptError, DatasetMissingError
 from cnnbench.data.sources import network_available, source_for
-from cnnbench.data.specs import SPECS, DatasetSpec, resolve_dataset_name
+from cnnbench.data.specs import DatasetSpec, registered_spec, resolve_dataset_name
 
 log = logging.getLogger("cnnbench.data")
 
@@ -159,6 +159,7 @@ def get_spec(name: str, *, data_dir=None, cache_dir=None) -> DatasetSpec:
     ``data_dir``/``cache_dir`` are only used for it.
     """
     canonical = resolve_dataset_name(name)
-    if canonical in SPECS:
-        return SPECS[canonical]
+    spec = registered_spec(canonical)
+    if spec is not None:
+        return spec
     return DatasetSpec.from_dict(_prepare(canonical, data_dir, cache_dir, download=False).meta["spec"])

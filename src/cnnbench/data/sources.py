@@ -30,7 +30,7 @@ from cnnbench.data.cache import Md5Memo, ensure_writable_dir, fingerprint, scrat
 from cnnbench.data.errors import DatasetCorruptError, DatasetMissingError
 from cnnbench.data.imagefolder import FolderExpectation, ImageFolderSource
 from cnnbench.data.source_base import Decoded, Source
-from cnnbench.data.specs import SPECS, imagefolder_path
+from cnnbench.data.specs import imagefolder_path, registered_source, registered_spec
 from cnnbench.errors import UserError
 
 
@@ -83,7 +83,7 @@ class TorchvisionSource(Source):
 
     def __init__(self, name: str, tv_name: str, folder: str, files: tuple[str, ...], probe_url: str):
         self.name = name
-        self.spec = SPECS[name]
+        self.spec = registered_spec(name)
         self.tv_name = tv_name  # the torchvision.datasets class: md5 lists, URLs, reader
         self.folder = folder  # relative to the root
         self.files = files
@@ -275,21 +275,18 @@ CIFAR10_JPEG_EXPECTED = FolderExpectation(
 )
 
 
+def cifar10_jpeg_source() -> Source:
+    """The JPEG mirror of CIFAR-10: an image folder held to SOURCES.md's file counts and digests."""
+    return ImageFolderSource("cifar10_jpeg", None, registered_spec("cifar10_jpeg"),
+                             CIFAR10_JPEG_EXPECTED, subdir="CIFAR10-JPEG")
+
+
 def source_for(name: str) -> Source:
-    """The :class:`Source` of a canonical dataset name (see ``resolve_dataset_name``)."""
-    if name == "mnist":
-        return IdxSource(name, "MNIST", "https://ossci-datasets.s3.amazonaws.com/mnist/")
-    if name == "fashion_mnist":
-        return IdxSource(name, "FashionMNIST", "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/")
-    if name == "cifar10":
-        return CifarSource(name, "CIFAR10", "cifar-10-batches-py",
-                           (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"),
-                           "cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")
-    if name == "cifar100":
-        return CifarSource(name, "CIFAR100", "cifar-100-python", ("train", "test", "meta"),
-                           "cifar-100-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz")
-    if name == "cifar10_jpeg":
-        return ImageFolderSource(name, None, SPECS[name], CIFAR10_JPEG_EXPECTED, subdir="CIFAR10-JPEG")
+    """The :class:`Source` of a canonical dataset name (see ``resolve_dataset_name``): the
+    registry's (:func:`cnnbench.data.specs.register_dataset`), else an ``imagefolder:PATH``."""
+    source = registered_source(name)
+    if source is not None:
+        return source
     path = imagefolder_path(name)
     if path is None:
         raise UserError(f"unknown dataset {name!r}")

@@ -1,7 +1,9 @@
 """Dataset specs: what a model and a report need to know about each dataset.
 
-The built-in datasets' :class:`DatasetSpec` table (:data:`SPECS`) and dataset names: pure data,
-no files are touched, and nothing else of :mod:`cnnbench.data` is imported. The spec of an
+The dataset registry (:func:`register_dataset`: a spec, a Source factory and aliases, as
+models register with :func:`cnnbench.models.register_model`) and the built-in datasets: pure
+data, no files are touched, and :mod:`cnnbench.data.sources` is imported only when a Source is
+built. The spec of an
 ``imagefolder:PATH`` dataset comes from the folder itself, so it is built where files are read:
 :func:`cnnbench.data.datasets.get_spec`.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from cnnbench.errors import UserError
 
@@ -80,53 +83,103 @@ class DatasetSpec:
         )
 
 
-_CIFAR10_STATS = dict(mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A registered dataset: its spec, how to build its :class:`~cnnbench.data.source_base.Source`
+    (called only when files are read, so listing datasets imports no torch) and the other
+    spellings its name accepts."""
 
-SPECS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in (
-        DatasetSpec(
-            "mnist", 1, (28, 28), 10, MNIST_CLASSES,
-            (0.1307,), (0.3081,),
-            "official MNIST IDX files (<data>/MNIST/raw/*.gz, torchvision md5s)", 60000, 10000,
-        ),
-        DatasetSpec(
-            "fashion_mnist", 1, (28, 28), 10, FASHION_MNIST_CLASSES,
-            (0.2860,), (0.3530,),
-            "official Fashion-MNIST IDX files (<data>/FashionMNIST/raw/*.gz, torchvision md5s)",
-            60000, 10000,
-        ),
-        DatasetSpec(
-            "cifar10", 3, (32, 32), 10, CIFAR10_CLASSES, **_CIFAR10_STATS,
-            source="official CIFAR-10 python batches (<data>/cifar-10-batches-py, torchvision md5s)",
-            train_size=50000, test_size=10000,
-        ),
-        DatasetSpec(
-            "cifar100", 3, (32, 32), 100, CIFAR100_CLASSES,
-            (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
-            "official CIFAR-100 python batches (<data>/cifar-100-python, torchvision md5s)",
-            50000, 10000,
-        ),
-        DatasetSpec(
-            # Same classes and statistics as CIFAR-10, but its own name: JPEG artefacts change
-            # the pixels, so results on it must never be reported as CIFAR-10 results.
-            "cifar10_jpeg", 3, (32, 32), 10, CIFAR10_CLASSES, **_CIFAR10_STATS,
-            source="lossy JPEG mirror of CIFAR-10 (<data>/CIFAR10-JPEG/{train,test}/<class>/*.jpg)",
-            train_size=50000, test_size=10000,
-        ),
-    )
-}
+    spec: DatasetSpec
+    source: Callable[[], Any]
+    aliases: tuple[str, ...] = ()
 
-_ALIASES = {
-    "fashionmnist": "fashion_mnist", "fashion-mnist": "fashion_mnist", "fmnist": "fashion_mnist",
-    "cifar-10": "cifar10", "cifar_10": "cifar10", "cifar-100": "cifar100", "cifar_100": "cifar100",
-    "cifar10-jpeg": "cifar10_jpeg",
-}
+
+_REGISTRY: dict[str, DatasetEntry] = {}
+
+
+def register_dataset(spec: DatasetSpec, *, source: Callable[[], Any],
+                     aliases: tuple[str, ...] = ()) -> DatasetSpec:
+    """Add a dataset: a new one is one :class:`~cnnbench.data.source_base.Source` subclass and
+    one call of this (as a new model is one builder and one ``register_model``). ``source``
+    builds its Source; ``aliases`` are other spellings (case-insensitive). The CLI's help,
+    completion, ``cnnbench datasets`` and name checks all read this registry. A name or alias
+    taken twice raises ``ValueError``."""
+    keys = [spec.name, *(a.strip().lower() for a in aliases)]
+    taken = [k for k in keys if k in _REGISTRY or k in _ALIASES]
+    if taken:
+        raise ValueError(f"dataset name {taken[0]!r} is already registered")
+    _REGISTRY[spec.name] = DatasetEntry(spec, source, tuple(aliases))
+    _ALIASES.update({k: spec.name for k in keys[1:]})
+    return spec
+
+
+_ALIASES: dict[str, str] = {}
 
 
 def list_datasets() -> list[str]:
-    """Names of the built-in datasets (``imagefolder:PATH`` is accepted besides these)."""
-    return list(SPECS)
+    """Names of the registered datasets (``imagefolder:PATH`` is accepted besides these)."""
+    return list(_REGISTRY)
+
+
+def registered_spec(name: str) -> DatasetSpec | None:
+    """The spec of a registered dataset's canonical name; ``None`` for any other name."""
+    entry = _REGISTRY.get(name)
+    return entry.spec if entry is not None else None
+
+
+def registered_source(name: str):
+    """The Source of a registered dataset's canonical name (``None`` for any other name)."""
+    entry = _REGISTRY.get(name)
+    return entry.source() if entry is not None else None
+
+
+def _sources():
+    from cnnbench.data import sources
+
+    return sources
+
+
+# --- the built-in datasets ------------------------------------------------------------------
+_CIFAR10_STATS = dict(mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
+
+register_dataset(
+    DatasetSpec("mnist", 1, (28, 28), 10, MNIST_CLASSES, (0.1307,), (0.3081,),
+                "official MNIST IDX files (<data>/MNIST/raw/*.gz, torchvision md5s)", 60000, 10000),
+    source=lambda: _sources().IdxSource("mnist", "MNIST",
+                                        "https://ossci-datasets.s3.amazonaws.com/mnist/"))
+register_dataset(
+    DatasetSpec("fashion_mnist", 1, (28, 28), 10, FASHION_MNIST_CLASSES, (0.2860,), (0.3530,),
+                "official Fashion-MNIST IDX files (<data>/FashionMNIST/raw/*.gz, torchvision md5s)",
+                60000, 10000),
+    source=lambda: _sources().IdxSource(
+        "fashion_mnist", "FashionMNIST", "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
+    aliases=("fashionmnist", "fashion-mnist", "fmnist"))
+register_dataset(
+    DatasetSpec("cifar10", 3, (32, 32), 10, CIFAR10_CLASSES, **_CIFAR10_STATS,
+                source="official CIFAR-10 python batches (<data>/cifar-10-batches-py, torchvision md5s)",
+                train_size=50000, test_size=10000),
+    source=lambda: _sources().CifarSource(
+        "cifar10", "CIFAR10", "cifar-10-batches-py",
+        (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"),
+        "cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
+    aliases=("cifar-10", "cifar_10"))
+register_dataset(
+    DatasetSpec("cifar100", 3, (32, 32), 100, CIFAR100_CLASSES,
+                (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+                "official CIFAR-100 python batches (<data>/cifar-100-python, torchvision md5s)",
+                50000, 10000),
+    source=lambda: _sources().CifarSource(
+        "cifar100", "CIFAR100", "cifar-100-python", ("train", "test", "meta"),
+        "cifar-100-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
+    aliases=("cifar-100", "cifar_100"))
+register_dataset(
+    # Same classes and statistics as CIFAR-10, but its own name: JPEG artefacts change the
+    # pixels, so results on it must never be reported as CIFAR-10 results.
+    DatasetSpec("cifar10_jpeg", 3, (32, 32), 10, CIFAR10_CLASSES, **_CIFAR10_STATS,
+                source="lossy JPEG mirror of CIFAR-10 (<data>/CIFAR10-JPEG/{train,test}/<class>/*.jpg)",
+                train_size=50000, test_size=10000),
+    source=lambda: _sources().cifar10_jpeg_source(),
+    aliases=("cifar10-jpeg",))
 
 
 def resolve_dataset_name(name: str) -> str:
@@ -143,8 +196,13 @@ def resolve_dataset_name(name: str) -> str:
         return IMAGEFOLDER_PREFIX + path
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
-    if key not in SPECS:
-        raise UserError(f"unknown dataset {name!r}; valid: {', '.join(SPECS)}, imagefolder:PATH")
+    if key not in _REGISTRY:
+        import difflib
+
+        close = difflib.get_close_matches(key, [*_REGISTRY, *_ALIASES], n=1)
+        hint = f" (did you mean {_ALIASES.get(close[0], close[0])!r}?)" if close else ""
+        raise UserError(f"unknown dataset {name!r}{hint}; valid: {', '.join(_REGISTRY)}, "
+                        f"imagefolder:PATH")
     return key
 
 

@@ -6,8 +6,8 @@
     pixels, notes = trained.prepare(image)                    # PIL image -> uint8 C x H x W
     probs = trained.predict(pixels[None])                     # N x num_classes probabilities
 
-The checkpoint is read with ``weights_only=True`` (:func:`cnnbench.training.checkpoint.
-load_checkpoint`). How an image becomes the model's input comes from the checkpoint's ``input``
+The checkpoint is opened by :func:`cnnbench.training.checkpoint.open_checkpoint` (the one way
+every command opens a trained model; read with ``weights_only=True``). How an image becomes the model's input comes from the checkpoint's ``input``
 record (channels, image size, input size, mean/std, class names; written by every run since it
 was added); an older checkpoint falls back to its config and the dataset's spec. The pixels are
 normalised and resized by the same :class:`cnnbench.data.TensorLoader` the evaluation uses, and
@@ -27,10 +27,10 @@ from torch import nn
 from cnnbench import data
 from cnnbench.config import TrainConfig
 from cnnbench.errors import UserError
-from cnnbench.training.build import build_model
-from cnnbench.training.checkpoint import load_checkpoint, load_model_weights
+from cnnbench.models import create_model_for
+from cnnbench.training.checkpoint import load_model_weights, open_checkpoint
 from cnnbench.training.machine import resolve_device
-from cnnbench.training.rundir import BEST, CONFIG, LAST, read_summary
+from cnnbench.training.rundir import CONFIG, read_summary
 from cnnbench.training.tta import predict_logits
 
 
@@ -73,21 +73,6 @@ def _hw(value) -> tuple[int, int]:
 
 def _numbers(values) -> str:
     return "/".join(f"{v:.4g}" for v in values)
-
-
-def checkpoint_file(path: str | Path) -> Path:
-    """``path`` itself, or for a run directory its ``best.ckpt`` (else ``last.ckpt``)."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"checkpoint {path} does not exist; give a best.ckpt or last.ckpt, or "
-                        f"a run directory")
-    if not path.is_dir():
-        return path
-    for name in (BEST, LAST):
-        if (path / name).is_file():
-            return path / name
-    raise UserError(f"{path} holds no checkpoint (no {BEST} or {LAST}); give the directory of a "
-                    f"finished `cnnbench train` run")
 
 
 def preprocessing_of(state: dict[str, Any], config: TrainConfig, where: str) -> Preprocessing:
@@ -191,19 +176,11 @@ def load_trained_model(path: str | Path, device: str = "cpu") -> TrainedModel:
     with its weights, in eval mode on ``device``. A file that is not a cnnbench checkpoint, a
     config that no longer resolves or weights that do not fit the model the checkpoint names
     are one-line :class:`UserError`s."""
-    file = checkpoint_file(path)
-    state = load_checkpoint(file)
-    try:
-        config = TrainConfig.from_dict(state["config"], f"config in {file}")
-    except UserError as exc:
-        raise UserError(f"checkpoint {file} has an unusable config: {exc}") from None
+    file, state, config = open_checkpoint(path)
     prep = preprocessing_of(state, config, str(file))
     spec = data.DatasetSpec(prep.dataset, prep.channels, prep.image_size, len(prep.classes),
                             prep.classes, prep.mean, prep.std, source=f"checkpoint {file}")
-    model = build_model(config, spec, prep.input_size)
-    if not isinstance(state["model"], dict):
-        raise UserError(f"checkpoint {file} holds no weights (its 'model' entry is not a "
-                        f"state dict)")
+    model = create_model_for(config, spec, prep.input_size)
     load_model_weights(model, state["model"], str(file), config.model)
     resolved = resolve_device(device)
     model.to(resolved).eval()

@@ -12,11 +12,12 @@ Every builder takes ``num_classes``, ``in_chans``, ``input_size``, ``drop_rate``
 ``docs/architecture.md`` and each family's docstring (``model_info(name).doc``).
 """
 
-from cnnbench.models.registry import (FAMILY_DEFAULTS, ModelInfo, create_model, list_models,
-                                      model_info, register_model, resolve_model_name)
+from cnnbench.models.profile import model_cost
+from cnnbench.models.registry import (FAMILY_DEFAULTS, ModelInfo, create_model, create_model_for,
+                                      list_models, model_info, register_model, resolve_model_name)
 
 # Importing the family modules registers their models.
 from cnnbench.models import alexnet, fastnet, googlenet, lenet, mobilenet, resnet, vgg  # noqa: E402,F401
 
-__all__ = ["create_model", "list_models", "model_info", "resolve_model_name", "register_model",
+__all__ = ["create_model", "create_model_for", "model_cost", "list_models", "model_info", "resolve_model_name", "register_model",
            "ModelInfo", "FAMILY_DEFAULTS"]

@@ -111,3 +111,17 @@ def format_layer_summary(rows: list[LayerRow], model: nn.Module, input_shape: tu
               f"Non-trainable params: {total - trainable:,}",
               f"MACs per image: {macs:,} ({macs / 1e6:,.1f} M); FLOPs = 2 x MACs: {2 * macs:,}"]
     return "\n".join(lines)
+
+
+def model_cost(model: nn.Module, in_chans: int, input_size: tuple[int, int]) -> tuple[int, int | None]:
+    """Parameters and forward MACs per image (``None``, with a warning, if they cannot be
+    counted: the count is informative, never fatal)."""
+    import warnings
+
+    params = count_params(model)
+    try:
+        macs = int(count_macs(model, (in_chans, *input_size)))
+    except Exception as exc:  # noqa: BLE001
+        warnings.warn(f"cnnbench: could not count MACs of {type(model).__name__}: {exc}")
+        macs = None
+    return params, macs

@@ -205,6 +205,17 @@ def create_model(name: str, num_classes: int = 1000, in_chans: int = 3,
     return model
 
 
+def create_model_for(config, spec, input_size: tuple[int, int]) -> nn.Module:
+    """The model a training run's ``config`` names (``model``, ``dropout``, ``stem``,
+    ``model_kwargs``: a :class:`cnnbench.config.TrainConfig`) for ``spec``'s images (a
+    :class:`cnnbench.data.DatasetSpec`: ``num_classes``, ``channels``) at ``input_size`` (H, W):
+    what training, evaluation, prediction, export and the study estimates all build."""
+    h, w = input_size
+    return create_model(config.model, num_classes=spec.num_classes, in_chans=spec.channels,
+                        input_size=h if h == w else (h, w), drop_rate=config.dropout,
+                        stem=config.stem, **config.model_kwargs)
+
+
 def _check_keywords(info: ModelInfo, kwargs: dict) -> None:
     params = inspect.signature(info.fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):

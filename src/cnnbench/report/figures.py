@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, MaxNLocator
 
 from cnnbench.reference_metrics import REFERENCE_METRICS, TIME_UNITS
-from cnnbench.report.runs import RunGroup, RunRecord
+from cnnbench.report.records import RunGroup, RunRecord
 from cnnbench.report.tables import si_number
 
 DPI = 150  # the HTML page shows figures at 135 px per inch (document.FIGURE_DISPLAY_SCALE)
@@ -401,7 +401,7 @@ def bar_chart(groups: list[RunGroup], values: list[tuple[float, float] | None],
                      ylabel: str, *, log: bool = False, title: str | None = None) -> Figure | None:
     """One bar per run (error bar: std over seeds); runs without a value are left out.
     It draws every run it is given: the report passes only runs that compare
-    (:func:`cnnbench.report.runs.comparison_groups`), and a ``title`` when they are capped."""
+    (:func:`cnnbench.report.records.comparison_groups`), and a ``title`` when they are capped."""
     items = [(g.label, v) for g, v in zip(groups, values)
              if v is not None and _finite([v[0]], positive=log)]
     if not items:

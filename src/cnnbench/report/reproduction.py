@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnbench.report.runs import (QUANTITIES, RunGroup, reference_difference,
+from cnnbench.report.records import (QUANTITIES, RunGroup, reference_difference,
                                   reference_value)
 from cnnbench.report.tables import (accuracy_interval, duration, n_seeds, pct, profile_text,
                                     si_number)

@@ -2,7 +2,7 @@
 of a study, on their saved test predictions, Holm-corrected over the pairs.
 
 Two runs are paired only when they are of the same comparability class
-(:attr:`cnnbench.report.runs.RunGroup.capped`: "" for full-profile runs on all the images,
+(:attr:`cnnbench.report.records.RunGroup.capped`: "" for full-profile runs on all the images,
 "quick", "cpu, capped" or "limited" otherwise; a capped run is never set against an uncapped
 one) and were tested on the same images (identical ``targets`` in ``test_predictions.json``).
 Each class is its own family: its p-values are Holm-corrected over its pairs, and a capped
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from itertools import combinations
 
 from cnnbench.report.document import Document
-from cnnbench.report.runs import RunGroup, RunRecord
+from cnnbench.report.records import RunGroup, RunRecord
 from cnnbench.report.stats import McNemar, holm, mcnemar_exact
 
 ALPHA = 0.05  # familywise error rate of each table (Holm)

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from cnnbench.config import PER_SEED
-from cnnbench.report.runs import QUANTITIES, RunGroup, RunRecord, split_comparable
+from cnnbench.report.records import QUANTITIES, RunGroup, RunRecord, split_comparable
 from cnnbench.report.stats import seed_stats, wilson_interval
 
 PROFILE_NOTES = {

@@ -18,7 +18,7 @@ from cnnbench.report import figures as fig
 from cnnbench.report import reproduction, tables
 from cnnbench.report.significance import significance_section
 from cnnbench.report.document import Document
-from cnnbench.report.runs import (RunGroup, RunRecord, comparison_groups, group_runs, load_runs,
+from cnnbench.report.records import (RunGroup, RunRecord, comparison_groups, group_runs, load_runs,
                                   split_comparable)
 
 

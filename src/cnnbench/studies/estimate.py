@@ -10,7 +10,7 @@ import torch
 from cnnbench.data import get_spec, split_sizes
 from cnnbench.data.specs import imagefolder_path
 from cnnbench.studies.spec import build_config
-from cnnbench.training.build import build_model, model_cost
+from cnnbench.models import create_model_for, model_cost
 from cnnbench.training.tta import TTA_VIEWS
 
 # Cost model of :func:`estimate_seconds`, fitted to what 2 cores of the AMD EPYC here do in
@@ -64,7 +64,7 @@ def estimate_seconds(options: dict, *, gflops: float = CPU_GFLOPS,
     n_test = limit(spec.test_size, config.limit_eval)
     size = config.resize or spec.image_size[0]
     with torch.device("meta"):  # no weights: enough to count MACs
-        model = build_model(config, spec, (size, size))
+        model = create_model_for(config, spec, (size, size))
     macs = model_cost(model, spec.channels, (size, size))[1] or 0
     train_images = config.epochs * n_train
     eval_images = (config.epochs * n_val + n_test) * TTA_VIEWS[config.tta]

@@ -25,13 +25,13 @@ import yaml
 from cnnbench.errors import UserError
 from cnnbench.studies.spec import STUDY_DIR, Study, StudyRun, build_config, select_runs
 from cnnbench.config import dump_yaml
-from cnnbench.training.rundir import (CONFIG, ERROR, STUDY, SUMMARY, config_changes, now,
-                                      prepare_run_dir, read_json, read_summary, write_json)
+from cnnbench.training.rundir import (BEST, CONFIG, ERROR, LAST, STUDY, SUMMARY, config_changes,
+                                      now, prepare_run_dir, read_json, read_summary, run_state,
+                                      write_json)
 
 # A finished run of a smaller profile is trained again when a bigger one is asked for; a run
 # of the same or a bigger profile is kept (a quick re-run never replaces a full run).
 _PROFILE_RANK = {"quick": 0, "cpu": 1, "full": 2}
-CHECKPOINTS = ("last.ckpt", "best.ckpt")  # what an interrupted run resumes from, and its best
 
 TrainFn = Callable[..., dict]
 
@@ -127,9 +127,9 @@ class _Runner:
 
     def _run(self, run: StudyRun, config, head: str) -> RunOutcome:
         run_dir = self.out / run.name
-        summary = read_summary(run_dir)
+        state, summary = run_state(run_dir)
         changed = config_changes(run_dir, config, ignore=("init",))  # init: a path to its run
-        if summary is not None and summary.get("status") == "finished":
+        if state == "finished":
             profile = summary.get("profile") or read_json(run_dir / STUDY).get("profile")
             if _PROFILE_RANK.get(profile, 2) >= _PROFILE_RANK.get(self.study.profile, 2):
                 note = (f"; its recipe differs from the study's now ({', '.join(changed)}): delete "
@@ -153,6 +153,7 @@ class _Runner:
             self.log(f"{head}: finished before in the smaller {profile} profile; training it in "
                      f"the {self.study.profile} profile, which replaces it")
             shutil.rmtree(run_dir)
+            state = "fresh"
         _clear_failure(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / STUDY, run.meta(self.study))
@@ -161,11 +162,11 @@ class _Runner:
             write_json(run_dir / SUMMARY, _stub_summary(run, self.study, "skipped", message))
             self.log(f"{head}: {message}")
             return RunOutcome(run, "skipped", run_dir, message)
-        resume = (run_dir / CHECKPOINTS[0]).exists()
+        resume = state == "interrupted"
         if resume and changed:
             self.log(f"{head}: the recipe changed since the interrupted attempt "
                      f"({', '.join(changed)}); starting over")
-            for name in CHECKPOINTS:
+            for name in (LAST, BEST):
                 (run_dir / name).unlink(missing_ok=True)
             resume = False
         self.log(f"{head}: training{' (resuming)' if resume else ''} -> {run_dir}")
@@ -236,7 +237,7 @@ def _record_failure(run_dir: Path, run: StudyRun, study: Study, exc: BaseExcepti
         text = error.read_text()
     else:
         text = "".join(traceback.format_exception(exc))
-    then = ("resumes from its last checkpoint" if (run_dir / CHECKPOINTS[0]).exists()
+    then = ("resumes from its last checkpoint" if run_state(run_dir)[0] == "interrupted"
             else "starts again")
     error.write_text(f"{text.rstrip()}\n\nThis run belongs to study {study.name}. To continue "
                      f"the study, run `{again}` again: runs that finished are skipped, this one "

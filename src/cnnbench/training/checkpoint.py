@@ -11,7 +11,7 @@ never run code. Layout (``FORMAT``, ``VERSION`` 1)::
     model               the weights to evaluate (the weight average when `ema` is on)
     meta                best_val_acc, best_epoch, epochs_since_best, train_time_s, ... (plain)
     data                the data's fingerprint (classes, test_images, test_sha256)
-    input               how an image becomes the model's input (RunData.preprocessing():
+    input               how an image becomes the model's input (Inputs.preprocessing():
                         dataset, channels, image_size, input_size, mean, std, classes);
                         checkpoints written before it lack it (readers fall back to the config)
     training            (last.ckpt only) everything needed to continue exactly:
@@ -107,6 +107,44 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if key not in state:
             raise UserError(f"checkpoint {path} is incomplete (no {key!r}); it cannot be used")
     return state
+
+
+BEST, LAST = "best.ckpt", "last.ckpt"  # a run directory's checkpoints, in the order opened
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint a path means, for every command that opens a trained model (``eval``,
+    ``predict``, ``export``, ``serve``, ``--init``): a file as given; a run directory's
+    ``best.ckpt``, else its ``last.ckpt`` (a run stopped before its end)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"checkpoint {path} does not exist; give a best.ckpt or last.ckpt, or "
+                        f"a run directory")
+    if not path.is_dir():
+        return path
+    for name in (BEST, LAST):
+        if (path / name).is_file():
+            return path / name
+    raise UserError(f"{path} holds no checkpoint (no {BEST} or {LAST}); give the directory of a "
+                    f"`cnnbench train` run that completed an epoch")
+
+
+def open_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"):
+    """The one way to open a trained model's checkpoint: ``(file, state, config)`` for a
+    checkpoint file or a run directory (:func:`checkpoint_file`), its config as a
+    :class:`cnnbench.config.TrainConfig`; every failure is a one-line :class:`UserError`."""
+    from cnnbench.config import TrainConfig
+
+    file = checkpoint_file(path)
+    state = load_checkpoint(file, map_location)
+    try:
+        config = TrainConfig.from_dict(state["config"], f"config in {file}")
+    except UserError as exc:
+        raise UserError(f"checkpoint {file} has an unusable config: {exc}") from None
+    if not isinstance(state["model"], dict):
+        raise UserError(f"checkpoint {file} holds no weights (its 'model' entry is not a "
+                        f"state dict)")
+    return file, state, config
 
 
 def load_tensor_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:

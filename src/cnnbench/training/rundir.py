@@ -30,10 +30,10 @@ import yaml
 
 from cnnbench.config import RESUMABLE_CHANGES, TrainConfig, dump_yaml
 from cnnbench.errors import UserError
+from cnnbench.training.checkpoint import BEST, LAST
 
 CONFIG, METRICS, STEPS, SUMMARY = "config.yaml", "metrics.jsonl", "train_steps.jsonl", "summary.json"
 ERROR, STUDY, PREDICTIONS, MISCLASSIFIED = "error.txt", "study.json", "test_predictions.json", "misclassified.pt"
-LAST, BEST = "last.ckpt", "best.ckpt"
 
 
 def now() -> str:
@@ -128,6 +128,37 @@ def saved_config(run_dir: str | Path) -> TrainConfig:
         raise UserError(f"{saved_path} is unreadable or not valid YAML; the run cannot be "
                         f"resumed") from None
     return TrainConfig.from_dict(values, str(saved_path))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What to do with a run directory (:func:`plan_run`)."""
+
+    config: TrainConfig
+    run_dir: Path
+    state: str              # "finished", "interrupted" or "fresh"
+    summary: dict | None    # its summary.json, if any
+
+
+def run_state(run_dir: str | Path) -> tuple[str, dict | None]:
+    """The one answer to "resume or finished?", for ``train``, ``study`` and the API:
+    ``finished`` (its summary says so: nothing to train), ``interrupted`` (a ``last.ckpt`` to
+    continue from) or ``fresh`` (nothing to continue: no directory, or no epoch completed),
+    with the run's summary (``None`` without one)."""
+    run_dir = Path(run_dir)
+    summary = read_summary(run_dir)
+    if summary is not None and summary.get("status") == "finished":
+        return "finished", summary
+    return ("interrupted" if (run_dir / LAST).exists() else "fresh"), summary
+
+
+def plan_run(config: TrainConfig | None, out_dir, resume: bool) -> RunPlan:
+    """The run's config, directory and :func:`run_state`. A new run (``resume`` False) must not
+    land on an existing run's checkpoints; a resumed one continues with its saved config,
+    changed only in :data:`cnnbench.config.RESUMABLE_CHANGES` (others: one-line error)."""
+    config, run_dir = prepare_run_dir(config, out_dir, resume)
+    state, summary = run_state(run_dir) if resume else ("fresh", None)
+    return RunPlan(config, run_dir, state, summary)
 
 
 def prepare_run_dir(config: TrainConfig | None, out_dir, resume: bool) -> tuple[TrainConfig, Path]:

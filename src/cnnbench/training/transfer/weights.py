@@ -58,7 +58,7 @@ from cnnbench.config import HEAD_CHOICES
 from cnnbench.errors import UserError
 from cnnbench.models import list_models, model_info
 from cnnbench.training.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from cnnbench.training.checkpoint import load_tensor_file, unwrap
+from cnnbench.training.checkpoint import checkpoint_file, load_tensor_file, unwrap
 from cnnbench.training.transfer.heads import (classifier_linear, first_conv_name, head_module_names,
                                               is_under, model_name)
 
@@ -82,12 +82,7 @@ def read_weights(source: str | Path | Mapping) -> _Source:
     if isinstance(source, Mapping):
         state, where = source, "the given state_dict"
     else:
-        path = Path(source)
-        if path.is_dir():
-            if not (path / "best.ckpt").exists():
-                raise UserError(f"init: {path} is a directory without best.ckpt; give a run "
-                                f"directory, a checkpoint or a state_dict file")
-            path = path / "best.ckpt"
+        path = checkpoint_file(source)  # a run directory: its best.ckpt, else last.ckpt
         state, where = load_tensor_file(path), str(path)
     kind, model_name, dataset = "state_dict", None, None
     if isinstance(state, Mapping) and (state.get("format") == CHECKPOINT_FORMAT or (

@@ -1,18 +1,15 @@
-"""Everything a training run builds from its config, in one public builder.
+"""Set-up: everything a training run builds from its config, in one object.
 
 ::
 
-    training = build_training(config)            # data, model, loaders, optimizer, schedule...
-    seconds = training.whiten()                   # patch whitening, if config.whiten_init
-    for epoch in range(config.epochs):
-        training.start_epoch(epoch)               # freeze / whitening / resizing schedules
-        stats = training.train_epoch(epoch)       # cnnbench.training.engine.train_one_epoch
-        val = training.evaluate("val")            # with the weight average, if any
-        training.end_epoch(val["loss"])           # a per-epoch schedule (plateau) steps here
-    test = training.evaluate_weights("test", best_weights)
+    t = build_training(config)   # threads, device, seeds, data, model (+ --init), loaders,
+                                 # optimizer, schedule, scaler, weight average, loss, compile
 
-:func:`cnnbench.training.run.train_run` drives exactly these calls (plus logs, checkpoints and
-the summary), and the benchmarks drive them too, so a benchmark measures the real training path.
+:class:`Training` holds what :mod:`cnnbench.training.loop` trains with, and the state changes
+the loop asks of it by name: ``whiten`` (patch-whitening initialisation), ``start_epoch`` (the
+epoch's freeze and whitening schedules, the loader's epoch and size), ``evaluate`` (the
+current weights, or their average), ``evaluate_saved`` (a checkpoint's weights in a fresh
+model), ``weights_to_save`` and ``training_state`` / ``load_training_state`` (checkpoints).
 """
 
 from __future__ import annotations
@@ -20,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-import warnings
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,59 +25,39 @@ from torch import nn
 from cnnbench.config import TrainConfig
 from cnnbench.data import DatasetSpec, TensorLoader
 from cnnbench.errors import UserError
-from cnnbench.models import create_model
-from cnnbench.models.profile import count_macs, count_params
+from cnnbench.models import create_model_for, model_cost
 from cnnbench.training import transfer, whitening
 from cnnbench.training.checkpoint import (capture_rng_state, load_model_weights, model_state,
                                           unwrap)
 from cnnbench.training.distributed import Distributed, batchnorm_statistics, process_seed
 from cnnbench.training.ema import WeightAverage
-from cnnbench.training.engine import evaluate, train_one_epoch
+from cnnbench.training.evaluation import evaluate
 from cnnbench.devices import resolve_amp
 from cnnbench.training.machine import (keep_freed_memory, resolve_device, seed_everything,
                                       set_determinism)
-from cnnbench.training.optim import build_optimizer, build_scheduler, is_per_step
-from cnnbench.training.rundata import RunData, make_loader, prepare_data
+from cnnbench.training.optim import build_optimizer, build_scheduler
+from cnnbench.training.inputs import Inputs, make_loader, prepare_data
 
 WHITEN_IMAGES = 5000  # training images used for the whitening statistics
 
 
-def build_model(config: TrainConfig, spec: DatasetSpec, input_size: tuple[int, int]) -> nn.Module:
-    """The model of ``config`` for ``spec``'s images at ``input_size`` (CPU, float32, train
-    mode; on the meta device inside ``with torch.device("meta")``)."""
-    return create_model(config.model, num_classes=spec.num_classes, in_chans=spec.channels,
-                        input_size=input_size if input_size[0] != input_size[1] else input_size[0],
-                        drop_rate=config.dropout, stem=config.stem, **config.model_kwargs)
-
-
-def model_cost(model: nn.Module, in_chans: int, input_size: tuple[int, int]) -> tuple[int, int | None]:
-    """Parameters and forward MACs per image (``None`` if they cannot be counted)."""
-    params = count_params(model)
-    try:
-        macs = int(count_macs(model, (in_chans, *input_size)))
-    except Exception as exc:  # noqa: BLE001 - the count is informative, never fatal
-        warnings.warn(f"cnnbench: could not count MACs of {type(model).__name__}: {exc}")
-        macs = None
-    return params, macs
-
-
-def check_lowres(config: TrainConfig, run_data: RunData) -> None:
-    """A one-line error unless the model built for ``run_data`` also takes
+def check_lowres(config: TrainConfig, inputs: Inputs) -> None:
+    """A one-line error unless the model built for ``inputs`` also takes
     ``config.lowres_size`` inputs (progressive resizing); checked on the meta device."""
-    spec, size = run_data.spec, config.lowres_size
-    if size >= min(run_data.input_size):
+    spec, size = inputs.spec, config.lowres_size
+    if size >= min(inputs.input_size):
         raise UserError(f"--lowres-size {size} is not smaller than the training images "
-                        f"({'x'.join(map(str, run_data.input_size))}); progressive resizing needs "
-                        f"a smaller size, e.g. --lowres-size {max(1, 3 * min(run_data.input_size) // 4)}")
+                        f"({'x'.join(map(str, inputs.input_size))}); progressive resizing needs "
+                        f"a smaller size, e.g. --lowres-size {max(1, 3 * min(inputs.input_size) // 4)}")
     with torch.device("meta"):
-        probe = build_model(config, spec, run_data.input_size)
+        probe = create_model_for(config, spec, inputs.input_size)
         try:
             probe(torch.empty(2, spec.channels, size, size))
         except (RuntimeError, UserError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(
                 f"--lowres-size {size} does not fit {config.model} built for "
-                f"{'x'.join(map(str, run_data.input_size))} inputs ({reason}); choose a larger "
+                f"{'x'.join(map(str, inputs.input_size))} inputs ({reason}); choose a larger "
                 f"--lowres-size, or a model that pools globally (e.g. fastnet, resnet18)") from None
 
 
@@ -110,7 +85,7 @@ class Training:
 
     config: TrainConfig
     device: torch.device
-    data: RunData
+    data: Inputs
     model: nn.Module                         # owns the weights
     train_model: nn.Module                   # what the loop calls: ``model`` or its torch.compile
                                              # (distributed: in DistributedDataParallel)
@@ -179,24 +154,6 @@ class Training:
         loader.resize = c.lowres_size if epoch < c.lowres_epochs else c.resize
         return change
 
-    def train_epoch(self, epoch: int, *, on_log: Callable[[int, int, float, float], None] | None = None,
-                    progress=None) -> dict[str, Any]:
-        """One epoch through :func:`cnnbench.training.engine.train_one_epoch`; advances
-        ``step`` and ``images_seen``."""
-        c = self.config
-        with warnings.catch_warnings():  # fp16 may skip a step: the schedule still advances
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-            stats = train_one_epoch(
-                self.train_model, self.loader(epoch), self.optimizer, self.criterion,
-                scheduler=self.scheduler if is_per_step(self.scheduler) else None,
-                scaler=self.scaler, amp=c.amp, device=self.device, channels_last=c.channels_last,
-                grad_clip=c.grad_clip, ema=self.ema, log_every=c.log_every, on_log=on_log,
-                progress=progress, step=self.step, images_seen=self.images_seen, dist=self.dist)
-        self.step, self.images_seen = stats["step"], stats["images_seen"]
-        if self.dist is not None:
-            self.average_batchnorm_statistics()
-        return stats
-
     def average_batchnorm_statistics(self) -> None:
         """Distributed, without SyncBatchNorm: replace each process's BatchNorm running
         statistics (and their weight averages) by their mean over the processes, so that every
@@ -208,11 +165,6 @@ class Training:
             tensors += [self.ema.averages[n] for n in names]
         self.dist.average_(tensors)
 
-    def end_epoch(self, loss: float) -> None:
-        """Step a per-epoch schedule (``plateau``) with the epoch's validation (or training) loss."""
-        if not is_per_step(self.scheduler):
-            self.scheduler.step(loss)
-
     def evaluate(self, split: str = "val") -> dict[str, Any]:
         """Evaluate the current evaluation weights (the weight average when ``ema`` is on) on
         ``split`` (``val`` or ``test``) with the run's test-time augmentation."""
@@ -222,14 +174,14 @@ class Training:
         with self.ema.swapped(self.model):
             return self._evaluate(self.eval_model, loader)
 
-    def evaluate_weights(self, split: str, weights: dict[str, torch.Tensor], *,
+    def evaluate_saved(self, split: str, weights: dict[str, torch.Tensor], *,
                          return_predictions: bool = False, source: str = "checkpoint") -> dict[str, Any]:
         """Evaluate ``weights`` (e.g. ``best.ckpt``'s, named ``source`` in an error) on
         ``split`` in a fresh copy of the model, leaving the training model alone."""
         if split == "val" and self.data.val is None:
             raise UserError(f"the run of {source} has no validation split (val_split 0); use "
                             f"--split test")
-        model = build_model(self.config, self.spec, self.data.input_size)
+        model = create_model_for(self.config, self.spec, self.data.input_size)
         load_model_weights(model, weights, source, self.config.model)
         model.to(self.device)
         if self.config.channels_last:
@@ -254,7 +206,7 @@ class Training:
                         amp=c.amp, channels_last=c.channels_last, tta=c.tta, dist=self.dist,
                         **kw)
 
-    def eval_weights(self) -> dict[str, torch.Tensor]:
+    def weights_to_save(self) -> dict[str, torch.Tensor]:
         """A CPU copy of the weights to evaluate and checkpoint (the weight average if on)."""
         if self.ema is None:
             return model_state(self.model)
@@ -325,14 +277,14 @@ def build_training(config: TrainConfig, *, load_init_weights: bool = True,
     seed_everything(c.seed)
     # one process per machine first: it decodes the dataset into the cache, downloads weights
     with dist.local_main_first() if dist is not None else contextlib.nullcontext():
-        run_data = prepare_data(c)
-        spec = run_data.spec
-        model = build_model(c, spec, run_data.input_size)
+        inputs = prepare_data(c)
+        spec = inputs.spec
+        model = create_model_for(c, spec, inputs.input_size)
         if c.lowres_size:
-            check_lowres(c, run_data)
+            check_lowres(c, inputs)
         init_report = (load_init(model, c, spec) if (c.init or c.pretrained) and load_init_weights
                        else None)
-    params, macs = model_cost(model, spec.channels, run_data.input_size)
+    params, macs = model_cost(model, spec.channels, inputs.input_size)
     if dist is not None and c.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
@@ -342,10 +294,10 @@ def build_training(config: TrainConfig, *, load_init_weights: bool = True,
     steps_per_epoch = []
     for size, n in c.stages():
         if size not in train_loaders:
-            train_loaders[size] = make_loader(c, run_data, "train", device, batch_size=size,
+            train_loaders[size] = make_loader(c, inputs, "train", device, batch_size=size,
                                               dist=dist)
         steps_per_epoch += [len(train_loaders[size])] * n
-    val_loader = make_loader(c, run_data, "val", device, dist=dist) if run_data.val else None
+    val_loader = make_loader(c, inputs, "val", device, dist=dist) if inputs.val else None
     optimizer = build_optimizer(model, c)
     eval_model = torch.compile(model) if c.compile else model
     train_model = eval_model
@@ -356,7 +308,7 @@ def build_training(config: TrainConfig, *, load_init_weights: bool = True,
         if dist.rank:  # dropout: each process its own stream (rank 0 keeps the seed's)
             torch.manual_seed(process_seed(c.seed, dist.rank))
     return Training(
-        config=c, device=device, data=run_data, model=model, train_model=train_model,
+        config=c, device=device, data=inputs, model=model, train_model=train_model,
         eval_model=eval_model, train_loaders=train_loaders, val_loader=val_loader,
         optimizer=optimizer, scheduler=build_scheduler(optimizer, c, steps_per_epoch),
         scaler=torch.amp.GradScaler(device.type) if c.amp == "fp16" else None,

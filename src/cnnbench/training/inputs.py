@@ -22,7 +22,7 @@ from cnnbench.errors import UserError
 
 
 @dataclasses.dataclass
-class RunData:
+class Inputs:
     """The tensors of a run after splitting and limiting, and how to normalise them."""
 
     spec: Any
@@ -67,7 +67,7 @@ def _subset(indices: torch.Tensor, limit: int | None, seed: int) -> torch.Tensor
     return indices[torch.randperm(len(indices), generator=gen)[:limit]].sort().values
 
 
-def prepare_data(config: TrainConfig) -> RunData:
+def prepare_data(config: TrainConfig) -> Inputs:
     """Load the dataset, split off validation (seeded by ``split_seed``), apply the limits."""
     ds = data.load_dataset(config.dataset, data_dir=config.data_dir)
     spec = ds.spec
@@ -93,11 +93,11 @@ def prepare_data(config: TrainConfig) -> RunData:
         raise UserError(f"mean/std need {spec.channels} values for {spec.name} (one per channel), "
                         f"got {len(mean)}/{len(std)}")
     size = (config.resize, config.resize) if config.resize else tuple(spec.image_size)
-    return RunData(spec=spec, train=(ds.train_x[train_idx], ds.train_y[train_idx]), val=val,
+    return Inputs(spec=spec, train=(ds.train_x[train_idx], ds.train_y[train_idx]), val=val,
                    test=(test_x, test_y), mean=mean, std=std, input_size=size)
 
 
-def make_loader(config: TrainConfig, run_data: RunData, split: str, device: torch.device,
+def make_loader(config: TrainConfig, inputs: Inputs, split: str, device: torch.device,
                 batch_size: int | None = None, dist=None):
     """A TensorLoader over one split: training (shuffled, augmented) or evaluation.
 
@@ -105,7 +105,7 @@ def make_loader(config: TrainConfig, run_data: RunData, split: str, device: torc
     this process's block of every global batch of ``batch_size``; an evaluation loader holds
     this process's contiguous block of the split (blocks in rank order, sizes differing by at
     most one) in batches of ``eval_batch_size`` per process."""
-    x, y = getattr(run_data, split)
+    x, y = getattr(inputs, split)
     training = split == "train"
     rank, world_size = (dist.rank, dist.world_size) if dist is not None else (0, 1)
     if batch_size is None:
@@ -115,7 +115,7 @@ def make_loader(config: TrainConfig, run_data: RunData, split: str, device: torc
         x, y = x[start:stop], y[start:stop]
         rank, world_size = 0, 1
     return data.TensorLoader(x, y, batch_size=batch_size, shuffle=training, seed=config.seed,
-                        mean=run_data.mean, std=run_data.std,
+                        mean=inputs.mean, std=inputs.std,
                         augment=config.augment if training else "none",
                         resize=config.resize, device=device, drop_last=False,
                         channels_last=config.channels_last, rank=rank, world_size=world_size)

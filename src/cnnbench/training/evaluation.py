@@ -1,0 +1,146 @@
+"""Evaluation: :func:`evaluate` (the loop over a split, used by training, ``eval`` and the
+benchmarks) and :func:`evaluate_checkpoint` (a trained model again, on its run's split).
+
+Evaluation runs under ``torch.inference_mode()`` with the sums kept on the device and read
+once. Several processes (``dist``): each holds its block of the split; the sums are
+all-reduced and the predictions gathered, so every process gets the result of the whole split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from cnnbench.devices import autocast, resolve_amp, resolve_device
+from cnnbench.errors import UserError
+from cnnbench.training.tta import predict_logits
+
+if TYPE_CHECKING:
+    from cnnbench.training.distributed import Distributed
+
+
+def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, channels_last: bool):
+    """A batch on ``device`` (no copy when it is there), channels-last when asked."""
+    if x.device != device:
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
+def evaluate_checkpoint(path: str | Path, split: str = "test", *, data_dir: str | None = None,
+                        device: str | None = None, batch_size: int | None = None,
+                        tta: str | None = None, allow_changed_data: bool = False) -> dict[str, Any]:
+    """Evaluate a trained model (:func:`cnnbench.training.checkpoint.open_checkpoint`: a
+    checkpoint file, or a run directory's ``best.ckpt``, else ``last.ckpt``) on its run's
+    ``test`` or ``val`` split, rebuilt from the config stored in it (same split seed, limits
+    and normalisation), so ``best.ckpt`` reproduces the summary's ``test_acc`` exactly. Only
+    the model and that split are built; the caller's seeds and threads are left alone.
+
+    Returns :func:`evaluate`'s dict plus ``split``, ``checkpoint``, ``epoch``, ``model``,
+    ``dataset`` and ``tta``. Data that changed since the run (other classes, another test set:
+    the checkpoint records a fingerprint) is a one-line :class:`UserError`; with
+    ``allow_changed_data`` only other classes are."""
+    from cnnbench.models import create_model_for
+    from cnnbench.training.checkpoint import load_model_weights, open_checkpoint
+    from cnnbench.training.inputs import check_same_data, make_loader, prepare_data
+
+    if split not in ("test", "val"):
+        raise UserError(f"split must be test or val, got {split!r}")
+    if batch_size is not None and batch_size < 1:
+        raise UserError(f"batch size must be >= 1, got {batch_size}")
+    file, state, config = open_checkpoint(path)
+    changes = {k: v for k, v in {"data_dir": data_dir, "device": device,
+                                  "eval_batch_size": batch_size, "tta": tta}.items() if v is not None}
+    config = config.replace(**changes)
+    target = resolve_device(config.device)
+    inputs = prepare_data(config)
+    check_same_data(state.get("data"), inputs.fingerprint(), str(file),
+                    allow_changed_test=allow_changed_data)
+    if split == "val" and inputs.val is None:
+        raise UserError(f"the run of {file} has no validation split (val_split 0); use "
+                        f"--split test")
+    with torch.random.fork_rng(devices=[]):  # building draws initial weights: not the caller's
+        model = create_model_for(config, inputs.spec, inputs.input_size)
+    load_model_weights(model, state["model"], str(file), config.model)
+    model.to(target)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    result = evaluate(model, make_loader(config, inputs, split, target),
+                      num_classes=inputs.spec.num_classes, device=target,
+                      amp=resolve_amp(config.amp, target), channels_last=config.channels_last,
+                      tta=config.tta)
+    return {**result, "split": split, "checkpoint": str(file), "epoch": state["epoch"],
+            "model": config.model, "dataset": config.dataset, "tta": config.tta}
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader: Iterable, *, num_classes: int,
+             device: torch.device | str | None = None, amp: str = "off",
+             channels_last: bool = False, tta: str = "none",
+             return_predictions: bool = False, dist: Distributed | None = None) -> dict[str, Any]:
+    """Evaluate ``model`` on ``loader`` (the model is put in eval mode, then restored).
+
+    With ``dist``, ``loader`` holds this process's block of the split (blocks in rank order);
+    the sums are all-reduced and the predictions gathered, so every process returns the
+    result of the whole split, equal to one process's.
+
+    Returns ``loss`` (mean cross-entropy, no label smoothing), ``acc``, ``n``, ``correct``,
+    ``per_class_acc`` (list; ``None`` for a class with no images), ``confusion_matrix``
+    (``[true][predicted]`` counts) and, with ``return_predictions``, ``predictions`` and
+    ``targets`` (CPU int64 tensors). ``tta`` other than ``"none"`` averages the logits over
+    augmented views (:func:`cnnbench.training.tta.predict_logits`).
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    acc_dtype = torch.float64 if device.type in ("cpu", "cuda") else torch.float32
+    loss_sum = torch.zeros((), dtype=acc_dtype, device=device)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    preds, targets = [], []
+    n = 0
+    try:
+        for x, y in loader:
+            x, y = to_device(x, y, device, channels_last)
+            with autocast(device, amp):
+                logits = predict_logits(model, x, tta)
+            logits = logits.float()
+            loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").to(acc_dtype)
+            pred = logits.argmax(1)
+            confusion += torch.bincount(y * num_classes + pred, minlength=num_classes ** 2)
+            if return_predictions:
+                preds.append(pred.cpu())
+                targets.append(y.cpu())
+            n += y.shape[0]
+    finally:
+        model.train(was_training)
+    if dist is not None:
+        dist.all_reduce_sum(confusion)
+        n = int(dist.all_reduce_sum(loss_sum.new_tensor(float(n))).item())
+        dist.all_reduce_sum(loss_sum)
+    if n == 0:
+        raise UserError("the evaluation set is empty; use a larger split or --limit-eval")
+    matrix = confusion.view(num_classes, num_classes).cpu()
+    loss = loss_sum.item() / n
+    correct = int(matrix.diag().sum())
+    per_class_total = matrix.sum(1)
+    per_class = [(int(matrix[i, i]) / int(t)) if int(t) else None
+                 for i, t in enumerate(per_class_total)]
+    result = {"loss": loss, "acc": correct / n, "n": n, "correct": correct,
+              "per_class_acc": per_class, "confusion_matrix": matrix.tolist()}
+    if return_predictions:
+        result["predictions"] = _cat(preds)
+        result["targets"] = _cat(targets)
+        if dist is not None:
+            result["predictions"] = dist.all_gather_rows(result["predictions"])
+            result["targets"] = dist.all_gather_rows(result["targets"])
+    return result
+
+
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)

@@ -65,7 +65,7 @@ def test_the_cifar10_jpeg_mirror_is_named_for_what_it_is(tmp_path):
     study["defaults"] = {**study["defaults"], "dataset": "cifar10"}
     item = made(tmp_path, study, dataset="cifar10_jpeg")
     assert item.difference is None
-    assert "cifar10_jpeg, not the report's CIFAR-10" in item.verdict
+    assert "cifar10_jpeg, not the report's cifar10: a lossy JPEG mirror" in item.verdict
     assert "JPEG" in item.verdict
 
 

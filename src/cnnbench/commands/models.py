@@ -13,7 +13,6 @@ import argparse
 import json
 import re
 
-import torch
 
 from cnnbench.commands import examples
 from cnnbench.config import STEMS
@@ -95,64 +94,6 @@ def resolve_shape(args: argparse.Namespace) -> tuple[str | None, tuple[int, int,
     return dataset, shape, classes
 
 
-def _build(name: str, shape: tuple[int, int, int], classes: int, stem: str) -> torch.nn.Module:
-    from cnnbench.models import create_model
-
-    with torch.device("meta"):  # no weights: counting needs shapes only
-        return create_model(name, num_classes=classes, in_chans=shape[0], input_size=shape[1:], stem=stem)
-
-
-def model_rows(names: list[str], shape: tuple[int, int, int], classes: int, stem: str = "auto") -> list[dict]:
-    """One dict per model: name, family, study, stem, params, macs, flops (or error, if the input
-    does not fit the model)."""
-    from cnnbench.models import model_info
-    from cnnbench.models.profile import count_macs, count_params
-
-    rows = []
-    for name in names:
-        info = model_info(name)
-        row = {"name": name, "family": info.family, "study": info.study}
-        try:
-            model = _build(name, shape, classes, stem)
-        except UserError as exc:
-            rows.append({**row, "stem": None, "params": None, "macs": None, "flops": None, "error": str(exc)})
-            continue
-        macs = count_macs(model, shape)
-        rows.append({**row, "stem": model.stem, "params": count_params(model), "macs": macs, "flops": 2 * macs})
-    return rows
-
-
-def study_inputs() -> dict[str, tuple[str, tuple[int, int, int], int, str]]:
-    """For each model a shipped study trains: (study, (C, H, W), classes, stem) of its first
-    run in the ``full`` profile, the input the lab report trained that network on."""
-    from cnnbench.data import get_spec
-    from cnnbench.studies import build_config, list_studies, load_study
-
-    inputs: dict[str, tuple[str, tuple[int, int, int], int, str]] = {}
-    for study_name, _ in list_studies():
-        cifar = "cifar10_jpeg" if "cifar" in study_name or "alexnet" in study_name else None
-        for run in load_study(study_name, dataset=cifar).runs:
-            config = build_config(run.options)
-            spec = get_spec(config.dataset)
-            size = config.resize or spec.image_size[0]
-            inputs.setdefault(config.model, (study_name, (spec.channels, size, size),
-                                             spec.num_classes, config.stem))
-    return inputs
-
-
-def report_rows(names: list[str]) -> list[dict]:
-    """:func:`model_rows` of each lab-report network at its study's input (``input`` added)."""
-    inputs = study_inputs()
-    rows = []
-    for name in names:
-        if name not in inputs:
-            continue
-        _, shape, classes, stem = inputs[name]
-        row = model_rows([name], shape, classes, stem)[0]
-        rows.append({**row, "input": "x".join(map(str, shape)), "num_classes": classes})
-    return rows
-
-
 def _format_table(rows: list[dict], where: str) -> str:
     wide = any("input" in r for r in rows)
     header = (f"{'model':<22} {'family':<10} {'study':<16} " + (f"{'input':<10} " if wide else "")
@@ -174,14 +115,15 @@ def _format_table(rows: list[dict], where: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from cnnbench.models import list_models, model_info, resolve_model_name
-    from cnnbench.models.profile import format_layer_summary, layer_summary
+    from cnnbench.models.profile import format_layer_summary, layer_summary, meta_model, model_rows
+    from cnnbench.studies import report_model_rows
 
     dataset, shape, classes = resolve_shape(args)
     where = (f"{dataset} " if dataset else "") + f"{shape[0]}x{shape[1]}x{shape[2]}, {classes} classes"
 
     if args.summary:
         name = resolve_model_name(args.summary)
-        model = _build(name, shape, classes, args.stem)
+        model = meta_model(name, shape, classes, args.stem)
         rows = layer_summary(model, shape)
         if args.json:
             from cnnbench.models.profile import count_macs, count_params
@@ -203,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         which = "lab-report model" if args.reports else "model"
         raise UserError(f"no {which} matches {args.pattern!r}; run `cnnbench models` for the list")
     if args.reports and args.dataset is None and args.input_size is None:
-        rows = report_rows(names)
+        rows = report_model_rows(names)
         where = "the input each study trains the network on, 10 classes"
         dataset = None
     else:

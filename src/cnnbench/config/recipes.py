@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnnbench.config.options import DEFAULTS, normalize_keys
+from cnnbench.data.specs import variants
 from cnnbench.errors import UserError
 
 
@@ -76,7 +77,7 @@ DEFAULT = Recipe(
 )
 
 
-_CIFAR = ("cifar10", "cifar10_jpeg")
+_CIFAR = variants("cifar10")  # CIFAR-10 and the datasets registered as standing in for it
 
 # The fast CIFAR recipe's settings, shared by `fast` and `fast-long`.
 _FAST_CIFAR = {"model": "fastnet", "model_kwargs": {"widths": [64, 128, 256], "bn_scale": False},

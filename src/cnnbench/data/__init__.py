@@ -1,4 +1,5 @@
-"""Datasets for cnnbench: specs, verified and cached sources, seeded splits, a tensor loader.
+"""Datasets for cnnbench: a registry of datasets, verified and cached sources, seeded splits, a
+tensor loader.
 
 ```python
 from cnnbench.data import get_spec, load_dataset, split_indices, TensorLoader
@@ -11,39 +12,43 @@ loader.set_epoch(epoch)
 for x, y in loader: ...
 ```
 
-Modules: ``specs`` (DatasetSpec table and dataset names, no files), ``source_base`` (the
-Source interface), ``sources`` (torchvision layouts: files, checksums, downloads, decoding;
-``source_for``), ``imagefolder`` (image folders and their Source), ``cache`` (data/cache roots,
-cached tensors), ``datasets`` (load_dataset, get_spec), ``split`` (split_indices), ``loader`` +
-``augment`` (batches). Imports run one way: datasets -> sources -> imagefolder -> source_base
--> cache/specs.
+Modules: ``specs`` (the dataset registry: ``register_dataset``, names, specs; no files, no
+torch), ``source_base`` (the Source interface), ``sources`` (torchvision layouts: files,
+checksums, downloads, decoding; ``source_for``), ``imagefolder`` (image folders and their
+Source), ``cache`` (data/cache roots, cached tensors), ``datasets`` (load_dataset, get_spec),
+``split`` (split_indices), ``loader`` + ``augment`` (batches). Imports run one way: datasets ->
+sources -> imagefolder -> source_base -> cache/specs.
+
+The names below are loaded on first use, so ``from cnnbench.data.specs import list_datasets``
+(what the command line's help and name checks need) imports no torch.
 """
 
-from cnnbench.data.augment import AUGMENTATIONS, parse_augment
-from cnnbench.data.cache import resolve_cache_dir, resolve_data_dir
-from cnnbench.data.datasets import LoadedDataset, dataset_info, get_spec, load_dataset
-from cnnbench.data.errors import DatasetCorruptError, DatasetMissingError
-from cnnbench.data.loader import TensorLoader, shard_bounds
-from cnnbench.data.specs import DatasetSpec, list_datasets, register_dataset, resolve_dataset_name
-from cnnbench.data.split import split_indices, split_sizes
+from __future__ import annotations
 
-__all__ = [
-    "AUGMENTATIONS",
-    "DatasetCorruptError",
-    "DatasetMissingError",
-    "DatasetSpec",
-    "LoadedDataset",
-    "TensorLoader",
-    "dataset_info",
-    "get_spec",
-    "list_datasets",
-    "load_dataset",
-    "parse_augment",
-    "register_dataset",
-    "resolve_cache_dir",
-    "resolve_data_dir",
-    "resolve_dataset_name",
-    "shard_bounds",
-    "split_indices",
-    "split_sizes",
-]
+import importlib
+
+_WHERE = {
+    "AUGMENTATIONS": "augment", "parse_augment": "augment",
+    "resolve_cache_dir": "cache", "resolve_data_dir": "cache",
+    "LoadedDataset": "datasets", "dataset_info": "datasets", "get_spec": "datasets",
+    "load_dataset": "datasets",
+    "DatasetCorruptError": "errors", "DatasetMissingError": "errors",
+    "TensorLoader": "loader", "shard_bounds": "loader",
+    "DatasetSpec": "specs", "list_datasets": "specs", "register_dataset": "specs",
+    "resolve_dataset_name": "specs",
+    "split_indices": "split", "split_sizes": "split",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'cnnbench.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"cnnbench.data.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})

@@ -92,23 +92,27 @@ class DatasetEntry:
     spec: DatasetSpec
     source: Callable[[], Any]
     aliases: tuple[str, ...] = ()
+    stands_in_for: tuple[str, str] | None = None  # (dataset, why its numbers are not that one's)
 
 
 _REGISTRY: dict[str, DatasetEntry] = {}
 
 
 def register_dataset(spec: DatasetSpec, *, source: Callable[[], Any],
-                     aliases: tuple[str, ...] = ()) -> DatasetSpec:
+                     aliases: tuple[str, ...] = (),
+                     stands_in_for: tuple[str, str] | None = None) -> DatasetSpec:
     """Add a dataset: a new one is one :class:`~cnnbench.data.source_base.Source` subclass and
     one call of this (as a new model is one builder and one ``register_model``). ``source``
     builds its Source; ``aliases`` are other spellings (case-insensitive). The CLI's help,
     completion, ``cnnbench datasets`` and name checks all read this registry. A name or alias
-    taken twice raises ``ValueError``."""
+    taken twice raises ``ValueError``. ``stands_in_for``: ``(dataset, why)`` for a copy of
+    another dataset that is not the same (a lossy mirror): recipes and studies treat it as that
+    dataset, and the report names it as a departure, with ``why``."""
     keys = [spec.name, *(a.strip().lower() for a in aliases)]
     taken = [k for k in keys if k in _REGISTRY or k in _ALIASES]
     if taken:
         raise ValueError(f"dataset name {taken[0]!r} is already registered")
-    _REGISTRY[spec.name] = DatasetEntry(spec, source, tuple(aliases))
+    _REGISTRY[spec.name] = DatasetEntry(spec, source, tuple(aliases), stands_in_for)
     _ALIASES.update({k: spec.name for k in keys[1:]})
     return spec
 
@@ -119,6 +123,19 @@ _ALIASES: dict[str, str] = {}
 def list_datasets() -> list[str]:
     """Names of the registered datasets (``imagefolder:PATH`` is accepted besides these)."""
     return list(_REGISTRY)
+
+
+def variants(name: str) -> tuple[str, ...]:
+    """``name`` and every registered dataset that stands in for it (``cifar10``:
+    ``("cifar10", "cifar10_jpeg")``): what a recipe's or a study's settings for it cover."""
+    return (name, *(n for n, e in _REGISTRY.items()
+                    if e.stands_in_for is not None and e.stands_in_for[0] == name))
+
+
+def stands_in_for(name: str) -> tuple[str, str] | None:
+    """``(dataset, why)`` when ``name`` is registered as a stand-in for another dataset."""
+    entry = _REGISTRY.get(name)
+    return entry.stands_in_for if entry is not None else None
 
 
 def registered_spec(name: str) -> DatasetSpec | None:
@@ -179,7 +196,10 @@ register_dataset(
                 source="lossy JPEG mirror of CIFAR-10 (<data>/CIFAR10-JPEG/{train,test}/<class>/*.jpg)",
                 train_size=50000, test_size=10000),
     source=lambda: _sources().cifar10_jpeg_source(),
-    aliases=("cifar10-jpeg",))
+    aliases=("cifar10-jpeg",),
+    stands_in_for=("cifar10", "a lossy JPEG mirror of CIFAR-10 (quality about 75), not the "
+                              "official files: its accuracies are lower and not comparable digit "
+                              "for digit with CIFAR-10's"))
 
 
 def resolve_dataset_name(name: str) -> str:

@@ -125,3 +125,36 @@ def model_cost(model: nn.Module, in_chans: int, input_size: tuple[int, int]) -> 
         warnings.warn(f"cnnbench: could not count MACs of {type(model).__name__}: {exc}")
         macs = None
     return params, macs
+
+
+def meta_model(name: str, shape: tuple[int, int, int], classes: int, stem: str = "auto") -> nn.Module:
+    """Model ``name`` for ``(C, H, W)`` inputs and ``classes`` classes, without weights (the
+    ``meta`` device: counting needs shapes only)."""
+    from cnnbench.models.registry import create_model
+
+    with torch.device("meta"):
+        return create_model(name, num_classes=classes, in_chans=shape[0], input_size=shape[1:],
+                            stem=stem)
+
+
+def model_rows(names: list[str], shape: tuple[int, int, int], classes: int,
+               stem: str = "auto") -> list[dict]:
+    """One dict per model (``cnnbench models``): name, family, study, stem, params, macs, flops
+    (or ``error``, if the input does not fit the model)."""
+    from cnnbench.errors import UserError
+    from cnnbench.models.registry import model_info
+
+    rows = []
+    for name in names:
+        info = model_info(name)
+        row = {"name": name, "family": info.family, "study": info.study}
+        try:
+            model = meta_model(name, shape, classes, stem)
+        except UserError as exc:
+            rows.append({**row, "stem": None, "params": None, "macs": None, "flops": None,
+                         "error": str(exc)})
+            continue
+        macs = count_macs(model, shape)
+        rows.append({**row, "stem": model.stem, "params": count_params(model), "macs": macs,
+                     "flops": 2 * macs})
+    return rows

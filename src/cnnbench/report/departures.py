@@ -18,13 +18,7 @@ import json
 # how it was made, its seed: cnnbench.config.ROLES) and still be the report's recipe; every
 # other option counts, `--set` and `--dataset` included.
 from cnnbench.config import NOT_RECIPE
-
-# Why a substituted dataset is not the report's, in the words a reader of the table needs.
-SUBSTITUTES = {
-    ("cifar10", "cifar10_jpeg"): "dataset cifar10_jpeg, not the report's CIFAR-10: a lossy JPEG "
-                                 "mirror (quality about 75) whose accuracies are lower and not "
-                                 "comparable digit for digit",
-}
+from cnnbench.data.specs import stands_in_for
 
 NOT_RECORDED = ("the report's recipe is not recorded in study.json (run made before cnnbench "
                 "recorded it; run the study again to refresh the record)")
@@ -49,8 +43,9 @@ def recipe_departures(study: dict) -> list[str]:
         ours, theirs = _value(options, key), _value(recipe, key)
         if _same(ours, theirs):
             continue
-        if key == "dataset" and (theirs, ours) in SUBSTITUTES:
-            out.append(SUBSTITUTES[(theirs, ours)])
+        stand_in = stands_in_for(str(ours)) if key == "dataset" else None
+        if stand_in is not None and stand_in[0] == theirs:  # why, from the dataset registry
+            out.append(f"dataset {ours}, not the report's {theirs}: {stand_in[1]}")
         else:
             out.append(f"{key} {_text(ours)} (the report's recipe: {_text(theirs)})")
     return out

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnbench.errors import UserError
+from cnnbench.data.specs import stands_in_for
 from cnnbench.report import figures as fig
 from cnnbench.report import reproduction, tables
 from cnnbench.report.significance import significance_section
@@ -83,10 +84,10 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
     datasets = sorted({str(g.first.get("dataset")) for g in groups if g.first.get("dataset")})
     if datasets:
         doc.paragraph("Dataset(s) used: " + ", ".join(f"`{d}`" for d in datasets) + ".")
-    if "cifar10_jpeg" in datasets:
-        doc.paragraph("`cifar10_jpeg` is a lossy JPEG mirror of CIFAR-10, not the official "
-                      "files: its accuracies are not comparable digit for digit with published "
-                      "CIFAR-10 numbers (JPEG compression costs accuracy).")
+    for name in datasets:
+        stand_in = stands_in_for(name)
+        if stand_in is not None:
+            doc.paragraph(f"`{name}` stands in for `{stand_in[0]}`: {stand_in[1]}.")
 
     doc.heading(3, "Results")
     doc.table(*tables.results_table(groups))

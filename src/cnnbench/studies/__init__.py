@@ -119,9 +119,42 @@ from cnnbench.studies.spec import (CIFAR10_VARIANTS, PROFILES, STUDY_DIR, Refere
                                    StudyRun, build_config, find_study, list_studies, load_study,
                                    order_runs, select_runs)
 
+
+
+def model_inputs() -> dict[str, tuple[str, tuple[int, int, int], int, str]]:
+    """For each model a shipped study trains: ``(study, (C, H, W), classes, stem)`` of its
+    first run in the ``full`` profile, the input the lab report trained that network on."""
+    from cnnbench.data import get_spec
+
+    inputs: dict[str, tuple[str, tuple[int, int, int], int, str]] = {}
+    for study_name, _ in list_studies():
+        for run in load_study(study_name).runs:
+            config = build_config(run.options)
+            spec = get_spec(config.dataset)
+            size = config.resize or spec.image_size[0]
+            inputs.setdefault(config.model, (study_name, (spec.channels, size, size),
+                                             spec.num_classes, config.stem))
+    return inputs
+
+
+def report_model_rows(names: list[str]) -> list[dict]:
+    """:func:`cnnbench.models.profile.model_rows` of each lab-report network among ``names`` at
+    its study's input (``input`` and ``num_classes`` added)."""
+    from cnnbench.models.profile import model_rows
+
+    inputs = model_inputs()
+    rows = []
+    for name in names:
+        if name in inputs:
+            _, shape, classes, stem = inputs[name]
+            row = model_rows([name], shape, classes, stem)[0]
+            rows.append({**row, "input": "x".join(map(str, shape)), "num_classes": classes})
+    return rows
+
+
 __all__ = [
     "CIFAR10_VARIANTS", "CPU_GFLOPS", "CPU_OVERHEAD_S", "PROFILES", "STUDY_DIR", "CostEstimate",
     "Reference", "RunOutcome", "Study", "StudyRun", "build_config", "check_datasets",
     "duration_text", "estimate_seconds", "find_study", "list_studies", "load_study",
-    "order_runs", "run_study", "select_runs",
+    "model_inputs", "order_runs", "report_model_rows", "run_study", "select_runs",
 ]

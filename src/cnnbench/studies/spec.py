@@ -13,6 +13,7 @@ import yaml
 
 from cnnbench.config import TrainConfig
 from cnnbench.config.resolve import resolve_config
+from cnnbench.data.specs import variants
 from cnnbench.errors import UserError
 from cnnbench.studies.fields import (Choice, Curve, Reference, parse_choices, check_keys, flag, mapping, parse_curves,
                                      parse_differs, parse_references)
@@ -21,7 +22,7 @@ STUDY_DIR = Path(__file__).parent  # the shipped study files, *.yaml beside this
 PROFILES = ("quick", "cpu", "full")
 
 # The CIFAR-10 variants a study may swap with `--dataset` (same classes, same image size).
-CIFAR10_VARIANTS = ("cifar10", "cifar10_jpeg")
+CIFAR10_VARIANTS = variants("cifar10")  # CIFAR-10 and its registered stand-ins
 
 _STUDY_KEYS = {"name", "description", "report", "notes", "seeds", "grid_table", "model_aliases",
                "defaults", "profiles", "runs", "choices"}

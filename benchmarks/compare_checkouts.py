@@ -75,10 +75,10 @@ def main() -> int:
     extra = args.train_args.split()
     rows, same = [], True
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.runs:
+        for i, name in enumerate(args.runs):  # a name given twice: measured twice
             results = {}
             for side, checkout in (("old", args.old), ("new", args.new)):
-                summary, wall = train(checkout.resolve(), RUNS[name] + extra, Path(tmp) / f"{name}-{side}",
+                summary, wall = train(checkout.resolve(), RUNS[name] + extra, Path(tmp) / f"{i}-{name}-{side}",
                                       args.threads)
                 results[side] = {**{k: summary.get(k) for k in COMPARED},
                                  "train_time_s": summary.get("train_time_s"), "wall_s": wall,

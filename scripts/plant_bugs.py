@@ -31,7 +31,7 @@ BUGS = [
      "            objective.backward()\n            if grad_clip > 0:\n"
      "                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)",
      "            objective.backward()",
-     "tests/training/test_engine.py::test_gradient_clipping_bounds_the_fp32_step"),
+     "tests/training/test_loop.py::test_gradient_clipping_bounds_the_fp32_step"),
     ("src/cnnbench/training/setup.py", "nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)",
      "nn.CrossEntropyLoss()", "tests/training/test_run.py::test_the_training_loss_is_smoothed_as_asked"),
 ]

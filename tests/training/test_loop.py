@@ -1,4 +1,4 @@
-"""train_one_epoch / evaluate: learning, metrics, no per-step host sync, NaN guard, AMP, aux heads."""
+"""The step loop and evaluation (train_one_epoch, evaluate): learning, metrics, no per-step host sync, NaN guard, AMP, aux heads, clipping."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from cnnbench.data.cache import Md5Memo, ensure_writable_dir, fingerprint, scrat
 from cnnbench.data.errors import DatasetCorruptError, DatasetMissingError
 from cnnbench.data.imagefolder import FolderExpectation, ImageFolderSource
 from cnnbench.data.source_base import Decoded, Source
-from cnnbench.data.specs import imagefolder_path, registered_source, registered_spec
+from cnnbench.data.specs import imagefolder_path, registered_entry, registered_spec
 from cnnbench.errors import UserError
 
 
@@ -275,18 +275,21 @@ CIFAR10_JPEG_EXPECTED = FolderExpectation(
 )
 
 
-def cifar10_jpeg_source() -> Source:
+def cifar10_jpeg_source(name: str = "cifar10_jpeg") -> Source:
     """The JPEG mirror of CIFAR-10: an image folder held to SOURCES.md's file counts and digests."""
-    return ImageFolderSource("cifar10_jpeg", None, registered_spec("cifar10_jpeg"),
-                             CIFAR10_JPEG_EXPECTED, subdir="CIFAR10-JPEG")
+    return ImageFolderSource(name, None, registered_spec(name), CIFAR10_JPEG_EXPECTED,
+                             subdir="CIFAR10-JPEG")
 
 
 def source_for(name: str) -> Source:
     """The :class:`Source` of a canonical dataset name (see ``resolve_dataset_name``): the
     registry's (:func:`cnnbench.data.specs.register_dataset`), else an ``imagefolder:PATH``."""
-    source = registered_source(name)
-    if source is not None:
-        return source
+    entry = registered_entry(name)
+    if entry is not None:
+        if callable(entry.source):
+            return entry.source()
+        builder, keywords = entry.source  # a built-in: a builder of this module, by name
+        return globals()[builder](name, **keywords)
     path = imagefolder_path(name)
     if path is None:
         raise UserError(f"unknown dataset {name!r}")

@@ -1,9 +1,9 @@
 """Dataset specs: what a model and a report need to know about each dataset.
 
-The dataset registry (:func:`register_dataset`: a spec, a Source factory and aliases, as
-models register with :func:`cnnbench.models.register_model`) and the built-in datasets: pure
-data, no files are touched, and :mod:`cnnbench.data.sources` is imported only when a Source is
-built. The spec of an
+The dataset registry (:func:`register_dataset`: a spec, its Source and aliases, as models
+register with :func:`cnnbench.models.register_model`) and the built-in datasets: pure data, no
+files are touched, and no other module of :mod:`cnnbench.data` is imported (the built-ins name
+their Source builders in :mod:`cnnbench.data.sources`, which builds them). The spec of an
 ``imagefolder:PATH`` dataset comes from the folder itself, so it is built where files are read:
 :func:`cnnbench.data.datasets.get_spec`.
 """
@@ -90,7 +90,7 @@ class DatasetEntry:
     spellings its name accepts."""
 
     spec: DatasetSpec
-    source: Callable[[], Any]
+    source: Callable[[], Any] | tuple[str, dict]
     aliases: tuple[str, ...] = ()
     stands_in_for: tuple[str, str] | None = None  # (dataset, why its numbers are not that one's)
 
@@ -98,12 +98,14 @@ class DatasetEntry:
 _REGISTRY: dict[str, DatasetEntry] = {}
 
 
-def register_dataset(spec: DatasetSpec, *, source: Callable[[], Any],
+def register_dataset(spec: DatasetSpec, *, source: Callable[[], Any] | tuple[str, dict],
                      aliases: tuple[str, ...] = (),
                      stands_in_for: tuple[str, str] | None = None) -> DatasetSpec:
     """Add a dataset: a new one is one :class:`~cnnbench.data.source_base.Source` subclass and
     one call of this (as a new model is one builder and one ``register_model``). ``source``
-    builds its Source; ``aliases`` are other spellings (case-insensitive). The CLI's help,
+    builds its Source: a callable, or ``(name, keywords)`` of a builder in
+    :mod:`cnnbench.data.sources` called as ``builder(dataset_name, **keywords)`` (how the
+    built-ins name theirs, so that this module imports no other); ``aliases`` are other spellings (case-insensitive). The CLI's help,
     completion, ``cnnbench datasets`` and name checks all read this registry. A name or alias
     taken twice raises ``ValueError``. ``stands_in_for``: ``(dataset, why)`` for a copy of
     another dataset that is not the same (a lossy mirror): recipes and studies treat it as that
@@ -144,16 +146,9 @@ def registered_spec(name: str) -> DatasetSpec | None:
     return entry.spec if entry is not None else None
 
 
-def registered_source(name: str):
-    """The Source of a registered dataset's canonical name (``None`` for any other name)."""
-    entry = _REGISTRY.get(name)
-    return entry.source() if entry is not None else None
-
-
-def _sources():
-    from cnnbench.data import sources
-
-    return sources
+def registered_entry(name: str) -> DatasetEntry | None:
+    """The registry's entry for a canonical dataset name; ``None`` for any other name."""
+    return _REGISTRY.get(name)
 
 
 # --- the built-in datasets ------------------------------------------------------------------
@@ -162,32 +157,34 @@ _CIFAR10_STATS = dict(mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616
 register_dataset(
     DatasetSpec("mnist", 1, (28, 28), 10, MNIST_CLASSES, (0.1307,), (0.3081,),
                 "official MNIST IDX files (<data>/MNIST/raw/*.gz, torchvision md5s)", 60000, 10000),
-    source=lambda: _sources().IdxSource("mnist", "MNIST",
-                                        "https://ossci-datasets.s3.amazonaws.com/mnist/"))
+    source=("IdxSource", {"tv_name": "MNIST",
+                          "probe_url": "https://ossci-datasets.s3.amazonaws.com/mnist/"}))
 register_dataset(
     DatasetSpec("fashion_mnist", 1, (28, 28), 10, FASHION_MNIST_CLASSES, (0.2860,), (0.3530,),
                 "official Fashion-MNIST IDX files (<data>/FashionMNIST/raw/*.gz, torchvision md5s)",
                 60000, 10000),
-    source=lambda: _sources().IdxSource(
-        "fashion_mnist", "FashionMNIST", "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
+    source=("IdxSource", {"tv_name": "FashionMNIST", "probe_url":
+                          "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"}),
     aliases=("fashionmnist", "fashion-mnist", "fmnist"))
 register_dataset(
     DatasetSpec("cifar10", 3, (32, 32), 10, CIFAR10_CLASSES, **_CIFAR10_STATS,
                 source="official CIFAR-10 python batches (<data>/cifar-10-batches-py, torchvision md5s)",
                 train_size=50000, test_size=10000),
-    source=lambda: _sources().CifarSource(
-        "cifar10", "CIFAR10", "cifar-10-batches-py",
-        (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"),
-        "cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
+    source=("CifarSource", {
+        "tv_name": "CIFAR10", "folder": "cifar-10-batches-py",
+        "files": (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"),
+        "archive": "cifar-10-python.tar.gz",
+        "probe_url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"}),
     aliases=("cifar-10", "cifar_10"))
 register_dataset(
     DatasetSpec("cifar100", 3, (32, 32), 100, CIFAR100_CLASSES,
                 (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
                 "official CIFAR-100 python batches (<data>/cifar-100-python, torchvision md5s)",
                 50000, 10000),
-    source=lambda: _sources().CifarSource(
-        "cifar100", "CIFAR100", "cifar-100-python", ("train", "test", "meta"),
-        "cifar-100-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
+    source=("CifarSource", {
+        "tv_name": "CIFAR100", "folder": "cifar-100-python", "files": ("train", "test", "meta"),
+        "archive": "cifar-100-python.tar.gz",
+        "probe_url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"}),
     aliases=("cifar-100", "cifar_100"))
 register_dataset(
     # Same classes and statistics as CIFAR-10, but its own name: JPEG artefacts change the
@@ -195,7 +192,7 @@ register_dataset(
     DatasetSpec("cifar10_jpeg", 3, (32, 32), 10, CIFAR10_CLASSES, **_CIFAR10_STATS,
                 source="lossy JPEG mirror of CIFAR-10 (<data>/CIFAR10-JPEG/{train,test}/<class>/*.jpg)",
                 train_size=50000, test_size=10000),
-    source=lambda: _sources().cifar10_jpeg_source(),
+    source=("cifar10_jpeg_source", {}),
     aliases=("cifar10-jpeg",),
     stands_in_for=("cifar10", "a lossy JPEG mirror of CIFAR-10 (quality about 75), not the "
                               "official files: its accuracies are lower and not comparable digit "

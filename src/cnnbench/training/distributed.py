@@ -8,7 +8,8 @@ process group (nccl on GPUs, gloo on CPUs; ``--dist-backend`` chooses), one GPU 
 (``cuda:LOCAL_RANK``). Without that environment, or with one process, it returns ``None`` and
 the run is the single-process run, unchanged.
 
-What a distributed run does (its pieces live in ``build.py``, ``engine.py`` and ``run.py``):
+What a distributed run does (its pieces live in ``loop.py``, ``setup.py``, ``record.py`` and
+``evaluation.py``):
 
 * ``--batch-size`` is the global batch. Each of the N processes takes its contiguous block of
   every global batch (``TensorLoader(rank=, world_size=)``), DDP averages the gradients, and

@@ -45,6 +45,11 @@ def collect() -> dict:
             statuses[name] = status
     if not statuses:
         sys.exit("mutmut recorded no mutants; see logs/mutmut.log")
+    recheck = REPO / "mutants" / "recheck.json"  # scripts/mutation_recheck.py
+    rechecked = json.loads(recheck.read_text()) if recheck.exists() else {}
+    for name, status in rechecked.items():
+        if statuses.get(name) == "survived" and status == "killed":
+            statuses[name] = "killed"
     per_module: dict[str, Counter] = defaultdict(Counter)
     survivors: dict[str, list[str]] = defaultdict(list)
     for name, status in sorted(statuses.items()):
@@ -68,10 +73,15 @@ def collect() -> dict:
     from cnnbench.training.machine import cpu_name, git_commit
 
     import mutmut
-    return {"tool": f"mutmut {mutmut.__version__}", "score": detected / total, "mutants": total,
+    return {"tool": f"mutmut {mutmut.__version__}", "score": detected / total if total else None,
+            "mutants": total,
             "detected": detected, "not_run": not_run, "modules": modules,
             "definition": "score = (killed + timeout + segfault) / mutants tried; mutants not "
-                          "tried (an interrupted run) are counted apart as not_run",
+                          "tried (an interrupted run) are counted apart as not_run; a mutant "
+                          "mutmut called survived counts as killed when its tests, re-run "
+                          "directly (scripts/mutation_recheck.py), fail",
+            "rechecked": {"survivors_rerun": len(rechecked),
+                          "killed_on_rerun": sum(v == "killed" for v in rechecked.values())},
             "wall_s": float(wall.read_text()) if wall.exists() else None,
             "device": f"CPU: {cpu_name()}",
             "commit": (commit_file.read_text().strip() if commit_file.exists() else git_commit()),
@@ -101,6 +111,9 @@ def keep_earlier(result: dict) -> dict:
     if not SCORE_JSON.exists():
         return result
     earlier = json.loads(SCORE_JSON.read_text())
+    for module in list(earlier.get("modules", {})):  # a module that no longer exists is dropped
+        if not (REPO / "src" / (module.replace(".", "/") + ".py")).exists():
+            earlier["modules"].pop(module)
     for module, m in result["modules"].items():
         before = earlier.get("modules", {}).get(module)
         if m["mutants"] == 0 and before and before.get("mutants"):

@@ -577,3 +577,17 @@ def test_resume_or_finished_is_decided_in_one_place(tiny_folder):
     assert run_state(out)[0] == "fresh"
     (out / "summary.json").write_text(json.dumps(data))
     assert train_run(None, out_dir=out, resume=True, progress=False) == summary
+
+
+def test_eval_takes_the_callers_device_batch_size_tta_and_data_root(tiny_folder):
+    """evaluate_checkpoint's overrides reach the evaluation: a batch of 1 (the smallest
+    allowed) counts every image as the default batch does, --tta mirror is the tta used, an
+    explicit device and data root are accepted; a batch of 0 is one line."""
+    summary, out = run(tiny_folder, epochs=1)
+    plain = evaluate_checkpoint(out)
+    assert plain["acc"] == summary["test_acc"] and plain["tta"] == "none"
+    single = evaluate_checkpoint(out, batch_size=1, device="cpu", data_dir=str(tiny_folder.root))
+    assert (single["n"], single["correct"]) == (plain["n"], plain["correct"])
+    assert evaluate_checkpoint(out, tta="mirror")["tta"] == "mirror"
+    with pytest.raises(UserError, match="batch size must be >= 1, got 0"):
+        evaluate_checkpoint(out, batch_size=0)

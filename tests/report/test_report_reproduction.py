@@ -243,3 +243,31 @@ def test_ablation_changes_only_between_steps_of_the_same_profile(tmp_path):
 def test_the_report_reads_every_metric_a_study_may_quote():
     """Every metric a study file may name (cnnbench.reference_metrics) has a value in a run."""
     assert set(records.QUANTITIES) == set(REFERENCE_METRICS)
+
+
+def test_every_quantity_reads_its_own_number_from_the_run_files():
+    """Each reference metric is read from the right place: the last epoch (not the first) for
+    val/train numbers, the mean over epochs for the epoch time, epoch 1's monitored test
+    accuracy, the summary's best-over-epochs test accuracy or else the maximum of the logged
+    ones; a run without the number gives None."""
+    from pathlib import Path
+
+    from cnnbench.report.records import QUANTITIES, RunRecord
+
+    metrics = [{"epoch": e, "val_acc": 0.5 + e / 10, "train_acc": 0.4 + e / 10,
+                "val_loss": 2.0 - e / 2, "train_loss": 2.5 - e / 2, "epoch_time_s": 10.0 * e,
+                "epoch_test_acc": [0.61, 0.74, 0.69][e - 1]} for e in (1, 2, 3)]
+    summary = {"test_acc": 0.71, "best_val_acc": 0.8, "test_loss": 0.9, "train_time_s": 60.0,
+               "params": 1234}
+    record = RunRecord(path=Path("run"), summary=summary, metrics=metrics, config={}, study={},
+                       steps=[], error=None)
+    read = {name: q.read(record) for name, q in QUANTITIES.items()}
+    assert read == pytest.approx({
+        "test_acc": 0.71, "val_acc": 0.8, "best_val_acc": 0.8, "max_epoch_test_acc": 0.74,
+        "epoch1_test_acc": 0.61, "train_acc": 0.7, "test_loss": 0.9, "val_loss": 0.5,
+        "train_loss": 1.0, "epoch_time_s": 20.0, "train_time_s": 60.0, "params": 1234})
+    record.summary["max_epoch_test_acc"] = 0.75  # the run's own record wins
+    assert QUANTITIES["max_epoch_test_acc"].read(record) == 0.75
+    empty = RunRecord(path=Path("run"), summary={}, metrics=[{"step": 1}], config={}, study={},
+                      steps=[], error=None)
+    assert all(q.read(empty) is None for q in QUANTITIES.values())

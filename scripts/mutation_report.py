@@ -45,11 +45,6 @@ def collect() -> dict:
             statuses[name] = status
     if not statuses:
         sys.exit("mutmut recorded no mutants; see logs/mutmut.log")
-    recheck = REPO / "mutants" / "recheck.json"  # scripts/mutation_recheck.py
-    rechecked = json.loads(recheck.read_text()) if recheck.exists() else {}
-    for name, status in rechecked.items():
-        if statuses.get(name) == "survived" and status == "killed":
-            statuses[name] = "killed"
     per_module: dict[str, Counter] = defaultdict(Counter)
     survivors: dict[str, list[str]] = defaultdict(list)
     for name, status in sorted(statuses.items()):
@@ -77,11 +72,7 @@ def collect() -> dict:
             "mutants": total,
             "detected": detected, "not_run": not_run, "modules": modules,
             "definition": "score = (killed + timeout + segfault) / mutants tried; mutants not "
-                          "tried (an interrupted run) are counted apart as not_run; a mutant "
-                          "mutmut called survived counts as killed when its tests, re-run "
-                          "directly (scripts/mutation_recheck.py), fail",
-            "rechecked": {"survivors_rerun": len(rechecked),
-                          "killed_on_rerun": sum(v == "killed" for v in rechecked.values())},
+                          "tried (an interrupted run) are counted apart as not_run",
             "wall_s": float(wall.read_text()) if wall.exists() else None,
             "device": f"CPU: {cpu_name()}",
             "commit": (commit_file.read_text().strip() if commit_file.exists() else git_commit()),

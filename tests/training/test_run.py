@@ -77,6 +77,11 @@ def test_run_directory_and_summary(tiny_folder):
         assert [s for s, _ in scalars[tag]] == epoch_steps, tag
         assert [v for _, v in scalars[tag]] == pytest.approx([m[key] for m in metrics], rel=1e-6), tag
     assert scalars["test/acc"] == [(24, pytest.approx(saved["test_acc"], rel=1e-6))]
+    assert scalars["test/loss"] == [(24, pytest.approx(saved["test_loss"], rel=1e-6))]
+    # the step log: the same numbers in train_steps.jsonl and TensorBoard's step curves
+    assert all(set(s) == {"step", "images_seen", "train_loss", "lr"} for s in steps)
+    for tag, key in (("train/loss_steps", "train_loss"), ("train/lr_steps", "lr")):
+        assert scalars[tag] == [(s["step"], pytest.approx(s[key], rel=1e-6)) for s in steps], tag
 
 
 def test_eval_reproduces_the_summary(tiny_folder):

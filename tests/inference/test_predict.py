@@ -256,3 +256,43 @@ def test_a_28x28_dark_digit_on_white_is_inverted_not_taken_as_mnist():
     same, notes = prepare_image(mnist_like, mnist)
     assert notes == ["a 28x28 image on a dark background, like MNIST's: used as is"]
     assert torch.equal(same[0], torch.from_numpy(np.array(mnist_like)))
+
+
+def test_mnist_digit_pixels_are_pinned():
+    """The digit pipeline written out for shapes whose answer is known exactly: a dark 5x10
+    bar on paper is inverted, cropped to the ink (no more, no less), scaled to 10x20 and put
+    with its centre of mass at (13.5, 13.5): rows 4-23, columns 9-18 at 255, the rest 0. A
+    digit whose mass sits low is pushed up to the top edge, not past it. The edges of the
+    thresholds: a median of exactly 127 is not inverted; ink of exactly 32 over the paper is
+    ink, not a blank page."""
+    paper = np.full((40, 40), 255, dtype=np.uint8)
+    paper[12:22, 20:25] = 0
+    digit, notes = mnist_digit(paper)
+    expected = np.zeros((28, 28), dtype=np.uint8)
+    expected[4:24, 9:19] = 255
+    assert np.array_equal(digit, expected), np.argwhere(digit != expected)[:5]
+    assert notes[0].startswith("inverted") and "cropped to the ink (5x10 px), scaled to 10x20" in notes[1]
+
+    low = np.zeros((40, 40), dtype=np.uint8)
+    low[5:25, 10:12] = 255          # a thin stem, 20 px tall
+    low[22:25, 10:30] = 255         # and a heavy foot: the mass sits low
+    digit, _ = mnist_digit(low)
+    rows = np.nonzero(digit.sum(1))[0]
+    assert rows.min() == 0 and rows.max() == 19  # clipped at the top edge, 20 px tall
+
+    median_127 = np.full((30, 30), 127, dtype=np.uint8)
+    median_127[10:20, 14:16] = 255
+    _, notes = mnist_digit(median_127)
+    assert not notes[0].startswith("inverted")
+    median_128 = np.full((30, 30), 128, dtype=np.uint8)
+    median_128[10:20, 14:16] = 0
+    _, notes = mnist_digit(median_128)
+    assert notes[0].startswith("inverted")
+    hair = np.zeros((30, 30), dtype=np.uint8)
+    hair[5:25, 14] = 255  # one pixel wide, 20 tall: stays one pixel wide
+    digit, notes = mnist_digit(hair)
+    assert "(1x20 px), scaled to 1x20" in notes[-1] and np.count_nonzero(digit.sum(0)) == 1
+    faint = np.zeros((30, 30), dtype=np.uint8)
+    faint[10:20, 14:16] = 32
+    _, notes = mnist_digit(faint)
+    assert notes[-1].startswith("cropped to the ink")

@@ -33,6 +33,23 @@ def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, channels_l
     return x, y
 
 
+def saved_model(config, spec, input_size: tuple[int, int], weights: dict[str, torch.Tensor],
+                source: str, device: torch.device) -> nn.Module:
+    """A fresh model of ``config`` holding ``weights`` (named ``source`` in an error), on
+    ``device`` in the run's memory format. Building draws initial weights: from a forked
+    random stream, so the caller's is left as it was."""
+    from cnnbench.models import create_model_for
+    from cnnbench.training.checkpoint import load_model_weights
+
+    with torch.random.fork_rng(devices=[]):
+        model = create_model_for(config, spec, input_size)
+    load_model_weights(model, weights, source, config.model)
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
 def evaluate_checkpoint(path: str | Path, split: str = "test", *, data_dir: str | None = None,
                         device: str | None = None, batch_size: int | None = None,
                         tta: str | None = None, allow_changed_data: bool = False) -> dict[str, Any]:
@@ -46,8 +63,7 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", *, data_dir: str 
     ``dataset`` and ``tta``. Data that changed since the run (other classes, another test set:
     the checkpoint records a fingerprint) is a one-line :class:`UserError`; with
     ``allow_changed_data`` only other classes are."""
-    from cnnbench.models import create_model_for
-    from cnnbench.training.checkpoint import load_model_weights, open_checkpoint
+    from cnnbench.training.checkpoint import open_checkpoint
     from cnnbench.training.inputs import check_same_data, make_loader, prepare_data
 
     if split not in ("test", "val"):
@@ -65,12 +81,7 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", *, data_dir: str 
     if split == "val" and inputs.val is None:
         raise UserError(f"the run of {file} has no validation split (val_split 0); use "
                         f"--split test")
-    with torch.random.fork_rng(devices=[]):  # building draws initial weights: not the caller's
-        model = create_model_for(config, inputs.spec, inputs.input_size)
-    load_model_weights(model, state["model"], str(file), config.model)
-    model.to(target)
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last)
+    model = saved_model(config, inputs.spec, inputs.input_size, state["model"], str(file), target)
     result = evaluate(model, make_loader(config, inputs, split, target),
                       num_classes=inputs.spec.num_classes, device=target,
                       amp=resolve_amp(config.amp, target), channels_last=config.channels_last,

@@ -27,11 +27,11 @@ from cnnbench.data import DatasetSpec, TensorLoader
 from cnnbench.errors import UserError
 from cnnbench.models import create_model_for, model_cost
 from cnnbench.training import transfer, whitening
-from cnnbench.training.checkpoint import (capture_rng_state, load_model_weights, model_state,
+from cnnbench.training.checkpoint import (capture_rng_state, model_state,
                                           unwrap)
 from cnnbench.training.distributed import Distributed, batchnorm_statistics, process_seed
 from cnnbench.training.ema import WeightAverage
-from cnnbench.training.evaluation import evaluate
+from cnnbench.training.evaluation import evaluate, saved_model
 from cnnbench.devices import resolve_amp
 from cnnbench.training.machine import (keep_freed_memory, resolve_device, seed_everything,
                                       set_determinism)
@@ -181,11 +181,8 @@ class Training:
         if split == "val" and self.data.val is None:
             raise UserError(f"the run of {source} has no validation split (val_split 0); use "
                             f"--split test")
-        model = create_model_for(self.config, self.spec, self.data.input_size)
-        load_model_weights(model, weights, source, self.config.model)
-        model.to(self.device)
-        if self.config.channels_last:
-            model.to(memory_format=torch.channels_last)
+        model = saved_model(self.config, self.spec, self.data.input_size, weights, source,
+                            self.device)
         return self._evaluate(model, self.eval_loader(split), return_predictions=return_predictions)
 
     def eval_loader(self, split: str) -> TensorLoader:

@@ -5,7 +5,9 @@
 # under [tool.mutmut] only_mutate in pyproject.toml.
 #
 #   ./scripts/mutation.sh                      # all mutants of the core modules, then the score
-#   ./scripts/mutation.sh "cnnbench.data.*"    # only these mutants (mutmut's names, globs),
+#   ./scripts/mutation.sh --continue           # only the mutants not tried yet, and those of
+#                                              # functions changed since (results kept in mutants/)
+#   ./scripts/mutation.sh "cnnbench.data.*"    # these mutants again (mutmut's names, globs),
 #                                              # added to the results of earlier runs
 #   ./scripts/mutation.sh --report             # only re-write the score from the last run
 #
@@ -20,14 +22,21 @@ if ! "$VENV/bin/python" -c "import mutmut" 2>/dev/null; then
 fi
 if [ "${1:-}" != "--report" ]; then
   mkdir -p logs
-  if [ $# -eq 0 ]; then
+  if [ "${1:-}" = "--continue" ]; then
+    shift
+  elif [ $# -eq 0 ]; then
     rm -rf mutants  # a fresh copy of src/ and tests/: results of an older tree are not reused
+  fi
+  if [ -d mutants ]; then
+    # mutmut copies src/ and tests/ only once and re-makes only the mutated files whose
+    # source changed (resetting the changed functions' results): bring the rest up to date
+    "$VENV/bin/python" scripts/mutation_sync.py
   fi
   echo "mutmut: running; progress in logs/mutmut.log" >&2
   commit=$(git rev-parse --short HEAD)  # the tree the mutants are made from
   start=$(date +%s)
   # mutmut exits non-zero when mutants survive; the score says how many
-  "$VENV/bin/mutmut" run --max-children 2 "$@" > logs/mutmut.log 2>&1 || true
+  nice -n 10 "$VENV/bin/mutmut" run --max-children 2 "$@" > logs/mutmut.log 2>&1 || true
   mkdir -p mutants
   echo $(( $(date +%s) - start + $(cat mutants/.wall_seconds 2>/dev/null || echo 0) )) > mutants/.wall_seconds.new
   mv mutants/.wall_seconds.new mutants/.wall_seconds

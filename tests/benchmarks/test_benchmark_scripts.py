@@ -290,3 +290,15 @@ def test_machine_load_is_the_other_processes_share_of_all_cores(monkeypatch):
     assert common.machine_load() == {"other_cpu_share": 0.1, "otherwise_idle": False}
     monkeypatch.setattr(common, "_cpu_counters", lambda: (112.5, 22.0, 1010.0))
     assert common.machine_load() == {"other_cpu_share": 0.025, "otherwise_idle": True}
+
+
+def test_cli_startup(results, monkeypatch):
+    code = run_script("cli_startup", ["--repeats", "1", "--results-dir", str(results)], monkeypatch)
+    rec = read_result(results, "cli_startup")
+    assert rec["repeats"] == 1 and rec["target_s"] == 0.5
+    assert [r["command"] for r in rec["commands"]][:2] == ["cnnbench --help", "cnnbench --version"]
+    for row in rec["commands"]:
+        assert positive(row["median_s"]) and row["min_s"] <= row["median_s"] <= row["max_s"]
+        assert row["heavy_imports"] == []  # what the benchmark measures, also under load
+        assert row["meets_target"] == (row["median_s"] <= 0.5)
+    assert code == (0 if rec["all_meet_target"] else 1)

@@ -16,6 +16,13 @@ def test_study_show_prints_time_estimates(capsys):
     assert out.count("time: ~") == 4 and "on 2 CPU cores (estimate:" in out
     assert "\ntotal: ~" in out
 
+def test_study_show_prints_integers_as_integers(capsys):
+    assert main(["study", "show", "mnist-five", "--profile", "full"]) == 0
+    out = capsys.readouterr().out
+    assert "reference 44426 (params)" in out and ".0 (params)" not in out
+    assert "reference 97.44 (test_acc)" in out
+
+
 def test_study_show_checks_the_set_overrides(capsys):
     assert main(["study", "show", "transfer", "--profile", "cpu", "--set", "optimizr=sgd"]) == 2
     captured = capsys.readouterr()
@@ -102,13 +109,13 @@ def test_without_profile_a_study_runs_the_profile_that_fits_the_machine(monkeypa
 
 
 def test_study_run_prints_its_estimate_before_training(monkeypatch, tmp_path, capsys):
-    import cnnbench.commands.study as study_command
+    import cnnbench.studies.runner as runner
 
     def no_training(study, out, **kw):
         print("TRAINING STARTS")
         return []
 
-    monkeypatch.setattr(study_command, "run_study", no_training)
+    monkeypatch.setattr(runner, "run_study", no_training)  # the command imports it when it runs
     assert main(["study", "run", "mnist-classics", "--profile", "full", "--out",
                  str(tmp_path / "o"), "--no-report", "--only", "lenet*"]) == 0
     out = capsys.readouterr().out

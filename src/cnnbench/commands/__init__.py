@@ -14,3 +14,10 @@ def text_width() -> int:
 def examples(*lines: str) -> str:
     """An ``examples:`` epilog for a sub-command's ``--help``: one invocation per line."""
     return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def number_text(value) -> str:
+    """A number as a reader writes it: ``44426`` for ``44426.0``, ``99.27`` for ``99.27``."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -41,10 +41,15 @@ def run(args: argparse.Namespace) -> int:
 def _name_lists() -> dict[str, list[str]]:
     from cnnbench.config.recipes import list_recipes
     from cnnbench.data import list_datasets
-    from cnnbench.models import list_models
-    from cnnbench.studies import list_studies
+    from cnnbench.models import catalog
+    from cnnbench.studies.spec import list_studies
 
-    return {"models": list_models(), "datasets": list_datasets(),
+    models = catalog.model_names()
+    if models is None:  # the catalog is older than the models: ask the registry (torch)
+        from cnnbench.models import list_models
+
+        models = list_models()
+    return {"models": models, "datasets": list_datasets(),
             "recipes": [r.name for r in list_recipes()],
             "studies": [name for name, _ in list_studies()]}
 

@@ -14,8 +14,6 @@ import logging
 import sys
 
 from cnnbench.commands import examples
-from cnnbench.data import dataset_info, list_datasets, resolve_cache_dir, resolve_data_dir
-from cnnbench.data.split import split_sizes
 from cnnbench.errors import UserError
 
 
@@ -41,6 +39,9 @@ def register(subparsers) -> None:
 
 
 def _rows(args) -> list[dict]:
+    from cnnbench.data import dataset_info, list_datasets
+    from cnnbench.data.split import split_sizes
+
     rows = []
     for name in args.names or list_datasets():
         info = dataset_info(name, data_dir=args.data_dir, cache_dir=args.cache_dir)
@@ -65,6 +66,9 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnbench.data import resolve_cache_dir, resolve_data_dir
+    from cnnbench.data.split import split_sizes
+
     split_sizes(0, args.val_split)  # validates --val-split before any work
     # First runs verify and decode datasets (seconds): say so on stderr instead of going silent.
     logger = logging.getLogger("cnnbench.data")

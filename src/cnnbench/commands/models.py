@@ -4,7 +4,8 @@ MACs) at a dataset's input size, or one model's per-layer summary (``--summary N
 that report; ``--reports`` lists only those.
 
 Models are built on PyTorch's ``meta`` device (shapes only), so the whole table takes a few
-seconds and allocates no weights.
+seconds and allocates no weights; the tables of the registered datasets' inputs are read from
+the model catalog (:mod:`cnnbench.models.catalog`) without importing torch.
 """
 
 from __future__ import annotations
@@ -57,9 +58,13 @@ def register(subparsers) -> None:
 
 def _dataset_shape(name: str) -> tuple[str, tuple[int, int, int], int]:
     """(canonical name, (C, H, W), classes) of a dataset."""
-    from cnnbench.data import get_spec
+    from cnnbench.data.specs import registered_spec, resolve_dataset_name
 
-    spec = get_spec(name)
+    spec = registered_spec(resolve_dataset_name(name))  # no torch for a registered dataset
+    if spec is None:  # imagefolder:PATH: its classes and size are read from the folder
+        from cnnbench.data import get_spec
+
+        spec = get_spec(name)
     return spec.name, (spec.channels, *spec.image_size), spec.num_classes
 
 
@@ -113,13 +118,25 @@ def _format_table(rows: list[dict], where: str) -> str:
     return "\n".join(lines + errors)
 
 
+def _stored_rows(args: argparse.Namespace, shape, classes) -> list[dict] | None:
+    """The table from the model catalog (no torch), when it holds this one."""
+    from cnnbench.models import catalog
+
+    reports = args.reports and args.dataset is None and args.input_size is None
+    key = "reports" if reports else catalog.table_key(shape, classes, args.stem)
+    return catalog.rows(key, args.pattern, reports=args.reports)
+
+
 def run(args: argparse.Namespace) -> int:
+    dataset, shape, classes = resolve_shape(args)
+    where = (f"{dataset} " if dataset else "") + f"{shape[0]}x{shape[1]}x{shape[2]}, {classes} classes"
+    rows = None if args.summary else _stored_rows(args, shape, classes)
+    if rows:
+        return _print_rows(args, rows, dataset, shape, classes, where)
+
     from cnnbench.models import list_models, model_info, resolve_model_name
     from cnnbench.models.profile import format_layer_summary, layer_summary, meta_model, model_rows
     from cnnbench.studies import report_model_rows
-
-    dataset, shape, classes = resolve_shape(args)
-    where = (f"{dataset} " if dataset else "") + f"{shape[0]}x{shape[1]}x{shape[2]}, {classes} classes"
 
     if args.summary:
         name = resolve_model_name(args.summary)
@@ -146,10 +163,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no {which} matches {args.pattern!r}; run `cnnbench models` for the list")
     if args.reports and args.dataset is None and args.input_size is None:
         rows = report_model_rows(names)
-        where = "the input each study trains the network on, 10 classes"
-        dataset = None
     else:
         rows = model_rows(names, shape, classes, args.stem)
+    return _print_rows(args, rows, dataset, shape, classes, where)
+
+
+def _print_rows(args: argparse.Namespace, rows: list[dict], dataset, shape, classes, where) -> int:
+    if args.reports and args.dataset is None and args.input_size is None:
+        where = "the input each study trains the network on, 10 classes"
+        dataset = None
     if args.json:
         print(json.dumps({"dataset": dataset, "input_size": list(shape), "num_classes": classes,
                           "stem": args.stem, "models": rows}, indent=2))

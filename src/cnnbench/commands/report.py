@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from cnnbench.commands import examples
-from cnnbench.report import write_report
 
 
 def register(subparsers) -> None:
@@ -24,6 +23,8 @@ def register(subparsers) -> None:
 
 
 def _report(args) -> int:
+    from cnnbench.report import write_report
+
     files = write_report(args.dirs, args.out)
     print(f"wrote {files.markdown}, {files.html} ({len(files.figures)} figure{'' if len(files.figures) == 1 else 's'}), {files.csv}"
           + (f", {files.reproduction_csv}" if files.reproduction_csv else ""))

@@ -7,11 +7,10 @@ import sys
 
 import yaml
 
-from cnnbench.commands import examples
+from cnnbench.commands import examples, number_text
 from cnnbench.config import TrainConfig
 from cnnbench.errors import UserError
-from cnnbench.studies import (CPU_GFLOPS, PROFILES, duration_text, estimate_seconds, find_study,
-                              list_studies, load_study, run_study, select_runs)
+from cnnbench.studies.spec import PROFILES, find_study, list_studies, load_study, select_runs
 
 
 def register(subparsers) -> None:
@@ -113,6 +112,8 @@ def default_profile(overrides: dict) -> tuple[str, str]:
 def _estimates(study, runs=None) -> tuple[list, str]:
     """The cost estimate of each of ``runs`` (default: all; checking their options first) and
     the total as text."""
+    from cnnbench.studies.estimate import CPU_GFLOPS, duration_text, estimate_seconds
+
     costs = [estimate_seconds(run.options, where=study.where(run))
              for run in (study.runs if runs is None else runs)]
     known = [c.seconds for c in costs if c is not None]
@@ -158,7 +159,7 @@ def _show(args) -> int:
     for run, cost in zip(study.runs, costs):
         extra = [f"init {run.init}"] if run.init else []
         extra += [f"step {run.step!r}"] if run.step else []
-        extra += [f"reference {ref.value} ({ref.metric})" for ref in run.references]
+        extra += [f"reference {number_text(ref.value)} ({ref.metric})" for ref in run.references]
         extra += [f"differs: {run.differs}"] if run.differs else []
         print(f"\n{run.name}" + (f"  [{'; '.join(extra)}]" if extra else ""))
         for key, value in run.options.items():
@@ -177,7 +178,7 @@ def _run(args) -> int:
     _, total_text = _estimates(study, select_runs(study, args.only))  # checks options first
     print(f"study {study.name}: {len(study.runs)} runs, profile {study.profile} -> {out}; "
           f"{total_text}")
-    from cnnbench.studies.runner import torchrun_train
+    from cnnbench.studies.runner import run_study, torchrun_train
 
     outcomes = run_study(study, out, only=args.only, argv=args.argv, progress=not args.quiet,
                          train_fn=torchrun_train(args.nproc) if args.nproc > 1 else None)

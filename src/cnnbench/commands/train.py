@@ -14,7 +14,6 @@ import argparse
 
 from cnnbench.commands import examples
 from cnnbench.config import ALIASES, field_info
-from cnnbench.config.resolve import config_from_args
 
 _GROUP_TITLES = {
     "model and data": "model and data",
@@ -146,6 +145,8 @@ def _train(args: argparse.Namespace) -> int:
         summary = train_run(config, out_dir=out, resume=True, argv=args.argv,
                             progress=not args.quiet)
     else:
+        from cnnbench.config.resolve import config_from_args
+
         config = config_from_args(args)
         summary = train_run(config, argv=args.argv, progress=not args.quiet)
     if not args.quiet or not main:  # the run's own last line already said it, once

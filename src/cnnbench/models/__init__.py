@@ -12,12 +12,26 @@ Every builder takes ``num_classes``, ``in_chans``, ``input_size``, ``drop_rate``
 ``docs/architecture.md`` and each family's docstring (``model_info(name).doc``).
 """
 
-from cnnbench.models.profile import model_cost
-from cnnbench.models.registry import (FAMILY_DEFAULTS, ModelInfo, create_model, create_model_for,
-                                      list_models, model_info, register_model, resolve_model_name)
+from __future__ import annotations
 
-# Importing the family modules registers their models.
-from cnnbench.models import alexnet, fastnet, googlenet, lenet, mobilenet, resnet, vgg  # noqa: E402,F401
+import importlib
 
-__all__ = ["create_model", "create_model_for", "model_cost", "list_models", "model_info", "resolve_model_name", "register_model",
-           "ModelInfo", "FAMILY_DEFAULTS"]
+# Loaded on first use (PEP 562), so `cnnbench.models.catalog` (the command line's listing) and
+# `cnnbench.models.registry` import no torch; a lookup in the registry imports the families.
+_WHERE = {"model_cost": "profile", **{name: "registry" for name in (
+    "FAMILY_DEFAULTS", "ModelInfo", "create_model", "create_model_for", "list_models",
+    "model_info", "register_model", "resolve_model_name")}}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'cnnbench.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"cnnbench.models.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})

@@ -1,8 +1,10 @@
 """The model registry: every network cnnbench can build, by name.
 
 Each family module of :mod:`cnnbench.models` (``resnet.py``, ...) registers its builders here
-with :func:`register_model` when it is imported. This module imports none of the families:
-import :mod:`cnnbench.models` (which loads them all) to get a filled registry. Everything else
+with :func:`register_model` when it is imported. The families (:data:`FAMILIES`) are imported
+the first time a name is looked up (:func:`list_models`, :func:`resolve_model_name`), so
+importing this module or :mod:`cnnbench.models` costs nothing until a model is asked for
+(``cnnbench --help`` never imports torch's model code). Everything else
 asks for a model by name through :func:`create_model`. Names are unique, also after
 normalisation (case, ``-``, ``_`` and spaces are ignored when looking a name up), so
 ``"ResNet-18"`` finds ``resnet18``.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+import importlib
 import inspect
 import re
 from collections.abc import Callable
@@ -64,9 +67,18 @@ class ModelInfo:
     pretrained_from: tuple[str, tuple[str, ...]] | None = None
 
 
+# The family modules, imported (and so registered) on the first lookup.
+FAMILIES = ("alexnet", "fastnet", "googlenet", "lenet", "mobilenet", "resnet", "vgg")
+
 _REGISTRY: dict[str, ModelInfo] = {}
 _NORMALISED: dict[str, str] = {}   # normalised spelling -> registered name
 _COMMON_KEYWORDS = ("num_classes", "in_chans", "input_size", "drop_rate", "stem")
+
+
+def _load_families() -> None:
+    """Import every family module in :data:`FAMILIES` (each registers its models once)."""
+    for family in FAMILIES:
+        importlib.import_module(f"cnnbench.models.{family}")
 
 
 def _normalise(name: str) -> str:
@@ -143,6 +155,7 @@ def _natural_key(name: str) -> tuple[list[str | int], str]:
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching the ``fnmatch`` ``pattern`` (case-insensitive), in
     natural order (numbers by value: ``resnet18``, ``resnet34``, ..., ``resnet101``)."""
+    _load_families()
     pattern = pattern.lower()
     return sorted((n for n in _REGISTRY if fnmatch.fnmatchcase(n.lower(), pattern)), key=_natural_key)
 
@@ -151,6 +164,7 @@ def resolve_model_name(name: str) -> str:
     """The registered name for ``name``: exact, then case/punctuation-insensitive
     (``"ResNet-18"`` -> ``"resnet18"``), then a family name (``"ResNet"`` -> ``"resnet18"``,
     see :data:`FAMILY_DEFAULTS`). Unknown names raise :class:`UserError` with close matches."""
+    _load_families()
     if name in _REGISTRY:
         return name
     key = _normalise(name)

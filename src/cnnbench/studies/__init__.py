@@ -112,19 +112,39 @@ needs nothing but the run directories.
 """
 
 
-from cnnbench.studies.estimate import (CPU_GFLOPS, CPU_OVERHEAD_S, CostEstimate, duration_text,
-                                       estimate_seconds)
-from cnnbench.studies.runner import RunOutcome, check_datasets, run_study
-from cnnbench.studies.spec import (CIFAR10_VARIANTS, PROFILES, STUDY_DIR, Reference, Study,
-                                   StudyRun, build_config, find_study, list_studies, load_study,
-                                   order_runs, select_runs)
+from __future__ import annotations
 
+import importlib
+
+# The names below are loaded on first use, so `cnnbench study list` (the spec module only)
+# imports no torch.
+_WHERE = {
+    "CPU_GFLOPS": "estimate", "CPU_OVERHEAD_S": "estimate", "CostEstimate": "estimate",
+    "duration_text": "estimate", "estimate_seconds": "estimate",
+    "RunOutcome": "runner", "check_datasets": "runner", "run_study": "runner",
+    **{name: "spec" for name in ("CIFAR10_VARIANTS", "PROFILES", "STUDY_DIR", "Reference",
+                                 "Study", "StudyRun", "build_config", "find_study",
+                                 "list_studies", "load_study", "order_runs", "select_runs")},
+}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'cnnbench.studies' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"cnnbench.studies.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
 
 
 def model_inputs() -> dict[str, tuple[str, tuple[int, int, int], int, str]]:
     """For each model a shipped study trains: ``(study, (C, H, W), classes, stem)`` of its
     first run in the ``full`` profile, the input the lab report trained that network on."""
     from cnnbench.data import get_spec
+    from cnnbench.studies.spec import build_config, list_studies, load_study
 
     inputs: dict[str, tuple[str, tuple[int, int, int], int, str]] = {}
     for study_name, _ in list_studies():

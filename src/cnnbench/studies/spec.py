@@ -12,7 +12,6 @@ from typing import Any
 import yaml
 
 from cnnbench.config import TrainConfig
-from cnnbench.config.resolve import resolve_config
 from cnnbench.data.specs import variants
 from cnnbench.errors import UserError
 from cnnbench.studies.fields import (Choice, Curve, Reference, parse_choices, check_keys, flag, mapping, parse_curves,
@@ -364,6 +363,8 @@ def build_config(options: dict, where: str = "study") -> TrainConfig:
     """The run's :class:`~cnnbench.config.TrainConfig`: its recipe, then the study's options
     (the plain defaults unless the run names a recipe); a bad option raises
     :class:`UserError` prefixed with ``where`` (e.g. :meth:`Study.where`)."""
+    from cnnbench.config.resolve import resolve_config  # checks names: imports the models
+
     try:
         return resolve_config(options, default_recipe=None)
     except UserError as exc:

@@ -14,8 +14,8 @@ processes included) and test accuracy. The machine's load average before each ru
 on a machine shared with other jobs the numbers are only what that day gave (``--note`` says so
 in the JSON).
 
-Run: ``.venv/bin/python benchmarks/ddp_scaling.py --note "..."`` (needs MNIST: CNNBENCH_DATA or
-./data). On GPUs: ``--device cuda --nproc <GPUs>`` (then one GPU per process).
+Run: ``.venv/bin/python benchmarks/ddp_scaling.py --note "..."`` (needs MNIST: see `cnnbench
+datasets`). On GPUs: ``--device cuda --nproc <GPUs>`` (then one GPU per process).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Same model, same optimizer, same batch size, same training loop; only the input 
 differs. The reference pipeline is what the lab reports wrote: ``torchvision.datasets.MNIST``
 with ``ToTensor() + Normalize()`` behind a ``DataLoader`` (num_workers 0, 1 and 2).
 
-Run: ``.venv/bin/python benchmarks/loader_vs_dataloader.py`` (needs MNIST: CNNBENCH_DATA or ./data).
+Run: ``.venv/bin/python benchmarks/loader_vs_dataloader.py`` (needs MNIST: see `cnnbench datasets`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import torch.nn.functional as F
 import torchvision
 from torchvision import transforms
 
-from cnnbench.data import TensorLoader, get_spec, load_dataset, resolve_data_dir
+from cnnbench.data import TensorLoader, get_spec, load_dataset
+from cnnbench.data.datasets import find_dataset
 from cnnbench.models import create_model
 
 from common import run_main, write_result
@@ -30,7 +31,7 @@ from common import run_main, write_result
 
 def torchvision_root(tmp: Path) -> Path:
     """A torchvision-layout MNIST root (decompressed raw files) built in a temp dir from the data root."""
-    src = resolve_data_dir(None) / "MNIST" / "raw"
+    src = find_dataset("mnist")  # <root>/MNIST/raw, by the rule every entry point uses
     raw = tmp / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for gz in src.glob("*.gz"):

@@ -19,7 +19,7 @@ pipeline: ``torchvision.datasets.MNIST`` + ``ToTensor()/Normalize()`` behind a `
 constant rate, batch 128, test evaluated after each epoch (excluded from the time). Slow:
 ~19 s per epoch on 2 cores.
 
-Run: ``.venv/bin/python benchmarks/mnist_time_to_acc.py`` (needs MNIST: CNNBENCH_DATA or ./data).
+Run: ``.venv/bin/python benchmarks/mnist_time_to_acc.py`` (needs MNIST: see `cnnbench datasets`).
 """
 
 from __future__ import annotations

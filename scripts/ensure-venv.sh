@@ -18,7 +18,4 @@ if [ ! -f "$STAMP" ] || [ "$REPO/pyproject.toml" -nt "$STAMP" ]; then
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e "$REPO[test]" >&2
   touch "$STAMP"
 fi
-# A shared, read-only dataset folder next to the checkout is used when no data root was chosen.
-if [ -z "${CNNBENCH_DATA:-}" ] && [ ! -d "$REPO/data" ] && [ -d "$REPO/../shared/datasets" ]; then
-  export CNNBENCH_DATA="$(cd "$REPO/../shared/datasets" && pwd)"
-fi
+# Data is found by cnnbench itself, by one rule for every entry point (cnnbench.data.cache.data_roots).

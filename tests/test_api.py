@@ -106,3 +106,22 @@ def test_a_resolved_recipe_config_is_not_moved_to_another_device():
     config = resolve_config({"recipe": "fast", "dataset": "cifar10", "device": "cpu"})
     with pytest.raises(UserError, match="pass the options"):
         cnnbench.train(config, device="cuda")
+
+
+def test_a_mistake_is_one_catchable_line_raised_at_the_callers_line(tmp_path, monkeypatch):
+    """Missing data through the API: the CLI's one line, as an exception whose traceback ends
+    at the API call, not deep inside the data loader (issue #30)."""
+    import traceback
+
+    import cnnbench
+    from cnnbench.errors import UserError
+
+    monkeypatch.setenv("CNNBENCH_DATA", str(tmp_path / "no-data"))
+    monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CNNBENCH_OFFLINE", "1")
+    with pytest.raises(UserError) as info:
+        cnnbench.train(dataset="mnist", epochs=1, out_dir=tmp_path / "run", progress=False)
+    assert "\n" not in str(info.value) and "mnist" in str(info.value)
+    inside = [f.filename for f in traceback.extract_tb(info.value.__traceback__)
+              if "/cnnbench/" in f.filename.replace("\\", "/")]
+    assert [Path(f).name for f in inside] == ["__init__.py"], inside

@@ -19,6 +19,7 @@ heavy modules (torch) are imported when a function is first called, not by ``imp
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,22 @@ from cnnbench.version import __version__
 __all__ = ["__version__", "create_model", "evaluate", "list_models", "train"]
 
 
+def _user_errors_from_here(fn):
+    """A :class:`cnnbench.errors.UserError` (missing data, a bad option) leaves the API call
+    with its one-line message and a traceback that ends at the caller's line, not deep inside
+    cnnbench; catch it as ``except cnnbench.errors.UserError``."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        from cnnbench.errors import UserError
+
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            raise exc.with_traceback(None) from None
+    return call
+
+
+@_user_errors_from_here
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching the ``fnmatch`` ``pattern``, in natural order."""
     from cnnbench.models import list_models as _list
@@ -35,6 +52,7 @@ def list_models(pattern: str = "*") -> list[str]:
     return _list(pattern)
 
 
+@_user_errors_from_here
 def create_model(name: str, **kwargs) -> Any:
     """An ``nn.Module`` of model ``name``; keywords as :func:`cnnbench.models.create_model`
     (``num_classes=1000, in_chans=3, input_size=224, drop_rate=0.0, stem="auto"`` and the
@@ -44,6 +62,7 @@ def create_model(name: str, **kwargs) -> Any:
     return _create(name, **kwargs)
 
 
+@_user_errors_from_here
 def train(config: Any = None, *, out_dir: str | Path | None = None, progress: bool = True,
           **options) -> dict[str, Any]:
     """Train one run and return its summary (also written to ``<run_dir>/summary.json``).
@@ -81,6 +100,7 @@ def train(config: Any = None, *, out_dir: str | Path | None = None, progress: bo
     return train_run(resolved, out_dir=out_dir, progress=progress, argv=["cnnbench.train()"])
 
 
+@_user_errors_from_here
 def evaluate(path: str | Path, split: str = "test", **overrides) -> dict[str, Any]:
     """Evaluate a checkpoint, or a run directory's ``best.ckpt``, on its run's ``test`` (or
     ``val``) split; ``overrides``: ``data_dir``, ``device``, ``batch_size``, ``tta``,

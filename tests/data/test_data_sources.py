@@ -313,3 +313,40 @@ def test_root_resolution(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     assert resolve_data_dir() == Path.cwd() / "data"
     assert resolve_cache_dir() == tmp_path / ".cache" / "cnnbench"
+
+
+def test_one_rule_finds_each_dataset_in_the_first_folder_that_holds_it(idx_data, tmp_path, monkeypatch):
+    """No --data-dir, no $CNNBENCH_DATA: ./data first, then shared/datasets beside the checkout;
+    MNIST only in the shared folder is found there (issue #30: only ./run.sh found it)."""
+    from cnnbench.data import cache
+
+    monkeypatch.delenv("CNNBENCH_DATA", raising=False)
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(cache, "shared_data_dir", lambda: idx_data.root)
+    assert cache.data_roots() == [work / "data", idx_data.root]
+    assert datasets_module.find_dataset("mnist") == idx_data.root / "MNIST" / "raw"
+    ds = load_dataset("mnist", cache_dir=idx_data.cache)
+    assert ds.location == str(idx_data.root / "MNIST" / "raw") and len(ds.train_y) == 48
+    # an explicit choice is the only place looked in
+    assert cache.data_roots(work / "data") == [work / "data"]
+    with pytest.raises(DatasetMissingError):
+        load_dataset("mnist", data_dir=work / "data", cache_dir=idx_data.cache, download=False)
+    monkeypatch.setenv("CNNBENCH_DATA", f"{work / 'data'}{os.pathsep}{idx_data.root}")
+    assert cache.data_roots() == [work / "data", idx_data.root]
+    assert datasets_module.find_dataset("fashion_mnist") == idx_data.root / "FashionMNIST" / "raw"
+
+
+def test_nothing_found_says_what_each_folder_holds_and_points_to_a_stand_in(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNBENCH_DATA", f"{tmp_path / 'empty'}{os.pathsep}{tmp_path / 'shared'}")
+    _fake_cifar10_jpeg(tmp_path / "shared")
+    message = datasets_module.missing_message("cifar10")
+    assert "\n" not in message
+    assert f"{tmp_path / 'empty'} holds none of them" in message
+    assert f"{tmp_path / 'shared'} holds cifar10_jpeg" in message
+    assert message.endswith("is there: --dataset cifar10_jpeg")
+    monkeypatch.setattr(datasets_module, "network_available", lambda url: False)
+    with pytest.raises(DatasetMissingError, match="--dataset cifar10_jpeg$"):
+        load_dataset("cifar10", cache_dir=tmp_path / "cache")
+    assert "--dataset" not in datasets_module.missing_message("mnist")  # no stand-in for MNIST

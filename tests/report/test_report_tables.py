@@ -50,13 +50,13 @@ def test_grid_table_needs_both_axes_and_shows_the_spread_of_seeds(tmp_path):
 def test_report_command_counts_figures_in_words(tmp_path, capsys, monkeypatch):
     from pathlib import Path
 
-    import cnnbench.commands.report as command
+    import cnnbench.report as report
     from cnnbench.cli import main
     from cnnbench.report.write import ReportFiles
 
     run = write_fake_run(tmp_path / "a")
     for figures, words in (((Path("f.png"),), "(1 figure)"), ((Path("f.png"), Path("g.png")), "(2 figures)")):
-        monkeypatch.setattr(command, "write_report", lambda *a, figures=figures, **k: ReportFiles(
+        monkeypatch.setattr(report, "write_report", lambda *a, figures=figures, **k: ReportFiles(
             Path("r.md"), Path("r.html"), Path("r.csv"), figures))
         assert main(["report", str(run)]) == 0
         assert words in capsys.readouterr().out

@@ -109,7 +109,7 @@ class TrainConfig:
                                  "--lr)", metavar="LR", group="fine-tuning", role="recipe")
     backbone_lr: float | None = _opt(None, "peak learning rate of everything but the head "
                                      "(default: --lr)", metavar="LR", group="fine-tuning", role="recipe")
-    data_dir: str | None = _opt(None, "data root (default $CNNBENCH_DATA, else ./data)",
+    data_dir: str | None = _opt(None, "data root (default: $CNNBENCH_DATA, else ./data then shared/datasets beside the checkout)",
                                 metavar="DIR", group="model and data", role="record")
     val_split: float = _opt(0.1, "fraction of the training set held out for validation (0 = "
                             "none: the final weights are tested)", group="model and data", role="recipe")

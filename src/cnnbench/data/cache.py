@@ -24,10 +24,38 @@ from cnnbench.errors import UserError
 CACHE_FORMAT = 2
 
 
+def shared_data_dir() -> Path | None:
+    """The ``shared/datasets`` folder beside a source checkout of cnnbench (a class's or a
+    lab's read-only copy of the datasets, next to every student's clone), if there is one."""
+    checkout = Path(__file__).resolve().parents[3]  # <checkout>/src/cnnbench/data/cache.py
+    shared = checkout.parent / "shared" / "datasets"
+    if (checkout / "pyproject.toml").is_file() and shared.is_dir():
+        return shared
+    return None
+
+
+DATA_RULE = ("--data-dir (or data_dir=), else $CNNBENCH_DATA (folders separated by "
+             f"{os.pathsep!r}), else ./data, then the shared/datasets folder beside the checkout")
+
+
+def data_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The folders a dataset is looked for in, in order, the same for every entry point
+    (``cnnbench``, ``python -m cnnbench``, ``torchrun``, ``./run.sh``, the Python API):
+    ``data_dir`` if given (only it), else the folders of ``$CNNBENCH_DATA`` (only they), else
+    ``./data`` then :func:`shared_data_dir`. Each dataset is read from the first that holds it;
+    a download goes into the first (:func:`resolve_data_dir`)."""
+    if data_dir:
+        chosen = [data_dir]
+    elif os.environ.get("CNNBENCH_DATA"):
+        chosen = [p for p in os.environ["CNNBENCH_DATA"].split(os.pathsep) if p]
+    else:
+        chosen = ["data", *filter(None, [shared_data_dir()])]
+    return [Path(p).expanduser().absolute() for p in chosen]
+
+
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """Data root: ``data_dir``, else ``$CNNBENCH_DATA``, else ``./data`` (absolute path)."""
-    chosen = data_dir or os.environ.get("CNNBENCH_DATA") or "data"
-    return Path(chosen).expanduser().absolute()
+    """The first data root (:func:`data_roots`): where a download goes (absolute path)."""
+    return data_roots(data_dir)[0]
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:

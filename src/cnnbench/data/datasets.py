@@ -11,15 +11,18 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from cnnbench.data.cache import (
-    Md5Memo, TensorCache, ensure_writable_dir, is_writable_dir, resolve_cache_dir, resolve_data_dir,
+    DATA_RULE, Md5Memo, TensorCache, data_roots, ensure_writable_dir, is_writable_dir,
+    resolve_cache_dir, resolve_data_dir,
 )
 from cnnbench.data.errors import DatasetCorruptError, DatasetMissingError
 from cnnbench.data.sources import network_available, source_for
-from cnnbench.data.specs import DatasetSpec, registered_spec, resolve_dataset_name
+from cnnbench.data.specs import (DatasetSpec, list_datasets, registered_spec, resolve_dataset_name,
+                                 stands_in_for, variants)
 
 log = logging.getLogger("cnnbench.data")
 
@@ -52,25 +55,58 @@ class _Prepared:
     meta: dict
 
 
+def find_dataset(name: str, data_dir=None, cache_dir=None) -> Path | None:
+    """The folder holding ``name``'s files: the first of :func:`data_roots` that holds them
+    (or the cache's ``downloads/``), extracting an archive placed there; ``None`` if none does."""
+    source = source_for(resolve_dataset_name(name))
+    cache_root = resolve_cache_dir(cache_dir)
+    for root in data_roots(data_dir):
+        location = source.locate(root, cache_root)
+        if location is None and source.unpack_local(root, cache_root):
+            location = source.locate(root, cache_root)
+        if location is not None:
+            return location
+    return None
+
+
+def missing_message(name: str, data_dir=None) -> str:
+    """One line: which files of ``name`` are missing where, every folder looked in with the
+    datasets it holds, and a registered stand-in that is found (``cifar10`` -> ``cifar10_jpeg``)."""
+    canonical = resolve_dataset_name(name)
+    roots = data_roots(data_dir)
+    message = source_for(canonical).missing_message(roots[0])
+    if registered_spec(canonical) is None:  # an image folder: its own path says it all
+        return message
+
+    def held(root: Path) -> list[str]:
+        return [n for n in list_datasets() if source_for(n).locate(root, root) is not None]
+
+    looked = "; ".join(f"{root} holds {', '.join(held(root)) or 'none of them'}" for root in roots)
+    message += f" [looked in: {looked}; the rule: {DATA_RULE}]"
+    for other in variants(canonical)[1:]:
+        if find_dataset(other, data_dir):
+            message += (f"; {other}, {stands_in_for(other)[1].split(':')[0]}, is there: "
+                        f"--dataset {other}")
+    return message
+
+
 def _prepare(name: str, data_dir, cache_dir, download: bool) -> _Prepared:
     """Make sure a valid cache entry exists for ``name``; return where it is and its metadata."""
     canonical = resolve_dataset_name(name)
     source = source_for(canonical)
     data_root = resolve_data_dir(data_dir)
     cache_root = resolve_cache_dir(cache_dir)
-    location = source.locate(data_root, cache_root)
-    if location is None and source.unpack_local(data_root, cache_root):
-        location = source.locate(data_root, cache_root)
+    location = find_dataset(canonical, data_dir, cache_dir)
     if location is None:
         if not (download and source.probe_url and network_available(source.probe_url)):
-            raise DatasetMissingError(source.missing_message(data_root))
+            raise DatasetMissingError(missing_message(canonical, data_dir))
         # Download into the data root when we may write there; a shared root stays untouched.
         target = data_root if is_writable_dir(data_root) else cache_root / "downloads"
         log.warning("cnnbench: %s: downloading into %s", canonical, target)
         source.obtain(data_root, cache_root, target)
         location = source.locate(data_root, cache_root)
         if location is None:
-            raise DatasetMissingError(source.missing_message(data_root))
+            raise DatasetMissingError(missing_message(canonical, data_dir))
 
     cache = TensorCache(cache_root)
     stem, key = source.cache_stem(location), source.fingerprint(location)
@@ -106,8 +142,9 @@ def _prepare(name: str, data_dir, cache_dir, download: bool) -> _Prepared:
 def load_dataset(name: str, data_dir=None, cache_dir=None, download: bool = True) -> LoadedDataset:
     """Load ``name`` as uint8 tensors, decoding it into the cache on first use.
 
-    ``data_dir``: data root (else ``$CNNBENCH_DATA``, else ``./data``); only read, unless a
-    download is needed and it is writable. ``cache_dir``: cache root (else ``$CNNBENCH_CACHE``,
+    ``data_dir``: data root (else ``$CNNBENCH_DATA``, else ``./data`` then the shared folder
+    beside the checkout: :func:`cnnbench.data.cache.data_roots`); only read, unless a download
+    is needed and the first root is writable. ``cache_dir``: cache root (else ``$CNNBENCH_CACHE``,
     else ``~/.cache/cnnbench``). ``download``: fetch missing files with torchvision when a
     network answers. Missing or corrupt files raise :class:`cnnbench.errors.UserError` (the
     subclasses ``DatasetMissingError``/``DatasetCorruptError``) naming the file.

@@ -203,14 +203,12 @@ def check_datasets(study: Study, runs: list[StudyRun]) -> None:
     cifar = [r for r in runs if r.options.get("dataset") == "cifar10"]
     if not cifar:
         return
-    from cnnbench.data.cache import resolve_cache_dir, resolve_data_dir
-    from cnnbench.data.sources import source_for
+    from cnnbench.data.datasets import find_dataset
 
-    data_root = resolve_data_dir(cifar[0].options.get("data_dir"))
-    if source_for("cifar10").locate(data_root, resolve_cache_dir(None)) is None:
-        raise UserError(f"study {study.name} trains on cifar10, whose files are not in "
-                        f"{data_root} (see `cnnbench datasets`); pass --dataset cifar10_jpeg to "
-                        "use the JPEG mirror instead")
+    if find_dataset("cifar10", cifar[0].options.get("data_dir")) is None:
+        raise UserError(f"study {study.name} trains on cifar10, whose files are not found "
+                        f"(see `cnnbench datasets`); pass --dataset cifar10_jpeg to use the JPEG "
+                        "mirror instead")
 
 
 # --------------------------------------------------------------------------- failure records

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import textwrap
 
 from cnnbench.version import __version__
 from cnnbench.commands import examples, text_width
-from cnnbench.errors import UserError
+from cnnbench.errors import UserError, did_you_mean
 
 COMMANDS = ("train", "eval", "predict", "export", "serve", "models", "datasets", "recipes", "study",
             "report", "completion")
@@ -89,7 +90,47 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse API
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if choice:  # `cnnbench trian`, `--optimizer sdg`
+            close = did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+            if close:
+                message += f"; did you mean {close!r}?"
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            chosen = _chosen(self, namespace)
+            chosen.error(_unrecognized(chosen, extras))
+        return namespace
+
+
+def _chosen(parser: argparse.ArgumentParser, namespace) -> argparse.ArgumentParser:
+    """The (sub-)command parser ``namespace`` was parsed by: ``cnnbench study show`` -> show's."""
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None or getattr(namespace, sub.dest, None) not in sub.choices:
+            return parser
+        parser = sub.choices[getattr(namespace, sub.dest)]
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """argparse's "unrecognized arguments" with the option each mistyped flag was likely meant
+    to be: ``--epochz 1`` -> ``--epochs``, ``--learning-rate`` -> ``--lr``."""
+    canonical = {s: action.option_strings[0] for action in parser._actions
+                 for s in action.option_strings}
+    hints = {}
+    for extra in extras:
+        flag = extra.split("=", 1)[0]
+        close = did_you_mean(flag, canonical) if flag.startswith("-") else None
+        if close:
+            hints[flag] = canonical[close]
+    text = f"unrecognized arguments: {' '.join(extras)}"
+    if len(hints) == 1:
+        text += f"; did you mean {next(iter(hints.values()))}?"
+    elif hints:
+        text += "; did you mean " + ", ".join(f"{v} for {k}" for k, v in hints.items()) + "?"
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:

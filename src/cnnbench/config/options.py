@@ -27,7 +27,7 @@ import yaml
 
 from cnnbench.config.checks import validate
 from cnnbench.config.values import coerce, parse_batch_schedule, plain
-from cnnbench.errors import UserError
+from cnnbench.errors import UserError, did_you_mean
 
 OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw", "rmsprop", "muon")
 SCHEDULERS = ("none", "step", "multistep", "cosine", "linear", "onecycle", "plateau")
@@ -323,11 +323,10 @@ def normalize_keys(values: Mapping[str, Any], source: str = "config") -> dict[st
         name = str(key).strip().replace("-", "_")
         name = ALIASES.get(name, name)
         if name not in FIELDS:
-            import difflib
-            close = difflib.get_close_matches(name, FIELDS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"{source}: unknown option {key!r}{hint}; valid options: "
-                            f"{', '.join(FIELDS)}")
+            close = did_you_mean(name, FIELDS)
+            hint = (f"did you mean {close!r}?" if close else
+                    "`cnnbench train --help` lists the options")
+            raise UserError(f"{source}: unknown option {key!r}; {hint}")
         if name in out:
             raise UserError(f"{source}: option {name!r} is given twice (once as an alias)")
         out[name] = value

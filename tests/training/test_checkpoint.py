@@ -69,6 +69,29 @@ def test_corrupt_truncated_foreign_and_code_carrying_files(tmp_path):
         assert "\n" not in str(info.value)
 
 
+def test_a_run_file_given_as_checkpoint_is_named_for_what_it_is(tmp_path):
+    """`eval --checkpoint run/config.yaml` (or summary.json, or an .onnx export) says what the
+    file is and which one to give, not "corrupt ... (Unsupported operand 109)" (issue #30)."""
+    ckpt.save_checkpoint(tmp_path / "best.ckpt", _state(TinyNet()))
+    (tmp_path / "config.yaml").write_text("model: lenet5\n")
+    (tmp_path / "summary.json").write_text("{}")
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
+    for name, kind in (("config.yaml", "a YAML file"), ("summary.json", "a JSON file"),
+                       ("model.onnx", "an ONNX export")):
+        with pytest.raises(UserError) as info:
+            ckpt.open_checkpoint(tmp_path / name)
+        assert str(info.value).startswith(f"{tmp_path / name} is {kind}")
+        assert f"not a checkpoint; give the run directory {tmp_path} or {tmp_path / 'best.ckpt'}" in str(info.value)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "c.yml").write_text("a: 1\n")
+    with pytest.raises(UserError, match="give a run directory or its best.ckpt/last.ckpt$"):
+        ckpt.open_checkpoint(elsewhere / "c.yml")
+    weights = elsewhere / "weights.json"  # a real checkpoint under an odd name is still read
+    weights.write_bytes((tmp_path / "best.ckpt").read_bytes())
+    assert ckpt.open_checkpoint(weights)[0] == weights
+
+
 class _Payload:
     """Unpickling this calls ``os.mkdir(marker)``: proof that the file ran code."""
 

@@ -147,11 +147,40 @@ def open_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"):
     return file, state, config
 
 
+# Files a user may give where a checkpoint is wanted, by suffix: what they are.
+_NOT_CHECKPOINTS = {
+    ".yaml": "a YAML file (a run's config.yaml holds its options, not its weights)",
+    ".yml": "a YAML file (options, not weights)",
+    ".json": "a JSON file (a run's summary.json holds its results, not its weights)",
+    ".jsonl": "a JSON-lines log", ".csv": "a CSV table", ".txt": "a text file",
+    ".log": "a log file", ".md": "a Markdown file", ".html": "an HTML page",
+    ".onnx": "an ONNX export (for ONNX Runtime; cnnbench reads its PyTorch checkpoints)",
+    ".png": "an image", ".jpg": "an image", ".jpeg": "an image",
+}
+
+
+def _not_a_checkpoint(path: Path) -> str | None:
+    """One line saying what ``path`` is instead of a checkpoint and which file to give, for a
+    kind of file that is plainly not one (by its suffix); ``None`` otherwise."""
+    kind = _NOT_CHECKPOINTS.get(path.suffix.lower())
+    if kind is None:
+        return None
+    run_dir = path.parent
+    held = [name for name in (BEST, LAST) if (run_dir / name).is_file()]
+    if held:
+        instead = f"give the run directory {run_dir} or {run_dir / held[0]}"
+    else:
+        instead = "give a run directory or its best.ckpt/last.ckpt"
+    return f"{path} is {kind}, not a checkpoint; {instead}"
+
+
 def load_tensor_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(path, weights_only=True)`` with every failure as one-line UserError."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"checkpoint {path} does not exist")
+    if _not_a_checkpoint(path) is not None and not zipfile.is_zipfile(path):
+        raise UserError(_not_a_checkpoint(path))
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

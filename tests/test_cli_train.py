@@ -176,3 +176,56 @@ def test_the_readmes_commands_are_valid():
         args = parser.parse_args(argv)
         if argv[0] == "train" and not args.resume and not getattr(args, "config", None):
             config_from_args(args)
+
+
+def _stop_in_epoch(monkeypatch, epoch, how="ctrl-c"):
+    """Ctrl-C (or SIGTERM sent to this process) as epoch ``epoch`` starts its steps."""
+    import os
+    import signal
+
+    from cnnbench.training import loop
+
+    real = loop.train_epoch
+
+    def train_epoch(t, e, **kw):
+        if e + 1 == epoch:  # train_epoch counts from 0
+            if how == "sigterm":
+                os.kill(os.getpid(), signal.SIGTERM)  # the handler raises here
+            raise KeyboardInterrupt
+        return real(t, e, **kw)
+
+    monkeypatch.setattr(loop, "train_epoch", train_epoch)
+
+
+def test_ctrl_c_says_where_the_run_stands_and_the_command_that_continues_it(tiny_folder, capsys, monkeypatch):
+    out = tiny_folder.out / "stopped"
+    _stop_in_epoch(monkeypatch, 2)
+    assert main(["train", *quick_flags(tiny_folder, out), "--epochs", "3"]) == 130
+    said = (f"interrupted in epoch 2; `cnnbench train --resume {out}` continues from the end of "
+            f"epoch 1 (last.ckpt), starting epoch 2 again")
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"cnnbench: {said}"
+    assert (out / "error.txt").read_text() == said + "\n"
+    log = (out / "train.log").read_text().splitlines()
+    assert "cnnbench: " in log[0] and f"3 epochs -> {out}" in log[0]
+    assert log[-1].endswith(said) and any("epoch 1/3" in line for line in log)
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    log = (out / "train.log").read_text()
+    assert "resuming after epoch 1 of 3" in log and "test accuracy" in log.splitlines()[-1]
+
+
+def test_ctrl_c_in_the_first_epoch_and_sigterm_say_so(tiny_folder, capsys, monkeypatch):
+    out = tiny_folder.out / "early"
+    _stop_in_epoch(monkeypatch, 1)
+    assert main(["train", *quick_flags(tiny_folder, out), "--epochs", "3"]) == 130
+    assert capsys.readouterr().err.strip().endswith(
+        f"interrupted in epoch 1, before its end (no checkpoint yet); `cnnbench train --resume "
+        f"{out}` starts the run again from epoch 1")
+    monkeypatch.undo()
+    _stop_in_epoch(monkeypatch, 2, how="sigterm")
+    assert main(["train", "--resume", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert f"{out}: no epoch had finished (no last.ckpt), so the run starts again from epoch 1" in err
+    assert err.strip().splitlines()[-1].startswith("cnnbench: terminated (SIGTERM) in epoch 2; ")
+    import signal
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back after the run

@@ -152,8 +152,8 @@ def guarded(fn, prog: str) -> int:
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a run says where it stands and how to continue it
+        print(f"{prog}: {exc or 'interrupted'}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `cnnbench models | head`: the reader has gone, so is the output
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit

@@ -154,7 +154,7 @@ def test_study_in_two_processes_equals_one_process(tiny_folder, tmp_path):
     assert len([f for f in files if f.startswith("events.")]) == 1
     assert [f for f in files if not f.startswith("events.")] == [
         "best.ckpt", "config.yaml", "last.ckpt", "metrics.jsonl", "misclassified.pt",
-        "study.json", "summary.json", "test_predictions.json", "train_steps.jsonl"]
+        "study.json", "summary.json", "test_predictions.json", "train.log", "train_steps.jsonl"]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["processes"] == 2
     assert summary["dist_backend"] == "gloo" and summary["split"] == {"train": 119, "val": 39,

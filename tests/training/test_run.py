@@ -39,7 +39,7 @@ def run(tiny, name="run", **overrides):
 
 def test_run_directory_and_summary(tiny_folder):
     summary, out = run(tiny_folder, epochs=3, limit_eval=30)
-    for name in ("config.yaml", "metrics.jsonl", "train_steps.jsonl", "summary.json", "last.ckpt",
+    for name in ("config.yaml", "metrics.jsonl", "train_steps.jsonl", "summary.json", "last.ckpt", "train.log",
                  "best.ckpt", "test_predictions.json"):
         assert (out / name).exists(), name
     assert list(out.glob("events.out.tfevents.*"))

@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from cnnbench.commands import examples, number_text
+from cnnbench.commands import examples, number_text, stop_on_sigterm
 from cnnbench.config import TrainConfig
 from cnnbench.errors import UserError
 from cnnbench.studies.spec import PROFILES, find_study, list_studies, load_study, select_runs
@@ -180,8 +180,9 @@ def _run(args) -> int:
           f"{total_text}")
     from cnnbench.studies.runner import run_study, torchrun_train
 
-    outcomes = run_study(study, out, only=args.only, argv=args.argv, progress=not args.quiet,
-                         train_fn=torchrun_train(args.nproc) if args.nproc > 1 else None)
+    with stop_on_sigterm():
+        outcomes = run_study(study, out, only=args.only, argv=args.argv, progress=not args.quiet,
+                             train_fn=torchrun_train(args.nproc) if args.nproc > 1 else None)
     if not args.no_report:
         from cnnbench.report import write_report
 

@@ -11,8 +11,9 @@ overrides the built-in defaults. ``--resume DIR`` continues an interrupted run. 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from cnnbench.commands import examples
+from cnnbench.commands import examples, stop_on_sigterm
 from cnnbench.config import ALIASES, field_info
 
 _GROUP_TITLES = {
@@ -103,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     from cnnbench.training import distributed
 
     try:
-        return _train(args)
+        with stop_on_sigterm():
+            return _train(args)
     except UserError as exc:  # under torchrun: said once, by rank 0 if every process failed
         distributed.defer_report(exc)
         raise
@@ -142,6 +144,9 @@ def _train(args: argparse.Namespace) -> int:
                       f"resume" if acc is not None else f"{out} is already finished; nothing to "
                       f"resume")
             return 0
+        if plan.state == "fresh" and main:
+            print(f"{out}: no epoch had finished (no last.ckpt), so the run starts again from "
+                  f"epoch 1", file=sys.stderr)
         summary = train_run(config, out_dir=out, resume=True, argv=args.argv,
                             progress=not args.quiet)
     else:

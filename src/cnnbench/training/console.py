@@ -17,6 +17,11 @@ class Console:
         self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
         self.bar = None
         self._last_line = 0.0
+        self.log_file = None  # lines (not progress bars) are also appended here
+
+    def keep_log(self, path) -> None:
+        """Append every line from now on to ``path`` (the run's ``train.log``)."""
+        self.log_file = path
 
     def start_epoch(self, epoch: int, epochs: int, images: int) -> None:
         self.epoch, self.epochs, self.images, self.done = epoch, epochs, images, 0
@@ -53,8 +58,12 @@ class Console:
             self.bar.close()
             self.bar = None
 
-    def line(self, text: str) -> None:
-        if not self.enabled:
+    def line(self, text: str, echo: bool = True) -> None:
+        """Print ``text`` (unless ``echo`` is False) and append it to the log file."""
+        if self.log_file is not None:
+            with open(self.log_file, "a") as log:
+                log.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {text}\n")
+        if not self.enabled or not echo:
             return
         if self.bar is not None:
             self.bar.write(text, file=self.stream)

@@ -32,6 +32,7 @@ class Inputs:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     input_size: tuple[int, int]
+    location: str = ""  # the folder the dataset's files were read from
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the data a run was trained and tested on: the class names and a
@@ -94,7 +95,8 @@ def prepare_data(config: TrainConfig) -> Inputs:
                         f"got {len(mean)}/{len(std)}")
     size = (config.resize, config.resize) if config.resize else tuple(spec.image_size)
     return Inputs(spec=spec, train=(ds.train_x[train_idx], ds.train_y[train_idx]), val=val,
-                   test=(test_x, test_y), mean=mean, std=std, input_size=size)
+                   test=(test_x, test_y), mean=mean, std=std, input_size=size,
+                   location=ds.location)
 
 
 def make_loader(config: TrainConfig, inputs: Inputs, split: str, device: torch.device,

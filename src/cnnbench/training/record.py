@@ -26,7 +26,7 @@ from cnnbench.training.console import Console
 from cnnbench.training.inputs import check_same_data
 from cnnbench.training.machine import cpu_name, device_name, git_commit
 from cnnbench.training.rundir import (BEST, ERROR, LAST, METRICS, PREDICTIONS, STEPS, SUMMARY,
-                                     append_jsonl, now, open_run_dir, read_summary,
+                                     TRAIN_LOG, append_jsonl, now, open_run_dir, read_summary,
                                      save_misclassified, truncate_jsonl, write_json)
 from cnnbench.training.setup import Training
 from cnnbench.version import __version__
@@ -79,11 +79,30 @@ class Recorder:
 
     # -- start ----------------------------------------------------------------------------
     def open(self, t: Training, started: str) -> None:
-        """Create the run directory (``config.yaml``) and the summary so far."""
+        """Create the run directory (``config.yaml``), start ``train.log``, say in one line what
+        is about to happen, and make the summary so far."""
         self.input = t.data.preprocessing()
         if self.main:
             open_run_dir(self.run_dir, self.config, fresh=not self.resume)
+            self.console.keep_log(self.run_dir / TRAIN_LOG)
+            self.console.line(self.header(t))
             self.summary = self._base_summary(t, started)
+
+    def header(self, t: Training) -> str:
+        """What the run is about to do, before its first step: model, dataset and where its
+        files are, the split, device, precision, threads, epochs and the run directory."""
+        c, split = self.config, t.data.split
+        amp = t.config.amp
+        precision = "fp32" if amp in (None, "off", "none") else f"{amp} autocast"
+        start = f"{c.epochs} epoch{'s' * (c.epochs != 1)}"
+        if self.resume:  # the checkpoint is restored next; its summary says how far it got
+            done = (read_summary(self.run_dir) or {}).get("epochs_completed")
+            start = (f"resuming after epoch {done} of {c.epochs}" if done
+                     else f"resuming from {LAST}, {c.epochs} epochs in all")
+        return (f"cnnbench: {c.model} ({t.params:,} parameters) on {c.dataset} from "
+                f"{t.data.location or '?'} ({split['train']:,} train, {split['val']:,} val, "
+                f"{split['test']:,} test images); {t.device}, {precision}, "
+                f"{torch.get_num_threads()} threads; {start} -> {self.run_dir}")
 
     def open_tensorboard(self, step: int) -> None:
         """TensorBoard's writer; on resume, the events the killed process logged after its last
@@ -265,7 +284,8 @@ class Recorder:
             exc.args = (f"{exc.args[0]}; run stopped, {where}",)
         peer_ended = self.dist is not None and distributed.lost_peer(exc)
         if isinstance(exc, KeyboardInterrupt):
-            text = "interrupted (KeyboardInterrupt); continue with --resume\n"
+            text = self.interrupted(exc) + "\n"
+            exc.args = (text.strip(),)  # the command line prints it
         elif isinstance(exc, UserError):
             text = f"{exc}\n"
         elif peer_ended:
@@ -274,6 +294,8 @@ class Recorder:
             text = "".join(traceback.format_exception(exc))
         if not self.run_dir.is_dir():  # failed before the run started: nothing to record
             return None
+        if self.main and self.console.log_file is not None:
+            self.console.line(text.strip().splitlines()[-1], echo=False)
         traceback_file = (None if isinstance(exc, (UserError, KeyboardInterrupt)) or peer_ended
                           else ERROR)
         if not self.main:  # its own error's traceback, where rank 0 does not write
@@ -289,6 +311,21 @@ class Recorder:
         except OSError:
             return None
         return str(self.run_dir / traceback_file) if traceback_file else None
+
+    def interrupted(self, exc: KeyboardInterrupt) -> str:
+        """Where an interrupted run stands and the command that continues it, exactly: resume
+        starts again at the epoch after the last checkpoint (``last.ckpt``, written at the end
+        of every epoch)."""
+        why = "terminated (SIGTERM)" if "SIGTERM" in str(exc) else "interrupted"
+        command = f"`cnnbench train --resume {self.run_dir}`"
+        done = self.last_good_epoch
+        if not (self.run_dir / LAST).exists():
+            return (f"{why} in epoch 1, before its end (no checkpoint yet); {command} starts "
+                    f"the run again from epoch 1")
+        if done >= self.config.epochs:
+            return f"{why} after the last epoch; {command} tests the trained weights"
+        return (f"{why} in epoch {done + 1}; {command} continues from the end of epoch {done} "
+                f"({LAST}), starting epoch {done + 1} again")
 
     def close(self) -> None:
         if self.writer is not None:

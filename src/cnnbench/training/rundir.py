@@ -34,6 +34,7 @@ from cnnbench.training.checkpoint import BEST, LAST
 
 CONFIG, METRICS, STEPS, SUMMARY = "config.yaml", "metrics.jsonl", "train_steps.jsonl", "summary.json"
 ERROR, STUDY, PREDICTIONS, MISCLASSIFIED = "error.txt", "study.json", "test_predictions.json", "misclassified.pt"
+TRAIN_LOG = "train.log"  # what the run said on the console, also when it ran --quiet
 
 
 def now() -> str:
@@ -195,7 +196,7 @@ def open_run_dir(run_dir: Path, config: TrainConfig, fresh: bool) -> None:
     completed an epoch) and write the resolved ``config.yaml``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if fresh:
-        for name in (METRICS, STEPS, SUMMARY, ERROR, PREDICTIONS):
+        for name in (METRICS, STEPS, SUMMARY, ERROR, PREDICTIONS, TRAIN_LOG):
             (run_dir / name).unlink(missing_ok=True)
         for events in run_dir.glob("events.out.tfevents.*"):
             events.unlink()

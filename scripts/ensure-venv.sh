@@ -1,5 +1,6 @@
 # Sourced by run.sh and test.sh: make sure the repo-local virtualenv exists and is current.
-# Creates .venv with the pinned torch/torchvision on first use; re-installs when pyproject.toml changes.
+# Creates .venv on first use with the exact tested versions of constraints.txt; re-installs when
+# pyproject.toml or constraints.txt changes.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"
@@ -13,9 +14,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating virtualenv in $VENV" >&2
   "$PY" -m venv "$VENV"
 fi
-if [ ! -f "$STAMP" ] || [ "$REPO/pyproject.toml" -nt "$STAMP" ]; then
-  echo "[setup] installing cnnbench, its pinned dependencies (torch==2.14.1, torchvision==0.29.1) and the test, serve and export extras into .venv" >&2
-  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e "$REPO[test]" >&2
+if [ ! -f "$STAMP" ] || [ "$REPO/pyproject.toml" -nt "$STAMP" ] || [ "$REPO/constraints.txt" -nt "$STAMP" ]; then
+  echo "[setup] installing cnnbench with the tested versions of constraints.txt (torch==2.14.1, torchvision==0.29.1) and the test, serve and export extras into .venv" >&2
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -c "$REPO/constraints.txt" -e "$REPO[test]" >&2
   touch "$STAMP"
 fi
 # Data is found by cnnbench itself, by one rule for every entry point (cnnbench.data.cache.data_roots).

@@ -18,7 +18,7 @@ source "$(dirname "$0")/ensure-venv.sh"
 cd "$REPO"
 if ! "$VENV/bin/python" -c "import mutmut" 2>/dev/null; then
   echo "[setup] installing mutmut (the 'mutation' extra of pyproject.toml) into .venv" >&2
-  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e "$REPO[test,mutation]" >&2
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -c "$REPO/constraints.txt" -e "$REPO[test,mutation]" >&2
 fi
 if [ "${1:-}" != "--report" ]; then
   mkdir -p logs

@@ -125,3 +125,34 @@ def test_a_mistake_is_one_catchable_line_raised_at_the_callers_line(tmp_path, mo
     inside = [f.filename for f in traceback.extract_tb(info.value.__traceback__)
               if "/cnnbench/" in f.filename.replace("\\", "/")]
     assert [Path(f).name for f in inside] == ["__init__.py"], inside
+
+
+def test_create_model_pretrained_loads_torchvisions_imagenet_weights(tmp_path, monkeypatch):
+    """`cnnbench.create_model(name, pretrained=True)` as timm's: the ImageNet file of the torch
+    hub cache, whole at the defaults, a new head for 10 classes (the file here is a stand-in:
+    torchvision's resnet18 with its own random weights)."""
+    import torch
+    import torchvision
+
+    from cnnbench.errors import UserError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("CNNBENCH_OFFLINE", "1")
+    with pytest.raises(UserError, match="resnet18-f37072fd.pth"):
+        cnnbench.create_model("resnet18", pretrained=True)
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    weights = torchvision.models.resnet18().state_dict()
+    torch.save(weights, folder / "resnet18-f37072fd.pth")
+
+    model = cnnbench.create_model("resnet18", pretrained=True)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, weights[key]), key
+    report = model.pretrained_report
+    assert len(report.loaded) == report.total and not (report.replaced or report.new)
+
+    small = cnnbench.create_model("resnet18", pretrained=True, num_classes=10)
+    assert small.fc.out_features == 10 and not torch.equal(small.fc.weight[:10], weights["fc.weight"][:10])
+    assert torch.equal(small.layer1[0].conv1.weight, weights["layer1.0.conv1.weight"])
+    assert not hasattr(cnnbench.create_model("resnet18"), "pretrained_report")

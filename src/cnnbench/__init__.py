@@ -53,13 +53,28 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 @_user_errors_from_here
-def create_model(name: str, **kwargs) -> Any:
+def create_model(name: str, pretrained: bool = False, **kwargs) -> Any:
     """An ``nn.Module`` of model ``name``; keywords as :func:`cnnbench.models.create_model`
     (``num_classes=1000, in_chans=3, input_size=224, drop_rate=0.0, stem="auto"`` and the
-    family's own, e.g. ``width_mult``)."""
+    family's own, e.g. ``width_mult``).
+
+    ``pretrained=True`` (as in timm and ``--pretrained``) starts it from torchvision's ImageNet
+    weights, found in the torch hub cache or downloaded there (hash-checked): all of them for
+    torchvision's own models at their defaults; with another ``num_classes`` or ``in_chans``
+    the head is new and the first convolution adapted. What was loaded is in
+    ``model.pretrained_report`` (a :class:`cnnbench.training.transfer.LoadReport`)."""
     from cnnbench.models import create_model as _create
 
-    return _create(name, **kwargs)
+    model = _create(name, **kwargs)
+    if pretrained:
+        from cnnbench.training import transfer
+
+        modules = transfer.pretrained_source(model.model_name)[1]
+        model.pretrained_report = transfer.load_init_weights(
+            model, transfer.pretrained_weights_path(model.model_name),
+            num_classes=kwargs.get("num_classes", 1000), in_chans=kwargs.get("in_chans", 3),
+            modules=modules)
+    return model
 
 
 @_user_errors_from_here

@@ -1,6 +1,7 @@
 """`cnnbench datasets` on fixture roots, and one-line errors through the real CLI."""
 
 import json
+import os
 
 from cnnbench.cli import main
 
@@ -51,3 +52,31 @@ def test_corrupt_named_dataset_is_one_line_and_exit_2(idx_data, capsys):
 def test_bad_val_split_is_exit_2(tmp_path, capsys):
     assert main(["datasets", "--val-split", "1.5", "--cache-dir", str(tmp_path)]) == 2
     assert "val-split" in capsys.readouterr().err
+
+
+def test_datasets_download_fetches_the_named_ones_for_an_offline_job_later(idx_data, tmp_path, monkeypatch, capsys):
+    """`cnnbench datasets mnist --download` (a login node with a network): fetched into the data
+    root and decoded into the cache; afterwards a run needs no network. Offline: one line."""
+    import torchvision.datasets.utils as tv_utils
+
+    from cnnbench.data import datasets as datasets_module
+
+    root = tmp_path / "fresh"
+    fetched = []
+
+    def fake_download_url(url, folder, filename=None, md5=None):
+        fetched.append(filename)
+        os.makedirs(folder, exist_ok=True)
+        (tv_utils.pathlib.Path(folder) / filename).write_bytes((idx_data.mnist.raw / filename).read_bytes())
+
+    monkeypatch.setattr(tv_utils, "download_url", fake_download_url)
+    monkeypatch.setattr(datasets_module, "network_available", lambda url: False)
+    args = ["datasets", "mnist", "--download", "--data-dir", str(root), "--cache-dir", str(idx_data.cache)]
+    assert main(args) == 2
+    assert "mnist:" in capsys.readouterr().err and fetched == []
+    monkeypatch.setattr(datasets_module, "network_available", lambda url: True)
+    assert main(args + ["--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)["datasets"]
+    assert len(fetched) == 4 and row["status"] == "found" and row["location"] == str(root / "MNIST" / "raw")
+    assert main(["datasets", "--download"]) == 2
+    assert "--download needs the datasets" in capsys.readouterr().err

@@ -27,13 +27,19 @@ def register(subparsers) -> None:
                     "scripts can check for data.",
         epilog=examples("cnnbench datasets",
                         "cnnbench datasets mnist cifar10 --data-dir /data",
-                        "cnnbench datasets imagefolder:photos --json"))
+                        "cnnbench datasets imagefolder:photos --json",
+                        "cnnbench datasets mnist cifar10 --download   # on a login node, before "
+                        "an offline job"))
     parser.add_argument("names", nargs="*", metavar="DATASET",
                         help="datasets to check (default: all built-in ones); imagefolder:PATH too")
     parser.add_argument("--data-dir", help="data root (default: $CNNBENCH_DATA, else ./data)")
     parser.add_argument("--cache-dir", help="cache root (default: $CNNBENCH_CACHE, else ~/.cache/cnnbench)")
     parser.add_argument("--val-split", "--val_split", type=float, default=0.1,
                         help="fraction of the training set held out for validation (default 0.1)")
+    parser.add_argument("--download", action="store_true",
+                        help="download the named datasets that are missing (torchvision's "
+                             "checksummed downloaders) and decode them into the cache, so that "
+                             "a later run needs no network")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 
@@ -70,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     from cnnbench.data.split import split_sizes
 
     split_sizes(0, args.val_split)  # validates --val-split before any work
+    if args.download and not args.names:
+        raise UserError("--download needs the datasets to fetch, e.g. `cnnbench datasets mnist "
+                        "cifar10 --download`")
     # First runs verify and decode datasets (seconds): say so on stderr instead of going silent.
     logger = logging.getLogger("cnnbench.data")
     handler = None
@@ -79,6 +88,11 @@ def run(args: argparse.Namespace) -> int:
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     try:
+        if args.download:
+            from cnnbench.data import load_dataset
+
+            for name in args.names:  # a missing one is fetched, then decoded into the cache
+                load_dataset(name, data_dir=args.data_dir, cache_dir=args.cache_dir, download=True)
         rows = _rows(args)
     finally:
         if handler is not None:

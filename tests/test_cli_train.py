@@ -229,3 +229,20 @@ def test_ctrl_c_in_the_first_epoch_and_sigterm_say_so(tiny_folder, capsys, monke
     assert err.strip().splitlines()[-1].startswith("cnnbench: terminated (SIGTERM) in epoch 2; ")
     import signal
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back after the run
+
+
+def test_train_and_recipes_print_json_on_stdout_alone(tiny_folder, capsys):
+    out = tiny_folder.out / "json"
+    assert main(["train", *quick_flags(tiny_folder, out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)  # nothing but the JSON
+    assert printed == json.loads((out / "summary.json").read_text())
+    assert printed["status"] == "finished" and printed["epochs_completed"] == 1
+    assert main(["train", "--resume", str(out), "--json"]) == 0  # finished: the summary again
+    assert json.loads(capsys.readouterr().out) == printed
+
+    assert main(["recipes", "--json"]) == 0
+    recipes = {r["name"]: r for r in json.loads(capsys.readouterr().out)["recipes"]}
+    assert {"default", "fast"} <= set(recipes) and recipes["default"]["defaults"]["model"] == "lenet5"
+    assert main(["recipes", "fast", "--json"]) == 0
+    [fast] = json.loads(capsys.readouterr().out)["recipes"]
+    assert fast == recipes["fast"] and "cifar10" in fast["per_dataset"]

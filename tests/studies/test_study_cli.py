@@ -130,3 +130,28 @@ def test_set_keeps_off_a_word_for_text_options():
 
     assert _parse_overrides(["amp=off", "deterministic=yes", "epochs=2"]) == {
         "amp": "off", "deterministic": True, "epochs": 2}
+
+
+def test_study_list_show_and_run_print_json_on_stdout_alone(monkeypatch, tmp_path, capsys):
+    import cnnbench.studies.runner as runner
+    from cnnbench.studies.runner import RunOutcome
+
+    assert main(["study", "list", "--json"]) == 0
+    names = [s["name"] for s in json.loads(capsys.readouterr().out)["studies"]]
+    assert "mnist-five" in names and "transfer" in names
+    assert main(["study", "show", "transfer", "--profile", "cpu", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["study"] == "transfer" and len(shown["runs"]) == 4
+    assert all(r["estimated_seconds"] > 0 and r["options"]["profile"] == "cpu" for r in shown["runs"])
+
+    def no_training(study, out, log=print, **kw):
+        log("a line of progress")
+        return [RunOutcome(run, "finished", tmp_path / run.name) for run in study.runs]
+
+    monkeypatch.setattr(runner, "run_study", no_training)
+    assert main(["study", "run", "mnist-classics", "--out", str(tmp_path), "--no-report",
+                 "--only", "lenet*", "--json"]) == 0
+    captured = capsys.readouterr()
+    ran = json.loads(captured.out)
+    assert ran["study"] == "mnist-classics" and ran["report"] is None
+    assert ran["runs"][0]["status"] == "finished" and "a line of progress" in captured.err

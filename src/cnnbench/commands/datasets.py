@@ -24,12 +24,11 @@ def register(subparsers) -> None:
                     "found and verified, where they are, and its train/validation/test sizes. "
                     "Without names it exits 0 whatever it finds; with names it ends with a "
                     "one-line error and exit status 2 if one of them is missing or corrupt, so "
-                    "scripts can check for data.",
+                    "scripts can check for data. --download fetches the named ones that are "
+                    "missing (on a machine with a network, for a later offline run).",
         epilog=examples("cnnbench datasets",
                         "cnnbench datasets mnist cifar10 --data-dir /data",
-                        "cnnbench datasets imagefolder:photos --json",
-                        "cnnbench datasets mnist cifar10 --download   # on a login node, before "
-                        "an offline job"))
+                        "cnnbench datasets mnist cifar10 --download   # before an offline job"))
     parser.add_argument("names", nargs="*", metavar="DATASET",
                         help="datasets to check (default: all built-in ones); imagefolder:PATH too")
     parser.add_argument("--data-dir", help="data root (default: $CNNBENCH_DATA, else ./data)")

@@ -19,13 +19,29 @@ def register(subparsers) -> None:
                         "cnnbench recipes fast",
                         "cnnbench train --recipe fast --dataset cifar10"))
     parser.add_argument("name", nargs="?", help="show this recipe's documentation and settings")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON: every recipe (or NAME) with its settings")
     parser.set_defaults(func=run)
+
+
+def _as_dict(recipe) -> dict:
+    return {"name": recipe.name, "summary": recipe.summary, "doc": recipe.doc,
+            "defaults": dict(recipe.defaults),
+            "per_dataset": {k: dict(v) for k, v in recipe.per_dataset.items()},
+            "per_device": {d: {k: dict(v) for k, v in per.items()}
+                           for d, per in recipe.per_device.items()}}
 
 
 def run(args: argparse.Namespace) -> int:
     from cnnbench.commands import text_width
     from cnnbench.config.recipes import describe, get_recipe, list_recipes
 
+    if args.json:
+        import json
+
+        chosen = [get_recipe(args.name)] if args.name else list_recipes()
+        print(json.dumps({"recipes": [_as_dict(r) for r in chosen]}, indent=2))
+        return 0
     if args.name:
         print(describe(get_recipe(args.name), width=text_width()))
         return 0

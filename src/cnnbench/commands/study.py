@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import yaml
@@ -27,11 +28,13 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(title="actions", dest="study_command", metavar="ACTION",
                                 required=True)
 
-    sub.add_parser(
+    study_list = sub.add_parser(
         "list", help="the shipped studies",
         description="List the studies shipped with cnnbench, one line each; `cnnbench study "
                     "show NAME` shows one.",
-        epilog=examples("cnnbench study list")).set_defaults(func=_list)
+        epilog=examples("cnnbench study list", "cnnbench study list --json"))
+    study_list.add_argument("--json", action="store_true", help="print JSON instead of text")
+    study_list.set_defaults(func=_list)
 
     show = sub.add_parser(
         "show", help="the runs of a study and their resolved options",
@@ -84,6 +87,8 @@ def _study_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="KEY=VALUE",
                         help="override a train option in every run (YAML value), e.g. "
                              "--set device=cuda --set amp=bf16")
+    parser.add_argument("--json", action="store_true", help="print JSON on stdout (progress "
+                                                            "stays on stderr)")
 
 
 def _load(args):
@@ -92,7 +97,7 @@ def _load(args):
     if profile is None:
         find_study(args.study)  # an unknown study is said before the profile line
         profile, why = default_profile(overrides)
-        print(f"profile {profile}: {why}")
+        print(f"profile {profile}: {why}", file=sys.stderr if args.json else sys.stdout)
     return load_study(args.study, profile=profile, seeds=args.seeds, dataset=args.dataset,
                       overrides=overrides, data_dir=args.data_dir)
 
@@ -144,6 +149,10 @@ def _parse_overrides(items: list[str]) -> dict:
 
 def _list(args) -> int:
     studies = list_studies()
+    if args.json:
+        print(json.dumps({"studies": [{"name": n, "description": d} for n, d in studies]},
+                         indent=2))
+        return 0
     width = max(len(name) for name, _ in studies)
     for name, description in studies:
         print(f"{name:<{width}}  {description}")
@@ -154,6 +163,16 @@ def _show(args) -> int:
     study = _load(args)
     # every run's options are checked (by the estimate) before anything is printed
     costs, total_text = _estimates(study)
+    if args.json:
+        print(json.dumps({
+            "study": study.name, "source": str(study.source), "profile": study.profile,
+            "estimate": total_text,
+            "runs": [{"name": run.name, "init": run.init, "step": run.step,
+                      "differs": run.differs, "options": run.options,
+                      "references": [{"metric": r.metric, "value": r.value} for r in run.references],
+                      "estimated_seconds": cost.seconds if cost is not None else None}
+                     for run, cost in zip(study.runs, costs)]}, indent=2, default=str))
+        return 0
     print(f"study {study.name} ({study.source}), profile {study.profile}, "
           f"{len(study.runs)} runs")
     for run, cost in zip(study.runs, costs):
@@ -176,18 +195,31 @@ def _run(args) -> int:
     study = _load(args)
     out = args.out or f"runs/{study.name}"
     _, total_text = _estimates(study, select_runs(study, args.only))  # checks options first
+    say = sys.stderr if args.json else sys.stdout  # with --json, stdout is the JSON alone
     print(f"study {study.name}: {len(study.runs)} runs, profile {study.profile} -> {out}; "
-          f"{total_text}")
+          f"{total_text}", file=say)
     from cnnbench.studies.runner import run_study, torchrun_train
 
     with stop_on_sigterm():
         outcomes = run_study(study, out, only=args.only, argv=args.argv, progress=not args.quiet,
-                             train_fn=torchrun_train(args.nproc) if args.nproc > 1 else None)
+                             train_fn=torchrun_train(args.nproc) if args.nproc > 1 else None,
+                             log=lambda line: print(line, file=say, flush=True))
+    files = None
     if not args.no_report:
         from cnnbench.report import write_report
 
         files = write_report([out], out)
-        print(f"report: {files.markdown}, {files.html}, {files.csv}, {files.reproduction_csv}")
+        print(f"report: {files.markdown}, {files.html}, {files.csv}, {files.reproduction_csv}",
+              file=say)
+    if args.json:
+        print(json.dumps({
+            "study": study.name, "profile": study.profile, "out": str(out),
+            "runs": [{"name": o.run.name, "status": o.status, "run_dir": str(o.run_dir),
+                      "message": o.message or None} for o in outcomes],
+            "report": None if files is None else {
+                "markdown": str(files.markdown), "html": str(files.html), "csv": str(files.csv),
+                "reproduction_csv": str(files.reproduction_csv) if files.reproduction_csv else None}},
+            indent=2))
     bad = [o for o in outcomes if o.status in ("failed", "skipped")]
     if bad:
         print(f"cnnbench: {len(bad)} of {len(outcomes)} runs did not finish: "

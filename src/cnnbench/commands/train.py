@@ -11,6 +11,7 @@ overrides the built-in defaults. ``--resume DIR`` continues an interrupted run. 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from cnnbench.commands import examples, stop_on_sigterm
@@ -95,6 +96,9 @@ def register(subparsers) -> None:
                         help="continue the interrupted run in DIR (or in --out) from its last "
                              "completed epoch, with its saved config")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--json", action="store_true",
+                        help="print the run's summary (summary.json) as JSON on stdout when it "
+                             "ends; progress stays on stderr")
     add_config_flags(parser)
     parser.set_defaults(func=run)
 
@@ -139,7 +143,9 @@ def _train(args: argparse.Namespace) -> int:
         plan = plan_run(config, out, resume=True)
         if plan.state == "finished":
             acc = plan.summary.get("test_acc")
-            if main:
+            if main and args.json:
+                print(json.dumps(plan.summary, indent=2))
+            elif main:
                 print(f"{out} is already finished (test accuracy {100 * acc:.2f}%); nothing to "
                       f"resume" if acc is not None else f"{out} is already finished; nothing to "
                       f"resume")
@@ -154,6 +160,9 @@ def _train(args: argparse.Namespace) -> int:
 
         config = config_from_args(args)
         summary = train_run(config, argv=args.argv, progress=not args.quiet)
+    if main and args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
     if not args.quiet or not main:  # the run's own last line already said it, once
         return 0
     acc = summary.get("test_acc")

@@ -4,6 +4,7 @@ them; MNIST-style digits from photos; every bad input ends in one line and exit 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,8 +39,9 @@ def test_test_digits_saved_as_png_are_predicted_as_eval_predicts_them(digits_env
     result = json.loads(capsys.readouterr().out)
     records = result["predictions"]
     assert [r["file"] for r in records] == [str(folder / f"{i:03d}.png") for i in range(30)]
-    assert all(r["notes"] == ["a 28x28 image on a dark background, like MNIST's: used as is"]
+    assert all(r["notes"][0] == "a 28x28 image on a dark background, like MNIST's: used as is"
                for r in records)
+    assert sum(r["unfamiliar"] for r in records) <= 3  # a few of its own test digits, at most
     predicted = [r["top"][0]["index"] for r in records]
 
     state = load_checkpoint(digits_env.lenet / "best.ckpt")
@@ -296,3 +298,54 @@ def test_mnist_digit_pixels_are_pinned():
     faint[10:20, 14:16] = 32
     _, notes = mnist_digit(faint)
     assert notes[-1].startswith("cropped to the ink")
+
+
+def test_a_bad_file_in_a_folder_is_listed_and_the_others_classified(digits_env, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    draw_digit(3, 28).save(folder / "a-three.png")
+    (folder / "b-broken.png").write_bytes(b"\x89PNG not really")
+    (folder / "c-empty.jpg").write_bytes(b"")
+    assert main(["predict", "--checkpoint", str(digits_env.lenet), str(folder)]) == 1
+    captured = capsys.readouterr()
+    assert f"{folder / 'a-three.png'}: 3 " in captured.out
+    err = captured.err.strip().splitlines()
+    assert len(err) == 3 and err[-1] == "cnnbench: 2 of 3 images could not be read (listed above)"
+    assert "b-broken.png" in err[0] and "c-empty.jpg is empty" in err[1]
+    assert main(["predict", "--checkpoint", str(digits_env.lenet), str(folder), "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert [p["file"] for p in result["predictions"]] == [str(folder / "a-three.png")]
+    assert [f["file"] for f in result["failed"]] == [str(folder / "b-broken.png"), str(folder / "c-empty.jpg")]
+
+
+def test_an_image_unlike_the_training_data_is_marked_unfamiliar(digits_env, tmp_path, capsys):
+    """Judged by the model's top probability against its held-out images (the 1st percentile
+    of its validation split): a digit like its training digits is familiar, a colour photo
+    that is no digit is not. (An input the model is confidently wrong about, as ReLU networks
+    can be far from their data, passes: this flags only what the model is unsure of.)"""
+    from cnnbench.inference.predict import confidence_reference, predict_files
+
+    reference = confidence_reference(load_trained_model(digits_env.lenet))
+    assert reference["split"] == "validation" and reference["images"] == 30  # 10% of 300
+    assert 0 < reference["threshold"] < 1
+    draw_digit(7, 28, np.random.default_rng(5)).save(tmp_path / "seven.png")
+    rng = np.random.default_rng(0)
+    car = (rng.random((64, 96, 3)) * 255).astype(np.uint8)  # a colourful scene, no digit in it
+    car[20:44, 10:86] = (200, 30, 30)
+    Image.fromarray(car).save(tmp_path / "car.png")
+    result = predict_files(digits_env.lenet, [tmp_path / "seven.png", tmp_path / "car.png"])
+    verdict = {Path(p["file"]).name: p["unfamiliar"] for p in result["predictions"]}
+    assert verdict == {"seven.png": False, "car.png": True}, result["predictions"]
+    assert main(["predict", "--checkpoint", str(digits_env.lenet), str(tmp_path / "car.png")]) == 0
+    out = capsys.readouterr().out
+    assert "[unfamiliar]" in out and "unlike the images it was trained on" in out
+
+
+def test_without_its_dataset_a_prediction_has_no_reference(digits_files, tmp_path, monkeypatch):
+    from cnnbench.inference.predict import predict_files
+
+    monkeypatch.setenv("CNNBENCH_DATA", str(tmp_path / "no-data"))
+    monkeypatch.setenv("CNNBENCH_OFFLINE", "1")
+    draw_digit(2, 28).save(tmp_path / "two.png")
+    result = predict_files(digits_files.lenet, [tmp_path / "two.png"])
+    assert result["reference"] is None and result["predictions"][0]["unfamiliar"] is None

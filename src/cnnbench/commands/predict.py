@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from cnnbench.commands import examples
 from cnnbench.config import DEVICES
@@ -18,7 +19,9 @@ def register(subparsers) -> None:
                     "means every image in it. For MNIST models a photo or drawing of a digit "
                     "(dark ink on light paper) is inverted, cropped and centred the way MNIST "
                     "digits are (Fashion-MNIST models: a light background is inverted), and the "
-                    "output says what was done to each image.",
+                    "output says what was done to each image. An image whose top probability is "
+                    "lower than on 99% of the model's held-out images is marked unfamiliar. A "
+                    "file that cannot be read is listed and skipped (exit status 1).",
         epilog=examples("cnnbench predict --checkpoint runs/my-run digit.png",
                         "cnnbench predict --checkpoint runs/my-run/best.ckpt photos/ --topk 5",
                         "cnnbench predict --checkpoint runs/my-run digit.png --json"))
@@ -42,13 +45,20 @@ def run(args: argparse.Namespace) -> int:
 
     result = predict_files(args.checkpoint, args.inputs, topk=args.topk, device=args.device,
                            batch_size=args.batch_size, digit_style=args.digit_style)
+    failed = result["failed"]
     if args.json:
         print(json.dumps(result, indent=2))
-        return 0
+        return 1 if failed else 0
     print(result["description"])
     for record in result["predictions"]:
         top = ", ".join(f"{t['class']} {100 * t['prob']:.1f}%" for t in record["top"])
-        print(f"{record['file']}: {top}")
+        print(f"{record['file']}: {top}" + ("  [unfamiliar]" if record["unfamiliar"] else ""))
         if record["notes"]:
             print(f"  ({'; '.join(record['notes'])})")
+    if failed:
+        for bad in failed:
+            print(f"cnnbench: not classified: {bad['error']}", file=sys.stderr)
+        print(f"cnnbench: {len(failed)} of {len(failed) + len(result['predictions'])} images "
+              f"could not be read (listed above)", file=sys.stderr)
+        return 1
     return 0

@@ -3,4 +3,6 @@
 set -euo pipefail
 source "$(dirname "$0")/scripts/ensure-venv.sh"
 cd "$REPO"
-exec "$VENV/bin/python" -m pytest "$@"
+# Two worker processes (pytest-xdist; the tests train with one thread each): about half the
+# time on 2 cores. CNNBENCH_TEST_WORKERS=0 runs them in this process.
+exec "$VENV/bin/python" -m pytest -n "${CNNBENCH_TEST_WORKERS:-2}" --dist worksteal "$@"

@@ -57,7 +57,10 @@ def test_the_listing_read_from_the_catalog_equals_the_one_computed_with_torch(mo
     from cnnbench.cli import main
     from cnnbench.models import catalog
 
-    for args in (["models"], ["models", "--reports", "--json"], ["models", "--dataset", "mnist"]):
+    # a few models each (building every one at every input takes 15 s); the filters are the
+    # catalog's own, the rows are computed by the same function that wrote it
+    for args in (["models", "--pattern", "*net*1*"], ["models", "--reports", "--json", "--pattern", "lenet*"],
+                 ["models", "--dataset", "fashion_mnist", "--pattern", "mobilenet*"]):
         assert catalog.load() is not None
         assert main(args) == 0
         stored = capsys.readouterr().out

@@ -31,7 +31,8 @@ def register(subparsers) -> None:
                         "cnnbench datasets mnist cifar10 --download   # before an offline job"))
     parser.add_argument("names", nargs="*", metavar="DATASET",
                         help="datasets to check (default: all built-in ones); imagefolder:PATH too")
-    parser.add_argument("--data-dir", help="data root (default: $CNNBENCH_DATA, else ./data)")
+    parser.add_argument("--data-dir", help="data root, the only one looked in (default: $CNNBENCH_DATA, else ./data "
+                                             "then shared/datasets beside the checkout)")
     parser.add_argument("--cache-dir", help="cache root (default: $CNNBENCH_CACHE, else ~/.cache/cnnbench)")
     parser.add_argument("--val-split", "--val_split", type=float, default=0.1,
                         help="fraction of the training set held out for validation (default 0.1)")

@@ -22,7 +22,8 @@ def register(subparsers) -> None:
                         help="a last.ckpt or best.ckpt (a run directory means its best.ckpt)")
     parser.add_argument("--split", choices=("test", "val"), default="test")
     parser.add_argument("--data-dir", "--data_dir", dest="data_dir", metavar="DIR",
-                        help="data root (default: the run's, else $CNNBENCH_DATA, else ./data)")
+                        help="data root (default: the run's, else $CNNBENCH_DATA, else ./data then "
+                             "shared/datasets beside the checkout)")
     parser.add_argument("--device", choices=DEVICES, help="device (default: the run's)")
     parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int,
                         metavar="N", help="evaluation batch size (default: the run's)")

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, metavar="FILE", help="the file to write")
     parser.add_argument("--data-dir", "--data_dir", dest="data_dir", metavar="DIR",
                         help="data root for the test images (default: the run's, else "
-                             "$CNNBENCH_DATA, else ./data)")
+                             "$CNNBENCH_DATA, else ./data then shared/datasets beside the checkout)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
 

@@ -1,6 +1,7 @@
 """The model zoo: one module per family, each registering its variants in
-:mod:`cnnbench.models.registry`. Importing this package loads every family, so its
-``list_models``/``create_model`` see the whole zoo.
+:mod:`cnnbench.models.registry`. The families are imported on the first lookup
+(``list_models``, ``create_model``, ...), which then sees the whole zoo; importing the package
+itself costs nothing.
 
 >>> from cnnbench.models import create_model, list_models, model_info
 >>> model = create_model("resnet18", num_classes=10, in_chans=3, input_size=32)  # CIFAR stem
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 import importlib
 
-# Loaded on first use (PEP 562), so `cnnbench.models.catalog` (the command line's listing) and
-# `cnnbench.models.registry` import no torch; a lookup in the registry imports the families.
+# Loaded on first use (PEP 562), so `cnnbench.models.catalog` (the command line's listing)
+# imports no torch; a lookup in the registry imports the families.
 _WHERE = {"model_cost": "profile", **{name: "registry" for name in (
     "FAMILY_DEFAULTS", "ModelInfo", "create_model", "create_model_for", "list_models",
     "model_info", "register_model", "resolve_model_name")}}

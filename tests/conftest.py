@@ -171,3 +171,10 @@ def image_folder(tmp_path):
     (path / "train" / "cat" / "notes.txt").write_text("not an image")
     return SimpleNamespace(path=path, cache=tmp_path / "cache", pixels=pixels,
                            classes=["cat", "dog"])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` (subprocesses, torchrun jobs, whole studies: ~10 to 30 s each) run
+    first. With ``./test.sh``'s two workers (``--dist worksteal``) the last tests are then short
+    ones, so neither worker waits for the other at the end; alone the order changes nothing."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -8,6 +8,8 @@ import json
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from engine_fixtures import _tiny_folder_files, tiny_folder  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,6 +23,7 @@ def _script():
     return module
 
 
+@pytest.mark.slow  # started first, so that two workers end together
 def test_chunks_resume_and_send_back_no_checkpoints(tiny_folder, tmp_path, capsys):
     script = _script()
     out, work = tmp_path / "out", tmp_path / "work"

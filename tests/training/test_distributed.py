@@ -133,6 +133,7 @@ def _errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("cnnbench: error:")]
 
 
+@pytest.mark.slow  # started first, so that two workers end together
 def test_study_in_two_processes_equals_one_process(tiny_folder, tmp_path):
     options = dict(dataset=tiny_folder.dataset, model="lenet5", epochs=2, batch_size=16,
                    limit_train=119, limit_eval=39, val_split=0.25, augment="flip+translate",
@@ -213,6 +214,7 @@ def _kill_job(pid: int) -> None:
             pass
 
 
+@pytest.mark.slow  # started first, so that two workers end together
 def test_killed_mid_epoch_and_resumed_equals_left_alone(tiny_folder):
     alone, killed = tiny_folder.out / "alone", tiny_folder.out / "killed"
     # the whole job, torchrun and both processes (each in a session of its own), is killed
@@ -277,6 +279,7 @@ sys.exit(main())
 """
 
 
+@pytest.mark.slow  # started first, so that two workers end together
 def test_a_failing_process_ends_the_job_with_one_line(tiny_folder, tmp_path):
     script = tmp_path / "fail.py"
     script.write_text(FAILING)

@@ -41,6 +41,7 @@ def _faults(mode: str) -> tuple[str, int]:
                     reason="under mutation testing: it measures a subprocess, which no mutant of "
                            "the mutated modules reaches, and its fault count varies with the "
                            "heap's layout (it failed once beside the mutants)")
+@pytest.mark.slow  # started first, so that two workers end together
 def test_freed_buffers_stay_in_the_process():
     ok, kept = _faults("keep")
     _, default = _faults("default")

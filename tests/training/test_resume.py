@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 import torch
 
 from cnnbench.training import checkpoint as ckpt
@@ -57,6 +58,7 @@ def _kill_mid_epoch_two(tiny, out) -> None:
     assert not (out / "summary.json").exists()
 
 
+@pytest.mark.slow  # started first, so that two workers end together
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tiny_folder):
     env = cli_env(tiny_folder)
     alone = tiny_folder.out / "alone"

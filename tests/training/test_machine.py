@@ -62,9 +62,7 @@ def test_cpu_training_keeps_freed_memory(monkeypatch, tiny_mnist_env):
     assert calls == [1]
 
 
-def test_determinism_is_switched_and_off_costs_no_inductor_import():
-    """`torch.use_deterministic_algorithms` imports torch._inductor (about a second of every
-    run's start); a run that does not ask for determinism never calls it."""
+def test_determinism_is_switched_on_and_off():
     import torch
 
     from cnnbench.training.machine import set_determinism
@@ -77,7 +75,3 @@ def test_determinism_is_switched_and_off_costs_no_inductor_import():
         assert not torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(before, warn_only=True)
-    code = ("import sys, torch; from cnnbench.training.machine import set_determinism; "
-            "set_determinism(False); print('torch._inductor' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True).stdout.strip() == "False"

@@ -47,9 +47,10 @@ def seed_everything(seed: int) -> None:
 def set_determinism(on: bool) -> None:
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    if on or torch.are_deterministic_algorithms_enabled():
-        # the call imports torch._inductor (about a second): only when it changes something
-        torch.use_deterministic_algorithms(on, warn_only=True)
+    # Always called, although it imports torch._inductor (about a second of a run's start):
+    # skipped when nothing changes, one torchrun process in a few aborted at exit ("terminate
+    # called without an active exception") after the run had finished.
+    torch.use_deterministic_algorithms(on, warn_only=True)
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = not on
 

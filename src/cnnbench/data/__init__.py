@@ -25,7 +25,7 @@ The names below are loaded on first use, so ``from cnnbench.data.specs import li
 
 from __future__ import annotations
 
-import importlib
+from cnnbench.lazy import lazy_names
 
 _WHERE = {
     "AUGMENTATIONS": "augment", "parse_augment": "augment",
@@ -42,13 +42,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'cnnbench.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"cnnbench.data.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)

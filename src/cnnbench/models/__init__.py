@@ -15,7 +15,7 @@ Every builder takes ``num_classes``, ``in_chans``, ``input_size``, ``drop_rate``
 
 from __future__ import annotations
 
-import importlib
+from cnnbench.lazy import lazy_names
 
 # Loaded on first use (PEP 562), so `cnnbench.models.catalog` (the command line's listing)
 # imports no torch; a lookup in the registry imports the families.
@@ -26,13 +26,4 @@ _WHERE = {"model_cost": "profile", **{name: "registry" for name in (
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'cnnbench.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"cnnbench.models.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)

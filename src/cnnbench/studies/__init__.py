@@ -114,7 +114,7 @@ needs nothing but the run directories.
 
 from __future__ import annotations
 
-import importlib
+from cnnbench.lazy import lazy_names
 
 # The names below are loaded on first use, so `cnnbench study list` (the spec module only)
 # imports no torch.
@@ -128,16 +128,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'cnnbench.studies' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"cnnbench.studies.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)
 
 
 def model_inputs() -> dict[str, tuple[str, tuple[int, int, int], int, str]]:

@@ -8,9 +8,9 @@ from cnnbench.models import catalog, list_models
 
 def test_the_committed_catalog_is_up_to_date_with_the_models():
     """Fails after a change to a model, the dataset registry or a study file until
-    `python -m cnnbench.models.catalog` is run (the listing would else fall back to torch)."""
+    `python -m cnnbench.studies.catalog` is run (the listing would else fall back to torch)."""
     catalog.load.cache_clear()
-    assert catalog.load() is not None, "regenerate it: python -m cnnbench.models.catalog"
+    assert catalog.load() is not None, "regenerate it: python -m cnnbench.studies.catalog"
     assert catalog.model_names() == list_models()
 
 

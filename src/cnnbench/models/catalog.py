@@ -13,7 +13,8 @@ family, study, parameters and MACs, but building the models needs torch (seconds
 It is a cache, never the authority: it records a hash of the files it is computed from (the
 model modules, the dataset registry, the study files), and :func:`load` returns ``None`` when
 any of them changed since, so the callers compute with torch instead. After changing a model,
-regenerate it with ``python -m cnnbench.models.catalog``; ``tests/models/test_catalog.py``
+regenerate it with ``python -m cnnbench.studies.catalog`` (the writer lives with the studies,
+which the ``reports`` table reads: this module stays below them); ``tests/models/test_catalog.py``
 fails until then.
 """
 
@@ -23,7 +24,6 @@ import fnmatch
 import functools
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 CATALOG_FILE = Path(__file__).with_name("catalog.json")
@@ -75,38 +75,3 @@ def rows(key: str, pattern: str = "*", reports: bool = False) -> list[dict] | No
     pattern = pattern.lower()
     return [row for row in catalog["tables"][key]
             if fnmatch.fnmatchcase(row["name"].lower(), pattern) and (row["study"] or not reports)]
-
-
-def build() -> dict:
-    """Compute the catalog from the registry (imports torch; a few seconds)."""
-    from cnnbench.data.specs import list_datasets, registered_spec
-    from cnnbench.models import list_models, model_info
-    from cnnbench.models.profile import model_rows
-    from cnnbench.studies import report_model_rows
-
-    names = list_models()
-    tables: dict[str, list[dict]] = {}
-    for dataset in list_datasets():
-        spec = registered_spec(dataset)
-        if spec is None or spec.image_size is None:
-            continue  # an image folder: its size is the user's
-        shape, classes = (spec.channels, *spec.image_size), spec.num_classes
-        key = table_key(shape, classes, "auto")
-        if key not in tables:
-            tables[key] = model_rows(names, shape, classes, "auto")
-    tables["reports"] = report_model_rows([n for n in names if model_info(n).study])
-    return {"source_hash": source_hash(),
-            "models": [{"name": n, "family": model_info(n).family, "study": model_info(n).study}
-                       for n in names],
-            "tables": tables}
-
-
-def write() -> Path:
-    """Compute the catalog and write it to :data:`CATALOG_FILE`."""
-    CATALOG_FILE.write_text(json.dumps(build(), indent=1) + "\n")
-    load.cache_clear()
-    return CATALOG_FILE
-
-
-if __name__ == "__main__":
-    print(f"wrote {write()}", file=sys.stderr)

@@ -596,3 +596,65 @@ def test_eval_takes_the_callers_device_batch_size_tta_and_data_root(tiny_folder)
     assert evaluate_checkpoint(out, tta="mirror")["tta"] == "mirror"
     with pytest.raises(UserError, match="batch size must be >= 1, got 0"):
         evaluate_checkpoint(out, batch_size=0)
+
+
+def test_the_best_epoch_on_the_test_set_is_the_first_of_equals(tiny_folder):
+    """With lr 1e-12 the weights do not move in float32, so every epoch has the same test
+    accuracy: the report's "best test accuracy over epochs" names the first epoch that reached
+    it, not the last."""
+    summary, _ = run(tiny_folder, epochs=3, lr=1e-12, monitor_test=True, name="still")
+    assert summary["max_epoch_test_epoch"] == 1
+
+
+def test_a_default_run_directory_is_named_for_model_dataset_and_time(tiny_folder):
+    from cnnbench.training.rundir import default_run_dir
+
+    config = resolve_config(quick_options(tiny_folder))
+    name = default_run_dir(config).name
+    assert re.fullmatch(r"lenet5-folder-.*bars-\d{8}-\d{6}", name), name
+
+
+def test_resume_refuses_a_dataset_that_changed_since_the_checkpoint(tiny_folder, tmp_path, monkeypatch):
+    """The checkpoint's data fingerprint is checked on resume: a test set that changed under an
+    interrupted run is refused in one line, not trained on in silence."""
+    import shutil
+
+    from cnnbench.training.rundir import run_state
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_folder.root / "bars", data / "bars")
+    options = quick_options(tiny_folder, dataset=f"imagefolder:{data / 'bars'}", epochs=2)
+    out = tmp_path / "interrupted"
+    train_run(resolve_config(options), out_dir=out, progress=False)
+    summary = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").write_text(json.dumps({**summary, "status": "running"}))
+    assert run_state(out)[0] == "interrupted"
+    victim = sorted((data / "bars" / "test").rglob("*.png"))[0]
+    victim.write_bytes(sorted((data / "bars" / "train").rglob("*.png"))[0].read_bytes())
+    with pytest.raises(UserError, match="test"):
+        train_run(None, out_dir=out, resume=True, progress=False)
+
+
+def test_eval_of_weights_that_do_not_fit_names_the_file_and_the_model(tiny_folder):
+    summary, out = run(tiny_folder, epochs=1, name="misfit")
+    state = ckpt.load_checkpoint(out / "best.ckpt")
+    key = next(k for k in state["model"] if k.endswith("weight"))
+    state["model"][key] = torch.zeros(3, 3)  # no longer the model's shape
+    ckpt.save_checkpoint(out / "best.ckpt", state)
+    with pytest.raises(UserError) as info:
+        evaluate_checkpoint(out)
+    assert str(out / "best.ckpt") in str(info.value) and "lenet5" in str(info.value)
+
+
+def test_a_yaml_error_without_a_position_is_still_one_line(tmp_path, monkeypatch):
+    from cnnbench.config import resolve as resolve_module
+
+    config = tmp_path / "c.yaml"
+    config.write_text("epochs: 1\n")
+
+    def broken(text):
+        raise yaml.YAMLError("something odd")  # no problem_mark, as yaml's base error
+
+    monkeypatch.setattr(resolve_module.yaml, "safe_load", broken)
+    with pytest.raises(UserError, match=r"is not valid YAML; write it as option: value lines"):
+        resolve_module.read_config_file(config)

@@ -658,3 +658,16 @@ def test_a_yaml_error_without_a_position_is_still_one_line(tmp_path, monkeypatch
     monkeypatch.setattr(resolve_module.yaml, "safe_load", broken)
     with pytest.raises(UserError, match=r"is not valid YAML; write it as option: value lines"):
         resolve_module.read_config_file(config)
+
+
+def test_init_from_a_run_on_another_dataset_gets_a_fresh_head_unless_kept(tiny_folder):
+    """`--init` of a run trained on another dataset (same class count): the head is new (its
+    classes are another dataset's), unless `--init-head keep`."""
+    _, first_dir = run(tiny_folder, "on-bars", epochs=1)
+    fresh, _ = run(tiny_folder, "on-long", epochs=1, dataset=tiny_folder.long_dataset,
+                   init=str(first_dir))
+    assert fresh["init_report"]["replaced"], fresh["init_report"]
+    assert fresh["init_report"]["source_dataset"] == tiny_folder.dataset
+    kept, _ = run(tiny_folder, "kept", epochs=1, dataset=tiny_folder.long_dataset,
+                  init=str(first_dir), init_head="keep")
+    assert not kept["init_report"]["replaced"] and not kept["init_report"]["new"]

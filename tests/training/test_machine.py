@@ -47,9 +47,11 @@ def test_freed_buffers_stay_in_the_process():
     _, default = _faults("default")
     assert ok == "True"
     # glibc's default trims freed memory off its heap and maps and zeroes it anew (here 21,000
-    # to 205,000 faults over the 10 rounds, depending on the heap's layout); kept, the rounds
-    # reuse the first round's pages (~1,000)
-    assert default > 10_000 and kept < default / 10, (default, kept)
+    # to 205,000 faults over the 10 rounds, depending on the heap's layout; once, beside other
+    # jobs, only 1,000); kept, the rounds reuse the first round's pages (1,000 to 3,100 seen)
+    assert kept < 5_000, (default, kept)  # 10 rounds x 80 MB map ~200,000 pages when not kept
+    if default > 10_000:
+        assert kept < default / 5, (default, kept)
 
 
 def test_cpu_training_keeps_freed_memory(monkeypatch, tiny_mnist_env):

@@ -78,17 +78,6 @@ def git_commit(where: str | Path | None = None) -> str | None:
         return None
 
 
-def package_version(name: str) -> str | None:
-    """An installed package's version, read from its metadata without importing it (importing
-    torchvision costs about a second: its ops load torch._dynamo)."""
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from cnnbench.errors import UserError
+from cnnbench.errors import UserError, did_you_mean
 
 IMAGEFOLDER_PREFIX = "imagefolder:"
 
@@ -214,10 +214,8 @@ def resolve_dataset_name(name: str) -> str:
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
     if key not in _REGISTRY:
-        import difflib
-
-        close = difflib.get_close_matches(key, [*_REGISTRY, *_ALIASES], n=1)
-        hint = f" (did you mean {_ALIASES.get(close[0], close[0])!r}?)" if close else ""
+        close = did_you_mean(key, [*_REGISTRY, *_ALIASES])
+        hint = f" (did you mean {_ALIASES.get(close, close)!r}?)" if close else ""
         raise UserError(f"unknown dataset {name!r}{hint}; valid: {', '.join(_REGISTRY)}, "
                         f"imagefolder:PATH")
     return key

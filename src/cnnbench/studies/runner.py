@@ -175,8 +175,9 @@ class _Runner:
                                     progress=self.progress)
         except KeyboardInterrupt as exc:
             _record_failure(run_dir, run, self.study, exc, self.again())
-            why = "terminated (SIGTERM)" if "SIGTERM" in str(exc) else "interrupted"
-            exc.args = (f"{why} in run {run.name}; `{self.again()}` continues the study (runs "
+            from cnnbench.training.record import interrupt_cause
+
+            exc.args = (f"{interrupt_cause(exc)} in run {run.name}; `{self.again()}` continues the study (runs "
                         f"that finished are skipped, this one resumes)",)
             raise
         except Exception as exc:  # noqa: BLE001 - one failing run must not stop the study

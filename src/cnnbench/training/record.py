@@ -55,6 +55,12 @@ def check_same_precision(run_dir: Path, asked: str, resolved: str) -> None:
                         f"it on a machine like the first, or start a new run with another --out")
 
 
+def interrupt_cause(exc: KeyboardInterrupt) -> str:
+    """``"terminated (SIGTERM)"`` for the KeyboardInterrupt that
+    :func:`cnnbench.commands.stop_on_sigterm` raises, else ``"interrupted"`` (Ctrl-C)."""
+    return "terminated (SIGTERM)" if "SIGTERM" in str(exc) else "interrupted"
+
+
 @dataclasses.dataclass
 class Recorder:
     """Everything a run writes (rank 0) and the console lines it shows."""
@@ -318,7 +324,7 @@ class Recorder:
         """Where an interrupted run stands and the command that continues it, exactly: resume
         starts again at the epoch after the last checkpoint (``last.ckpt``, written at the end
         of every epoch)."""
-        why = "terminated (SIGTERM)" if "SIGTERM" in str(exc) else "interrupted"
+        why = interrupt_cause(exc)
         command = f"`cnnbench train --resume {self.run_dir}`"
         done = self.last_good_epoch
         if not (self.run_dir / LAST).exists():

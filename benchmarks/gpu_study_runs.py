@@ -60,13 +60,14 @@ KEPT = ("summary.json", "metrics.jsonl", "config.yaml", "study.json", "train_ste
 
 def run_plan(out: Path, work: Path, *, budget_s: float, device: str, amp: str, profile: str,
              data_dir: str | None, overrides: list[str], studies: list[str] | None,
-             dataset: str | None = None) -> dict:
+             dataset: str | None = None, runs: list[str] | None = None) -> dict:
     started = time.monotonic()
-    plan = [p for p in PLAN if not studies or p[0] in studies]
+    plan = [(study, runs or patterns, plan_dataset) for study, patterns, plan_dataset in PLAN
+            if not studies or study in studies]
     chunks = []
     for study, patterns, plan_dataset in plan:
         left = budget_s - (time.monotonic() - started)
-        if left < 5:
+        if left < min(5.0, budget_s / 2):  # a study starts with 5 s left (half, if less is given)
             chunks.append({"study": study, "status": "not started: chunk budget used"})
             continue
         cmd = [sys.executable, "-m", "cnnbench", "study", "run", study, "--profile", profile,
@@ -141,12 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="extra train option for every run (tests: limit_train=64)")
     ap.add_argument("--studies", nargs="+", help="only these studies of the plan")
+    ap.add_argument("--runs", nargs="+", metavar="PATTERN",
+                    help="these runs of each planned study instead of the plan's (tests: a small one)")
     ap.add_argument("--dataset", help="train every run on this dataset instead (tests: a tiny "
                                       "imagefolder:PATH)")
     args = ap.parse_args(argv)
     result = run_plan(Path(args.out), Path(args.work), budget_s=args.budget_s, device=args.device,
                       amp=args.amp, profile=args.profile, data_dir=args.data_dir,
-                      overrides=args.overrides, studies=args.studies, dataset=args.dataset)
+                      overrides=args.overrides, studies=args.studies, dataset=args.dataset,
+                      runs=args.runs)
     finished = sum(r["status"] == "finished" for r in result["runs"].values())
     print(f"{finished} of {len(result['runs'])} started runs finished; "
           f"chunk {result['chunk_seconds']:.0f} s -> {args.out}")

@@ -79,7 +79,7 @@ def test_study_run_mnist_five_quick_end_to_end(tiny_mnist_env, tmp_path, capsys)
     capsys.readouterr()
 
     before = {m: (out / m / "summary.json").stat().st_mtime_ns for m in models}
-    assert main(argv) == 0  # re-running a finished study does no work
+    assert main(argv + ["--no-report"]) == 0  # re-running a finished study does no work
     assert capsys.readouterr().out.count("finished before (profile quick), skipped") == len(models)
     assert {m: (out / m / "summary.json").stat().st_mtime_ns for m in models} == before
 

@@ -133,6 +133,31 @@ def _errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("cnnbench: error:")]
 
 
+def test_a_process_of_a_job_ends_without_finalization(monkeypatch, capsys):
+    """A torchrun process ends with os._exit after its output is flushed: Python's finalization
+    can abort it while gloo's threads free the last collective's tensors (-6 after a finished
+    run). A process that joined no job ends normally."""
+    exits = []
+    monkeypatch.setattr(distributed.os, "_exit", exits.append)
+    distributed.end_process(0)
+    assert exits == []  # no job: SystemExit as usual, atexit handlers run
+    monkeypatch.setattr(distributed, "_joined", True)
+    print("last line", end="")
+    distributed.end_process(3)
+    assert exits == [3] and capsys.readouterr().out == "last line"
+
+
+def test_the_entry_point_ends_a_job_process_through_end_process(monkeypatch):
+    import runpy
+
+    ended = []
+    monkeypatch.setattr(distributed, "end_process", ended.append)
+    monkeypatch.setattr(sys, "argv", ["cnnbench", "models", "--pattern", "lenet5"])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_module("cnnbench", run_name="__main__")
+    assert ended == [0] and stop.value.code == 0
+
+
 @pytest.mark.slow  # started first, so that two workers end together
 def test_study_in_two_processes_equals_one_process(tiny_folder, tmp_path):
     options = dict(dataset=tiny_folder.dataset, model="lenet5", epochs=2, batch_size=16,

@@ -12,26 +12,31 @@ from cnnbench.training import setup as build_module
 
 # Allocate 20 buffers of 4 MB and free them all, ten times over, as a training step allocates
 # its activations and backward frees them; print the minor page faults (pages the kernel had to
-# map and zero) it cost.
+# map and zero) it cost, with glibc's defaults and then kept (one process: torch starts once).
 _CHURN = textwrap.dedent("""
-    import resource, sys
+    import resource
     import torch
     from cnnbench.training.machine import keep_freed_memory
-    ok = keep_freed_memory() if sys.argv[1] == "keep" else None
-    xs = [torch.ones(1 << 20) for _ in range(20)]  # the first touch costs faults either way
-    del xs
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(10):
-        xs = [torch.ones(1 << 20) for _ in range(20)]  # 4 MB each, 80 MB in all
+
+    def faults():
+        xs = [torch.ones(1 << 20) for _ in range(20)]  # the first touch costs faults either way
         del xs
-    print(ok, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(10):
+            xs = [torch.ones(1 << 20) for _ in range(20)]  # 4 MB each, 80 MB in all
+            del xs
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    default = faults()
+    ok = keep_freed_memory()
+    print(ok, default, faults())
 """)
 
 
-def _faults(mode: str) -> tuple[str, int]:
-    out = subprocess.run([sys.executable, "-c", _CHURN, mode], capture_output=True, text=True,
-                         check=True).stdout.split()
-    return out[0], int(out[1])
+def _faults() -> tuple[str, int, int]:
+    ok, default, kept = subprocess.run([sys.executable, "-c", _CHURN], capture_output=True,
+                                       text=True, check=True).stdout.split()
+    return ok, int(default), int(kept)
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or any(k.startswith("MALLOC_") for k in os.environ)
@@ -43,8 +48,7 @@ def _faults(mode: str) -> tuple[str, int]:
                            "heap's layout (it failed once beside the mutants)")
 @pytest.mark.slow  # started first, so that two workers end together
 def test_freed_buffers_stay_in_the_process():
-    ok, kept = _faults("keep")
-    _, default = _faults("default")
+    ok, default, kept = _faults()
     assert ok == "True"
     # glibc's default trims freed memory off its heap and maps and zeroes it anew (here 21,000
     # to 205,000 faults over the 10 rounds, depending on the heap's layout; once, beside other

@@ -47,10 +47,10 @@ def seed_everything(seed: int) -> None:
 def set_determinism(on: bool) -> None:
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    # Always called, although it imports torch._inductor (about a second of a run's start):
-    # skipped when nothing changes, one torchrun process in a few aborted at exit ("terminate
-    # called without an active exception") after the run had finished.
-    torch.use_deterministic_algorithms(on, warn_only=True)
+    if on or torch.are_deterministic_algorithms_enabled():
+        # the call imports torch._inductor (about a second of a run's start): only when it
+        # changes something
+        torch.use_deterministic_algorithms(on, warn_only=True)
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = not on
 
@@ -75,6 +75,17 @@ def git_commit(where: str | Path | None = None) -> str | None:
                                capture_output=True, text=True, cwd=here, timeout=5).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_version(name: str) -> str | None:
+    """An installed package's version, read from its metadata without importing it (importing
+    torchvision costs about a second: its ops load torch._dynamo)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
         return None
 
 

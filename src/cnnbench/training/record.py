@@ -16,9 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-# Imported here although only its version is read: without this import (it loads torch._dynamo)
-# one torchrun process in a few aborted at exit ("terminate called without an active exception").
-import torchvision
 
 from cnnbench.config import TrainConfig
 from cnnbench.errors import UserError
@@ -26,7 +23,7 @@ from cnnbench.training import checkpoint as ckpt
 from cnnbench.training import distributed
 from cnnbench.training.console import Console
 from cnnbench.training.inputs import check_same_data
-from cnnbench.training.machine import cpu_name, device_name, git_commit
+from cnnbench.training.machine import cpu_name, device_name, git_commit, package_version
 from cnnbench.training.rundir import (BEST, ERROR, LAST, METRICS, PREDICTIONS, STEPS, SUMMARY,
                                      TRAIN_LOG, append_jsonl, now, open_run_dir, read_summary,
                                      save_misclassified, truncate_jsonl, write_json)
@@ -144,7 +141,7 @@ class Recorder:
             "processes": t.dist.world_size if t.dist else 1,
             "dist_backend": t.dist.backend if t.dist else None,
             "sync_bn": bool(t.dist and c.sync_bn),
-            "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
+            "torch_version": torch.__version__, "torchvision_version": package_version("torchvision"),
             "cnnbench_version": __version__, "git_commit": git_commit(),
             "command": " ".join(self.argv), "status": "running", "started_at": started,
             "finished_at": None, "hostname": socket.gethostname(), "cpu": cpu_name(),

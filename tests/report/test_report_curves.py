@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench.report import figures as fig
+from cnnbench.report import curves
 from cnnbench.report import write_report
 from cnnbench.report.records import group_runs, load_runs
 from report_fixtures import write_fake_run
@@ -46,7 +46,7 @@ def labels_of(ax) -> list[str]:
 
 
 def accuracy_figure(groups):
-    figure = fig.epoch_panels(groups, fig.ACCURACY_PANELS, "accuracy (%)", percent=True)
+    figure = curves.epoch_panels(groups, curves.ACCURACY_PANELS, "accuracy (%)", percent=True)
     figure.draw_without_rendering()
     return figure
 
@@ -86,7 +86,7 @@ def test_runs_without_curves_draw_as_before(tmp_path):
 
 def test_the_reports_losses_are_never_drawn(tmp_path):
     groups = runs(tmp_path, {"alexnet": [VAL, LOSS, TIME]})
-    figure = fig.epoch_panels(groups, fig.LOSS_PANELS, "loss")
+    figure = curves.epoch_panels(groups, curves.LOSS_PANELS, "loss")
     figure.draw_without_rendering()
     assert all("report" not in line.get_label() for ax in figure.axes for line in lines_of(ax))
     assert sum(len(lines_of(ax)) for ax in figure.axes) == 2  # cnnbench's training, validation
@@ -94,7 +94,7 @@ def test_the_reports_losses_are_never_drawn(tmp_path):
 
 def test_time_per_epoch_beside_the_reports_in_seconds(tmp_path):
     groups = runs(tmp_path, {"alexnet": [VAL, TIME, TIME_AGAIN], "lenet": None})
-    figure = fig.epoch_time_curves(groups)
+    figure = curves.epoch_time_curves(groups)
     figure.draw_without_rendering()
     ax = figure.axes[0]
     by_label = {line.get_label(): line for line in lines_of(ax)}
@@ -108,7 +108,7 @@ def test_time_per_epoch_beside_the_reports_in_seconds(tmp_path):
     assert first.get_linestyle() == ":"
     assert ax.get_yscale() == "log" and ax.get_xlabel() == "epoch"
     # no run with the report's times: no figure
-    assert fig.epoch_time_curves(runs(tmp_path / "none", {"a": [VAL], "b": None})) is None
+    assert curves.epoch_time_curves(runs(tmp_path / "none", {"a": [VAL], "b": None})) is None
 
 
 def test_the_report_captions_name_the_source_lines(tmp_path):

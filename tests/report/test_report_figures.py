@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cnnbench.report import curves
 from cnnbench.report import figures as fig
 from cnnbench.report.records import group_runs, load_runs
 from report_fixtures import write_fake_run
@@ -59,7 +60,7 @@ def tick_texts(ax, axis: str) -> list[str]:
 
 def test_one_epoch_curves_have_markers_values_and_a_readable_range(tmp_path):
     groups = groups_of(one_epoch_runs(tmp_path))
-    ax = drawn(fig.epoch_curves(groups, "val_acc", "validation accuracy (%)",
+    ax = drawn(curves.epoch_curves(groups, "val_acc", "validation accuracy (%)",
                                        percent=True))
     lines = data_lines(ax)
     assert len(lines) == 3
@@ -72,7 +73,7 @@ def test_one_epoch_curves_have_markers_values_and_a_readable_range(tmp_path):
     assert lo < 91 and hi > 95  # every point inside the axes
 
     # one run: a single value gets a range around it, not 0.96-1.04 of it
-    ax = drawn(fig.epoch_curves(groups[:1], "val_loss", "validation loss"))
+    ax = drawn(curves.epoch_curves(groups[:1], "val_loss", "validation loss"))
     lo, hi = ax.get_ylim()
     value = data_lines(ax)[0].get_ydata()[0]
     assert lo < value < hi
@@ -85,7 +86,7 @@ def test_flat_multi_epoch_series_gets_a_range_too(tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     (run / "metrics.jsonl").write_text(
         "".join(json.dumps({**r, "val_acc": 0.5}) + "\n" for r in rows))
-    ax = drawn(fig.epoch_curves(groups_of(tmp_path), "val_acc", "acc", percent=True))
+    ax = drawn(curves.epoch_curves(groups_of(tmp_path), "val_acc", "acc", percent=True))
     lo, hi = ax.get_ylim()
     assert lo < 50 < hi and hi - lo >= 7.5  # matplotlib alone: 47.25-52.75
 
@@ -93,7 +94,7 @@ def test_flat_multi_epoch_series_gets_a_range_too(tmp_path):
 @pytest.mark.parametrize("epochs", [1, 2, 3, 7, 30])
 def test_epoch_axes_tick_whole_epochs(tmp_path, epochs):
     write_fake_run(tmp_path / "r", epochs=epochs)
-    ax = drawn(fig.epoch_curves(groups_of(tmp_path), "val_loss", "validation loss"))
+    ax = drawn(curves.epoch_curves(groups_of(tmp_path), "val_loss", "validation loss"))
     ticks = visible_ticks(ax, "x")
     assert ticks, "the epoch axis has ticks"
     assert all(float(t).is_integer() for t in ticks), ticks
@@ -104,7 +105,7 @@ def test_epoch_axes_tick_whole_epochs(tmp_path, epochs):
 
 def test_one_epoch_training_loss_is_visible_and_on_a_plain_log_axis(tmp_path):
     groups = groups_of(one_epoch_runs(tmp_path))
-    ax = drawn(fig.train_loss_curves(groups))
+    ax = drawn(curves.train_loss_curves(groups))
     lines = data_lines(ax)
     assert len(lines) == 3
     for line in lines:  # one point from metrics.jsonl: a marker, or nothing is seen
@@ -130,7 +131,7 @@ def test_log_axes_over_decades_read_as_plain_numbers(tmp_path):
     summary.update(params=138_000_000, macs=15_500_000_000)
     (big / "summary.json").write_text(json.dumps(summary))
     groups = groups_of(tmp_path)
-    axes = [(drawn(fig.train_loss_curves(groups)), "y"),
+    axes = [(drawn(curves.train_loss_curves(groups)), "y"),
             (drawn(fig.bar_chart(groups, [g.stat("params") for g in groups],
                                         "parameters", log=True)), "y"),
             (drawn(fig.accuracy_vs_macs(groups)), "x")]
@@ -155,17 +156,17 @@ def test_legends_list_only_the_runs_that_drew(tmp_path):
     groups = groups_of(tmp_path)
     assert [g.label for g in groups] == ["a-ok", "b-failed-early", "c-diverged"]
 
-    ax = drawn(fig.epoch_curves(groups, "val_acc", "acc", percent=True))
+    ax = drawn(curves.epoch_curves(groups, "val_acc", "acc", percent=True))
     assert legend_labels(ax) == ["a-ok (quick)", "c-diverged (quick)"]  # c: accuracies, no losses
-    ax = drawn(fig.epoch_curves(groups, "val_loss", "loss"))
+    ax = drawn(curves.epoch_curves(groups, "val_loss", "loss"))
     assert legend_labels(ax) == ["a-ok (quick)"]
-    ax = drawn(fig.train_loss_curves(groups))
+    ax = drawn(curves.train_loss_curves(groups))
     assert legend_labels(ax) == ["a-ok (quick)"]
     assert len({line.get_color() for line in data_lines(ax)}) == 1  # a-ok's (faint + smoothed)
 
     # no run has data: no figure (and no file)
-    assert fig.epoch_curves(groups[1:2], "val_acc", "acc") is None
-    assert fig.save(fig.train_loss_curves(groups[1:]), tmp_path / "out" / "loss.png") is None
+    assert curves.epoch_curves(groups[1:2], "val_acc", "acc") is None
+    assert fig.save(curves.train_loss_curves(groups[1:]), tmp_path / "out" / "loss.png") is None
     assert not (tmp_path / "out").exists()
 
 
@@ -176,7 +177,7 @@ def test_a_seed_without_data_does_not_take_its_runs_label(tmp_path):
     write_fake_run(tmp_path / "lenet-seed1", seed=1)
     groups = groups_of(tmp_path)
     assert len(groups) == 1
-    ax = drawn(fig.epoch_curves(groups, "val_acc", "acc", percent=True))
+    ax = drawn(curves.epoch_curves(groups, "val_acc", "acc", percent=True))
     assert legend_labels(ax) == [f"{groups[0].label} (quick)"]
 
 
@@ -184,7 +185,7 @@ def test_figure_files_are_written_at_the_documented_dpi(tmp_path):
     from PIL import Image
 
     groups = groups_of(one_epoch_runs(tmp_path / "runs"))
-    path = fig.save(fig.epoch_curves(groups, "val_acc", "acc", percent=True),
+    path = fig.save(curves.epoch_curves(groups, "val_acc", "acc", percent=True),
                     tmp_path / "f" / "val_acc.png")
     with Image.open(path) as image:
         width = image.size[0]
@@ -205,7 +206,7 @@ def profile_runs(root: Path) -> list:
 
 def test_accuracy_panels_training_validation_and_the_test_monitor(tmp_path):
     groups = profile_runs(tmp_path)
-    figure = fig.epoch_panels(groups, fig.ACCURACY_PANELS, "accuracy (%)", percent=True)
+    figure = curves.epoch_panels(groups, curves.ACCURACY_PANELS, "accuracy (%)", percent=True)
     figure.draw_without_rendering()
     assert [ax.get_title() for ax in figure.axes] == ["training", "validation", "test (monitor)"]
     train, val, test = figure.axes
@@ -219,16 +220,16 @@ def test_accuracy_panels_training_validation_and_the_test_monitor(tmp_path):
     # a run's colour is the same in every panel
     assert data_lines(train)[0].get_color() == data_lines(test)[0].get_color()
     # without a monitored run there is no test panel
-    figure = fig.epoch_panels(groups[1:], fig.LOSS_PANELS, "loss")
+    figure = curves.epoch_panels(groups[1:], curves.LOSS_PANELS, "loss")
     assert [ax.get_title() for ax in figure.axes] == ["training", "validation"]
-    assert fig.epoch_panels(groups, (("no_such_key", "x"),), "y") is None
+    assert curves.epoch_panels(groups, (("no_such_key", "x"),), "y") is None
 
 
 def test_capped_runs_are_dashed_faded_and_marked_in_the_legend(tmp_path):
     groups = profile_runs(tmp_path)
-    for figure in (fig.epoch_panels(groups, fig.ACCURACY_PANELS, "accuracy (%)", percent=True),
-                   fig.epoch_curves(groups, "val_loss", "validation loss"),
-                   fig.train_loss_curves(groups), fig.lr_curves(groups)):
+    for figure in (curves.epoch_panels(groups, curves.ACCURACY_PANELS, "accuracy (%)", percent=True),
+                   curves.epoch_curves(groups, "val_loss", "validation loss"),
+                   curves.train_loss_curves(groups), curves.lr_curves(groups)):
         figure.draw_without_rendering()
         ax = figure.axes[-1] if len(figure.axes) > 1 else figure.axes[0]
         assert legend_labels(ax) == ["full-run", "cpu-run (cpu, capped)", "quick-run (quick)"]
@@ -243,7 +244,7 @@ def test_capped_runs_are_dashed_faded_and_marked_in_the_legend(tmp_path):
 def test_learning_rate_per_step(tmp_path):
     run = write_fake_run(tmp_path / "a", epochs=2)
     steps = [json.loads(line) for line in (run / "train_steps.jsonl").read_text().splitlines()]
-    ax = drawn(fig.lr_curves(groups_of(tmp_path)))
+    ax = drawn(curves.lr_curves(groups_of(tmp_path)))
     [line] = data_lines(ax)
     assert list(line.get_xdata()) == [s["step"] for s in steps]
     assert list(line.get_ydata()) == pytest.approx([s["lr"] for s in steps])
@@ -251,4 +252,4 @@ def test_learning_rate_per_step(tmp_path):
     # steps logged before the learning rate was: no figure
     (run / "train_steps.jsonl").write_text("".join(
         json.dumps({k: v for k, v in s.items() if k != "lr"}) + "\n" for s in steps))
-    assert fig.lr_curves(groups_of(tmp_path)) is None
+    assert curves.lr_curves(groups_of(tmp_path)) is None

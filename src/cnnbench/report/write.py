@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cnnbench.errors import UserError
 from cnnbench.data.specs import stands_in_for
+from cnnbench.report import curves
 from cnnbench.report import figures as fig
 from cnnbench.report import reproduction, tables
 from cnnbench.report.significance import significance_section
@@ -140,28 +141,28 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
     doc.heading(3, "Curves")
     # the runs of the comparison figures (full runs; without any, one kind of capped run);
     # every other run has its own figure below, never beside them
-    curves, kind = comparison_groups(groups)
-    capped = [g for g in groups if g not in curves]
+    compared, kind = comparison_groups(groups)
+    capped = [g for g in groups if g not in compared]
     if kind:
         doc.paragraph(f"No run of this study is on its full recipe: the curves below are its "
                       f"{kind} runs (dashed, faded), marked in the legends: "
-                      + ", ".join(g.label for g in curves) + ".")
+                      + ", ".join(g.label for g in compared) + ".")
     monitor = " | test (monitor: the test set every epoch, not used for selection)"
-    doc.figure(fig.save(fig.epoch_panels(curves, fig.ACCURACY_PANELS, "accuracy (%)",
-                                         percent=True), fig_dir / "accuracy.png"),
+    doc.figure(fig.save(curves.epoch_panels(compared, curves.ACCURACY_PANELS, "accuracy (%)",
+                                            percent=True), fig_dir / "accuracy.png"),
                "Accuracy per epoch: training (on the epoch's augmented batches) | validation"
-               + (monitor if _monitored(curves) else "") + _reported_accuracy_text(curves))
-    doc.figure(fig.save(fig.epoch_panels(curves, fig.LOSS_PANELS, "loss"), fig_dir / "loss.png"),
-               "Loss per epoch: training | validation" + (monitor if _monitored(curves) else "")
-               + _reported_loss_text(curves))
-    doc.figure(fig.save(fig.train_loss_curves(curves), fig_dir / "train_loss.png"),
+               + (monitor if _monitored(compared) else "") + _reported_accuracy_text(compared))
+    doc.figure(fig.save(curves.epoch_panels(compared, curves.LOSS_PANELS, "loss"), fig_dir / "loss.png"),
+               "Loss per epoch: training | validation" + (monitor if _monitored(compared) else "")
+               + _reported_loss_text(compared))
+    doc.figure(fig.save(curves.train_loss_curves(compared), fig_dir / "train_loss.png"),
                "Training loss against training images seen (smoothed; faint: as logged)")
-    doc.figure(fig.save(fig.lr_curves(curves), fig_dir / "lr.png"),
+    doc.figure(fig.save(curves.lr_curves(compared), fig_dir / "lr.png"),
                "Learning rate per training step (train_steps.jsonl)")
-    _reported_times(doc, curves, fig_dir)
-    if curves and capped:
-        doc.figure(fig.save(fig.epoch_panels(capped, fig.ACCURACY_PANELS, "accuracy (%)",
-                                             percent=True), fig_dir / "accuracy-capped.png"),
+    _reported_times(doc, compared, fig_dir)
+    if compared and capped:
+        doc.figure(fig.save(curves.epoch_panels(capped, curves.ACCURACY_PANELS, "accuracy (%)",
+                                                percent=True), fig_dir / "accuracy-capped.png"),
                    "Quick and capped runs only — smoke tests, not comparable with the runs "
                    "above: accuracy per epoch ("
                    + ", ".join(f"{g.label}: {g.capped}" for g in capped) + ")")
@@ -279,7 +280,7 @@ def _curve_sources(groups: list[RunGroup], metrics: tuple[str, ...]) -> list[str
     for g in groups:
         parts = []
         for metric in metrics:
-            for c in fig.report_curves(g, metric):
+            for c in curves.report_curves(g, metric):
                 again = (f" (the same values again on {', '.join(c['sources'][1:])})"
                          if len(c["sources"]) > 1 else "")
                 parts.append(c["sources"][0] + again)
@@ -303,10 +304,10 @@ def _reported_loss_text(groups: list[RunGroup]) -> str:
 
 def _reported_times(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:
     """cnnbench's time per epoch beside the lab report's printed one, on different machines."""
-    path = fig.save(fig.epoch_time_curves(groups), fig_dir / "epoch_time.png")
+    path = fig.save(curves.epoch_time_curves(groups), fig_dir / "epoch_time.png")
     if path is None:
         return
-    timed = [g for g in groups if fig.report_curves(g, "epoch_time_s")]
+    timed = [g for g in groups if curves.report_curves(g, "epoch_time_s")]
     machines = []
     for r in (r for g in timed for r in g.records if r.summary):
         text = tables.device_text(r)
@@ -322,7 +323,7 @@ def _reported_times(doc: Document, groups: list[RunGroup], fig_dir: Path) -> Non
                "seconds. Different machines: the report timed its own hardware (notes below), "
                "so the gap is the hardware's as much as the code's.")
     doc.bullets([f"{g.label}, {', '.join(c['sources'])}: {c['note']}"
-                 for g in timed for c in fig.report_curves(g, "epoch_time_s") if c["note"]])
+                 for g in timed for c in curves.report_curves(g, "epoch_time_s") if c["note"]])
 
 
 def _monitored(groups: list[RunGroup]) -> bool:

@@ -204,6 +204,14 @@ def test_study_in_two_processes_equals_one_process(tiny_folder, tmp_path):
     assert again["n"] == 39 and summary["test_acc"] == again["acc"]
     assert summary["confusion_matrix"] == again["confusion_matrix"]
     assert summary["test_loss"] == pytest.approx(again["loss"], rel=1e-6)
+    # calibration: the bins' sums all-reduced, the validation logits (for the temperature)
+    # gathered from both processes
+    assert summary["reliability"]["test"]["count"] == again["reliability"]["count"]
+    assert sum(again["reliability"]["count"]) == 39
+    assert summary["test_ece"] == pytest.approx(again["ece"], rel=1e-6, abs=1e-9)
+    assert summary["test_brier"] == pytest.approx(again["brier"], rel=1e-6)
+    assert summary["temperature"] == pytest.approx(alone["temperature"], rel=1e-4)
+    assert summary["temperature"] == pytest.approx(again["scaled"]["temperature"], rel=1e-6)
     # every test image once, in test order: the targets are the one-process run's
     gathered = json.loads((run_dir / "test_predictions.json").read_text())
     one = json.loads((tmp_path / "alone" / "test_predictions.json").read_text())

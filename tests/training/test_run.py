@@ -371,7 +371,9 @@ def test_the_test_set_is_evaluated_once_at_the_end_with_the_best_weights(tiny_fo
     monkeypatch.setattr(build_module, "evaluate", recording)
     summary, out = run(tiny_folder, epochs=3, val_split=0.25)
     assert summary["split"] == {"train": 120, "val": 40, "test": 48}
-    assert [n for n, _ in calls] == [40, 40, 40, 48]
+    # then, with the tested weights, the validation images once more (the calibration's
+    # temperature is fitted on them) and the test images once
+    assert [n for n, _ in calls] == [40, 40, 40, 40, 48]
     metrics = read_jsonl(out / "metrics.jsonl")
     val_accs = [m["val_acc"] for m in metrics]
     best_epoch = val_accs.index(max(val_accs)) + 1  # the first epoch of the best accuracy
@@ -380,6 +382,7 @@ def test_the_test_set_is_evaluated_once_at_the_end_with_the_best_weights(tiny_fo
     assert best["epoch"] == best_epoch
     tested = calls[-1][1]
     assert all(torch.equal(tested[k], best["model"][k]) for k in best["model"])
+    assert all(torch.equal(calls[-2][1][k], best["model"][k]) for k in best["model"])
     assert summary["test_acc"] == evaluate_checkpoint(out / "best.ckpt")["acc"]
 
 
@@ -402,7 +405,8 @@ def test_test_weights_last_tests_the_last_epoch_and_records_the_best_beside_it(t
 
     monkeypatch.setattr(build_module, "evaluate", recording)
     summary, out = run(tiny_folder, epochs=3, val_split=0.25, test_weights="last")
-    assert [n for n, _, _ in calls] == [40, 40, 40, 48, 48]  # best's test, then the last's
+    # best's test, then the last's validation (its temperature) and test
+    assert [n for n, _, _ in calls] == [40, 40, 40, 48, 40, 48]
     assert summary["tested_weights"] == "last"
     last = ckpt.load_checkpoint(out / "last.ckpt")
     best = ckpt.load_checkpoint(out / "best.ckpt")
@@ -410,8 +414,9 @@ def test_test_weights_last_tests_the_last_epoch_and_records_the_best_beside_it(t
     tested = calls[-1][1]
     assert all(torch.equal(tested[k], last["model"][k]) for k in last["model"])
     assert summary["test_acc"] == calls[-1][2]
-    assert summary["best_val_test_acc"] == calls[-2][2]
-    assert all(torch.equal(calls[-2][1][k], best["model"][k]) for k in best["model"])
+    assert summary["best_val_test_acc"] == calls[-3][2]
+    assert all(torch.equal(calls[-3][1][k], best["model"][k]) for k in best["model"])
+    assert all(torch.equal(calls[-2][1][k], last["model"][k]) for k in last["model"])
     predictions = json.loads((out / "test_predictions.json").read_text())
     assert predictions["tested_weights"] == "last"
 
@@ -432,7 +437,8 @@ def test_monitor_test_logs_each_epochs_test_accuracy_but_selects_on_validation(t
 
     monkeypatch.setattr(build_module, "evaluate", recording)
     summary, out = run(tiny_folder, epochs=3, val_split=0.25, monitor_test=True)
-    assert sizes == [40, 48] * 3 + [48]  # val then test each epoch, then the final test
+    # val then test each epoch, then the temperature's val and the final test
+    assert sizes == [40, 48] * 3 + [40, 48]
     metrics = read_jsonl(out / "metrics.jsonl")
     tests = [m["epoch_test_acc"] for m in metrics]
     assert summary["max_epoch_test_acc"] == max(tests)

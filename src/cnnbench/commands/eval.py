@@ -37,6 +37,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cnnbench.training import evaluate_checkpoint
+    from cnnbench.training.calibration import calibration_line
 
     result = evaluate_checkpoint(args.checkpoint, args.split, data_dir=args.data_dir, device=args.device,
                                  batch_size=args.batch_size, tta=args.tta,
@@ -47,4 +48,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"{result['model']} on {result['dataset']} ({args.split}, epoch {result['epoch']}, "
               f"tta {result['tta']}): accuracy {100 * result['acc']:.2f}% "
               f"({result['correct']}/{result['n']}), loss {result['loss']:.4f}")
+        print(calibration_line(result))
     return 0

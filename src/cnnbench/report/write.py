@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cnnbench.errors import UserError
 from cnnbench.data.specs import stands_in_for
-from cnnbench.report import curves
+from cnnbench.report import calibration, curves
 from cnnbench.report import figures as fig
 from cnnbench.report import reproduction, tables
 from cnnbench.report.significance import significance_section
@@ -168,6 +168,7 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
                    + ", ".join(f"{g.label}: {g.capped}" for g in capped) + ")")
 
     _comparison_section(doc, groups, fig_dir)
+    _calibration_section(doc, groups, fig_dir)
 
     doc.heading(3, "Per run")
     galleries = 0
@@ -201,6 +202,25 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
     doc.paragraph("Recipe, per run (the settings that differ between runs):")
     doc.table(*table)
     doc.bullets(tables.environment([r for g in groups for r in g.records]))
+
+
+def _calibration_section(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:
+    """Confidence against accuracy on the test set, for the runs of the comparison figures."""
+    shown, kind = comparison_groups(groups)
+    if not calibration.calibrated(shown):
+        return
+    doc.heading(3, "Calibration")
+    doc.paragraph("How far each network's confidence can be trusted on the test set: expected "
+                  "calibration error (ECE, 15 equal-width bins of the top probability), negative "
+                  "log-likelihood (NLL, the test loss) and Brier score; lower is better. T is one "
+                  "temperature dividing the logits, fitted on the validation split (never the "
+                  "test set); it changes no prediction, only the confidence."
+                  + (f" {kind.capitalize()} runs only: not the report's recipe." if kind else ""))
+    doc.table(*calibration.calibration_table(shown))
+    doc.figure(fig.save(calibration.reliability_figure(shown), fig_dir / "reliability.png"),
+               "Reliability diagram of the test set (before temperature scaling; first seed): "
+               "accuracy against confidence per bin, marker area by images; on the dotted "
+               "diagonal a model is as right as it is sure")
 
 
 def _comparison_section(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:

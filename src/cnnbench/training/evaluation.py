@@ -17,6 +17,7 @@ from torch import nn
 
 from cnnbench.devices import autocast, resolve_amp, resolve_device
 from cnnbench.errors import UserError
+from cnnbench.training.calibration import CalibrationSums, fit_temperature
 from cnnbench.training.tta import predict_logits
 
 if TYPE_CHECKING:
@@ -60,7 +61,8 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", *, data_dir: str 
     the model and that split are built; the caller's seeds and threads are left alone.
 
     Returns :func:`evaluate`'s dict plus ``split``, ``checkpoint``, ``epoch``, ``model``,
-    ``dataset`` and ``tta``. Data that changed since the run (other classes, another test set:
+    ``dataset`` and ``tta``; on the test split of a run with a validation split, ``scaled``
+    holds the calibration at the temperature fitted on validation, as in the run's summary. Data that changed since the run (other classes, another test set:
     the checkpoint records a fingerprint) is a one-line :class:`UserError`; with
     ``allow_changed_data`` only other classes are."""
     from cnnbench.training.checkpoint import open_checkpoint
@@ -82,10 +84,16 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", *, data_dir: str 
         raise UserError(f"the run of {file} has no validation split (val_split 0); use "
                         f"--split test")
     model = saved_model(config, inputs.spec, inputs.input_size, state["model"], str(file), target)
-    result = evaluate(model, make_loader(config, inputs, split, target),
-                      num_classes=inputs.spec.num_classes, device=target,
-                      amp=resolve_amp(config.amp, target), channels_last=config.channels_last,
-                      tta=config.tta)
+    options = dict(num_classes=inputs.spec.num_classes, device=target,
+                   amp=resolve_amp(config.amp, target), channels_last=config.channels_last,
+                   tta=config.tta)
+    temperature = None
+    if split == "test" and inputs.val is not None:  # as the run did: fitted on validation
+        val = evaluate(model, make_loader(config, inputs, "val", target), return_logits=True,
+                       **options)
+        temperature = fit_temperature(val["logits"], val["targets"])
+    result = evaluate(model, make_loader(config, inputs, split, target), temperature=temperature,
+                      **options)
     return {**result, "split": split, "checkpoint": str(file), "epoch": state["epoch"],
             "model": config.model, "dataset": config.dataset, "tta": config.tta}
 
@@ -94,26 +102,31 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", *, data_dir: str 
 def evaluate(model: nn.Module, loader: Iterable, *, num_classes: int,
              device: torch.device | str | None = None, amp: str = "off",
              channels_last: bool = False, tta: str = "none",
-             return_predictions: bool = False, dist: Distributed | None = None) -> dict[str, Any]:
+             return_predictions: bool = False, return_logits: bool = False,
+             temperature: float | None = None, dist: Distributed | None = None) -> dict[str, Any]:
     """Evaluate ``model`` on ``loader`` (the model is put in eval mode, then restored).
 
     With ``dist``, ``loader`` holds this process's block of the split (blocks in rank order);
-    the sums are all-reduced and the predictions gathered, so every process returns the
+    the sums are all-reduced and the predictions gathered, so every process gets the
     result of the whole split, equal to one process's.
 
-    Returns ``loss`` (mean cross-entropy, no label smoothing), ``acc``, ``n``, ``correct``,
-    ``per_class_acc`` (list; ``None`` for a class with no images), ``confusion_matrix``
-    (``[true][predicted]`` counts) and, with ``return_predictions``, ``predictions`` and
-    ``targets`` (CPU int64 tensors). ``tta`` other than ``"none"`` averages the logits over
-    augmented views (:func:`cnnbench.training.tta.predict_logits`).
+    Returns ``loss`` (mean cross-entropy, no label smoothing: the NLL), ``acc``, ``n``,
+    ``correct``, ``per_class_acc`` (list; ``None`` for a class with no images),
+    ``confusion_matrix`` (``[true][predicted]`` counts), the calibration ``ece``, ``brier`` and
+    ``reliability`` bins (:mod:`cnnbench.training.calibration`) and, with ``temperature``,
+    ``scaled``: the same calibration numbers (and ``nll``) of the logits divided by it. With
+    ``return_predictions``, ``predictions`` and ``targets`` (CPU int64 tensors); with
+    ``return_logits``, ``logits`` (CPU float32) and ``targets``. ``tta`` other than ``"none"``
+    averages the logits over augmented views (:func:`cnnbench.training.tta.predict_logits`).
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
     acc_dtype = torch.float64 if device.type in ("cpu", "cuda") else torch.float32
-    loss_sum = torch.zeros((), dtype=acc_dtype, device=device)
+    sums = CalibrationSums(device, acc_dtype)
+    scaled = CalibrationSums(device, acc_dtype, temperature) if temperature is not None else None
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
-    preds, targets = [], []
+    preds, targets, all_logits = [], [], []
     n = 0
     try:
         for x, y in loader:
@@ -121,35 +134,45 @@ def evaluate(model: nn.Module, loader: Iterable, *, num_classes: int,
             with autocast(device, amp):
                 logits = predict_logits(model, x, tta)
             logits = logits.float()
-            loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").to(acc_dtype)
+            sums.add(logits, y)
+            if scaled is not None:
+                scaled.add(logits, y)
             pred = logits.argmax(1)
             confusion += torch.bincount(y * num_classes + pred, minlength=num_classes ** 2)
             if return_predictions:
                 preds.append(pred.cpu())
+            if return_logits:
+                all_logits.append(logits.cpu())
+            if return_predictions or return_logits:
                 targets.append(y.cpu())
             n += y.shape[0]
     finally:
         model.train(was_training)
     if dist is not None:
         dist.all_reduce_sum(confusion)
-        n = int(dist.all_reduce_sum(loss_sum.new_tensor(float(n))).item())
-        dist.all_reduce_sum(loss_sum)
+        n = int(dist.all_reduce_sum(sums.nll.new_tensor(float(n))).item())
+        for tensor in sums.tensors() + (scaled.tensors() if scaled is not None else []):
+            dist.all_reduce_sum(tensor)
     if n == 0:
         raise UserError("the evaluation set is empty; use a larger split or --limit-eval")
     matrix = confusion.view(num_classes, num_classes).cpu()
-    loss = loss_sum.item() / n
+    calibration = sums.result()
     correct = int(matrix.diag().sum())
     per_class_total = matrix.sum(1)
     per_class = [(int(matrix[i, i]) / int(t)) if int(t) else None
                  for i, t in enumerate(per_class_total)]
-    result = {"loss": loss, "acc": correct / n, "n": n, "correct": correct,
-              "per_class_acc": per_class, "confusion_matrix": matrix.tolist()}
+    result = {"loss": calibration.pop("nll"), "acc": correct / n, "n": n, "correct": correct,
+              "per_class_acc": per_class, "confusion_matrix": matrix.tolist(), **calibration}
+    if scaled is not None:
+        result["scaled"] = {"temperature": temperature, **scaled.result()}
+    gather = dist.all_gather_rows if dist is not None else (lambda rows: rows)
     if return_predictions:
-        result["predictions"] = _cat(preds)
-        result["targets"] = _cat(targets)
-        if dist is not None:
-            result["predictions"] = dist.all_gather_rows(result["predictions"])
-            result["targets"] = dist.all_gather_rows(result["targets"])
+        result["predictions"] = gather(_cat(preds))
+    if return_logits:
+        result["logits"] = gather(torch.cat(all_logits) if all_logits
+                                  else torch.zeros(0, num_classes))
+    if return_predictions or return_logits:
+        result["targets"] = gather(_cat(targets))
     return result
 
 

@@ -51,6 +51,7 @@ from cnnbench.config import TrainConfig
 from cnnbench.devices import autocast
 from cnnbench.errors import UserError
 from cnnbench.training import distributed
+from cnnbench.training.calibration import fit_temperature
 from cnnbench.training.checkpoint import unwrap
 from cnnbench.training.console import Console
 from cnnbench.training.evaluation import to_device
@@ -178,7 +179,11 @@ def _train(c: TrainConfig, record: Recorder, dist: Distributed | None) -> dict[s
         weights = record.load(LAST)["model"]
     else:
         weights = best["model"]
-    test = t.evaluate_saved("test", weights, return_predictions=True)
+    temperature = None
+    if selected:  # calibration: one temperature fitted on validation, never on the test set
+        val = t.evaluate_saved("val", weights, return_logits=True)
+        temperature = fit_temperature(val["logits"], val["targets"])
+    test = t.evaluate_saved("test", weights, return_predictions=True, temperature=temperature)
     test_time = time.perf_counter() - t0
     meta["eval_time_s"] += test_time
     tested = "last" if last else "best" if selected else "final"

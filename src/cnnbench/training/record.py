@@ -21,6 +21,7 @@ from cnnbench.config import TrainConfig
 from cnnbench.errors import UserError
 from cnnbench.training import checkpoint as ckpt
 from cnnbench.training import distributed
+from cnnbench.training.calibration import calibration_fields, calibration_line
 from cnnbench.training.console import Console
 from cnnbench.training.inputs import check_same_data
 from cnnbench.training.machine import cpu_name, device_name, git_commit, package_version
@@ -257,6 +258,7 @@ class Recorder:
         save_misclassified(self.run_dir, t.data.test[0], test["predictions"], test["targets"])
         self.writer.add_scalar("test/acc", test["acc"], t.step)
         self.writer.add_scalar("test/loss", test["loss"], t.step)
+        self.writer.add_scalar("test/ece", test["ece"], t.step)
         train_time = meta["train_time_s"]
         self.summary.update(
             epochs_completed=self.last_good_epoch, train_time_s=train_time,
@@ -268,9 +270,11 @@ class Recorder:
             max_epoch_test_epoch=meta.get("max_epoch_test_epoch"), tested_weights=tested,
             stopped_early=meta["stopped_early"],
             test_acc=test["acc"], test_loss=test["loss"], per_class_test_acc=test["per_class_acc"],
-            confusion_matrix=test["confusion_matrix"], status="finished", finished_at=now())
+            confusion_matrix=test["confusion_matrix"], **calibration_fields(test),
+            status="finished", finished_at=now())
         write_json(self.run_dir / SUMMARY, self.summary)
         epoch = (self.last_good_epoch if tested == "last" else meta["best_epoch"])
+        self.console.line(calibration_line(test))  # before the last line: the result and where
         self.console.line(f"test accuracy {100 * test['acc']:.2f}% (loss {test['loss']:.4f}, "
                           f"{tested} weights{f', epoch {epoch}' if epoch else ''}); "
                           f"training {train_time:.1f} s; run directory {self.run_dir}")

@@ -175,15 +175,16 @@ class Training:
             return self._evaluate(self.eval_model, loader)
 
     def evaluate_saved(self, split: str, weights: dict[str, torch.Tensor], *,
-                         return_predictions: bool = False, source: str = "checkpoint") -> dict[str, Any]:
+                       source: str = "checkpoint", **kw) -> dict[str, Any]:
         """Evaluate ``weights`` (e.g. ``best.ckpt``'s, named ``source`` in an error) on
-        ``split`` in a fresh copy of the model, leaving the training model alone."""
+        ``split`` in a fresh copy of the model, leaving the training model alone; ``kw``:
+        :func:`evaluate`'s ``return_predictions``, ``return_logits``, ``temperature``."""
         if split == "val" and self.data.val is None:
             raise UserError(f"the run of {source} has no validation split (val_split 0); use "
                             f"--split test")
         model = saved_model(self.config, self.spec, self.data.input_size, weights, source,
                             self.device)
-        return self._evaluate(model, self.eval_loader(split), return_predictions=return_predictions)
+        return self._evaluate(model, self.eval_loader(split), **kw)
 
     def eval_loader(self, split: str) -> TensorLoader:
         """The evaluation loader of ``split``, built once (its images copied to the device

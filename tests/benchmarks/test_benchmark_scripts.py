@@ -304,3 +304,19 @@ def test_cli_startup(results, monkeypatch):
         assert row["heavy_imports"] == []  # what the benchmark measures, also under load
         assert row["meets_target"] == (row["median_s"] <= 0.5)
     assert code == (0 if rec["all_meet_target"] else 1)
+
+
+def test_corruptions_speed(tiny_folder, results, tmp_path, monkeypatch):
+    from cnnbench.config.resolve import resolve_config
+    from cnnbench.training import train_run
+
+    run = tmp_path / "run"
+    train_run(resolve_config(quick_options(tiny_folder, epochs=1)), out_dir=run, progress=False)
+    assert run_script("corruptions_speed", ["--run", str(run), "--repeats", "2", "--threads", "1",
+                                            "--results-dir", str(results)], monkeypatch) == 0
+    rec = read_result(results, "corruptions_speed")
+    assert rec["test_images"] == 48 and rec["corruptions"] == 9 and rec["severities"] == [1, 2, 3, 4, 5]
+    assert rec["images_evaluated"] == 48 * 46 and len(rec["seconds"]) == 2
+    assert rec["median_s"] == pytest.approx(sum(rec["seconds"]) / 2) and rec["met"] is True
+    assert fraction(rec["clean_acc"], rec["mean_corruption_acc"]) and len(rec["accuracy"]) == 9
+    assert not (run / "corruptions.json").exists()  # a benchmark leaves the run as it was

@@ -17,7 +17,9 @@ def register(subparsers) -> None:
                     "normalisation and test-time augmentation); best.ckpt reproduces the run "
                     "summary's test accuracy exactly.",
         epilog=examples("cnnbench eval --checkpoint runs/my-run/best.ckpt",
-                        "cnnbench eval --checkpoint runs/my-run --split val --json"))
+                        "cnnbench eval --checkpoint runs/my-run --split val --json",
+                        "cnnbench eval --checkpoint runs/my-run --corruptions",
+                        "cnnbench eval --checkpoint runs/my-run --corruptions rotation jpeg"))
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
                         help="a last.ckpt or best.ckpt (a run directory means its best.ckpt)")
     parser.add_argument("--split", choices=("test", "val"), default="test")
@@ -31,11 +33,52 @@ def register(subparsers) -> None:
     parser.add_argument("--allow-changed-data", action="store_true",
                         help="evaluate even if the test set changed since the run (the accuracy "
                              "is then not the run's)")
+    parser.add_argument("--corruptions", nargs="*", metavar="NAME",
+                        help="the test accuracy under common corruptions at 5 severities each "
+                             f"instead (all by default, or these: {', '.join(CORRUPTION_NAMES)}); "
+                             "written to the run directory's corruptions.json")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the corruptions' noise and elastic fields (default 0)")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     parser.set_defaults(func=run)
 
 
+# the names of cnnbench.training.corruptions.CORRUPTIONS (not imported here: it loads torch;
+# tests/training/test_corruptions.py checks they agree)
+CORRUPTION_NAMES = ("gaussian_noise", "gaussian_blur", "contrast", "brightness", "rotation",
+                    "translation", "jpeg", "elastic", "pixelate")
+
+
+def _corruptions(args: argparse.Namespace) -> int:
+    from cnnbench.training.corruptions import check_names, evaluate_corruptions
+
+    check_names(args.corruptions)
+
+    if args.split != "test":
+        from cnnbench.errors import UserError
+
+        raise UserError("--corruptions evaluates the test split; leave out --split val")
+    say = None if args.json else (lambda line: print(f"  {line}", flush=True))
+    if say:
+        print("accuracy (%) at severities 1-5:", flush=True)
+    result = evaluate_corruptions(args.checkpoint, names=args.corruptions or None, seed=args.seed,
+                                  data_dir=args.data_dir, device=args.device,
+                                  batch_size=args.batch_size, progress=say)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    drop = result["relative_drop"]
+    print(f"{result['model']} on {result['dataset']} (test, {result['n']} images): clean "
+          f"{100 * result['clean_acc']:.2f}%, mean under corruption {100 * result['mean_corruption_acc']:.2f}%"
+          + (f" (relative drop {100 * drop:.1f}%)" if drop is not None else "")
+          + f"; {result['seconds']:.1f} s"
+          + (f"; written to {result['written_to']}" if "written_to" in result else ""))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.corruptions is not None:
+        return _corruptions(args)
     from cnnbench.training import evaluate_checkpoint
     from cnnbench.training.calibration import calibration_line
 

@@ -67,6 +67,9 @@ def register(subparsers) -> None:
                      help="train each run in N processes on this machine (torchrun, "
                           "DistributedDataParallel; --batch-size stays the global batch)")
     run.add_argument("--no-report", action="store_true", help="do not write the report")
+    run.add_argument("--corruptions", action="store_true",
+                     help="also evaluate every finished run under the common corruptions "
+                          "(cnnbench eval --corruptions; runs that have corruptions.json keep it)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
 
@@ -189,6 +192,19 @@ def _show(args) -> int:
     return 0
 
 
+def _corrupt_finished(outcomes, log) -> None:
+    """`eval --corruptions` of every finished run without a ``corruptions.json`` yet."""
+    from cnnbench.training.corruptions import RESULT_FILE, evaluate_corruptions
+
+    for o in outcomes:
+        if o.status not in ("finished", "done-before") or (o.run_dir / RESULT_FILE).exists():
+            continue
+        result = evaluate_corruptions(o.run_dir)
+        log(f"{o.run.name}: under corruption {100 * result['mean_corruption_acc']:.2f}% "
+            f"(clean {100 * result['clean_acc']:.2f}%; {result['seconds']:.0f} s) -> "
+            f"{o.run_dir / RESULT_FILE}")
+
+
 def _run(args) -> int:
     if args.nproc < 1:
         raise UserError(f"--nproc must be >= 1, got {args.nproc}")
@@ -204,6 +220,8 @@ def _run(args) -> int:
         outcomes = run_study(study, out, only=args.only, argv=args.argv, progress=not args.quiet,
                              train_fn=torchrun_train(args.nproc) if args.nproc > 1 else None,
                              log=lambda line: print(line, file=say, flush=True))
+    if args.corruptions:
+        _corrupt_finished(outcomes, lambda line: print(line, file=say, flush=True))
     files = None
     if not args.no_report:
         from cnnbench.report import write_report

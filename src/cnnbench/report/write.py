@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cnnbench.errors import UserError
 from cnnbench.data.specs import stands_in_for
-from cnnbench.report import calibration, curves
+from cnnbench.report import calibration, curves, robustness
 from cnnbench.report import figures as fig
 from cnnbench.report import reproduction, tables
 from cnnbench.report.significance import significance_section
@@ -169,6 +169,7 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
 
     _comparison_section(doc, groups, fig_dir)
     _calibration_section(doc, groups, fig_dir)
+    _robustness_section(doc, groups, fig_dir)
 
     doc.heading(3, "Per run")
     galleries = 0
@@ -221,6 +222,22 @@ def _calibration_section(doc: Document, groups: list[RunGroup], fig_dir: Path) -
                "Reliability diagram of the test set (before temperature scaling; first seed): "
                "accuracy against confidence per bin, marker area by images; on the dotted "
                "diagonal a model is as right as it is sure")
+
+
+def _robustness_section(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:
+    """Test accuracy under common corruptions, for the runs of the comparison figures that
+    were evaluated so (``corruptions.json``)."""
+    shown, kind = comparison_groups(groups)
+    if not robustness.corruption_results(shown):
+        return
+    doc.heading(3, "Robustness to common corruptions")
+    doc.paragraph("Test accuracy under nine corruptions of real images at five severities each "
+                  "(`cnnbench eval --corruptions`): ranked by the mean accuracy over all 45; the "
+                  "relative drop is (clean - mean) / clean."
+                  + (f" {kind.capitalize()} runs only: not the report's recipe." if kind else ""))
+    doc.table(*robustness.robustness_table(shown))
+    doc.figure(fig.save(robustness.severity_figure(shown), fig_dir / "corruptions.png"),
+               "Test accuracy against corruption severity (0: clean), one panel per corruption")
 
 
 def _comparison_section(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:

@@ -54,11 +54,3 @@ def test_the_report_shows_the_section_and_the_diagram(tmp_path):
     section = md.split("### Calibration", 1)[1]
     assert section.index("| run | model | test acc (%) | ECE | NLL |") < section.index("reliability.png")
     assert sorted(r[0] for r in table_rows(section, "run")) == ["cnn-b", "lenet-a"]
-
-
-def test_runs_without_calibration_get_no_section(tmp_path):
-    write_fake_run(tmp_path / "runs" / "old", model="lenet5")
-    files = write_report([tmp_path / "runs"], tmp_path / "out")
-    assert "### Calibration" not in files.markdown.read_text()
-    assert not [p for p in files.figures if p.name == "reliability.png"]
-    assert calibration.reliability_figure(group_runs(load_runs([tmp_path / "runs"]))) is None

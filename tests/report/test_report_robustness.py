@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cnnbench.report import robustness, write_report
+from cnnbench.report import calibration, robustness, write_report
 from cnnbench.report.records import group_runs, load_runs
 from report_fixtures import table_rows, write_fake_run
 
@@ -44,8 +44,11 @@ def test_the_report_shows_the_table_and_the_curves(tmp_path):
     assert [round(y, 6) for y in line.get_ydata()] == [99.0, 90.0, 80.0, 70.0, 60.0, 50.0]
 
 
-def test_without_corruption_results_no_section(tmp_path):
-    write_fake_run(tmp_path / "runs" / "lenet5")
+def test_runs_without_calibration_or_corruption_results_get_neither_section(tmp_path):
+    write_fake_run(tmp_path / "runs" / "old")  # written before either existed
     files = write_report([tmp_path / "runs"], tmp_path / "out")
-    assert "Robustness" not in files.markdown.read_text()
-    assert robustness.severity_figure(group_runs(load_runs([tmp_path / "runs"]))) is None
+    md = files.markdown.read_text()
+    assert "Robustness" not in md and "### Calibration" not in md
+    assert not [p for p in files.figures if p.name in ("reliability.png", "corruptions.png")]
+    groups = group_runs(load_runs([tmp_path / "runs"]))
+    assert robustness.severity_figure(groups) is None and calibration.reliability_figure(groups) is None

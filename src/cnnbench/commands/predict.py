@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     parser.add_argument("--device", choices=DEVICES, default="cpu", help="device (default cpu)")
     parser.add_argument("--no-digit-style", dest="digit_style", action="store_false",
                         help="MNIST models: do not invert, crop or centre; only convert and resize")
+    parser.add_argument("--explain", nargs="?", const="explanations", metavar="DIR",
+                        help="draw each image's Grad-CAM heat map for its answer into DIR "
+                             "(default ./explanations) as <image>.gradcam.png")
     parser.add_argument("--json", action="store_true", help="print the predictions as JSON")
     parser.set_defaults(func=run)
 
@@ -44,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from cnnbench.inference import predict_files
 
     result = predict_files(args.checkpoint, args.inputs, topk=args.topk, device=args.device,
-                           batch_size=args.batch_size, digit_style=args.digit_style)
+                           batch_size=args.batch_size, digit_style=args.digit_style,
+                           explain=args.explain)
     failed = result["failed"]
     if args.json:
         print(json.dumps(result, indent=2))
@@ -52,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     print(result["description"])
     for record in result["predictions"]:
         top = ", ".join(f"{t['class']} {100 * t['prob']:.1f}%" for t in record["top"])
-        print(f"{record['file']}: {top}" + ("  [unfamiliar]" if record["unfamiliar"] else ""))
+        print(f"{record['file']}: {top}" + ("  [unfamiliar]" if record["unfamiliar"] else "")
+              + (f"  -> {record['explanation']}" if "explanation" in record else ""))
         if record["notes"]:
             print(f"  ({'; '.join(record['notes'])})")
     if failed:

@@ -53,7 +53,7 @@ def confidence_reference(trained: TrainedModel, batch_size: int = 256) -> dict[s
 
 def predict_files(checkpoint: str | Path, inputs: list[str | Path], *, topk: int = 3,
                   device: str = "cpu", batch_size: int = 64,
-                  digit_style: bool = True) -> dict[str, Any]:
+                  digit_style: bool = True, explain: str | Path | None = None) -> dict[str, Any]:
     """The ``topk`` classes of every image in ``inputs`` (files; a folder means the images in
     it and below) by the model of ``checkpoint`` (a file or a run directory). An image that
     cannot be read or prepared is listed in ``failed`` (``file``, ``error``) and the others are
@@ -63,7 +63,10 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], *, topk: int
     checkpoint's input record), ``reference`` (:func:`confidence_reference`), ``failed`` and
     ``predictions``: per image ``file, size ([W, H]), mode, notes`` (what was done to it),
     ``top`` (``class, index, prob``, most likely first) and ``unfamiliar`` (its top probability
-    is below the reference's threshold; ``None`` without a reference)."""
+    is below the reference's threshold; ``None`` without a reference). With ``explain`` (a
+    folder), each image's Grad-CAM heat map for its top class is drawn over it into
+    ``explain/<image name>.gradcam.png`` (:mod:`cnnbench.inference.explain`), named in its
+    record's ``explanation`` (with ``explained_by``: the layer, or ``saliency``)."""
     if topk < 1:
         raise UserError(f"--topk must be >= 1, got {topk}")
     if batch_size < 1:
@@ -96,7 +99,33 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], *, topk: int
                 f"{100 * top[0]['prob']:.1f}% is lower than on {100 - reference['percentile']:g}% "
                 f"of {reference['images']} held-out {trained.config.dataset} images "
                 f"(below {100 * reference['threshold']:.1f}%), so the answer means little")
+    if explain is not None:
+        _explain(trained, torch.stack(pixels), records, Path(explain), batch_size)
     return {"model": trained.config.model, "dataset": trained.config.dataset,
             "checkpoint": str(trained.path), "epoch": trained.epoch, "tta": trained.config.tta,
             "description": trained.describe(), "preprocessing": trained.preprocessing.to_dict(),
             "reference": reference, "failed": failed, "predictions": records}
+
+
+def _explain(trained, pixels: torch.Tensor, records: list[dict[str, Any]], folder: Path,
+             batch_size: int) -> None:
+    """Grad-CAM overlays of ``pixels`` for their predicted classes, one PNG per record."""
+    from cnnbench.inference.explain import explain_images, overlay
+
+    used: set[str] = set()
+    for start in range(0, len(pixels), batch_size):
+        batch = pixels[start:start + batch_size]
+        result = explain_images(trained, batch)
+        for i, heat in enumerate(result["maps"]):
+            record = records[start + i]
+            stem = Path(record["file"]).stem
+            name, n = f"{stem}.gradcam.png", 1
+            while name in used:  # two inputs of the same name from different folders
+                n += 1
+                name = f"{stem}-{n}.gradcam.png"
+            used.add(name)
+            label = trained.classes[int(result["classes"][i])]
+            how = result["layer"] or "saliency"
+            record["explanation"] = str(overlay(batch[i], heat, folder / name,
+                                                f"{label} ({how})"))
+            record["explained_by"] = how

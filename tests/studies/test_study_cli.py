@@ -156,3 +156,43 @@ def test_study_list_show_and_run_print_json_on_stdout_alone(monkeypatch, tmp_pat
     ran = json.loads(captured.out)
     assert ran["study"] == "mnist-classics" and ran["report"] is None
     assert ran["runs"][0]["status"] == "finished" and "a line of progress" in captured.err
+
+
+def test_a_study_evaluates_its_finished_runs_once(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import cnnbench.training.corruptions as corruptions_module
+    from cnnbench.commands.study import _corrupt_finished
+
+    done = []
+
+    def fake(run_dir):
+        done.append(run_dir.name)
+        return {"mean_corruption_acc": 0.5, "clean_acc": 0.9, "seconds": 1.0}
+
+    monkeypatch.setattr(corruptions_module, "evaluate_corruptions", fake)
+    outcome = lambda name, status: SimpleNamespace(run=SimpleNamespace(name=name), status=status,  # noqa: E731
+                                                   run_dir=tmp_path / name)
+    (tmp_path / "had").mkdir()
+    (tmp_path / "had" / "corruptions.json").write_text("{}")
+    said = []
+    _corrupt_finished([outcome("new", "finished"), outcome("before", "done-before"),
+                       outcome("had", "finished"), outcome("broke", "failed")], said.append)
+    assert done == ["new", "before"] and len(said) == 2 and "under corruption 50.00%" in said[0]
+
+
+def test_a_study_measures_the_latency_of_its_finished_runs(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import cnnbench.inference.latency as latency_module
+    from cnnbench.commands.study import _time_finished
+
+    measured = []
+    monkeypatch.setattr(latency_module, "measure_checkpoint",
+                        lambda run_dir: measured.append(run_dir.name) or {"eager": {"batch1_ms": 0.5}})
+    outcome = lambda name, status: SimpleNamespace(run=SimpleNamespace(name=name), status=status,  # noqa: E731
+                                                   run_dir=tmp_path / name)
+    said = []
+    _time_finished([outcome("a", "finished"), outcome("b", "done-before"), outcome("c", "failed")],
+                   said.append)
+    assert measured == ["a", "b"] and said[0].startswith("a: 0.50 ms per image at batch 1")

@@ -95,26 +95,3 @@ def test_eval_corruptions_on_a_trained_run(tiny_folder, capsys):
     assert said[1].startswith("  contrast: ") and "mean under corruption" in said[-1]
     assert main(["eval", "--checkpoint", str(out), "--corruptions", "--split", "val"]) == 2
     assert "evaluates the test split" in capsys.readouterr().err
-
-
-def test_a_study_evaluates_its_finished_runs_once(tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
-    import cnnbench.training.corruptions as corruptions_module
-    from cnnbench.commands.study import _corrupt_finished
-
-    done = []
-
-    def fake(run_dir):
-        done.append(run_dir.name)
-        return {"mean_corruption_acc": 0.5, "clean_acc": 0.9, "seconds": 1.0}
-
-    monkeypatch.setattr(corruptions_module, "evaluate_corruptions", fake)
-    outcome = lambda name, status: SimpleNamespace(run=SimpleNamespace(name=name), status=status,  # noqa: E731
-                                                   run_dir=tmp_path / name)
-    (tmp_path / "had").mkdir()
-    (tmp_path / "had" / "corruptions.json").write_text("{}")
-    said = []
-    _corrupt_finished([outcome("new", "finished"), outcome("before", "done-before"),
-                       outcome("had", "finished"), outcome("broke", "failed")], said.append)
-    assert done == ["new", "before"] and len(said) == 2 and "under corruption 50.00%" in said[0]

@@ -36,6 +36,10 @@ def register(subparsers) -> None:
                         help="the test accuracy under common corruptions at 5 severities each "
                              f"instead (all by default, or these: {', '.join(CORRUPTION_NAMES)}); "
                              "written to the run directory's corruptions.json")
+    parser.add_argument("--latency", action="store_true",
+                        help="measure the model's inference latency (batch 1) and throughput "
+                             "(batch 256) on this machine instead, in PyTorch and ONNX Runtime; "
+                             "written to the run directory's latency.json")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the corruptions' noise and elastic fields (default 0)")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
@@ -75,9 +79,32 @@ def _corruptions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _latency(args: argparse.Namespace) -> int:
+    from cnnbench.inference.latency import measure_checkpoint
+
+    result = measure_checkpoint(args.checkpoint, device=args.device or "cpu")
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    e, o = result["eager"], result.get("onnxruntime")
+    print(f"{result['model']} on {result['dataset']}, input {'x'.join(map(str, result['input']))}, "
+          f"{result['device_name']} ({result['threads']} threads): PyTorch {e['batch1_ms']:.2f} ms "
+          f"per image at batch 1, {e['batch256_images_per_s']:,.0f} images/s at batch 256"
+          + (f"; ONNX Runtime {o['batch1_ms']:.2f} ms, {o['batch256_images_per_s']:,.0f} images/s"
+             if o else f"; ONNX Runtime: {result.get('onnxruntime_error')}")
+          + (f"; written to {result['written_to']}" if "written_to" in result else ""))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.corruptions is not None and args.latency:
+        from cnnbench.errors import UserError
+
+        raise UserError("give --corruptions or --latency, not both (run eval twice)")
     if args.corruptions is not None:
         return _corruptions(args)
+    if args.latency:
+        return _latency(args)
     from cnnbench.training import evaluate_checkpoint
     from cnnbench.training.calibration import calibration_line
 

@@ -52,6 +52,11 @@ def register(subparsers) -> None:
                              "(unless --dataset or --input-size is given)")
     parser.add_argument("--summary", metavar="NAME", help="print NAME's per-layer table (output shape, "
                                                           "parameters), as torchsummary")
+    parser.add_argument("--latency", action="store_true",
+                        help="also measure each model's inference latency at batch 1 and "
+                             "throughput at batch 256 on this machine (random weights; PyTorch "
+                             "and ONNX Runtime): seconds per model")
+    parser.add_argument("--device", default="cpu", help="device for --latency (default cpu)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 
@@ -130,7 +135,7 @@ def _stored_rows(args: argparse.Namespace, shape, classes) -> list[dict] | None:
 def run(args: argparse.Namespace) -> int:
     dataset, shape, classes = resolve_shape(args)
     where = (f"{dataset} " if dataset else "") + f"{shape[0]}x{shape[1]}x{shape[2]}, {classes} classes"
-    rows = None if args.summary else _stored_rows(args, shape, classes)
+    rows = None if args.summary or args.latency else _stored_rows(args, shape, classes)
     if rows:
         return _print_rows(args, rows, dataset, shape, classes, where)
 
@@ -165,7 +170,41 @@ def run(args: argparse.Namespace) -> int:
         rows = report_model_rows(names)
     else:
         rows = model_rows(names, shape, classes, args.stem)
+    if args.latency:
+        return _latency(args, rows, shape, classes, dataset, where)
     return _print_rows(args, rows, dataset, shape, classes, where)
+
+
+def _latency(args: argparse.Namespace, rows: list[dict], shape, classes, dataset, where) -> int:
+    """Measure each listed model (random weights) and print its latency and throughput."""
+    import torch
+
+    from cnnbench.inference.latency import measure
+    from cnnbench.models import create_model
+
+    if not args.json:
+        print(f"latency at {where} on {args.device} ({torch.get_num_threads()} threads): batch 1 "
+              f"in ms, batch 256 in images/s; PyTorch eager | ONNX Runtime")
+    for row in rows:
+        if row.get("error"):
+            continue
+        # a lab-report row names the input its study trains the network on ("1x28x28")
+        chans, *size = (int(v) for v in row["input"].split("x")) if row.get("input") else shape
+        size = tuple(size)
+        with torch.random.fork_rng(devices=[]):
+            model = create_model(row["name"], num_classes=classes, in_chans=chans, input_size=size,
+                                 stem=args.stem)
+        row["latency"] = measure(model, (chans, *size), device=args.device)
+        if not args.json:
+            e, o = row["latency"]["eager"], row["latency"].get("onnxruntime") or {}
+            onnx = (f"{o['batch1_ms']:8.2f} ms {o['batch256_images_per_s']:>10,.0f}/s" if o
+                    else f"  (ONNX Runtime: {row['latency'].get('onnxruntime_error')})")
+            print(f"{row['name']:<22} {row['params']:>12,} params  {e['batch1_ms']:8.2f} ms "
+                  f"{e['batch256_images_per_s']:>10,.0f}/s | {onnx}", flush=True)
+    if args.json:
+        print(json.dumps({"dataset": dataset, "input_size": list(shape), "num_classes": classes,
+                          "stem": args.stem, "models": rows}, indent=2))
+    return 0
 
 
 def _print_rows(args: argparse.Namespace, rows: list[dict], dataset, shape, classes, where) -> int:

@@ -70,6 +70,9 @@ def register(subparsers) -> None:
     run.add_argument("--corruptions", action="store_true",
                      help="also evaluate every finished run under the common corruptions "
                           "(cnnbench eval --corruptions; runs that have corruptions.json keep it)")
+    run.add_argument("--latency", action="store_true",
+                     help="also measure every finished run's inference latency and throughput "
+                          "on this machine (cnnbench eval --latency), for the report's cost view")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
 
@@ -205,6 +208,18 @@ def _corrupt_finished(outcomes, log) -> None:
             f"{o.run_dir / RESULT_FILE}")
 
 
+def _time_finished(outcomes, log) -> None:
+    """`eval --latency` of every finished run (measured again: a machine's numbers are its own)."""
+    from cnnbench.inference.latency import RESULT_FILE, measure_checkpoint
+
+    for o in outcomes:
+        if o.status not in ("finished", "done-before"):
+            continue
+        result = measure_checkpoint(o.run_dir)
+        log(f"{o.run.name}: {result['eager']['batch1_ms']:.2f} ms per image at batch 1 "
+            f"(PyTorch) -> {o.run_dir / RESULT_FILE}")
+
+
 def _run(args) -> int:
     if args.nproc < 1:
         raise UserError(f"--nproc must be >= 1, got {args.nproc}")
@@ -222,6 +237,8 @@ def _run(args) -> int:
                              log=lambda line: print(line, file=say, flush=True))
     if args.corruptions:
         _corrupt_finished(outcomes, lambda line: print(line, file=say, flush=True))
+    if args.latency:
+        _time_finished(outcomes, lambda line: print(line, file=say, flush=True))
     files = None
     if not args.no_report:
         from cnnbench.report import write_report

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cnnbench.errors import UserError
 from cnnbench.data.specs import stands_in_for
-from cnnbench.report import calibration, curves, robustness
+from cnnbench.report import calibration, cost, curves, robustness
 from cnnbench.report import figures as fig
 from cnnbench.report import reproduction, tables
 from cnnbench.report.significance import significance_section
@@ -170,6 +170,7 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
     _comparison_section(doc, groups, fig_dir)
     _calibration_section(doc, groups, fig_dir)
     _robustness_section(doc, groups, fig_dir)
+    _cost_section(doc, groups, fig_dir)
 
     doc.heading(3, "Per run")
     galleries = 0
@@ -238,6 +239,28 @@ def _robustness_section(doc: Document, groups: list[RunGroup], fig_dir: Path) ->
     doc.table(*robustness.robustness_table(shown))
     doc.figure(fig.save(robustness.severity_figure(shown), fig_dir / "corruptions.png"),
                "Test accuracy against corruption severity (0: clean), one panel per corruption")
+
+
+def _cost_section(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:
+    """Accuracy against cost, with the Pareto front, for the runs of the comparison figures;
+    only when the study measured latencies (``latency.json``) or has several networks."""
+    shown, kind = comparison_groups(groups)
+    measured = [g for g in shown if cost.latency_of(g)]
+    if len(shown) < 2 and not measured:
+        return
+    doc.heading(3, "Accuracy against cost")
+    where = sorted({cost.latency_of(g).get("device_name", "?") + f" ({cost.latency_of(g).get('threads')} threads)"
+                    for g in measured})
+    doc.paragraph("What each network costs beside what it reaches: parameters and MACs per image, "
+                  "training time per epoch, and inference latency (batch 1) and throughput "
+                  "(batch 256) in PyTorch and ONNX Runtime"
+                  + (f", measured on {', '.join(where)} by `cnnbench eval --latency`" if where
+                     else " (not measured: `cnnbench study run NAME --latency` adds them)")
+                  + ". The Pareto front joins the networks that no other beats on both accuracy "
+                    "and the cost." + (f" {kind.capitalize()} runs only: not the report's recipe." if kind else ""))
+    doc.table(*cost.cost_table(shown))
+    doc.figure(fig.save(cost.cost_figure(shown), fig_dir / "cost.png"),
+               "Test accuracy against cost (log scales where the costs span a decade); dashed: the Pareto front")
 
 
 def _comparison_section(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:

@@ -166,8 +166,9 @@ def test_a_study_evaluates_its_finished_runs_once(tmp_path, monkeypatch):
 
     done = []
 
-    def fake(run_dir):
+    def fake(run_dir, images=None):
         done.append(run_dir.name)
+        assert images == 100
         return {"mean_corruption_acc": 0.5, "clean_acc": 0.9, "seconds": 1.0}
 
     monkeypatch.setattr(corruptions_module, "evaluate_corruptions", fake)
@@ -177,7 +178,8 @@ def test_a_study_evaluates_its_finished_runs_once(tmp_path, monkeypatch):
     (tmp_path / "had" / "corruptions.json").write_text("{}")
     said = []
     _corrupt_finished([outcome("new", "finished"), outcome("before", "done-before"),
-                       outcome("had", "finished"), outcome("broke", "failed")], said.append)
+                       outcome("had", "finished"), outcome("broke", "failed")], said.append,
+                      images=100)
     assert done == ["new", "before"] and len(said) == 2 and "under corruption 50.00%" in said[0]
 
 

@@ -26,7 +26,7 @@ def test_estimate_counts_images_views_and_macs():
     assert estimate_seconds(dict(model="lenet5", dataset="imagefolder:/nonexistent")) is None
 
 @pytest.mark.parametrize("name", ["mnist-classics", "mnist-five", "optimizers", "cifar10-tricks",
-                                  "alexnet-ablation", "cross-dataset", "transfer"])
+                                  "alexnet-ablation", "cross-dataset", "transfer", "families"])
 def test_cpu_profiles_fit_about_half_an_hour(name):
     # Issue 11: the cpu profile caps each study to about 30 minutes on 2 cores (estimated).
     study = load_study(name, profile="cpu", dataset="cifar10_jpeg"

@@ -88,6 +88,8 @@ def test_eval_corruptions_on_a_trained_run(tiny_folder, capsys):
     assert json.loads((out / "corruptions.json").read_text())["accuracy"] == result["accuracy"]
     again = evaluate_corruptions(out, names=["gaussian_noise"], seed=1, write=False)
     assert again["accuracy"]["gaussian_noise"] == result["accuracy"]["gaussian_noise"]
+    fewer = evaluate_corruptions(out, names=["contrast"], images=10, write=False)
+    assert fewer["n"] == 10 and all(a * 10 == round(a * 10) for a in fewer["accuracy"]["contrast"])
 
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(out), "--corruptions", "contrast"]) == 0

@@ -40,6 +40,8 @@ def register(subparsers) -> None:
                         help="measure the model's inference latency (batch 1) and throughput "
                              "(batch 256) on this machine instead, in PyTorch and ONNX Runtime; "
                              "written to the run directory's latency.json")
+    parser.add_argument("--images", type=int, metavar="N",
+                        help="with --corruptions: only the first N test images (coarser, faster)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the corruptions' noise and elastic fields (default 0)")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
@@ -66,7 +68,7 @@ def _corruptions(args: argparse.Namespace) -> int:
         print("accuracy (%) at severities 1-5:", flush=True)
     result = evaluate_corruptions(args.checkpoint, names=args.corruptions or None, seed=args.seed,
                                   data_dir=args.data_dir, device=args.device,
-                                  batch_size=args.batch_size, progress=say)
+                                  batch_size=args.batch_size, images=args.images, progress=say)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -70,6 +70,8 @@ def register(subparsers) -> None:
     run.add_argument("--corruptions", action="store_true",
                      help="also evaluate every finished run under the common corruptions "
                           "(cnnbench eval --corruptions; runs that have corruptions.json keep it)")
+    run.add_argument("--corruption-images", type=int, metavar="N",
+                     help="with --corruptions: only the first N test images of each run")
     run.add_argument("--latency", action="store_true",
                      help="also measure every finished run's inference latency and throughput "
                           "on this machine (cnnbench eval --latency), for the report's cost view")
@@ -195,14 +197,14 @@ def _show(args) -> int:
     return 0
 
 
-def _corrupt_finished(outcomes, log) -> None:
-    """`eval --corruptions` of every finished run without a ``corruptions.json`` yet."""
+def _corrupt_finished(outcomes, log, images: int | None = None) -> None:
+    """`eval --corruptions [--images N]` of every finished run without a ``corruptions.json``."""
     from cnnbench.training.corruptions import RESULT_FILE, evaluate_corruptions
 
     for o in outcomes:
         if o.status not in ("finished", "done-before") or (o.run_dir / RESULT_FILE).exists():
             continue
-        result = evaluate_corruptions(o.run_dir)
+        result = evaluate_corruptions(o.run_dir, images=images)
         log(f"{o.run.name}: under corruption {100 * result['mean_corruption_acc']:.2f}% "
             f"(clean {100 * result['clean_acc']:.2f}%; {result['seconds']:.0f} s) -> "
             f"{o.run_dir / RESULT_FILE}")
@@ -236,7 +238,8 @@ def _run(args) -> int:
                              train_fn=torchrun_train(args.nproc) if args.nproc > 1 else None,
                              log=lambda line: print(line, file=say, flush=True))
     if args.corruptions:
-        _corrupt_finished(outcomes, lambda line: print(line, file=say, flush=True))
+        _corrupt_finished(outcomes, lambda line: print(line, file=say, flush=True),
+                          images=args.corruption_images)
     if args.latency:
         _time_finished(outcomes, lambda line: print(line, file=say, flush=True))
     files = None

@@ -198,10 +198,12 @@ def corrupt(images: torch.Tensor, name: str, severity: int, *, seed: int = 0,
 def evaluate_corruptions(path: str | Path, *, names: list[str] | None = None,
                          severities: tuple[int, ...] = SEVERITIES, seed: int = 0,
                          data_dir: str | None = None, device: str | None = None,
-                         batch_size: int | None = None, write: bool = True,
+                         batch_size: int | None = None, images: int | None = None,
+                         write: bool = True,
                          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The test accuracy of a trained model (a checkpoint file or a run directory, as
-    :func:`cnnbench.training.evaluate_checkpoint` opens it) on its run's test split, clean and
+    :func:`cnnbench.training.evaluate_checkpoint` opens it) on its run's test split (its first
+    ``images`` only, when given: a cheaper, coarser estimate, recorded as ``n``), clean and
     under each corruption and severity. Written to the run directory's ``corruptions.json``
     (``write``) when the checkpoint is in one."""
     from cnnbench.devices import resolve_amp, resolve_device
@@ -223,7 +225,9 @@ def evaluate_corruptions(path: str | Path, *, names: list[str] | None = None,
     options = dict(num_classes=inputs.spec.num_classes, device=target,
                    amp=resolve_amp(config.amp, target), channels_last=config.channels_last,
                    tta=config.tta)
-    x, y = inputs.test
+    if images is not None and images < 1:
+        raise UserError(f"--images must be at least 1, got {images}")
+    x, y = (t[:images] for t in inputs.test) if images else inputs.test
 
     def accuracy(images: torch.Tensor) -> float:
         corrupted = dataclasses.replace(inputs, test=(images, y))

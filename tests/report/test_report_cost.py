@@ -18,8 +18,9 @@ def test_the_pareto_front_keeps_only_networks_nothing_beats():
     assert cost.pareto_front([]) == []
 
 
-def timed_run(root: Path, name: str, acc: float, ms: float | None, macs: int) -> Path:
-    run = write_fake_run(root / name, model=name, test_acc=acc)
+def timed_run(root: Path, name: str, acc: float, ms: float | None, macs: int,
+              dataset: str = "mnist") -> Path:
+    run = write_fake_run(root / name, model=name, test_acc=acc, dataset=dataset)
     summary = json.loads((run / "summary.json").read_text())
     summary.update(macs=macs, train_time_s=30.0, epochs_completed=3)
     (run / "summary.json").write_text(json.dumps(summary))
@@ -36,19 +37,24 @@ def test_the_table_and_figure_mark_the_front(tmp_path):
     timed_run(tmp_path, "big", 0.95, 3.0, 20_000_000)
     timed_run(tmp_path, "slow", 0.92, 5.0, 9_000_000)  # slower and worse than big
     timed_run(tmp_path, "unmeasured", 0.97, None, 1_000_000)
+    timed_run(tmp_path, "cifar", 0.60, 9.0, 20_000_000, dataset="cifar10")  # its own front
     groups = group_runs(load_runs([tmp_path]))
     header, rows = cost.cost_table(groups)
     by_run = {r[0]: dict(zip(header, r)) for r in rows}
     assert by_run["small"]["Pareto (latency)"] == by_run["big"]["Pareto (latency)"] == "yes"
     assert by_run["slow"]["Pareto (latency)"] == "" and by_run["unmeasured"]["Pareto (latency)"] == "—"
+    assert by_run["cifar"]["Pareto (latency)"] == "yes"  # slower and worse, but on another dataset
     assert by_run["big"]["batch 1 (ms): PyTorch"] == "3" and by_run["big"]["batch 1: ONNX Runtime"] == "0.75"
     assert by_run["big"]["batch 256: ONNX Runtime"] == "50k"
     assert by_run["small"]["train time / epoch"] == "10.0 s"
     fig = cost.cost_figure(groups)
+    assert len(fig.axes) == 6  # a row of three costs per dataset
     assert [ax.get_xlabel() for ax in fig.axes[:3]] == [
         "MACs per image", "training time per epoch (s)", "latency at batch 1 (ms, PyTorch)"]
     front = [line for line in fig.axes[0].get_lines() if line.get_label() == "Pareto front"][0]
     assert list(front.get_xdata()) == [300_000, 1_000_000]  # small, then unmeasured (MACs panel)
+    [cifar] = [line for line in fig.axes[3].get_lines() if line.get_label() == "Pareto front"]
+    assert list(cifar.get_xdata()) == [20_000_000]
 
 
 def test_the_report_has_the_section_with_where_it_was_measured(tmp_path):

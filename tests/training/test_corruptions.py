@@ -97,3 +97,14 @@ def test_eval_corruptions_on_a_trained_run(tiny_folder, capsys):
     assert said[1].startswith("  contrast: ") and "mean under corruption" in said[-1]
     assert main(["eval", "--checkpoint", str(out), "--corruptions", "--split", "val"]) == 2
     assert "evaluates the test split" in capsys.readouterr().err
+
+
+def test_a_subset_of_the_test_images_is_drawn_from_all_of_them():
+    from cnnbench.training.corruptions import subset
+
+    keep = subset(10_000, 200, seed=0)
+    assert len(keep) == len(set(keep.tolist())) == 200 and keep.tolist() == sorted(keep.tolist())
+    # a test set sorted by class (the CIFAR-10 JPEG mirror is) gives every class its share
+    labels = torch.arange(10_000) // 1000
+    assert labels[keep].bincount(minlength=10).min() >= 8
+    assert torch.equal(keep, subset(10_000, 200, seed=0)) and not torch.equal(keep, subset(10_000, 200, seed=1))

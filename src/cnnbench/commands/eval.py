@@ -41,7 +41,8 @@ def register(subparsers) -> None:
                              "(batch 256) on this machine instead, in PyTorch and ONNX Runtime; "
                              "written to the run directory's latency.json")
     parser.add_argument("--images", type=int, metavar="N",
-                        help="with --corruptions: only the first N test images (coarser, faster)")
+                        help="with --corruptions: only N of the test images, drawn at random under --seed "
+                             "(coarser, faster)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the corruptions' noise and elastic fields (default 0)")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")

@@ -71,7 +71,7 @@ def register(subparsers) -> None:
                      help="also evaluate every finished run under the common corruptions "
                           "(cnnbench eval --corruptions; runs that have corruptions.json keep it)")
     run.add_argument("--corruption-images", type=int, metavar="N",
-                     help="with --corruptions: only the first N test images of each run")
+                     help="with --corruptions: only N of each run's test images, drawn at random")
     run.add_argument("--latency", action="store_true",
                      help="also measure every finished run's inference latency and throughput "
                           "on this machine (cnnbench eval --latency), for the report's cost view")

@@ -40,6 +40,10 @@ def latency_of(group: RunGroup) -> dict[str, Any] | None:
     return None
 
 
+def _dataset(group: RunGroup) -> str:
+    return str(group.first.get("dataset", ""))
+
+
 def _epoch_time(group: RunGroup) -> float | None:
     s = group.first.summary
     epochs, train = s.get("epochs_completed"), s.get("train_time_s")
@@ -60,7 +64,10 @@ def cost_table(groups: list[RunGroup]) -> tuple[list[str], list[list[str]]]:
     timed = [(g, latency_of(g)) for g in groups if g.test_acc is not None]
     points = [(_rate(lat, "eager", "batch1_ms"), g.test_acc[0]) for g, lat in timed]
     measured = [i for i, p in enumerate(points) if p[0] is not None]
-    front = {measured[i] for i in pareto_front([points[i] for i in measured])}
+    front = set()  # accuracies compare only on one dataset: a front per dataset
+    for dataset in dict.fromkeys(_dataset(timed[i][0]) for i in measured):
+        mine = [i for i in measured if _dataset(timed[i][0]) == dataset]
+        front |= {mine[i] for i in pareto_front([points[i] for i in mine])}
     for i, (g, lat) in enumerate(timed):
         def ms(engine):
             value = _rate(lat, engine, "batch1_ms")
@@ -79,8 +86,8 @@ def cost_table(groups: list[RunGroup]) -> tuple[list[str], list[list[str]]]:
 
 def cost_figure(groups: list[RunGroup]) -> Figure | None:
     """Test accuracy against three costs (MACs, training time per epoch, PyTorch latency at
-    batch 1; log scales where a cost spans more than a decade), each panel's Pareto front
-    drawn as a line through its networks."""
+    batch 1; log scales where a cost spans more than a decade), one row of panels per dataset
+    (accuracies compare only on one), each panel's Pareto front drawn through its networks."""
     done = [g for g in groups if g.test_acc is not None]
     panels = [("MACs per image", lambda g: g.first.get("macs")),
               ("training time per epoch (s)", _epoch_time),
@@ -89,24 +96,38 @@ def cost_figure(groups: list[RunGroup]) -> Figure | None:
               if sum(1 for g in done if cost(g)) >= 2]
     if not panels:
         return None
-    fig = Figure(figsize=(4.2 * len(panels) + 1.8, 4.0))
-    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
-    colors = dict(zip((g.label for g in done), palette(len(done))))
-    for ax, (label, cost) in zip(axes, panels):
-        pts = [(cost(g), 100 * g.test_acc[0], g) for g in done if cost(g)]
-        for x, y, g in pts:
-            ax.scatter([x], [y], color=colors[g.label], s=30, zorder=3, label=g.label)
-        front = [pts[i] for i in pareto_front([(x, y) for x, y, _ in pts])]
-        ax.plot([p[0] for p in front], [p[1] for p in front], color="0.3", linewidth=1,
-                linestyle="--", zorder=2, label="Pareto front")
-        xs = [p[0] for p in pts]
-        if max(xs) > 10 * min(xs):  # a log axis where the costs span more than a decade
-            ax.set_xscale("log")
-            plain_log(ax.xaxis)
-        ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy (%)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
-               frameon=False)
+    datasets = list(dict.fromkeys(_dataset(g) for g in done))  # one row of panels each
+    fig = Figure(figsize=(4.2 * len(panels) + 1.8, 3.6 * len(datasets) + 0.4))
+    grid = fig.subplots(len(datasets), len(panels), squeeze=False)
+    models = list(dict.fromkeys(str(g.first.get("model", g.label)) for g in done))
+    colors = dict(zip(models, palette(len(models))))  # a network's colour in every row
+    for row, dataset in zip(grid, datasets):
+        for ax, (label, cost) in zip(row, panels):
+            _cost_panel(ax, [g for g in done if _dataset(g) == dataset], cost, colors)
+            ax.set_xlabel(label)
+        row[0].set_ylabel(f"test accuracy (%)\n{dataset}" if len(datasets) > 1 else "test accuracy (%)")
+    handles: dict = {}
+    for ax in grid.flatten():
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5),
+               fontsize=8, frameon=False)
     return fig
+
+
+def _cost_panel(ax, done: list[RunGroup], cost, colors) -> None:
+    """One panel: the runs of one dataset against one cost, and their Pareto front."""
+    pts = [(cost(g), 100 * g.test_acc[0], g) for g in done if cost(g)]
+    if not pts:
+        return
+    for x, y, g in pts:
+        model = str(g.first.get("model", g.label))
+        ax.scatter([x], [y], color=colors[model], s=30, zorder=3, label=model)
+    front = [pts[i] for i in pareto_front([(x, y) for x, y, _ in pts])]
+    ax.plot([p[0] for p in front], [p[1] for p in front], color="0.3", linewidth=1,
+            linestyle="--", zorder=2, label="Pareto front")
+    xs = [p[0] for p in pts]
+    if max(xs) > 10 * min(xs):  # a log axis where the costs span more than a decade
+        ax.set_xscale("log")
+        plain_log(ax.xaxis)
+    ax.grid(alpha=0.3)

@@ -29,16 +29,23 @@ def corruption_results(groups: list[RunGroup]) -> list[tuple[RunGroup, dict]]:
 
 
 def robustness_table(groups: list[RunGroup]) -> tuple[list[str], list[list[str]]]:
-    """The networks ranked by mean accuracy under corruption (first seed with results)."""
-    header = ["rank", "run", "model", "clean (%)", "under corruption (%)", "relative drop (%)",
-              "hardest corruption (mean %)"]
+    """The networks ranked by mean accuracy under corruption (first seed with results),
+    within each dataset (accuracies compare only on one)."""
+    header = ["dataset", "rank", "run", "model", "images", "clean (%)", "under corruption (%)",
+              "relative drop (%)", "hardest corruption (mean %)"]
     rows = []
-    ranked = sorted(corruption_results(groups), key=lambda gr: -gr[1]["mean_corruption_acc"])
-    for i, (g, r) in enumerate(ranked, 1):
+    results = corruption_results(groups)
+    datasets = list(dict.fromkeys(str(g.first.get("dataset", "")) for g, _r in results))
+    ranked = [(d, i, g, r) for d in datasets
+              for i, (g, r) in enumerate(sorted(
+                  [(g, r) for g, r in results if str(g.first.get("dataset", "")) == d],
+                  key=lambda gr: -gr[1]["mean_corruption_acc"]), 1)]
+    for dataset, i, g, r in ranked:
         means = r.get("per_corruption_mean") or {}
         hardest = min(means, key=means.get) if means else None
         drop = r.get("relative_drop")
-        rows.append([str(i), g.label, str(r.get("model", "—")), f"{100 * r['clean_acc']:.2f}",
+        rows.append([dataset, str(i), g.label, str(r.get("model", "—")), str(r.get("n", "—")),
+                     f"{100 * r['clean_acc']:.2f}",
                      f"{100 * r['mean_corruption_acc']:.2f}",
                      "—" if drop is None else f"{100 * drop:.1f}",
                      "—" if hardest is None else f"{hardest} ({100 * means[hardest]:.1f})"])

@@ -233,8 +233,10 @@ def _robustness_section(doc: Document, groups: list[RunGroup], fig_dir: Path) ->
         return
     doc.heading(3, "Robustness to common corruptions")
     doc.paragraph("Test accuracy under nine corruptions of real images at five severities each "
-                  "(`cnnbench eval --corruptions`): ranked by the mean accuracy over all 45; the "
-                  "relative drop is (clean - mean) / clean."
+                  "(`cnnbench eval --corruptions`): ranked within each dataset by the mean accuracy over "
+                  "all 45; the "
+                  "relative drop is (clean - mean) / clean; images: how many of the run's test images "
+                  "were corrupted (all, or a random subset)."
                   + (f" {kind.capitalize()} runs only: not the report's recipe." if kind else ""))
     doc.table(*robustness.robustness_table(shown))
     doc.figure(fig.save(robustness.severity_figure(shown), fig_dir / "corruptions.png"),
@@ -256,8 +258,8 @@ def _cost_section(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:
                   "(batch 256) in PyTorch and ONNX Runtime"
                   + (f", measured on {', '.join(where)} by `cnnbench eval --latency`" if where
                      else " (not measured: `cnnbench study run NAME --latency` adds them)")
-                  + ". The Pareto front joins the networks that no other beats on both accuracy "
-                    "and the cost." + (f" {kind.capitalize()} runs only: not the report's recipe." if kind else ""))
+                  + ". The Pareto front (per dataset) joins the networks that no other beats on both "
+                    "accuracy and the cost." + (f" {kind.capitalize()} runs only: not the report's recipe." if kind else ""))
     doc.table(*cost.cost_table(shown))
     doc.figure(fig.save(cost.cost_figure(shown), fig_dir / "cost.png"),
                "Test accuracy against cost (log scales where the costs span a decade); dashed: the Pareto front")

@@ -164,6 +164,13 @@ CORRUPTIONS = {c.name: c for c in (
 )}
 
 
+def subset(total: int, images: int, seed: int) -> torch.Tensor:
+    """``images`` of ``total`` test images, drawn at random under ``seed`` (in test order):
+    not the first ones, since a test set may be sorted by class (the CIFAR-10 JPEG mirror is)."""
+    g = _generator(seed, "subset", 0)
+    return torch.randperm(total, generator=g)[:images].sort().values
+
+
 def check_names(names) -> list[str]:
     """``names`` (all corruptions when empty), or a one-line :class:`UserError` for one that
     is not a corruption."""
@@ -202,8 +209,9 @@ def evaluate_corruptions(path: str | Path, *, names: list[str] | None = None,
                          write: bool = True,
                          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The test accuracy of a trained model (a checkpoint file or a run directory, as
-    :func:`cnnbench.training.evaluate_checkpoint` opens it) on its run's test split (its first
-    ``images`` only, when given: a cheaper, coarser estimate, recorded as ``n``), clean and
+    :func:`cnnbench.training.evaluate_checkpoint` opens it) on its run's test split (``images``
+    of them at random under ``seed``, when given: a cheaper, coarser estimate, recorded as
+    ``n``), clean and
     under each corruption and severity. Written to the run directory's ``corruptions.json``
     (``write``) when the checkpoint is in one."""
     from cnnbench.devices import resolve_amp, resolve_device
@@ -227,7 +235,10 @@ def evaluate_corruptions(path: str | Path, *, names: list[str] | None = None,
                    tta=config.tta)
     if images is not None and images < 1:
         raise UserError(f"--images must be at least 1, got {images}")
-    x, y = (t[:images] for t in inputs.test) if images else inputs.test
+    x, y = inputs.test
+    if images is not None and images < len(y):
+        keep = subset(len(y), images, seed)
+        x, y = x[keep], y[keep]
 
     def accuracy(images: torch.Tensor) -> float:
         corrupted = dataclasses.replace(inputs, test=(images, y))

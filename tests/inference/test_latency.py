@@ -50,14 +50,21 @@ def test_without_onnx_runtime_it_says_why(monkeypatch):
     assert result["onnxruntime_error"] == "no onnxruntime here" and "eager" in result
 
 
-def test_models_latency_lists_each_models_numbers(capsys):
+@pytest.fixture
+def no_onnx_export(monkeypatch):
+    """ONNX Runtime's numbers without its export (seconds each; tested once above)."""
+    monkeypatch.setattr(latency, "_onnx_rates", lambda model, shape, min_time_s: {
+        "batch1_ms": 1.0, "batch256_images_per_s": 256.0})
+
+
+def test_models_latency_lists_each_models_numbers(capsys, no_onnx_export):
     assert main(["models", "--pattern", "lenet5", "--dataset", "mnist", "--latency", "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)["models"]
     assert row["name"] == "lenet5" and row["latency"]["input"] == [1, 28, 28]
-    assert row["latency"]["eager"]["batch1_ms"] > 0
+    assert row["latency"]["eager"]["batch1_ms"] > 0 and row["latency"]["onnxruntime"]["batch1_ms"] == 1.0
 
 
-def test_a_run_gets_latency_json_and_eval_takes_one_mode(tiny_folder, capsys):
+def test_a_run_gets_latency_json_and_eval_takes_one_mode(tiny_folder, capsys, no_onnx_export):
     from cnnbench.config.resolve import resolve_config
     from cnnbench.training import train_run
 

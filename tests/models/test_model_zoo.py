@@ -154,8 +154,22 @@ def test_torchvision_state_dict_round_trip(name):
     """Every torchvision-named model, given torchvision's weights, computes exactly what
     torchvision's computes (ImageNet stem; a 64 px input keeps it fast: both end in an
     adaptive pool, so the layers are the same as at 224 px)."""
-    torch.manual_seed(0)
-    theirs = _torchvision(name, num_classes=10).eval()
+    # torchvision's own initialisation of VGG's 120M classifier weights takes a second; any
+    # weights do here: built on the meta device, then filled from one seeded generator
+    with torch.device("meta"):
+        theirs = _torchvision(name, num_classes=10)
+    theirs = theirs.to_empty(device="cpu").eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for tensor in [*theirs.parameters(), *theirs.buffers()]:
+            if tensor.is_floating_point():
+                fan_in = tensor[0].numel() if tensor.dim() > 1 else 1
+                bound = (6 / fan_in) ** 0.5 if tensor.dim() > 1 else 0.5  # He-uniform scale
+                tensor.uniform_(-bound, bound, generator=g)
+                if tensor.dim() == 1:
+                    tensor.add_(1.0)  # 1-D: BatchNorm weights, variances and biases around 1
+            else:
+                tensor.zero_()  # num_batches_tracked
     with torch.no_grad():  # non-trivial BatchNorm statistics, so eval-mode BN is exercised
         for m in theirs.modules():
             if isinstance(m, nn.BatchNorm2d):

@@ -65,3 +65,10 @@ def test_the_report_has_the_section_with_where_it_was_measured(tmp_path):
     assert "measured on AMD EPYC (2 threads)" in section.split("\n\n")[1]
     assert sorted(r[0] for r in table_rows(section, "run")) == ["big", "small"]
     assert "cost.png" in [p.name for p in files.figures]
+
+
+def test_without_measured_latencies_no_section(tmp_path):
+    timed_run(tmp_path / "runs", "small", 0.90, None, 300_000)
+    timed_run(tmp_path / "runs", "big", 0.95, None, 20_000_000)
+    files = write_report([tmp_path / "runs"], tmp_path / "out")
+    assert "Accuracy against cost" not in files.markdown.read_text()

@@ -244,11 +244,13 @@ def _robustness_section(doc: Document, groups: list[RunGroup], fig_dir: Path) ->
 
 
 def _cost_section(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:
-    """Accuracy against cost, with the Pareto front, for the runs of the comparison figures;
-    only when the study measured latencies (``latency.json``) or has several networks."""
+    """Accuracy against cost, with the Pareto front, for the runs of the comparison figures,
+    when their latencies were measured (``latency.json``: `study run --latency`); without
+    them, the comparison section's parameters, training time and accuracy-against-MACs
+    figures show the rest."""
     shown, kind = comparison_groups(groups)
     measured = [g for g in shown if cost.latency_of(g)]
-    if len(shown) < 2 and not measured:
+    if not measured:
         return
     doc.heading(3, "Accuracy against cost")
     where = sorted({cost.latency_of(g).get("device_name", "?") + f" ({cost.latency_of(g).get('threads')} threads)"
@@ -256,8 +258,7 @@ def _cost_section(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:
     doc.paragraph("What each network costs beside what it reaches: parameters and MACs per image, "
                   "training time per epoch, and inference latency (batch 1) and throughput "
                   "(batch 256) in PyTorch and ONNX Runtime"
-                  + (f", measured on {', '.join(where)} by `cnnbench eval --latency`" if where
-                     else " (not measured: `cnnbench study run NAME --latency` adds them)")
+                  + f", measured on {', '.join(where)} by `cnnbench eval --latency`"
                   + ". The Pareto front (per dataset) joins the networks that no other beats on both "
                     "accuracy and the cost." + (f" {kind.capitalize()} runs only: not the report's recipe." if kind else ""))
     doc.table(*cost.cost_table(shown))

@@ -53,6 +53,13 @@ def test_mnist_five_resnet18_at_28px_and_lenet_at_54px():
         ("test_acc", 97.5, "001:156")]
     lenet = build_config(runs["lenet-54px"].options)
     assert (lenet.model, lenet.resize) == ("lenet5_five", 54)
+    # what the runs build (001:154-160: the ImageNet stem on 28 px images; 001:347: LeNet at
+    # 54 px, its first fully connected layer 16x10x10 -> 120)
+    with torch.device("meta"):
+        assert create_model("resnet18_five", num_classes=10, in_chans=1, input_size=28,
+                            stem=resnet.stem).stem == "imagenet"
+        assert count_params(create_model("lenet5_five", num_classes=10, in_chans=1,
+                                         input_size=54)) == 205_706
     assert runs["lenet-54px"].references == ()  # relative to run lenet: a note, not a reference
     assert "001:347" in runs["lenet-54px"].note and "run lenet" in runs["lenet-54px"].note
     # the recipe of the report's other runs (001:246, 001:252)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 from cnnbench.errors import UserError
@@ -168,9 +169,7 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
                    + ", ".join(f"{g.label}: {g.capped}" for g in capped) + ")")
 
     _comparison_section(doc, groups, fig_dir)
-    _calibration_section(doc, groups, fig_dir)
-    _robustness_section(doc, groups, fig_dir)
-    _cost_section(doc, groups, fig_dir)
+    _beyond_accuracy(doc, groups, fig_dir)
 
     doc.heading(3, "Per run")
     galleries = 0
@@ -206,64 +205,66 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
     doc.bullets(tables.environment([r for g in groups for r in g.records]))
 
 
-def _calibration_section(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:
-    """Confidence against accuracy on the test set, for the runs of the comparison figures."""
+def _view_section(doc: Document, groups: list[RunGroup], fig_dir: Path, *, title: str,
+                  present: Callable[[list[RunGroup]], bool], text: Callable[[list[RunGroup]], str],
+                  table, figure, png: str, caption: str) -> None:
+    """One of the views beyond accuracy (calibration, robustness, cost): for the runs of the
+    comparison figures that recorded it (``present``), a paragraph, a table and a figure."""
     shown, kind = comparison_groups(groups)
-    if not calibration.calibrated(shown):
+    if not present(shown):
         return
-    doc.heading(3, "Calibration")
-    doc.paragraph("How far each network's confidence can be trusted on the test set: expected "
-                  "calibration error (ECE, 15 equal-width bins of the top probability), negative "
-                  "log-likelihood (NLL, the test loss) and Brier score; lower is better. T is one "
-                  "temperature dividing the logits, fitted on the validation split (never the "
-                  "test set); it changes no prediction, only the confidence."
-                  + (f" {kind.capitalize()} runs only: not the report's recipe." if kind else ""))
-    doc.table(*calibration.calibration_table(shown))
-    doc.figure(fig.save(calibration.reliability_figure(shown), fig_dir / "reliability.png"),
-               "Reliability diagram of the test set (before temperature scaling; first seed): "
-               "accuracy against confidence per bin, marker area by images; on the dotted "
-               "diagonal a model is as right as it is sure")
+    doc.heading(3, title)
+    doc.paragraph(text(shown) + (f" {kind.capitalize()} runs only: not the report's recipe."
+                                 if kind else ""))
+    doc.table(*table(shown))
+    doc.figure(fig.save(figure(shown), fig_dir / png), caption)
 
 
-def _robustness_section(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:
-    """Test accuracy under common corruptions, for the runs of the comparison figures that
-    were evaluated so (``corruptions.json``)."""
-    shown, kind = comparison_groups(groups)
-    if not robustness.corruption_results(shown):
-        return
-    doc.heading(3, "Robustness to common corruptions")
-    doc.paragraph("Test accuracy under nine corruptions of real images at five severities each "
-                  "(`cnnbench eval --corruptions`): ranked within each dataset by the mean accuracy over "
-                  "all 45; the "
-                  "relative drop is (clean - mean) / clean; images: how many of the run's test images "
-                  "were corrupted (all, or a random subset)."
-                  + (f" {kind.capitalize()} runs only: not the report's recipe." if kind else ""))
-    doc.table(*robustness.robustness_table(shown))
-    doc.figure(fig.save(robustness.severity_figure(shown), fig_dir / "corruptions.png"),
-               "Test accuracy against corruption severity (0: clean), one panel per corruption")
+def _latency_text(shown: list[RunGroup]) -> str:
+    where = sorted({f"{lat.get('device_name', '?')} ({lat.get('threads')} threads)"
+                    for lat in map(cost.latency_of, shown) if lat})
+    return ("What each network costs beside what it reaches: parameters and MACs per image, "
+            "training time per epoch, and inference latency (batch 1) and throughput (batch 256) "
+            f"in PyTorch and ONNX Runtime, measured on {', '.join(where)} by `cnnbench eval "
+            "--latency`. The Pareto front (per dataset) joins the networks that no other beats "
+            "on both accuracy and the cost.")
 
 
-def _cost_section(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:
-    """Accuracy against cost, with the Pareto front, for the runs of the comparison figures,
-    when their latencies were measured (``latency.json``: `study run --latency`); without
-    them, the comparison section's parameters, training time and accuracy-against-MACs
-    figures show the rest."""
-    shown, kind = comparison_groups(groups)
-    measured = [g for g in shown if cost.latency_of(g)]
-    if not measured:
-        return
-    doc.heading(3, "Accuracy against cost")
-    where = sorted({cost.latency_of(g).get("device_name", "?") + f" ({cost.latency_of(g).get('threads')} threads)"
-                    for g in measured})
-    doc.paragraph("What each network costs beside what it reaches: parameters and MACs per image, "
-                  "training time per epoch, and inference latency (batch 1) and throughput "
-                  "(batch 256) in PyTorch and ONNX Runtime"
-                  + f", measured on {', '.join(where)} by `cnnbench eval --latency`"
-                  + ". The Pareto front (per dataset) joins the networks that no other beats on both "
-                    "accuracy and the cost." + (f" {kind.capitalize()} runs only: not the report's recipe." if kind else ""))
-    doc.table(*cost.cost_table(shown))
-    doc.figure(fig.save(cost.cost_figure(shown), fig_dir / "cost.png"),
-               "Test accuracy against cost (log scales where the costs span a decade); dashed: the Pareto front")
+def _beyond_accuracy(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:
+    """Calibration (every run records it), robustness (``corruptions.json``) and cost
+    (``latency.json``: without it, the comparison section's parameters, training time and
+    accuracy-against-MACs figures show the rest)."""
+    _view_section(
+        doc, groups, fig_dir, title="Calibration",
+        present=lambda shown: bool(calibration.calibrated(shown)),
+        text=lambda shown: (
+            "How far each network's confidence can be trusted on the test set: expected "
+            "calibration error (ECE, 15 equal-width bins of the top probability), negative "
+            "log-likelihood (NLL, the test loss) and Brier score; lower is better. T is one "
+            "temperature dividing the logits, fitted on the validation split (never the test "
+            "set); it changes no prediction, only the confidence."),
+        table=calibration.calibration_table, figure=calibration.reliability_figure,
+        png="reliability.png",
+        caption="Reliability diagram of the test set (before temperature scaling; first seed): "
+                "accuracy against confidence per bin, marker area by images; on the dotted "
+                "diagonal a model is as right as it is sure")
+    _view_section(
+        doc, groups, fig_dir, title="Robustness to common corruptions",
+        present=lambda shown: bool(robustness.corruption_results(shown)),
+        text=lambda shown: (
+            "Test accuracy under nine corruptions of real images at five severities each "
+            "(`cnnbench eval --corruptions`), ranked within each dataset by the mean accuracy "
+            "over all 45; the relative drop is (clean - mean) / clean; images: how many of the "
+            "run's test images were corrupted (all, or a random subset)."),
+        table=robustness.robustness_table, figure=robustness.severity_figure,
+        png="corruptions.png",
+        caption="Test accuracy against corruption severity (0: clean), one panel per corruption")
+    _view_section(
+        doc, groups, fig_dir, title="Accuracy against cost",
+        present=lambda shown: any(cost.latency_of(g) for g in shown), text=_latency_text,
+        table=cost.cost_table, figure=cost.cost_figure, png="cost.png",
+        caption="Test accuracy against cost (log scales where the costs span a decade); "
+                "dashed: the Pareto front")
 
 
 def _comparison_section(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:

@@ -45,7 +45,7 @@ def test_without_onnx_runtime_it_says_why(monkeypatch):
     def broken(*_args, **_kw):
         raise RuntimeError("no onnxruntime here\nmore")
 
-    monkeypatch.setattr(export, "_write_onnx", broken)
+    monkeypatch.setattr(export, "write_onnx", broken)
     result = latency.measure(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), (1, 2, 2))
     assert result["onnxruntime_error"] == "no onnxruntime here" and "eager" in result
 

@@ -85,7 +85,9 @@ def _metadata(trained: TrainedModel) -> str:
     })
 
 
-def _write_onnx(model, example: torch.Tensor, path: Path, metadata: str):
+def write_onnx(model, example: torch.Tensor, path: Path, metadata: str):
+    """``model`` as an ONNX file at ``path`` (dynamic batch, ``metadata`` kept in it) and a
+    function running it in ONNX Runtime (CPU): ``logits = run(images)``."""
     onnx, ort, _ = require("export")
     # the exporter reports its progress on stdout, and warns about what it decomposes
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
@@ -140,7 +142,7 @@ def export_model(checkpoint: str | Path, fmt: str, out: str | Path, *,
                      f"exported model is the plain model (one view)")
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
-        writer = _write_onnx if fmt == "onnx" else _write_torchscript
+        writer = write_onnx if fmt == "onnx" else _write_torchscript
         try:
             run = writer(model, inputs[:2].clone(), tmp, _metadata(trained))
         except UserError:

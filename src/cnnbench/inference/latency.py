@@ -86,10 +86,10 @@ def measure(model: nn.Module, shape: tuple[int, int, int], *, device: str | torc
 
 
 def _onnx_rates(model: nn.Module, shape: tuple[int, int, int], min_time_s: float) -> dict[str, float]:
-    from cnnbench.inference.export import _write_onnx
+    from cnnbench.inference.export import write_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
-        run = _write_onnx(model, torch.randn(2, *shape), Path(tmp) / "model.onnx", metadata="")
+        run = write_onnx(model, torch.randn(2, *shape), Path(tmp) / "model.onnx", metadata="")
         return _rates(run, shape, torch.device("cpu"), min_time_s, lambda: None)
 
 

@@ -120,3 +120,11 @@ def test_predict_explain_writes_one_overlay_per_image(tmp_path, capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if "->" in line]
     assert len(lines) == 2 and all(".gradcam.png" in line for line in lines)
     assert sorted(p.name for p in (tmp_path / "cam").iterdir()) == ["img0.gradcam.png", "img1.gradcam.png"]
+
+
+def test_the_layer_is_a_whole_block_not_one_of_its_branches():
+    x = torch.randn(1, 3, 32, 32)
+    picked = {name: find_cam_layer(create_model(name, num_classes=5, in_chans=3, input_size=32).eval(), x)
+              for name in ("googlenet", "resnet18", "lenet5")}
+    # GoogLeNet's last inception block concatenates four branches: the map is all of them
+    assert picked == {"googlenet": "inception5b", "resnet18": "layer4", "lenet5": "features"}

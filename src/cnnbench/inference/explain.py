@@ -5,8 +5,8 @@ weighted by the mean gradient of the class score over each channel, summed over 
 passed through a ReLU: ``relu(sum_k mean(dy/dA_k) * A_k)``; upsampled to the input and
 scaled to [0, 1] per image. The layer is the model's ``cam_layer`` when its registry entry
 names one, else the last layer whose output still has a spatial extent (more than 1 x 1) in
-the order the forward pass runs (:func:`find_cam_layer`: ResNet's last block, VGG's last
-pooling, LeNet-5's second pooling). For a network with no such layer, Grad-CAM has nothing to
+the order the forward pass completes them (:func:`find_cam_layer`: ResNet's ``layer4``,
+GoogLeNet's ``inception5b``, VGG's and LeNet-5's ``features``). For a network with no such layer, Grad-CAM has nothing to
 place, and the plain gradient saliency ``max_c |dy/dx_c|`` of the input is drawn instead
 (``method`` says which).
 
@@ -23,12 +23,14 @@ from torch import nn
 
 
 def find_cam_layer(model: nn.Module, x: torch.Tensor) -> str | None:
-    """The name of the last module (in the order the forward pass calls them) whose output is
-    a 4-D map larger than 1 x 1; ``None`` when there is none (then: gradient saliency)."""
+    """The name of the last module (in the order the forward pass completes them, blocks
+    included) whose output is a 4-D map larger than 1 x 1: a whole block rather than one of
+    its parts (GoogLeNet's ``inception5b``, not its last branch; ResNet's ``layer4``);
+    ``None`` when there is none (then: gradient saliency)."""
     seen: list[tuple[str, tuple]] = []
     hooks = [m.register_forward_hook(lambda mod, inp, out, n=name: seen.append((n, tuple(out.shape)))
                                      if isinstance(out, torch.Tensor) else None)
-             for name, m in model.named_modules() if name and not list(m.children())]
+             for name, m in model.named_modules() if name]
     try:
         with torch.no_grad():
             model(x[:1])

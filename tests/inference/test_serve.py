@@ -4,6 +4,7 @@ test_serve_browser.py.)"""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import io
 import json
@@ -93,6 +94,10 @@ def test_every_model_answers_an_uploaded_image(board, digits_files):
             assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
             assert answer["ms_per_image"] > 0 and answer["test_acc"] is not None
             assert answer["notes"][0].startswith("inverted")
+            # the model's Grad-CAM heat map of its answer, as a PNG the page shows beside it
+            assert answer["explained_by"] == "features"
+            heat = Image.open(io.BytesIO(base64.b64decode(answer["heatmap"].split(",", 1)[1])))
+            assert heat.format == "PNG" and heat.size == (4 * 28, 4 * 28) and heat.mode == "RGB"
 
 
 def test_bad_uploads_get_a_4xx_and_one_line(board, tmp_path):

@@ -28,6 +28,8 @@ def test_a_drawn_stroke_gets_answers_from_every_model(board, tmp_path):
             name: c.dataset.name, meta: c.querySelector('.meta').innerText,
             answers: [...c.querySelectorAll('li.answer')].map((li) => li.innerText),
             time: c.querySelector('.time').innerText,
+            heat: (c.querySelector('.heat img') || {}).naturalWidth,
+            heatCaption: (c.querySelector('.heat figcaption') || {}).innerText,
             notes: (c.querySelector('.notes') || {}).innerText}))""")
         assert sorted(card["name"] for card in cards) == ["lenet5", "simple_cnn"]
         for card, run in zip(cards, ("lenet5", "simple_cnn")):
@@ -39,6 +41,8 @@ def test_a_drawn_stroke_gets_answers_from_every_model(board, tmp_path):
                 probs.append(float(prob))
             assert probs == sorted(probs, reverse=True) and sum(probs) <= 100.5, card
             assert re.fullmatch(r"[\d.]+ ms per image", card["time"]), card
+            # the heat map of its answer beside it (Grad-CAM, 4 x the 28 px input)
+            assert card["heat"] == 112 and card["heatCaption"].startswith("Grad-CAM of "), card
             assert "inverted" in card["notes"] and "centre of mass" in card["notes"], card
         assert "2 models answered for drawing.png" in page.evaluate(
             "document.getElementById('status').innerText")

@@ -125,3 +125,24 @@ def overlay(image: torch.Tensor, heat: torch.Tensor, path: str | Path, title: st
         ax.set_title(title, fontsize=9)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     return path
+
+
+def overlay_png(image: torch.Tensor, heat: torch.Tensor, scale: int = 4) -> bytes:
+    """PNG bytes of ``image`` (uint8 C x H x W) blended with ``heat`` (in [0, 1], resized to
+    it) in matplotlib's ``jet`` colours, ``scale`` times larger (nearest): for the serve page."""
+    import io
+
+    from matplotlib import colormaps
+    from PIL import Image
+
+    c, h, w = image.shape
+    heat = nn.functional.interpolate(heat[None, None].float(), size=(h, w), mode="bilinear",
+                                     align_corners=False)[0, 0].clamp(0, 1)
+    colour = torch.from_numpy(colormaps["jet"](heat.numpy())[..., :3]).float()  # H x W x 3
+    base = image.float().permute(1, 2, 0).expand(h, w, 3) / 255
+    blended = (0.55 * base + 0.45 * colour).clamp(0, 1)
+    picture = Image.fromarray((blended * 255).round().to(torch.uint8).numpy())
+    picture = picture.resize((w * scale, h * scale), Image.NEAREST)
+    out = io.BytesIO()
+    picture.save(out, format="PNG")
+    return out.getvalue()

@@ -17,6 +17,7 @@ checkpoints are read with ``weights_only=True``; predictions run one at a time.
 
 # No `from __future__ import annotations`: FastAPI reads the route functions' annotations,
 # and those of create_app's local routes only resolve when they are real objects.
+import base64
 import socket
 import threading
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.errors import UserError
+from cnnbench.inference.explain import explain_images, overlay_png
 from cnnbench.inference.extras import require
 from cnnbench.inference.images import MAX_PIXELS, ImageInputError, open_image
 from cnnbench.inference.model import TrainedModel, load_trained_model
@@ -103,9 +105,13 @@ class ModelBoard:
                 t1 = time.perf_counter()
                 probs = trained.predict(pixels[None])
                 t2 = time.perf_counter()
+                explained = explain_images(trained, pixels[None])  # Grad-CAM of the top class
+                heat = base64.b64encode(overlay_png(pixels, explained["maps"][0])).decode()
                 answers.append({**self._info(trained), "top": trained.top(probs, 3)[0],
                                 "notes": notes, "ms_per_image": 1000 * (t2 - t1),
-                                "prepare_ms": 1000 * (t1 - t0)})
+                                "prepare_ms": 1000 * (t1 - t0),
+                                "heatmap": f"data:image/png;base64,{heat}",
+                                "explained_by": explained["layer"] or "saliency"})
         return {"image": {"name": filename, "size": list(image.size), "mode": image.mode,
                           "bytes": len(upload)}, "answers": answers}
 

@@ -111,6 +111,7 @@ def wide_report(tmp_path) -> Path:
     return tmp_path / "report" / "report.html"
 
 
+@pytest.mark.slow  # a browser: started first, so that two workers end together
 def test_report_reads_well_at_1280px(wide_report, tmp_path):
     binary = browser()
 

@@ -199,7 +199,8 @@ def _show(args) -> int:
 
 def _corrupt_finished(outcomes, log, images: int | None = None) -> None:
     """`eval --corruptions [--images N]` of every finished run without a ``corruptions.json``."""
-    from cnnbench.training.corruptions import RESULT_FILE, evaluate_corruptions
+    from cnnbench.training.corruptions import evaluate_corruptions
+    from cnnbench.training.rundir import CORRUPTIONS_FILE as RESULT_FILE
 
     for o in outcomes:
         if o.status not in ("finished", "done-before") or (o.run_dir / RESULT_FILE).exists():
@@ -212,7 +213,8 @@ def _corrupt_finished(outcomes, log, images: int | None = None) -> None:
 
 def _time_finished(outcomes, log) -> None:
     """`eval --latency` of every finished run (measured again: a machine's numbers are its own)."""
-    from cnnbench.inference.latency import RESULT_FILE, measure_checkpoint
+    from cnnbench.inference.latency import measure_checkpoint
+    from cnnbench.training.rundir import LATENCY_FILE as RESULT_FILE
 
     for o in outcomes:
         if o.status not in ("finished", "done-before"):

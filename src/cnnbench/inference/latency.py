@@ -24,7 +24,6 @@ from torch import nn
 
 BATCHES = (1, 256)
 MIN_TIME_S = 0.5  # each measurement repeats for at least this long
-RESULT_FILE = "latency.json"
 
 
 def _timed(call: Callable[[], Any], min_time_s: float) -> float:
@@ -98,7 +97,7 @@ def measure_checkpoint(path: str | Path, *, device: str = "cpu", onnx: bool = Tr
     """:func:`measure` for the model of a checkpoint or run directory, at its input size;
     written to the run directory's ``latency.json`` (``write``) when it is in one."""
     from cnnbench.inference.model import load_trained_model
-    from cnnbench.training.rundir import write_json
+    from cnnbench.training.rundir import LATENCY_FILE, write_json
 
     trained = load_trained_model(path, device=device)
     p = trained.preprocessing
@@ -107,6 +106,6 @@ def measure_checkpoint(path: str | Path, *, device: str = "cpu", onnx: bool = Tr
               **measure(trained.model, (p.channels, *p.input_size), device=device, onnx=onnx,
                         min_time_s=min_time_s)}
     if write and trained.run_dir is not None:
-        write_json(trained.run_dir / RESULT_FILE, result)
-        result["written_to"] = str(trained.run_dir / RESULT_FILE)
+        write_json(trained.run_dir / LATENCY_FILE, result)
+        result["written_to"] = str(trained.run_dir / LATENCY_FILE)
     return result

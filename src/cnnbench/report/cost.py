@@ -14,9 +14,9 @@ from matplotlib.figure import Figure
 
 from cnnbench.report.figures import palette, plain_log
 from cnnbench.report.records import RunGroup
+from cnnbench.training.rundir import LATENCY_FILE
 from cnnbench.report.tables import count, duration
 
-RESULT_FILE = "latency.json"  # cnnbench.inference.latency.RESULT_FILE (no torch here)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -34,7 +34,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 def latency_of(group: RunGroup) -> dict[str, Any] | None:
     """The first finished seed's ``latency.json``, if measured."""
     for record in group.finished:
-        path = record.path / RESULT_FILE
+        path = record.path / LATENCY_FILE
         if path.is_file():
             return json.loads(path.read_text())
     return None

@@ -12,8 +12,8 @@ from matplotlib.figure import Figure
 
 from cnnbench.report.figures import palette
 from cnnbench.report.records import RunGroup
+from cnnbench.training.rundir import CORRUPTIONS_FILE
 
-RESULT_FILE = "corruptions.json"  # cnnbench.training.corruptions.RESULT_FILE (no torch here)
 
 
 def corruption_results(groups: list[RunGroup]) -> list[tuple[RunGroup, dict]]:
@@ -21,7 +21,7 @@ def corruption_results(groups: list[RunGroup]) -> list[tuple[RunGroup, dict]]:
     found = []
     for g in groups:
         for record in g.finished:
-            path = record.path / RESULT_FILE
+            path = record.path / CORRUPTIONS_FILE
             if path.is_file():
                 found.append((g, json.loads(path.read_text())))
                 break

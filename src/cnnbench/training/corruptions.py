@@ -35,7 +35,6 @@ from cnnbench.errors import UserError
 
 SEVERITIES = (1, 2, 3, 4, 5)
 ELASTIC_FIELDS = 16  # distinct displacement fields per severity (image i takes field i % 16)
-RESULT_FILE = "corruptions.json"
 
 
 def _generator(seed: int, name: str, severity: int) -> torch.Generator:
@@ -214,25 +213,14 @@ def evaluate_corruptions(path: str | Path, *, names: list[str] | None = None,
     ``n``), clean and
     under each corruption and severity. Written to the run directory's ``corruptions.json``
     (``write``) when the checkpoint is in one."""
-    from cnnbench.devices import resolve_amp, resolve_device
-    from cnnbench.training.checkpoint import open_checkpoint
-    from cnnbench.training.evaluation import evaluate, saved_model
-    from cnnbench.training.inputs import check_same_data, make_loader, prepare_data
+    from cnnbench.training.evaluation import open_for_evaluation
     from cnnbench.training.machine import device_name
 
     names = check_names(names)
     started = time.perf_counter()
-    file, state, config = open_checkpoint(path)
-    changes = {k: v for k, v in {"data_dir": data_dir, "device": device,
-                                  "eval_batch_size": batch_size}.items() if v is not None}
-    config = config.replace(**changes)
-    target = resolve_device(config.device)
-    inputs = prepare_data(config)
-    check_same_data(state.get("data"), inputs.fingerprint(), str(file))
-    model = saved_model(config, inputs.spec, inputs.input_size, state["model"], str(file), target)
-    options = dict(num_classes=inputs.spec.num_classes, device=target,
-                   amp=resolve_amp(config.amp, target), channels_last=config.channels_last,
-                   tta=config.tta)
+    saved = open_for_evaluation(path, data_dir=data_dir, device=device, batch_size=batch_size)
+    file, state, config, target, inputs = (saved.file, saved.state, saved.config, saved.device,
+                                           saved.inputs)
     if images is not None and images < 1:
         raise UserError(f"--images must be at least 1, got {images}")
     x, y = inputs.test
@@ -241,8 +229,7 @@ def evaluate_corruptions(path: str | Path, *, names: list[str] | None = None,
         x, y = x[keep], y[keep]
 
     def accuracy(images: torch.Tensor) -> float:
-        corrupted = dataclasses.replace(inputs, test=(images, y))
-        return evaluate(model, make_loader(config, corrupted, "test", target), **options)["acc"]
+        return saved.evaluate("test", dataclasses.replace(inputs, test=(images, y)))["acc"]
 
     clean = accuracy(x)
     table: dict[str, list[float]] = {}
@@ -265,8 +252,8 @@ def evaluate_corruptions(path: str | Path, *, names: list[str] | None = None,
     }
     run_dir = file.parent
     if write and (run_dir / "summary.json").is_file():
-        from cnnbench.training.rundir import write_json
+        from cnnbench.training.rundir import CORRUPTIONS_FILE, write_json
 
-        write_json(run_dir / RESULT_FILE, result)
-        result["written_to"] = str(run_dir / RESULT_FILE)
+        write_json(run_dir / CORRUPTIONS_FILE, result)
+        result["written_to"] = str(run_dir / CORRUPTIONS_FILE)
     return result

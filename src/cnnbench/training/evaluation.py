@@ -8,6 +8,7 @@ all-reduced and the predictions gathered, so every process gets the result of th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,11 +66,56 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", *, data_dir: str 
     holds the calibration at the temperature fitted on validation, as in the run's summary. Data that changed since the run (other classes, another test set:
     the checkpoint records a fingerprint) is a one-line :class:`UserError`; with
     ``allow_changed_data`` only other classes are."""
-    from cnnbench.training.checkpoint import open_checkpoint
-    from cnnbench.training.inputs import check_same_data, make_loader, prepare_data
-
     if split not in ("test", "val"):
         raise UserError(f"split must be test or val, got {split!r}")
+    saved = open_for_evaluation(path, data_dir=data_dir, device=device, batch_size=batch_size,
+                                tta=tta, allow_changed_data=allow_changed_data)
+    if split == "val" and saved.inputs.val is None:
+        raise UserError(f"the run of {saved.file} has no validation split (val_split 0); use "
+                        f"--split test")
+    temperature = None
+    if split == "test" and saved.inputs.val is not None:  # as the run did: fitted on validation
+        val = saved.evaluate("val", return_logits=True)
+        temperature = fit_temperature(val["logits"], val["targets"])
+    result = saved.evaluate(split, temperature=temperature)
+    config = saved.config
+    return {**result, "split": split, "checkpoint": str(saved.file), "epoch": saved.state["epoch"],
+            "model": config.model, "dataset": config.dataset, "tta": config.tta}
+
+
+@dataclasses.dataclass
+class SavedModel:
+    """A trained model rebuilt for evaluation: its checkpoint ``file`` and ``state``, the run's
+    ``config`` (with the caller's changes), the run's split ``inputs`` and the ``model``."""
+
+    file: Path
+    state: dict[str, Any]
+    config: Any
+    device: torch.device
+    inputs: Any
+    model: nn.Module
+
+    def evaluate(self, split: str, inputs=None, **kw) -> dict[str, Any]:
+        """:func:`evaluate` of ``split`` (of ``inputs``, by default the run's) as the run did."""
+        from cnnbench.training.inputs import make_loader
+
+        c = self.config
+        return evaluate(self.model, make_loader(c, inputs or self.inputs, split, self.device),
+                        num_classes=self.inputs.spec.num_classes, device=self.device,
+                        amp=resolve_amp(c.amp, self.device), channels_last=c.channels_last,
+                        tta=c.tta, **kw)
+
+
+def open_for_evaluation(path: str | Path, *, data_dir: str | None = None,
+                        device: str | None = None, batch_size: int | None = None,
+                        tta: str | None = None, allow_changed_data: bool = False) -> SavedModel:
+    """The model of a checkpoint (a file or a run directory) with its run's data, rebuilt from
+    the config stored in it; only the model and the data are built. Data that changed since
+    the run is a one-line :class:`UserError` (other classes always, another test set unless
+    ``allow_changed_data``)."""
+    from cnnbench.training.checkpoint import open_checkpoint
+    from cnnbench.training.inputs import check_same_data, prepare_data
+
     if batch_size is not None and batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")
     file, state, config = open_checkpoint(path)
@@ -80,22 +126,8 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", *, data_dir: str 
     inputs = prepare_data(config)
     check_same_data(state.get("data"), inputs.fingerprint(), str(file),
                     allow_changed_test=allow_changed_data)
-    if split == "val" and inputs.val is None:
-        raise UserError(f"the run of {file} has no validation split (val_split 0); use "
-                        f"--split test")
     model = saved_model(config, inputs.spec, inputs.input_size, state["model"], str(file), target)
-    options = dict(num_classes=inputs.spec.num_classes, device=target,
-                   amp=resolve_amp(config.amp, target), channels_last=config.channels_last,
-                   tta=config.tta)
-    temperature = None
-    if split == "test" and inputs.val is not None:  # as the run did: fitted on validation
-        val = evaluate(model, make_loader(config, inputs, "val", target), return_logits=True,
-                       **options)
-        temperature = fit_temperature(val["logits"], val["targets"])
-    result = evaluate(model, make_loader(config, inputs, split, target), temperature=temperature,
-                      **options)
-    return {**result, "split": split, "checkpoint": str(file), "epoch": state["epoch"],
-            "model": config.model, "dataset": config.dataset, "tta": config.tta}
+    return SavedModel(file, state, config, target, inputs, model)
 
 
 @torch.inference_mode()

@@ -35,6 +35,8 @@ from cnnbench.training.checkpoint import BEST, LAST
 CONFIG, METRICS, STEPS, SUMMARY = "config.yaml", "metrics.jsonl", "train_steps.jsonl", "summary.json"
 ERROR, STUDY, PREDICTIONS, MISCLASSIFIED = "error.txt", "study.json", "test_predictions.json", "misclassified.pt"
 TRAIN_LOG = "train.log"  # what the run said on the console, also when it ran --quiet
+# written by `eval --corruptions` and `eval --latency` (and `study run --corruptions --latency`)
+CORRUPTIONS_FILE, LATENCY_FILE = "corruptions.json", "latency.json"
 
 
 def now() -> str:

@@ -64,12 +64,18 @@ def _corruptions(args: argparse.Namespace) -> int:
         from cnnbench.errors import UserError
 
         raise UserError("--corruptions evaluates the test split; leave out --split val")
-    say = None if args.json else (lambda line: print(f"  {line}", flush=True))
-    if say:
-        print("accuracy (%) at severities 1-5:", flush=True)
+    said: list[str] = []
+
+    def say(line: str) -> None:  # the header with the first result: a mistake stays one line
+        if not said:
+            print("accuracy (%) at severities 1-5:", flush=True)
+        said.append(line)
+        print(f"  {line}", flush=True)
+
     result = evaluate_corruptions(args.checkpoint, names=args.corruptions or None, seed=args.seed,
                                   data_dir=args.data_dir, device=args.device,
-                                  batch_size=args.batch_size, images=args.images, progress=say)
+                                  batch_size=args.batch_size, images=args.images,
+                                  progress=None if args.json else say)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

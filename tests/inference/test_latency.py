@@ -75,4 +75,4 @@ def test_a_run_gets_latency_json_and_eval_takes_one_mode(tiny_folder, capsys, no
     written = json.loads((out / "latency.json").read_text())
     assert written["model"] == "lenet5" and written["eager"]["batch1_ms"] > 0
     assert main(["eval", "--checkpoint", str(out), "--latency", "--corruptions"]) == 2
-    assert "not both" in capsys.readouterr().err
+    assert "only one of --corruptions, --latency" in capsys.readouterr().err

@@ -162,6 +162,32 @@ def test_save_misclassified_spreads_the_gallery_over_classes(tmp_path):
     assert save_misclassified(tmp_path, images, targets, targets) == 0  # no errors: empty file
 
 
+def test_the_gallery_draws_the_heat_maps_saved_beside_its_images(tmp_path):
+    from cnnbench.report.figures import misclassified_gallery
+    from cnnbench.report.records import RunRecord
+
+    targets, predictions = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 2, 2, 1])
+    images = torch.zeros(4, 1, 6, 6, dtype=torch.uint8)
+    seen = []
+
+    def explain(rows, classes):
+        seen.append((rows.tolist(), classes.tolist()))
+        return {"heat": torch.full((len(rows), 6, 6), 200, dtype=torch.uint8),
+                "cam_layer": "layer4", "cam_method": "grad-cam"}
+
+    run_dir = write_fake_run(tmp_path / "r")
+    assert save_misclassified(run_dir, images, predictions, targets, explain=explain) == 2
+    assert seen == [([1, 3], [2, 1])]  # the gallery's rows, for their predicted classes
+    fig = misclassified_gallery(RunRecord.load(run_dir))
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert len(drawn) == 2 and all(len(ax.images) == 2 for ax in drawn)  # image + heat map
+    assert drawn[0].images[1].get_array().max() == pytest.approx(200 / 255)
+    assert "Grad-CAM at layer4" in fig._suptitle.get_text()
+    save_misclassified(run_dir, images, predictions, targets)  # a run without heat maps
+    fig = misclassified_gallery(RunRecord.load(run_dir))
+    assert all(len(ax.images) == 1 for ax in fig.axes if ax.images) and fig._suptitle is None
+
+
 def test_reference_difference_of_values_and_ranges():
     assert reference_difference(90.0, 89.5) == pytest.approx(0.5)
     assert reference_difference(66.0, (64, 68)) == 0.0

@@ -677,3 +677,36 @@ def test_init_from_a_run_on_another_dataset_gets_a_fresh_head_unless_kept(tiny_f
     kept, _ = run(tiny_folder, "kept", epochs=1, dataset=tiny_folder.long_dataset,
                   init=str(first_dir), init_head="keep")
     assert not kept["init_report"]["replaced"] and not kept["init_report"]["new"]
+
+
+def test_the_gallery_holds_grad_cam_heat_maps_of_the_tested_weights(tiny_folder):
+    """misclassified.pt carries the heat maps the report draws over its gallery: Grad-CAM of
+    the tested weights (here the last epoch's, not the best) for each image's predicted class
+    at the layer the registry names, the same maps `predict --explain` draws from that
+    checkpoint."""
+    from cnnbench.inference.explain import explain_images
+    from cnnbench.inference.model import load_trained_model
+    from cnnbench.models.registry import model_info
+
+    summary, out = run(tiny_folder, epochs=3, lr=1e-2, test_weights="last")
+    assert summary["best_epoch"] < 3  # the tested weights are not the best ones
+    gallery = torch.load(out / "misclassified.pt", weights_only=True)
+    n = len(gallery["images"])
+    assert n > 0, "the run made no mistakes to show"
+    heat = gallery["heat"]
+    assert heat.dtype == torch.uint8 and heat.shape == (n, *gallery["images"].shape[-2:])
+    assert gallery["cam_layer"] == model_info(summary["model"]).cam_layer
+    assert gallery["cam_method"] == "grad-cam"
+    again = explain_images(load_trained_model(out / "last.ckpt"), gallery["images"])
+    assert again["classes"].tolist() == gallery["pred"].tolist()
+    expected = (again["maps"] * 255).round().to(torch.uint8)
+    assert (heat.int() - expected.int()).abs().max() <= 1
+
+    # a gallery saved before heat maps were: `eval --explain` adds the same ones
+    from cnnbench.cli import main
+
+    torch.save({k: v for k, v in gallery.items() if not k.startswith(("heat", "cam_"))},
+               out / "misclassified.pt")
+    assert main(["eval", "--checkpoint", str(out), "--explain"]) == 0
+    added = torch.load(out / "misclassified.pt", weights_only=True)
+    assert torch.equal(added["heat"], heat) and added["cam_layer"] == gallery["cam_layer"]

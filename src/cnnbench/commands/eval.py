@@ -18,7 +18,8 @@ def register(subparsers) -> None:
                     "summary's test accuracy exactly.",
         epilog=examples("cnnbench eval --checkpoint runs/my-run/best.ckpt",
                         "cnnbench eval --checkpoint runs/my-run --split val --json",
-                        "cnnbench eval --checkpoint runs/my-run --corruptions"))
+                        "cnnbench eval --checkpoint runs/my-run --corruptions",
+                        "cnnbench eval --checkpoint runs/my-run --explain"))
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
                         help="a last.ckpt or best.ckpt (a run directory means its best.ckpt)")
     parser.add_argument("--split", choices=("test", "val"), default="test")
@@ -40,6 +41,10 @@ def register(subparsers) -> None:
                         help="measure the model's inference latency (batch 1) and throughput "
                              "(batch 256) on this machine instead, in PyTorch and ONNX Runtime; "
                              "written to the run directory's latency.json")
+    parser.add_argument("--explain", action="store_true",
+                        help="add Grad-CAM heat maps to the run's gallery of misclassified test "
+                             "images (misclassified.pt; runs save them since they were added), "
+                             "from the weights the run tested, instead")
     parser.add_argument("--images", type=int, metavar="N",
                         help="with --corruptions: only N of the test images, drawn at random under --seed "
                              "(coarser, faster)")
@@ -105,15 +110,34 @@ def _latency(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from cnnbench.training.evaluation import explain_gallery
+
+    result = explain_gallery(args.checkpoint, data_dir=args.data_dir, device=args.device)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    how = (f"Grad-CAM at {result['cam_layer']}" if result["cam_method"] == "grad-cam"
+           else "gradient saliency")
+    print(f"{how} of {result['images']} misclassified test images ({result['checkpoint']}); "
+          f"written to {result['written_to']}" if result["images"]
+          else f"no misclassified test images in {result['written_to']}: nothing to explain")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.corruptions is not None and args.latency:
+    chosen = [flag for flag, on in (("--corruptions", args.corruptions is not None),
+                                    ("--latency", args.latency), ("--explain", args.explain)) if on]
+    if len(chosen) > 1:
         from cnnbench.errors import UserError
 
-        raise UserError("give --corruptions or --latency, not both (run eval twice)")
+        raise UserError(f"give only one of {', '.join(chosen)} (run eval once for each)")
     if args.corruptions is not None:
         return _corruptions(args)
     if args.latency:
         return _latency(args)
+    if args.explain:
+        return _explain(args)
     from cnnbench.training import evaluate_checkpoint
     from cnnbench.training.calibration import calibration_line
 

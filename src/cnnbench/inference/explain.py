@@ -1,16 +1,8 @@
-"""What a network looks at: Grad-CAM heat maps, with PyTorch hooks.
+"""What a network looks at, drawn: Grad-CAM heat maps (:mod:`cnnbench.models.cam`) of a
+trained model's answers, for ``predict --explain`` and the ``serve`` page.
 
-Grad-CAM (Selvaraju et al., ICCV 2017): the activations ``A`` of a late convolutional layer,
-weighted by the mean gradient of the class score over each channel, summed over channels and
-passed through a ReLU: ``relu(sum_k mean(dy/dA_k) * A_k)``; upsampled to the input and
-scaled to [0, 1] per image. The layer is the model's ``cam_layer`` when its registry entry
-names one, else the last layer whose output still has a spatial extent (more than 1 x 1) in
-the order the forward pass completes them (:func:`find_cam_layer`: ResNet's ``layer4``,
-GoogLeNet's ``inception5b``, VGG's and LeNet-5's ``features``). For a network with no such layer, Grad-CAM has nothing to
-place, and the plain gradient saliency ``max_c |dy/dx_c|`` of the input is drawn instead
-(``method`` says which).
-
-``overlay`` draws a heat map over its image as a PNG (matplotlib's ``jet`` at 45 %).
+``overlay`` draws a heat map over its image as a PNG (matplotlib's ``jet`` at 45 %);
+``overlay_png`` gives the same blend as PNG bytes.
 """
 
 from __future__ import annotations
@@ -21,75 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-
-def find_cam_layer(model: nn.Module, x: torch.Tensor) -> str | None:
-    """The name of the last module (in the order the forward pass completes them, blocks
-    included) whose output is a 4-D map larger than 1 x 1: a whole block rather than one of
-    its parts (GoogLeNet's ``inception5b``, not its last branch; ResNet's ``layer4``);
-    ``None`` when there is none (then: gradient saliency)."""
-    seen: list[tuple[str, tuple]] = []
-    hooks = [m.register_forward_hook(lambda mod, inp, out, n=name: seen.append((n, tuple(out.shape)))
-                                     if isinstance(out, torch.Tensor) else None)
-             for name, m in model.named_modules() if name]
-    try:
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        for h in hooks:
-            h.remove()
-    maps = [name for name, shape in seen if len(shape) == 4 and shape[2] * shape[3] > 1]
-    return maps[-1] if maps else None
-
-
-def _cam_layer_of(model_name: str) -> str | None:
-    from cnnbench.models.registry import model_info
-
-    try:
-        return getattr(model_info(model_name), "cam_layer", None)
-    except Exception:  # noqa: BLE001 - an unregistered model: the rule decides
-        return None
-
-
-def grad_cam(model: nn.Module, x: torch.Tensor, *, target: torch.Tensor | None = None,
-             layer: str | None = None) -> dict[str, Any]:
-    """Heat maps (N x H x W in [0, 1], on ``x``'s device) of ``model`` for the inputs ``x``
-    (normalised, N x C x H x W) and the classes ``target`` (default: the predicted ones).
-    Returns ``maps``, ``classes`` (the explained class of each image), ``layer`` (``None`` for
-    gradient saliency) and ``method`` (``grad-cam`` or ``saliency``)."""
-    was_training = model.training
-    model.eval()
-    layer = layer or find_cam_layer(model, x)
-    try:
-        with torch.inference_mode(False), torch.enable_grad():
-            x = x.detach().clone().requires_grad_(layer is None)
-            store: dict[str, torch.Tensor] = {}
-            hook = None
-            if layer is not None:
-                module = model.get_submodule(layer)
-                hook = module.register_forward_hook(lambda m, i, out: store.__setitem__("a", out))
-            try:
-                logits = model(x)
-            finally:
-                if hook is not None:
-                    hook.remove()
-            classes = logits.argmax(1) if target is None else target.to(logits.device)
-            score = logits.gather(1, classes[:, None]).sum()
-            if layer is None:
-                (grad,) = torch.autograd.grad(score, x)
-                maps = grad.abs().amax(1)
-            else:
-                acts = store["a"]
-                (grad,) = torch.autograd.grad(score, acts)
-                weights = grad.mean((2, 3), keepdim=True)
-                maps = torch.relu((weights * acts).sum(1, keepdim=True))
-                maps = nn.functional.interpolate(maps, size=x.shape[-2:], mode="bilinear",
-                                                 align_corners=False)[:, 0]
-    finally:
-        model.train(was_training)
-    maps = maps.detach().float()
-    peak = maps.flatten(1).amax(1).clamp(min=1e-12).view(-1, 1, 1)
-    return {"maps": maps / peak, "classes": classes.detach(), "layer": layer,
-            "method": "saliency" if layer is None else "grad-cam"}
+from cnnbench.models.cam import cam_layer, grad_cam
+from cnnbench.models.registry import model_info
 
 
 def explain_images(trained, images: torch.Tensor) -> dict[str, Any]:
@@ -97,7 +22,8 @@ def explain_images(trained, images: torch.Tensor) -> dict[str, Any]:
     ``images`` (at the dataset's image size), at the model's input size, for its predicted
     classes; the maps come back on the CPU."""
     x = torch.cat(list(trained.inputs(images, batch_size=len(images))))
-    result = grad_cam(trained.model, x, layer=_cam_layer_of(trained.config.model))
+    model = trained.model
+    result = grad_cam(model, x, layer=cam_layer(model, x, model_info(trained.config.model).cam_layer))
     result["maps"] = result["maps"].cpu()
     result["classes"] = result["classes"].cpu()
     return result

@@ -64,6 +64,8 @@ class AlexNet(nn.Module):
       and sizes the first FC layer from it (the reports hard-code that size for their input).
     """
 
+    cam_layer = "features"  # the map Grad-CAM explains (cnnbench.models.cam)
+
     def __init__(self, widths: tuple[int, ...] = _TORCHVISION_WIDTHS, *, num_classes: int = 1000,
                  in_chans: int = 3, input_size: int | tuple[int, int] = 224, drop_rate: float = 0.0,
                  stem: str = "auto", fc_width: int | None = None, lrn: bool = False,
@@ -143,6 +145,8 @@ class AlexNetSmall(nn.Module):
     tried Sigmoid against ReLU, with and without BatchNorm
     (../shared/seeds/004_2d0eec9dd5bad1f5.txt:81-83).
     """
+
+    cam_layer = "features"  # the map Grad-CAM explains (cnnbench.models.cam)
 
     def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, input_size: int | tuple[int, int] = 224,
                  drop_rate: float = 0.0, stem: str = "auto", bn: bool = True,

@@ -76,6 +76,8 @@ class FastNet(nn.Module):
     to 9x9.
     """
 
+    cam_layer = "blocks"  # the map Grad-CAM explains (cnnbench.models.cam)
+
     def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, input_size: int | tuple[int, int] = 224,
                  drop_rate: float = 0.0, stem: str = "auto", widths: tuple[int, int, int] = (64, 256, 256),
                  width_mult: float = 1.0, activation: str = "gelu", logit_scale: float = 1 / 9,

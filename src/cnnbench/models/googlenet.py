@@ -133,6 +133,8 @@ class GoogLeNet(nn.Module):
       instead of 7x7).
     """
 
+    cam_layer = "inception5b"  # the map Grad-CAM explains (cnnbench.models.cam)
+
     def __init__(self, paper: bool = False, /, *, num_classes: int = 1000, in_chans: int = 3,
                  input_size: int | tuple[int, int] = 224, drop_rate: float = 0.0, stem: str = "auto",
                  aux_logits: bool = False, aux_weight: float = 0.3, init: str | None = None) -> None:

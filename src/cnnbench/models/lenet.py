@@ -52,6 +52,8 @@ class LeNet5(nn.Module):
     (``model.stem`` is ``None``).
     """
 
+    cam_layer = "features"  # the map Grad-CAM explains (cnnbench.models.cam)
+
     def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, input_size: int | tuple[int, int] = 224,
                  drop_rate: float = 0.0, stem: str = "auto", activation: str = "tanh", pool: str = "avg",
                  pad_input: bool = True, activate: tuple[str, ...] = _ACTIVATED) -> None:

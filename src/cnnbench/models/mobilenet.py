@@ -77,6 +77,8 @@ class MobileNetV1(nn.Module):
     as a 224 px one ends at 7x7. No tensor differs between the stems, only strides.
     """
 
+    cam_layer = "features"  # the map Grad-CAM explains (cnnbench.models.cam)
+
     def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, input_size: int | tuple[int, int] = 224,
                  drop_rate: float = 0.0, stem: str = "auto", width_mult: float = 1.0) -> None:
         super().__init__()
@@ -139,6 +141,8 @@ class MobileNetV2(nn.Module):
     (24 channels) stride 1: total stride 8, a 32 px input ends at 4x4 as a 224 px one ends at
     7x7 (the common CIFAR adaptation). No tensor differs between the stems, only strides.
     """
+
+    cam_layer = "features"  # the map Grad-CAM explains (cnnbench.models.cam)
 
     def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, input_size: int | tuple[int, int] = 224,
                  drop_rate: float = 0.0, stem: str = "auto", width_mult: float = 1.0) -> None:
@@ -223,6 +227,8 @@ class MobileNetV2Classics(nn.Module):
     and VGG-16 only, :889); PyTorch's default initialisation, as the report. No stem switch:
     ``stem`` is ignored and ``model.stem`` is ``None`` (a 28 px input ends at 1x1).
     """
+
+    cam_layer = "features"  # the map Grad-CAM explains (cnnbench.models.cam)
 
     def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, input_size: int | tuple[int, int] = 224,
                  drop_rate: float = 0.0, stem: str = "auto") -> None:

@@ -57,7 +57,9 @@ class ModelInfo:
     report (``"mnist-classics"``, ...), else ``None``. ``pretrained_from``: for a variant that
     is not torchvision's model but whose modules are, ``(torchvision model, (module, ...))``:
     ``--pretrained`` takes those modules from that model's ImageNet weights and leaves the
-    rest fresh (``vgg16_bn_tricks``: ``("vgg16_bn", ("features",))``); else ``None``."""
+    rest fresh (``vgg16_bn_tricks``: ``("vgg16_bn", ("features",))``); else ``None``.
+    ``cam_layer``: the module whose map Grad-CAM weighs (:mod:`cnnbench.models.cam`), the
+    family class's ``cam_layer`` attribute unless the variant names another."""
 
     name: str
     family: str
@@ -65,6 +67,7 @@ class ModelInfo:
     doc: str
     study: str | None = None
     pretrained_from: tuple[str, tuple[str, ...]] | None = None
+    cam_layer: str | None = None
 
 
 # The family modules, imported (and so registered) on the first lookup.
@@ -94,7 +97,8 @@ def _target(fn: Callable) -> Callable:
 
 def register_model(name: str | Callable | None = None, fn: Callable | None = None, *,
                    family: str | None = None, doc: str | None = None, study: str | None = None,
-                   pretrained_from: tuple[str, tuple[str, ...]] | None = None):
+                   pretrained_from: tuple[str, tuple[str, ...]] | None = None,
+                   cam_layer: str | None = None):
     """Register a model builder under a unique name.
 
     Three spellings, all registering ``fn`` and returning it unchanged::
@@ -116,16 +120,18 @@ def register_model(name: str | Callable | None = None, fn: Callable | None = Non
     --reports`` lists these). ``pretrained_from=(model, modules)`` says that the variant's
     ``modules`` have exactly the names and shapes of torchvision's ``model``'s, so
     ``--pretrained`` loads them from that model's ImageNet weights (:attr:`ModelInfo.pretrained_from`).
+    ``cam_layer`` names the module Grad-CAM explains (:attr:`ModelInfo.cam_layer`); by default
+    the ``cam_layer`` attribute of the family class (``ResNet.cam_layer = "layer4"``).
 
     Raises ``ValueError`` if the name, or a spelling that normalises to the same key, is
     already registered: two builders must never compete for one name.
     """
     if callable(name):                       # bare @register_model
         return register_model(None, name, family=family, doc=doc, study=study,
-                              pretrained_from=pretrained_from)
+                              pretrained_from=pretrained_from, cam_layer=cam_layer)
     if fn is None:                           # @register_model(...) with options
         return lambda f: register_model(name, f, family=family, doc=doc, study=study,
-                                        pretrained_from=pretrained_from)
+                                        pretrained_from=pretrained_from, cam_layer=cam_layer)
 
     target = _target(fn)
     model_name = name or target.__name__
@@ -140,7 +146,8 @@ def register_model(name: str | Callable | None = None, fn: Callable | None = Non
         source, modules = pretrained_from
         pretrained_from = (str(source), tuple(str(m) for m in modules))
     info = ModelInfo(name=model_name, family=fam, fn=fn, doc="\n\n".join(p for p in parts if p),
-                     study=study, pretrained_from=pretrained_from)
+                     study=study, pretrained_from=pretrained_from,
+                     cam_layer=cam_layer or getattr(target, "cam_layer", None))
     _REGISTRY[model_name] = info
     _NORMALISED[key] = model_name
     return fn

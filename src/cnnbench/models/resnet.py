@@ -115,6 +115,8 @@ class ResNet(nn.Module):
       this stem at 3x32x32 and 10 classes: 11,173,962 parameters, 0.56 GMACs.
     """
 
+    cam_layer = "layer4"  # the map Grad-CAM explains (cnnbench.models.cam)
+
     def __init__(self, block: type[BasicBlock | Bottleneck] = BasicBlock, layers: tuple[int, ...] = (2, 2, 2, 2),
                  *, num_classes: int = 1000, in_chans: int = 3, input_size: int | tuple[int, int] = 224,
                  drop_rate: float = 0.0, stem: str = "auto", zero_init_residual: bool = False,

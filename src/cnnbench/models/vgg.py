@@ -55,6 +55,8 @@ class VGG(nn.Module):
     ``fc_width`` defaults to 4096). Five pools need inputs of at least 32x32.
     """
 
+    cam_layer = "features"  # the map Grad-CAM explains (cnnbench.models.cam)
+
     def __init__(self, config: tuple[int | str, ...] = CONFIGS["D"], *, num_classes: int = 1000,
                  in_chans: int = 3, input_size: int | tuple[int, int] = 224, drop_rate: float = 0.0,
                  stem: str = "auto", bn: bool = False, fc_width: int | None = None,

@@ -180,13 +180,16 @@ def confusion_matrix(group: RunGroup) -> Figure | None:
 
 
 def misclassified_gallery(record: RunRecord, limit: int = 32) -> Figure | None:
-    """Misclassified test images with predicted and true labels (``misclassified.pt``)."""
+    """Misclassified test images with predicted and true labels (``misclassified.pt``), each
+    with its Grad-CAM heat map of the predicted class drawn over it when the run saved them
+    (``heat``; runs before that show the images alone)."""
     source = record.misclassified_path
     if source is None:
         return None
     try:
         data = torch.load(source, map_location="cpu", weights_only=True)
         images, pred, true = data["images"][:limit], data["pred"], data["true"]
+        heat = data.get("heat")
     except Exception:  # noqa: BLE001 - a damaged optional file only loses its figure
         return None
     if len(images) == 0:
@@ -209,6 +212,12 @@ def misclassified_gallery(record: RunRecord, limit: int = 32) -> Figure | None:
             ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=255)
         else:
             ax.imshow(img.permute(1, 2, 0).numpy())
+        if heat is not None and k < len(heat):
+            ax.imshow(heat[k].float().numpy() / 255, cmap="jet", alpha=0.45, vmin=0, vmax=1)
         ax.set_title(f"pred {name(int(pred[k]))}\ntrue {name(int(true[k]))}", fontsize=7)
+    if heat is not None:
+        how = (f"Grad-CAM at {data.get('cam_layer')}" if data.get("cam_method") == "grad-cam"
+               else "gradient saliency")
+        fig.suptitle(f"{how}, for the predicted class", fontsize=8)
     return fig
 

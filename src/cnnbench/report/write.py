@@ -181,7 +181,8 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
             path = fig.save(fig.misclassified_gallery(record),
                             fig_dir / f"misclassified-{_slug(g.label)}.png")
             galleries += path is not None
-            doc.figure(path, f"Misclassified test images: {g.label} (predicted / true)")
+            doc.figure(path, f"Misclassified test images: {g.label} (predicted / true; the "
+                             f"heat map: where the network looked for its answer)")
     if not galleries:
         doc.paragraph("No run directory holds `misclassified.pt`, so there is no gallery of "
                       "misclassified images.")

@@ -52,6 +52,52 @@ def saved_model(config, spec, input_size: tuple[int, int], weights: dict[str, to
     return model
 
 
+def gallery_heat(model: nn.Module, config, inputs, device: torch.device, rows: torch.Tensor,
+                 classes: torch.Tensor) -> dict[str, Any]:
+    """Grad-CAM heat maps (:mod:`cnnbench.models.cam`, at the layer the registry names for
+    ``config.model``) of the test images at ``rows`` of ``inputs`` for ``classes``, as uint8
+    N x H x W at the stored images' size: the ``heat`` of the misclassified gallery
+    (:func:`cnnbench.training.rundir.save_misclassified`), with ``cam_layer`` and ``cam_method``."""
+    from cnnbench.models.cam import cam_layer, grad_cam
+    from cnnbench.models.registry import model_info
+    from cnnbench.training.inputs import make_loader
+
+    x = torch.cat([batch for batch, _ in make_loader(config, inputs, "test", device, rows=rows)])
+    layer = cam_layer(model, x, model_info(config.model).cam_layer)
+    result = grad_cam(model, x, target=classes.to(device), layer=layer)
+    size = tuple(inputs.test[0].shape[-2:])
+    maps = nn.functional.interpolate(result["maps"][:, None], size=size, mode="bilinear",
+                                     align_corners=False)[:, 0]
+    return {"heat": (maps.clamp(0, 1) * 255).round().to(torch.uint8).cpu(),
+            "cam_layer": result["layer"] or "", "cam_method": result["method"]}
+
+
+def explain_gallery(run_dir: str | Path, *, data_dir: str | None = None,
+                    device: str | None = None) -> dict[str, Any]:
+    """Add Grad-CAM heat maps (:func:`gallery_heat`) to the misclassified gallery of a run
+    trained before runs saved them: from the weights the run tested (its summary's
+    ``tested_weights``: ``last.ckpt`` for ``last``, else ``best.ckpt``), for the gallery's
+    predicted classes, written back into ``misclassified.pt``. Returns ``images``,
+    ``cam_layer``, ``cam_method``, ``checkpoint`` and ``written_to``."""
+    from cnnbench.training.rundir import BEST, LAST, MISCLASSIFIED, read_summary
+
+    run_dir = Path(run_dir)
+    gallery_file = run_dir / MISCLASSIFIED
+    if not gallery_file.is_file():
+        raise UserError(f"{run_dir} holds no {MISCLASSIFIED} (give a run directory of a "
+                        f"finished run; runs write it after their test)")
+    gallery = torch.load(gallery_file, map_location="cpu", weights_only=True)
+    tested = (read_summary(run_dir) or {}).get("tested_weights")
+    checkpoint = run_dir / (LAST if tested == "last" else BEST)
+    saved = open_for_evaluation(checkpoint, data_dir=data_dir, device=device)
+    if len(gallery["index"]):
+        gallery.update(saved.gallery_heat(gallery["index"], gallery["pred"]))
+        torch.save(gallery, gallery_file)
+    return {"images": len(gallery["index"]), "cam_layer": gallery.get("cam_layer"),
+            "cam_method": gallery.get("cam_method"), "checkpoint": str(checkpoint),
+            "written_to": str(gallery_file)}
+
+
 def evaluate_checkpoint(path: str | Path, split: str = "test", *, data_dir: str | None = None,
                         device: str | None = None, batch_size: int | None = None,
                         tta: str | None = None, allow_changed_data: bool = False) -> dict[str, Any]:
@@ -104,6 +150,10 @@ class SavedModel:
                         num_classes=self.inputs.spec.num_classes, device=self.device,
                         amp=resolve_amp(c.amp, self.device), channels_last=c.channels_last,
                         tta=c.tta, **kw)
+
+    def gallery_heat(self, rows: torch.Tensor, classes: torch.Tensor) -> dict[str, Any]:
+        """:func:`gallery_heat` of this model on its run's test images at ``rows``."""
+        return gallery_heat(self.model, self.config, self.inputs, self.device, rows, classes)
 
 
 def open_for_evaluation(path: str | Path, *, data_dir: str | None = None,

@@ -100,14 +100,17 @@ def prepare_data(config: TrainConfig) -> Inputs:
 
 
 def make_loader(config: TrainConfig, inputs: Inputs, split: str, device: torch.device,
-                batch_size: int | None = None, dist=None):
+                batch_size: int | None = None, dist=None, rows: torch.Tensor | None = None):
     """A TensorLoader over one split: training (shuffled, augmented) or evaluation.
 
     ``dist`` (a :class:`cnnbench.training.distributed.Distributed`): the training loader yields
     this process's block of every global batch of ``batch_size``; an evaluation loader holds
     this process's contiguous block of the split (blocks in rank order, sizes differing by at
-    most one) in batches of ``eval_batch_size`` per process."""
+    most one) in batches of ``eval_batch_size`` per process. ``rows``: only these images of
+    the split, in this order."""
     x, y = getattr(inputs, split)
+    if rows is not None:
+        x, y = x[rows], y[rows]
     training = split == "train"
     rank, world_size = (dist.rank, dist.world_size) if dist is not None else (0, 1)
     if batch_size is None:

@@ -187,7 +187,8 @@ def _train(c: TrainConfig, record: Recorder, dist: Distributed | None) -> dict[s
     test_time = time.perf_counter() - t0
     meta["eval_time_s"] += test_time
     tested = "last" if last else "best" if selected else "final"
-    return record.finish(t, test, meta, tested, test_time)
+    return record.finish(t, test, meta, tested, test_time,
+                         explain=lambda rows, classes: t.explain_saved(weights, rows, classes))
 
 
 def _monitor_test(t: Training, meta: dict[str, Any], epoch: int) -> dict[str, float]:

@@ -247,15 +247,26 @@ class Recorder:
 
     # -- the end --------------------------------------------------------------------------
     def finish(self, t: Training, test: dict[str, Any], meta: dict[str, Any], tested: str,
-               test_time: float) -> dict[str, Any]:
+               test_time: float, explain=None) -> dict[str, Any]:
         """The test's files (predictions, misclassified gallery, TensorBoard) and the final
-        summary; every process returns rank 0's summary."""
+        summary; every process returns rank 0's summary. ``explain(rows, classes)``: the
+        gallery's Grad-CAM heat maps (see :func:`save_misclassified`); a failure there costs
+        only the heat maps, said in one line."""
         if not self.main:
             return self.dist.broadcast_object(None)
         write_json(self.run_dir / PREDICTIONS, {"predictions": test["predictions"].tolist(),
                                                 "targets": test["targets"].tolist(),
                                                 "tested_weights": tested})
-        save_misclassified(self.run_dir, t.data.test[0], test["predictions"], test["targets"])
+        def heat(rows, classes):
+            try:
+                return explain(rows, classes)
+            except Exception as exc:  # noqa: BLE001 - the run is done; only its heat maps are lost
+                self.console.line(f"no Grad-CAM heat maps for the misclassified gallery "
+                                  f"({type(exc).__name__}: {exc})")
+                return None
+
+        save_misclassified(self.run_dir, t.data.test[0], test["predictions"], test["targets"],
+                           explain=heat if explain is not None else None)
         self.writer.add_scalar("test/acc", test["acc"], t.step)
         self.writer.add_scalar("test/loss", test["loss"], t.step)
         self.writer.add_scalar("test/ece", test["ece"], t.step)

@@ -216,17 +216,11 @@ def config_changes(run_dir: str | Path, config: TrainConfig, ignore: tuple[str, 
             if key not in skip and key in saved and saved[key] != value]
 
 
-def save_misclassified(run_dir: str | Path, images, predictions, targets, limit: int = 32) -> int:
-    """Write up to ``limit`` misclassified test images to ``run_dir/misclassified.pt``, spread
-    over the true classes: the first error of each class (in class order), then the second of
-    each, and so on, so a test set stored in class order does not fill the gallery with one
-    class. Deterministic: no random numbers.
-
-    ``images``: the test images as stored (uint8 N,C,H,W, before normalisation and resizing);
-    ``predictions``, ``targets``: N class indices. The file holds ``images``, ``pred``,
-    ``true`` and ``index`` (position in the test set); the report draws it as a gallery.
-    Returns the number of images written.
-    """
+def misclassified_rows(predictions, targets, limit: int = 32):
+    """Up to ``limit`` positions of misclassified images, spread over the true classes: the
+    first error of each class (in class order), then the second of each, and so on, so a test
+    set stored in class order does not fill the gallery with one class. Deterministic: no
+    random numbers. ``predictions``, ``targets``: N class indices."""
     import torch
 
     predictions, targets = torch.as_tensor(predictions).cpu(), torch.as_tensor(targets).cpu()
@@ -234,7 +228,29 @@ def save_misclassified(run_dir: str | Path, images, predictions, targets, limit:
     by_class = [wrong[targets[wrong] == c].tolist() for c in targets[wrong].unique().tolist()]
     picked = [errs[rank] for rank in range(max(map(len, by_class), default=0))
               for errs in by_class if rank < len(errs)][:limit]
-    wrong = torch.tensor(picked, dtype=torch.long)
-    torch.save({"images": images.cpu()[wrong].contiguous(), "pred": predictions[wrong],
-                "true": targets[wrong], "index": wrong}, Path(run_dir) / MISCLASSIFIED)
+    return torch.tensor(picked, dtype=torch.long)
+
+
+def save_misclassified(run_dir: str | Path, images, predictions, targets, limit: int = 32,
+                       explain=None) -> int:
+    """Write up to ``limit`` misclassified test images (:func:`misclassified_rows`) to
+    ``run_dir/misclassified.pt``.
+
+    ``images``: the test images as stored (uint8 N,C,H,W, before normalisation and resizing);
+    ``predictions``, ``targets``: N class indices. The file holds ``images``, ``pred``,
+    ``true`` and ``index`` (position in the test set); the report draws it as a gallery.
+    ``explain(rows, classes)``, if given, returns the Grad-CAM heat maps of the test images at
+    ``rows`` for ``classes`` (their predicted classes): ``{"heat": uint8 N,H,W, "cam_layer":
+    str, "cam_method": str}``, stored beside them (or ``None``: no heat maps).
+    Returns the number of images written.
+    """
+    import torch
+
+    predictions, targets = torch.as_tensor(predictions).cpu(), torch.as_tensor(targets).cpu()
+    wrong = misclassified_rows(predictions, targets, limit)
+    gallery = {"images": images.cpu()[wrong].contiguous(), "pred": predictions[wrong],
+               "true": targets[wrong], "index": wrong}
+    if explain is not None and len(wrong):
+        gallery.update(explain(wrong, predictions[wrong]) or {})
+    torch.save(gallery, Path(run_dir) / MISCLASSIFIED)
     return len(wrong)

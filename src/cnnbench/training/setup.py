@@ -31,7 +31,7 @@ from cnnbench.training.checkpoint import (capture_rng_state, model_state,
                                           unwrap)
 from cnnbench.training.distributed import Distributed, batchnorm_statistics, process_seed
 from cnnbench.training.ema import WeightAverage
-from cnnbench.training.evaluation import evaluate, saved_model
+from cnnbench.training.evaluation import evaluate, gallery_heat, saved_model
 from cnnbench.devices import resolve_amp
 from cnnbench.training.machine import (keep_freed_memory, resolve_device, seed_everything,
                                       set_determinism)
@@ -185,6 +185,14 @@ class Training:
         model = saved_model(self.config, self.spec, self.data.input_size, weights, source,
                             self.device)
         return self._evaluate(model, self.eval_loader(split), **kw)
+
+    def explain_saved(self, weights: dict[str, torch.Tensor], rows: torch.Tensor,
+                      classes: torch.Tensor) -> dict[str, Any]:
+        """Grad-CAM heat maps of ``weights`` (in a fresh model) for the test images at
+        ``rows`` and ``classes``: :func:`cnnbench.training.evaluation.gallery_heat`."""
+        model = saved_model(self.config, self.spec, self.data.input_size, weights, "checkpoint",
+                            self.device)
+        return gallery_heat(model, self.config, self.data, self.device, rows, classes)
 
     def eval_loader(self, split: str) -> TensorLoader:
         """The evaluation loader of ``split``, built once (its images copied to the device

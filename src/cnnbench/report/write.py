@@ -182,7 +182,7 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
                             fig_dir / f"misclassified-{_slug(g.label)}.png")
             galleries += path is not None
             doc.figure(path, f"Misclassified test images: {g.label} (predicted / true; the "
-                             f"heat map: where the network looked for its answer)")
+                             f"Grad-CAM heat map of the answer, where the run saved one)")
     if not galleries:
         doc.paragraph("No run directory holds `misclassified.pt`, so there is no gallery of "
                       "misclassified images.")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from cnnbench.models import create_model
-from cnnbench.models.cam import cam_layer, grad_cam
+from cnnbench.models.cam import _output_shapes, cam_layer, grad_cam
 from cnnbench.models.registry import FAMILIES, list_models, model_info
 
 SIZE, QUARTER = 32, 16
@@ -104,13 +104,27 @@ def test_the_layer_is_a_whole_block_not_one_of_its_branches():
 
 
 def test_every_registered_model_names_a_layer_it_has():
+    from cnnbench.models.registry import _target
+
+    by_class = {}  # module names come from the class: one model of each class is built
     for name in list_models():
         layer = model_info(name).cam_layer
         assert layer, f"{name}: no cam_layer in the registry (set the family class's cam_layer)"
+        by_class.setdefault((_target(model_info(name).fn), layer), name)
+    assert len(by_class) >= len(FAMILIES)
+    for name in by_class.values():
+        layer = model_info(name).cam_layer
         with torch.device("meta"):
             model = create_model(name, num_classes=10, in_chans=3, input_size=224)
         model.get_submodule(layer)  # raises when the model has no such module
-        assert cam_layer(model, torch.empty(1, 3, 224, 224, device="meta"), layer) == layer, name
+        x = torch.empty(1, 3, 224, 224, device="meta")
+        assert cam_layer(model, x, layer) == layer, name
+        # and it is the right one: the last of the model's own blocks that convolves and
+        # still has a spatial map (not a pool or head after it, not an earlier block)
+        spatial = {n for n, shape in _output_shapes(model, x) if len(shape) == 4 and shape[2] * shape[3] > 1}
+        convolving = [n for n, child in model.named_children() if n in spatial and any(
+            isinstance(m, nn.Conv2d) for m in child.modules())]
+        assert layer == convolving[-1], (name, layer, convolving[-3:])
 
 
 def test_the_named_layer_wins_over_the_rule():

@@ -86,10 +86,12 @@ window.addEventListener("load", () => {
 """
 
 
-@pytest.fixture
-def wide_report(tmp_path) -> Path:
+@pytest.fixture(scope="module")
+def wide_report(tmp_path_factory) -> Path:
     """A study whose results table is wider than the page: long run names, GPU names,
-    seeds (mean ± std) and 3.5 min training times; a reference (the reproduction table)."""
+    seeds (mean ± std) and 3.5 min training times; a reference (the reproduction table).
+    Rendered once for the module's tests (neither changes it)."""
+    tmp_path = tmp_path_factory.mktemp("wide-report")
     runs = tmp_path / "runs"
     names = ["resnet18-cifar10-augment-label-smoothing", "vgg16-bn-cifar10-cosine-schedule",
              "lenet5-mnist-baseline"]

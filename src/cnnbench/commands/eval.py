@@ -18,8 +18,7 @@ def register(subparsers) -> None:
                     "summary's test accuracy exactly.",
         epilog=examples("cnnbench eval --checkpoint runs/my-run/best.ckpt",
                         "cnnbench eval --checkpoint runs/my-run --split val --json",
-                        "cnnbench eval --checkpoint runs/my-run --corruptions",
-                        "cnnbench eval --checkpoint runs/my-run --explain"))
+                        "cnnbench eval --checkpoint runs/my-run --corruptions"))
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
                         help="a last.ckpt or best.ckpt (a run directory means its best.ckpt)")
     parser.add_argument("--split", choices=("test", "val"), default="test")

@@ -27,7 +27,7 @@ from cnnbench.data import DatasetSpec, TensorLoader
 from cnnbench.errors import UserError
 from cnnbench.models import create_model_for, model_cost
 from cnnbench.training import transfer, whitening
-from cnnbench.training.checkpoint import (capture_rng_state, model_state,
+from cnnbench.training.checkpoint import (capture_rng_state, load_model_weights, model_state,
                                           unwrap)
 from cnnbench.training.distributed import Distributed, batchnorm_statistics, process_seed
 from cnnbench.training.ema import WeightAverage
@@ -105,6 +105,7 @@ class Training:
     images_seen: int = 0
     eval_loaders: dict[str, TensorLoader] = dataclasses.field(default_factory=dict)
     dist: Distributed | None = None          # the process group of a torchrun job, else None
+    saved_copy: nn.Module | None = None      # the model saved weights are evaluated in: built once
 
     @property
     def spec(self) -> DatasetSpec:
@@ -182,17 +183,24 @@ class Training:
         if split == "val" and self.data.val is None:
             raise UserError(f"the run of {source} has no validation split (val_split 0); use "
                             f"--split test")
-        model = saved_model(self.config, self.spec, self.data.input_size, weights, source,
-                            self.device)
-        return self._evaluate(model, self.eval_loader(split), **kw)
+        return self._evaluate(self._saved(weights, source), self.eval_loader(split), **kw)
 
     def explain_saved(self, weights: dict[str, torch.Tensor], rows: torch.Tensor,
                       classes: torch.Tensor) -> dict[str, Any]:
         """Grad-CAM heat maps of ``weights`` (in a fresh model) for the test images at
         ``rows`` and ``classes``: :func:`cnnbench.training.evaluation.gallery_heat`."""
-        model = saved_model(self.config, self.spec, self.data.input_size, weights, "checkpoint",
-                            self.device)
-        return gallery_heat(model, self.config, self.data, self.device, rows, classes)
+        return gallery_heat(self._saved(weights, "checkpoint"), self.config, self.data,
+                            self.device, rows, classes)
+
+    def _saved(self, weights: dict[str, torch.Tensor], source: str) -> nn.Module:
+        """A copy of the model, apart from the training one, holding ``weights``: built at
+        the first call, its weights replaced at the next."""
+        if self.saved_copy is None:
+            self.saved_copy = saved_model(self.config, self.spec, self.data.input_size, weights,
+                                          source, self.device)
+        else:
+            load_model_weights(self.saved_copy, weights, source, self.config.model)
+        return self.saved_copy
 
     def eval_loader(self, split: str) -> TensorLoader:
         """The evaluation loader of ``split``, built once (its images copied to the device

@@ -3,6 +3,9 @@
 set -euo pipefail
 source "$(dirname "$0")/scripts/ensure-venv.sh"
 cd "$REPO"
+# Byte-compile the package once: many tests start `python -m cnnbench` in a new process, and
+# with PYTHONDONTWRITEBYTECODE set (as on CI machines) each would compile it all again.
+"$VENV/bin/python" -m compileall -q -j 0 src >/dev/null
 # Two worker processes (pytest-xdist; the tests train with one thread each): about half the
 # time on 2 cores. CNNBENCH_TEST_WORKERS=0 runs them in this process.
 exec "$VENV/bin/python" -m pytest -n "${CNNBENCH_TEST_WORKERS:-2}" --dist worksteal "$@"

@@ -20,7 +20,7 @@ from cnnbench.commands import examples, text_width
 from cnnbench.errors import UserError, did_you_mean
 
 COMMANDS = ("train", "eval", "predict", "export", "serve", "models", "datasets", "recipes", "study",
-            "report", "completion")
+            "search", "report", "completion")
 
 DESCRIPTION = (
     "cnnbench trains, evaluates and compares classic convolutional networks (LeNet-5, AlexNet, "

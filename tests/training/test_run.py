@@ -710,3 +710,30 @@ def test_the_gallery_holds_grad_cam_heat_maps_of_the_tested_weights(tiny_folder)
     assert main(["eval", "--checkpoint", str(out), "--explain"]) == 0
     added = torch.load(out / "misclassified.pt", weights_only=True)
     assert torch.equal(added["heat"], heat) and added["cam_layer"] == gallery["cam_layer"]
+
+
+def test_a_run_trained_untested_is_tested_when_resumed_as_if_never_stopped(tiny_folder):
+    """A search's trial trains without touching the test set (status `trained`); resuming it
+    tests it, with the figures of a run that tested at once."""
+    seen = []
+    config = resolve_config(quick_options(tiny_folder, epochs=2))
+    untested = train_run(config, out_dir=tiny_folder.out / "untested", progress=False, test=False,
+                         on_epoch=lambda m: seen.append(m["epoch"]) and False)
+    out = tiny_folder.out / "untested"
+    assert untested["status"] == "trained" and untested["test_acc"] is None and seen == [1, 2]
+    assert untested["best_val_acc"] is not None and untested["epochs_completed"] == 2
+    assert not (out / "test_predictions.json").exists() and not (out / "misclassified.pt").exists()
+    tested = train_run(None, out_dir=out, resume=True, progress=False)
+    straight, _ = run(tiny_folder, name="straight", epochs=2)
+    assert tested["status"] == "finished"
+    for key in ("test_acc", "test_loss", "best_val_acc", "best_epoch", "confusion_matrix"):
+        assert tested[key] == straight[key], key
+
+
+def test_on_epoch_returning_true_prunes_the_run_untested(tiny_folder):
+    config = resolve_config(quick_options(tiny_folder, epochs=3))
+    summary = train_run(config, out_dir=tiny_folder.out / "pruned", progress=False,
+                        on_epoch=lambda m: m["epoch"] == 1)
+    assert summary["status"] == "pruned" and summary["epochs_completed"] == 1
+    assert summary["test_acc"] is None
+    assert len(read_jsonl(tiny_folder.out / "pruned" / "metrics.jsonl")) == 1

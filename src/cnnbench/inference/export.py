@@ -28,7 +28,7 @@ import torch
 
 from cnnbench import data
 from cnnbench.errors import UserError
-from cnnbench.inference.extras import require
+from cnnbench.extras import require
 from cnnbench.inference.model import TrainedModel, load_trained_model
 
 FORMATS = ("onnx", "torchscript")

@@ -27,7 +27,7 @@ from typing import Any
 
 from cnnbench.errors import UserError
 from cnnbench.inference.explain import explain_images, overlay_png
-from cnnbench.inference.extras import require
+from cnnbench.extras import require
 from cnnbench.inference.images import MAX_PIXELS, ImageInputError, open_image
 from cnnbench.inference.model import TrainedModel, load_trained_model
 from cnnbench.training.rundir import BEST, LAST

@@ -68,7 +68,8 @@ __all__ = ["NonFiniteLoss", "train_epoch", "train_one_epoch", "train_run"]
 
 
 def train_run(config: TrainConfig | None, out_dir: str | Path | None = None, resume: bool = False,
-              argv: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
+              argv: list[str] | None = None, progress: bool = True, *, test: bool = True,
+              on_epoch: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
     """Train one run into its directory and return its summary (also in ``summary.json``).
 
     Args:
@@ -80,6 +81,11 @@ def train_run(config: TrainConfig | None, out_dir: str | Path | None = None, res
             finished run returns its summary; a run that never completed an epoch starts over).
         argv: the command line, recorded in the summary.
         progress: show progress (tqdm on a terminal, plain lines otherwise); False = silent.
+        test: False ends the run after its epochs without touching the test set (status
+            ``trained``; a search's trials): resuming it later (``resume=True``) tests it.
+        on_epoch: called with each epoch's logged metrics (``epoch``, ``val_acc``, ...) after
+            its checkpoint; returning True stops the run there, untested (status ``pruned``:
+            a search's pruner). One process only.
 
     Raises:
         UserError: bad input, or the loss became NaN/Inf (``error.txt`` and a summary with
@@ -94,12 +100,14 @@ def train_run(config: TrainConfig | None, out_dir: str | Path | None = None, res
     dist = distributed.setup(config.device, config.dist_backend)  # None: one process
     if dist is not None:  # rank 0 names the run directory (a default name holds the time)
         run_dir, resume = dist.broadcast_object((run_dir, resume))
+    if on_epoch is not None and dist is not None:
+        raise UserError("a pruned search trains each trial in one process; leave out torchrun")
     record = Recorder(config=config, run_dir=run_dir,
                       console=Console(progress and (dist is None or dist.is_main)),
                       argv=list(argv) if argv is not None else list(sys.argv), resume=resume,
                       dist=dist)
     try:
-        return _train(config, record, dist)
+        return _train(config, record, dist, test, on_epoch)
     except BaseException as exc:
         traceback_file = record.fail(exc)
         if dist is not None and not isinstance(exc, (UserError, KeyboardInterrupt)):
@@ -111,7 +119,8 @@ def train_run(config: TrainConfig | None, out_dir: str | Path | None = None, res
             dist.close()
 
 
-def _train(c: TrainConfig, record: Recorder, dist: Distributed | None) -> dict[str, Any]:
+def _train(c: TrainConfig, record: Recorder, dist: Distributed | None, test: bool = True,
+           on_epoch: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
     started = now()
     # -- set-up: data, model and --init weights first (a bad input leaves no run directory)
     t = build_training(c, load_init_weights=not record.resume, dist=dist)
@@ -149,13 +158,14 @@ def _train(c: TrainConfig, record: Recorder, dist: Distributed | None) -> dict[s
             t.scheduler.step(val["loss"] if val else stats["loss"])
         monitor = _monitor_test(t, meta, epoch + 1) if c.monitor_test else {}
         # -- logging
-        record.log_epoch({
+        logged = {
             "epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"],
             "val_loss": val["loss"] if val else None, "val_acc": val["acc"] if val else None,
             "lr": stats["lr_max"], "lr_mean": stats["lr_mean"],
             "batch_size": c.batch_size_at(epoch), "epoch_time_s": stats["time_s"],
             "train_images_per_s": stats["images_per_s"], "images_seen": meta["images_seen"],
-            **monitor}, t.step)
+            **monitor}
+        record.log_epoch(logged, t.step)
         # -- selection on validation, early stopping, checkpoint
         improved = val is not None and (meta["best_val_acc"] is None or val["acc"] > meta["best_val_acc"])
         if improved:
@@ -166,7 +176,11 @@ def _train(c: TrainConfig, record: Recorder, dist: Distributed | None) -> dict[s
             meta["stopped_early"] = True
         weights = t.weights_to_save() if record.main else None  # rank 0 saves them
         record.checkpoint(t, weights, epoch + 1, meta, improved)
+        if on_epoch is not None and on_epoch(logged):  # a search's pruner stops the trial
+            return record.finish_untested(t, meta, "pruned")
 
+    if not test:  # a search's trial: the test set stays untouched until one trial is chosen
+        return record.finish_untested(t, meta, "trained")
     # -- the end: the test set, evaluated once
     selected = t.val_loader is not None
     if not selected:  # no selection possible: the final weights are tested

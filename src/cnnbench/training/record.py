@@ -293,6 +293,26 @@ class Recorder:
             self.dist.broadcast_object(self.summary)
         return self.summary
 
+    def finish_untested(self, t: Training, meta: dict[str, Any], status: str) -> dict[str, Any]:
+        """The summary of a run ended before its test (``trained``: every epoch done; or
+        ``pruned``): what training measured, no test figure. ``last.ckpt`` stays, so resuming
+        the run tests it (a trained one) or trains on (a pruned one). One process only."""
+        train_time = meta["train_time_s"]
+        self.summary.update(
+            epochs_completed=self.last_good_epoch, train_time_s=train_time,
+            eval_time_s=meta["eval_time_s"],
+            train_images_per_s=meta["images_seen"] / train_time if train_time > 0 else None,
+            images_seen=meta["images_seen"], steps=t.step, best_val_acc=meta["best_val_acc"],
+            best_epoch=meta["best_epoch"], stopped_early=meta["stopped_early"], status=status,
+            finished_at=now())
+        write_json(self.run_dir / SUMMARY, self.summary)
+        best = meta["best_val_acc"]
+        self.console.line(f"{status} after epoch {self.last_good_epoch}, not tested"
+                          + (f" (best validation accuracy {100 * best:.2f}%, epoch "
+                             f"{meta['best_epoch']})" if best is not None else "")
+                          + f"; run directory {self.run_dir}")
+        return self.summary
+
     def fail(self, exc: BaseException) -> str | None:
         """Record a failed run: ``error.txt`` and a summary with status ``failed`` (rank 0);
         another process records only a traceback, in ``error-rank<R>.txt``. Returns the file

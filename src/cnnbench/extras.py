@@ -1,5 +1,6 @@
-"""Optional packages (``pip install 'cnnbench[serve]'`` / ``'cnnbench[export]'``), imported
-only by the commands that need them; a missing one is a one-line :class:`UserError`."""
+"""Optional packages (``pip install 'cnnbench[serve]'``, ``'cnnbench[export]'``,
+``'cnnbench[search]'``), imported only by the commands that need them; a missing one is a
+one-line :class:`UserError`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from cnnbench.errors import UserError
 EXTRAS = {
     "serve": (("fastapi", "uvicorn", "python_multipart"), "the web page (cnnbench serve)"),
     "export": (("onnx", "onnxruntime", "onnxscript"), "ONNX export (cnnbench export --format onnx)"),
+    "search": (("optuna",), "the hyper-parameter search (cnnbench search)"),
 }
 
 

@@ -1,0 +1,156 @@
+"""cnnbench search: trials choose on validation only, the best is tested once, pruning stops
+poor trials, and a search killed part-way continues where it stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from cnnbench.config.resolve import resolve_config
+from cnnbench.errors import UserError
+from cnnbench.search import parse_space, run_search
+from cnnbench.training import train_run
+from cnnbench.training.rundir import read_json, read_jsonl, saved_config
+from engine_fixtures import _tiny_folder_files, cli_env, quick_options, tiny_folder  # noqa: F401
+
+SPACE = {"lr": {"low": 1e-5, "high": 3e-2, "log": True}, "batch_size": [16, 32]}
+
+
+def base(tiny, **kw):
+    options = quick_options(tiny, **{"epochs": 3, **kw})
+    options.pop("log_every")
+    return options
+
+
+def test_a_search_chooses_on_validation_and_tests_only_the_best(tiny_folder):
+    out = tiny_folder.out / "search"
+    result = run_search(base(tiny_folder, batch_size=32, lr=3e-3), parse_space(SPACE), out,
+                        trials=6, log=lambda line: None)
+    trials = result["trials"]
+    assert len(trials) == 6 and {t["state"] for t in trials} <= {"complete", "pruned"}
+    assert any(t["state"] == "pruned" for t in trials), "the median pruner stopped no trial"
+    # the first trial is the base options themselves
+    assert trials[0]["baseline"] and trials[0]["params"] == {"lr": 3e-3, "batch_size": 32}
+    complete = [t for t in trials if t["state"] == "complete"]
+    best = max(complete, key=lambda t: t["val_acc"])
+    assert result["best"]["trial"] == best["number"]
+    # the test set: touched by the best trial only, once, at the end
+    for t in trials:
+        summary = read_json(f"{t['run_dir']}/summary.json")
+        tested = t["number"] == best["number"]
+        assert (summary.get("test_acc") is not None) == tested, t["number"]
+        assert os.path.exists(f"{t['run_dir']}/test_predictions.json") == tested
+        assert summary["status"] == ("finished" if tested else "pruned" if t["state"] == "pruned"
+                                     else "trained")
+    assert result["best"]["test_acc"] == read_json(f"{best['run_dir']}/summary.json")["test_acc"]
+    # a pruned trial stopped early; its curve is what it reported
+    pruned = next(t for t in trials if t["state"] == "pruned")
+    epochs = [m["epoch"] for m in read_jsonl(f"{pruned['run_dir']}/metrics.jsonl")]
+    assert epochs == sorted(pruned["val_acc_by_epoch"]) and len(epochs) < 3
+    # best.yaml is the best trial's config, for `cnnbench train --config`
+    again = resolve_config({}, config_file=out / "best.yaml")
+    assert again == saved_config(best["run_dir"]).replace(out=None)
+    assert (out / "search.md").read_text().count("![") == 3
+    assert json.loads((out / "search.json").read_text())["best"] == result["best"]
+
+
+def test_interrupted_then_run_again_continues_where_it_stopped(tiny_folder):
+    out = tiny_folder.out / "search"
+    space = parse_space(SPACE)
+    calls = []
+
+    def interrupting(config, out_dir, resume=False, **kw):
+        calls.append((str(out_dir), resume))
+        if len(calls) == 3:  # Ctrl-C in the third trial, after its first epoch
+            on_epoch = kw["on_epoch"]
+
+            def stop(metrics):
+                on_epoch(metrics)
+                raise KeyboardInterrupt
+            kw["on_epoch"] = stop
+        return train_run(config, out_dir=out_dir, resume=resume, **kw)
+
+    options = base(tiny_folder, batch_size=32, lr=3e-3)
+    with pytest.raises(KeyboardInterrupt) as err:
+        run_search(options, space, out, trials=5, pruner="none", train_fn=interrupting,
+                   log=lambda line: None)
+    assert "search interrupted in trial 2" in str(err.value)
+    lines = []
+    result = run_search(options, space, out, trials=5, pruner="none", log=lines.append)
+    assert any("trial 2 was interrupted" in line for line in lines)
+    finished = [t for t in result["trials"] if t["state"] == "complete"]
+    assert len(finished) == 5
+    resumed = next(t for t in finished if t["resumed_from"])
+    assert resumed["run_dir"] == str(out / "trial-002")  # the same run, continued
+    assert [m["epoch"] for m in read_jsonl(out / "trial-002" / "metrics.jsonl")] == [1, 2, 3]
+    # five runs: the interrupted trial's went on in its own directory, no sixth was made
+    assert len(list(out.glob("trial-*"))) == 5
+    # run again when done: nothing more is trained, the same best comes back
+    assert run_search(options, space, out, trials=5, pruner="none",
+                      log=lambda line: None)["best"] == result["best"]
+
+
+def test_the_base_options_must_keep_a_validation_split_and_the_search_its_space(tiny_folder):
+    with pytest.raises(UserError, match="--val-split > 0"):
+        run_search(base(tiny_folder, val_split=0.0), parse_space(SPACE), tiny_folder.out / "s",
+                   trials=1)
+    out = tiny_folder.out / "s2"
+    run_search(base(tiny_folder, epochs=1), parse_space(SPACE), out, trials=1, log=lambda l: None)
+    with pytest.raises(UserError, match="holds a search with another space"):
+        run_search(base(tiny_folder, epochs=1), parse_space({"lr": [0.1, 0.01]}), out, trials=1)
+
+
+@pytest.mark.slow
+def test_killed_by_sigkill_and_run_again_resumes_the_trial(tiny_folder, tmp_path):
+    """A real kill leaves its trial RUNNING in the database: the next run resumes it."""
+    space = tmp_path / "space.yaml"
+    space.write_text("lr: {low: 1.0e-4, high: 0.03, log: true}\n")
+    out = tmp_path / "search"
+    command = [sys.executable, "-m", "cnnbench", "search", "--space", str(space), "--trials", "3",
+               "--pruner", "none", "--dataset", tiny_folder.dataset, "--epochs", "30",
+               "--batch-size", "16", "--device", "cpu", "--recipe", "none", "--num-threads", "1",
+               "--quiet", "--out", str(out)]
+    proc = subprocess.Popen(command, env=cli_env(tiny_folder), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while not (out / "trial-000" / "last.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "trial-000" / "last.ckpt").exists()
+    done = read_jsonl(out / "trial-000" / "metrics.jsonl")
+    assert len(done) < 30, "the trial ended before the kill"
+    finished = subprocess.run(command, env=cli_env(tiny_folder), capture_output=True, text=True,
+                              timeout=300)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert "trial 0 was interrupted" in finished.stdout
+    result = json.loads((out / "search.json").read_text())
+    first = next(t for t in result["trials"] if t["resumed_from"])
+    assert first["run_dir"] == str(out / "trial-000") and first["state"] == "complete"
+    epochs = [m["epoch"] for m in read_jsonl(out / "trial-000" / "metrics.jsonl")]
+    assert epochs == list(range(1, 31))
+    assert torch.load(out / "trial-000" / "last.ckpt", weights_only=False)["epoch"] == 30
+
+
+def test_without_optuna_one_line_names_the_extra(tiny_folder, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna -> ImportError
+    with pytest.raises(UserError) as err:
+        run_search(base(tiny_folder), parse_space(SPACE), tiny_folder.out / "s", trials=1)
+    assert "pip install 'cnnbench[search]'" in str(err.value)
+
+
+def test_the_command_line_says_a_bad_space_in_one_line(tmp_path, capsys):
+    from cnnbench.cli import main
+
+    space = tmp_path / "space.yaml"
+    space.write_text("learning_rate: {low: 0.01, high: 0.1}\n")
+    assert main(["search", "--space", str(space), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did you mean 'lr'" in err[0]

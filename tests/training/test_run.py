@@ -737,3 +737,25 @@ def test_on_epoch_returning_true_prunes_the_run_untested(tiny_folder):
     assert summary["status"] == "pruned" and summary["epochs_completed"] == 1
     assert summary["test_acc"] is None
     assert len(read_jsonl(tiny_folder.out / "pruned" / "metrics.jsonl")) == 1
+
+
+def test_tensorboard_hparams_hold_the_recipe_and_the_results(tiny_folder):
+    """TensorBoard's HParams view reads the run's options and final figures from its events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    summary, out = run(tiny_folder, epochs=2, lr=2e-3, seed=3)
+    events = EventAccumulator(str(out), size_guidance={"scalars": 0})
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    start = next(plugin_data_pb2.HParamsPluginData.FromString(c).session_start_info
+                 for c in content.values()
+                 if plugin_data_pb2.HParamsPluginData.FromString(c).HasField("session_start_info"))
+    options = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+               for k, v in start.hparams.items()}
+    assert options["lr"] == pytest.approx(2e-3) and options["model"] == "lenet5"
+    assert options["seed"] == 3 and options["epochs"] == 2 and options["batch_size"] == 16
+    assert "device" not in options and "out" not in options  # the machine and bookkeeping: not the recipe
+    scalars = tensorboard_scalars(out)
+    for key in ("test_acc", "best_val_acc", "test_loss"):
+        assert scalars[f"hparam/{key}"][-1][1] == pytest.approx(summary[key], rel=1e-6), key

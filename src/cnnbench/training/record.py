@@ -10,6 +10,7 @@ broadcasts them.
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 import traceback
 from pathlib import Path
@@ -30,6 +31,9 @@ from cnnbench.training.rundir import (BEST, ERROR, LAST, METRICS, PREDICTIONS, S
                                      save_misclassified, truncate_jsonl, write_json)
 from cnnbench.training.setup import Training
 from cnnbench.version import __version__
+
+# the figures TensorBoard's HParams view shows beside each run's options
+HPARAM_METRICS = ("test_acc", "best_val_acc", "test_loss", "test_ece", "train_time_s")
 
 
 class NonFiniteLoss(UserError):
@@ -284,6 +288,7 @@ class Recorder:
             confusion_matrix=test["confusion_matrix"], **calibration_fields(test),
             status="finished", finished_at=now())
         write_json(self.run_dir / SUMMARY, self.summary)
+        self.hparams(t.step)
         epoch = (self.last_good_epoch if tested == "last" else meta["best_epoch"])
         self.console.line(calibration_line(test))  # before the last line: the result and where
         self.console.line(f"test accuracy {100 * test['acc']:.2f}% (loss {test['loss']:.4f}, "
@@ -292,6 +297,27 @@ class Recorder:
         if self.dist is not None:
             self.dist.broadcast_object(self.summary)
         return self.summary
+
+    def hparams(self, step: int) -> None:
+        """TensorBoard's HParams record of the run: its recipe (every option but the machine
+        and bookkeeping ones; the seed kept) and its final figures (``hparam/test_acc``,
+        ``hparam/best_val_acc``, ...), so TensorBoard's HParams view lines up a study's runs."""
+        from torch.utils.tensorboard.summary import hparams
+
+        from cnnbench.config import NOT_RECIPE
+
+        options = {k: v for k, v in self.config.to_dict().items()
+                   if k not in NOT_RECIPE or k == "seed"}
+        options = {k: v if isinstance(v, (bool, int, float, str)) else
+                   ("none" if v is None else json.dumps(v, sort_keys=True, default=str))
+                   for k, v in options.items()}
+        metrics = {f"hparam/{k}": float(self.summary[k]) for k in HPARAM_METRICS
+                   if isinstance(self.summary.get(k), (int, float))}
+        for summary in hparams(options, metrics):
+            self.writer.file_writer.add_summary(summary)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, step)
+        self.writer.flush()
 
     def finish_untested(self, t: Training, meta: dict[str, Any], status: str) -> dict[str, Any]:
         """The summary of a run ended before its test (``trained``: every epoch done; or
@@ -306,6 +332,7 @@ class Recorder:
             best_epoch=meta["best_epoch"], stopped_early=meta["stopped_early"], status=status,
             finished_at=now())
         write_json(self.run_dir / SUMMARY, self.summary)
+        self.hparams(t.step)
         best = meta["best_val_acc"]
         self.console.line(f"{status} after epoch {self.last_good_epoch}, not tested"
                           + (f" (best validation accuracy {100 * best:.2f}%, epoch "

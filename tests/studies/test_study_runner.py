@@ -199,3 +199,20 @@ def test_an_interrupted_runs_error_txt_says_to_run_the_study_again(tmp_path):
     assert [(name, resume) for name, _, resume in again.calls] == [("c", True), ("b", False)]
     assert outcomes == {"a": "done-before", "c": "finished", "b": "finished"}
     assert not (out / "c" / "error.txt").exists()
+
+
+def test_tensorboard_hparams_list_the_options_that_differ_between_the_runs(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    study = load_study(write_study(tmp_path), profile="quick")
+    run_study(study, tmp_path / "out", train_fn=StubTrainer(), log=lambda s: None)
+    events = EventAccumulator(str(tmp_path / "out"))
+    events.Reload()
+    (content,) = events.PluginTagToContent("hparams").values()
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    names = [h.name for h in experiment.hparam_infos]
+    assert "lr" in names  # run b's own learning rate
+    assert "model" not in names and "dataset" not in names  # the same in every run
+    assert "device" not in names and "out" not in names  # not the recipe
+    assert {m.name.tag for m in experiment.metric_infos} >= {"hparam/test_acc", "hparam/best_val_acc"}

@@ -72,7 +72,22 @@ def run_study(study: Study, out_dir: str | Path, *, train_fn: TrainFn | None = N
         if run.init is not None:
             config = config.replace(init=str(out / run.init))  # its best.ckpt
         outcomes.append(runner.run(run, config, f"[{i}/{len(runs)}] {run.name}"))
+    _hparams_experiment(out, list(configs.values()))
     return outcomes
+
+
+def _hparams_experiment(out: Path, configs: list) -> None:
+    """TensorBoard's HParams view of the study (``tensorboard --logdir OUT``): the options that
+    differ between its runs (the seed too, when it does)."""
+    from cnnbench.config import NOT_RECIPE
+
+    rows = [c.to_dict() for c in configs]
+    varying = {k: rows[0][k] for k in rows[0]
+               if (k not in NOT_RECIPE or k == "seed") and len({repr(r[k]) for r in rows}) > 1}
+    if varying:
+        from cnnbench.training.record import write_hparams_experiment
+
+        write_hparams_experiment(out, varying)
 
 
 def torchrun_train(nproc: int) -> TrainFn:

@@ -36,6 +36,20 @@ from cnnbench.version import __version__
 HPARAM_METRICS = ("test_acc", "best_val_acc", "test_loss", "test_ece", "train_time_s")
 
 
+def write_hparams_experiment(folder: str | Path, options: dict[str, Any]) -> None:
+    """Tell TensorBoard's HParams view which options matter for the runs under ``folder`` (a
+    study's or a search's): ``options`` maps each (the ones that differ between the runs) to
+    an example value, giving its type; the metrics are :data:`HPARAM_METRICS`. Without it
+    TensorBoard shows every option of every run, alphabetically, and ticks the first five."""
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    shown = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in options.items()}
+    experiment, _, _ = hparams(shown, {f"hparam/{k}": 0.0 for k in HPARAM_METRICS})
+    with SummaryWriter(log_dir=str(folder)) as writer:
+        writer.file_writer.add_summary(experiment)
+
+
 class NonFiniteLoss(UserError):
     """The training loss became NaN or Inf; the run stops (its last good checkpoint stays)."""
 
@@ -313,7 +327,8 @@ class Recorder:
                    for k, v in options.items()}
         metrics = {f"hparam/{k}": float(self.summary[k]) for k in HPARAM_METRICS
                    if isinstance(self.summary.get(k), (int, float))}
-        for summary in hparams(options, metrics):
+        _, start, end = hparams(options, metrics)  # the experiment's list: write_hparams_experiment
+        for summary in (start, end):
             self.writer.file_writer.add_summary(summary)
         for tag, value in metrics.items():
             self.writer.add_scalar(tag, value, step)

@@ -14,6 +14,7 @@ EXTRAS = {
     "serve": (("fastapi", "uvicorn", "python_multipart"), "the web page (cnnbench serve)"),
     "export": (("onnx", "onnxruntime", "onnxscript"), "ONNX export (cnnbench export --format onnx)"),
     "search": (("optuna",), "the hyper-parameter search (cnnbench search)"),
+    "mlflow": (("mlflow",), "MLflow tracking (--track mlflow)"),
 }
 
 

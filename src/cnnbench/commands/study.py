@@ -233,24 +233,27 @@ def _run(args) -> int:
     say = sys.stderr if args.json else sys.stdout  # with --json, stdout is the JSON alone
     print(f"study {study.name}: {len(study.runs)} runs, profile {study.profile} -> {out}; "
           f"{total_text}", file=say)
-    from cnnbench.studies.runner import run_study, torchrun_train
+    from cnnbench.studies.runner import run_study, study_track, torchrun_train
+    from cnnbench.training.tracking import parent_run
 
-    with stop_on_sigterm():
+    files = None
+    with stop_on_sigterm(), parent_run(study_track(study, args.only), f"study {study.name}",
+                                       "study") as track_files:  # --set track=mlflow
         outcomes = run_study(study, out, only=args.only, argv=args.argv, progress=not args.quiet,
                              train_fn=torchrun_train(args.nproc) if args.nproc > 1 else None,
                              log=lambda line: print(line, file=say, flush=True))
-    if args.corruptions:
-        _corrupt_finished(outcomes, lambda line: print(line, file=say, flush=True),
-                          images=args.corruption_images)
-    if args.latency:
-        _time_finished(outcomes, lambda line: print(line, file=say, flush=True))
-    files = None
-    if not args.no_report:
-        from cnnbench.report import write_report
+        if args.corruptions:
+            _corrupt_finished(outcomes, lambda line: print(line, file=say, flush=True),
+                              images=args.corruption_images)
+        if args.latency:
+            _time_finished(outcomes, lambda line: print(line, file=say, flush=True))
+        if not args.no_report:
+            from cnnbench.report import write_report
 
-        files = write_report([out], out)
-        print(f"report: {files.markdown}, {files.html}, {files.csv}, {files.reproduction_csv}",
-              file=say)
+            files = write_report([out], out)
+            print(f"report: {files.markdown}, {files.html}, {files.csv}, {files.reproduction_csv}",
+                  file=say)
+            track_files([files.markdown, files.html, files.csv, files.reproduction_csv])
     if args.json:
         print(json.dumps({
             "study": study.name, "profile": study.profile, "out": str(out),

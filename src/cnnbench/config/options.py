@@ -237,6 +237,10 @@ class TrainConfig:
                             "name)", group="output", role="record")
     profile: str | None = _opt(None, "study profile that produced this run (recorded only)",
                                group="output", role="record")
+    track: str | None = _opt(None, "also log the run to MLflow: mlflow (the tracking URI of "
+                             "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here) or "
+                             "mlflow:URI; needs pip install 'cnnbench[mlflow]'",
+                             metavar="mlflow[:URI]", group="output", role="record")
 
     def __post_init__(self):
         hints = _type_hints()

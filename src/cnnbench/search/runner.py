@@ -170,63 +170,67 @@ def run_search(base: dict[str, Any], space: tuple[Param, ...], out: str | Path, 
             raise optuna.TrialPruned()
         return float(summary["best_val_acc"])
 
-    search_start = time.perf_counter()
-    overheads = []
-    failures = 0
-    while len(finished()) < trials:
-        number = len(study.get_trials(deepcopy=False))
-        call = time.perf_counter()
-        timing.clear()
-        try:
-            study.optimize(objective, n_trials=1, catch=(Exception,))
-        except KeyboardInterrupt as exc:
-            again = (" ".join(argv) if argv else "the same command")
-            exc.args = (f"search interrupted in trial {number}; {again} continues it (finished "
-                        f"trials are kept, this one resumes)",)
-            raise
-        if "objective_s" in timing:
-            overheads.append(time.perf_counter() - call - timing["objective_s"])
-        trial = study.get_trials(deepcopy=False)[-1]
-        failures += trial.state == optuna.trial.TrialState.FAIL
-        log(_trial_line(study, trial, len(finished()), trials, optuna))
-        if failures >= max(3, trials):
-            raise UserError(f"{failures} trials failed (see their run directories' error.txt); "
-                            f"the search stops")
+    from cnnbench.training.tracking import parent_run
 
-    complete = [t for t in finished() if t.state == optuna.trial.TrialState.COMPLETE]
-    if not complete:
-        raise UserError("every trial was pruned or failed: nothing to choose from; widen the "
-                        "space or use --pruner none")
-    best = study.best_trial
-    best_dir = Path(best.user_attrs["run_dir"])
-    log(f"best: trial {best.number} (validation accuracy {100 * best.value:.2f}%): testing it, once")
-    tested = train_fn(None, out_dir=best_dir, resume=True, argv=argv, progress=progress)
-    best_config = saved_config(best_dir).replace(out=None)
-    header = (f"# cnnbench search: the best of {len(finished())} trials in {out} (trial "
-              f"{best.number}, validation accuracy {100 * best.value:.2f}%; chosen on validation "
-              f"only).\n# Train it: cnnbench train --config {out / BEST_FILE}\n")
-    (out / BEST_FILE).write_text(header + dump_yaml(best_config))
+    with parent_run(base_config.track, f"search {study_name}", "search") as track_files:
+        search_start = time.perf_counter()
+        overheads = []
+        failures = 0
+        while len(finished()) < trials:
+            number = len(study.get_trials(deepcopy=False))
+            call = time.perf_counter()
+            timing.clear()
+            try:
+                study.optimize(objective, n_trials=1, catch=(Exception,))
+            except KeyboardInterrupt as exc:
+                again = (" ".join(argv) if argv else "the same command")
+                exc.args = (f"search interrupted in trial {number}; {again} continues it (finished "
+                            f"trials are kept, this one resumes)",)
+                raise
+            if "objective_s" in timing:
+                overheads.append(time.perf_counter() - call - timing["objective_s"])
+            trial = study.get_trials(deepcopy=False)[-1]
+            failures += trial.state == optuna.trial.TrialState.FAIL
+            log(_trial_line(study, trial, len(finished()), trials, optuna))
+            if failures >= max(3, trials):
+                raise UserError(f"{failures} trials failed (see their run directories' error.txt); "
+                                f"the search stops")
 
-    result = {
-        "study_name": study_name, "storage": storage, "sampler": f"TPE (seed {sampler_seed})",
-        "pruner": pruner, "trials_asked": trials, "objective": "best validation accuracy",
-        **definition,
-        "best": {"trial": best.number, "val_acc": best.value, "params": best.params,
-                 "run_dir": str(best_dir), "test_acc": tested.get("test_acc"),
-                 "tested_weights": tested.get("tested_weights")},
-        "baseline": next(({"trial": t.number, "val_acc": t.value, "params": t.params}
-                          for t in complete if t.user_attrs.get("baseline")), None),
-        "trials": [_trial_record(t, optuna, read_json) for t in study.get_trials(deepcopy=False)],
-        "search_time_s": time.perf_counter() - search_start,
-        "overhead_per_trial_s": (sum(overheads) / len(overheads)) if overheads else None,
-    }
-    (out / SEARCH_FILE).write_text(json.dumps(result, indent=2, default=str))
-    from cnnbench.training.record import write_hparams_experiment
+        complete = [t for t in finished() if t.state == optuna.trial.TrialState.COMPLETE]
+        if not complete:
+            raise UserError("every trial was pruned or failed: nothing to choose from; widen the "
+                            "space or use --pruner none")
+        best = study.best_trial
+        best_dir = Path(best.user_attrs["run_dir"])
+        log(f"best: trial {best.number} (validation accuracy {100 * best.value:.2f}%): testing it, once")
+        tested = train_fn(None, out_dir=best_dir, resume=True, argv=argv, progress=progress)
+        best_config = saved_config(best_dir).replace(out=None)
+        header = (f"# cnnbench search: the best of {len(finished())} trials in {out} (trial "
+                  f"{best.number}, validation accuracy {100 * best.value:.2f}%; chosen on validation "
+                  f"only).\n# Train it: cnnbench train --config {out / BEST_FILE}\n")
+        (out / BEST_FILE).write_text(header + dump_yaml(best_config))
 
-    write_hparams_experiment(out, best.params)  # TensorBoard's HParams: the searched options
-    from cnnbench.search.report import write_search_report
+        result = {
+            "study_name": study_name, "storage": storage, "sampler": f"TPE (seed {sampler_seed})",
+            "pruner": pruner, "trials_asked": trials, "objective": "best validation accuracy",
+            **definition,
+            "best": {"trial": best.number, "val_acc": best.value, "params": best.params,
+                     "run_dir": str(best_dir), "test_acc": tested.get("test_acc"),
+                     "tested_weights": tested.get("tested_weights")},
+            "baseline": next(({"trial": t.number, "val_acc": t.value, "params": t.params}
+                              for t in complete if t.user_attrs.get("baseline")), None),
+            "trials": [_trial_record(t, optuna, read_json) for t in study.get_trials(deepcopy=False)],
+            "search_time_s": time.perf_counter() - search_start,
+            "overhead_per_trial_s": (sum(overheads) / len(overheads)) if overheads else None,
+        }
+        (out / SEARCH_FILE).write_text(json.dumps(result, indent=2, default=str))
+        from cnnbench.training.record import write_hparams_experiment
 
-    write_search_report(out, result, study)
+        write_hparams_experiment(out, best.params)  # TensorBoard's HParams: the searched options
+        from cnnbench.search.report import write_search_report
+
+        write_search_report(out, result, study)
+        track_files([out / "search.md", out / SEARCH_FILE, out / BEST_FILE])
     return result
 
 

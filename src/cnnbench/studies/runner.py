@@ -90,6 +90,16 @@ def _hparams_experiment(out: Path, configs: list) -> None:
         write_hparams_experiment(out, varying)
 
 
+def study_track(study: Study, only: list[str] | None = None) -> str | None:
+    """Where the study's runs are tracked besides their directories (their ``track``
+    option, e.g. ``--set track=mlflow``): the first of its runs' that names one."""
+    for run in select_runs(study, only):
+        track = build_config(run.options, study.where(run)).track
+        if track not in (None, "none"):
+            return track
+    return None
+
+
 def torchrun_train(nproc: int) -> TrainFn:
     """A ``train_fn`` for :func:`run_study` that trains each run in ``nproc`` processes on this
     machine: ``cnnbench train --config RUN/config.yaml --out RUN`` (``--resume RUN`` to continue)

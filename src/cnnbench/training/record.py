@@ -9,6 +9,7 @@ broadcasts them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import socket
@@ -91,6 +92,7 @@ class Recorder:
     summary: dict = dataclasses.field(default_factory=dict)
     input: dict = dataclasses.field(default_factory=dict)  # Inputs.preprocessing()
     last_good_epoch: int = 0                                # the epoch of the last checkpoint
+    tracker: Any = None                                     # MLflowTracker with --track mlflow
 
     @property
     def main(self) -> bool:
@@ -111,6 +113,12 @@ class Recorder:
             self.console.keep_log(self.run_dir / TRAIN_LOG)
             self.console.line(self.header(t))
             self.summary = self._base_summary(t, started)
+            if self.config.track not in (None, "none"):
+                from cnnbench.training.tracking import MLflowTracker
+
+                self.tracker = MLflowTracker(self.config.track, self.run_dir,
+                                             self.summary["name"], self.resume)
+                self.tracker.params(self.recipe_options())
 
     def header(self, t: Training) -> str:
         """What the run is about to do, before its first step: model, dataset and where its
@@ -186,6 +194,8 @@ class Recorder:
         if not self.main:
             return
         append_jsonl(self.run_dir / METRICS, record)
+        if self.tracker is not None:
+            self.tracker.epoch(record, step)
         for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
             if record[key] is not None:
                 split, name = key.split("_")
@@ -308,9 +318,18 @@ class Recorder:
         self.console.line(f"test accuracy {100 * test['acc']:.2f}% (loss {test['loss']:.4f}, "
                           f"{tested} weights{f', epoch {epoch}' if epoch else ''}); "
                           f"training {train_time:.1f} s; run directory {self.run_dir}")
+        if self.tracker is not None:
+            self.tracker.end(self.summary)
         if self.dist is not None:
             self.dist.broadcast_object(self.summary)
         return self.summary
+
+    def recipe_options(self) -> dict[str, Any]:
+        """The run's options that make its recipe (not the machine's or the bookkeeping
+        ones), with its seed: what TensorBoard and MLflow show as its hyper-parameters."""
+        from cnnbench.config import NOT_RECIPE
+
+        return {k: v for k, v in self.config.to_dict().items() if k not in NOT_RECIPE or k == "seed"}
 
     def hparams(self, step: int) -> None:
         """TensorBoard's HParams record of the run: its recipe (every option but the machine
@@ -318,13 +337,9 @@ class Recorder:
         ``hparam/best_val_acc``, ...), so TensorBoard's HParams view lines up a study's runs."""
         from torch.utils.tensorboard.summary import hparams
 
-        from cnnbench.config import NOT_RECIPE
-
-        options = {k: v for k, v in self.config.to_dict().items()
-                   if k not in NOT_RECIPE or k == "seed"}
         options = {k: v if isinstance(v, (bool, int, float, str)) else
                    ("none" if v is None else json.dumps(v, sort_keys=True, default=str))
-                   for k, v in options.items()}
+                   for k, v in self.recipe_options().items()}
         metrics = {f"hparam/{k}": float(self.summary[k]) for k in HPARAM_METRICS
                    if isinstance(self.summary.get(k), (int, float))}
         _, start, end = hparams(options, metrics)  # the experiment's list: write_hparams_experiment
@@ -353,6 +368,8 @@ class Recorder:
                           + (f" (best validation accuracy {100 * best:.2f}%, epoch "
                              f"{meta['best_epoch']})" if best is not None else "")
                           + f"; run directory {self.run_dir}")
+        if self.tracker is not None:
+            self.tracker.end(self.summary)
         return self.summary
 
     def fail(self, exc: BaseException) -> str | None:
@@ -392,6 +409,11 @@ class Recorder:
                 write_json(self.run_dir / SUMMARY, self.summary)
         except OSError:
             return None
+        finally:
+            if self.tracker is not None:  # never hides the run's own error
+                with contextlib.suppress(Exception):
+                    self.tracker.end(self.summary, "KILLED" if isinstance(exc, KeyboardInterrupt)
+                                     else "FAILED")
         return str(self.run_dir / traceback_file) if traceback_file else None
 
     def interrupted(self, exc: KeyboardInterrupt) -> str:

@@ -1,0 +1,116 @@
+"""cnnbench.inference.images, the parts the mutation run found unguarded: several inputs at
+once, what each refusal says (and its HTTP status), PIL's decompression-bomb warning, the MNIST
+centring at the frame's edges, and the notes of a colour model's input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnbench.inference import images
+from cnnbench.inference.images import ImageInputError, expand_inputs, mnist_digit, open_image, prepare_image
+from cnnbench.inference.model import Preprocessing
+from inference_fixtures import png_header
+
+
+def test_files_and_folders_are_all_taken_in_the_order_given(tmp_path):
+    one = tmp_path / "one.png"
+    Image.new("L", (4, 4)).save(one)
+    for folder, names in (("a", ["x.png", "y.jpg"]), ("b", ["z.png"])):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            Image.new("RGB", (4, 4)).save(tmp_path / folder / name)
+    got = expand_inputs([one, tmp_path / "a", tmp_path / "b"])
+    assert [p.name for p in got] == ["one.png", "x.png", "y.jpg", "z.png"]
+    with pytest.raises(ImageInputError) as missing:
+        expand_inputs([one, tmp_path / "gone.png"])
+    assert missing.value.status == 404 and "gone.png does not exist" in str(missing.value)
+
+
+def test_a_folder_given_as_an_image_is_not_a_file(tmp_path):
+    with pytest.raises(ImageInputError) as err:
+        open_image(tmp_path)
+    assert str(err.value) == f"{tmp_path} is not a file" and err.value.status == 404
+
+
+def test_too_large_files_and_images_say_their_size_and_the_limit(tmp_path, monkeypatch):
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * 3_000_000)
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", 2_000_000)
+    with pytest.raises(ImageInputError, match=r"big.bin is too large \(3 MB\); the limit is 2 MB$"):
+        open_image(big)
+    monkeypatch.undo()
+    # 10000 x 10000: above PIL's own limit (89 million), so it only warns; the warning is an error
+    warned = tmp_path / "warned.png"
+    png_header(warned, 10_000, 10_000)
+    with pytest.raises(ImageInputError) as err:
+        open_image(warned, max_pixels=10_000_000)
+    assert str(err.value).startswith(f"{warned} is too large (100,000,000 pixels); the limit is "
+                                     f"10 million pixels")
+    assert err.value.status == 413
+
+
+def _ink(rows: slice, cols: slice) -> np.ndarray:
+    """A 60 x 60 page, white, with dark ink where (rows, cols) say."""
+    page = np.full((60, 60), 250, dtype=np.uint8)
+    page[rows, cols] = 10
+    return page
+
+
+@pytest.mark.parametrize("shape", ["T", "tall T", "⊣", "⊢"])
+def test_a_digit_whose_mass_sits_at_one_end_stays_inside_the_frame(shape):
+    """Centred by its mass (as MNIST's were), a digit whose mass sits at one end would run
+    out of the 28 x 28 frame: it is clipped to touch that edge instead."""
+    page = {"T": _ink(slice(5, 20), slice(5, 55)),        # a heavy bar on a thin stem
+            "tall T": _ink(slice(2, 14), slice(20, 40)),  # narrower than tall
+            "⊣": _ink(slice(5, 55), slice(40, 55)),       # the mass at the right
+            "⊢": _ink(slice(5, 55), slice(5, 20))}[shape]  # the mass at the left
+    if shape == "T":
+        page[20:55, 28:31] = 10
+    elif shape == "tall T":
+        page[14:58, 29:31] = 10
+    elif shape == "⊣":
+        page[28:31, 5:40] = 10
+    else:
+        page[28:31, 20:55] = 10
+    digit, _ = mnist_digit(page)
+    assert digit.shape == (28, 28) and digit.dtype == np.uint8
+    rows, cols = np.nonzero(digit)
+    box = digit[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    assert max(box.shape) == 20  # the 20 x 20 box of MNIST, aspect kept
+    if shape in ("T", "tall T"):   # pulled up: the bottom of the ink is the frame's
+        assert rows.max() == 27 and rows.min() > 0
+    elif shape == "⊣":             # pulled left
+        assert cols.min() == 0 and cols.max() < 27
+    else:                          # pulled right
+        assert cols.max() == 27 and cols.min() > 0
+    outside = np.ones_like(digit, dtype=bool)
+    outside[rows.min():rows.max() + 1, cols.min():cols.max() + 1] = False
+    assert (digit[outside] == 0).all() and (box == 0).any()  # the background stays exactly 0
+
+
+def _colour(size=(32, 32)) -> Preprocessing:
+    return Preprocessing(dataset="cifar10", channels=3, image_size=size, input_size=size,
+                         mean=(0.5,) * 3, std=(0.25,) * 3, classes=tuple("abcdefghij"))
+
+
+def test_a_colour_models_input_says_what_was_converted_and_resized():
+    pixels, notes = prepare_image(Image.new("L", (40, 20), 128), _colour((24, 32)))
+    assert pixels.shape == (3, 24, 32)
+    assert notes == ["L converted to RGB", "resized from 40x20 to 32x24"]
+    pixels, notes = prepare_image(Image.new("RGB", (32, 24), (1, 2, 3)), _colour((24, 32)))
+    assert notes == [] and pixels[:, 0, 0].tolist() == [1, 2, 3]
+
+
+def test_resizing_matches_the_image_folders_antialiased_resize():
+    from torchvision.transforms.v2.functional import resize
+
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8))
+    pixels, _ = prepare_image(photo, _colour())
+    import torch
+
+    source = torch.from_numpy(np.asarray(photo).copy()).permute(2, 0, 1)
+    assert torch.equal(pixels, resize(source, [32, 32], antialias=True))
+    assert not torch.equal(pixels, resize(source, [32, 32], antialias=False))  # it matters here

@@ -271,3 +271,55 @@ def test_every_quantity_reads_its_own_number_from_the_run_files():
     empty = RunRecord(path=Path("run"), summary={}, metrics=[{"step": 1}], config={}, study={},
                       steps=[], error=None)
     assert all(q.read(empty) is None for q in QUANTITIES.values())
+
+
+def test_every_reference_quantity_reads_its_own_value(tmp_path):
+    """Each metric a lab report's number can be compared with is read from the right place:
+    the summary, the last epoch, the mean over epochs, or one epoch (a hand-made run whose
+    every number differs)."""
+    import json as json_module
+
+    from cnnbench.report.records import QUANTITIES, RunRecord
+
+    run = write_fake_run(tmp_path / "r", epochs=3, monitor_test=True)
+    rows = [{"epoch": e, "train_acc": 0.1 * e, "val_acc": 0.2 * e, "train_loss": 3.0 - e,
+             "val_loss": 4.0 - e, "epoch_time_s": 2.0 * e, "epoch_test_acc": 0.25 + 0.01 * e}
+            for e in (1, 2, 3)]
+    rows.insert(1, {"note": "a line without an epoch is skipped"})
+    (run / "metrics.jsonl").write_text("".join(json_module.dumps(r) + "\n" for r in rows))
+    summary = json_module.loads((run / "summary.json").read_text())
+    summary.pop("max_epoch_test_acc")  # read from the epochs instead
+    summary.update(test_acc=0.91, best_val_acc=0.93, test_loss=0.35, train_time_s=12.5, params=61706)
+    (run / "summary.json").write_text(json_module.dumps(summary))
+    record = RunRecord.load(run)
+    got = {key: q.read(record) for key, q in QUANTITIES.items()}
+    assert got == pytest.approx({
+        "test_acc": 0.91, "best_val_acc": 0.93, "test_loss": 0.35, "train_time_s": 12.5,
+        "params": 61706, "val_acc": 0.6, "train_acc": 0.3, "val_loss": 1.0, "train_loss": 0.0,
+        "epoch_time_s": 4.0, "epoch1_test_acc": 0.26, "max_epoch_test_acc": 0.28})
+    (run / "metrics.jsonl").write_text("")
+    empty = RunRecord.load(run)
+    assert QUANTITIES["val_acc"].read(empty) is None and QUANTITIES["epoch_time_s"].read(empty) is None
+    assert QUANTITIES["epoch1_test_acc"].read(empty) is None
+
+
+def test_a_full_run_limited_only_by_its_own_recipe_is_not_capped(tmp_path):
+    """transfer's full recipe trains on a subset: that is the recipe, not a cap, but only when
+    both limits are the recipe's; a malformed study record counts as no recipe."""
+    import json as json_module
+
+    from cnnbench.report.records import RunRecord, _limits_are_the_recipes
+
+    run = write_fake_run(tmp_path / "r", profile="full")
+    recipe = {"limit_train": 5000, "limit_eval": 1000}
+
+    def record(options, recipe=recipe):
+        (run / "study.json").write_text(json_module.dumps(
+            {"study": "transfer", "profile": "full", "recipe": recipe, "options": options}))
+        return RunRecord.load(run)
+
+    assert _limits_are_the_recipes(record(dict(recipe))) is True
+    assert _limits_are_the_recipes(record({"limit_train": 5000, "limit_eval": 200})) is False
+    assert _limits_are_the_recipes(record({"limit_train": 500, "limit_eval": 1000})) is False
+    assert _limits_are_the_recipes(record("not a mapping")) is False
+    assert _limits_are_the_recipes(record(dict(recipe), recipe=None)) is False

@@ -759,3 +759,74 @@ def test_tensorboard_hparams_hold_the_recipe_and_the_results(tiny_folder):
     scalars = tensorboard_scalars(out)
     for key in ("test_acc", "best_val_acc", "test_loss"):
         assert scalars[f"hparam/{key}"][-1][1] == pytest.approx(summary[key], rel=1e-6), key
+
+
+def test_killed_between_last_and_best_ckpt_the_best_is_rewritten_on_resume(tiny_folder):
+    """A kill after last.ckpt but before best.ckpt of an improving epoch leaves an older
+    best.ckpt; resuming writes the best again from last.ckpt, so the run tests the right one."""
+    import shutil
+
+    out = tiny_folder.out / "cut"
+    config = resolve_config(quick_options(tiny_folder, epochs=2, lr=3e-3))
+
+    def stop(metrics):
+        if metrics["epoch"] == 1:
+            shutil.copy(out / "best.ckpt", tiny_folder.out / "best-epoch1.ckpt")
+            return False
+        raise KeyboardInterrupt  # after epoch 2's checkpoints
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, out_dir=out, progress=False, on_epoch=stop)
+    assert ckpt.load_checkpoint(out / "last.ckpt")["meta"]["best_epoch"] == 2  # it improved
+    shutil.copy(tiny_folder.out / "best-epoch1.ckpt", out / "best.ckpt")  # the older best
+    summary = train_run(None, out_dir=out, resume=True, progress=False)
+    straight, _ = run(tiny_folder, name="straight", epochs=2, lr=3e-3)
+    assert summary["best_epoch"] == 2 and ckpt.load_checkpoint(out / "best.ckpt")["epoch"] == 2
+    assert summary["test_acc"] == straight["test_acc"]
+
+
+def test_a_best_ckpt_given_as_last_cannot_be_resumed(tiny_folder):
+    import shutil
+
+    summary, out = run(tiny_folder, epochs=1)
+    shutil.copy(out / "best.ckpt", out / "last.ckpt")  # weights only, no training state
+    (out / "summary.json").unlink()
+    with pytest.raises(UserError, match="last.ckpt holds no training state; it cannot be resumed"):
+        train_run(None, out_dir=out, resume=True, progress=False)
+
+
+def test_the_summary_counts_what_the_run_did(tiny_folder):
+    summary, out = run(tiny_folder, epochs=2, limit_eval=30)
+    assert summary["steps"] == 16 and summary["images_seen"] == 240  # 120 images, batch 16
+    assert summary["train_images_per_s"] == pytest.approx(240 / summary["train_time_s"])
+    assert summary["eval_time_s"] > 0 and 0 < summary["test_time_s"] <= summary["eval_time_s"]
+    matrix = summary["confusion_matrix"]
+    assert summary["per_class_test_acc"] == pytest.approx(
+        [row[i] / sum(row) if sum(row) else None for i, row in enumerate(matrix)])
+
+
+def test_resume_keeps_an_earlier_best_ckpt(tiny_folder, monkeypatch):
+    """Interrupted when the best epoch was an earlier one, the resumed run keeps that best.ckpt
+    (only a best epoch equal to the last checkpoint's is written again)."""
+    import cnnbench.training.setup as setup
+
+    accuracies = iter([0.9, 0.5, 0.4, 0.3])  # epoch 1 is the best, whatever the weights
+    real = setup.Training.evaluate
+
+    def evaluate(self, split="val"):
+        result = real(self, split)
+        return {**result, "acc": next(accuracies)} if split == "val" else result
+
+    monkeypatch.setattr(setup.Training, "evaluate", evaluate)
+    out = tiny_folder.out / "earlier"
+    config = resolve_config(quick_options(tiny_folder, epochs=3))
+
+    def stop(metrics):
+        if metrics["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, out_dir=out, progress=False, on_epoch=stop)
+    assert ckpt.load_checkpoint(out / "best.ckpt")["epoch"] == 1
+    summary = train_run(None, out_dir=out, resume=True, progress=False)
+    assert summary["best_epoch"] == 1 and ckpt.load_checkpoint(out / "best.ckpt")["epoch"] == 1

@@ -155,7 +155,9 @@ def test_torchvision_state_dict_round_trip(name):
     torchvision's computes (ImageNet stem; a 64 px input keeps it fast: both end in an
     adaptive pool, so the layers are the same as at 224 px)."""
     # torchvision's own initialisation of VGG's 120M classifier weights takes a second; any
-    # weights do here: built on the meta device, then filled from one seeded generator
+    # weights do here: built on the meta device, then filled from one seeded generator (each
+    # tensor with its own random block of at most 64K values, tiled: drawing 120M values
+    # takes most of a second too)
     with torch.device("meta"):
         theirs = _torchvision(name, num_classes=10)
     theirs = theirs.to_empty(device="cpu").eval()
@@ -165,7 +167,9 @@ def test_torchvision_state_dict_round_trip(name):
             if tensor.is_floating_point():
                 fan_in = tensor[0].numel() if tensor.dim() > 1 else 1
                 bound = (6 / fan_in) ** 0.5 if tensor.dim() > 1 else 0.5  # He-uniform scale
-                tensor.uniform_(-bound, bound, generator=g)
+                flat, n = tensor.view(-1), tensor.numel()
+                block = torch.empty(min(n, 1 << 16)).uniform_(-bound, bound, generator=g)
+                flat.copy_(block.repeat(-(-n // block.numel()))[:n])
                 if tensor.dim() == 1:
                     tensor.add_(1.0)  # 1-D: BatchNorm weights, variances and biases around 1
             else:

@@ -15,6 +15,7 @@ EXTRAS = {
     "export": (("onnx", "onnxruntime", "onnxscript"), "ONNX export (cnnbench export --format onnx)"),
     "search": (("optuna",), "the hyper-parameter search (cnnbench search)"),
     "mlflow": (("mlflow",), "MLflow tracking (--track mlflow)"),
+    "cluster": (("ray",), "running a study on Ray (cnnbench study run --executor ray)"),
 }
 
 

@@ -66,6 +66,17 @@ def register(subparsers) -> None:
     run.add_argument("--nproc", type=int, default=1, metavar="N",
                      help="train each run in N processes on this machine (torchrun, "
                           "DistributedDataParallel; --batch-size stays the global batch)")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="train the runs one after another here (local, the default), or as "
+                          "Ray tasks, as many at once as the cluster holds (pip install "
+                          "'cnnbench[cluster]')")
+    run.add_argument("--address", metavar="auto|HOST:PORT",
+                     help="with --executor ray: join this Ray cluster (default: start one on "
+                          "this machine); --out must then be a folder every node shares")
+    run.add_argument("--cpus-per-run", type=float, default=1, metavar="C",
+                     help="with --executor ray: CPUs each run asks for, and its threads (default 1)")
+    run.add_argument("--gpus-per-run", type=float, default=0, metavar="G",
+                     help="with --executor ray: GPUs each run asks for (default 0; times --nproc)")
     run.add_argument("--no-report", action="store_true", help="do not write the report")
     run.add_argument("--corruptions", action="store_true",
                      help="also evaluate every finished run under the common corruptions "
@@ -224,6 +235,24 @@ def _time_finished(outcomes, log) -> None:
             f"(PyTorch) -> {o.run_dir / RESULT_FILE}")
 
 
+def _executor(args):
+    """``run_study``'s ``execute`` for ``--executor``: None (here, one after another) or Ray."""
+    if args.executor == "local":
+        ray_only = [f for f, on in (("--address", args.address is not None),
+                                    ("--cpus-per-run", args.cpus_per_run != 1),
+                                    ("--gpus-per-run", args.gpus_per_run != 0)) if on]
+        if ray_only:
+            raise UserError(f"{', '.join(ray_only)} apply to --executor ray; add it or leave "
+                            f"them out")
+        return None
+    import functools
+
+    from cnnbench.studies.cluster import run_on_ray
+
+    return functools.partial(run_on_ray, address=args.address, cpus_per_run=args.cpus_per_run,
+                             gpus_per_run=args.gpus_per_run, nproc=args.nproc)
+
+
 def _run(args) -> int:
     if args.nproc < 1:
         raise UserError(f"--nproc must be >= 1, got {args.nproc}")
@@ -241,7 +270,8 @@ def _run(args) -> int:
                                        "study") as track_files:  # --set track=mlflow
         outcomes = run_study(study, out, only=args.only, argv=args.argv, progress=not args.quiet,
                              train_fn=torchrun_train(args.nproc) if args.nproc > 1 else None,
-                             log=lambda line: print(line, file=say, flush=True))
+                             log=lambda line: print(line, file=say, flush=True),
+                             execute=_executor(args))
         if args.corruptions:
             _corrupt_finished(outcomes, lambda line: print(line, file=say, flush=True),
                               images=args.corruption_images)

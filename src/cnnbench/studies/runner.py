@@ -48,13 +48,16 @@ class RunOutcome:
 
 def run_study(study: Study, out_dir: str | Path, *, train_fn: TrainFn | None = None,
               only: list[str] | None = None, argv: list[str] | None = None,
-              progress: bool = True, log: Callable[[str], None] = print) -> list[RunOutcome]:
+              progress: bool = True, log: Callable[[str], None] = print,
+              execute: Callable[..., list[RunOutcome]] | None = None) -> list[RunOutcome]:
     """Train the study's runs into ``out_dir/<run>/``; return one outcome per run.
 
     ``train_fn(config, out_dir=, resume=, argv=, progress=) -> summary`` defaults to
     :func:`cnnbench.training.train_run`; tests pass a stub. Every run's config is built (and so
     validated) before the first run starts. ``argv``, the command line, is recorded in each
-    run's summary and is the command ``error.txt`` gives to continue the study.
+    run's summary and is the command ``error.txt`` gives to continue the study. ``execute(runner,
+    runs, configs, out)`` trains them elsewhere (:func:`cnnbench.studies.cluster.run_on_ray`);
+    by default one after another here.
     """
     if train_fn is None:
         from cnnbench.training import train_run as train_fn
@@ -66,12 +69,15 @@ def run_study(study: Study, out_dir: str | Path, *, train_fn: TrainFn | None = N
     _write_study_record(study, out, runs)
 
     runner = _Runner(study, out, train_fn, argv, progress, log)
-    outcomes = []
-    for i, run in enumerate(runs, 1):
-        config = configs[run.name]
-        if run.init is not None:
-            config = config.replace(init=str(out / run.init))  # its best.ckpt
-        outcomes.append(runner.run(run, config, f"[{i}/{len(runs)}] {run.name}"))
+    if execute is not None:
+        outcomes = execute(runner, runs, configs, out)
+    else:
+        outcomes = []
+        for i, run in enumerate(runs, 1):
+            config = configs[run.name]
+            if run.init is not None:
+                config = config.replace(init=str(out / run.init))  # its best.ckpt
+            outcomes.append(runner.run(run, config, f"[{i}/{len(runs)}] {run.name}"))
     _hparams_experiment(out, list(configs.values()))
     return outcomes
 
@@ -132,6 +138,17 @@ def torchrun_train(nproc: int) -> TrainFn:
     return train
 
 
+@dataclass(frozen=True)
+class Job:
+    """A run to train: its config, directory, whether it resumes, and its log prefix."""
+
+    run: StudyRun
+    config: object
+    run_dir: Path
+    resume: bool
+    head: str
+
+
 @dataclass
 class _Runner:
     """One invocation of :func:`run_study`: trains one run at a time."""
@@ -146,11 +163,18 @@ class _Runner:
 
     def run(self, run: StudyRun, config, head: str) -> RunOutcome:
         """Train ``run`` with ``config`` (or skip it); ``head`` starts every log line."""
-        outcome = self._run(run, config, head)
-        self.status[run.name] = "finished" if outcome.status == "done-before" else outcome.status
+        planned = self.plan(run, config, head)
+        return self.done(planned if isinstance(planned, RunOutcome) else self.train(planned))
+
+    def done(self, outcome: RunOutcome) -> RunOutcome:
+        """Note how a run ended (the runs that start from it look it up)."""
+        self.status[outcome.run.name] = ("finished" if outcome.status == "done-before"
+                                         else outcome.status)
         return outcome
 
-    def _run(self, run: StudyRun, config, head: str) -> RunOutcome:
+    def plan(self, run: StudyRun, config, head: str) -> "RunOutcome | Job":
+        """What to do with ``run``: an outcome when it is not trained (finished before, or
+        its ``init`` run did not finish), else the :class:`Job` that trains it."""
         run_dir = self.out / run.name
         state, summary = run_state(run_dir)
         changed = config_changes(run_dir, config, ignore=("init",))  # init: a path to its run
@@ -195,26 +219,41 @@ class _Runner:
                 (run_dir / name).unlink(missing_ok=True)
             resume = False
         self.log(f"{head}: training{' (resuming)' if resume else ''} -> {run_dir}")
-        try:
-            summary = self.train_fn(config, out_dir=run_dir, resume=resume, argv=self.argv,
-                                    progress=self.progress)
-        except KeyboardInterrupt as exc:
-            _record_failure(run_dir, run, self.study, exc, self.again())
-            from cnnbench.training.record import interrupt_cause
+        return Job(run, config, run_dir, resume, head)
 
-            exc.args = (f"{interrupt_cause(exc)} in run {run.name}; `{self.again()}` continues the study (runs "
-                        f"that finished are skipped, this one resumes)",)
+    def train(self, job: "Job") -> RunOutcome:
+        """Train a planned run here, in this process (or under torchrun: ``train_fn``)."""
+        try:
+            summary = self.train_fn(job.config, out_dir=job.run_dir, resume=job.resume,
+                                    argv=self.argv, progress=self.progress)
+        except KeyboardInterrupt as exc:
+            self.interrupted(job, exc)
             raise
         except Exception as exc:  # noqa: BLE001 - one failing run must not stop the study
-            message = _one_line(exc)
-            _record_failure(run_dir, run, self.study, exc, self.again())
-            self.log(f"{head}: FAILED: {message} (see {run_dir / ERROR})")
-            return RunOutcome(run, "failed", run_dir, message)
+            return self.conclude(job, error=exc)
+        return self.conclude(job, summary)
+
+    def interrupted(self, job: "Job", exc: KeyboardInterrupt) -> None:
+        """Record an interrupted run; ``exc`` says how the study continues."""
+        _record_failure(job.run_dir, job.run, self.study, exc, self.again())
+        from cnnbench.training.record import interrupt_cause
+
+        exc.args = (f"{interrupt_cause(exc)} in run {job.run.name}; `{self.again()}` continues "
+                    f"the study (runs that finished are skipped, this one resumes)",)
+
+    def conclude(self, job: "Job", summary: dict | None = None,
+                 error: BaseException | None = None) -> RunOutcome:
+        """The outcome of a trained run: its summary, or the error it failed with."""
+        if error is not None:
+            message = _one_line(error)
+            _record_failure(job.run_dir, job.run, self.study, error, self.again())
+            self.log(f"{job.head}: FAILED: {message} (see {job.run_dir / ERROR})")
+            return RunOutcome(job.run, "failed", job.run_dir, message)
         state = (summary or {}).get("status", "finished")
         acc = (summary or {}).get("test_acc")
-        self.log(f"{head}: {state}"
+        self.log(f"{job.head}: {state}"
                  + (f", test accuracy {100 * acc:.2f}%" if acc is not None else ""))
-        return RunOutcome(run, state, run_dir)
+        return RunOutcome(job.run, state, job.run_dir)
 
     def again(self) -> str:
         """The command that continues the study: this invocation's, else one built for it."""

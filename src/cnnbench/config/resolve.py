@@ -35,21 +35,26 @@ from cnnbench.models import resolve_model_name
 DEFAULT_RECIPE = "default"  # what `cnnbench train` and cnnbench.train() apply when none is named
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The options of a YAML config file, keys normalised (values checked by the dataclass)."""
+def read_yaml_file(path: str | Path, what: str, hint: str) -> Any:
+    """The YAML document in ``path`` (``what`` names it in errors, ``hint`` says how to fix
+    one): unreadable or invalid YAML -> one-line :class:`UserError` (with the line)."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
-        raise UserError(f"cannot read config file {path}: {exc.strerror or exc}; give a readable "
-                        f"YAML file") from None
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}; {hint}") from None
     try:
-        values = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise UserError(f"config file {path} is not valid YAML{where}; write it as option: "
-                        f"value lines") from None
+        raise UserError(f"{what} {path} is not valid YAML{where}; {hint}") from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The options of a YAML config file, keys normalised (values checked by the dataclass)."""
+    path = Path(path)
+    values = read_yaml_file(path, "config file", "write it as option: value lines")
     if values is None:
         return {}
     if not isinstance(values, Mapping):

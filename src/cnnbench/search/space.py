@@ -23,8 +23,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cnnbench.config.options import normalize_keys
 from cnnbench.errors import UserError
 
@@ -115,16 +113,8 @@ def parse_space(values: Any, where: str = "search space") -> tuple[Param, ...]:
 
 def load_space(path: str | Path) -> tuple[Param, ...]:
     """The space in a YAML file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"cannot read search space {path}: {exc.strerror or exc}; give a YAML "
-                        f"file (see `cnnbench search --help`)") from None
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise UserError(f"search space {path} is not valid YAML"
-                        + (f" (line {mark.line + 1})" if mark is not None else "")) from None
+    from cnnbench.config.resolve import read_yaml_file
+
+    values = read_yaml_file(path, "search space", "write it as option: range or [choices] "
+                            "lines (see `cnnbench search --help`)")
     return parse_space(values, f"search space {path}")

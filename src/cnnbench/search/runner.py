@@ -224,7 +224,7 @@ def run_search(base: dict[str, Any], space: tuple[Param, ...], out: str | Path, 
             "overhead_per_trial_s": (sum(overheads) / len(overheads)) if overheads else None,
         }
         (out / SEARCH_FILE).write_text(json.dumps(result, indent=2, default=str))
-        from cnnbench.training.record import write_hparams_experiment
+        from cnnbench.training.tracking import write_hparams_experiment
 
         write_hparams_experiment(out, best.params)  # TensorBoard's HParams: the searched options
         from cnnbench.search.report import write_search_report

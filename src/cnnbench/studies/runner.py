@@ -91,7 +91,7 @@ def _hparams_experiment(out: Path, configs: list) -> None:
     varying = {k: rows[0][k] for k in rows[0]
                if (k not in NOT_RECIPE or k == "seed") and len({repr(r[k]) for r in rows}) > 1}
     if varying:
-        from cnnbench.training.record import write_hparams_experiment
+        from cnnbench.training.tracking import write_hparams_experiment
 
         write_hparams_experiment(out, varying)
 

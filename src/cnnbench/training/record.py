@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import socket
 import traceback
 from pathlib import Path
@@ -32,24 +31,6 @@ from cnnbench.training.rundir import (BEST, ERROR, LAST, METRICS, PREDICTIONS, S
                                      save_misclassified, truncate_jsonl, write_json)
 from cnnbench.training.setup import Training
 from cnnbench.version import __version__
-
-# the figures TensorBoard's HParams view shows beside each run's options
-HPARAM_METRICS = ("test_acc", "best_val_acc", "test_loss", "test_ece", "train_time_s")
-
-
-def write_hparams_experiment(folder: str | Path, options: dict[str, Any]) -> None:
-    """Tell TensorBoard's HParams view which options matter for the runs under ``folder`` (a
-    study's or a search's): ``options`` maps each (the ones that differ between the runs) to
-    an example value, giving its type; the metrics are :data:`HPARAM_METRICS`. Without it
-    TensorBoard shows every option of every run, alphabetically, and ticks the first five."""
-    from torch.utils.tensorboard import SummaryWriter
-    from torch.utils.tensorboard.summary import hparams
-
-    shown = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in options.items()}
-    experiment, _, _ = hparams(shown, {f"hparam/{k}": 0.0 for k in HPARAM_METRICS})
-    with SummaryWriter(log_dir=str(folder)) as writer:
-        writer.file_writer.add_summary(experiment)
-
 
 class NonFiniteLoss(UserError):
     """The training loss became NaN or Inf; the run stops (its last good checkpoint stays)."""
@@ -332,22 +313,10 @@ class Recorder:
         return {k: v for k, v in self.config.to_dict().items() if k not in NOT_RECIPE or k == "seed"}
 
     def hparams(self, step: int) -> None:
-        """TensorBoard's HParams record of the run: its recipe (every option but the machine
-        and bookkeeping ones; the seed kept) and its final figures (``hparam/test_acc``,
-        ``hparam/best_val_acc``, ...), so TensorBoard's HParams view lines up a study's runs."""
-        from torch.utils.tensorboard.summary import hparams
+        """TensorBoard's HParams record of the run (:func:`cnnbench.training.tracking.write_hparams`)."""
+        from cnnbench.training.tracking import write_hparams
 
-        options = {k: v if isinstance(v, (bool, int, float, str)) else
-                   ("none" if v is None else json.dumps(v, sort_keys=True, default=str))
-                   for k, v in self.recipe_options().items()}
-        metrics = {f"hparam/{k}": float(self.summary[k]) for k in HPARAM_METRICS
-                   if isinstance(self.summary.get(k), (int, float))}
-        _, start, end = hparams(options, metrics)  # the experiment's list: write_hparams_experiment
-        for summary in (start, end):
-            self.writer.file_writer.add_summary(summary)
-        for tag, value in metrics.items():
-            self.writer.add_scalar(tag, value, step)
-        self.writer.flush()
+        write_hparams(self.writer, self.recipe_options(), self.summary, step)
 
     def finish_untested(self, t: Training, meta: dict[str, Any], status: str) -> dict[str, Any]:
         """The summary of a run ended before its test (``trained``: every epoch done; or

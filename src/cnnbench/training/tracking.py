@@ -1,4 +1,6 @@
-"""Runs tracked in MLflow as well (``--track mlflow[:URI]``; the optional ``mlflow`` extra).
+"""Runs tracked where users already look: TensorBoard's HParams view (every run,
+:func:`write_hparams`; a study's or a search's list of options, :func:`write_hparams_experiment`)
+and MLflow (``--track mlflow[:URI]``; the optional ``mlflow`` extra).
 
 A run with ``track`` set is also one MLflow run: its recipe options as parameters, every
 epoch's metrics (``train_loss``, ``val_acc``, ``lr``, ...) at the epoch's step, the final
@@ -24,7 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MLflowTracker", "parent_run", "tracking_uri", "PARENT_ENV", "TRACKING_FILE"]
+__all__ = ["MLflowTracker", "parent_run", "tracking_uri", "write_hparams", "write_hparams_experiment",
+           "HPARAM_METRICS", "PARENT_ENV", "TRACKING_FILE"]
 
 PARENT_ENV = "CNNBENCH_MLFLOW_PARENT"
 TRACKING_FILE = "mlflow.json"
@@ -33,6 +36,44 @@ EXPERIMENT = "cnnbench"
 # the run directory's files logged as artifacts (not checkpoints: they are large and local)
 ARTIFACTS = ("summary.json", "config.yaml", "metrics.jsonl", "train_steps.jsonl", "train.log",
              "test_predictions.json", "corruptions.json", "latency.json", "error.txt")
+
+
+# the figures TensorBoard's HParams view shows beside each run's options
+HPARAM_METRICS = ("test_acc", "best_val_acc", "test_loss", "test_ece", "train_time_s")
+
+
+def write_hparams_experiment(folder: str | Path, options: dict[str, Any]) -> None:
+    """Tell TensorBoard's HParams view which options matter for the runs under ``folder`` (a
+    study's or a search's): ``options`` maps each (the ones that differ between the runs) to
+    an example value, giving its type; the metrics are :data:`HPARAM_METRICS`. Without it
+    TensorBoard shows every option of every run, alphabetically, and ticks the first five."""
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    shown = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in options.items()}
+    experiment, _, _ = hparams(shown, {f"hparam/{k}": 0.0 for k in HPARAM_METRICS})
+    with SummaryWriter(log_dir=str(folder)) as writer:
+        writer.file_writer.add_summary(experiment)
+
+
+def write_hparams(writer, options: dict[str, Any], summary: dict[str, Any], step: int) -> None:
+    """A run's TensorBoard HParams record, through its ``writer``: its recipe ``options`` (the
+    seed kept) and its final figures of ``summary`` (``hparam/test_acc``, ...), so
+    TensorBoard's HParams view lines up a study's runs (the experiment's list of options:
+    :func:`write_hparams_experiment`)."""
+    from torch.utils.tensorboard.summary import hparams
+
+    shown = {k: v if isinstance(v, (bool, int, float, str)) else
+             ("none" if v is None else json.dumps(v, sort_keys=True, default=str))
+             for k, v in options.items()}
+    metrics = {f"hparam/{k}": float(summary[k]) for k in HPARAM_METRICS
+               if isinstance(summary.get(k), (int, float))}
+    _, start, end = hparams(shown, metrics)
+    for record in (start, end):
+        writer.file_writer.add_summary(record)
+    for tag, value in metrics.items():
+        writer.add_scalar(tag, value, step)
+    writer.flush()
 
 
 def tracking_uri(track: str) -> str:

@@ -148,7 +148,8 @@ def run_search(base: dict[str, Any], space: tuple[Param, ...], out: str | Path, 
 
         def on_epoch(metrics: dict[str, Any]) -> bool:
             trial.report(metrics["val_acc"], metrics["epoch"])
-            return trial.should_prune()
+            # a trial that has trained every epoch is finished, not pruned
+            return metrics["epoch"] < config.epochs and trial.should_prune()
 
         if resume_from:  # the epochs it had done count for the pruner as before
             from cnnbench.training.rundir import METRICS, read_jsonl

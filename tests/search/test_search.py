@@ -147,3 +147,23 @@ def test_the_command_line_says_a_bad_space_in_one_line(tmp_path, capsys):
     assert main(["search", "--space", str(space), "--out", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "did you mean 'lr'" in err[0]
+
+
+def test_a_trial_that_trained_every_epoch_is_finished_not_pruned(tiny_folder):
+    """The pruner judges a trial between its epochs; after its last one the trial is done and
+    counts as finished even when that last value is below the other trials' median."""
+    calls = []
+
+    def scripted(config, out_dir, resume=False, **kw):
+        report = kw.get("on_epoch")
+        if report is not None:  # the validation accuracies the pruner sees, by trial
+            late_drop = len(calls) == 3
+            calls.append(out_dir)
+            curve = {1: 0.5, 2: 0.6, 3: 0.7 if late_drop else 0.95}  # trial 3 lags only at the end
+            kw["on_epoch"] = lambda m: report({**m, "val_acc": curve[m["epoch"]]})
+        return train_run(config, out_dir=out_dir, resume=resume, **kw)
+
+    result = run_search(base(tiny_folder), parse_space(SPACE), tiny_folder.out / "search",
+                        trials=4, train_fn=scripted, log=lambda line: None)
+    last = result["trials"][3]
+    assert last["state"] == "complete" and sorted(last["val_acc_by_epoch"]) == [1, 2, 3]

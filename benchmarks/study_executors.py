@@ -57,8 +57,11 @@ def main() -> int:
                           "runs_at_once": 1}
         on_ray = load_study(path, profile="full")
         t0 = time.perf_counter()
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        from cnnbench.studies.cluster import keep_sigterm
+
+        with keep_sigterm():
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
         try:
             run_study(on_ray, Path(tmp) / "ray", progress=False, log=print,
                       execute=functools.partial(run_on_ray, cpus_per_run=args.cpus_per_run))

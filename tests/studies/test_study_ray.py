@@ -32,12 +32,17 @@ def spec(dataset: str) -> dict:
 
 @pytest.mark.slow  # a Ray instance: started first
 def test_a_study_on_ray_equals_the_local_one(tiny_folder, tmp_path):
-    from cnnbench.studies.cluster import run_on_ray
+    import signal
+
+    from cnnbench.studies.cluster import keep_sigterm, run_on_ray
 
     study = load_study(write_study(tmp_path, spec(tiny_folder.dataset)), profile="full")
     local = run_study(study, tmp_path / "local", log=lambda line: None)
     lines = []
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    before = signal.getsignal(signal.SIGTERM)
+    with keep_sigterm():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    assert signal.getsignal(signal.SIGTERM) is before  # Ray's handler gone again
     try:
         execute = functools.partial(run_on_ray)
         on_ray = run_study(study, tmp_path / "ray", execute=execute, log=lines.append)

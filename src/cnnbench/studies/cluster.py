@@ -18,6 +18,7 @@ on one node, ``ray start --address HEAD:6379`` on the others).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,9 @@ def run_on_ray(runner, runs: list, configs: dict, out: Path, *, address: str | N
         if address:
             runner.log(f"joining the Ray cluster at {address}; every node writes its runs into "
                        f"{out}, which must be a folder all nodes share")
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        with keep_sigterm():  # ray.init installs its own SIGTERM handler, and keeps it
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
     task = ray.remote(_train_task).options(num_cpus=cpus_per_run * nproc,
                                            num_gpus=gpus_per_run * nproc, max_retries=0)
     names = {r.name for r in runs}
@@ -98,3 +100,19 @@ def run_on_ray(runner, runs: list, configs: dict, out: Path, *, address: str | N
         if started_here:
             ray.shutdown()
     return [outcomes[r.name] for r in runs]
+
+
+@contextlib.contextmanager
+def keep_sigterm():
+    """SIGTERM's handler as it was before the block (Ray's ``init`` replaces it for good, so a
+    SIGTERM would no longer stop a study as Ctrl-C does: :func:`cnnbench.commands.stop_on_sigterm`)."""
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -7,5 +7,7 @@ cd "$REPO"
 # with PYTHONDONTWRITEBYTECODE set (as on CI machines) each would compile it all again.
 "$VENV/bin/python" -m compileall -q -j 0 src >/dev/null
 # Two worker processes (pytest-xdist; the tests train with one thread each): about half the
-# time on 2 cores. CNNBENCH_TEST_WORKERS=0 runs them in this process.
-exec "$VENV/bin/python" -m pytest -n "${CNNBENCH_TEST_WORKERS:-2}" --dist worksteal "$@"
+# time on 2 cores. CNNBENCH_TEST_WORKERS=0 runs them in this process. pytest keeps the test
+# modules it rewrote for its assertion messages (tests/**/__pycache__) even where
+# PYTHONDONTWRITEBYTECODE is set: each worker rewrote all of them on every run (about 5 s).
+PYTHONDONTWRITEBYTECODE= exec "$VENV/bin/python" -m pytest -n "${CNNBENCH_TEST_WORKERS:-2}" --dist worksteal "$@"

@@ -9,6 +9,7 @@ import textwrap
 import pytest
 
 from cnnbench.training import setup as build_module
+from engine_fixtures import _tiny_folder_files, quick_options, tiny_folder  # noqa: F401
 
 # Allocate 20 buffers of 4 MB and free them all, ten times over, as a training step allocates
 # its activations and backward frees them; print the minor page faults (pages the kernel had to
@@ -81,3 +82,82 @@ def test_determinism_is_switched_on_and_off():
         assert not torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(before, warn_only=True)
+
+
+# -- threads on a machine other jobs already use ---------------------------------------------
+
+def test_busy_cores_is_the_other_processes_share_of_all_cores(monkeypatch):
+    from cnnbench.training import machine
+
+    # 2 cores, 100 ticks in the window, 50 of them busy: one core's worth
+    readings = iter([(1_000, 10_000), (1_050, 10_100)])
+    monkeypatch.setattr(machine, "_cpu_ticks", lambda: next(readings))
+    monkeypatch.setattr(machine.time, "sleep", lambda s: None)
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
+    assert machine.busy_cores() == pytest.approx(1.0)
+    monkeypatch.setattr(machine, "_cpu_ticks", lambda: None)  # no /proc/stat
+    assert machine.busy_cores() is None
+
+
+def test_proc_stat_is_read_as_busy_and_all_ticks(tmp_path, monkeypatch):
+    from cnnbench.training import machine
+
+    stat = tmp_path / "stat"
+    #                 user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  100 5 20 1000 30 2 3 400 0 0\ncpu0 50 2 10 500 15 1 1 200 0 0\n")
+    real = machine.Path
+    monkeypatch.setattr(machine, "Path", lambda p: stat if p == "/proc/stat" else real(p))
+    # busy: user + nice + system + irq + softirq; all: those and idle + iowait (no steal)
+    assert machine._cpu_ticks() == (130, 1160)
+
+
+@pytest.mark.parametrize("default, cores, busy, threads", [
+    (2, 2, 0.0, 2), (2, 2, 0.4, 2), (2, 2, 1.0, 1), (2, 2, 1.9, 1), (2, 2, 2.0, 1),
+    (8, 16, 4.0, 6), (8, 16, 15.0, 1), (4, 4, 2.0, 2), (1, 2, 0.0, 1)])
+def test_pick_threads_leaves_the_busy_cores_alone(default, cores, busy, threads):
+    from cnnbench.training.machine import pick_threads
+
+    assert pick_threads(default, cores, busy) == threads
+
+
+def test_a_run_on_a_busy_machine_says_so_and_uses_fewer_threads(tiny_folder, monkeypatch, tmp_path):
+    """A fake load reading: one of two cores already busy when the run starts."""
+    import torch
+
+    from cnnbench.training import machine, train_run
+
+    load = {"busy": 1.0}
+    reads = []
+    monkeypatch.setattr(machine, "busy_cores", lambda: reads.append(1) or load["busy"])
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(machine, "_default_threads", None)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        options = quick_options(tiny_folder, epochs=1, num_threads=0)
+        busy = train_run(resolve(options), out_dir=tmp_path / "busy", progress=False)
+        assert busy["num_threads"] == 1 and torch.get_num_threads() == 1
+        line = ("cnnbench: other processes keep 1.0 of 2 cores busy: training with 1 thread "
+                "instead of 2 (threads that compete for cores slow both jobs many times over); "
+                "--num-threads 2 uses all 2")
+        assert busy["threads_note"] == line[len("cnnbench: "):]
+        assert line in (tmp_path / "busy" / "train.log").read_text()
+        # the load gone, the next run in the same process is back to all threads, silently
+        load["busy"] = 0.3
+        idle = train_run(resolve(options), out_dir=tmp_path / "idle", progress=False)
+        assert idle["num_threads"] == 2 and idle["threads_note"] is None
+        assert "cores busy" not in (tmp_path / "idle" / "train.log").read_text()
+        # threads asked for are threads used: the load is not read
+        load["busy"] = 1.5
+        asked = train_run(resolve({**options, "num_threads": 2}), out_dir=tmp_path / "asked",
+                          progress=False)
+        assert asked["num_threads"] == 2 and asked["threads_note"] is None
+        assert len(reads) == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def resolve(options):
+    from cnnbench.config.resolve import resolve_config
+
+    return resolve_config(options)

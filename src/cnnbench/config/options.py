@@ -217,8 +217,10 @@ class TrainConfig:
                     choices=AMP_MODES, group="machine", role="recipe")
     channels_last: bool = _opt(False, "channels-last memory format", group="machine", role="exactness")
     compile: bool = _opt(False, "torch.compile the model", group="machine", role="machine")
-    num_threads: int = _opt(0, "CPU threads (0 = PyTorch's default: one per core; under "
-                            "torchrun, one per process unless OMP_NUM_THREADS says otherwise)",
+    num_threads: int = _opt(0, "CPU threads (0 = PyTorch's default, one per core, or fewer when "
+                            "other processes already keep cores busy at the start: said in one "
+                            "line; under torchrun, one per process unless OMP_NUM_THREADS says "
+                            "otherwise)",
                             group="machine", role="machine")
     dist_backend: str = _opt("auto", "under torchrun: the process group's backend (auto = nccl "
                              "on GPUs, gloo on CPUs)", choices=DIST_BACKENDS, group="machine", role="machine")

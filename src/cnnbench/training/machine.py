@@ -7,6 +7,7 @@ import os
 import platform
 import random
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,66 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+
+
+# -- threads on a machine other jobs already use ---------------------------------------------
+
+LOAD_WINDOW_S = 0.15   # how long the start of a run watches the other processes' CPU use
+_default_threads: int | None = None  # PyTorch's thread count when this process first asked
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy, all) clock ticks of every core since boot (``/proc/stat``); None where there
+    is no such file. Busy: user, nice, system, irq and softirq (not idle, iowait or the time
+    a hypervisor gave to other machines)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq = fields
+    return user + nice + system + irq + softirq, sum(fields)
+
+
+def busy_cores(window_s: float = LOAD_WINDOW_S) -> float | None:
+    """How many cores other processes kept busy during the last ``window_s`` seconds (this
+    process sleeps meanwhile); None where it cannot be read."""
+    first = _cpu_ticks()
+    time.sleep(window_s)
+    last = _cpu_ticks()
+    if first is None or last is None or last[1] <= first[1]:
+        return None
+    return (last[0] - first[0]) / (last[1] - first[1]) * (os.cpu_count() or 1)
+
+
+def pick_threads(default: int, cores: int, busy: float) -> int:
+    """Threads for a run that would use ``default`` threads on a machine of ``cores`` cores of
+    which other processes keep ``busy`` busy: its share of the free cores, at least one.
+    Threads that compete with another job for the same cores spin and wait on each other: a
+    LeNet-5 epoch beside a second 2-thread PyTorch job on 2 cores took up to 20x as long."""
+    free = max(0.0, cores - busy)
+    return max(1, min(default, round(default * free / cores)))
+
+
+def match_threads_to_load(read=None) -> str | None:
+    """Set PyTorch's threads for a run with ``num_threads`` 0 (auto) from the machine's load:
+    all of the process's default threads on an idle machine, fewer where other processes
+    already keep cores busy (:func:`pick_threads`). Returns the one line that says so, or None
+    when the default stands (an idle machine, one thread, or a load that cannot be read)."""
+    global _default_threads
+    if _default_threads is None:
+        _default_threads = torch.get_num_threads()
+    default = _default_threads
+    threads = default
+    busy = (read or busy_cores)() if default > 1 else None
+    cores = os.cpu_count() or default
+    if busy is not None:
+        threads = pick_threads(default, cores, busy)
+    torch.set_num_threads(threads)  # also back to the default after a busy moment
+    if threads == default:
+        return None
+    return (f"other processes keep {busy:.1f} of {cores} cores busy: training with {threads} "
+            f"thread{'s' * (threads != 1)} instead of {default} (threads that compete for cores "
+            f"slow both jobs many times over); --num-threads {default} uses all {default}")
 
 
 def seed_everything(seed: int) -> None:

@@ -153,8 +153,10 @@ class Recorder:
             "cnnbench_version": __version__, "git_commit": git_commit(),
             "command": " ".join(self.argv), "status": "running", "started_at": started,
             "finished_at": None, "hostname": socket.gethostname(), "cpu": cpu_name(),
-            "num_threads": torch.get_num_threads(),
+            "num_threads": torch.get_num_threads(), "threads_note": t.threads_note,
         }
+        if t.threads_note:
+            self.console.line(f"cnnbench: {t.threads_note}")
         if t.init_report is not None:
             summary.update(init=t.init_report.source, init_report=t.init_report.to_dict())
             self.console.line(t.init_report.text())

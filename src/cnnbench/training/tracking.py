@@ -95,10 +95,21 @@ def _client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+def artifact_location(uri: str) -> str | None:
+    """Where a new experiment in the store ``uri`` keeps its artifacts: for an SQLite file, the
+    ``mlruns`` folder beside it (MLflow's default is ``./mlruns`` in the current directory,
+    wherever the database is); None (MLflow's default) for other stores."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlruns").as_uri()
+
+
 def _experiment_id(client) -> str:
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
     found = client.get_experiment_by_name(name)
-    return found.experiment_id if found is not None else client.create_experiment(name)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri))
 
 
 def _params(options: dict[str, Any]) -> list:

@@ -244,6 +244,26 @@ def test_lenet5_options():
         create_model("lenet5", pool="median")
 
 
+@pytest.mark.parametrize("activation, pool", [("relu", "max"), ("tanh", "max"), ("gelu", "max"),
+                                              ("relu", "avg"), ("sigmoid", "avg")])
+def test_lenet5_features_compute_the_papers_order(activation, pool):
+    """conv -> activation -> pool, as the paper and the reports; with max-pooling and a
+    non-decreasing activation the model pools first (the same numbers, less work)."""
+    torch.manual_seed(0)
+    model = create_model("lenet5", num_classes=10, in_chans=1, input_size=32, activation=activation,
+                         pool=pool)
+    f = model.features
+    act = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+           "gelu": nn.functional.gelu}[activation]
+    pooling = nn.functional.max_pool2d if pool == "max" else nn.functional.avg_pool2d
+    x = torch.randn(4, 1, 32, 32)
+    papers = pooling(act(f.c3(pooling(act(f.c1(x)), 2))), 2)
+    torch.testing.assert_close(f(x), papers, rtol=0, atol=0)
+    names = [name for name, _ in f.named_children()]
+    pool_first = pool == "max" and activation != "gelu"  # GELU dips below zero: not monotone
+    assert (names.index("s2") < names.index("act1")) == pool_first
+
+
 def test_width_multipliers():
     half = _meta("mobilenet_v1", num_classes=1000, in_chans=3, input_size=224, width_mult=0.5)
     assert half.features[-1].pw[0].out_channels == 512

@@ -127,6 +127,23 @@ def test_model_throughput(results, monkeypatch):
     assert row["infer_gflops_per_s"] == pytest.approx(2 * row["macs"] * row["infer_images_per_s"] / 1e9)
     assert row["ratio_vs_plain"] == pytest.approx(row["train_images_per_s"] / row["plain_train_images_per_s"])
     assert row["compute_bound"] is False and rec["min_ratio_vs_plain_compute_bound"] is None
+    assert rec["amp"] == "off"
+
+
+def test_model_throughput_auto_precision_under_its_own_name(results, monkeypatch):
+    import torch
+
+    from cnnbench.devices import resolve_amp
+
+    assert run_script("model_throughput", ["--models", "lenet5", "--inputs", "1x28x28", "--threads", "1",
+                                           "--batch-size", "4", "--budget-s", "0.02", "--repeats", "1",
+                                           "--warmup", "1", "--max-steps", "1", "--channels-last", "off",
+                                           "--amp", "auto", "--name", "model_throughput-bf16",
+                                           "--results-dir", str(results)], monkeypatch) == 0
+    assert sorted(p.name for p in results.iterdir()) == ["model_throughput-bf16-cpu.json"]
+    rec = read_result(results, "model_throughput-bf16")
+    assert rec["amp"] == resolve_amp("auto", torch.device("cpu"))  # bf16 on this project's CPU
+    assert rec["target_ratio_vs_plain"] == 0.95
 
 
 def test_profile_step(results, monkeypatch):

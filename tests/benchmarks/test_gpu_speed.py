@@ -63,7 +63,7 @@ def test_tiny_run_writes_every_part(tiny_data, tmp_path):
     assert mnist["status"] == "done" and len(mnist["runs"]) == 2 and mnist["test_acc_mean"] is not None
     thr = rec["parts"]["throughput"]
     assert thr["status"] == "done", thr
-    assert thr["measured"] == 1 and thr["target_ratio_vs_plain"] == 0.7 and thr["complete"] is True
+    assert thr["measured"] == 1 and thr["target_ratio_vs_plain"] == 0.95 and thr["complete"] is True
     assert sorted(p.name for p in out.iterdir()) == ["gpu_speed-cpu.json", "model_throughput-cpu.json"]
     assert sorted(p.name for p in results.iterdir()) == ["gpu_speed-cpu.json", "model_throughput-cpu.json"]
     assert json.loads((results / "gpu_speed-cpu.json").read_text()) == rec
@@ -97,10 +97,10 @@ def test_part_budget_stops_seeds(tiny_data, tmp_path):
 
 def test_throughput_batch_and_target_per_device():
     mt = _load("model_throughput")
-    assert mt.plan("cpu") == (64, 0.7)
+    assert mt.plan("cpu") == (64, 0.95)
     assert mt.plan("cuda") == (1024, 0.9)
     assert mt.plan("cuda:0", "auto") == (1024, 0.9)
-    assert mt.plan("cuda", "256") == (256, 0.9) and mt.plan("cpu", 32) == (32, 0.7)
+    assert mt.plan("cuda", "256") == (256, 0.9) and mt.plan("cpu", 32) == (32, 0.95)
     assert mt.smaller_batches(1024, "cuda") == [1024, 512, 256, 128, 64]
     assert mt.smaller_batches(64, "cpu") == [64]
     with pytest.raises(SystemExit):

@@ -13,7 +13,7 @@ def test_estimate_counts_images_views_and_macs():
 
     options = dict(model="lenet5", dataset="mnist", epochs=2, val_split=0.1, limit_train=1000,
                    limit_eval=500, tta="mirror")
-    cost = estimate_seconds(options, gflops=10.0, overhead_s=3e-4)
+    cost = estimate_seconds(options, gflops=10.0, overhead_s=3e-4, measured=False)
     assert cost.train_images == 2 * 1000
     assert cost.eval_images == (2 * 500 + 500) * 2  # validation every epoch + test, 2 TTA views
     macs = count_macs(create_model("lenet5", num_classes=10, in_chans=1, input_size=28), (1, 28, 28))
@@ -24,6 +24,38 @@ def test_estimate_counts_images_views_and_macs():
     full = estimate_seconds(dict(model="lenet5", dataset="mnist", epochs=1, val_split=0.1))
     assert (full.train_images, full.eval_images) == (54000, 6000 + 10000)
     assert estimate_seconds(dict(model="lenet5", dataset="imagefolder:/nonexistent")) is None
+
+def test_a_measured_model_is_estimated_at_its_measured_speed_in_its_precision():
+    from cnnbench.studies import throughput
+
+    rows = throughput.table()["rows"]
+    options = dict(model="resnet18", dataset="cifar10_jpeg", epochs=2, val_split=0.1,
+                   limit_train=1000, limit_eval=500)
+    for amp, kind in (("off", "fp32"), ("auto", "bf16"), ("bf16", "bf16")):
+        cost = estimate_seconds({**options, "amp": amp})
+        row = rows[f"resnet18|3x32x32|{kind}"]
+        assert cost.seconds == pytest.approx(2000 / row["train_images_per_s"]
+                                             + 1500 / row["infer_images_per_s"])
+        assert f"measured for resnet18 at 3x32x32 in {kind}" in cost.text()
+    # 64 px inputs: the 32 px speed, scaled by the multiply-adds
+    bigger = estimate_seconds({**options, "amp": "off", "resize": 64})
+    row = rows["resnet18|3x32x32|fp32"]
+    assert bigger.macs == pytest.approx(4 * row["macs"], rel=0.05)
+    assert bigger.seconds == pytest.approx(bigger.macs / row["macs"] * (
+        2000 / row["train_images_per_s"] + 1500 / row["infer_images_per_s"]))
+    assert "scaled by MACs" in bigger.text()
+    # a model nobody measured: from its MACs
+    assert throughput.lookup("no-such-model", 3, (32, 32), "off") is None
+
+
+def test_the_shipped_speed_table_is_the_committed_benchmark_results():
+    from cnnbench.studies import throughput
+
+    table = throughput.build_table()
+    assert [s["precision"] for s in table["sources"]] == ["fp32", "bf16"]
+    assert all(s["threads"] == 2 for s in table["sources"])
+    assert throughput.table() == table, "python -m cnnbench.studies.throughput"
+
 
 @pytest.mark.parametrize("name", ["mnist-classics", "mnist-five", "optimizers", "cifar10-tricks",
                                   "alexnet-ablation", "cross-dataset", "transfer", "families"])

@@ -136,14 +136,14 @@ def default_profile(overrides: dict) -> tuple[str, str]:
 def _estimates(study, runs=None) -> tuple[list, str]:
     """The cost estimate of each of ``runs`` (default: all; checking their options first) and
     the total as text."""
-    from cnnbench.studies.estimate import CPU_GFLOPS, duration_text, estimate_seconds
+    from cnnbench.studies.estimate import duration_text, estimate_seconds
 
     costs = [estimate_seconds(run.options, where=study.where(run))
              for run in (study.runs if runs is None else runs)]
     known = [c.seconds for c in costs if c is not None]
     unknown = len(costs) - len(known)
-    text = (f"{duration_text(sum(known))} on 2 CPU cores (estimate from MACs at "
-            f"{CPU_GFLOPS:.0f} GFLOP/s; a GPU is much faster)"
+    text = (f"{duration_text(sum(known))} on 2 CPU cores (estimate from each model's speed "
+            f"measured on this project's 2-core CPU, or its MACs; a GPU is much faster)"
             + (f"; {unknown} runs on datasets of unknown size not counted" if unknown else ""))
     return costs, text
 

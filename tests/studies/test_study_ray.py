@@ -1,10 +1,20 @@
-"""`cnnbench study run --executor ray`: a study's runs as Ray tasks on a local Ray instance give
-the summaries a local study gives, skip finished runs, wait for their init run, and survive a
+"""`cnnbench study run --executor ray`: a study's runs as Ray tasks on a Ray cluster (a head
+started with `ray start --head`, joined with `--address`, as on a real cluster) give the
+summaries a local study gives, skip finished runs, wait for their init run, and survive a
 failing run."""
 
 from __future__ import annotations
 
 import functools
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -30,34 +40,74 @@ def spec(dataset: str) -> dict:
                      {"name": "bad", "step": "no such device here", "device": "cuda"}]}
 
 
-@pytest.mark.slow  # a Ray instance: started first
-def test_a_study_on_ray_equals_the_local_one(tiny_folder, tmp_path):
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head():
+    """A one-node Ray cluster of 2 CPUs, started as on a cluster's head node (`ray start --head`;
+    --block keeps it in this process's hands: terminated, it stops the processes it started,
+    and no other Ray instance of the machine). Ray's token authentication off: the driver
+    joins over 127.0.0.1 without the token file."""
+    port = free_port()
+    temp = Path(tempfile.mkdtemp(prefix="cnnbench-ray-"))  # short: Ray's sockets live in it
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    ray_cli = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", f"--port={port}",
+                             "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                             "--include-dashboard=false", "--disable-usage-stats",
+                             f"--temp-dir={temp}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    old = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    try:
+        deadline = time.monotonic() + 120
+        while not list(temp.glob("session_*/logs/raylet.out")):
+            assert head.poll() is None and time.monotonic() < deadline, head.stderr.read()
+            time.sleep(0.2)
+        yield SimpleNamespace(address=f"127.0.0.1:{port}", temp=temp)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        head.terminate()
+        head.wait(60)
+        if old is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = old
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow  # a Ray cluster: started first
+def test_a_study_on_ray_equals_the_local_one(tiny_folder, tmp_path, ray_head):
     import signal
 
-    from cnnbench.studies.cluster import keep_sigterm, run_on_ray
+    from cnnbench.studies.cluster import run_on_ray
 
     study = load_study(write_study(tmp_path, spec(tiny_folder.dataset)), profile="full")
     local = run_study(study, tmp_path / "local", log=lambda line: None)
     lines = []
     before = signal.getsignal(signal.SIGTERM)
-    with keep_sigterm():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    execute = functools.partial(run_on_ray, address=ray_head.address)  # --address HOST:PORT
+    on_ray = run_study(study, tmp_path / "out", execute=execute, log=lines.append)
     assert signal.getsignal(signal.SIGTERM) is before  # Ray's handler gone again
-    try:
-        execute = functools.partial(run_on_ray)
-        on_ray = run_study(study, tmp_path / "ray", execute=execute, log=lines.append)
-        again = run_study(study, tmp_path / "ray", execute=execute, log=lambda line: None)
-    finally:
-        ray.shutdown()
+    assert not ray.is_initialized()  # the driver left the cluster; the cluster runs on
+    assert f"joining the Ray cluster at {ray_head.address}" in " ".join(lines)
+    # the runs were the head's tasks: its workers' logs are in its session folder
+    assert list(ray_head.temp.glob("session_*/logs/worker-*.out"))
+    again = run_study(study, tmp_path / "out", execute=execute, log=lambda line: None)
     assert [o.status for o in local] == [o.status for o in on_ray] == [
         "finished", "finished", "finished", "failed"]
     for outcome in on_ray:
         mine, theirs = read_summary(outcome.run_dir), read_summary(tmp_path / "local" / outcome.run.name)
         assert {k: mine.get(k) for k in SAME if k != "init"} == {k: theirs.get(k) for k in SAME if k != "init"}
-    assert (tmp_path / "ray" / "bad" / "error.txt").exists()
+    assert (tmp_path / "out" / "bad" / "error.txt").exists()
     assert any("bad: FAILED" in line for line in lines)
     # c started from a's weights, on Ray as here: it waited for a
-    assert read_summary(tmp_path / "ray" / "c")["init"].startswith(str(tmp_path / "ray" / "a"))
+    assert read_summary(tmp_path / "out" / "c")["init"].startswith(str(tmp_path / "out" / "a"))
     # run again: the finished runs are skipped, the failed one tried again (and fails again)
     assert [o.status for o in again] == ["done-before", "done-before", "done-before", "failed"]
 

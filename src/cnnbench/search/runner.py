@@ -87,10 +87,13 @@ def run_search(base: dict[str, Any], space: tuple[Param, ...], out: str | Path, 
                pruner: str = "median", sampler_seed: int = 0, study_name: str = "search",
                progress: bool = False, argv: list[str] | None = None,
                log: Callable[[str], None] = print,
-               train_fn: Callable[..., dict] | None = None) -> dict[str, Any]:
+               train_fn: Callable[..., dict] | None = None, executor: str = "local",
+               address: str | None = None, cpus_per_run: float = 1,
+               gpus_per_run: float = 0) -> dict[str, Any]:
     """Search ``space`` around the ``base`` options (as :func:`cnnbench.config.resolve.resolve_config`
     takes them, over ``config_file``) with ``trials`` finished trials into ``out``; returns
-    what ``OUT/search.json`` holds (see the module docstring)."""
+    what ``OUT/search.json`` holds (see the module docstring). ``executor="ray"``: the trials
+    as Ray tasks, as many at once as the cluster holds (:mod:`cnnbench.search.parallel`)."""
     from cnnbench.config import dump_yaml
     from cnnbench.config.resolve import resolve_config
     from cnnbench.training.rundir import read_json, saved_config
@@ -98,6 +101,8 @@ def run_search(base: dict[str, Any], space: tuple[Param, ...], out: str | Path, 
     optuna = _optuna()
     if trials < 1:
         raise UserError(f"--trials must be >= 1, got {trials}")
+    if executor not in ("local", "ray"):
+        raise UserError(f"unknown executor {executor!r}; choose local or ray")
     if train_fn is None:
         from cnnbench.training import train_run as train_fn
     out = Path(out)
@@ -157,9 +162,14 @@ def run_search(base: dict[str, Any], space: tuple[Param, ...], out: str | Path, 
             for m in read_jsonl(run_dir / METRICS):
                 trial.report(m["val_acc"], m["epoch"])
         try:
-            summary = train_fn(None if resume_from else config, out_dir=run_dir,
-                               resume=bool(resume_from), argv=argv, progress=progress,
-                               test=False, on_epoch=on_epoch)
+            if tasks is not None:  # a Ray task, which reports its epochs to the storage
+                summary = tasks.train(None if resume_from else config, str(run_dir),
+                                      bool(resume_from), argv, storage, study_name,
+                                      trial._trial_id, pruner, config.epochs)
+            else:
+                summary = train_fn(None if resume_from else config, out_dir=run_dir,
+                                   resume=bool(resume_from), argv=argv, progress=progress,
+                                   test=False, on_epoch=on_epoch)
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)
             raise
@@ -173,66 +183,106 @@ def run_search(base: dict[str, Any], space: tuple[Param, ...], out: str | Path, 
 
     from cnnbench.training.tracking import parent_run
 
-    with parent_run(base_config.track, f"search {study_name}", "search") as track_files:
-        search_start = time.perf_counter()
-        overheads = []
-        failures = 0
-        while len(finished()) < trials:
-            number = len(study.get_trials(deepcopy=False))
-            call = time.perf_counter()
-            timing.clear()
+    tasks = None
+    if executor == "ray":
+        from cnnbench.search.parallel import RayTrials
+
+        tasks = RayTrials(address, cpus_per_run, gpus_per_run, log=log)
+        log(f"Ray: {tasks.parallel} trials at a time")
+    try:
+        with parent_run(base_config.track, f"search {study_name}", "search") as track_files:
+            search_start = time.perf_counter()
+            overheads = []
+            failures = 0
+            while len(finished()) < trials:
+                number = len(study.get_trials(deepcopy=False))
+                batch = min(tasks.parallel, trials - len(finished())) if tasks else 1
+                call = time.perf_counter()
+                timing.clear()
+                try:
+                    if tasks is None:
+                        study.optimize(objective, n_trials=1, catch=(Exception,))
+                    else:
+                        _optimize_together(study, objective, batch, optuna, tasks)
+                except KeyboardInterrupt as exc:
+                    again = (" ".join(argv) if argv else "the same command")
+                    exc.args = (f"search interrupted in trial {number}; {again} continues it (finished "
+                                f"trials are kept, this one resumes)",)
+                    raise
+                if "objective_s" in timing and batch == 1:
+                    overheads.append(time.perf_counter() - call - timing["objective_s"])
+                for trial in study.get_trials(deepcopy=False)[number:]:
+                    failures += trial.state == optuna.trial.TrialState.FAIL
+                    log(_trial_line(study, trial, len(finished()), trials, optuna))
+                if failures >= max(3, trials):
+                    raise UserError(f"{failures} trials failed (see their run directories' error.txt); "
+                                    f"the search stops")
+
+            complete = [t for t in finished() if t.state == optuna.trial.TrialState.COMPLETE]
+            if not complete:
+                raise UserError("every trial was pruned or failed: nothing to choose from; widen the "
+                                "space or use --pruner none")
+            best = study.best_trial
+            best_dir = Path(best.user_attrs["run_dir"])
+            log(f"best: trial {best.number} (validation accuracy {100 * best.value:.2f}%): testing it, once")
+            tested = train_fn(None, out_dir=best_dir, resume=True, argv=argv, progress=progress)
+            best_config = saved_config(best_dir).replace(out=None)
+            header = (f"# cnnbench search: the best of {len(finished())} trials in {out} (trial "
+                      f"{best.number}, validation accuracy {100 * best.value:.2f}%; chosen on validation "
+                      f"only).\n# Train it: cnnbench train --config {out / BEST_FILE}\n")
+            (out / BEST_FILE).write_text(header + dump_yaml(best_config))
+
+            result = {
+                "study_name": study_name, "storage": storage, "sampler": f"TPE (seed {sampler_seed})",
+                "pruner": pruner, "trials_asked": trials, "objective": "best validation accuracy",
+                **definition,
+                "best": {"trial": best.number, "val_acc": best.value, "params": best.params,
+                         "run_dir": str(best_dir), "test_acc": tested.get("test_acc"),
+                         "tested_weights": tested.get("tested_weights")},
+                "baseline": next(({"trial": t.number, "val_acc": t.value, "params": t.params}
+                                  for t in complete if t.user_attrs.get("baseline")), None),
+                "trials": [_trial_record(t, optuna, read_json) for t in study.get_trials(deepcopy=False)],
+                "search_time_s": time.perf_counter() - search_start,
+                "overhead_per_trial_s": (sum(overheads) / len(overheads)) if overheads else None,
+            }
+            (out / SEARCH_FILE).write_text(json.dumps(result, indent=2, default=str))
+            from cnnbench.training.tracking import write_hparams_experiment
+
+            write_hparams_experiment(out, best.params)  # TensorBoard's HParams: the searched options
+            from cnnbench.search.report import write_search_report
+
+            write_search_report(out, result, study)
+            track_files([out / "search.md", out / SEARCH_FILE, out / BEST_FILE])
+            return result
+    finally:
+        if tasks is not None:
+            tasks.close()
+
+
+def _optimize_together(study, objective, n: int, optuna, tasks) -> None:
+    """``n`` trials at once: asked one after another (two asks at once of an SQLite storage can
+    both take the same enqueued trial), each then trained in a thread of its own (which waits
+    on its Ray task) and told as Optuna's ``optimize`` would. Ctrl-C cancels the tasks; their
+    trials stay RUNNING in the storage, and the next run of the search resumes them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    asked = [study.ask() for _ in range(n)]
+    pool = ThreadPoolExecutor(max_workers=n)
+    try:
+        futures = [(pool.submit(objective, trial), trial) for trial in asked]
+        for future, trial in futures:
             try:
-                study.optimize(objective, n_trials=1, catch=(Exception,))
-            except KeyboardInterrupt as exc:
-                again = (" ".join(argv) if argv else "the same command")
-                exc.args = (f"search interrupted in trial {number}; {again} continues it (finished "
-                            f"trials are kept, this one resumes)",)
-                raise
-            if "objective_s" in timing:
-                overheads.append(time.perf_counter() - call - timing["objective_s"])
-            trial = study.get_trials(deepcopy=False)[-1]
-            failures += trial.state == optuna.trial.TrialState.FAIL
-            log(_trial_line(study, trial, len(finished()), trials, optuna))
-            if failures >= max(3, trials):
-                raise UserError(f"{failures} trials failed (see their run directories' error.txt); "
-                                f"the search stops")
-
-        complete = [t for t in finished() if t.state == optuna.trial.TrialState.COMPLETE]
-        if not complete:
-            raise UserError("every trial was pruned or failed: nothing to choose from; widen the "
-                            "space or use --pruner none")
-        best = study.best_trial
-        best_dir = Path(best.user_attrs["run_dir"])
-        log(f"best: trial {best.number} (validation accuracy {100 * best.value:.2f}%): testing it, once")
-        tested = train_fn(None, out_dir=best_dir, resume=True, argv=argv, progress=progress)
-        best_config = saved_config(best_dir).replace(out=None)
-        header = (f"# cnnbench search: the best of {len(finished())} trials in {out} (trial "
-                  f"{best.number}, validation accuracy {100 * best.value:.2f}%; chosen on validation "
-                  f"only).\n# Train it: cnnbench train --config {out / BEST_FILE}\n")
-        (out / BEST_FILE).write_text(header + dump_yaml(best_config))
-
-        result = {
-            "study_name": study_name, "storage": storage, "sampler": f"TPE (seed {sampler_seed})",
-            "pruner": pruner, "trials_asked": trials, "objective": "best validation accuracy",
-            **definition,
-            "best": {"trial": best.number, "val_acc": best.value, "params": best.params,
-                     "run_dir": str(best_dir), "test_acc": tested.get("test_acc"),
-                     "tested_weights": tested.get("tested_weights")},
-            "baseline": next(({"trial": t.number, "val_acc": t.value, "params": t.params}
-                              for t in complete if t.user_attrs.get("baseline")), None),
-            "trials": [_trial_record(t, optuna, read_json) for t in study.get_trials(deepcopy=False)],
-            "search_time_s": time.perf_counter() - search_start,
-            "overhead_per_trial_s": (sum(overheads) / len(overheads)) if overheads else None,
-        }
-        (out / SEARCH_FILE).write_text(json.dumps(result, indent=2, default=str))
-        from cnnbench.training.tracking import write_hparams_experiment
-
-        write_hparams_experiment(out, best.params)  # TensorBoard's HParams: the searched options
-        from cnnbench.search.report import write_search_report
-
-        write_search_report(out, result, study)
-        track_files([out / "search.md", out / SEARCH_FILE, out / BEST_FILE])
-    return result
+                study.tell(trial, future.result())
+            except optuna.TrialPruned:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            except Exception as exc:  # noqa: BLE001 - recorded, as optimize(catch=...) does
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    except KeyboardInterrupt:
+        tasks.cancel_all()
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def _trial_record(t, optuna, read_json) -> dict[str, Any]:

@@ -53,5 +53,5 @@ def test_ray_options_without_the_ray_executor_are_one_line(tmp_path, capsys):
     assert main(["search", "--space", str(space), "--cpus-per-run", "2",
                  "--out", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.endswith("--address, --cpus-per-run and --gpus-per-run apply to --executor ray; "
-                        "add --executor ray") and len(err.splitlines()) == 1
+    assert err.endswith("--cpus-per-run apply to --executor ray; add it or leave them out")
+    assert len(err.splitlines()) == 1

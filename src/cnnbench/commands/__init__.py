@@ -24,6 +24,37 @@ def number_text(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def add_executor_flags(parser, what: str, out_note: str = "") -> None:
+    """``--executor local|ray`` and the Ray options of a command that trains many runs
+    (``study run``: runs; ``search``: trials)."""
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help=f"train the {what}s one after another here (local, the default), or "
+                             f"as Ray tasks, as many at once as the cluster holds (pip install "
+                             f"'cnnbench[cluster]')")
+    parser.add_argument("--address", metavar="auto|HOST:PORT",
+                        help=f"with --executor ray: join this Ray cluster (default: start one on "
+                             f"this machine){out_note}")
+    parser.add_argument("--cpus-per-run", type=float, default=1, metavar="C",
+                        help=f"with --executor ray: CPUs each {what} asks for, and its threads "
+                             f"(default 1)")
+    parser.add_argument("--gpus-per-run", type=float, default=0, metavar="G",
+                        help=f"with --executor ray: GPUs each {what} asks for (default 0)")
+
+
+def check_executor_flags(args) -> None:
+    """One line when Ray's options are given without ``--executor ray``."""
+    if args.executor != "local":
+        return
+    ray_only = [f for f, on in (("--address", args.address is not None),
+                                ("--cpus-per-run", args.cpus_per_run != 1),
+                                ("--gpus-per-run", args.gpus_per_run != 0)) if on]
+    if ray_only:
+        from cnnbench.errors import UserError
+
+        raise UserError(f"{', '.join(ray_only)} apply to --executor ray; add it or leave "
+                        f"them out")
+
+
 @contextlib.contextmanager
 def stop_on_sigterm():
     """Within this block SIGTERM (``kill``, a batch scheduler's stop) ends a run as Ctrl-C does:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from cnnbench.commands import examples, stop_on_sigterm
+from cnnbench.commands import (add_executor_flags, check_executor_flags, examples,
+                               stop_on_sigterm)
 from cnnbench.commands.train import add_config_flags
 
 PRUNERS = ("median", "halving", "none")  # cnnbench.search.runner.PRUNERS (not imported: optuna)
@@ -55,18 +56,8 @@ def register(subparsers) -> None:
                         help="seed of the TPE sampler (default 0); --seed seeds the trials' training")
     parser.add_argument("--config", metavar="FILE",
                         help="YAML file of base options (flags override it)")
-    parser.add_argument("--executor", choices=("local", "ray"), default="local",
-                        help="local: one trial after another here (default); ray: trials as Ray "
-                             "tasks, as many at once as the cluster holds (pip install "
-                             "'cnnbench[cluster]'; the storage must be reachable from every node)")
-    parser.add_argument("--address", metavar="auto|HOST:PORT",
-                        help="with --executor ray: join this Ray cluster (default: start one on "
-                             "this machine)")
-    parser.add_argument("--cpus-per-run", type=float, default=1, metavar="C",
-                        help="with --executor ray: CPUs each trial asks for, and its threads "
-                             "(default 1)")
-    parser.add_argument("--gpus-per-run", type=float, default=0, metavar="G",
-                        help="with --executor ray: GPUs each trial asks for (default 0)")
+    add_executor_flags(parser, "trial", "; --out and the storage must then be reachable "
+                                        "from every node")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress of the trials")
     parser.add_argument("--json", action="store_true",
                         help="print the search's result (OUT/search.json) as JSON at the end")
@@ -82,11 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnbench.config import FIELDS
     from cnnbench.search import load_space, run_search
 
-    if args.executor == "local" and (args.address or args.cpus_per_run != 1 or args.gpus_per_run):
-        from cnnbench.errors import UserError
-
-        raise UserError("--address, --cpus-per-run and --gpus-per-run apply to --executor ray; "
-                        "add --executor ray")
+    check_executor_flags(args)
     space = load_space(args.space)
     base = {k: v for k, v in vars(args).items() if k in FIELDS}
     out = base.pop("out", None) or f"runs/search-{base.get('model', 'lenet5')}"

@@ -8,7 +8,8 @@ import sys
 
 import yaml
 
-from cnnbench.commands import examples, number_text, stop_on_sigterm
+from cnnbench.commands import (add_executor_flags, check_executor_flags, examples, number_text,
+                               stop_on_sigterm)
 from cnnbench.config import TrainConfig
 from cnnbench.errors import UserError
 from cnnbench.studies.spec import PROFILES, find_study, list_studies, load_study, select_runs
@@ -66,17 +67,7 @@ def register(subparsers) -> None:
     run.add_argument("--nproc", type=int, default=1, metavar="N",
                      help="train each run in N processes on this machine (torchrun, "
                           "DistributedDataParallel; --batch-size stays the global batch)")
-    run.add_argument("--executor", choices=("local", "ray"), default="local",
-                     help="train the runs one after another here (local, the default), or as "
-                          "Ray tasks, as many at once as the cluster holds (pip install "
-                          "'cnnbench[cluster]')")
-    run.add_argument("--address", metavar="auto|HOST:PORT",
-                     help="with --executor ray: join this Ray cluster (default: start one on "
-                          "this machine); --out must then be a folder every node shares")
-    run.add_argument("--cpus-per-run", type=float, default=1, metavar="C",
-                     help="with --executor ray: CPUs each run asks for, and its threads (default 1)")
-    run.add_argument("--gpus-per-run", type=float, default=0, metavar="G",
-                     help="with --executor ray: GPUs each run asks for (default 0; times --nproc)")
+    add_executor_flags(run, "run", "; --out must then be a folder every node shares")
     run.add_argument("--no-report", action="store_true", help="do not write the report")
     run.add_argument("--corruptions", action="store_true",
                      help="also evaluate every finished run under the common corruptions "
@@ -237,13 +228,8 @@ def _time_finished(outcomes, log) -> None:
 
 def _executor(args):
     """``run_study``'s ``execute`` for ``--executor``: None (here, one after another) or Ray."""
+    check_executor_flags(args)
     if args.executor == "local":
-        ray_only = [f for f, on in (("--address", args.address is not None),
-                                    ("--cpus-per-run", args.cpus_per_run != 1),
-                                    ("--gpus-per-run", args.gpus_per_run != 0)) if on]
-        if ray_only:
-            raise UserError(f"{', '.join(ray_only)} apply to --executor ray; add it or leave "
-                            f"them out")
         return None
     import functools
 

@@ -8,8 +8,8 @@ import json
 from cnnbench.commands import (add_executor_flags, check_executor_flags, examples,
                                stop_on_sigterm)
 from cnnbench.commands.train import add_config_flags
+from cnnbench.search.backend import PRUNERS  # no Optuna, no torch
 
-PRUNERS = ("median", "halving", "none")  # cnnbench.search.runner.PRUNERS (not imported: optuna)
 
 SPACE_EXAMPLE = """\
 the space (YAML), one line per searched option:

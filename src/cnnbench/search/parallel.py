@@ -18,12 +18,12 @@ def train_trial(config, run_dir: str, resume: bool, argv, storage: str, study_na
                 trial_id: int, pruner: str, epochs: int) -> dict[str, Any]:
     """One trial's run (in a Ray worker): ``train_run`` with test=False, each epoch's
     validation accuracy reported to the trial in ``storage`` and the pruner asked there."""
-    from cnnbench.search.runner import _optuna, _pruner
+    from cnnbench.search.backend import load_optuna, make_pruner
     from cnnbench.training import train_run
 
-    optuna = _optuna()
+    optuna = load_optuna()
     study = optuna.load_study(study_name=study_name, storage=storage,
-                              pruner=_pruner(optuna, pruner))
+                              pruner=make_pruner(optuna, pruner))
     trial = optuna.trial.Trial(study, trial_id)
 
     def on_epoch(metrics: dict[str, Any]) -> bool:

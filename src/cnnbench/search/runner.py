@@ -30,30 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.errors import UserError
+from cnnbench.search.backend import PRUNERS, load_optuna, make_pruner
 from cnnbench.search.space import Param
 
 __all__ = ["run_search", "PRUNERS", "SEARCH_FILE", "BEST_FILE"]
 
-PRUNERS = ("median", "halving", "none")
 SEARCH_FILE, BEST_FILE, DATABASE = "search.json", "best.yaml", "search.db"
-
-
-def _optuna():
-    from cnnbench.extras import require
-
-    (optuna,) = require("search")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna
-
-
-def _pruner(optuna, name: str):
-    if name == "median":  # a trial below the median of earlier trials at the same epoch
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-    if name == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise UserError(f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}")
 
 
 def _baseline(space: tuple[Param, ...], config) -> dict[str, Any] | None:
@@ -98,7 +80,7 @@ def run_search(base: dict[str, Any], space: tuple[Param, ...], out: str | Path, 
     from cnnbench.config.resolve import resolve_config
     from cnnbench.training.rundir import read_json, saved_config
 
-    optuna = _optuna()
+    optuna = load_optuna()
     if trials < 1:
         raise UserError(f"--trials must be >= 1, got {trials}")
     if executor not in ("local", "ray"):
@@ -115,7 +97,7 @@ def run_search(base: dict[str, Any], space: tuple[Param, ...], out: str | Path, 
     storage = storage or f"sqlite:///{(out / DATABASE).resolve()}"
     study = optuna.create_study(
         study_name=study_name, storage=storage, load_if_exists=True, direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=sampler_seed), pruner=_pruner(optuna, pruner))
+        sampler=optuna.samplers.TPESampler(seed=sampler_seed), pruner=make_pruner(optuna, pruner))
     definition = {"space": [p.describe() for p in space],
                   "base": json.loads(json.dumps(base_config.to_dict(), default=str))}
     if study.user_attrs.get("definition") not in (None, definition):

@@ -25,6 +25,26 @@ def test_estimate_counts_images_views_and_macs():
     assert (full.train_images, full.eval_images) == (54000, 6000 + 10000)
     assert estimate_seconds(dict(model="lenet5", dataset="imagefolder:/nonexistent")) is None
 
+
+def test_macs_are_counted_for_each_model_input_and_model_option():
+    """The MACs are counted once per model, input and model options (a study's seeds share
+    them), never taken from another input or width."""
+    from cnnbench.models import create_model
+    from cnnbench.models.profile import count_macs
+
+    def macs(**options):
+        return estimate_seconds(dict(model="fastnet", dataset="cifar10", epochs=1, **options)).macs
+
+    def counted(size, **kwargs):
+        model = create_model("fastnet", num_classes=10, in_chans=3, input_size=size, **kwargs)
+        return count_macs(model, (3, size, size))
+
+    narrow = {"widths": [16, 32, 32]}
+    assert macs() == macs(seed=1) == counted(32)
+    assert macs(model_kwargs=narrow) == counted(32, **narrow) < macs()
+    assert macs(resize=40) == counted(40) > macs()
+    assert macs(model_kwargs=narrow, seed=2) == counted(32, **narrow)
+
 def test_a_measured_model_is_estimated_at_its_measured_speed_in_its_precision():
     from cnnbench.studies import throughput
 

@@ -72,9 +72,7 @@ def estimate_seconds(options: dict, *, gflops: float = CPU_GFLOPS,
     n_train, n_val = limit(n_train, config.limit_train), limit(n_val, config.limit_eval)
     n_test = limit(spec.test_size, config.limit_eval)
     size = config.resize or spec.image_size[0]
-    with torch.device("meta"):  # no weights: enough to count MACs
-        model = create_model_for(config, spec, (size, size))
-    macs = model_cost(model, spec.channels, (size, size))[1] or 0
+    macs = _macs(config, spec, size)
     train_images = config.epochs * n_train
     eval_images = (config.epochs * n_val + n_test) * TTA_VIEWS[config.tta]
     found = throughput.lookup(config.model, spec.channels, (size, size), config.amp) if measured else None
@@ -90,3 +88,20 @@ def estimate_seconds(options: dict, *, gflops: float = CPU_GFLOPS,
     seconds = (train_images * (6 * macs / (gflops * 1e9) + overhead_s)
                + eval_images * (2 * macs / (gflops * 1e9) + overhead_s / 3))
     return CostEstimate(train_images, eval_images, macs, seconds)
+
+
+
+_MACS: dict[tuple, int] = {}
+
+
+def _macs(config, spec, size: int) -> int:
+    """Forward MACs of one image of the model ``config`` builds for ``spec`` at ``size``,
+    counted on the meta device once per model, input and model options (a study's seeds and
+    training variants share them)."""
+    key = (config.model, spec.channels, spec.num_classes, size, config.stem,
+           repr(sorted(config.model_kwargs.items())))
+    if key not in _MACS:
+        with torch.device("meta"):  # no weights: enough to count MACs
+            model = create_model_for(config, spec, (size, size))
+        _MACS[key] = model_cost(model, spec.channels, (size, size))[1] or 0
+    return _MACS[key]

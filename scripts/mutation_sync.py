@@ -40,8 +40,11 @@ def main() -> None:
     mutants = REPO / "mutants"
     n = sum(sync(REPO / d, mutants / d, owned) for d in ("src", "tests"))
     for name in config.get("also_copy", []):
-        shutil.copy2(REPO / name, mutants / name)
-    print(f"mutation_sync: {n} files of src/ and tests/ refreshed in mutants/")
+        if (REPO / name).is_dir():  # a folder of files: refreshed as src/ and tests/ are
+            n += sync(REPO / name, mutants / name, owned)
+        else:
+            shutil.copy2(REPO / name, mutants / name)
+    print(f"mutation_sync: {n} files of src/, tests/ and the also_copy folders refreshed in mutants/")
 
 
 if __name__ == "__main__":

@@ -90,7 +90,6 @@ def estimate_seconds(options: dict, *, gflops: float = CPU_GFLOPS,
     return CostEstimate(train_images, eval_images, macs, seconds)
 
 
-
 _MACS: dict[tuple, int] = {}
 
 

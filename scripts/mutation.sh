@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Mutation testing of cnnbench's core modules with mutmut (not part of CI: about an hour on
-# 2 cores). Each mutant is a small change to the code (a flipped comparison, a changed
+# Mutation testing of cnnbench's core modules with mutmut (not part of CI: hours on
+# 2 cores; mutation_sync.py first checks that the suite passes in mutants/ when mutmut
+# will make a mutated file again). Each mutant is a small change to the code (a flipped comparison, a changed
 # constant, a removed call); a good test suite fails on it ("killed"). The modules are listed
 # under [tool.mutmut] only_mutate in pyproject.toml.
 #

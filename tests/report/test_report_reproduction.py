@@ -323,3 +323,47 @@ def test_a_full_run_limited_only_by_its_own_recipe_is_not_capped(tmp_path):
     assert _limits_are_the_recipes(record({"limit_train": 500, "limit_eval": 1000})) is False
     assert _limits_are_the_recipes(record("not a mapping")) is False
     assert _limits_are_the_recipes(record(dict(recipe), recipe=None)) is False
+
+
+def test_the_tables_rows_cells_and_footnotes_before_any_markdown(recipes, tmp_path):
+    """reproduction_tables itself (the markdown test above goes through the whole report):
+    every cell of a row, the footnotes shared by the runs that quote the same number, a
+    failed run's cell, several seeds' spread, and the text of each kind of quantity."""
+    tables = reproduction.reproduction_tables(reproduction.reproductions(groups_of(recipes)))
+    assert [which for which, _, _ in tables] == ["on the report's recipe", "not on the report's recipe"]
+    (_, (header, rows), notes), (_, (_, off_rows), off_notes) = tables
+    assert header[:5] == ["run", "quantity", "report", "cnnbench", "difference"]
+    assert rows == [
+        ["full", "test acc", "97.02 % [1]", "97.00 %", "-0.02 pp", "inside", "full", "yes"],
+        ["full", "test loss", "1.960664 [2]", "0.3", "—", "—", "full",
+         "yes (not comparable: the report's loss is summed over batches)"]]
+    assert notes == [
+        '[1] **full**, test acc: report 97.02 % ("Test loss 1.960664 acc 97.0200%") in lab report '
+        "000, line 797 (`../shared/seeds/000_*.txt`).",
+        "[2] **full**, test loss: report 1.960664 — the report's loss is summed over batches."]
+    assert [row[0] for row in off_rows] == ["cpu", "cpu", "quick", "quick", "pretrained",
+                                            "pretrained", "subset", "subset"]
+    assert {row[2] for row in off_rows} == {"97.02 % [3]", "1.960664 [4]"}  # numbered on
+    assert [n.split(":")[0] for n in off_notes] == ["[3] **cpu, quick, pretrained, subset**, test acc",
+                                                    "[4] **cpu, quick, pretrained, subset**, test loss"]
+
+    # a failed run and a group of two seeds
+    root = tmp_path / "more"
+    study_run(root, "broken", status="failed", reference=[{"metric": "test_acc", "value": 90.0}])
+    for seed, acc in ((0, 0.96), (1, 0.98)):
+        study_run(root / f"s{seed}", "seeds", seed=seed, test_acc=acc, position=1,
+                  reference=[{"metric": "test_acc", "value": 97.0, "comparable": True}])
+    tables = reproduction.reproduction_tables(reproduction.reproductions(groups_of(root)))
+    cells = {row[0]: row[3] for _, (_, rows), _ in tables for row in rows}
+    assert cells["broken"] == "**FAILED**"
+    assert cells["seeds"] == "97.00 ± 1.41 %"
+    assert reproduction.quantity_text("accuracy", 97.0) == "97.00 %"
+    assert reproduction.quantity_text("accuracy", 97.0, 1.414, n=2) == "97.00 ± 1.41 %"
+    assert reproduction.quantity_text("count", 44426.4) == "44,426"
+    assert reproduction.quantity_text("count", 44426.4, 3.0, n=3) == "44,426"
+    assert reproduction.quantity_text("loss", 0.123456) == "0.1235"
+    assert reproduction.quantity_text("loss", 0.123456, 0.0123, n=2) == "0.1235 ± 0.012"
+    assert reproduction.quantity_text("time", 90.0) == reproduction.duration(90.0)
+    assert reproduction.quantity_text("time", 90.0, 5.0, n=2) == (
+        f"{reproduction.duration(90.0)} ± {reproduction.duration(5.0)}")
+    assert reproduction.quantity_text("accuracy", None) == "—"

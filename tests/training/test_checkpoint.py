@@ -115,14 +115,27 @@ def test_a_pickle_payload_never_runs(tmp_path, writer):
     if writer == "torch.save":
         torch.save(state, evil)
         match = r"pickled Python objects besides tensors \(\w+\.mkdir\), which could run code"
-    else:  # not torch.save's format: refused before any object is built
-        evil.write_bytes(pickle.dumps(state))
-        match = "corrupt, truncated or not a PyTorch weights file"
+    else:  # not torch.save's format: refused before any object is built, with the reason
+        evil.write_bytes(pickle.dumps(state))  # torch's unpickler gives after its own preamble
+        match = r"corrupt, truncated or not a PyTorch weights file \(Unsupported operand \d+\)$"
     for read in (ckpt.load_checkpoint, ckpt.load_tensor_file):
         with pytest.raises(UserError, match=match) as info:
             read(evil)
         assert "\n" not in str(info.value)
     assert not marker.exists(), "unpickling the checkpoint ran the payload's code"
+
+
+def test_a_checkpoint_with_an_unusable_config_names_the_file_once(tmp_path):
+    for name, config, message in [
+        ("typo", {"model": "lenet5", "modle": "x"},
+         "checkpoint {file}'s config: unknown option 'modle'; did you mean 'model'?"),
+        ("bad-value", {"model": "lenet5", "lr": "fast"},
+         "checkpoint {file} has an unusable config: option 'lr' must be a number, got 'fast'")]:
+        file = ckpt.save_checkpoint(tmp_path / f"{name}.ckpt", {"kind": "best", "config": config,
+                                                                "epoch": 1, "model": {}})
+        with pytest.raises(UserError) as info:
+            ckpt.open_checkpoint(file)
+        assert str(info.value) == message.format(file=file)
 
 
 def test_rng_states_round_trip():

@@ -138,8 +138,10 @@ def open_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"):
     file = checkpoint_file(path)
     state = load_checkpoint(file, map_location)
     try:
-        config = TrainConfig.from_dict(state["config"], f"config in {file}")
+        config = TrainConfig.from_dict(state["config"], f"checkpoint {file}'s config")
     except UserError as exc:
+        if str(file) in str(exc):  # an unknown key: the message names the file already
+            raise
         raise UserError(f"checkpoint {file} has an unusable config: {exc}") from None
     if not isinstance(state["model"], dict):
         raise UserError(f"checkpoint {file} holds no weights (its 'model' entry is not a "

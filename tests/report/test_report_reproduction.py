@@ -349,13 +349,15 @@ def test_the_tables_rows_cells_and_footnotes_before_any_markdown(recipes, tmp_pa
 
     # a failed run and a group of two seeds
     root = tmp_path / "more"
-    study_run(root, "broken", status="failed", reference=[{"metric": "test_acc", "value": 90.0}])
+    study_run(root, "broken", status="failed",  # a wording alone is a footnote too
+              reference=[{"metric": "test_acc", "value": 90.0, "wording": "acc 90%"}])
     for seed, acc in ((0, 0.96), (1, 0.98)):
         study_run(root / f"s{seed}", "seeds", seed=seed, test_acc=acc, position=1,
                   reference=[{"metric": "test_acc", "value": 97.0, "comparable": True}])
     tables = reproduction.reproduction_tables(reproduction.reproductions(groups_of(root)))
     cells = {row[0]: row[3] for _, (_, rows), _ in tables for row in rows}
     assert cells["broken"] == "**FAILED**"
+    assert '[1] **broken**, test acc: report 90 % ("acc 90%").' in [n for *_, notes in tables for n in notes]
     assert cells["seeds"] == "97.00 ± 1.41 %"
     assert reproduction.quantity_text("accuracy", 97.0) == "97.00 %"
     assert reproduction.quantity_text("accuracy", 97.0, 1.414, n=2) == "97.00 ± 1.41 %"
@@ -367,3 +369,39 @@ def test_the_tables_rows_cells_and_footnotes_before_any_markdown(recipes, tmp_pa
     assert reproduction.quantity_text("time", 90.0, 5.0, n=2) == (
         f"{reproduction.duration(90.0)} ± {reproduction.duration(5.0)}")
     assert reproduction.quantity_text("accuracy", None) == "—"
+
+
+def test_differences_and_published_numbers_in_table_units():
+    """The sign of every kind of difference, a count's percentage of the published number
+    (of a range: its low end; none of a published 0), and a published number's own text."""
+    text = reproduction.difference_text
+    assert text("accuracy", -0.5, 97.0) == "-0.50 pp" and text("accuracy", 0.0, 97.0) == "+0.00 pp"
+    assert text("time", -2.0, 30.0) == "-2.00 s" and text("time", 0.0, 30.0) == "+0.00 s"
+    assert text("count", -1706, 60000) == "-1.71k (-2.8 %)"
+    assert text("count", 0, 60000) == "0" and text("count", 1, 60000) == "+1 (+0.0 %)"
+    assert text("count", 500, (1000, 2000)) == "+500 (+50.0 %)"  # of the range's low end
+    assert text("count", 5, 0) == "+5"
+    assert text("loss", -0.0123, 1.0) == "-0.0123" and text("loss", None, 1.0) == "—"
+    cell = reproduction.reference_cell
+    assert cell({"kind": "time", "value": 20, "unit": None}) == "20.0 s"  # no unit: seconds
+    assert cell({"kind": "loss", "value": 1.5}) == "1.5"
+    assert cell({"kind": "loss", "value": [1.25, 1.5]}) == "1.25–1.5"
+
+
+def test_choices_are_noted_once_for_the_runs_they_concern(tmp_path):
+    """A choice the report did not make is one line, once for every run that shares it (in
+    whatever order the study file wrote its keys), ending in one full stop; an entry
+    without ``what`` is no choice."""
+    choice = {"what": "the seed", "cnnbench": "seeds 0-2", "report": "one run", "source": "000:797"}
+    split = {"what": "the split", "cnnbench": "a seeded 54k/6k split", "report": "the first 54k."}
+    same_reordered = dict(reversed(list(choice.items())))
+    for name, choices in (("a", [choice, split, {"cnnbench": "no what"}]), ("b", [same_reordered])):
+        run = study_run(tmp_path / name, name, position=ord(name))
+        meta = json.loads((run / "study.json").read_text())
+        (run / "study.json").write_text(json.dumps(dict(meta, choices=choices)))
+    groups = groups_of(tmp_path)
+    assert [len(reproduction.run_choices(g)) for g in groups] == [2, 1]
+    assert reproduction.choice_notes(groups) == [
+        "cnnbench's choice, **the seed** (a, b): seeds 0-2; the report: one run (lab report 000, "
+        "line 797 (`../shared/seeds/000_*.txt`)).",
+        "cnnbench's choice, **the split** (a): a seeded 54k/6k split; the report: the first 54k."]

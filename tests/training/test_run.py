@@ -620,6 +620,32 @@ def test_a_default_run_directory_is_named_for_model_dataset_and_time(tiny_folder
     assert re.fullmatch(r"lenet5-folder-.*bars-\d{8}-\d{6}", name), name
 
 
+def test_a_default_run_directory_never_reuses_a_taken_name(tmp_path, monkeypatch):
+    """A second run started in the same second gets ``-2``, a third ``-3``; a dataset name
+    that becomes underscores at its ends (a folder path) loses them."""
+    import datetime as dt
+
+    from cnnbench.config import TrainConfig
+    from cnnbench.training import rundir
+
+    class Frozen(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 12, 5, 19, 0, 0)
+
+    monkeypatch.setattr(rundir._dt, "datetime", Frozen)
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig(model="lenet5", dataset="imagefolder:/data/my digits/")
+    names = []
+    for _ in range(3):
+        path = rundir.default_run_dir(config)
+        path.mkdir(parents=True)
+        names.append(path.name)
+    assert names == ["lenet5-folder-_data_my_digits-20261205-190000",
+                     "lenet5-folder-_data_my_digits-20261205-190000-2",
+                     "lenet5-folder-_data_my_digits-20261205-190000-3"]
+
+
 def test_resume_refuses_a_dataset_that_changed_since_the_checkpoint(tiny_folder, tmp_path, monkeypatch):
     """The checkpoint's data fingerprint is checked on resume: a test set that changed under an
     interrupted run is refused in one line, not trained on in silence."""

@@ -137,6 +137,10 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_folder, monke
     assert "training loss became" in (out / "error.txt").read_text()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["epochs_completed"] == 1
+    # the summary says why (the message's last line) and when it ended
+    assert summary["error"].startswith("training loss became nan") and "epoch 1" in summary["error"]
+    assert summary["error"] == (out / "error.txt").read_text().strip().splitlines()[-1]
+    assert summary["finished_at"] >= summary["started_at"]
     last = ckpt.load_checkpoint(out / "last.ckpt")
     assert last["epoch"] == 1
     assert all(torch.isfinite(t).all() for t in last["model"].values() if t.is_floating_point())

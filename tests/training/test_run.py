@@ -860,3 +860,24 @@ def test_resume_keeps_an_earlier_best_ckpt(tiny_folder, monkeypatch):
     assert ckpt.load_checkpoint(out / "best.ckpt")["epoch"] == 1
     summary = train_run(None, out_dir=out, resume=True, progress=False)
     assert summary["best_epoch"] == 1 and ckpt.load_checkpoint(out / "best.ckpt")["epoch"] == 1
+
+
+def test_eval_reads_the_data_from_the_data_dir_it_is_given(idx_data, tmp_path, monkeypatch):
+    """``evaluate_checkpoint(..., data_dir=D)`` reads the run's dataset from D, not from the
+    folder the run was trained from (moved since) or the default data folder."""
+    import shutil
+
+    monkeypatch.setenv("CNNBENCH_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache-train"))
+    monkeypatch.setenv("CNNBENCH_OFFLINE", "1")
+    out = tmp_path / "run"
+    config = resolve_config(dict(model="lenet5", dataset="mnist", data_dir=str(idx_data.root),
+                                 epochs=1, batch_size=16, val_split=0.25, device="cpu",
+                                 num_threads=1, recipe="none", log_every=5))
+    summary = train_run(config, out_dir=out, progress=False)
+    moved = tmp_path / "moved"
+    shutil.move(str(idx_data.root), moved)
+    monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache-eval"))  # no decoded copy either
+    assert evaluate_checkpoint(out, data_dir=str(moved))["acc"] == summary["test_acc"]
+    with pytest.raises(UserError, match="mnist"):
+        evaluate_checkpoint(out)  # the run's own folder is gone

@@ -192,6 +192,57 @@ def test_figure_files_are_written_at_the_documented_dpi(tmp_path):
     assert width >= 0.8 * 7.5 * fig.DPI  # figsize 7.5 in, a tight bounding box
 
 
+def _pixels(path):
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.info["dpi"] == pytest.approx((fig.DPI, fig.DPI), abs=0.1)
+        return np.asarray(image.convert("RGB")).astype(int)
+
+
+def _figure(legend_outside: bool):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 3.5))
+    ax = figure.subplots()
+    for k in range(3):
+        ax.plot(range(10), [(k + 1) * (i % 4) for i in range(10)], marker="o", label=f"run {k}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("validation")
+    # beside the axes, where it sticks out of the figure
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0) if legend_outside else None)
+    figure.subplots_adjust(bottom=0.2)  # room for the axis label
+    return figure
+
+
+@pytest.mark.parametrize("legend_outside", [False, True])
+def test_a_saved_figure_is_what_matplotlibs_tight_box_gives(tmp_path, legend_outside, monkeypatch):
+    """One drawing, cropped, gives matplotlib's bbox_inches="tight" picture: the same size
+    within a pixel (the box is rounded to whole pixels), the same drawing at the same place
+    within a pixel (antialiasing at another subpixel offset); a legend outside the figure
+    is whole (matplotlib's savefig draws that one)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    calls = []
+    real = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **kw: calls.append(a) or real(self, *a, **kw))
+    ours = _pixels(fig.save(_figure(legend_outside), tmp_path / "ours.png"))
+    assert len(calls) == legend_outside  # drawn once, unless it does not fit
+    _figure(legend_outside).savefig(tmp_path / "tight.png", dpi=fig.DPI, bbox_inches="tight",
+                                    pad_inches=fig.PAD_INCHES)
+    tight = _pixels(tmp_path / "tight.png")
+    assert abs(ours.shape[0] - tight.shape[0]) <= 1 and abs(ours.shape[1] - tight.shape[1]) <= 1
+    rows, cols = min(ours.shape[0], tight.shape[0]), min(ours.shape[1], tight.shape[1])
+    best = min(np.abs(ours[dy:rows - 1 + dy, dx:cols - 1 + dx] - tight[:rows - 1, :cols - 1]).mean()
+               for dy in (0, 1) for dx in (0, 1))
+    assert best < 2.5  # of 255; the same figure drawn 2 px to the side differs by about 9
+    for edge in (ours[0], ours[-1], ours[:, 0], ours[:, -1]):  # the padding is background
+        assert (edge == 255).all()
+
+
 def profile_runs(root: Path) -> list:
     """A full run, a cpu run and a quick run of one study, the full one monitoring the test set."""
     for position, (name, profile, limited) in enumerate((("full-run", "full", False),

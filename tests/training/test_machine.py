@@ -69,19 +69,45 @@ def test_cpu_training_keeps_freed_memory(monkeypatch, tiny_mnist_env):
     assert calls == [1]
 
 
-def test_determinism_is_switched_on_and_off():
+def test_a_compiled_deterministic_run_sets_the_compilers_flag_too(monkeypatch, tiny_mnist_env):
+    import torch
+
+    from cnnbench.config.resolve import resolve_config
+
+    switched, compiled = [], []
+    monkeypatch.setattr(build_module, "set_determinism", lambda on, **kw: switched.append((on, kw)))
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: compiled.append(model) or model)
+    build_module.build_training(resolve_config({"device": "cpu", "limit_train": 64, "limit_eval": 32,
+                                                "epochs": 1, "compile": True, "deterministic": True}))
+    assert switched == [(True, {"compile": True})] and compiled
+
+
+def test_determinism_is_switched_on_and_off(monkeypatch):
     import torch
 
     from cnnbench.training.machine import set_determinism
 
     before = torch.are_deterministic_algorithms_enabled()
+    public = []  # torch.use_deterministic_algorithms imports inductor (a second of CPU)
+    real = torch.use_deterministic_algorithms
+    monkeypatch.setattr(torch, "use_deterministic_algorithms",
+                        lambda on, **kw: public.append(on) or real(on, **kw))
     try:
         set_determinism(True)
         assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
         set_determinism(False)
         assert not torch.are_deterministic_algorithms_enabled()
+        assert public == []  # switched without importing inductor
+        set_determinism(True, compile=True)  # a compiled run: inductor's own flag set too
+        assert public == [True] and torch.are_deterministic_algorithms_enabled()
+        import torch._inductor.config as inductor
+
+        assert inductor.deterministic
+        set_determinism(False, compile=True)
+        assert public == [True, False] and not inductor.deterministic
     finally:
-        torch.use_deterministic_algorithms(before, warn_only=True)
+        real(before, warn_only=True)
 
 
 # -- threads on a machine other jobs already use ---------------------------------------------

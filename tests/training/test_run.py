@@ -270,6 +270,34 @@ def test_lowres_size_that_does_not_fit_the_model_is_one_line(tiny_folder):
         run(tiny_folder, epochs=2, model="simple_cnn", resize=16, lowres_size=16, lowres_epochs=1)
 
 
+@pytest.mark.parametrize("error, reason", [
+    (RuntimeError("Kernel size can't be greater than actual input size\n  (details)"),
+     "(Kernel size can't be greater than actual input size)"),
+    (RuntimeError("  "), "(RuntimeError)"),  # no text: the error's kind
+    (UserError("the feature map is empty"), "(the feature map is empty)"),
+])
+def test_lowres_size_that_does_not_fit_says_why_in_one_line(monkeypatch, error, reason):
+    from types import SimpleNamespace
+
+    from cnnbench.training import setup
+
+    shapes = []
+
+    def probe(x):
+        shapes.append(tuple(x.shape))
+        raise error
+
+    monkeypatch.setattr(setup, "create_model_for", lambda config, spec, size: probe)
+    inputs = SimpleNamespace(spec=SimpleNamespace(channels=3), input_size=(32, 32))
+    config = TrainConfig(model="simple_cnn", lowres_size=12, lowres_epochs=1)
+    with pytest.raises(UserError) as err:
+        setup.check_lowres(config, inputs)
+    assert str(err.value) == (f"--lowres-size 12 does not fit simple_cnn built for 32x32 inputs "
+                              f"{reason}; choose a larger --lowres-size, or a model that pools "
+                              f"globally (e.g. fastnet, resnet18)")
+    assert shapes[0][1:] == (3, 12, 12)
+
+
 @pytest.mark.parametrize("options, message", [
     ({"lowres_size": 24}, "both --lowres-size"),
     ({"lowres_epochs": 2}, "both --lowres-size"),

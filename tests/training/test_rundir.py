@@ -1,0 +1,61 @@
+"""The run directory's small file helpers (cnnbench.training.rundir): reading a run's YAML,
+cutting its logs back to a checkpoint on resume, choosing the misclassified images."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from cnnbench.training.rundir import (misclassified_rows, read_json, read_jsonl, read_yaml,
+                                      truncate_jsonl)
+
+
+def test_read_yaml_gives_a_mapping_or_nothing(tmp_path):
+    path = tmp_path / "config.yaml"
+    assert read_yaml(path) == {}  # missing
+    path.write_text("model: lenet5\nepochs: 2\n")
+    assert read_yaml(path) == {"model": "lenet5", "epochs": 2}
+    path.write_text("- lenet5\n- 2\n")  # YAML, but a list: not a run's config
+    assert read_yaml(path) == {}
+    path.write_text("just words\n")
+    assert read_yaml(path) == {}
+    path.write_text("model: [unclosed\n")  # not YAML
+    assert read_yaml(path) == {}
+
+
+def test_read_json_gives_an_object_or_nothing(tmp_path):
+    path = tmp_path / "summary.json"
+    assert read_json(path) == {}
+    path.write_text('{"status": "finished"}')
+    assert read_json(path) == {"status": "finished"}
+    path.write_text("[1, 2]")
+    assert read_json(path) == {}
+    path.write_text('{"status": ')  # cut short
+    assert read_json(path) == {}
+
+
+def test_read_jsonl_skips_a_line_cut_short_by_a_kill(tmp_path):
+    path = tmp_path / "train_steps.jsonl"
+    assert read_jsonl(path) == []
+    path.write_text('{"step": 1}\n{"step": 2}\n{"st')
+    assert read_jsonl(path) == [{"step": 1}, {"step": 2}]
+
+
+def test_truncate_jsonl_keeps_the_records_up_to_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    truncate_jsonl(path, "epoch", 2)  # no log yet: nothing to cut, nothing written
+    assert not path.exists()
+    records = [{"epoch": 1, "acc": 0.5}, {"epoch": 2, "acc": 0.6}, {"epoch": 3, "acc": 0.7},
+               {"epoch": 2.5}, {"note": "no epoch"}, {"epoch": "2"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    truncate_jsonl(path, "epoch", 2)
+    assert [json.loads(line) for line in path.read_text().splitlines()] == records[:2]
+
+
+def test_misclassified_rows_take_each_class_in_turn():
+    targets = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
+    predictions = torch.tensor([1, 1, 0, 0, 1, 0, 0, 2])  # wrong: 0, 1 (class 0), 3 (1), 5, 6 (2)
+    assert misclassified_rows(predictions, targets).tolist() == [0, 3, 5, 1, 6]
+    assert misclassified_rows(predictions, targets, limit=2).tolist() == [0, 3]
+    assert misclassified_rows(targets, targets).tolist() == []  # nothing wrong

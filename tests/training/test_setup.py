@@ -1,0 +1,73 @@
+"""What a run keeps to continue (cnnbench.training.setup.Training.training_state and its
+inverse): which weights become the live ones, the gradient scaler only where both sides have
+one, a checkpoint of an older version without ``keep_trainable``, and each process's own
+generators in a job of the same size."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from cnnbench.config.resolve import resolve_config
+from cnnbench.training.setup import build_training
+
+
+@pytest.fixture
+def training(tiny_mnist_env):
+    def build(**options):
+        return build_training(resolve_config({"device": "cpu", "limit_train": 64, "limit_eval": 32,
+                                              "epochs": 1, "model": "lenet5", "num_threads": 1,
+                                              **options}))
+    return build
+
+
+def _shifted(weights: dict, by: float) -> dict:
+    return {k: v + by if v.is_floating_point() else v for k, v in weights.items()}
+
+
+def test_the_live_weights_are_the_saved_ones_or_the_evaluation_weights(training):
+    t = training(ema=0.9)  # with a weight average, the live weights are saved apart
+    state = t.training_state()
+    assert state["model"] is not None and state["keep_trainable"] == []
+    evaluation = _shifted(state["model"], 1.0)
+    t.load_training_state(evaluation, {**state, "model": _shifted(state["model"], 2.0)})
+    live = t.model.state_dict()
+    assert all(torch.equal(live[k], v + 2.0) for k, v in state["model"].items() if v.is_floating_point())
+
+    plain = training()  # without one, the evaluation weights are the live weights
+    state = plain.training_state()
+    assert state["model"] is None
+    weights = _shifted(plain.model.state_dict(), 3.0)
+    plain.load_training_state(weights, state)
+    assert all(torch.equal(plain.model.state_dict()[k], v) for k, v in weights.items())
+
+
+def test_the_scaler_is_restored_only_where_both_have_one_and_old_checkpoints_load(training):
+    t = training()
+    state = t.training_state()
+    assert t.scaler is None and state["scaler"] is None  # fp16 only: none on a CPU
+    t.load_training_state(t.model.state_dict(), {**state, "scaler": {"scale": 1024.0}})  # ignored
+
+    loaded = []
+    t.scaler = SimpleNamespace(load_state_dict=loaded.append)
+    t.load_training_state(t.model.state_dict(), state)  # a checkpoint without one: kept as it is
+    t.load_training_state(t.model.state_dict(), {**state, "scaler": {"scale": 1024.0}})
+    assert loaded == [{"scale": 1024.0}]
+
+    t.keep_trainable = ("head",)
+    old = {k: v for k, v in state.items() if k != "keep_trainable"}  # written before the key
+    t.load_training_state(t.model.state_dict(), old)
+    assert t.keep_trainable == ()
+
+
+def test_each_process_takes_its_own_generators_from_a_job_of_the_same_size(training):
+    t = training()
+    state = {"rng": "rank 0's", "rng_ranks": ["rank 0's", "rank 1's"]}
+    assert t.rng_state(state) == "rank 0's"  # one process: the first
+    t.dist = SimpleNamespace(rank=1, world_size=2)
+    assert t.rng_state(state) == "rank 1's"
+    t.dist = SimpleNamespace(rank=1, world_size=3)  # another job size: rank 0's for all
+    assert t.rng_state(state) == "rank 0's"
+    assert t.rng_state({"rng": "rank 0's"}) == "rank 0's"  # a checkpoint of one process

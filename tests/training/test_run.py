@@ -780,6 +780,19 @@ def test_a_run_trained_untested_is_tested_when_resumed_as_if_never_stopped(tiny_
     out = tiny_folder.out / "untested"
     assert untested["status"] == "trained" and untested["test_acc"] is None and seen == [1, 2]
     assert untested["best_val_acc"] is not None and untested["epochs_completed"] == 2
+    # the summary of what training measured, on disk as returned
+    assert json.loads((out / "summary.json").read_text()) == untested
+    metrics = read_jsonl(out / "metrics.jsonl")
+    best = max(metrics, key=lambda m: (m["val_acc"], -m["epoch"]))
+    assert (untested["best_val_acc"], untested["best_epoch"]) == (best["val_acc"], best["epoch"])
+    assert untested["images_seen"] == metrics[-1]["images_seen"] == 2 * 120  # 160 - 25% val
+    assert untested["steps"] == 2 * 8 and untested["stopped_early"] is False  # 120 in batches of 16
+    assert untested["train_images_per_s"] == pytest.approx(240 / untested["train_time_s"])
+    assert untested["finished_at"] >= untested["started_at"]
+    last_line = (out / "train.log").read_text().splitlines()[-1]  # the console's, time-stamped
+    assert re.sub(r"^\[[^]]*\] ", "", last_line) == (
+        f"trained after epoch 2, not tested (best validation accuracy "
+        f"{100 * best['val_acc']:.2f}%, epoch {best['epoch']}); run directory {out}")
     assert not (out / "test_predictions.json").exists() and not (out / "misclassified.pt").exists()
     tested = train_run(None, out_dir=out, resume=True, progress=False)
     straight, _ = run(tiny_folder, name="straight", epochs=2)

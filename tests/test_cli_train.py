@@ -232,6 +232,26 @@ def test_ctrl_c_in_the_first_epoch_and_sigterm_say_so(tiny_folder, capsys, monke
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back after the run
 
 
+def test_ctrl_c_after_the_last_epoch_says_resume_tests_the_weights(tiny_folder, capsys, monkeypatch):
+    from cnnbench.training.record import Recorder
+
+    out = tiny_folder.out / "tested-later"
+
+    def load(self, name):
+        raise KeyboardInterrupt  # as the test set's evaluation starts
+
+    monkeypatch.setattr(Recorder, "load", load)
+    assert main(["train", *quick_flags(tiny_folder, out), "--epochs", "2"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"cnnbench: interrupted after the last epoch; `cnnbench train --resume {out}` tests the "
+        f"trained weights")
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(out), "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["status"] == "finished" and summary["epochs_completed"] == 2
+    assert summary["test_acc"] is not None
+
+
 def test_train_and_recipes_print_json_on_stdout_alone(tiny_folder, capsys):
     out = tiny_folder.out / "json"
     assert main(["train", *quick_flags(tiny_folder, out), "--json"]) == 0

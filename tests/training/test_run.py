@@ -695,8 +695,9 @@ def test_resume_refuses_a_dataset_that_changed_since_the_checkpoint(tiny_folder,
     assert run_state(out)[0] == "interrupted"
     victim = sorted((data / "bars" / "test").rglob("*.png"))[0]
     victim.write_bytes(sorted((data / "bars" / "train").rglob("*.png"))[0].read_bytes())
-    with pytest.raises(UserError, match="test"):
+    with pytest.raises(UserError, match="test") as err:
         train_run(None, out_dir=out, resume=True, progress=False)
+    assert str(out / "last.ckpt") in str(err.value)  # names the checkpoint it compared with
 
 
 def test_eval_of_weights_that_do_not_fit_names_the_file_and_the_model(tiny_folder):

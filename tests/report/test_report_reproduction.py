@@ -143,6 +143,11 @@ def test_time_references_are_converted_from_their_unit(tmp_path):
     assert epoch.difference == pytest.approx(2.0)  # comparable: the study file says so
     assert records.reference_value(hours.ref) == pytest.approx(7200.0) and hours.difference is None
     assert records.reference_value(seconds.ref) == pytest.approx(20.0)
+    # a range is converted at both ends; only a time is converted
+    assert records.reference_value({"kind": "time", "unit": "min", "value": [1, 2.5]}) == (60.0, 150.0)
+    assert records.reference_value({"kind": "accuracy", "unit": "%", "value": [90, 92]}) == (90.0, 92.0)
+    assert records.mean_std([0.5]) == (0.5, 0.0) and records.mean_std([None]) is None
+    assert records.mean_std([1.0, None, 3.0]) == (2.0, pytest.approx(2 ** 0.5))
     assert reproduction.reference_cell(epoch.ref) == "30.0 s (0.5 min)"
     assert reproduction.reference_cell(hours.ref) == "2.00 h (2 h)"
     assert reproduction.reference_cell(seconds.ref) == "20.0 s"

@@ -550,6 +550,14 @@ def test_eval_says_when_the_data_changed_since_the_run(tiny_folder, tmp_path, mo
         evaluate_checkpoint(out)
     assert "\n" not in str(info.value) and "--allow-changed-data" in str(info.value)
     assert evaluate_checkpoint(out, allow_changed_data=True)["n"] == 49
+    # the other evaluations of a trained model check the data too
+    from cnnbench.training.corruptions import evaluate_corruptions
+    from cnnbench.training.evaluation import explain_gallery
+
+    with pytest.raises(UserError, match=r"the test set changed since"):
+        evaluate_corruptions(out, names=["contrast"], severities=(1,), write=False)
+    with pytest.raises(UserError, match=r"the test set changed since"):
+        explain_gallery(out)
     extra.unlink()
 
     for split in ("train", "test"):

@@ -529,6 +529,14 @@ def test_freezing_the_backbone_leaves_layers_new_from_init_trainable(tiny_folder
     assert resumed.model.conv1.weight.requires_grad and not resumed.model.bn1.weight.requires_grad
 
 
+def test_eval_of_a_bf16_run_evaluates_in_bf16_as_the_run_did(tiny_folder):
+    summary, out = run(tiny_folder, epochs=1, amp="bf16", channels_last=True)
+    assert summary["amp"] == "bf16"
+    again = evaluate_checkpoint(out)
+    assert again["acc"] == summary["test_acc"]
+    assert again["loss"] == pytest.approx(summary["test_loss"], rel=1e-6)  # in fp32 it differs
+
+
 def test_eval_says_when_the_data_changed_since_the_run(tiny_folder, tmp_path, monkeypatch):
     """Guards against evaluating a checkpoint on other data without a word: another class
     folder, or more test images, each end in one complete line that says what changed."""

@@ -13,8 +13,14 @@ counting every backward input gradient; whitening and TTA not counted). Several 
 Budgets: ``default`` is the recipe as it is; ``long`` is the recipe's ``-long`` variant
 (``fast`` -> ``fast-long``: a wider network for more epochs) where one is registered, else
 the recipe with twice the epochs (and progressive-resizing epochs); ``--long-set`` overrides
-apply on top. Targets on 2 threads: default >= 89.5% mean in <= 800 s of training each, long
->= 91.0% in <= 1,800 s.
+apply on top. Targets on 2 threads (issue #33): default >= 90.6% mean (airbench94's own
+accuracy on ``cifar10_jpeg``) in <= 450 s of training on average, long >= 92.0% in <= 1,800 s.
+
+The same invocation then times a yardstick, one epoch of airbench94's network and batch on
+this CPU (``common.airbench_epoch``; ``--yardstick-steps`` times fewer steps and scales them
+up, 0 skips it), and states each budget's mean training time as a fraction of an
+airbench94-length run at that speed (``train_time_in_airbench94_runs``): this machine's speed
+drifts by ~1.5x from day to day, the fraction much less.
 
 Results are merged by budget into ``benchmarks/results/cifar_cpu_time_to_acc-<device>.json``,
 so ``--budget default`` and ``--budget long`` may run separately. The run directories stay
@@ -37,10 +43,11 @@ from pathlib import Path
 
 import torch
 
-from common import parse_sets, resolve_recipe as resolve, result_path, run_main, write_result
+from common import (airbench_epoch, in_yardstick, parse_sets, resolve_recipe as resolve, result_path,
+                    run_main, write_result)
 
-TARGETS = {"default": {"target_acc": 0.895, "target_train_s": 800.0},
-           "long": {"target_acc": 0.910, "target_train_s": 1800.0}}
+TARGETS = {"default": {"target_acc": 0.906, "target_train_s": 450.0},
+           "long": {"target_acc": 0.920, "target_train_s": 1800.0}}
 
 
 def long_recipe(recipe: str) -> str | None:
@@ -104,7 +111,7 @@ def summarise(budget: str, runs: list[dict], config) -> dict:
     if budget in TARGETS:
         t = TARGETS[budget]
         entry.update(t, met=entry["test_acc_mean"] >= t["target_acc"] and
-                     max(r["train_time_s"] for r in runs) <= t["target_train_s"])
+                     entry["train_time_s_mean"] <= t["target_train_s"], target_on="mean")
     return entry
 
 
@@ -127,6 +134,10 @@ def main() -> int:
     ap.add_argument("--runs-dir", default=None,
                     help="where the run directories go (default runs/bench-cifar-<time>); an existing one resumes")
     ap.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    ap.add_argument("--yardstick-steps", type=int, default=None, metavar="N",
+                    help="time N steps of the airbench94 yardstick (default: a whole epoch, 49 "
+                         "steps; 0: no yardstick)")
+    ap.add_argument("--yardstick-batch", type=int, default=None, help=argparse.SUPPRESS)  # smoke runs
     ap.add_argument("--results-dir", default=None, help="write the JSON here instead of benchmarks/results")
     args = ap.parse_args()
 
@@ -177,6 +188,18 @@ def main() -> int:
               f"{len(runs)} seeds, train {e['train_time_s_mean']:.0f} ± {e['train_time_s_std']:.0f} s"
               + (f" (target >= {100 * e['target_acc']:.1f}% in <= {e['target_train_s']:.0f} s: "
                  f"{'met' if e['met'] else 'MISSED'})" if "met" in e else ""), flush=True)
+
+    yardstick = None
+    if args.yardstick_steps != 0:
+        yardstick = airbench_epoch(args.threads, args.yardstick_steps,
+                                   **({"batch": args.yardstick_batch} if args.yardstick_batch else {}))
+        print(f"yardstick: an epoch of airbench94's network and batch took {yardstick['epoch_s']:.1f} s "
+              f"here (an airbench94-length run: {yardstick['airbench94_run_s']:.0f} s)", flush=True)
+        for e in entries.values():  # the budgets trained in this invocation
+            e["airbench94_yardstick"] = yardstick
+            e["train_time_in_airbench94_runs"] = in_yardstick(e["train_time_s_mean"], yardstick)
+            print(f"budget {e['budget']}: mean training {e['train_time_in_airbench94_runs']:.4f} of an "
+                  f"airbench94-length run", flush=True)
 
     # Merge with the budgets of an earlier invocation (same recipe and dataset, full data only).
     limited = bool(last_config.limit_train or last_config.limit_eval)

@@ -129,3 +129,74 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
             raise SystemExit(f"--set needs KEY=VALUE (a TrainConfig option), got {item!r}")
         out[key.strip().replace("-", "_")] = value.strip()
     return out
+
+
+# -- a yardstick measured in the same run -----------------------------------------------------
+
+AIRBENCH_WIDTHS = (64, 256, 256)  # airbench94's network: cnnbench's fastnet at its widths
+AIRBENCH_BATCH = 1024
+AIRBENCH_EPOCHS = 9.9             # airbench94 trains 9.9 epochs
+CIFAR_TRAIN_IMAGES = 50_000
+
+
+def airbench_epoch(threads: int, steps: int | None = None, batch: int = AIRBENCH_BATCH,
+                   seed: int = 0) -> dict:
+    """The seconds one epoch of airbench94's network and batch takes on this machine now, so
+    that a benchmark's times can also be stated in a unit that moves with the machine's speed
+    (this CPU's speed drifts by ~1.5x from day to day; a time divided by this one does not).
+
+    What is timed: cnnbench's ``fastnet`` at airbench94's widths (64, 256, 256; Jordan 2024,
+    arXiv 2404.00498) on 3x32x32 inputs, training steps of ``batch`` images (forward, label-
+    smoothed cross-entropy, backward, Nesterov SGD with weight decay) in fp32 and channels_last
+    on ``threads`` threads, on random images (the arithmetic does not depend on the pixels).
+    ``steps`` timed after one untimed warm-up step (default: a whole epoch of the 50,000
+    CIFAR-10 training images, the last batch the remainder); fewer steps are scaled up to the
+    epoch. It is cnnbench's rendition of airbench94's step, not airbench94's own script (whose
+    data loading, fp16 weights and Lookahead it leaves out), so it is a yardstick for this
+    machine's speed, not a time airbench94 itself was measured at.
+    """
+    import math
+
+    from cnnbench.models import create_model
+
+    torch.set_num_threads(threads)
+    full = math.ceil(CIFAR_TRAIN_IMAGES / batch)
+    steps = full if steps is None else steps
+    if steps < 1:
+        raise SystemExit(f"the yardstick needs at least one step, got {steps}")
+    gen = torch.Generator().manual_seed(seed)
+    model = create_model("fastnet", num_classes=10, in_chans=3, input_size=32,
+                         widths=list(AIRBENCH_WIDTHS)).to(memory_format=torch.channels_last)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.85, nesterov=True, weight_decay=5e-4)
+    sizes = [min(batch, CIFAR_TRAIN_IMAGES - i * batch) for i in range(full)][:steps]
+
+    def step(n: int) -> None:
+        x = torch.randn(n, 3, 32, 32, generator=gen).contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 10, (n,), generator=gen)
+        loss = torch.nn.functional.cross_entropy(model(x), y, label_smoothing=0.2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step(sizes[0])  # warm-up: oneDNN picks its kernels
+    start = time.perf_counter()
+    for n in sizes:
+        step(n)
+    seconds = time.perf_counter() - start
+    images = sum(sizes)
+    epoch_s = seconds * CIFAR_TRAIN_IMAGES / images
+    return {"workload": f"fastnet widths {list(AIRBENCH_WIDTHS)} (airbench94's network), batch {batch}, "
+                        f"3x32x32, fp32, channels_last, Nesterov SGD, {threads} threads",
+            "batch_size": batch, "steps_timed": len(sizes), "images_timed": images,
+            "seconds_timed": seconds, "epoch_s": epoch_s,
+            "scaled_to_epoch": images < CIFAR_TRAIN_IMAGES,
+            "airbench94_run_s": epoch_s * AIRBENCH_EPOCHS}
+
+
+def in_yardstick(seconds: float | None, yardstick: dict | None) -> float | None:
+    """``seconds`` as a fraction of a whole airbench94-length run (9.9 of the yardstick's
+    epochs) measured in the same benchmark run: the figure that survives the machine's drift."""
+    if seconds is None or not yardstick:
+        return None
+    return seconds / yardstick["airbench94_run_s"]

@@ -9,9 +9,15 @@ of the epochs' wall time (plus whitening initialisation if the recipe uses it) u
 epoch whose test accuracy reaches the target; evaluation time is measured and reported on its
 own, never counted. Data loading (from cnnbench's tensor cache) and model construction happen
 before the clock starts and are reported as ``setup_s``. Several seeds (default 3). The target
-(``met``): the mean final test accuracy over the seeds >= 99.0% and every seed's whole recipe
-trained in <= 8 s on 2 threads; the median time until an epoch first reaches 99.0% is reported
-too.
+(``met``, issue #33): the mean final test accuracy over the seeds >= 99.0% and the mean of the
+seeds' whole-recipe training times <= 3 s on 2 threads; the median time until an epoch first
+reaches 99.0% is reported too.
+
+The same run then times a yardstick, one epoch of airbench94's network and batch on this CPU
+(``common.airbench_epoch``; ``--yardstick-steps`` times fewer steps and scales them up, 0 skips
+it), and states the mean training time as a fraction of an airbench94-length run at that speed
+(``mean_total_train_time_in_airbench94_runs``): this machine's speed drifts by ~1.5x from day
+to day, the fraction much less.
 
 ``--with-reference [EPOCHS]`` also runs the reference point, a seed-style
 pipeline: ``torchvision.datasets.MNIST`` + ``ToTensor()/Normalize()`` behind a ``DataLoader``
@@ -34,7 +40,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from common import parse_sets, run_main, write_result
+from common import airbench_epoch, in_yardstick, parse_sets, run_main, write_result
 
 # Used only when no `fast` recipe is registered (the engine's recipe is what this benchmark
 # is meant to measure): the best CPU settings measured while writing it.
@@ -162,13 +168,17 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--target", type=float, default=0.99, help="test accuracy to reach (fraction)")
-    ap.add_argument("--goal-s", type=float, default=8.0,
-                    help="the time goal for the whole recipe's training, per seed (default 8)")
+    ap.add_argument("--goal-s", type=float, default=3.0,
+                    help="the time goal for the whole recipe's training, mean of the seeds (default 3)")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                     help="override a TrainConfig option of the recipe (repeatable; smoke runs: "
                          "--set limit_train=2048 --set epochs=1)")
     ap.add_argument("--with-reference", type=int, nargs="?", const=8, default=0, metavar="EPOCHS",
                     help="also run the seed-style reference pipeline for EPOCHS epochs (default 8)")
+    ap.add_argument("--yardstick-steps", type=int, default=None, metavar="N",
+                    help="time N steps of the airbench94 yardstick (default: a whole epoch, 49 "
+                         "steps; 0: no yardstick)")
+    ap.add_argument("--yardstick-batch", type=int, default=None, help=argparse.SUPPRESS)  # smoke runs
     ap.add_argument("--results-dir", default=None, help="write the JSON here instead of benchmarks/results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -188,15 +198,24 @@ def main() -> int:
     median = statistics.median(reached) if len(reached) == len(runs) else None
     if median is not None:
         print(f"median training time to {100 * args.target:.1f}%: {median:.1f} s over {len(runs)} seeds "
-              f"(goal <= {args.goal_s:.0f} s)")
+              f"(goal <= {args.goal_s:g} s)")
     else:
         print(f"target {100 * args.target:.1f}% not reached by {len(runs) - len(reached)} of {len(runs)} seeds")
 
     mean_acc = statistics.fmean(r["final_test_acc"] for r in runs)
     max_train = max(r["total_train_time_s"] for r in runs)
-    met = mean_acc >= args.target and max_train <= args.goal_s
-    print(f"whole recipe: mean test accuracy {100 * mean_acc:.2f}%, training {max_train:.1f} s at most "
-          f"(target >= {100 * args.target:.1f}% in <= {args.goal_s:.0f} s: {'met' if met else 'MISSED'})")
+    mean_train = statistics.fmean(r["total_train_time_s"] for r in runs)
+    met = mean_acc >= args.target and mean_train <= args.goal_s
+    print(f"whole recipe: mean test accuracy {100 * mean_acc:.2f}%, training {mean_train:.1f} s on "
+          f"average, {max_train:.1f} s at most (target >= {100 * args.target:.1f}% in <= "
+          f"{args.goal_s:g} s on average: {'met' if met else 'MISSED'})")
+    yardstick = None
+    if args.yardstick_steps != 0:
+        yardstick = airbench_epoch(args.threads, args.yardstick_steps,
+                                   **({"batch": args.yardstick_batch} if args.yardstick_batch else {}))
+        print(f"yardstick: an epoch of airbench94's network and batch took {yardstick['epoch_s']:.1f} s "
+              f"here; the recipe's mean training is {in_yardstick(mean_train, yardstick):.5f} of an "
+              f"airbench94-length run ({yardstick['airbench94_run_s']:.0f} s)", flush=True)
 
     reference = run_reference(args.with_reference, args.target) if args.with_reference else None
     limited = bool(config.limit_train or config.limit_eval)
@@ -208,8 +227,10 @@ def main() -> int:
         "median_total_train_time_s": statistics.median(r["total_train_time_s"] for r in runs),
         "median_eval_time_s": statistics.median(r["eval_time_s"] for r in runs),
         "mean_final_test_acc": mean_acc,
-        "mean_total_train_time_s": statistics.fmean(r["total_train_time_s"] for r in runs),
-        "max_total_train_time_s": max_train, "met": met,
+        "mean_total_train_time_s": mean_train,
+        "max_total_train_time_s": max_train, "met": met, "goal_on": "mean",
+        "airbench94_yardstick": yardstick,
+        "mean_total_train_time_in_airbench94_runs": in_yardstick(mean_train, yardstick),
         "reference": reference,
     }, args.device, args.results_dir)
     return 0

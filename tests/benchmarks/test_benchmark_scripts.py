@@ -19,12 +19,19 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = ROOT / "benchmarks"
 
 
-def run_script(name: str, args: list[str], monkeypatch) -> int | None:
-    """Load ``benchmarks/<name>.py`` and call its ``main()`` with ``args`` as its command line."""
+def load_script(name: str, monkeypatch):
+    """``benchmarks/<name>.py`` as a module."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))  # the scripts import `common` as a sibling
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def run_script(name: str, args: list[str], monkeypatch, module=None) -> int | None:
+    """Call ``benchmarks/<name>.py``'s ``main()`` (``module``: that script, already loaded)
+    with ``args`` as its command line."""
+    module = module or load_script(name, monkeypatch)
     monkeypatch.setattr(sys, "argv", [f"{name}.py", *args])
     threads = torch.get_num_threads()
     try:
@@ -66,6 +73,7 @@ def results(tmp_path):
 def test_mnist_time_to_acc(tiny_mnist_env, results, monkeypatch):
     assert run_script("mnist_time_to_acc", ["--seeds", "1", "--threads", "1", "--set", "epochs=2",
                                             "--set", "batch_size=16", "--target", "0.5",
+                                            "--yardstick-steps", "2", "--yardstick-batch", "4",
                                             "--results-dir", str(results)], monkeypatch) == 0
     rec = read_result(results, "mnist_time_to_acc")
     assert rec["dataset"] == "mnist" and rec["num_threads"] == 1 and rec["target"] == 0.5
@@ -85,6 +93,64 @@ def test_mnist_time_to_acc(tiny_mnist_env, results, monkeypatch):
         assert max(e["test_acc"] for e in run["epochs"]) < 0.5 and rec["median_time_to_target_s"] is None
     assert rec["median_total_train_time_s"] == run["total_train_time_s"]
     assert rec["reference"] is None
+    assert rec["goal_s"] == 3.0 and rec["met"] == (run["final_test_acc"] >= 0.5 and
+                                                   rec["mean_total_train_time_s"] <= 3.0)
+    _check_yardstick(rec["airbench94_yardstick"], steps=2, batch=4)
+    assert rec["mean_total_train_time_in_airbench94_runs"] == pytest.approx(
+        run["total_train_time_s"] / (9.9 * rec["airbench94_yardstick"]["epoch_s"]))
+    text = _render_script().render_mnist_time_to_acc(results)  # the README's paragraph
+    assert "in <= 3 s on average: **" in text
+    assert (f"the mean training is {rec['mean_total_train_time_in_airbench94_runs']:.5f} of an "
+            f"airbench94-length run") in text
+
+
+@pytest.mark.parametrize("times, met", [((2.0, 3.8), True), ((3.2, 3.0), False)])
+def test_the_mnist_target_is_on_the_mean_of_the_seeds(results, monkeypatch, times, met):
+    """Issue #33: >= 99.0% mean accuracy in <= 3 s of training on average (not every seed)."""
+    module = load_script("mnist_time_to_acc", monkeypatch)
+    runs = iter(times)
+
+    def run_seed(config, target):
+        seconds = next(runs)
+        return {"total_train_time_s": seconds, "train_time_to_target_s": seconds, "final_test_acc": 0.992,
+                "eval_time_s": 0.2, "minor_page_faults": 0}
+
+    monkeypatch.setattr(module, "run_seed", run_seed)
+    assert run_script("mnist_time_to_acc", ["--seeds", "2", "--yardstick-steps", "0", "--results-dir",
+                                            str(results)], monkeypatch, module) == 0
+    rec = read_result(results, "mnist_time_to_acc")
+    assert rec["met"] is met and rec["goal_on"] == "mean" and rec["max_total_train_time_s"] == max(times)
+    assert rec["airbench94_yardstick"] is None and rec["mean_total_train_time_in_airbench94_runs"] is None
+
+
+@pytest.mark.parametrize("times, met", [((400.0, 500.0), True), ((460.0, 445.0), False)])
+def test_the_cifar_targets_are_on_the_mean_of_the_seeds(monkeypatch, times, met):
+    from cnnbench.config import TrainConfig
+
+    module = load_script("cifar_cpu_time_to_acc", monkeypatch)
+    runs = [{"test_acc": 0.91, "train_time_s": t, "eval_time_s": 5.0, "images_per_s": 1500.0,
+             "gflops_per_s": 500.0} for t in times]
+    entry = module.summarise("default", runs, TrainConfig())
+    assert (entry["target_acc"], entry["target_train_s"], entry["target_on"]) == (0.906, 450.0, "mean")
+    assert entry["met"] is met
+    assert module.summarise("long", runs, TrainConfig())["target_acc"] == 0.92
+
+
+def _render_script():
+    spec = importlib.util.spec_from_file_location("bench_render_readme", BENCHMARKS / "render_readme.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def _check_yardstick(yardstick, steps, batch):
+    """One epoch of airbench94's network and batch, timed over ``steps`` steps of ``batch``
+    images and scaled up to the 50,000 images of an epoch."""
+    assert yardstick["steps_timed"] == steps and yardstick["batch_size"] == batch
+    assert yardstick["images_timed"] == steps * batch and yardstick["scaled_to_epoch"] is True
+    assert "[64, 256, 256]" in yardstick["workload"] and "fp32" in yardstick["workload"]
+    assert yardstick["epoch_s"] == pytest.approx(yardstick["seconds_timed"] * 50_000 / (steps * batch))
+    assert yardstick["airbench94_run_s"] == pytest.approx(9.9 * yardstick["epoch_s"])
 
 
 def test_cifar_cpu_time_to_acc(cifar_data, results, tmp_path, monkeypatch):
@@ -94,12 +160,19 @@ def test_cifar_cpu_time_to_acc(cifar_data, results, tmp_path, monkeypatch):
     assert run_script("cifar_cpu_time_to_acc", [
         "--dataset", "cifar10", "--seeds", "1", "--threads", "1", "--epochs", "3", "--limit-train", "16",
         "--limit-eval", "6", "--set", "batch_size=8", "--quiet", "--runs-dir", str(runs_dir),
-        "--results-dir", str(results)], monkeypatch) == 0
+        "--yardstick-steps", "1", "--yardstick-batch", "4", "--results-dir", str(results)], monkeypatch) == 0
     rec = read_result(results, "cifar_cpu_time_to_acc")
     assert rec["dataset"] == "cifar10" and rec["limited"] is True and rec["num_threads"] == 1
     [budget] = rec["budgets"]
     assert budget["budget"] == "default" and budget["seeds"] == 1 and budget["epochs"] == 3
-    assert budget["target_acc"] == 0.895 and budget["met"] is False  # 16 images reach nothing like it
+    assert (budget["target_acc"], budget["target_train_s"]) == (0.906, 450.0)
+    assert budget["met"] is False  # 16 images reach nothing like it
+    _check_yardstick(budget["airbench94_yardstick"], steps=1, batch=4)
+    assert budget["train_time_in_airbench94_runs"] == pytest.approx(
+        budget["train_time_s_mean"] / budget["airbench94_yardstick"]["airbench94_run_s"])
+    row = _render_script().render_cifar_cpu_time_to_acc(results).splitlines()[4]  # the README's table
+    assert (f"| {budget['train_time_in_airbench94_runs']:.3f} "
+            f"({budget['airbench94_yardstick']['epoch_s']:.0f} s) | 90.6% in 450 s (mean): missed") in row
     [run] = budget["runs"]
     assert fraction(run["test_acc"]) and budget["test_acc_mean"] == run["test_acc"] and budget["test_acc_std"] == 0
     assert positive(run["train_time_s"], run["images_per_s"], run["gflops_per_s"], run["macs"])

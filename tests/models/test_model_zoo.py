@@ -170,7 +170,9 @@ def test_torchvision_state_dict_round_trip(name):
                 bound = (6 / fan_in) ** 0.5 if tensor.dim() > 1 else 0.5  # He-uniform scale
                 flat, n = tensor.view(-1), tensor.numel()
                 block = torch.empty(min(n, 1 << 16)).uniform_(-bound, bound, generator=g)
-                flat.copy_(block.repeat(-(-n // block.numel()))[:n])
+                whole = n - n % block.numel()  # tiled in place: no temporary of the tensor's size
+                flat[:whole].view(-1, block.numel()).copy_(block)
+                flat[whole:].copy_(block[:n - whole])
                 if tensor.dim() == 1:
                     tensor.add_(1.0)  # 1-D: BatchNorm weights, variances and biases around 1
             else:

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import torch
-import torchvision
 
 from cnnbench.training.machine import cpu_name  # the same CPU name and commit the runs record
 from cnnbench.training.machine import git_commit as run_git_commit
+from cnnbench.training.machine import package_version  # not `import torchvision`: a second of CPU
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -71,7 +71,7 @@ def environment(device: str = "cpu") -> dict:
         "device_name": device_description(device),
         "num_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
-        "torchvision_version": torchvision.__version__,
+        "torchvision_version": package_version("torchvision"),
         "python_version": platform.python_version(),
         "git_commit": git_commit(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -112,3 +112,44 @@ def test_register_model_as_decorator():
     finally:
         registry._REGISTRY.pop("test_only_decorated")
         registry._NORMALISED.pop("testonlydecorated")
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("googlenet", {"drop_rate": 0.4, "aux_logits": True}),  # dropout, BatchNorm, auxiliary heads
+    ("lenet5", {"drop_rate": 0.5}),                           # a layer sized from the input
+])
+def test_the_build_check_leaves_the_weights_and_random_state_of_a_plain_build(name, kwargs):
+    """create_model runs two images of zeros through the model it built (training mode): the
+    weights, BatchNorm statistics and random state afterwards are those of building it alone."""
+    import torch
+
+    shape = dict(num_classes=10, in_chans=1, input_size=28, **kwargs)
+    torch.manual_seed(3)
+    checked = create_model(name, **shape)
+    after_checked = torch.random.get_rng_state()
+    torch.manual_seed(3)
+    plain = model_info(name).fn(**shape)
+    assert torch.equal(after_checked, torch.random.get_rng_state())
+    assert checked.training
+    theirs = plain.state_dict()
+    for key, value in checked.state_dict().items():  # num_batches_tracked still 0, too
+        assert torch.equal(value, theirs[key]), key
+
+
+def test_the_build_check_runs_the_model_in_training_mode_on_the_input_size(monkeypatch):
+    import torch
+
+    seen = []
+    real = registry._run_zeros
+    monkeypatch.setattr(registry, "_run_zeros", lambda m, c, hw: seen.append((m.training, c, hw)) or real(m, c, hw))
+    create_model("resnet18", num_classes=10, in_chans=3, input_size=(32, 24))
+    assert seen == [(True, 3, (32, 24))]  # as built: in training mode
+    modes = []
+    model = create_model("googlenet", num_classes=10, in_chans=3, input_size=32, aux_logits=True)
+    hook = model.register_forward_hook(lambda m, i, o: modes.append(m.training))
+    real(model.eval(), 3, (32, 32))
+    hook.remove()
+    assert modes == [True] and not model.training  # run in training mode, then put back
+    with pytest.raises(UserError, match="smallest that works is"):  # too small: the meta search
+        create_model("vgg16_bn_tricks", num_classes=10, in_chans=1, input_size=28)
+    assert torch.get_default_device().type == "cpu"

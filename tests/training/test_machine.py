@@ -110,6 +110,31 @@ def test_determinism_is_switched_on_and_off(monkeypatch):
         real(before, warn_only=True)
 
 
+AN_EVALUATION = """
+import sys, torch
+from cnnbench.models import create_model
+from cnnbench.training.machine import set_determinism
+set_determinism(True)
+for name in ("lenet5", "resnet18", "googlenet"):  # a layer sized from the input, BatchNorm, ReLU
+    model = create_model(name, num_classes=10, in_chans=1, input_size=28).eval()
+    with torch.inference_mode():
+        model(torch.randn(2, 1, 28, 28))
+print(sorted(m for m in ("torch._dynamo", "torch._inductor", "sympy") if m in sys.modules))
+"""
+
+
+def test_building_and_evaluating_a_model_does_not_import_the_compiler():
+    """Deterministic mode, the models' build check and an evaluation leave torch.compile's
+    modules unimported: torch._dynamo, torch._inductor and sympy cost about 0.8 s of CPU in every
+    `cnnbench eval`, `predict`, `export` or `serve` process (torch.use_deterministic_algorithms,
+    or a ReLU or BatchNorm on the meta device, imported them). A training run imports them anyway:
+    torch.optim's constructor does."""
+    done = subprocess.run([sys.executable, "-c", AN_EVALUATION], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 # -- threads on a machine other jobs already use ---------------------------------------------
 
 def test_busy_cores_is_the_other_processes_share_of_all_cores(monkeypatch):

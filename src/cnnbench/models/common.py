@@ -63,15 +63,20 @@ def make_activation(name: str) -> nn.Module:
 
 
 def flat_features(features: nn.Module, in_chans: int, input_size: int | tuple[int, int]) -> int:
-    """Number of values ``features`` outputs per image, computed on the meta device (no
-    compute, no memory), for layers sized from the input (e.g. LeNet's first FC layer)."""
+    """Number of values ``features`` outputs per image, for layers sized from the input (e.g.
+    LeNet's first FC layer): one image of zeros through ``features`` where its weights are (in
+    evaluation mode, without gradients; the feature extractors sized this way are small), or on
+    the meta device when the model is being built there."""
     hw = to_hw(input_size)
-    meta = {name: torch.empty_like(t, device="meta")
-            for name, t in (*features.named_parameters(), *features.named_buffers())}
+    device = next((t.device for t in (*features.parameters(), *features.buffers())),
+                  torch.get_default_device())
     was_training = features.training
     features.eval()  # a 1x1 map in training-mode BatchNorm would fail for batch 1
     try:
-        out = torch.func.functional_call(features, meta, (torch.empty(1, in_chans, *hw, device="meta"),))
+        # not on the meta device unless the weights are there: a ReLU or BatchNorm on meta
+        # tensors imports torch._dynamo (a second of CPU at every run's start)
+        with torch.no_grad():
+            out = features(torch.zeros(1, in_chans, *hw, device=device))
     except RuntimeError as exc:
         raise InputTooSmall(f"input {in_chans}x{hw[0]}x{hw[1]} is too small for this network: "
                             f"its feature map shrinks to nothing ({exc})") from None

@@ -205,10 +205,11 @@ def create_model(name: str, num_classes: int = 1000, in_chans: int = 3,
 
     ``kwargs`` are the common ``stem`` and the family's own keywords (``width_mult``, ``bn``,
     ``aux_logits``, ...; see ``cnnbench models --summary NAME`` or the family docstring).
-    The model is checked against the input size first, on the ``meta`` device, so an input
-    that is too small raises :class:`UserError` (with the smallest size that works) instead of
-    a shape error at the first batch. Build inside ``with torch.device("meta"):`` to get a
-    weightless model for counting parameters and MACs.
+    The model is checked against the input size as it is built (a batch of two images of zeros,
+    :func:`_built_and_checked`), so an input that is too small raises :class:`UserError` (with
+    the smallest size that works) instead of a shape error at the first batch. Build inside
+    ``with torch.device("meta"):`` to get a weightless model for counting parameters and MACs
+    (checked on the meta device).
 
     The returned model carries ``model.model_name`` (the registered name) and ``model.stem``
     (``"small"``, ``"imagenet"`` or ``None`` for models without a stem switch).
@@ -217,9 +218,10 @@ def create_model(name: str, num_classes: int = 1000, in_chans: int = 3,
     kwargs = dict(num_classes=num_classes, in_chans=in_chans, input_size=input_size,
                   drop_rate=drop_rate, **kwargs)
     _check_keywords(info, kwargs)
-    model = _check_input_fits(info, kwargs)  # a meta-device model
-    if torch.get_default_device().type != "meta":  # else the checked model is the one wanted
-        model = info.fn(**kwargs)
+    if torch.get_default_device().type == "meta":
+        model = _check_input_fits(info, kwargs)  # the checked model is the one wanted
+    else:
+        model = _built_and_checked(info, kwargs)
     model.model_name = info.name
     if not hasattr(model, "stem"):
         model.stem = None
@@ -247,6 +249,40 @@ def _check_keywords(info: ModelInfo, kwargs: dict) -> None:
         own = [n for n in accepted if n not in _COMMON_KEYWORDS] or ["none"]
         raise UserError(f"model {info.name} has no option {', '.join(unknown)}; its own options "
                         f"are: {', '.join(own)} (plus {', '.join(_COMMON_KEYWORDS)})")
+
+
+def _built_and_checked(info: ModelInfo, kwargs: dict) -> nn.Module:
+    """The model, built, and a batch of two images of zeros run through it in training mode
+    (auxiliary heads run too) without gradients, its random streams and buffers (BatchNorm
+    statistics) left as they were: the weights and the random state afterwards are those of a
+    plain build. Not on the meta device, where a ReLU or BatchNorm runs PyTorch's Python
+    reference code, which imports torch._dynamo: a second of CPU at the start of every run. An
+    input the model does not take goes to :func:`_check_input_fits`, which names the smallest
+    size that works."""
+    resolve_stem(kwargs.get("stem", "auto"), to_hw(kwargs["input_size"]))  # validates the value first
+    try:
+        model = info.fn(**kwargs)
+        _run_zeros(model, kwargs["in_chans"], to_hw(kwargs["input_size"]))
+    except (InputTooSmall, RuntimeError):
+        _check_input_fits(info, kwargs)  # raises UserError where the input is too small
+        raise  # it fits on the meta device: the failure is not about the size
+    return model
+
+
+def _run_zeros(model: nn.Module, in_chans: int, hw: tuple[int, int]) -> None:
+    tensor = next((t for t in (*model.parameters(), *model.buffers())), None)
+    device = tensor.device if tensor is not None else torch.get_default_device()
+    saved = [b.detach().clone() for b in model.buffers()]
+    was_training = model.training
+    model.train()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            model(torch.zeros(2, in_chans, *hw, device=device))
+    finally:
+        with torch.no_grad():
+            for buffer, value in zip(model.buffers(), saved):
+                buffer.copy_(value)
+        model.train(was_training)
 
 
 def _dry_run(info: ModelInfo, kwargs: dict) -> tuple[Exception | None, nn.Module | None]:

@@ -115,8 +115,9 @@ def set_determinism(on: bool, *, compile: bool = False) -> None:
             torch.use_deterministic_algorithms(on, warn_only=True)
         else:
             # what torch.use_deterministic_algorithms does, less setting torch.compile's
-            # (inductor's) own flag: importing inductor for it costs about a second of CPU
-            # at the start of every run, and only a compiled run reads the flag
+            # (inductor's) own flag, which only a compiled run reads: importing inductor costs
+            # about a second of CPU where nothing else imports it (evaluation, prediction; a
+            # training run imports it anyway: torch.optim's constructor imports torch._dynamo)
             torch._C._set_deterministic_algorithms(on, warn_only=True)
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = not on

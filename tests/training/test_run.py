@@ -529,6 +529,32 @@ def test_freezing_the_backbone_leaves_layers_new_from_init_trainable(tiny_folder
     assert resumed.model.conv1.weight.requires_grad and not resumed.model.bn1.weight.requires_grad
 
 
+def test_gallery_heat_maps_are_for_the_classes_given_at_the_stored_images_size(tiny_folder, tmp_path):
+    """The misclassified gallery's Grad-CAM maps: one per row, for the class asked (the gallery
+    asks for the predicted one, which under TTA need not be the plain forward's), at the stored
+    test images' height x width (here 12 x 16, not square)."""
+    from PIL import Image
+
+    from cnnbench.training.evaluation import open_for_evaluation
+
+    folder = tmp_path / "wide"
+    for png in (tiny_folder.root / "bars").rglob("*.png"):
+        target = folder / png.relative_to(tiny_folder.root / "bars")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(png) as image:
+            wide = Image.new(image.mode, (16, 12), 0)
+            wide.paste(image, (2, 0))
+            wide.save(target)
+    _, out = run(tiny_folder, epochs=1, dataset=f"imagefolder:{folder}")
+    saved = open_for_evaluation(out / "best.ckpt")
+    rows = torch.tensor([0, 5, 9])
+    asked = saved.gallery_heat(rows, torch.tensor([0, 1, 2]))
+    elsewhere = saved.gallery_heat(rows, torch.tensor([3, 3, 3]))
+    assert asked["heat"].shape == (3, 12, 16) and asked["heat"].dtype == torch.uint8
+    assert asked["cam_layer"] and asked["cam_method"]
+    assert not torch.equal(asked["heat"], elsewhere["heat"])  # the class asked, not the argmax
+
+
 def test_eval_of_a_bf16_run_evaluates_in_bf16_as_the_run_did(tiny_folder):
     summary, out = run(tiny_folder, epochs=1, amp="bf16", channels_last=True)
     assert summary["amp"] == "bf16"

@@ -812,6 +812,15 @@ def test_the_gallery_holds_grad_cam_heat_maps_of_the_tested_weights(tiny_folder)
     added = torch.load(out / "misclassified.pt", weights_only=True)
     assert torch.equal(added["heat"], heat) and added["cam_layer"] == gallery["cam_layer"]
 
+    # the best weights tested (the default), not the last ones the model holds at the end
+    summary, out = run(tiny_folder, name="best", epochs=3, lr=1e-2)
+    assert summary["best_epoch"] < 3
+    gallery = torch.load(out / "misclassified.pt", weights_only=True)
+    again = explain_images(load_trained_model(out / "best.ckpt"), gallery["images"])
+    assert again["classes"].tolist() == gallery["pred"].tolist()
+    expected = (again["maps"] * 255).round().to(torch.uint8)
+    assert (gallery["heat"].int() - expected.int()).abs().max() <= 1
+
 
 def test_a_run_trained_untested_is_tested_when_resumed_as_if_never_stopped(tiny_folder):
     """A search's trial trains without touching the test set (status `trained`); resuming it

@@ -185,6 +185,25 @@ def test_max_epoch_test_acc_is_labelled_and_shown_beside_the_honest_test_acc(tmp
     assert "(test acc 97.00 %: final weights (no validation split), nothing selected" in md
 
 
+def test_a_test_accuracy_of_the_last_weights_says_so_and_gives_the_best_ones(tmp_path):
+    """As a lab report tested (its last epoch's weights): the test accuracy's cell says so and
+    gives the best-validation weights' test accuracy beside it; other quantities' cells do not."""
+    refs = [{"metric": "test_acc", "value": 97.0}, {"metric": "val_acc", "value": 96.0}]
+    for name, best in (("with-best", 0.973), ("without", None)):
+        run = study_run(tmp_path / name, name, reference=refs)
+        summary = json.loads((run / "summary.json").read_text())
+        summary.update(tested_weights="last", best_val_test_acc=best)
+        (run / "summary.json").write_text(json.dumps(summary))
+    cells = {}
+    for name in ("with-best", "without"):
+        for item in reproduction.reproductions(groups_of(tmp_path / name)):
+            cells[(name, item.ref["metric"])] = reproduction._cnnbench_cell(item)
+    assert cells[("with-best", "test_acc")] == ("97.00 % (last epoch's weights, as the report "
+                                                "tested; best-validation weights: 97.30 %)")
+    assert cells[("without", "test_acc")] == "97.00 % (last epoch's weights, as the report tested)"
+    assert "weights" not in cells[("with-best", "val_acc")]
+
+
 def test_older_study_json_references_a_mapping_or_null(tmp_path):
     for name, reference in (("mapping", {"value": 91.3, "metric": "test_acc", "wording": "w",
                                          "note": "n"}),

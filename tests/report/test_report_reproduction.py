@@ -377,11 +377,14 @@ def test_the_tables_rows_cells_and_footnotes_before_any_markdown(recipes, tmp_pa
               reference=[{"metric": "test_acc", "value": 90.0, "wording": "acc 90%"}])
     for seed, acc in ((0, 0.96), (1, 0.98)):
         study_run(root / f"s{seed}", "seeds", seed=seed, test_acc=acc, position=1,
-                  reference=[{"metric": "test_acc", "value": 97.0, "comparable": True}])
+                  reference=[{"metric": "test_acc", "value": 97.0, "comparable": True,
+                              "note": "the mean of its table."}])
     tables = reproduction.reproduction_tables(reproduction.reproductions(groups_of(root)))
     cells = {row[0]: row[3] for _, (_, rows), _ in tables for row in rows}
     assert cells["broken"] == "**FAILED**"
-    assert '[1] **broken**, test acc: report 90 % ("acc 90%").' in [n for *_, notes in tables for n in notes]
+    notes = [n for *_, notes in tables for n in notes]
+    assert '[1] **broken**, test acc: report 90 % ("acc 90%").' in notes
+    assert "[2] **seeds**, test acc: report 97 % — the mean of its table." in notes  # one period
     assert cells["seeds"] == "97.00 ± 1.41 %"
     assert reproduction.quantity_text("accuracy", 97.0) == "97.00 %"
     assert reproduction.quantity_text("accuracy", 97.0, 1.414, n=2) == "97.00 ± 1.41 %"

@@ -558,6 +558,7 @@ def test_gallery_heat_maps_are_for_the_classes_given_at_the_stored_images_size(t
 def test_eval_of_a_bf16_run_evaluates_in_bf16_as_the_run_did(tiny_folder):
     summary, out = run(tiny_folder, epochs=1, amp="bf16", channels_last=True)
     assert summary["amp"] == "bf16"
+    assert "; cpu, bf16 autocast, 1 thread; 1 epoch -> " in (out / "train.log").read_text().splitlines()[0]
     again = evaluate_checkpoint(out)
     assert again["acc"] == summary["test_acc"]
     assert again["loss"] == pytest.approx(summary["test_loss"], rel=1e-6)  # in fp32 it differs
@@ -919,8 +920,16 @@ def test_a_best_ckpt_given_as_last_cannot_be_resumed(tiny_folder):
 
 
 def test_the_summary_counts_what_the_run_did(tiny_folder):
+    import time
+
+    start = time.perf_counter()
     summary, out = run(tiny_folder, epochs=2, limit_eval=30)
+    wall = time.perf_counter() - start
     assert summary["steps"] == 16 and summary["images_seen"] == 240  # 120 images, batch 16
+    # the training time is the epochs' (no whitening here), and both clocks start at zero
+    epochs = read_jsonl(out / "metrics.jsonl")
+    assert summary["train_time_s"] == pytest.approx(sum(m["epoch_time_s"] for m in epochs), rel=1e-9)
+    assert summary["train_time_s"] + summary["eval_time_s"] <= wall
     assert summary["train_images_per_s"] == pytest.approx(240 / summary["train_time_s"])
     assert summary["eval_time_s"] > 0 and 0 < summary["test_time_s"] <= summary["eval_time_s"]
     matrix = summary["confusion_matrix"]

@@ -112,10 +112,11 @@ class Recorder:
             done = (read_summary(self.run_dir) or {}).get("epochs_completed")
             start = (f"resuming after epoch {done} of {c.epochs}" if done
                      else f"resuming from {LAST}, {c.epochs} epochs in all")
+        threads = torch.get_num_threads()
         return (f"cnnbench: {c.model} ({t.params:,} parameters) on {c.dataset} from "
                 f"{t.data.location or '?'} ({split['train']:,} train, {split['val']:,} val, "
                 f"{split['test']:,} test images); {t.device}, {precision}, "
-                f"{torch.get_num_threads()} threads; {start} -> {self.run_dir}")
+                f"{threads} thread{'s' * (threads != 1)}; {start} -> {self.run_dir}")
 
     def open_tensorboard(self, step: int) -> None:
         """TensorBoard's writer; on resume, the events the killed process logged after its last

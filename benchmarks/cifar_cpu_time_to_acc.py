@@ -17,7 +17,7 @@ apply on top. Targets on 2 threads (issue #33): default >= 90.6% mean (airbench9
 accuracy on ``cifar10_jpeg``) in <= 450 s of training on average, long >= 92.0% in <= 1,800 s.
 
 The same invocation then times a yardstick, one epoch of airbench94's network and batch on
-this CPU (``common.airbench_epoch``; ``--yardstick-steps`` times fewer steps and scales them
+this CPU (``yardstick.airbench_epoch``; ``--yardstick-steps`` times fewer steps and scales them
 up, 0 skips it), and states each budget's mean training time as a fraction of an
 airbench94-length run at that speed (``train_time_in_airbench94_runs``): this machine's speed
 drifts by ~1.5x from day to day, the fraction much less.
@@ -43,8 +43,8 @@ from pathlib import Path
 
 import torch
 
-from common import (airbench_epoch, in_yardstick, parse_sets, resolve_recipe as resolve, result_path,
-                    run_main, write_result)
+from common import parse_sets, resolve_recipe as resolve, result_path, run_main, write_result
+from yardstick import airbench_epoch, in_yardstick
 
 TARGETS = {"default": {"target_acc": 0.906, "target_train_s": 450.0},
            "long": {"target_acc": 0.920, "target_train_s": 1800.0}}

@@ -14,7 +14,7 @@ seeds' whole-recipe training times <= 3 s on 2 threads; the median time until an
 reaches 99.0% is reported too.
 
 The same run then times a yardstick, one epoch of airbench94's network and batch on this CPU
-(``common.airbench_epoch``; ``--yardstick-steps`` times fewer steps and scales them up, 0 skips
+(``yardstick.airbench_epoch``; ``--yardstick-steps`` times fewer steps and scales them up, 0 skips
 it), and states the mean training time as a fraction of an airbench94-length run at that speed
 (``mean_total_train_time_in_airbench94_runs``): this machine's speed drifts by ~1.5x from day
 to day, the fraction much less.
@@ -40,7 +40,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from common import airbench_epoch, in_yardstick, parse_sets, run_main, write_result
+from common import parse_sets, run_main, write_result
+from yardstick import airbench_epoch, in_yardstick
 
 # Used only when no `fast` recipe is registered (the engine's recipe is what this benchmark
 # is meant to measure): the best CPU settings measured while writing it.

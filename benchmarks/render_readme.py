@@ -114,7 +114,7 @@ def _yardstick(rec: dict) -> str:
     if ratio is None or not stick:
         return ""
     return (f" In the same run one epoch of airbench94's network and batch took {stick['epoch_s']:.1f} s "
-            f"here (fp32, `benchmarks/common.airbench_epoch`): the mean training is {ratio:.5f} of an "
+            f"here (fp32, `benchmarks/yardstick.py`): the mean training is {ratio:.5f} of an "
             f"airbench94-length run ({stick['airbench94_run_s']:.0f} s at that speed).")
 
 

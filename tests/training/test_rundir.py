@@ -5,34 +5,29 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from cnnbench.training.rundir import (misclassified_rows, read_json, read_jsonl, read_yaml,
                                       truncate_jsonl)
 
 
-def test_read_yaml_gives_a_mapping_or_nothing(tmp_path):
-    path = tmp_path / "config.yaml"
-    assert read_yaml(path) == {}  # missing
-    path.write_text("model: lenet5\nepochs: 2\n")
-    assert read_yaml(path) == {"model": "lenet5", "epochs": 2}
-    path.write_text("- lenet5\n- 2\n")  # YAML, but a list: not a run's config
-    assert read_yaml(path) == {}
-    path.write_text("just words\n")
-    assert read_yaml(path) == {}
-    path.write_text("model: [unclosed\n")  # not YAML
-    assert read_yaml(path) == {}
-
-
-def test_read_json_gives_an_object_or_nothing(tmp_path):
-    path = tmp_path / "summary.json"
-    assert read_json(path) == {}
-    path.write_text('{"status": "finished"}')
-    assert read_json(path) == {"status": "finished"}
-    path.write_text("[1, 2]")
-    assert read_json(path) == {}
-    path.write_text('{"status": ')  # cut short
-    assert read_json(path) == {}
+@pytest.mark.parametrize("read, name, good, value, other", [
+    (read_yaml, "config.yaml", "model: lenet5\nepochs: 2\n", {"model": "lenet5", "epochs": 2},
+     ["- lenet5\n- 2\n", "just words\n", "model: [unclosed\n"]),
+    (read_json, "summary.json", '{"status": "finished"}', {"status": "finished"},
+     ["[1, 2]", '{"status": ']),
+])
+def test_a_run_file_reads_as_a_mapping_or_nothing(tmp_path, read, name, good, value, other):
+    """A mapping as written; {} for a missing file, one that holds something else (a list, a
+    word) and one that is not the format (cut short by a kill)."""
+    path = tmp_path / name
+    assert read(path) == {}
+    path.write_text(good)
+    assert read(path) == value
+    for text in other:
+        path.write_text(text)
+        assert read(path) == {}, text
 
 
 def test_read_jsonl_skips_a_line_cut_short_by_a_kill(tmp_path):

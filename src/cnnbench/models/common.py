@@ -62,14 +62,19 @@ def make_activation(name: str) -> nn.Module:
         raise UserError(f"activation must be one of {', '.join(_ACTIVATIONS)}, got {name!r}") from None
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """Where ``module``'s weights are (the default device for a module without any)."""
+    return next((t.device for t in (*module.parameters(), *module.buffers())),
+                torch.get_default_device())
+
+
 def flat_features(features: nn.Module, in_chans: int, input_size: int | tuple[int, int]) -> int:
     """Number of values ``features`` outputs per image, for layers sized from the input (e.g.
     LeNet's first FC layer): one image of zeros through ``features`` where its weights are (in
     evaluation mode, without gradients; the feature extractors sized this way are small), or on
     the meta device when the model is being built there."""
     hw = to_hw(input_size)
-    device = next((t.device for t in (*features.parameters(), *features.buffers())),
-                  torch.get_default_device())
+    device = module_device(features)
     was_training = features.training
     features.eval()  # a 1x1 map in training-mode BatchNorm would fail for batch 1
     try:

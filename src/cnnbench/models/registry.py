@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from cnnbench.errors import UserError
-from cnnbench.models.common import InputTooSmall, resolve_stem, to_hw
+from cnnbench.models.common import InputTooSmall, module_device, resolve_stem, to_hw
 
 __all__ = ["ModelInfo", "register_model", "list_models", "model_info", "resolve_model_name",
            "create_model", "FAMILY_DEFAULTS"]
@@ -270,8 +270,7 @@ def _built_and_checked(info: ModelInfo, kwargs: dict) -> nn.Module:
 
 
 def _run_zeros(model: nn.Module, in_chans: int, hw: tuple[int, int]) -> None:
-    tensor = next((t for t in (*model.parameters(), *model.buffers())), None)
-    device = tensor.device if tensor is not None else torch.get_default_device()
+    device = module_device(model)
     saved = [b.detach().clone() for b in model.buffers()]
     was_training = model.training
     model.train()

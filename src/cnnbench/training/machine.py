@@ -105,20 +105,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def set_determinism(on: bool, *, compile: bool = False) -> None:
-    """Deterministic algorithms (warnings, not errors, where an operation has none), cuDNN's
-    deterministic kernels and no autotuning; ``compile``: the run uses ``torch.compile``."""
+def set_determinism(on: bool) -> None:
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    if on or torch.are_deterministic_algorithms_enabled():  # only when it changes something
-        if compile or not hasattr(torch._C, "_set_deterministic_algorithms"):
-            torch.use_deterministic_algorithms(on, warn_only=True)
-        else:
-            # what torch.use_deterministic_algorithms does, less setting torch.compile's
-            # (inductor's) own flag, which only a compiled run reads: importing inductor costs
-            # about a second of CPU where nothing else imports it (evaluation, prediction; a
-            # training run imports it anyway: torch.optim's constructor imports torch._dynamo)
-            torch._C._set_deterministic_algorithms(on, warn_only=True)
+    if on or torch.are_deterministic_algorithms_enabled():
+        # the call imports torch._inductor (about a second of a run's start): only when it
+        # changes something
+        torch.use_deterministic_algorithms(on, warn_only=True)
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = not on
 

@@ -287,7 +287,7 @@ def build_training(config: TrainConfig, *, load_init_weights: bool = True,
         torch.set_num_threads(c.num_threads)
     elif dist is None and device.type == "cpu":  # torchrun gives each process its threads
         threads_note = match_threads_to_load()
-    set_determinism(c.deterministic, compile=c.compile)
+    set_determinism(c.deterministic)
     if c.amp == "auto":  # the precision this device computes natively (cnnbench.devices)
         c = dataclasses.replace(c, amp=resolve_amp(c.amp, device))
     if device.type == "cpu":  # glibc would hand each step's buffers back to the kernel

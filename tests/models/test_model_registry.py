@@ -153,3 +153,16 @@ def test_the_build_check_runs_the_model_in_training_mode_on_the_input_size(monke
     with pytest.raises(UserError, match="smallest that works is"):  # too small: the meta search
         create_model("vgg16_bn_tricks", num_classes=10, in_chans=1, input_size=28)
     assert torch.get_default_device().type == "cpu"
+
+
+def test_model_kwargs_cannot_set_what_the_runs_own_options_set():
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(model="lenet5", dropout=0.0, stem="auto", model_kwargs={"stem": "small"})
+    spec = SimpleNamespace(num_classes=10, channels=1)
+    with pytest.raises(UserError, match="^--model-kwargs cannot set stem: use --stem$"):
+        registry.create_model_for(config, spec, (28, 28))
+    config.model_kwargs = {"num_classes": 3, "drop_rate": 0.5}
+    with pytest.raises(UserError, match="cannot set drop_rate, num_classes: use --dropout; "
+                                        "num_classes comes from the dataset"):
+        registry.create_model_for(config, spec, (28, 28))

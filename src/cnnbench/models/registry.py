@@ -234,6 +234,12 @@ def create_model_for(config, spec, input_size: tuple[int, int]) -> nn.Module:
     :class:`cnnbench.data.DatasetSpec`: ``num_classes``, ``channels``) at ``input_size`` (H, W):
     what training, evaluation, prediction, export and the study estimates all build."""
     h, w = input_size
+    taken = sorted(set(config.model_kwargs) & set(_COMMON_KEYWORDS))
+    if taken:  # set by the run's own options: given twice, create_model would get two values
+        flags = {"stem": "--stem", "drop_rate": "--dropout", "input_size": "--resize"}
+        raise UserError(f"--model-kwargs cannot set {', '.join(taken)}: "
+                        + "; ".join(f"use {flags[k]}" if k in flags else f"{k} comes from the dataset"
+                                    for k in taken))
     return create_model(config.model, num_classes=spec.num_classes, in_chans=spec.channels,
                         input_size=h if h == w else (h, w), drop_rate=config.dropout,
                         stem=config.stem, **config.model_kwargs)

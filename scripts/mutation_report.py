@@ -1,7 +1,8 @@
 """Turn the last mutmut run into a score: docs/mutation-score.json and the table in docs/testing.md.
 
-Run by ``scripts/mutation.sh`` (after ``mutmut run``); reads mutmut's own results, so it can be
-re-run any time with ``./scripts/mutation.sh --report``.
+Run by ``scripts/mutation.sh`` (after ``mutmut run``); reads the verdicts saved in
+``docs/mutation-verdicts.json`` (``scripts/mutation_verdicts.py``), so it can be re-run any time,
+from any checkout, with ``./scripts/mutation.sh --report``.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import re
-import subprocess
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
+
+from mutation_verdicts import verdicts_path
+from mutmut.stats import status_by_exit_code
 
 REPO = Path(__file__).resolve().parent.parent
 SCORE_JSON = REPO / "docs" / "mutation-score.json"
@@ -22,27 +25,18 @@ DETECTED = ("killed", "timeout", "segfault")  # the tests noticed the change
 NOT_RUN = "not checked"                         # mutmut was stopped before it tried these
 
 
-def _mutmut(*args: str) -> str:
-    done = subprocess.run([str(Path(sys.executable).parent / "mutmut"), *args], cwd=REPO,
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"mutmut {' '.join(args)} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return done.stdout
-
-
 def _module(mutant: str) -> str:
     """``cnnbench.data.split.x_split_sizes__mutmut_1`` -> ``cnnbench.data.split``."""
     return re.split(r"\.x[_ǁ]", mutant, maxsplit=1)[0]
 
 
 def collect() -> dict:
-    if not (REPO / "mutants").is_dir():
-        sys.exit("no mutmut results here; run ./scripts/mutation.sh first")
-    statuses: dict[str, str] = {}
-    for line in _mutmut("results", "--all", "true").splitlines():
-        name, _, status = line.strip().rpartition(": ")
-        if name:
-            statuses[name] = status
+    path = verdicts_path(REPO)
+    if not path.exists():
+        sys.exit("no saved mutmut verdicts here; run ./scripts/mutation.sh first")
+    saved = json.loads(path.read_text())
+    statuses = {name: status_by_exit_code[code] for f in saved["files"].values()
+                for name, code in f["exit_codes"].items()}
     if not statuses:
         sys.exit("mutmut recorded no mutants; see logs/mutmut.log")
     per_module: dict[str, Counter] = defaultdict(Counter)
@@ -62,10 +56,8 @@ def collect() -> dict:
     total = sum(m["mutants"] for m in modules.values())
     detected = sum(m["detected"] for m in modules.values())
     not_run = sum(m["not_run"] for m in modules.values())
-    wall = REPO / "mutants" / ".wall_seconds"
-    commit_file = REPO / "mutants" / ".commit"  # the tree mutmut copied (scripts/mutation.sh)
     sys.path.insert(0, str(REPO / "src"))
-    from cnnbench.training.machine import cpu_name, git_commit
+    from cnnbench.training.machine import cpu_name
 
     import mutmut
     return {"tool": f"mutmut {mutmut.__version__}", "score": detected / total if total else None,
@@ -73,54 +65,35 @@ def collect() -> dict:
             "detected": detected, "not_run": not_run, "modules": modules,
             "definition": "score = (killed + timeout + segfault) / mutants tried; mutants not "
                           "tried (an interrupted run) are counted apart as not_run",
-            "wall_s": float(wall.read_text()) if wall.exists() else None,
+            "wall_s": saved.get("wall_s"),
             "device": f"CPU: {cpu_name()}",
-            "commit": (commit_file.read_text().strip() if commit_file.exists() else git_commit()),
+            "commit": saved["commit"],
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
+def _percent(score: float | None) -> str:
+    return f"{100 * score:.1f}%" if score is not None else "—"
+
+
 def render(result: dict) -> str:
-    lines = [f"Last run: {result['date'][:10]}, mutants of commit `{result['commit']}` (modules not in that run: their own commit), {result['tool']}, "
+    lines = [f"Last run: {result['date'][:10]}, mutants of commit `{result['commit']}` (verdicts of functions unchanged since earlier runs kept: scripts/mutation_verdicts.py), {result['tool']}, "
              f"{result['device']}"
              + (f", {result['wall_s'] / 60:.0f} min" if result["wall_s"] else "") + ".",
-             "", "| module | mutants tried | detected | score | not tried | commit |",
-             "|---|---|---|---|---|---|"]
+             "", "| module | mutants tried | detected | score | not tried |",
+             "|---|---|---|---|---|"]
     for module, m in result["modules"].items():
-        score = f"{100 * m['score']:.1f}%" if m["score"] is not None else "—"
+        score = _percent(m["score"])
         lines.append(f"| `{module}` | {m['mutants']} | {m['detected']} | {score} | {m['not_run']} "
-                     f"| `{m.get('commit', result['commit'])}` |")
+                     "|")
     lines.append(f"| **all** | {result['mutants']} | {result['detected']} | "
-                 f"**{100 * result['score']:.1f}%** | {result['not_run']} | |")
+                 f"**{_percent(result['score'])}** | {result['not_run']} |")
     lines += ["", "Source: [`docs/mutation-score.json`](mutation-score.json) (it lists every "
               "mutant that was not detected)."]
     return "\n".join(lines)
 
 
-def keep_earlier(result: dict) -> dict:
-    """A run of a subset (``mutation.sh GLOB ...``) leaves the other modules untried: keep
-    their numbers from the previous score file, marked with the commit they were measured at."""
-    if not SCORE_JSON.exists():
-        return result
-    earlier = json.loads(SCORE_JSON.read_text())
-    for module in list(earlier.get("modules", {})):  # a module that no longer exists is dropped
-        if not (REPO / "src" / (module.replace(".", "/") + ".py")).exists():
-            earlier["modules"].pop(module)
-    for module, m in result["modules"].items():
-        before = earlier.get("modules", {}).get(module)
-        if m["mutants"] == 0 and before and before.get("mutants"):
-            result["modules"][module] = {**before, "commit": before.get("commit", earlier.get("commit")),
-                                         "wall_s": before.get("wall_s", earlier.get("wall_s"))}
-    for module, m in result["modules"].items():
-        m.setdefault("commit", result["commit"])
-    result["mutants"] = sum(m["mutants"] for m in result["modules"].values())
-    result["detected"] = sum(m["detected"] for m in result["modules"].values())
-    result["not_run"] = sum(m["not_run"] for m in result["modules"].values())
-    result["score"] = result["detected"] / result["mutants"] if result["mutants"] else None
-    return result
-
-
 def main() -> int:
-    result = keep_earlier(collect())
+    result = collect()
     SCORE_JSON.write_text(json.dumps(result, indent=1) + "\n")
     text = TESTING_MD.read_text() if TESTING_MD.exists() else f"{START}\n{END}\n"
     if START not in text:

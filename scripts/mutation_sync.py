@@ -5,21 +5,12 @@ files whose source changed (and forgets the results of the functions that change
 never refreshes the other files: a test added since, or a changed module that is not
 mutated, would be missing or stale. This copies every changed file except the mutated ones
 (which mutmut owns) and removes files that no longer exist.
-
-When mutmut is about to make a mutated file again (its source is newer than its mutant, the
-rule mutmut uses), the suite must pass in mutants/ first: with ``mutate_only_covered_lines``
-mutmut mutates only the lines one run of the suite reaches, and that run stops at the first
-failure (``-x``), so a failing test would silently cost the file most of its mutants (session
-25: ``training.loop`` got 39 of its 764). This runs mutmut's own test command there and
-stops with the failure if it fails.
 """
 
 from __future__ import annotations
 
 import filecmp
 import shutil
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -54,18 +45,6 @@ def main() -> None:
         else:
             shutil.copy2(REPO / name, mutants / name)
     print(f"mutation_sync: {n} files of src/, tests/ and the also_copy folders refreshed in mutants/")
-    remade = [p for p in sorted(owned) if (mutants / p.relative_to(REPO)).exists()
-              and p.stat().st_mtime > (mutants / p.relative_to(REPO)).stat().st_mtime]
-    remade += [p for p in sorted(owned) if not (mutants / p.relative_to(REPO)).exists()]
-    if remade:
-        names = ", ".join(str(p.relative_to(REPO)) for p in remade)
-        print(f"mutation_sync: mutmut will make {names} again; checking that the suite passes "
-              "in mutants/ first (its coverage decides which lines get mutants)")
-        command = [sys.executable, "-m", "pytest", *config.get("pytest_add_cli_args", []),
-                   *config.get("pytest_add_cli_args_test_selection", ["tests/"])]
-        if subprocess.run(command, cwd=mutants).returncode != 0:
-            sys.exit("mutation_sync: the suite fails in mutants/ (above); fix that first, or "
-                     "mutmut mutates only the lines run before the failure")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 if [ ! -f "$STAMP" ] || [ "$REPO/pyproject.toml" -nt "$STAMP" ] || [ "$REPO/constraints.txt" -nt "$STAMP" ]; then
-  echo "[setup] installing cnnbench with the tested versions of constraints.txt (torch==2.14.1, torchvision==0.29.1) and the test, serve, export, search and mlflow extras into .venv" >&2
+  echo "[setup] installing cnnbench with the tested versions of constraints.txt (torch==2.14.1, torchvision==0.29.1) and the test extra (with serve, export, search, mlflow, cluster and mutation) into .venv" >&2
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q -c "$REPO/constraints.txt" -e "$REPO[test]" >&2
   touch "$STAMP"
 fi

@@ -26,6 +26,7 @@ import datetime as _dt
 import hashlib
 import json
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -50,12 +51,22 @@ def _meta_files(mutants: Path) -> list[Path]:
     return sorted(p for p in (mutants / "src").rglob("*.py.meta"))
 
 
+def _read_meta(path: Path) -> dict:
+    """A .meta file, read again if mutmut was writing it (it rewrites the file in place)."""
+    for _ in range(20):
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            time.sleep(0.1)
+    return json.loads(path.read_text())
+
+
 def save(repo: Path = REPO) -> dict:
     """Write every mutant's verdict (None: not tried yet) and every function hash of mutants/."""
     mutants = repo / "mutants"
     files = {}
     for meta_path in _meta_files(mutants):
-        meta = json.loads(meta_path.read_text())
+        meta = _read_meta(meta_path)
         source = str(meta_path.relative_to(mutants))[: -len(".meta")]
         files[source] = {
             "function_hashes": dict(sorted(meta.get("hash_by_function_name", {}).items())),

@@ -21,8 +21,14 @@ def test_files_and_folders_are_all_taken_in_the_order_given(tmp_path):
         (tmp_path / folder).mkdir()
         for name in names:
             Image.new("RGB", (4, 4)).save(tmp_path / folder / name)
+    (tmp_path / "a" / "notes.txt").write_text("not an image")  # a folder's other files: left out
+    (tmp_path / "b" / "sub.png").mkdir()  # a folder named like an image: not a file
     got = expand_inputs([one, tmp_path / "a", tmp_path / "b"])
     assert [p.name for p in got] == ["one.png", "x.png", "y.jpg", "z.png"]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not an image")
+    with pytest.raises(ImageInputError, match="folder .*empty holds no image files"):
+        expand_inputs([tmp_path / "empty"])
     with pytest.raises(ImageInputError) as missing:
         expand_inputs([one, tmp_path / "gone.png"])
     assert missing.value.status == 404 and "gone.png does not exist" in str(missing.value)

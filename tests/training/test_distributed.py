@@ -102,6 +102,8 @@ def test_options_a_distributed_run_refuses():
     with pytest.raises(UserError, match="--sync-bn needs GPUs"):
         check_distributed(TrainConfig(batch_size=12, sync_bn=True), three_cpus)
     check_distributed(TrainConfig(batch_size=12), three_cpus)
+    three_gpus = SimpleNamespace(world_size=3, device=torch.device("cuda", 0))
+    check_distributed(TrainConfig(batch_size=12, sync_bn=True), three_gpus)  # GPUs: allowed
 
 
 def test_failures_are_reported_once(monkeypatch):

@@ -710,15 +710,16 @@ def test_a_default_run_directory_never_reuses_a_taken_name(tmp_path, monkeypatch
 
     monkeypatch.setattr(rundir._dt, "datetime", Frozen)
     monkeypatch.chdir(tmp_path)
-    config = TrainConfig(model="lenet5", dataset="imagefolder:/data/my digits/")
+    config = TrainConfig(model="lenet5", dataset="imagefolder:/data/My digits X/")
     names = []
     for _ in range(3):
         path = rundir.default_run_dir(config)
+        assert path.parent == Path("runs")  # under ./runs, relative to where it was started
         path.mkdir(parents=True)
         names.append(path.name)
-    assert names == ["lenet5-folder-_data_my_digits-20261205-190000",
-                     "lenet5-folder-_data_my_digits-20261205-190000-2",
-                     "lenet5-folder-_data_my_digits-20261205-190000-3"]
+    assert names == ["lenet5-folder-_data_My_digits_X-20261205-190000",  # letters kept as typed
+                     "lenet5-folder-_data_My_digits_X-20261205-190000-2",
+                     "lenet5-folder-_data_My_digits_X-20261205-190000-3"]
 
 
 def test_resume_refuses_a_dataset_that_changed_since_the_checkpoint(tiny_folder, tmp_path, monkeypatch):

@@ -9,6 +9,8 @@
 #                                              # rest are tried; then the score
 #   ./scripts/mutation.sh --fresh              # every mutant again, saved verdicts ignored
 #   ./scripts/mutation.sh "cnnbench.data.*"    # these mutants again (mutmut's names, globs)
+#   ./scripts/mutation.sh --retry              # the mutants no test detected again (after tests
+#                                              # were added: mutants/ gets today's tests first)
 #   ./scripts/mutation.sh --report             # only re-write the score from the saved verdicts
 #
 # Stop it at any time (kill the mutmut processes); `python scripts/mutation_verdicts.py save`
@@ -25,7 +27,15 @@ if ! "$VENV/bin/python" -c "import mutmut" 2>/dev/null; then
 fi
 if [ "${1:-}" != "--report" ]; then
   mkdir -p logs
-  if [ "${1:-}" = "--fresh" ]; then
+  if [ "${1:-}" = "--retry" ]; then
+    shift
+    [ -d mutants ] || "$VENV/bin/python" scripts/mutation_verdicts.py restore
+    [ -d mutants/src ] && "$VENV/bin/python" scripts/mutation_sync.py
+    mapfile -t retry < <("$VENV/bin/python" scripts/mutation_verdicts.py undetected)
+    [ ${#retry[@]} -gt 0 ] || { echo "no undetected mutants to try again" >&2; exit 0; }
+    echo "mutmut: trying the ${#retry[@]} undetected mutants again" >&2
+    set -- "${retry[@]}"
+  elif [ "${1:-}" = "--fresh" ]; then
     shift
     rm -rf mutants
   elif [ -d mutants ]; then

@@ -7,6 +7,7 @@ fresh checkout has no ``mutants/``. So:
 
     python scripts/mutation_verdicts.py save      # mutants/**/*.meta -> docs/mutation-verdicts.json
     python scripts/mutation_verdicts.py restore   # docs/mutation-verdicts.json -> mutants/ (before a run)
+    python scripts/mutation_verdicts.py undetected  # the mutants no test detected, one per line
 
 ``restore`` writes the ``.meta`` files mutmut reads when it makes a module's mutants: mutmut
 then keeps the verdict of every mutant whose function's source hash is unchanged and tries
@@ -127,13 +128,26 @@ def _wall_seconds(mutants: Path) -> float | None:
     return float(wall.read_text()) if wall.exists() else None
 
 
+UNDETECTED = (0, 5, 33)  # mutmut's exit codes for "survived" and "no tests"
+
+
+def undetected(repo: Path = REPO) -> list[str]:
+    """The mutants mutmut tried that no test detected (survived, or no test reached them), from
+    mutants/: the ones to try again after tests were added (``mutation.sh --retry``)."""
+    return sorted(name for meta_path in _meta_files(repo / "mutants")
+                  for name, code in _read_meta(meta_path)["exit_code_by_key"].items()
+                  if code in UNDETECTED)
+
+
 def main(argv: list[str]) -> int:
     if argv[1:] == ["save"]:
         save()
     elif argv[1:] == ["restore"]:
         restore()
+    elif argv[1:] == ["undetected"]:
+        print("\n".join(undetected()))
     else:
-        sys.exit("usage: python scripts/mutation_verdicts.py save|restore")
+        sys.exit("usage: python scripts/mutation_verdicts.py save|restore|undetected")
     return 0
 
 

@@ -103,3 +103,13 @@ def test_verdicts_of_other_test_settings_are_not_reused(repo):
     (root / "pyproject.toml").write_text(PYPROJECT.replace("max_stack_depth = 4", "max_stack_depth = 2"))
     assert verdicts.restore(root) == 0
     assert not (root / "mutants").exists()
+
+
+def test_the_mutants_to_try_again_are_the_survivors_and_the_unreached(repo):
+    root, mutmut_main = repo
+    verdicts = load("mutation_verdicts")
+    make_mutants(mutmut_main, root)
+    codes = set_verdicts(root, lambda k: 0 if "add" in k else 33)
+    assert verdicts.undetected(root) == sorted(codes)  # survived, or no test reached them
+    set_verdicts(root, lambda k: 1 if "add" in k else None)  # killed, or not tried yet
+    assert verdicts.undetected(root) == []

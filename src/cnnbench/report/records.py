@@ -16,7 +16,6 @@ import statistics
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
 
 from cnnbench.config import PER_SEED
 from cnnbench.errors import UserError
@@ -248,75 +247,61 @@ def _limits_are_the_recipes(record: RunRecord) -> bool:
     return any(recipe.get(k) for k in keys) and all(options.get(k) == recipe.get(k) for k in keys)
 
 
-@dataclass(frozen=True)
-class Quantity:
-    """A number of a run that a reference can quote: its label in the tables and how to read
-    cnnbench's value from a run directory (its kind: ``REFERENCE_METRICS``)."""
-
-    label: str
-    read: Callable[[RunRecord], float | None]
-
-
 def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _summary(key: str) -> Callable[[RunRecord], float | None]:
-    return lambda record: _number(record.summary.get(key))
+@dataclass(frozen=True)
+class Quantity:
+    """A number of a run that a reference can quote: its label in the tables and where
+    cnnbench's value is in a run directory (its kind: ``REFERENCE_METRICS``).
 
+    ``source``: ``"summary"`` (``summary.json[key]``), ``"last_epoch"`` (the last epoch's
+    ``key`` in ``metrics.jsonl``: the lab reports print the final epoch's numbers),
+    ``"epoch_mean"`` (the mean over the epochs), ``"epoch"`` (epoch ``epoch``'s value; 1 is the
+    first) or ``"max_epoch_test"`` (the best test accuracy over the epochs of a run that
+    evaluated the test set every epoch, ``monitor_test``; ``None`` for a run that did not)."""
 
-def _last_epoch(key: str) -> Callable[[RunRecord], float | None]:
-    """The last epoch's value (the lab reports print the final epoch's numbers)."""
-    def read(record: RunRecord) -> float | None:
+    label: str
+    source: str
+    key: str = ""
+    epoch: int = 0
+
+    def read(self, record: RunRecord) -> float | None:
+        if self.source == "summary":
+            return _number(record.summary.get(self.key))
         epochs = [m for m in record.metrics if "epoch" in m]
-        return _number(epochs[-1].get(key)) if epochs else None
-    return read
-
-
-def _epoch_mean(key: str) -> Callable[[RunRecord], float | None]:
-    def read(record: RunRecord) -> float | None:
-        values = [_number(m.get(key)) for m in record.metrics]
-        values = [v for v in values if v is not None]
-        return statistics.fmean(values) if values else None
-    return read
-
-
-def _max_epoch_test_acc(record: RunRecord) -> float | None:
-    """The best test accuracy over the epochs of a run that evaluated the test set every
-    epoch (``monitor_test``); ``None`` for a run that did not."""
-    value = _number(record.summary.get("max_epoch_test_acc"))
-    if value is None:
-        values = [v for v in (_number(m.get("epoch_test_acc")) for m in record.metrics)
-                  if v is not None]
-        value = max(values) if values else None
-    return value
-
-
-def _epoch_value(key: str, epoch: int) -> Callable[[RunRecord], float | None]:
-    """The value of one epoch (``"epoch": 1`` is the first) in ``metrics.jsonl``."""
-    def read(record: RunRecord) -> float | None:
-        return next((_number(m.get(key)) for m in record.metrics if m.get("epoch") == epoch), None)
-    return read
+        values = [v for v in (_number(m.get(self.key)) for m in record.metrics) if v is not None]
+        if self.source == "last_epoch":
+            return _number(epochs[-1].get(self.key)) if epochs else None
+        if self.source == "epoch_mean":
+            return statistics.fmean(values) if values else None
+        if self.source == "epoch":
+            return next((_number(m.get(self.key)) for m in epochs if m["epoch"] == self.epoch), None)
+        if self.source == "max_epoch_test":
+            value = _number(record.summary.get("max_epoch_test_acc"))
+            return value if value is not None else max(values) if values else None
+        raise ValueError(f"unknown source {self.source!r}")
 
 
 # What each metric of a study's `reference:` (cnnbench.reference_metrics) is in cnnbench:
 # its label and where its value comes from; the kind is the shared table's.
 QUANTITIES: dict[str, Quantity] = {
-    "test_acc": Quantity("test acc", _summary("test_acc")),
-    "val_acc": Quantity("val acc (last epoch)", _last_epoch("val_acc")),
-    "best_val_acc": Quantity("best val acc", _summary("best_val_acc")),
+    "test_acc": Quantity("test acc", "summary", "test_acc"),
+    "val_acc": Quantity("val acc (last epoch)", "last_epoch", "val_acc"),
+    "best_val_acc": Quantity("best val acc", "summary", "best_val_acc"),
     "max_epoch_test_acc": Quantity(
         "best test acc over epochs (the report's measure; the test set picks the "
-        "epoch, optimistic)", _max_epoch_test_acc),
-    "epoch1_test_acc": Quantity("test acc after epoch 1 (test monitor)",
-                                _epoch_value("epoch_test_acc", 1)),
-    "train_acc": Quantity("train acc (last epoch)", _last_epoch("train_acc")),
-    "test_loss": Quantity("test loss", _summary("test_loss")),
-    "val_loss": Quantity("val loss (last epoch)", _last_epoch("val_loss")),
-    "train_loss": Quantity("train loss (last epoch)", _last_epoch("train_loss")),
-    "epoch_time_s": Quantity("time per epoch (mean)", _epoch_mean("epoch_time_s")),
-    "train_time_s": Quantity("training time", _summary("train_time_s")),
-    "params": Quantity("parameters", _summary("params")),
+        "epoch, optimistic)", "max_epoch_test", "epoch_test_acc"),
+    "epoch1_test_acc": Quantity("test acc after epoch 1 (test monitor)", "epoch",
+                                "epoch_test_acc", epoch=1),
+    "train_acc": Quantity("train acc (last epoch)", "last_epoch", "train_acc"),
+    "test_loss": Quantity("test loss", "summary", "test_loss"),
+    "val_loss": Quantity("val loss (last epoch)", "last_epoch", "val_loss"),
+    "train_loss": Quantity("train loss (last epoch)", "last_epoch", "train_loss"),
+    "epoch_time_s": Quantity("time per epoch (mean)", "epoch_mean", "epoch_time_s"),
+    "train_time_s": Quantity("training time", "summary", "train_time_s"),
+    "params": Quantity("parameters", "summary", "params"),
 }
 
 

@@ -805,14 +805,21 @@ def test_the_gallery_holds_grad_cam_heat_maps_of_the_tested_weights(tiny_folder)
     expected = (again["maps"] * 255).round().to(torch.uint8)
     assert (heat.int() - expected.int()).abs().max() <= 1
 
-    # a gallery saved before heat maps were: `eval --explain` adds the same ones
+    # a gallery saved before heat maps were: explain_gallery (`eval --explain`) adds the same
+    # ones, from the tested (last) weights
     from cnnbench.cli import main
+    from cnnbench.training.evaluation import explain_gallery
 
-    torch.save({k: v for k, v in gallery.items() if not k.startswith(("heat", "cam_"))},
-               out / "misclassified.pt")
-    assert main(["eval", "--checkpoint", str(out), "--explain"]) == 0
+    without = {k: v for k, v in gallery.items() if not k.startswith(("heat", "cam_"))}
+    torch.save(without, out / "misclassified.pt")
+    assert explain_gallery(out) == {
+        "images": n, "cam_layer": gallery["cam_layer"], "cam_method": "grad-cam",
+        "checkpoint": str(out / "last.ckpt"), "written_to": str(out / "misclassified.pt")}
     added = torch.load(out / "misclassified.pt", weights_only=True)
     assert torch.equal(added["heat"], heat) and added["cam_layer"] == gallery["cam_layer"]
+    torch.save(without, out / "misclassified.pt")
+    assert main(["eval", "--checkpoint", str(out), "--explain"]) == 0
+    assert torch.equal(torch.load(out / "misclassified.pt", weights_only=True)["heat"], heat)
 
     # the best weights tested (the default), not the last ones the model holds at the end
     summary, out = run(tiny_folder, name="best", epochs=3, lr=1e-2)

@@ -55,6 +55,14 @@ def test_too_large_files_and_images_say_their_size_and_the_limit(tmp_path, monke
     assert str(err.value).startswith(f"{warned} is too large (100,000,000 pixels); the limit is "
                                      f"10 million pixels")
     assert err.value.status == 413
+    # a PIL that does not say the size it saw: the message goes without it
+
+    def bomb(*args, **kwargs):
+        raise Image.DecompressionBombError("decompression bomb")
+
+    monkeypatch.setattr(images.Image, "open", bomb)
+    with pytest.raises(ImageInputError, match=r"warned.png is too large; the limit is 10 million"):
+        open_image(warned, max_pixels=10_000_000)
 
 
 def _ink(rows: slice, cols: slice) -> np.ndarray:

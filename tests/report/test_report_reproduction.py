@@ -432,3 +432,12 @@ def test_choices_are_noted_once_for_the_runs_they_concern(tmp_path):
         "cnnbench's choice, **the seed** (a, b): seeds 0-2; the report: one run (lab report 000, "
         "line 797 (`../shared/seeds/000_*.txt`)).",
         "cnnbench's choice, **the split** (a): a seeded 54k/6k split; the report: the first 54k."]
+
+
+def test_the_best_weights_accuracy_beside_last_weights_has_its_spread_over_seeds():
+    from types import SimpleNamespace
+
+    seeds = [SimpleNamespace(summary={"tested_weights": "last"})] * 2
+    group = SimpleNamespace(finished=seeds, stat=lambda key: (0.973, 0.0012))
+    assert reproduction.tested_text(group) == (" (last epoch's weights, as the report tested; "
+                                               "best-validation weights: 97.30 ± 0.12 %)")

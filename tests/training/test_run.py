@@ -532,7 +532,7 @@ def test_freezing_the_backbone_leaves_layers_new_from_init_trainable(tiny_folder
 def test_gallery_heat_maps_are_for_the_classes_given_at_the_stored_images_size(tiny_folder, tmp_path):
     """The misclassified gallery's Grad-CAM maps: one per row, for the class asked (the gallery
     asks for the predicted one, which under TTA need not be the plain forward's), at the stored
-    test images' height x width (here 12 x 16, not square)."""
+    test images' height x width (here 12 x 16, not square, and not the model's input size)."""
     from PIL import Image
 
     from cnnbench.training.evaluation import open_for_evaluation
@@ -545,13 +545,14 @@ def test_gallery_heat_maps_are_for_the_classes_given_at_the_stored_images_size(t
             wide = Image.new(image.mode, (16, 12), 0)
             wide.paste(image, (2, 0))
             wide.save(target)
-    _, out = run(tiny_folder, epochs=1, dataset=f"imagefolder:{folder}")
+    # trained on them resized to 24 x 24: the maps are scaled back to the stored size
+    _, out = run(tiny_folder, epochs=1, dataset=f"imagefolder:{folder}", resize=24)
     saved = open_for_evaluation(out / "best.ckpt")
     rows = torch.tensor([0, 5, 9])
     asked = saved.gallery_heat(rows, torch.tensor([0, 1, 2]))
     elsewhere = saved.gallery_heat(rows, torch.tensor([3, 3, 3]))
     assert asked["heat"].shape == (3, 12, 16) and asked["heat"].dtype == torch.uint8
-    assert asked["cam_layer"] and asked["cam_method"]
+    assert asked["cam_layer"] == "features" and asked["cam_method"] == "grad-cam"  # lenet5's
     assert not torch.equal(asked["heat"], elsewhere["heat"])  # the class asked, not the argmax
 
 

@@ -71,3 +71,50 @@ def test_each_process_takes_its_own_generators_from_a_job_of_the_same_size(train
     t.dist = SimpleNamespace(rank=1, world_size=3)  # another job size: rank 0's for all
     assert t.rng_state(state) == "rank 0's"
     assert t.rng_state({"rng": "rank 0's"}) == "rank 0's"  # a checkpoint of one process
+
+
+def test_batchnorm_statistics_and_their_averages_are_what_the_processes_average():
+    """After every epoch of a distributed run without SyncBatchNorm, each BatchNorm running
+    statistic, and its weight average, is replaced by the mean over the processes."""
+    from torch import nn
+
+    from cnnbench.training.setup import Training
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.BatchNorm2d(2))
+    model[1].running_mean.fill_(1.0)
+    averaged = []
+
+    class Processes:  # the other process's statistics are zeros: the mean halves them
+        def average_(self, tensors):
+            averaged.extend(tensors)
+            for t in tensors:
+                t.div_(2)
+
+    names = ["1.running_mean", "1.running_var", "3.running_mean", "3.running_var"]
+    ema = SimpleNamespace(averages={n: torch.full((2,), 4.0) for n in names})
+    Training.average_batchnorm_statistics(SimpleNamespace(model=model, ema=ema, dist=Processes()))
+    assert len(averaged) == 8
+    assert all(a is b for a, b in zip(averaged, [*(model.state_dict(keep_vars=True)[n] for n in names),
+                                                 *(ema.averages[n] for n in names)]))
+    assert model[1].running_mean.tolist() == [0.5, 0.5] and ema.averages[names[0]].tolist() == [2.0, 2.0]
+    averaged.clear()
+    Training.average_batchnorm_statistics(SimpleNamespace(model=model, ema=None, dist=Processes()))
+    assert len(averaged) == 4  # no weight average: the live statistics only
+
+
+def test_the_gallery_heat_of_saved_weights_is_of_those_weights_not_the_live_ones(training):
+    """Training.explain_saved: Grad-CAM of the weights given (the tested ones), in a model apart
+    from the training one, for the test images and classes asked."""
+    from cnnbench.training.evaluation import gallery_heat
+
+    t = training()
+    tested = _shifted(t.model.state_dict(), 0.0)
+    for p in t.model.parameters():  # training goes on after the test: the live weights move
+        p.data.mul_(-1)
+    rows, classes = torch.tensor([0, 3]), torch.tensor([1, 2])
+    heat = t.explain_saved(tested, rows, classes)
+    t.model.load_state_dict(tested)
+    assert torch.equal(heat["heat"], gallery_heat(t.model, t.config, t.data, t.device, rows, classes)["heat"])
+    assert heat["heat"].shape == (2, 28, 28)
+    other = t.explain_saved(tested, rows, torch.tensor([7, 7]))
+    assert not torch.equal(heat["heat"], other["heat"])  # the classes asked

@@ -72,8 +72,7 @@ def save(repo: Path = REPO) -> dict:
         files[source] = {
             "function_hashes": dict(sorted(meta.get("hash_by_function_name", {}).items())),
             "exit_codes": dict(sorted(meta["exit_code_by_key"].items())),
-            "seconds": {k: round(v, 2) for k, v in sorted(meta.get("durations_by_key", {}).items())},
-        }
+        }  # not mutmut's durations: its fork-server workers leave them at 0
     if not files:
         sys.exit("mutation_verdicts: no mutmut results in mutants/; nothing saved")
     commit_file = mutants / ".commit"
@@ -112,7 +111,7 @@ def restore(repo: Path = REPO) -> int:
             "exit_code_by_key": saved["exit_codes"],
             "hash_by_function_name": saved["function_hashes"],
             "type_check_error_by_key": {},
-            "durations_by_key": saved["seconds"],
+            "durations_by_key": {},
             "estimated_durations_by_key": {},
         }, indent=4))
         restored += sum(code is not None for code in saved["exit_codes"].values())

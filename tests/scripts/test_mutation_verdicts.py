@@ -37,14 +37,16 @@ def load(name: str):
 
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
-    """A tiny project with mutmut's mutants of one module made, as mutmut makes them."""
+    """A tiny project with mutmut's mutants of one module made, as mutmut makes them, and the
+    script as a module."""
     mutmut_main = pytest.importorskip("mutmut.__main__")
     (tmp_path / "pyproject.toml").write_text(PYPROJECT)
     (tmp_path / "src" / "pkg").mkdir(parents=True)
     (tmp_path / "src" / "pkg" / "m.py").write_text(SOURCE)
     (tmp_path / "docs").mkdir()
     monkeypatch.chdir(tmp_path)  # mutmut works in the current folder
-    return tmp_path, mutmut_main
+    make_mutants(mutmut_main, tmp_path)
+    return tmp_path, mutmut_main, load("mutation_verdicts")
 
 
 def make_mutants(mutmut_main, root: Path) -> dict:
@@ -64,9 +66,7 @@ def set_verdicts(root: Path, verdict) -> dict:
 
 
 def test_saved_verdicts_come_back_for_unchanged_functions_only(repo):
-    root, mutmut_main = repo
-    verdicts = load("mutation_verdicts")
-    make_mutants(mutmut_main, root)
+    root, mutmut_main, verdicts = repo
     codes = set_verdicts(root, lambda k: 1 if "add" in k else 0)
     assert any("add" in k for k in codes) and any("bigger" in k for k in codes)
     verdicts.save(root)
@@ -82,9 +82,7 @@ def test_saved_verdicts_come_back_for_unchanged_functions_only(repo):
 
 
 def test_restore_keeps_mutmuts_own_newer_results(repo):
-    root, mutmut_main = repo
-    verdicts = load("mutation_verdicts")
-    make_mutants(mutmut_main, root)
+    root, mutmut_main, verdicts = repo
     set_verdicts(root, lambda k: 0)
     verdicts.save(root)
     newer = set_verdicts(root, lambda k: 1)
@@ -94,9 +92,7 @@ def test_restore_keeps_mutmuts_own_newer_results(repo):
 
 
 def test_verdicts_of_other_test_settings_are_not_reused(repo):
-    root, mutmut_main = repo
-    verdicts = load("mutation_verdicts")
-    make_mutants(mutmut_main, root)
+    root, mutmut_main, verdicts = repo
     set_verdicts(root, lambda k: 1)
     verdicts.save(root)
     shutil.rmtree(root / "mutants")
@@ -106,9 +102,7 @@ def test_verdicts_of_other_test_settings_are_not_reused(repo):
 
 
 def test_the_mutants_to_try_again_are_the_survivors_and_the_unreached(repo):
-    root, mutmut_main = repo
-    verdicts = load("mutation_verdicts")
-    make_mutants(mutmut_main, root)
+    root, mutmut_main, verdicts = repo
     codes = set_verdicts(root, lambda k: 0 if "add" in k else 33)
     assert verdicts.undetected(root) == sorted(codes)  # survived, or no test reached them
     set_verdicts(root, lambda k: 1 if "add" in k else None)  # killed, or not tried yet

@@ -128,3 +128,13 @@ def test_resizing_matches_the_image_folders_antialiased_resize():
     source = torch.from_numpy(np.asarray(photo).copy()).permute(2, 0, 1)
     assert torch.equal(pixels, resize(source, [32, 32], antialias=True))
     assert not torch.equal(pixels, resize(source, [32, 32], antialias=False))  # it matters here
+
+
+def test_a_stroke_flatter_than_the_box_keeps_one_row_of_ink():
+    """A horizontal stroke 1 px high and 60 px wide: scaled to 20 x 1 (20 px on the longer side,
+    at least one on the other), not stretched to two rows."""
+    grey = np.zeros((9, 80), dtype=np.uint8)
+    grey[4, 10:70] = 255
+    digit, notes = mnist_digit(grey)
+    assert "cropped to the ink (60x1 px), scaled to 20x1 and centred" in notes[-1]
+    assert np.count_nonzero(digit.any(axis=1)) == 1 and np.count_nonzero(digit.any(axis=0)) == 20

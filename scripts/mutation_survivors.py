@@ -25,8 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 KINDS = [
     ("console text", "what a run prints for a person (progress, the header, the last line)",
      lambda o, m: bool(re.search(r"\b(console\.line|self\.line|print|log\.(info|warning)|\.write)\(", o))),
-    ("message wording", "the words of an error message (tests check a message's key words)",
-     lambda o, m: ("XX" in m and "XX" not in o) or (o.lower() == m.lower() and o != m)),
+    ("message wording", "the words of an error message or a note (tests check its key words)",
+     lambda o, m: bool(re.search(r"\braise\b|Error\(|warn\(|notes?\.append\(", o))
+     and (("XX" in m and "XX" not in o) or (o.lower() == m.lower() and o != m))),
     ("timing and rounding", "a duration's or a number's rounding in a summary",
      lambda o, m: bool(re.search(r"round\(|perf_counter|monotonic|time\.time|_s\b|seconds", o))),
     ("other", "to read: a hole in the tests, or an equivalent mutant", lambda o, m: True),

@@ -138,3 +138,60 @@ def test_a_stroke_flatter_than_the_box_keeps_one_row_of_ink():
     digit, notes = mnist_digit(grey)
     assert "cropped to the ink (60x1 px), scaled to 20x1 and centred" in notes[-1]
     assert np.count_nonzero(digit.any(axis=1)) == 1 and np.count_nonzero(digit.any(axis=0)) == 20
+
+
+def test_unreadable_empty_and_corrupt_files_each_say_what_they_are(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    empty, one = tmp_path / "empty.png", tmp_path / "one.png"
+    empty.write_bytes(b"")
+    one.write_bytes(b"\x89")  # one byte: no image, but not empty
+    with pytest.raises(ImageInputError, match=r"^image .*empty.png is empty \(0 bytes\)$"):
+        open_image(empty)
+    with pytest.raises(ImageInputError, match=r"one.png is not an image PIL can read"):
+        open_image(one)
+    # megabytes rounded as printed: 3.5 MB -> 4, the limit 1.5 MB -> 2
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * 3_500_000)
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", 1_500_000)
+    with pytest.raises(ImageInputError, match=r"big.bin is too large \(4 MB\); the limit is 2 MB$"):
+        open_image(big)
+    monkeypatch.undo()
+
+    def refused(self):
+        raise OSError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", refused)
+    with pytest.raises(ImageInputError, match=r"^cannot read .*one.png: Permission denied$"):
+        open_image(one)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(OSError("disk gone")))
+    with pytest.raises(ImageInputError, match=r"^cannot read .*one.png: disk gone$"):
+        open_image(one)  # an error without an errno: its text
+    monkeypatch.undo()
+
+    # a decoder that reports no pixels on one side (PIL's PNG plugin refuses such a header)
+    for size in ((0, 5), (5, 0)):
+        monkeypatch.setattr(images.Image, "open", lambda stream, size=size: Image.new("L", size))
+        with pytest.raises(ImageInputError, match=rf"one.png has no pixels \({size[0]}x{size[1]}\)$"):
+            open_image(one)
+    monkeypatch.undo()
+    # pixels that do not decode: the decoder's first line, at most 120 characters, or its kind
+    good = tmp_path / "good.png"
+    Image.new("L", (4, 4)).save(good)
+    for error, reason in ((OSError("broken data stream\nmore"), "broken data stream"),
+                          (OSError("x" * 200), "x" * 120), (EOFError(), "EOFError")):
+        monkeypatch.setattr(Image.Image, "load", lambda self, e=error: (_ for _ in ()).throw(e))
+        with pytest.raises(ImageInputError) as err:
+            open_image(good)
+        assert str(err.value) == (f"{good} is corrupt or truncated ({reason}); give a complete "
+                                  f"image file")
+
+
+@pytest.mark.parametrize("median, used_as_is", [(127, True), (128, False)])
+def test_a_28x28_image_is_used_as_is_when_its_background_is_dark(median, used_as_is):
+    grey = np.full((28, 28), median, dtype=np.uint8)
+    grey[10:18, 12:16] = 255 if median < 128 else 0
+    prep = Preprocessing(dataset="mnist", channels=1, image_size=(28, 28), input_size=(28, 28),
+                         mean=(0.1307,), std=(0.3081,), classes=tuple("0123456789"))
+    _, notes = prepare_image(Image.fromarray(grey), prep)
+    assert ("a 28x28 image on a dark background, like MNIST's: used as is" in notes) is used_as_is

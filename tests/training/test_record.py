@@ -28,3 +28,35 @@ def test_a_logged_step_is_a_line_of_train_steps_and_two_tensorboard_scalars(tmp_
         {"step": 20, "images_seen": 2560, "train_loss": 0.25, "lr": 0.02}]
     assert recorder.writer.scalars == [("train/loss_steps", 0.5, 10), ("train/lr_steps", 0.01, 10),
                                        ("train/loss_steps", 0.25, 20), ("train/lr_steps", 0.02, 20)]
+
+
+def test_a_run_ended_before_its_test_writes_what_training_measured(tmp_path):
+    """Recorder.finish_untested: the summary (no test figure), TensorBoard's hparams at the last
+    step, the console line with the best validation accuracy, the tracker's end."""
+    import json
+
+    lines, hparams, ended = [], [], []
+    recorder = SimpleNamespace(
+        summary={"model": "lenet5"}, last_good_epoch=3, run_dir=tmp_path,
+        hparams=hparams.append, console=SimpleNamespace(line=lines.append),
+        tracker=SimpleNamespace(end=ended.append))
+    meta = {"train_time_s": 4.0, "eval_time_s": 0.5, "images_seen": 600, "best_val_acc": 0.75,
+            "best_epoch": 2, "stopped_early": False}
+    summary = Recorder.finish_untested(recorder, SimpleNamespace(step=30), meta, "trained")
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert {k: summary[k] for k in ("epochs_completed", "train_time_s", "eval_time_s",
+                                    "train_images_per_s", "images_seen", "steps", "best_val_acc",
+                                    "best_epoch", "stopped_early", "status")} == {
+        "epochs_completed": 3, "train_time_s": 4.0, "eval_time_s": 0.5, "train_images_per_s": 150.0,
+        "images_seen": 600, "steps": 30, "best_val_acc": 0.75, "best_epoch": 2,
+        "stopped_early": False, "status": "trained"}
+    assert summary["model"] == "lenet5" and summary["finished_at"]
+    assert hparams == [30] and ended == [summary]
+    assert lines == ["trained after epoch 3, not tested (best validation accuracy 75.00%, epoch 2)"
+                     f"; run directory {tmp_path}"]
+    # no validation split, no measured time: no accuracy in the line, no speed
+    lines.clear()
+    meta.update(train_time_s=0.0, best_val_acc=None, best_epoch=None)
+    summary = Recorder.finish_untested(recorder, SimpleNamespace(step=30), meta, "pruned")
+    assert summary["train_images_per_s"] is None
+    assert lines == [f"pruned after epoch 3, not tested; run directory {tmp_path}"]

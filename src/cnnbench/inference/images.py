@@ -137,7 +137,8 @@ def _too_large(name: str, size: str | None, max_pixels: int) -> ImageInputError:
 
 def _flatten(image: Image.Image, notes: list[str]) -> Image.Image:
     """Transparent pixels on white; 16-bit and float images scaled to 8 bits."""
-    if image.mode == "P" and "transparency" in image.info or image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+    # (PIL's "La", premultiplied L, is left out: no file loads as it, and PIL cannot convert it)
+    if image.mode == "P" and "transparency" in image.info or image.mode in ("RGBA", "LA", "PA", "RGBa"):
         rgba = image.convert("RGBA")
         if rgba.getextrema()[3][0] < 255:
             notes.append("transparent pixels put on white")

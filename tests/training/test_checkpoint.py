@@ -203,3 +203,23 @@ def test_unreadable_file_errors_keep_only_the_first_line_of_the_cause(tmp_path, 
     monkeypatch.setattr(torch, "load", failing(""))
     with pytest.raises(UserError, match=r"\(RuntimeError\)$"):
         ckpt.load_tensor_file(path)
+
+
+@pytest.mark.parametrize("available, initialized", [(True, True), (True, False), (False, True)])
+def test_the_gpus_generators_are_saved_and_restored_where_cuda_is_in_use(monkeypatch, available,
+                                                                         initialized):
+    """CUDA's generators (one state per GPU) are kept when CUDA is available and in use, and put
+    back where the checkpoint has them and CUDA is available (faked here: CI has no GPU)."""
+    from cnnbench.training.checkpoint import capture_rng_state, restore_rng_state
+
+    gpu_states, restored = [torch.tensor([1, 2], dtype=torch.uint8)], []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: initialized)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: gpu_states)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    state = capture_rng_state()
+    assert state["cuda"] == (gpu_states if available and initialized else [])
+    restore_rng_state(state)
+    assert restored == ([gpu_states] if available and initialized else [])
+    restore_rng_state({**state, "cuda": gpu_states})  # a GPU run's checkpoint
+    assert restored[-1:] == ([gpu_states] if available else [])

@@ -272,3 +272,22 @@ def test_gradient_clipping_bounds_the_fp32_step():
     free = step_norm(0.0)
     assert free > 0.05
     assert step_norm(1e-4) == pytest.approx(1e-4, rel=1e-3)
+
+
+def test_the_test_monitor_adds_its_time_to_evaluation_and_keeps_the_best_epoch(monkeypatch):
+    """monitor_test: each epoch's test figures for the curves; their time counts as evaluation
+    time, and the best test accuracy (the report's optimistic measure) keeps its first epoch."""
+    from types import SimpleNamespace
+
+    from cnnbench.training import loop
+
+    clock = iter([10.0, 12.5, 20.0, 21.0, 30.0, 30.25])
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: next(clock))
+    accuracies = iter([0.5, 0.7, 0.7])
+    t = SimpleNamespace(evaluate=lambda split: {"loss": 1.0, "acc": next(accuracies)})
+    meta = {"eval_time_s": 4.0}
+    assert loop._monitor_test(t, meta, 1) == {"epoch_test_loss": 1.0, "epoch_test_acc": 0.5}
+    assert meta == {"eval_time_s": 6.5, "max_epoch_test_acc": 0.5, "max_epoch_test_epoch": 1}
+    loop._monitor_test(t, meta, 2)
+    loop._monitor_test(t, meta, 3)  # as good as epoch 2: the first stays
+    assert meta == {"eval_time_s": 7.75, "max_epoch_test_acc": 0.7, "max_epoch_test_epoch": 2}

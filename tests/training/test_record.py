@@ -60,3 +60,24 @@ def test_a_run_ended_before_its_test_writes_what_training_measured(tmp_path):
     summary = Recorder.finish_untested(recorder, SimpleNamespace(step=30), meta, "pruned")
     assert summary["train_images_per_s"] is None
     assert lines == [f"pruned after epoch 3, not tested; run directory {tmp_path}"]
+
+
+def test_an_interrupted_run_says_where_it_stands_and_how_resume_continues(tmp_path):
+    from cnnbench.training.record import interrupt_cause
+
+    assert interrupt_cause(KeyboardInterrupt()) == "interrupted"  # Ctrl-C
+    assert interrupt_cause(KeyboardInterrupt("stopped by SIGTERM")) == "terminated (SIGTERM)"
+    resume = f"`cnnbench train --resume {tmp_path}`"
+    recorder = SimpleNamespace(run_dir=tmp_path, last_good_epoch=0,
+                               config=SimpleNamespace(epochs=5))
+    assert Recorder.interrupted(recorder, KeyboardInterrupt()) == (
+        f"interrupted in epoch 1, before its end (no checkpoint yet); {resume} starts the run "
+        f"again from epoch 1")
+    (tmp_path / "last.ckpt").write_bytes(b"")
+    recorder.last_good_epoch = 2
+    assert Recorder.interrupted(recorder, KeyboardInterrupt("SIGTERM")) == (
+        f"terminated (SIGTERM) in epoch 3; {resume} continues from the end of epoch 2 "
+        f"(last.ckpt), starting epoch 3 again")
+    recorder.last_good_epoch = 5
+    assert Recorder.interrupted(recorder, KeyboardInterrupt()) == (
+        f"interrupted after the last epoch; {resume} tests the trained weights")

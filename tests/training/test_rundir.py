@@ -54,3 +54,10 @@ def test_misclassified_rows_take_each_class_in_turn():
     assert misclassified_rows(predictions, targets).tolist() == [0, 3, 5, 1, 6]
     assert misclassified_rows(predictions, targets, limit=2).tolist() == [0, 3]
     assert misclassified_rows(targets, targets).tolist() == []  # nothing wrong
+
+
+def test_the_gallery_holds_32_images_unless_told_otherwise():
+    targets = torch.arange(40) % 4
+    picked = misclassified_rows((targets + 1) % 4, targets)  # every image wrong
+    assert len(picked) == 32 and len(set(picked.tolist())) == 32
+    assert misclassified_rows(targets, targets).tolist() == []  # none wrong: none shown

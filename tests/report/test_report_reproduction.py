@@ -441,3 +441,27 @@ def test_the_best_weights_accuracy_beside_last_weights_has_its_spread_over_seeds
     group = SimpleNamespace(finished=seeds, stat=lambda key: (0.973, 0.0012))
     assert reproduction.tested_text(group) == (" (last epoch's weights, as the report tested; "
                                                "best-validation weights: 97.30 ± 0.12 %)")
+
+
+def test_the_best_test_accuracy_over_epochs_cell_names_the_weights_the_run_tested():
+    """The report's optimistic measure (the test set picks the epoch) is always shown beside the
+    run's honest test accuracy and the weights it was of; a run without the test monitor has no
+    such measure."""
+    from types import SimpleNamespace
+
+    def cell(tested: list[str], value, metric="max_epoch_test_acc", test_acc=(0.97, 0.001)):
+        group = SimpleNamespace(finished=[SimpleNamespace(summary={"tested_weights": w}) for w in tested],
+                                status="finished", test_acc=test_acc)
+        return reproduction._cnnbench_cell(SimpleNamespace(group=group, value=value, kind="accuracy",
+                                                           ref={"metric": metric}))
+
+    honest = ", nothing selected on the test set)"
+    assert cell(["best"], (97.5, 0.0)) == f"97.50 % (test acc 97.00 %: best-validation weights{honest}"
+    assert cell(["final", "final"], (97.5, 0.1)) == (
+        f"97.50 ± 0.10 % (test acc 97.00 ± 0.10 %: final weights (no validation split){honest}")
+    assert cell(["last"], (97.5, 0.0)).endswith(f"(test acc 97.00 %: last epoch's weights{honest}")
+    assert cell(["best", "last"], (97.5, 0.1)).endswith(f": selected weights{honest}")
+    assert cell(["best"], None) == ("— (the run did not evaluate the test set every epoch: "
+                                    f"monitor_test) (test acc 97.00 %: best-validation weights{honest}")
+    assert cell(["best"], (97.5, 0.0), test_acc=None) == "97.50 %"  # no test accuracy to show
+    assert cell(["best"], None, metric="val_acc") == "—"

@@ -1,0 +1,42 @@
+"""cnnbench.training.evaluation's small helpers, which runs reach only on other devices or in
+several processes."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from cnnbench.training.evaluation import _cat, explain_gallery, to_device
+
+
+def test_a_batch_moves_to_another_device_and_stays_where_it_is():
+    x, y = torch.zeros(2, 3, 4, 4), torch.tensor([1, 2])
+    moved = to_device(x, y, torch.device("meta"), channels_last=False)  # another device
+    assert [t.device.type for t in moved] == ["meta", "meta"]
+    same = to_device(x, y, torch.device("cpu"), channels_last=False)
+    assert same[0] is x and same[1] is y  # already there: no copy
+    fast = to_device(x, y, torch.device("cpu"), channels_last=True)[0]
+    assert fast.is_contiguous(memory_format=torch.channels_last) and torch.equal(fast, x)
+    flat = torch.zeros(2, 5)  # not an image batch: left as it is
+    assert to_device(flat, y, torch.device("cpu"), channels_last=True)[0] is flat
+
+
+def test_a_process_without_test_images_gathers_an_empty_integer_tensor():
+    """In a distributed evaluation a process can get no test images (more processes than
+    batches): its predictions are an empty int64 tensor, which the gather accepts."""
+    empty = _cat([])
+    assert empty.shape == (0,) and empty.dtype == torch.int64
+    assert _cat([torch.tensor([1]), torch.tensor([2, 3])]).tolist() == [1, 2, 3]
+
+
+class Payload:
+    """Anything but tensors and plain containers: what a tampered file could hold."""
+
+
+def test_a_gallery_file_holding_more_than_tensors_is_refused(tmp_path):
+    torch.save({"index": torch.tensor([0]), "pred": torch.tensor([1]), "extra": Payload()},
+               tmp_path / "misclassified.pt")
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        explain_gallery(tmp_path)  # torch.load(weights_only=True): no code runs from the file

@@ -81,3 +81,13 @@ def test_an_interrupted_run_says_where_it_stands_and_how_resume_continues(tmp_pa
     recorder.last_good_epoch = 5
     assert Recorder.interrupted(recorder, KeyboardInterrupt()) == (
         f"interrupted after the last epoch; {resume} tests the trained weights")
+
+
+def test_the_hyper_parameters_shown_are_the_recipe_and_the_seed():
+    from cnnbench.config import NOT_RECIPE, TrainConfig
+
+    config = TrainConfig(model="lenet5", lr=0.05, seed=7, out="runs/x", num_threads=2)
+    shown = Recorder.recipe_options(SimpleNamespace(config=config))
+    assert shown["lr"] == 0.05 and shown["model"] == "lenet5" and shown["seed"] == 7
+    assert "seed" in NOT_RECIPE  # bookkeeping for resumes, but what a reader compares runs by
+    assert not {"out", "num_threads"} & set(shown)

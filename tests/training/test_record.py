@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from cnnbench.errors import UserError
 from cnnbench.training.record import Recorder
 from cnnbench.training.rundir import STEPS, read_jsonl
 
@@ -91,3 +92,81 @@ def test_the_hyper_parameters_shown_are_the_recipe_and_the_seed():
     assert shown["lr"] == 0.05 and shown["model"] == "lenet5" and shown["seed"] == 7
     assert "seed" in NOT_RECIPE  # bookkeeping for resumes, but what a reader compares runs by
     assert not {"out", "num_threads"} & set(shown)
+
+
+def _failing_recorder(run_dir, *, rank=0, processes=1, last_good_epoch=0):
+    lines, ended = [], []
+    recorder = SimpleNamespace(
+        console=SimpleNamespace(end_epoch=lambda: None, log_file=run_dir / "train.log",
+                                line=lambda text, echo=True: lines.append((text, echo))),
+        run_dir=run_dir, last_good_epoch=last_good_epoch, main=rank == 0,
+        dist=SimpleNamespace(rank=rank) if processes > 1 else None,
+        summary={"model": "lenet5", "status": "running"} if rank == 0 else {},
+        tracker=SimpleNamespace(end=lambda summary, status: ended.append(status)),
+        config=SimpleNamespace(epochs=5))
+    recorder.interrupted = lambda exc: Recorder.interrupted(recorder, exc)
+    return recorder, lines, ended
+
+
+def test_a_failed_run_records_its_error_once_and_says_it_last(tmp_path):
+    import json
+
+    # a crash: its traceback in error.txt, the summary says failed, the log's last line the error
+    recorder, lines, ended = _failing_recorder(tmp_path, last_good_epoch=2)
+    try:
+        raise RuntimeError("out of memory")
+    except RuntimeError as exc:
+        assert Recorder.fail(recorder, exc) == str(tmp_path / "error.txt")
+    text = (tmp_path / "error.txt").read_text()
+    assert text.startswith("Traceback") and text.strip().endswith("RuntimeError: out of memory")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {k: summary[k] for k in ("status", "error", "epochs_completed", "model")} == {
+        "status": "failed", "error": "RuntimeError: out of memory", "epochs_completed": 2,
+        "model": "lenet5"}
+    assert lines == [("RuntimeError: out of memory", False)] and ended == ["FAILED"]
+
+    # a mistake: one line, no traceback file to point at
+    recorder, lines, ended = _failing_recorder(tmp_path)
+    assert Recorder.fail(recorder, UserError("batch size 0")) is None
+    assert (tmp_path / "error.txt").read_text() == "batch size 0\n"
+    assert lines == [("batch size 0", False)]
+
+    # Ctrl-C: where the run stands, said on the console by the command line (the exception's text)
+    recorder, lines, ended = _failing_recorder(tmp_path)
+    interrupt = KeyboardInterrupt()
+    assert Recorder.fail(recorder, interrupt) is None and ended == ["KILLED"]
+    assert interrupt.args[0].startswith("interrupted in epoch 1, before its end")
+    assert lines == [(interrupt.args[0], False)]
+
+
+def test_a_non_finite_loss_names_the_last_good_checkpoint(tmp_path):
+    from cnnbench.training.record import NonFiniteLoss
+
+    for epoch, where in ((3, f"the last good checkpoint is {tmp_path / 'last.ckpt'} (epoch 3)"),
+                         (0, "no epoch completed")):
+        recorder, _, _ = _failing_recorder(tmp_path, last_good_epoch=epoch)
+        exc = NonFiniteLoss("loss is nan at step 12")
+        Recorder.fail(recorder, exc)
+        assert str(exc) == f"loss is nan at step 12; run stopped, {where}"
+
+
+def test_in_a_job_only_rank_0_records_and_a_lost_peer_is_no_traceback(tmp_path):
+    # another process's crash: its own traceback file, nothing else
+    recorder, lines, ended = _failing_recorder(tmp_path, rank=1, processes=2)
+    assert Recorder.fail(recorder, RuntimeError("boom")) == str(tmp_path / "error-rank1.txt")
+    assert "RuntimeError: boom" in (tmp_path / "error-rank1.txt").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["error-rank1.txt"] and lines == []
+    # its mistake (every process makes it): said by rank 0 only
+    assert Recorder.fail(recorder, UserError("odd batch")) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["error-rank1.txt"]
+    # rank 0 when another process died: how to go on, not a traceback of the broken connection
+    recorder, lines, _ = _failing_recorder(tmp_path, rank=0, processes=2)
+    assert Recorder.fail(recorder, RuntimeError("Connection closed by peer [127.0.0.1]")) is None
+    assert (tmp_path / "error.txt").read_text() == (
+        "stopped: another process of the job ended; continue with --resume\n")
+    # the same words in a one-process run are an error of its own
+    recorder, _, _ = _failing_recorder(tmp_path)
+    assert Recorder.fail(recorder, RuntimeError("Connection closed by peer")) == str(tmp_path / "error.txt")
+    # a run that failed before its directory existed records nothing
+    recorder, lines, _ = _failing_recorder(tmp_path / "never")
+    assert Recorder.fail(recorder, RuntimeError("x")) is None and not (tmp_path / "never").exists()

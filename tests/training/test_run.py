@@ -577,7 +577,11 @@ def test_eval_says_when_the_data_changed_since_the_run(tiny_folder, tmp_path, mo
     monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache"))
     summary, out = run(tiny_folder, epochs=1, dataset=f"imagefolder:{folder}")
     assert summary["data"]["classes"] == ["bottom", "left", "right", "top"]
-    assert evaluate_checkpoint(out)["acc"] == summary["test_acc"]
+    result = evaluate_checkpoint(out)
+    assert result["acc"] == summary["test_acc"]
+    assert {k: result[k] for k in ("split", "checkpoint", "epoch", "model", "dataset", "tta")} == {
+        "split": "test", "checkpoint": str(out / "best.ckpt"), "epoch": summary["best_epoch"],
+        "model": summary["model"], "dataset": f"imagefolder:{folder}", "tta": "none"}
 
     extra = folder / "test" / "left" / "extra.png"
     Image.new("L", (12, 12), 200).save(extra)

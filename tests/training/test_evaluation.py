@@ -40,3 +40,29 @@ def test_a_gallery_file_holding_more_than_tensors_is_refused(tmp_path):
                tmp_path / "misclassified.pt")
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         explain_gallery(tmp_path)  # torch.load(weights_only=True): no code runs from the file
+
+
+def test_eval_and_explain_open_the_model_with_the_options_given(tmp_path, monkeypatch):
+    """The data folder, device, batch size, TTA and changed-data switch a caller gives reach the
+    model's opening (CI has one device and finds its data anyway: here they are only passed)."""
+    from cnnbench.training import evaluation
+
+    class Opened(Exception):
+        pass
+
+    asked = []
+
+    def opening(path, **options):
+        asked.append((path, options))
+        raise Opened
+
+    monkeypatch.setattr(evaluation, "open_for_evaluation", opening)
+    with pytest.raises(Opened):
+        evaluation.evaluate_checkpoint(tmp_path / "x.ckpt", data_dir="/data", device="cuda:1",
+                                       batch_size=7, tta="mirror", allow_changed_data=True)
+    assert asked[-1] == (tmp_path / "x.ckpt", {"data_dir": "/data", "device": "cuda:1", "batch_size": 7,
+                                               "tta": "mirror", "allow_changed_data": True})
+    torch.save({"index": torch.tensor([3]), "pred": torch.tensor([1])}, tmp_path / "misclassified.pt")
+    with pytest.raises(Opened):
+        explain_gallery(tmp_path, data_dir="/data", device="cuda:1")
+    assert asked[-1] == (tmp_path / "best.ckpt", {"data_dir": "/data", "device": "cuda:1"})

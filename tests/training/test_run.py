@@ -529,7 +529,8 @@ def test_freezing_the_backbone_leaves_layers_new_from_init_trainable(tiny_folder
     assert resumed.model.conv1.weight.requires_grad and not resumed.model.bn1.weight.requires_grad
 
 
-def test_gallery_heat_maps_are_for_the_classes_given_at_the_stored_images_size(tiny_folder, tmp_path):
+def test_gallery_heat_maps_are_for_the_classes_given_at_the_stored_images_size(tiny_folder, tmp_path,
+                                                                              monkeypatch):
     """The misclassified gallery's Grad-CAM maps: one per row, for the class asked (the gallery
     asks for the predicted one, which under TTA need not be the plain forward's), at the stored
     test images' height x width (here 12 x 16, not square, and not the model's input size)."""
@@ -554,6 +555,13 @@ def test_gallery_heat_maps_are_for_the_classes_given_at_the_stored_images_size(t
     assert asked["heat"].shape == (3, 12, 16) and asked["heat"].dtype == torch.uint8
     assert asked["cam_layer"] == "features" and asked["cam_method"] == "grad-cam"  # lenet5's
     assert not torch.equal(asked["heat"], elsewhere["heat"])  # the class asked, not the argmax
+    # at the layer the registry names for the model, whichever it is
+    from types import SimpleNamespace
+
+    from cnnbench.models import registry
+
+    monkeypatch.setattr(registry, "model_info", lambda name: SimpleNamespace(cam_layer="features.c3"))
+    assert saved.gallery_heat(rows, torch.tensor([0, 1, 2]))["cam_layer"] == "features.c3"
 
 
 def test_eval_of_a_bf16_run_evaluates_in_bf16_as_the_run_did(tiny_folder):

@@ -29,8 +29,9 @@ if [ "${1:-}" != "--report" ]; then
   mkdir -p logs
   if [ "${1:-}" = "--retry" ]; then
     shift
-    [ -d mutants ] || "$VENV/bin/python" scripts/mutation_verdicts.py restore
-    [ -d mutants/src ] && "$VENV/bin/python" scripts/mutation_sync.py
+    # the names are those of the mutants mutmut made here: a fresh checkout has none yet
+    [ -d mutants/src ] || { echo "no mutants here yet: run ./scripts/mutation.sh first (it restores the saved verdicts and makes the mutants), then --retry" >&2; exit 2; }
+    "$VENV/bin/python" scripts/mutation_sync.py  # today's tests into mutants/
     mapfile -t retry < <("$VENV/bin/python" scripts/mutation_verdicts.py undetected)
     [ ${#retry[@]} -gt 0 ] || { echo "no undetected mutants to try again" >&2; exit 0; }
     echo "mutmut: trying the ${#retry[@]} undetected mutants again" >&2
@@ -70,7 +71,6 @@ PY
     echo "fix that test (or leave it out under [tool.mutmut] in pyproject.toml), then run this again; no verdicts were saved" >&2
     exit 1
   fi
-  mkdir -p mutants
   echo $(( $(date +%s) - start + $(cat mutants/.wall_seconds 2>/dev/null || echo 0) )) > mutants/.wall_seconds.new
   mv mutants/.wall_seconds.new mutants/.wall_seconds
   "$VENV/bin/python" scripts/mutation_verdicts.py save

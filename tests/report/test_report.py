@@ -191,6 +191,7 @@ def test_the_gallery_draws_the_heat_maps_saved_beside_its_images(tmp_path):
 def test_reference_difference_of_values_and_ranges():
     assert reference_difference(90.0, 89.5) == pytest.approx(0.5)
     assert reference_difference(66.0, (64, 68)) == 0.0
+    assert reference_difference(64.0, (64, 68)) == reference_difference(68.0, (64, 68)) == 0.0  # ends inside
     assert reference_difference(62.0, (64, 68)) == pytest.approx(-2.0)
     assert reference_difference(70.0, (64, 68)) == pytest.approx(2.0)
     assert reference_difference(None, 1.0) is None

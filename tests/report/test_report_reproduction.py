@@ -163,6 +163,10 @@ def test_counts_and_ranges(tmp_path):
     assert reproduction.reference_cell(params.ref) == "60,000"
     assert acc.difference == 0.0  # inside the published range
     assert reproduction.reference_cell(acc.ref) == "64–68 %"
+    # the table's difference column: the count's difference also relative to the report's count
+    [(_, (header, rows), _)] = reproduction.reproduction_tables([params, acc])
+    column = header.index("difference")
+    assert [row[column] for row in rows] == ["+1.71k (+2.8 %)", "+0.00 pp"]
 
 
 def test_max_epoch_test_acc_is_labelled_and_shown_beside_the_honest_test_acc(tmp_path):

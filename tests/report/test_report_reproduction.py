@@ -379,6 +379,8 @@ def test_the_tables_rows_cells_and_footnotes_before_any_markdown(recipes, tmp_pa
     root = tmp_path / "more"
     study_run(root, "broken", status="failed",  # a wording alone is a footnote too
               reference=[{"metric": "test_acc", "value": 90.0, "wording": "acc 90%"}])
+    study_run(root, "gpu", position=2,  # a note ending in a letter keeps it (a GPU's name)
+              reference=[{"metric": "test_acc", "value": 92.0, "note": "GeForce 940MX"}])
     for seed, acc in ((0, 0.96), (1, 0.98)):
         study_run(root / f"s{seed}", "seeds", seed=seed, test_acc=acc, position=1,
                   reference=[{"metric": "test_acc", "value": 97.0, "comparable": True,
@@ -389,6 +391,7 @@ def test_the_tables_rows_cells_and_footnotes_before_any_markdown(recipes, tmp_pa
     notes = [n for *_, notes in tables for n in notes]
     assert '[1] **broken**, test acc: report 90 % ("acc 90%").' in notes
     assert "[2] **seeds**, test acc: report 97 % — the mean of its table." in notes  # one period
+    assert "[3] **gpu**, test acc: report 92 % — GeForce 940MX." in notes
     assert cells["seeds"] == "97.00 ± 1.41 %"
     assert reproduction.quantity_text("accuracy", 97.0) == "97.00 %"
     assert reproduction.quantity_text("accuracy", 97.0, 1.414, n=2) == "97.00 ± 1.41 %"
@@ -425,17 +428,19 @@ def test_choices_are_noted_once_for_the_runs_they_concern(tmp_path):
     without ``what`` is no choice."""
     choice = {"what": "the seed", "cnnbench": "seeds 0-2", "report": "one run", "source": "000:797"}
     split = {"what": "the split", "cnnbench": "a seeded 54k/6k split", "report": "the first 54k."}
+    device = {"what": "the device", "cnnbench": "a CPU", "report": "a GeForce 940MX"}  # ends in X
     same_reordered = dict(reversed(list(choice.items())))
-    for name, choices in (("a", [choice, split, {"cnnbench": "no what"}]), ("b", [same_reordered])):
+    for name, choices in (("a", [choice, split, device, {"cnnbench": "no what"}]), ("b", [same_reordered])):
         run = study_run(tmp_path / name, name, position=ord(name))
         meta = json.loads((run / "study.json").read_text())
         (run / "study.json").write_text(json.dumps(dict(meta, choices=choices)))
     groups = groups_of(tmp_path)
-    assert [len(reproduction.run_choices(g)) for g in groups] == [2, 1]
+    assert [len(reproduction.run_choices(g)) for g in groups] == [3, 1]
     assert reproduction.choice_notes(groups) == [
         "cnnbench's choice, **the seed** (a, b): seeds 0-2; the report: one run (lab report 000, "
         "line 797 (`../shared/seeds/000_*.txt`)).",
-        "cnnbench's choice, **the split** (a): a seeded 54k/6k split; the report: the first 54k."]
+        "cnnbench's choice, **the split** (a): a seeded 54k/6k split; the report: the first 54k.",
+        "cnnbench's choice, **the device** (a): a CPU; the report: a GeForce 940MX."]
 
 
 def test_the_best_weights_accuracy_beside_last_weights_has_its_spread_over_seeds():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -52,3 +53,19 @@ def test_every_reference_metric_has_a_quantity_and_an_unknown_source_is_refused(
     assert set(QUANTITIES) == set(REFERENCE_METRICS)
     with pytest.raises(ValueError, match="unknown source 'nowhere'"):
         Quantity("x", "nowhere", "test_acc").read(record(SUMMARY, METRICS))
+
+
+def test_a_reference_scales_by_its_unit_only_for_times():
+    from cnnbench.report.records import reference_value
+
+    assert reference_value({"kind": "time", "unit": "min", "value": 2}) == 120.0
+    assert reference_value({"kind": "time", "value": 2}) == 2.0  # no unit: seconds
+    assert reference_value({"kind": "count", "unit": "min", "value": 2}) == 2.0  # not a time
+
+
+def test_a_group_has_no_value_of_a_quantity_cnnbench_does_not_know():
+    from cnnbench.report.records import RunGroup
+
+    group = SimpleNamespace(finished=[record(SUMMARY, METRICS)])
+    assert RunGroup.quantity(group, "no_such_metric") is None
+    assert RunGroup.quantity(group, "test_acc") == (0.69, 0.0)

@@ -474,3 +474,14 @@ def test_the_best_test_accuracy_over_epochs_cell_names_the_weights_the_run_teste
                                     f"monitor_test) (test acc 97.00 %: best-validation weights{honest}")
     assert cell(["best"], (97.5, 0.0), test_acc=None) == "97.50 %"  # no test accuracy to show
     assert cell(["best"], None, metric="val_acc") == "—"
+
+
+@pytest.mark.parametrize("value, where", [(98.0, "inside"), (96.0, "inside"), ([98.0, 99.0], "inside"),
+                                          ([95.0, 96.0], "inside"), (98.01, "outside (above)"),
+                                          ([94.0, 95.99], "outside (below)")])
+def test_a_report_number_at_the_edge_of_the_interval_is_inside(monkeypatch, value, where):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(reproduction, "cnnbench_interval", lambda item: (96.0, 98.0))
+    item = SimpleNamespace(difference=0.0, ref={"kind": "accuracy", "value": value})
+    assert reproduction.interval_position(item) == where

@@ -66,3 +66,43 @@ def test_eval_and_explain_open_the_model_with_the_options_given(tmp_path, monkey
     with pytest.raises(Opened):
         explain_gallery(tmp_path, data_dir="/data", device="cuda:1")
     assert asked[-1] == (tmp_path / "best.ckpt", {"data_dir": "/data", "device": "cuda:1"})
+
+
+def test_a_saved_model_is_built_on_the_device_and_in_the_memory_format_asked():
+    from cnnbench.config import TrainConfig
+    from cnnbench.data.specs import registered_spec
+    from cnnbench.models import create_model_for
+    from cnnbench.training.evaluation import saved_model
+
+    config, spec = TrainConfig(model="lenet5", dataset="mnist"), registered_spec("mnist")
+    weights = create_model_for(config, spec, (28, 28)).state_dict()
+    state = torch.random.get_rng_state()
+    on_meta = saved_model(config, spec, (28, 28), weights, "x.ckpt", torch.device("meta"))
+    assert torch.equal(torch.random.get_rng_state(), state)  # building drew from a forked stream
+    assert {p.device.type for p in on_meta.parameters()} == {"meta"}
+    fast = saved_model(config.replace(channels_last=True), spec, (28, 28), weights, "x.ckpt",
+                       torch.device("cpu"))
+    assert fast.features.c3.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(fast.features.c1.weight, weights["features.c1.weight"])
+
+
+def test_a_tensor_file_loads_where_asked(tmp_path):
+    from cnnbench.training.checkpoint import load_tensor_file
+
+    torch.save({"w": torch.ones(2)}, tmp_path / "t.pt")
+    assert load_tensor_file(tmp_path / "t.pt", map_location="meta")["w"].device.type == "meta"
+    assert load_tensor_file(tmp_path / "t.pt")["w"].device.type == "cpu"  # by default
+
+
+def test_the_weights_owner_is_found_inside_distributed_and_compiled_wrappers():
+    from torch import nn
+
+    from cnnbench.training.checkpoint import unwrap
+
+    inner = nn.Linear(2, 2)
+    ddp = nn.parallel.DistributedDataParallel.__new__(nn.parallel.DistributedDataParallel)
+    nn.Module.__init__(ddp)  # a wrapper without a process group: only its shape matters here
+    ddp.module = inner
+    compiled = nn.Module()
+    compiled._orig_mod = ddp  # as torch.compile wraps
+    assert unwrap(compiled) is inner and unwrap(ddp) is inner and unwrap(inner) is inner

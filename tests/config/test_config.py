@@ -297,3 +297,10 @@ def test_every_option_says_whether_it_is_part_of_the_recipe():
     from cnnbench.report import departures
     from cnnbench.training import rundir
     assert departures.NOT_RECIPE is NOT_RECIPE and rundir.RESUMABLE_CHANGES is RESUMABLE_CHANGES
+
+
+def test_a_model_name_that_is_no_model_is_not_the_same_model():
+    from cnnbench.config.resolve import _same_model
+
+    assert _same_model("lenet5", " lenet5 ") and not _same_model("lenet5", "resnet18")
+    assert not _same_model("lenet5", "no_such_model")  # unknown: never the same

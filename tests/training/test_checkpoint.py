@@ -223,3 +223,15 @@ def test_the_gpus_generators_are_saved_and_restored_where_cuda_is_in_use(monkeyp
     assert restored == ([gpu_states] if available and initialized else [])
     restore_rng_state({**state, "cuda": gpu_states})  # a GPU run's checkpoint
     assert restored[-1:] == ([gpu_states] if available else [])
+
+
+def test_weights_that_do_not_fit_name_the_mismatch_in_one_line():
+    from torch import nn
+
+    from cnnbench.training.checkpoint import load_model_weights
+
+    with pytest.raises(UserError) as info:
+        load_model_weights(nn.Linear(2, 2), {"weight": torch.zeros(3, 3), "bias": torch.zeros(2)},
+                           "x.ckpt", "lenet5")
+    assert str(info.value).startswith("the weights in x.ckpt do not fit model lenet5 (size mismatch "
+                                      "for weight: copying a param with shape torch.Size([3, 3])")

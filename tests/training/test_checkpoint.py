@@ -90,6 +90,9 @@ def test_a_run_file_given_as_checkpoint_is_named_for_what_it_is(tmp_path):
     weights = elsewhere / "weights.json"  # a real checkpoint under an odd name is still read
     weights.write_bytes((tmp_path / "best.ckpt").read_bytes())
     assert ckpt.open_checkpoint(weights)[0] == weights
+    # its tensors where asked (a GPU run's on the CPU by default)
+    _, state, _ = ckpt.open_checkpoint(weights, map_location="meta")
+    assert {t.device.type for t in state["model"].values()} == {"meta"}
 
 
 class _Payload:

@@ -105,20 +105,3 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tiny_folder):
     for key in ("test_acc", "test_loss", "best_val_acc", "best_epoch", "confusion_matrix",
                 "epochs_completed", "status"):
         assert summary_a[key] == summary_b[key], key
-
-
-def test_resume_refuses_a_machine_that_resolves_amp_auto_otherwise(tmp_path):
-    """A run started with --amp auto in bf16 must not go on in fp32 on another machine."""
-    import json
-
-    import pytest
-
-    from cnnbench.errors import UserError
-    from cnnbench.training.record import check_same_precision as _check_same_precision
-
-    (tmp_path / "summary.json").write_text(json.dumps({"amp": "bf16"}))
-    _check_same_precision(tmp_path, "auto", "bf16")  # the same machine: fine
-    _check_same_precision(tmp_path, "bf16", "bf16")
-    with pytest.raises(UserError, match="trained in bf16 so far.*resolves --amp auto to off"):
-        _check_same_precision(tmp_path, "auto", "off")
-    _check_same_precision(tmp_path / "no-summary-yet", "auto", "off")

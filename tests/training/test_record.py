@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from cnnbench.errors import UserError
 from cnnbench.training.record import Recorder
 from cnnbench.training.rundir import STEPS, read_jsonl
@@ -177,8 +179,6 @@ def test_resume_refuses_a_machine_that_resolves_amp_auto_otherwise(tmp_path):
     precision asked by name is the user's, and a run that has not recorded one is not held."""
     import json
 
-    import pytest
-
     from cnnbench.training.record import check_same_precision
 
     (tmp_path / "summary.json").write_text(json.dumps({"amp": "bf16"}))
@@ -190,3 +190,29 @@ def test_resume_refuses_a_machine_that_resolves_amp_auto_otherwise(tmp_path):
     check_same_precision(tmp_path / "no-summary-yet", "auto", "off")
     (tmp_path / "summary.json").write_text(json.dumps({"amp": "auto"}))  # not resolved then
     check_same_precision(tmp_path, "auto", "off")
+
+
+def test_a_checkpoint_that_cannot_be_resumed_says_why_in_one_line(tmp_path):
+    last = tmp_path / "last.ckpt"
+
+    def recorder(state):
+        return SimpleNamespace(run_dir=tmp_path, load=lambda name: state, main=True,
+                               summary={"data": None})
+
+    for state in ({"kind": "best", "training": {"optimizer": {}}},  # the best weights only
+                  {"kind": "last", "training": None}):  # written without its training state
+        with pytest.raises(UserError, match=f"^{last} holds no training state; it cannot be resumed$"):
+            Recorder.restore(recorder(state), None)
+
+    def refusing(error):
+        def load_training_state(weights, saved):
+            raise error
+        return SimpleNamespace(load_training_state=load_training_state)
+
+    state = {"kind": "last", "training": {"optimizer": {}}, "model": {}}
+    for error, said in ((RuntimeError("size mismatch for fc.weight\nmore detail"), "size mismatch for fc.weight"),
+                        (KeyError(), "KeyError")):
+        with pytest.raises(UserError) as info:
+            Recorder.restore(recorder(state), refusing(error))
+        assert str(info.value) == (f"{last} does not fit this run's model/optimizer ({said}); it "
+                                   f"cannot be resumed")

@@ -191,7 +191,7 @@ def load_tensor_file(path: str | Path, map_location: str | torch.device = "cpu")
             # torch's own first line is about the weights_only default; the cause comes later
             cause = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(exc))
             raise UserError(f"cannot read {path}: it is corrupt, truncated or not a PyTorch "
-                            f"weights file ({cause.group(1)[:160] if cause else _first_line(exc)})") from None
+                            f"weights file ({cause.group(1)[:160] if cause else first_line(exc)})") from None
         # torch refused to unpickle a Python object: with pickle, loading it could run code.
         raise UserError(f"refusing to read {path}: it holds pickled Python objects besides "
                         f"tensors ({blocked.group(1)}), which could run code when loaded; "
@@ -200,7 +200,7 @@ def load_tensor_file(path: str | Path, map_location: str | torch.device = "cpu")
     except (zipfile.BadZipFile, zipfile.BadZipFile, EOFError, RuntimeError, ValueError,
             AttributeError, TypeError, KeyError, IndexError) as exc:
         raise UserError(f"cannot read {path}: it is corrupt, truncated or not a PyTorch weights "
-                        f"file ({_first_line(exc)})") from None
+                        f"file ({first_line(exc)})") from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
 
@@ -218,7 +218,9 @@ def load_model_weights(model: nn.Module, weights: dict[str, torch.Tensor], sourc
     return model
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: BaseException) -> str:
+    """An error's first line (at most 160 characters), or its kind when it has no text: what a
+    one-line message quotes of an error from deep inside torch."""
     text = str(exc).strip()
     return text.splitlines()[0][:160] if text else type(exc).__name__
 

@@ -238,9 +238,8 @@ class Recorder:
         try:
             t.load_training_state(state["model"], saved)
         except (RuntimeError, KeyError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"{path} does not fit this run's model/optimizer ({first}); it "
-                            f"cannot be resumed") from None
+            raise UserError(f"{path} does not fit this run's model/optimizer "
+                            f"({ckpt.first_line(exc)}); it cannot be resumed") from None
         epoch, step, meta = int(state["epoch"]), int(state["step"]), dict(state["meta"])
         t.step, t.images_seen = step, meta["images_seen"]
         if self.main:

@@ -49,9 +49,9 @@ def test_a_run_without_the_numbers_has_none_and_older_runs_their_epochs_best():
     assert QUANTITIES["epoch_time_s"].read(record({}, [{"epoch": 1, "epoch_time_s": 2}])) == 2.0
 
 
-def test_every_reference_metric_has_a_quantity_and_an_unknown_source_is_refused():
+def test_every_reference_metric_has_a_quantity_and_an_unknown_place_is_refused():
     assert set(QUANTITIES) == set(REFERENCE_METRICS)
-    with pytest.raises(ValueError, match="unknown source 'nowhere'"):
+    with pytest.raises(ValueError, match="unknown place 'nowhere'"):
         Quantity("x", "nowhere", "test_acc").read(record(SUMMARY, METRICS))
 
 

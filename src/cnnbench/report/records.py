@@ -256,32 +256,32 @@ class Quantity:
     """A number of a run that a reference can quote: its label in the tables and where
     cnnbench's value is in a run directory (its kind: ``REFERENCE_METRICS``).
 
-    ``source``: ``"summary"`` (``summary.json[key]``), ``"last_epoch"`` (the last epoch's
+    ``where``: ``"summary"`` (``summary.json[key]``), ``"last_epoch"`` (the last epoch's
     ``key`` in ``metrics.jsonl``: the lab reports print the final epoch's numbers),
     ``"epoch_mean"`` (the mean over the epochs), ``"epoch"`` (epoch ``epoch``'s value; 1 is the
     first) or ``"max_epoch_test"`` (the best test accuracy over the epochs of a run that
     evaluated the test set every epoch, ``monitor_test``; ``None`` for a run that did not)."""
 
     label: str
-    source: str
+    where: str  # which file and how (not a lab report's ``source`` line)
     key: str = ""
     epoch: int = 0
 
     def read(self, record: RunRecord) -> float | None:
-        if self.source == "summary":
+        if self.where == "summary":
             return _number(record.summary.get(self.key))
         epochs = [m for m in record.metrics if "epoch" in m]
         values = [v for v in (_number(m.get(self.key)) for m in record.metrics) if v is not None]
-        if self.source == "last_epoch":
+        if self.where == "last_epoch":
             return _number(epochs[-1].get(self.key)) if epochs else None
-        if self.source == "epoch_mean":
+        if self.where == "epoch_mean":
             return statistics.fmean(values) if values else None
-        if self.source == "epoch":
+        if self.where == "epoch":
             return next((_number(m.get(self.key)) for m in epochs if m["epoch"] == self.epoch), None)
-        if self.source == "max_epoch_test":
+        if self.where == "max_epoch_test":
             value = _number(record.summary.get("max_epoch_test_acc"))
             return value if value is not None else max(values) if values else None
-        raise ValueError(f"unknown source {self.source!r}")
+        raise ValueError(f"unknown place {self.where!r}")
 
 
 # What each metric of a study's `reference:` (cnnbench.reference_metrics) is in cnnbench:

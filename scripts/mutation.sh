@@ -57,9 +57,10 @@ if [ "${1:-}" != "--report" ]; then
   # fewer mutants of the files it made again: 71 instead of 469 for inference.images.)
   # (through scripts/mutmut_run.py: mutmut with its max_stack_depth bug worked around)
   nice -n 10 "$VENV/bin/python" scripts/mutmut_run.py run --max-children 2 "$@" > logs/mutmut.log 2>&1 || true
-  if tr '\r' '\n' < logs/mutmut.log | grep -q -E "failed to collect stats|Failed to run clean test|Failed to collect list of tests"; then
+  failure=$(tr '\r' '\n' < logs/mutmut.log | grep -E -o "failed to collect stats|Failed to run clean test|Failed to collect list of tests" | head -1 || true)
+  if [ -n "$failure" ]; then
     # mutmut hides the failing test's output (its stats run is in a fork server): show it
-    echo "mutmut could not run the suite in mutants/ ($(tr '\r' '\n' < logs/mutmut.log | grep -E -o "failed to collect stats|Failed to run clean test|Failed to collect list of tests" | head -1)); the failure, run again here:" >&2
+    echo "mutmut could not run the suite in mutants/ ($failure); the failure, run again here:" >&2
     "$VENV/bin/python" - <<'PY' >&2 || true
 import subprocess, sys, tomllib
 config = tomllib.load(open("pyproject.toml", "rb"))["tool"]["mutmut"]

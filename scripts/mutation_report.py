@@ -41,17 +41,39 @@ def _dotted(path: str) -> str:
     return path.removeprefix("src/").removesuffix(".py").replace("/", ".")
 
 
-def collect() -> dict:
+def _saved() -> tuple[dict, dict, dict]:
+    """The saved verdicts: (the file, each mutant's status, each function's source hash)."""
     path = verdicts_path(REPO)
     if not path.exists():
         sys.exit("no saved mutmut verdicts here; run ./scripts/mutation.sh first")
     saved = json.loads(path.read_text())
     statuses = {name: status_by_exit_code[code] for f in saved["files"].values()
                 for name, code in f["exit_codes"].items()}
-    if not statuses:
-        sys.exit("mutmut recorded no mutants; see logs/mutmut.log")
     hashes = {f"{_dotted(path)}.{function}": digest for path, f in saved["files"].items()
               for function, digest in f["function_hashes"].items()}
+    return saved, statuses, hashes
+
+
+def explain(why: str, names: list[str]) -> None:
+    """Record undetected mutants as equivalent, each with its function's current source hash."""
+    _, statuses, hashes = _saved()
+    if not why.strip():
+        sys.exit("mutation_report: say why the mutants are equivalent (the first argument)")
+    for name in names:
+        if statuses.get(name) not in UNDETECTED:
+            sys.exit(f"mutation_report: {name} is {statuses.get(name, 'not a saved mutant')}, "
+                     f"not undetected; only a survivor can be explained")
+    explained = json.loads(EXPLAINED.read_text()) if EXPLAINED.exists() else {}
+    for name in names:
+        explained[name] = {"why": why, "function_hash": hashes[name.rsplit("__mutmut_", 1)[0]]}
+    EXPLAINED.write_text(json.dumps(dict(sorted(explained.items())), indent=1, ensure_ascii=False) + "\n")
+    print(f"mutation_report: {len(names)} explained in {EXPLAINED.name}")
+
+
+def collect() -> dict:
+    saved, statuses, hashes = _saved()
+    if not statuses:
+        sys.exit("mutmut recorded no mutants; see logs/mutmut.log")
     explained = json.loads(EXPLAINED.read_text()) if EXPLAINED.exists() else {}
     for name, entry in sorted(explained.items()):
         # a mutant's name holds for its function's source only (mutmut numbers the mutants)
@@ -122,7 +144,14 @@ def render(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    if argv[1:2] == ["explain"]:
+        if len(argv) < 4:
+            sys.exit('usage: python scripts/mutation_report.py explain "WHY" MUTANT_NAME...')
+        explain(argv[2], argv[3:])
+        return 0
+    if argv[1:]:
+        sys.exit('usage: python scripts/mutation_report.py [explain "WHY" MUTANT_NAME...]')
     result = collect()
     SCORE_JSON.write_text(json.dumps(result, indent=1) + "\n")
     text = TESTING_MD.read_text() if TESTING_MD.exists() else f"{START}\n{END}\n"
@@ -137,4 +166,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv))

@@ -55,3 +55,19 @@ def test_an_explanation_of_a_changed_function_or_a_detected_mutant_is_stale(repo
     out = capsys.readouterr().out
     assert f"{name}2 in mutation-explained.json is stale (its function changed)" in out
     assert f"{name}1 in mutation-explained.json is stale (killed)" in out
+
+
+def test_explain_records_survivors_with_their_functions_hash_and_refuses_the_rest(report, tmp_path):
+    module, name = report
+    assert module.main(["mutation_report.py", "explain", "same output", name + "2", name + "3"]) == 0
+    entries = json.loads((tmp_path / "docs" / "mutation-explained.json").read_text())
+    assert entries == {name + "2": {"why": "same output", "function_hash": "h1"},
+                       name + "3": {"why": "same output", "function_hash": "h1"}}
+    assert module.collect()["explained"] == 2
+    for other, status in ((name + "1", "is killed"), (name + "4", "is not checked"),
+                          ("cnnbench.demo.x_g__mutmut_1", "is not a saved mutant")):
+        with pytest.raises(SystemExit, match=f"{other} {status}, not undetected"):
+            module.main(["mutation_report.py", "explain", "why", other])
+    with pytest.raises(SystemExit, match="say why"):
+        module.explain(" ", [name + "2"])
+    assert json.loads((tmp_path / "docs" / "mutation-explained.json").read_text()) == entries

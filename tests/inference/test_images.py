@@ -68,6 +68,24 @@ def test_too_large_files_and_images_say_their_size_and_the_limit(tmp_path, monke
         open_image(warned, max_pixels=10_000_000)
 
 
+def test_only_the_pixel_limit_warning_refuses_an_image(tmp_path, monkeypatch):
+    """Other warnings PIL gives while opening a file (an odd chunk, a metadata quirk) pass on
+    as warnings: the image is still used."""
+    import warnings
+
+    Image.new("L", (3, 2), 7).save(tmp_path / "odd.png")
+    real_open = Image.open
+
+    def warning_open(*args, **kwargs):
+        warnings.warn("a quirk of this file", UserWarning)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(images.Image, "open", warning_open)
+    with pytest.warns(UserWarning, match="a quirk of this file"):
+        image = open_image(tmp_path / "odd.png")
+    assert image.size == (3, 2) and image.getpixel((0, 0)) == 7
+
+
 def _ink(rows: slice, cols: slice) -> np.ndarray:
     """A 60 x 60 page, white, with dark ink where (rows, cols) say."""
     page = np.full((60, 60), 250, dtype=np.uint8)

@@ -106,3 +106,67 @@ def test_the_weights_owner_is_found_inside_distributed_and_compiled_wrappers():
     compiled = nn.Module()
     compiled._orig_mod = ddp  # as torch.compile wraps
     assert unwrap(compiled) is inner and unwrap(ddp) is inner and unwrap(inner) is inner
+
+
+def test_a_saved_model_is_evaluated_with_its_runs_settings(monkeypatch):
+    """eval, the report and predict evaluate a saved model on its device, in its run's precision,
+    memory format and TTA (CI has one device: here they are only passed on)."""
+    from types import SimpleNamespace
+
+    from cnnbench.config import TrainConfig
+    from cnnbench.devices import resolve_amp
+    from cnnbench.training import evaluation, inputs
+
+    calls = []
+    monkeypatch.setattr(inputs, "make_loader", lambda config, data, split, device: (split, device))
+    monkeypatch.setattr(evaluation, "evaluate", lambda model, loader, **kw: calls.append((model, loader, kw)))
+    config = TrainConfig(model="lenet5", dataset="mnist", channels_last=True, amp="auto", tta="mirror")
+    device, model = torch.device("cpu"), object()
+    saved = evaluation.SavedModel("x.ckpt", {}, config, device, SimpleNamespace(spec=SimpleNamespace(num_classes=7)), model)
+    saved.evaluate("val", bins=5)
+    assert calls == [(model, ("val", device), {"num_classes": 7, "device": device, "amp": resolve_amp("auto", device),
+                                               "channels_last": True, "tta": "mirror", "bins": 5})]
+
+
+def test_a_checkpoint_opened_for_evaluation_builds_its_model_on_the_device_asked(monkeypatch):
+    from types import SimpleNamespace
+
+    from cnnbench.config import TrainConfig
+    from cnnbench.training import checkpoint, evaluation, inputs
+
+    config = TrainConfig(model="lenet5", dataset="mnist")
+    data = SimpleNamespace(spec="spec", input_size=(28, 28), fingerprint=lambda: "same")
+    monkeypatch.setattr(checkpoint, "open_checkpoint", lambda path: (path, {"model": "weights"}, config))
+    monkeypatch.setattr(inputs, "prepare_data", lambda c: data)
+    monkeypatch.setattr(inputs, "check_same_data", lambda *a, **kw: None)
+    built = []
+    monkeypatch.setattr(evaluation, "saved_model", lambda *args: built.append(args) or "model")
+    saved = evaluation.open_for_evaluation("run/best.ckpt", device="cpu", tta="mirror")
+    assert built == [(saved.config, "spec", (28, 28), "weights", "run/best.ckpt", torch.device("cpu"))]
+    assert saved.device == torch.device("cpu") and saved.model == "model" and saved.config.tta == "mirror"
+
+
+def test_gallery_heat_scales_the_maps_bilinearly_to_the_stored_images(monkeypatch):
+    """The heat maps: Grad-CAM's (or the saliency's, for a network without a map layer: no layer
+    name) scaled to the stored images' size as torchvision scales (corners not aligned), as
+    uint8; the classes asked are sent to the model's device."""
+    from types import SimpleNamespace
+
+    from cnnbench.config import TrainConfig
+    from cnnbench.models import cam
+    from cnnbench.training import evaluation, inputs
+
+    maps = torch.tensor([[[0.0, 1.0], [0.25, 0.5]]])
+    asked = []
+    monkeypatch.setattr(inputs, "make_loader", lambda config, data, split, device, rows: [(torch.zeros(1, 1, 4, 6), None)])
+    monkeypatch.setattr(cam, "cam_layer", lambda model, x, named: None)
+    monkeypatch.setattr(cam, "grad_cam", lambda model, x, target, layer: asked.append(target.device)
+                        or {"maps": maps, "layer": layer, "method": "saliency"})
+    data = SimpleNamespace(test=(torch.zeros(1, 1, 4, 6), torch.zeros(1)))
+    heat = evaluation.gallery_heat(None, TrainConfig(model="lenet5", dataset="mnist"), data,
+                                   torch.device("meta"), torch.tensor([0]), torch.tensor([1]))
+    expected = torch.nn.functional.interpolate(maps[:, None], size=(4, 6), mode="bilinear")[:, 0]
+    assert torch.equal(heat["heat"], (expected * 255).round().to(torch.uint8))
+    assert heat["heat"][0, 0].tolist() == [0, 0, 85, 170, 255, 255]  # edge pixels repeated
+    assert (heat["cam_layer"], heat["cam_method"]) == ("", "saliency")
+    assert asked == [torch.device("meta")]

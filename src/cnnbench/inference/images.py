@@ -161,7 +161,7 @@ def mnist_digit(grey: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """A greyscale image of a handwritten digit (any size, either polarity) as a 28x28 MNIST
     digit: light ink on black, cropped to the ink, longer side 20 px, centred by centre of
     mass. Returns the uint8 image and what was done."""
-    g = grey.astype(np.float32)
+    g = grey.astype(np.float64)
     notes = []
     if np.median(g) > 127:
         g = 255.0 - g
@@ -179,7 +179,7 @@ def mnist_digit(grey: np.ndarray) -> tuple[np.ndarray, list[str]]:
     h, w = crop.shape
     scale = MNIST_BOX / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    digit = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize(size, Image.LANCZOS),
+    digit = np.asarray(Image.fromarray(crop.round().astype(np.uint8)).resize(size, Image.LANCZOS),
                        dtype=np.float32)
     total = digit.sum()
     cy, cx = ((np.arange(digit.shape[0]) @ digit.sum(1)) / total,

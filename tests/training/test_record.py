@@ -216,3 +216,45 @@ def test_a_checkpoint_that_cannot_be_resumed_says_why_in_one_line(tmp_path):
             Recorder.restore(recorder(state), refusing(error))
         assert str(info.value) == (f"{last} does not fit this run's model/optimizer ({said}); it "
                                    f"cannot be resumed")
+
+
+def test_a_resume_drops_the_logs_written_after_the_checkpoint(tmp_path):
+    """The epochs and steps logged after last.ckpt (by the run that was killed) are dropped, so
+    the resumed run's logs read as one uninterrupted run's."""
+    import json
+
+    from cnnbench.training.checkpoint import capture_rng_state
+
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e}) + "\n" for e in (1, 2, 3)))
+    (tmp_path / "train_steps.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in (10, 20, 25)))
+    state = {"kind": "last", "model": {}, "epoch": 2, "step": 20, "data": None,
+             "meta": {"images_seen": 640, "best_epoch": 1},
+             "training": {"rng": capture_rng_state(), "loader": {"epoch": 2}}}
+    lines, loaded = [], []
+    recorder = SimpleNamespace(run_dir=tmp_path, load=lambda name: state, main=True, summary={"data": None},
+                               console=SimpleNamespace(line=lines.append))
+    loader = SimpleNamespace(load_state_dict=loaded.append)
+    t = SimpleNamespace(load_training_state=lambda weights, saved: None, rng_state=lambda saved: saved["rng"],
+                        train_loaders={"train": loader})
+    assert Recorder.restore(recorder, t) == (2, state["meta"])
+    assert (t.step, t.images_seen, recorder.last_good_epoch) == (20, 640, 2)
+    assert [r["epoch"] for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())] == [1, 2]
+    assert [r["step"] for r in map(json.loads, (tmp_path / "train_steps.jsonl").read_text().splitlines())] == [10, 20]
+    assert loaded == [{"epoch": 2}] and lines == [f"resuming {tmp_path} after epoch 2 (step 20)"]
+
+
+def test_the_tracker_gets_the_failed_summary_and_cannot_hide_the_runs_error(tmp_path):
+    recorder, _, _ = _failing_recorder(tmp_path)
+    seen = []
+    recorder.tracker = SimpleNamespace(end=lambda summary, status: seen.append((dict(summary), status)))
+    Recorder.fail(recorder, KeyboardInterrupt("stopped by SIGTERM"))
+    [(summary, status)] = seen
+    assert status == "KILLED" and summary["status"] == "failed"
+    assert summary["error"].startswith("terminated (SIGTERM) in epoch 1, before its end")
+
+    def unreachable(summary, status):
+        raise ConnectionError("tracking server gone")
+
+    recorder.tracker = SimpleNamespace(end=unreachable)
+    assert Recorder.fail(recorder, RuntimeError("boom")) == str(tmp_path / "error.txt")
+    assert (tmp_path / "error.txt").read_text().strip().endswith("RuntimeError: boom")

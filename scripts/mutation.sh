@@ -9,7 +9,8 @@
 #                                              # rest are tried; then the score
 #   ./scripts/mutation.sh --fresh              # every mutant again, saved verdicts ignored
 #   ./scripts/mutation.sh "cnnbench.data.*"    # these mutants again (mutmut's names, globs)
-#   ./scripts/mutation.sh --retry              # the mutants no test detected again (after tests
+#   ./scripts/mutation.sh --retry              # the mutants no test detected (and none explained
+#                                              # as equivalent) again (after tests
 #                                              # were added: mutants/ gets today's tests first)
 #   ./scripts/mutation.sh --report             # only re-write the score from the saved verdicts
 #

@@ -132,10 +132,20 @@ UNDETECTED = (0, 5, 33)  # mutmut's exit codes for "survived" and "no tests"
 
 def undetected(repo: Path = REPO) -> list[str]:
     """The mutants mutmut tried that no test detected (survived, or no test reached them), from
-    mutants/: the ones to try again after tests were added (``mutation.sh --retry``)."""
-    return sorted(name for meta_path in _meta_files(repo / "mutants")
-                  for name, code in _read_meta(meta_path)["exit_code_by_key"].items()
-                  if code in UNDETECTED)
+    mutants/: the ones to try again after tests were added (``mutation.sh --retry``). Those
+    explained as equivalent (docs/mutation-explained.json) for their function's current source
+    are left out: no test can detect them."""
+    explained_path = repo / "docs" / "mutation-explained.json"
+    explained = json.loads(explained_path.read_text()) if explained_path.exists() else {}
+    names = []
+    for meta_path in _meta_files(repo / "mutants"):
+        meta = _read_meta(meta_path)
+        hashes = meta.get("hash_by_function_name", {})
+        for name, code in meta["exit_code_by_key"].items():
+            function = name.rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]
+            if code in UNDETECTED and explained.get(name, {}).get("function_hash") != hashes.get(function):
+                names.append(name)
+    return sorted(names)
 
 
 def main(argv: list[str]) -> int:

@@ -258,3 +258,23 @@ def test_the_tracker_gets_the_failed_summary_and_cannot_hide_the_runs_error(tmp_
     recorder.tracker = SimpleNamespace(end=unreachable)
     assert Recorder.fail(recorder, RuntimeError("boom")) == str(tmp_path / "error.txt")
     assert (tmp_path / "error.txt").read_text().strip().endswith("RuntimeError: boom")
+
+
+def test_a_new_run_starts_with_no_best_no_time_and_no_images_seen():
+    from cnnbench.training.record import fresh_meta
+
+    assert fresh_meta() == {"best_val_acc": None, "best_epoch": None, "epochs_since_best": 0,
+                            "train_time_s": 0.0, "eval_time_s": 0.0, "images_seen": 0,
+                            "stopped_early": False, "max_epoch_test_acc": None,
+                            "max_epoch_test_epoch": None}
+    assert fresh_meta() is not fresh_meta()  # each run counts in its own
+
+
+def test_the_hparams_record_is_written_at_the_step_given(monkeypatch):
+    from cnnbench.training import tracking
+
+    written = []
+    monkeypatch.setattr(tracking, "write_hparams", lambda *args: written.append(args))
+    recorder = SimpleNamespace(writer="writer", recipe_options=lambda: {"lr": 0.1}, summary={"test_acc": 0.9})
+    Recorder.hparams(recorder, 120)
+    assert written == [("writer", {"lr": 0.1}, {"test_acc": 0.9}, 120)]

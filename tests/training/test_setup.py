@@ -118,3 +118,29 @@ def test_the_gallery_heat_of_saved_weights_is_of_those_weights_not_the_live_ones
     assert heat["heat"].shape == (2, 28, 28)
     other = t.explain_saved(tested, rows, torch.tensor([7, 7]))
     assert not torch.equal(heat["heat"], other["heat"])  # the classes asked
+
+
+def test_the_copy_for_saved_weights_is_built_once_on_the_runs_device_and_names_bad_weights():
+    """Saved weights (best.ckpt's, the tested ones) are evaluated in one copy of the model, made
+    on the run's device at the first call and refilled after; weights that do not fit say
+    where they came from and which model they should fit."""
+    from cnnbench.config import TrainConfig
+    from cnnbench.data.specs import registered_spec
+    from cnnbench.errors import UserError
+    from cnnbench.models import create_model_for
+    from cnnbench.training.setup import Training
+
+    config, spec = TrainConfig(model="lenet5", dataset="mnist"), registered_spec("mnist")
+    weights = create_model_for(config, spec, (28, 28)).state_dict()
+    t = SimpleNamespace(saved_copy=None, config=config, spec=spec, data=SimpleNamespace(input_size=(28, 28)),
+                        device=torch.device("meta"))
+    assert {p.device.type for p in Training._saved(t, weights, "best.ckpt").parameters()} == {"meta"}
+    t.saved_copy, t.device = None, torch.device("cpu")
+    copy = Training._saved(t, weights, "best.ckpt")
+    assert Training._saved(t, _shifted(weights, 1.0), "last.ckpt") is copy  # refilled, not built again
+    assert torch.equal(copy.features.c1.weight, weights["features.c1.weight"] + 1.0)
+    wrong = {k: v for k, v in weights.items() if not k.startswith("classifier")}
+    for first in (True, False):
+        t.saved_copy = None if first else copy
+        with pytest.raises(UserError, match="^the weights in best.ckpt do not fit model lenet5 "):
+            Training._saved(t, wrong, "best.ckpt")

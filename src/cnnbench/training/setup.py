@@ -167,7 +167,7 @@ class Training:
             tensors += [self.ema.averages[n] for n in names]
         self.dist.average_(tensors)
 
-    def evaluate(self, split: str = "val") -> dict[str, Any]:
+    def evaluate(self, split: str) -> dict[str, Any]:
         """Evaluate the current evaluation weights (the weight average when ``ema`` is on) on
         ``split`` (``val`` or ``test``) with the run's test-time augmentation."""
         loader = self.eval_loader(split)

@@ -278,3 +278,33 @@ def test_the_hparams_record_is_written_at_the_step_given(monkeypatch):
     recorder = SimpleNamespace(writer="writer", recipe_options=lambda: {"lr": 0.1}, summary={"test_acc": 0.9})
     Recorder.hparams(recorder, 120)
     assert written == [("writer", {"lr": 0.1}, {"test_acc": 0.9}, 120)]
+
+
+def test_the_header_says_what_the_run_is_about_to_do(tmp_path, monkeypatch):
+    import json
+
+    from cnnbench.training import record
+
+    def header(*, epochs=1, amp="off", threads=1, location="/data/mnist", resume=False):
+        monkeypatch.setattr(record.torch, "get_num_threads", lambda: threads)
+        recorder = SimpleNamespace(config=SimpleNamespace(epochs=epochs, model="lenet5", dataset="mnist"),
+                                   resume=resume, run_dir=tmp_path)
+        t = SimpleNamespace(data=SimpleNamespace(split={"train": 54000, "val": 6000, "test": 10000}, location=location),
+                            config=SimpleNamespace(amp=amp), params=61706, device="cpu")
+        return Recorder.header(recorder, t)
+
+    assert header() == (f"cnnbench: lenet5 (61,706 parameters) on mnist from /data/mnist (54,000 train, "
+                        f"6,000 val, 10,000 test images); cpu, fp32, 1 thread; 1 epoch -> {tmp_path}")
+    assert header(epochs=3, amp="bf16", threads=2, location=None).endswith(
+        f"from ? (54,000 train, 6,000 val, 10,000 test images); cpu, bf16 autocast, 2 threads; 3 epochs -> {tmp_path}")
+    assert header(epochs=3, resume=True).endswith(f"; resuming from last.ckpt, 3 epochs in all -> {tmp_path}")
+    (tmp_path / "summary.json").write_text(json.dumps({"epochs_completed": 2}))
+    assert header(epochs=3, resume=True).endswith(f"; resuming after epoch 2 of 3 -> {tmp_path}")
+
+
+def test_a_recorder_line_is_shown_only_when_there_is_something_to_say():
+    shown = []
+    recorder = SimpleNamespace(console=SimpleNamespace(line=shown.append))
+    for text in ("epoch 1", None, ""):
+        Recorder.line(recorder, text)
+    assert shown == ["epoch 1"]

@@ -105,8 +105,8 @@ class Recorder:
         """What the run is about to do, before its first step: model, dataset and where its
         files are, the split, device, precision, threads, epochs and the run directory."""
         c, split = self.config, t.data.split
-        amp = t.config.amp
-        precision = "fp32" if amp in (None, "off", "none") else f"{amp} autocast"
+        amp = t.config.amp  # resolved: off, bf16 or fp16
+        precision = "fp32" if amp == "off" else f"{amp} autocast"
         start = f"{c.epochs} epoch{'s' * (c.epochs != 1)}"
         if self.resume:  # the checkpoint is restored next; its summary says how far it got
             done = (read_summary(self.run_dir) or {}).get("epochs_completed")

@@ -308,3 +308,33 @@ def test_a_recorder_line_is_shown_only_when_there_is_something_to_say():
     for text in ("epoch 1", None, ""):
         Recorder.line(recorder, text)
     assert shown == ["epoch 1"]
+
+
+def test_a_runs_first_summary_says_what_it_is_and_that_nothing_is_measured_yet(tmp_path):
+    import torch
+
+    from cnnbench.config import TrainConfig
+    from cnnbench.training.machine import device_name
+
+    config = TrainConfig(model="resnet18", dataset="cifar10", epochs=4, seed=3)
+    lines = []
+    recorder = SimpleNamespace(config=config, run_dir=tmp_path / "r1", argv=["cnnbench", "train"],
+                               console=SimpleNamespace(line=lines.append), resume=False)
+    t = SimpleNamespace(spec=SimpleNamespace(channels=3, classes=("a", "b")), model=SimpleNamespace(stem="small"),
+                        params=11, macs=None, data=SimpleNamespace(input_size=(32, 32), split={"train": 8},
+                                                                    fingerprint=lambda: "fp"),
+                        device=torch.device("cpu"), config=SimpleNamespace(amp="off"), dist=None,
+                        threads_note=None, init_report=None)
+    summary = Recorder._base_summary(recorder, t, "2026-12-06T04:00:00")
+    assert {k: summary[k] for k in ("name", "run_dir", "model", "stem", "params", "macs", "flops",
+                                    "input_size", "seed", "device", "device_name", "epochs",
+                                    "epochs_completed", "train_time_s", "eval_time_s", "status",
+                                    "started_at", "command", "processes")} == {
+        "name": "r1", "run_dir": str(tmp_path / "r1"), "model": "resnet18", "stem": "small",
+        "params": 11, "macs": None, "flops": None, "input_size": [3, 32, 32], "seed": 3,
+        "device": "cpu", "device_name": device_name(torch.device("cpu")), "epochs": 4,
+        "epochs_completed": 0, "train_time_s": None, "eval_time_s": None, "status": "running",
+        "started_at": "2026-12-06T04:00:00", "command": "cnnbench train", "processes": 1}
+    t.macs = 5
+    assert Recorder._base_summary(recorder, t, "x")["flops"] == 10  # a multiply-add is 2 FLOPs
+    assert lines == []

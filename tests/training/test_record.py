@@ -311,30 +311,43 @@ def test_a_recorder_line_is_shown_only_when_there_is_something_to_say():
 
 
 def test_a_runs_first_summary_says_what_it_is_and_that_nothing_is_measured_yet(tmp_path):
+    import socket
+
     import torch
 
     from cnnbench.config import TrainConfig
-    from cnnbench.training.machine import device_name
+    from cnnbench.training.machine import cpu_name, device_name, git_commit, package_version
+    from cnnbench.version import __version__
 
-    config = TrainConfig(model="resnet18", dataset="cifar10", epochs=4, seed=3)
+    echoed = dict(limit_train=8, limit_eval=4, recipe="fast", profile="quick", tta="mirror",
+                  init="x.ckpt", freeze="backbone", unfreeze_at=2, head_lr=0.1, backbone_lr=0.01,
+                  channels_last=True, compile=True, deterministic=True)
+    config = TrainConfig(model="resnet18", dataset="cifar10", epochs=4, seed=3, sync_bn=True, **echoed)
     lines = []
     recorder = SimpleNamespace(config=config, run_dir=tmp_path / "r1", argv=["cnnbench", "train"],
                                console=SimpleNamespace(line=lines.append), resume=False)
     t = SimpleNamespace(spec=SimpleNamespace(channels=3, classes=("a", "b")), model=SimpleNamespace(stem="small"),
                         params=11, macs=None, data=SimpleNamespace(input_size=(32, 32), split={"train": 8},
                                                                     fingerprint=lambda: "fp"),
-                        device=torch.device("cpu"), config=SimpleNamespace(amp="off"), dist=None,
+                        device=torch.device("cpu"), config=SimpleNamespace(amp="bf16"), dist=None,
                         threads_note=None, init_report=None)
     summary = Recorder._base_summary(recorder, t, "2026-12-06T04:00:00")
-    assert {k: summary[k] for k in ("name", "run_dir", "model", "stem", "params", "macs", "flops",
-                                    "input_size", "seed", "device", "device_name", "epochs",
-                                    "epochs_completed", "train_time_s", "eval_time_s", "status",
-                                    "started_at", "command", "processes")} == {
-        "name": "r1", "run_dir": str(tmp_path / "r1"), "model": "resnet18", "stem": "small",
-        "params": 11, "macs": None, "flops": None, "input_size": [3, 32, 32], "seed": 3,
-        "device": "cpu", "device_name": device_name(torch.device("cpu")), "epochs": 4,
-        "epochs_completed": 0, "train_time_s": None, "eval_time_s": None, "status": "running",
-        "started_at": "2026-12-06T04:00:00", "command": "cnnbench train", "processes": 1}
-    t.macs = 5
-    assert Recorder._base_summary(recorder, t, "x")["flops"] == 10  # a multiply-add is 2 FLOPs
+    not_yet = ("epochs_completed", "train_time_s", "eval_time_s", "train_images_per_s", "best_val_acc",
+               "best_epoch", "test_acc", "test_loss", "per_class_test_acc", "confusion_matrix",
+               "init_report", "finished_at")
+    assert summary == {
+        "name": "r1", "run_dir": str(tmp_path / "r1"), "model": "resnet18", "dataset": "cifar10",
+        "stem": "small", "params": 11, "macs": None, "flops": None, "input_size": [3, 32, 32],
+        "seed": 3, "device": "cpu", "device_name": device_name(torch.device("cpu")), "epochs": 4,
+        **dict.fromkeys(not_yet), "epochs_completed": 0, "classes": ["a", "b"],
+        "split": {"train": 8}, "data": "fp", "limited": True, "pretrained": False, "amp": "bf16",
+        **echoed, "processes": 1, "dist_backend": None, "sync_bn": False,
+        "torch_version": torch.__version__, "torchvision_version": package_version("torchvision"),
+        "cnnbench_version": __version__, "git_commit": git_commit(), "command": "cnnbench train",
+        "status": "running", "started_at": "2026-12-06T04:00:00", "hostname": socket.gethostname(),
+        "cpu": cpu_name(), "num_threads": torch.get_num_threads(), "threads_note": None}
+    t.macs, t.dist = 5, SimpleNamespace(world_size=2, backend="gloo")
+    summary = Recorder._base_summary(recorder, t, "x")
+    assert summary["flops"] == 10  # a multiply-add is 2 FLOPs
+    assert (summary["processes"], summary["dist_backend"], summary["sync_bn"]) == (2, "gloo", True)
     assert lines == []

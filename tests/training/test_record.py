@@ -351,3 +351,68 @@ def test_a_runs_first_summary_says_what_it_is_and_that_nothing_is_measured_yet(t
     assert summary["flops"] == 10  # a multiply-add is 2 FLOPs
     assert (summary["processes"], summary["dist_backend"], summary["sync_bn"]) == (2, "gloo", True)
     assert lines == []
+
+
+def test_the_finished_run_writes_its_test_files_summary_and_last_line(tmp_path):
+    import json
+
+    import torch
+    from torch import nn
+
+    from cnnbench.training.calibration import calibration_line
+    from cnnbench.training.evaluation import evaluate
+
+    g = torch.Generator().manual_seed(0)
+    images, targets = torch.randint(0, 256, (6, 1, 4, 4), dtype=torch.uint8, generator=g), torch.tensor([0, 1, 2, 0, 1, 2])
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    test = evaluate(model, [(images.float() / 255, targets)], num_classes=3, return_predictions=True)
+    scalars, hparams, ended, lines = [], [], [], []
+
+    def recorder():
+        return SimpleNamespace(main=True, dist=None, run_dir=tmp_path, summary={"status": "running"},
+                               last_good_epoch=3, writer=SimpleNamespace(add_scalar=lambda *a: scalars.append(a)),
+                               console=SimpleNamespace(line=lines.append), hparams=hparams.append,
+                               tracker=SimpleNamespace(end=ended.append))
+
+    t = SimpleNamespace(data=SimpleNamespace(test=(images, targets)), step=30)
+    meta = {"train_time_s": 2.0, "eval_time_s": 0.5, "images_seen": 300, "best_val_acc": 0.8, "best_epoch": 2,
+            "max_epoch_test_acc": 0.9, "max_epoch_test_epoch": 3, "stopped_early": False}
+
+    def no_heat(rows, classes):
+        raise RuntimeError("no layer")
+
+    summary = Recorder.finish(recorder(), t, test, meta, "best", 0.25, explain=no_heat)
+    assert json.loads((tmp_path / "test_predictions.json").read_text()) == {
+        "predictions": test["predictions"].tolist(), "targets": targets.tolist(), "tested_weights": "best"}
+    assert (tmp_path / "misclassified.pt").exists()
+    assert scalars == [("test/acc", test["acc"], 30), ("test/loss", test["loss"], 30), ("test/ece", test["ece"], 30)]
+    assert {k: summary[k] for k in ("epochs_completed", "train_time_s", "eval_time_s", "test_time_s",
+                                    "train_images_per_s", "images_seen", "steps", "best_val_acc", "best_epoch",
+                                    "max_epoch_test_acc", "max_epoch_test_epoch", "tested_weights",
+                                    "stopped_early", "test_acc", "test_loss", "per_class_test_acc",
+                                    "confusion_matrix", "test_ece", "status")} == {
+        "epochs_completed": 3, "train_time_s": 2.0, "eval_time_s": 0.5, "test_time_s": 0.25,
+        "train_images_per_s": 150.0, "images_seen": 300, "steps": 30, "best_val_acc": 0.8, "best_epoch": 2,
+        "max_epoch_test_acc": 0.9, "max_epoch_test_epoch": 3, "tested_weights": "best", "stopped_early": False,
+        "test_acc": test["acc"], "test_loss": test["loss"], "per_class_test_acc": test["per_class_acc"],
+        "confusion_matrix": test["confusion_matrix"], "test_ece": test["ece"], "status": "finished"}
+    assert summary["finished_at"] and json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert hparams == [30] and ended == [summary]
+    assert lines == ["no Grad-CAM heat maps for the misclassified gallery (RuntimeError: no layer)",
+                     calibration_line(test),
+                     f"test accuracy {100 * test['acc']:.2f}% (loss {test['loss']:.4f}, best weights, epoch 2); "
+                     f"training 2.0 s; run directory {tmp_path}"]
+
+    # the last weights tested: the last epoch's number; no training time measured: no speed
+    lines.clear()
+    del meta["max_epoch_test_acc"], meta["max_epoch_test_epoch"]
+    summary = Recorder.finish(recorder(), t, test, {**meta, "train_time_s": 0.0}, "last", 0.25)
+    assert summary["train_images_per_s"] is None and summary["max_epoch_test_acc"] is None
+    assert lines[-1].startswith(f"test accuracy {100 * test['acc']:.2f}% (loss {test['loss']:.4f}, last weights, epoch 3); training 0.0 s")
+
+    # another process of a job writes nothing and returns rank 0's summary
+    other = tmp_path / "rank1"
+    other.mkdir()
+    rank1 = SimpleNamespace(main=False, run_dir=other, dist=SimpleNamespace(broadcast_object=lambda obj: {"from": "rank 0"}))
+    assert Recorder.finish(rank1, t, test, meta, "best", 0.25) == {"from": "rank 0"}
+    assert list(other.iterdir()) == []

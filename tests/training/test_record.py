@@ -416,3 +416,36 @@ def test_the_finished_run_writes_its_test_files_summary_and_last_line(tmp_path):
     rank1 = SimpleNamespace(main=False, run_dir=other, dist=SimpleNamespace(broadcast_object=lambda obj: {"from": "rank 0"}))
     assert Recorder.finish(rank1, t, test, meta, "best", 0.25) == {"from": "rank 0"}
     assert list(other.iterdir()) == []
+
+
+def test_an_epoch_is_a_metrics_line_tensorboard_scalars_and_a_console_line(tmp_path):
+    from cnnbench.training.rundir import read_jsonl
+
+    scalars, lines, tracked = [], [], []
+    recorder = SimpleNamespace(main=True, run_dir=tmp_path, config=SimpleNamespace(epochs=5),
+                               tracker=SimpleNamespace(epoch=lambda record, step: tracked.append((record, step))),
+                               writer=SimpleNamespace(add_scalar=lambda *a: scalars.append(a)),
+                               console=SimpleNamespace(line=lines.append))
+    record = {"epoch": 2, "train_loss": 0.51234, "train_acc": 0.875, "val_loss": 0.4, "val_acc": 0.9012,
+              "lr": 0.0123, "lr_mean": 0.00456, "epoch_time_s": 3.25, "train_images_per_s": 1234.4}
+    Recorder.log_epoch(recorder, record, 40)
+    assert read_jsonl(tmp_path / "metrics.jsonl") == [record] and tracked == [(record, 40)]
+    assert scalars == [("train/loss", 0.51234, 40), ("train/acc", 0.875, 40), ("val/loss", 0.4, 40),
+                       ("val/acc", 0.9012, 40), ("train/lr", 0.0123, 40), ("train/images_per_s", 1234.4, 40),
+                       ("train/epoch", 2, 40)]
+    assert lines == ["epoch 2/5: train loss 0.5123 acc 87.50% | val loss 0.4000 acc 90.12% | lr peak 0.0123 "
+                     "mean 0.00456 | 3.2 s, 1234 img/s"]
+
+    # no validation split, the test set monitored each epoch (--monitor-test)
+    scalars.clear(), lines.clear()
+    Recorder.log_epoch(recorder, {**record, "val_loss": None, "val_acc": None, "epoch_test_loss": 0.7,
+                                  "epoch_test_acc": 0.8}, 48)
+    assert [s[0] for s in scalars] == ["train/loss", "train/acc", "test_monitor/loss", "test_monitor/acc",
+                                       "train/lr", "train/images_per_s", "train/epoch"]
+    assert scalars[2:4] == [("test_monitor/loss", 0.7, 48), ("test_monitor/acc", 0.8, 48)]
+    assert lines == ["epoch 2/5: train loss 0.5123 acc 87.50% | test (monitor) acc 80.00% | lr peak 0.0123 "
+                     "mean 0.00456 | 3.2 s, 1234 img/s"]
+
+    # another process of a job logs nothing
+    Recorder.log_epoch(SimpleNamespace(main=False), record, 40)
+    assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 2

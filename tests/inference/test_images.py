@@ -208,3 +208,28 @@ def test_a_28x28_image_is_used_as_is_when_its_background_is_dark(median, used_as
                          mean=(0.1307,), std=(0.3081,), classes=tuple("0123456789"))
     _, notes = prepare_image(Image.fromarray(grey), prep)
     assert ("a 28x28 image on a dark background, like MNIST's: used as is" in notes) is used_as_is
+
+
+def test_mnist_digit_stretches_rounds_and_scales_with_lanczos():
+    """The ink is stretched so that its peak is 255 (rounded, not cut: 200 * 255/200 is 255, not
+    254.99 cut to 254), values below a quarter of that become paper (exactly a quarter is ink),
+    and the crop is scaled with Lanczos, as MNIST's digits were anti-aliased."""
+    quarter = np.random.default_rng(0).integers(70, 200, (5, 3))
+    quarter[-1, -1] = 200                            # the peak: stretched by 255/200 = 1.275
+    half = np.hstack([quarter, quarter[:, -2::-1]])  # symmetric: its centre of mass is its centre
+    block = np.vstack([half, half[::-1]])            # 10 x 5
+    page = np.zeros((40, 40), dtype=np.uint8)
+    page[10:20, 12:17] = block
+    digit, notes = mnist_digit(page)
+    crop = np.round(block * (255 / 200)).astype(np.uint8)
+    assert crop.max() == 255 and crop.min() > 64      # all ink
+    expected = np.zeros((28, 28), dtype=np.uint8)
+    expected[4:24, 9:19] = np.asarray(Image.fromarray(crop).resize((10, 20), Image.LANCZOS))
+    assert np.array_equal(digit, expected), np.argwhere(digit != expected)[:5]
+
+    page = np.zeros((40, 40), dtype=np.uint8)
+    page[10:20, 14:16] = 204  # peak 204: stretched by 1.25
+    page[25, 25] = 51         # 63.75, exactly the ink floor: ink, so the crop reaches it
+    page[2, 2] = 50           # 62.5: paper
+    _, notes = mnist_digit(page)
+    assert "cropped to the ink (12x16 px)" in notes[-1]

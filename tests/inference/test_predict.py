@@ -446,27 +446,3 @@ def test_a_one_pixel_wide_image_opens_and_a_truncated_one_says_pils_reason(tmp_p
     assert str(info.value) == (f"{cut} is corrupt or truncated ({reason}); give a complete "
                                f"image file") and reason not in ("", "None")
 
-
-def test_mnist_digit_stretches_rounds_and_scales_with_lanczos():
-    """The ink is stretched so that its peak is 255 (rounded, not cut: 200 * 255/200 is 255, not
-    254.99 cut to 254), values below a quarter of that become paper (exactly a quarter is ink),
-    and the crop is scaled with Lanczos, as MNIST's digits were anti-aliased."""
-    quarter = np.random.default_rng(0).integers(70, 200, (5, 3))
-    quarter[-1, -1] = 200                            # the peak: stretched by 255/200 = 1.275
-    half = np.hstack([quarter, quarter[:, -2::-1]])  # symmetric: its centre of mass is its centre
-    block = np.vstack([half, half[::-1]])            # 10 x 5
-    page = np.zeros((40, 40), dtype=np.uint8)
-    page[10:20, 12:17] = block
-    digit, notes = mnist_digit(page)
-    crop = np.round(block * (255 / 200)).astype(np.uint8)
-    assert crop.max() == 255 and crop.min() > 64      # all ink
-    expected = np.zeros((28, 28), dtype=np.uint8)
-    expected[4:24, 9:19] = np.asarray(Image.fromarray(crop).resize((10, 20), Image.LANCZOS))
-    assert np.array_equal(digit, expected), np.argwhere(digit != expected)[:5]
-
-    page = np.zeros((40, 40), dtype=np.uint8)
-    page[10:20, 14:16] = 204  # peak 204: stretched by 1.25
-    page[25, 25] = 51         # 63.75, exactly the ink floor: ink, so the crop reaches it
-    page[2, 2] = 50           # 62.5: paper
-    _, notes = mnist_digit(page)
-    assert "cropped to the ink (12x16 px)" in notes[-1]

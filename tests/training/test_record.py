@@ -449,3 +449,20 @@ def test_an_epoch_is_a_metrics_line_tensorboard_scalars_and_a_console_line(tmp_p
     # another process of a job logs nothing
     Recorder.log_epoch(SimpleNamespace(main=False), record, 40)
     assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 2
+
+
+def test_an_epochs_checkpoints_are_last_always_and_best_when_validation_improved():
+    saved = []
+    recorder = SimpleNamespace(config=SimpleNamespace(seed=7), last_good_epoch=1,
+                               save=lambda name, weights, epoch, step, meta, **extra: saved.append(
+                                   (name, weights, epoch, step, meta, extra)))
+    t = SimpleNamespace(step=40, training_state=lambda: {"optimizer": "o"})
+    Recorder.checkpoint(recorder, t, "w", 2, {"best_epoch": 2}, improved=True)
+    # the loaders' state saved is the next epoch's: a function of (seed, epoch)
+    assert saved == [("last.ckpt", "w", 2, 40, {"best_epoch": 2},
+                      {"training": {"optimizer": "o", "loader": {"seed": 7, "epoch": 2}}}),
+                     ("best.ckpt", "w", 2, 40, {"best_epoch": 2}, {})]
+    assert recorder.last_good_epoch == 2
+    saved.clear()
+    Recorder.checkpoint(recorder, t, "w", 3, {"best_epoch": 2}, improved=False)
+    assert [s[0] for s in saved] == ["last.ckpt"] and recorder.last_good_epoch == 3

@@ -291,3 +291,41 @@ def test_the_test_monitor_adds_its_time_to_evaluation_and_keeps_the_best_epoch(m
     loop._monitor_test(t, meta, 2)
     loop._monitor_test(t, meta, 3)  # as good as epoch 2: the first stays
     assert meta == {"eval_time_s": 7.75, "max_epoch_test_acc": 0.7, "max_epoch_test_epoch": 2}
+
+
+def test_a_runs_epoch_hands_the_step_loop_all_its_settings_and_advances_its_counters(monkeypatch):
+    """train_epoch passes the run's model, data, optimizer, schedule, scaler, precision, device,
+    memory format, clipping, weight average, logging and processes to train_one_epoch, without
+    PyTorch's warning about a schedule stepped after a skipped fp16 step."""
+    import warnings
+    from types import SimpleNamespace
+
+    from cnnbench.training import loop
+
+    calls = []
+
+    def step_loop(*args, **kwargs):
+        warnings.warn("Detected call of `lr_scheduler.step()` before `optimizer.step()`.", UserWarning)
+        warnings.warn("an unrelated warning", UserWarning)
+        calls.append((args, kwargs))
+        return {"step": kwargs["step"] + 5, "images_seen": kwargs["images_seen"] + 80}
+
+    monkeypatch.setattr(loop, "train_one_epoch", step_loop)
+    per_step = torch.optim.lr_scheduler.LambdaLR(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1), lambda s: 1.0)
+    config = SimpleNamespace(amp="bf16", channels_last=True, grad_clip=1.5, log_every=4)
+    t = SimpleNamespace(config=config, train_model="model", loader=lambda epoch: f"loader {epoch}", optimizer="opt",
+                        criterion="loss", scheduler=per_step, scaler="scaler", device="cpu", ema="ema", step=10,
+                        images_seen=160, dist="dist")
+    on_log, progress = object(), object()
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        stats = loop.train_epoch(t, 2, on_log=on_log, progress=progress)
+    assert [str(w.message) for w in shown] == ["an unrelated warning"]  # only the scheduler's is silenced
+    assert calls == [(("model", "loader 2", "opt", "loss"), dict(
+        scheduler=per_step, scaler="scaler", amp="bf16", device="cpu", channels_last=True, grad_clip=1.5, ema="ema",
+        log_every=4, on_log=on_log, progress=progress, step=10, images_seen=160, dist="dist"))]
+    assert (t.step, t.images_seen) == (15, 240) and stats["step"] == 15
+    # a schedule stepped on the validation loss once per epoch is not the step loop's
+    t.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(per_step.optimizer)
+    loop.train_epoch(t, 3)
+    assert calls[-1][1]["scheduler"] is None and calls[-1][1]["on_log"] is None

@@ -466,3 +466,20 @@ def test_an_epochs_checkpoints_are_last_always_and_best_when_validation_improved
     saved.clear()
     Recorder.checkpoint(recorder, t, "w", 3, {"best_epoch": 2}, improved=False)
     assert [s[0] for s in saved] == ["last.ckpt"] and recorder.last_good_epoch == 3
+
+
+def test_a_checkpoint_holds_what_eval_predict_and_resume_read(tmp_path):
+    from cnnbench.config import TrainConfig
+    from cnnbench.training.checkpoint import load_checkpoint
+
+    config = TrainConfig(model="lenet5", dataset="mnist", epochs=3)
+    recorder = SimpleNamespace(main=True, run_dir=tmp_path, config=config, summary={"data": "fp"},
+                               input={"mean": [0.5], "size": [28, 28]})
+    Recorder.save(recorder, "last.ckpt", {"w": 1}, 2, 40, {"best_epoch": 1}, training={"optimizer": {}})
+    state = load_checkpoint(tmp_path / "last.ckpt")
+    assert (state.pop("format"), state.pop("version")) == ("cnnbench-checkpoint", 1)  # save_checkpoint's
+    assert state == {"kind": "last", "config": config.to_dict(), "epoch": 2, "step": 40, "model": {"w": 1},
+                     "meta": {"best_epoch": 1}, "data": "fp", "input": {"mean": [0.5], "size": [28, 28]},
+                     "training": {"optimizer": {}}}
+    Recorder.save(SimpleNamespace(main=False, run_dir=tmp_path / "rank1"), "last.ckpt", {}, 2, 40, {})
+    assert not (tmp_path / "rank1").exists()  # another process of a job writes no checkpoint

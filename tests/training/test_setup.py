@@ -144,3 +144,51 @@ def test_the_copy_for_saved_weights_is_built_once_on_the_runs_device_and_names_b
         t.saved_copy = None if first else copy
         with pytest.raises(UserError, match="^the weights in best.ckpt do not fit model lenet5 "):
             Training._saved(t, wrong, "best.ckpt")
+
+
+def test_a_run_evaluates_with_its_own_settings_and_builds_each_loader_once(monkeypatch):
+    from cnnbench.config import TrainConfig
+    from cnnbench.errors import UserError
+    from cnnbench.training import setup
+    from cnnbench.training.setup import Training
+
+    calls, built = [], []
+    monkeypatch.setattr(setup, "evaluate", lambda model, loader, **kw: calls.append((model, loader, kw)) or "result")
+    monkeypatch.setattr(setup, "make_loader", lambda config, data, split, device, dist: built.append(
+        (split, device, dist)) or f"{split} loader")
+    config = TrainConfig(model="lenet5", dataset="mnist", amp="bf16", channels_last=True, tta="mirror")
+    t = SimpleNamespace(config=config, spec=SimpleNamespace(num_classes=7), device="cpu", dist="dist",
+                        data="data", val_loader=None, eval_loaders={})
+    assert Training._evaluate(t, "model", "loader", return_logits=True) == "result"
+    assert calls == [("model", "loader", {"num_classes": 7, "device": "cpu", "amp": "bf16", "channels_last": True,
+                                          "tta": "mirror", "dist": "dist", "return_logits": True})]
+    assert Training.eval_loader(t, "test") == Training.eval_loader(t, "test") == "test loader"
+    assert built == [("test", "cpu", "dist")]  # built once: its images go to the device once
+    with pytest.raises(UserError, match=r"^this run has no validation split \(val_split 0\)$"):
+        Training.eval_loader(t, "val")
+    t.val_loader = "val loader"
+    assert Training.eval_loader(t, "val") == "val loader"
+
+
+def test_whitening_statistics_come_from_images_spread_over_the_training_set(monkeypatch):
+    from cnnbench.config import TrainConfig
+    from cnnbench.training import setup, whitening
+    from cnnbench.training.setup import Training
+
+    seen = []
+    monkeypatch.setattr(setup, "WHITEN_IMAGES", 4)
+    monkeypatch.setattr(whitening, "find_whitening_conv", lambda model: "conv")
+    monkeypatch.setattr(whitening, "init_patch_whitening", lambda conv, images: seen.append((conv, images)))
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous()
+    data = SimpleNamespace(train=(images, torch.arange(10)), mean=(0.0,), std=(1.0 / 255,))
+    t = SimpleNamespace(config=TrainConfig(model="fastnet", dataset="cifar10", whiten_init=True), data=data,
+                        device=torch.device("cpu"), model="model", dist=None)
+    assert Training.whiten(t) > 0
+    [(conv, batch)] = seen
+    assert conv == "conv" and batch[:, 0, 0, 0].tolist() == [0, 3, 6, 9]  # first, last and evenly between
+    broadcast = []
+    t.dist = SimpleNamespace(broadcast_module=broadcast.append)
+    Training.whiten(t)
+    assert broadcast == ["model"]  # every process ends with rank 0's filters, bit for bit
+    t.config = t.config.replace(whiten_init=False)
+    assert Training.whiten(t) == 0.0 and len(seen) == 2

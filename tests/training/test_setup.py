@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from torch import nn
 
 from cnnbench.config.resolve import resolve_config
 from cnnbench.training.setup import build_training
@@ -192,3 +193,39 @@ def test_whitening_statistics_come_from_images_spread_over_the_training_set(monk
     assert broadcast == ["model"]  # every process ends with rank 0's filters, bit for bit
     t.config = t.config.replace(whiten_init=False)
     assert Training.whiten(t) == 0.0 and len(seen) == 2
+
+
+def test_an_epoch_starts_in_the_state_its_number_alone_gives(monkeypatch):
+    """The freeze schedule, the whitening bias (trained in its first epochs unless frozen), the
+    loader's epoch and its size (progressive resizing) follow from the epoch number."""
+    from cnnbench.config import TrainConfig
+    from cnnbench.training import transfer, whitening
+    from cnnbench.training.setup import Training
+
+    freezes, trainable = [], []
+    monkeypatch.setattr(transfer, "apply_freeze_schedule", lambda model, freeze, unfreeze_at, epoch, num_classes, keep:
+                        freezes.append((model, freeze, unfreeze_at, epoch, num_classes, keep)) or f"line {epoch}")
+    conv = nn.Conv2d(3, 4, 2)
+    monkeypatch.setattr(whitening, "set_whitening_trainable", lambda c, weight, bias: trainable.append((c, weight, bias)))
+    loader = SimpleNamespace(set_epoch=lambda epoch: setattr(loader, "epoch", epoch), resize=None)
+    config = TrainConfig(model="fastnet", dataset="cifar10", whiten_init=True, whiten_bias_epochs=2,
+                         lowres_size=24, lowres_epochs=1, resize=32, freeze="backbone", unfreeze_at=3)
+    t = SimpleNamespace(config=config, model=SimpleNamespace(whiten=conv), spec=SimpleNamespace(num_classes=10),
+                        keep_trainable=["fc"], loader=lambda epoch: loader)
+    assert Training.start_epoch(t, 0) == "line 0"
+    assert freezes == [(t.model, "backbone", 3, 0, 10, ["fc"])]
+    assert trainable == [(conv, False, True)] and (loader.epoch, loader.resize) == (0, 24)
+    Training.start_epoch(t, 1)
+    assert trainable[-1] == (conv, False, True) and (loader.epoch, loader.resize) == (1, 32)
+    Training.start_epoch(t, 2)
+    assert trainable[-1] == (conv, False, False)  # the bias trains in epochs 0 and 1 only
+    conv.bias.requires_grad_(False)  # frozen by the freeze schedule: it stays frozen
+    Training.start_epoch(t, 0)
+    assert trainable[-1] == (conv, False, False)
+    conv.bias.requires_grad_(True)
+    t.config = config.replace(whiten_bias_epochs=0)  # filters and bias frozen from the start
+    Training.start_epoch(t, 0)
+    assert trainable[-1] == (conv, False, False) and len(trainable) == 5
+    t.config = config.replace(whiten_bias_epochs=-1)  # no schedule for the whitening layer
+    Training.start_epoch(t, 0)
+    assert len(trainable) == 5

@@ -61,3 +61,20 @@ def test_the_gallery_holds_32_images_unless_told_otherwise():
     picked = misclassified_rows((targets + 1) % 4, targets)  # every image wrong
     assert len(picked) == 32 and len(set(picked.tolist())) == 32
     assert misclassified_rows(targets, targets).tolist() == []  # none wrong: none shown
+
+
+def test_a_fresh_run_in_an_old_folder_drops_its_logs_and_a_resumed_one_only_its_error(tmp_path):
+    from cnnbench.config import TrainConfig
+    from cnnbench.training.rundir import open_run_dir
+
+    logs = ["metrics.jsonl", "train_steps.jsonl", "summary.json", "error.txt", "test_predictions.json",
+            "train.log", "events.out.tfevents.1.host"]
+    kept = ["last.ckpt", "notes.md"]
+    for name in logs + kept:
+        (tmp_path / name).write_text("x")
+    config = TrainConfig(model="lenet5", dataset="mnist", epochs=2)
+    open_run_dir(tmp_path, config, fresh=False)  # resuming: only the error of the killed attempt goes
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({*logs, *kept, "config.yaml"} - {"error.txt"})
+    open_run_dir(tmp_path, config, fresh=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, "config.yaml"])
+    assert read_yaml(tmp_path / "config.yaml")["epochs"] == 2

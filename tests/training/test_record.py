@@ -446,9 +446,14 @@ def test_an_epoch_is_a_metrics_line_tensorboard_scalars_and_a_console_line(tmp_p
     assert lines == ["epoch 2/5: train loss 0.5123 acc 87.50% | test (monitor) acc 80.00% | lr peak 0.0123 "
                      "mean 0.00456 | 3.2 s, 1234 img/s"]
 
+    # both: validation, then the monitored test accuracy
+    lines.clear()
+    Recorder.log_epoch(recorder, {**record, "epoch_test_loss": 0.7, "epoch_test_acc": 0.8}, 56)
+    assert " | val loss 0.4000 acc 90.12% | test (monitor) acc 80.00% | lr peak" in lines[0]
+
     # another process of a job logs nothing
     Recorder.log_epoch(SimpleNamespace(main=False), record, 40)
-    assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 2
+    assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 3
 
 
 def test_an_epochs_checkpoints_are_last_always_and_best_when_validation_improved():

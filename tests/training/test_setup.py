@@ -184,15 +184,23 @@ def test_whitening_statistics_come_from_images_spread_over_the_training_set(monk
     data = SimpleNamespace(train=(images, torch.arange(10)), mean=(0.0,), std=(1.0 / 255,))
     t = SimpleNamespace(config=TrainConfig(model="fastnet", dataset="cifar10", whiten_init=True), data=data,
                         device=torch.device("cpu"), model="model", dist=None)
-    assert Training.whiten(t) > 0
+    assert 0 < Training.whiten(t) < 60  # its seconds
     [(conv, batch)] = seen
     assert conv == "conv" and batch[:, 0, 0, 0].tolist() == [0, 3, 6, 9]  # first, last and evenly between
+    # all of them in one batch (more than a loader's default), at the size the model sees
+    monkeypatch.setattr(setup, "WHITEN_IMAGES", 300)
+    many = torch.arange(300).remainder(256).to(torch.uint8).view(300, 1, 1, 1).expand(300, 1, 2, 2).contiguous()
+    t.data = SimpleNamespace(train=(many, torch.arange(300)), mean=(0.0,), std=(1.0 / 255,))
+    t.config, t.device = t.config.replace(resize=4), torch.device("meta")
+    Training.whiten(t)
+    assert seen[-1][1].shape == (300, 1, 4, 4) and seen[-1][1].device.type == "meta"
+    t.config, t.device, t.data = t.config.replace(resize=None), torch.device("cpu"), data
     broadcast = []
     t.dist = SimpleNamespace(broadcast_module=broadcast.append)
     Training.whiten(t)
     assert broadcast == ["model"]  # every process ends with rank 0's filters, bit for bit
     t.config = t.config.replace(whiten_init=False)
-    assert Training.whiten(t) == 0.0 and len(seen) == 2
+    assert Training.whiten(t) == 0.0 and len(seen) == 3
 
 
 def test_an_epoch_starts_in_the_state_its_number_alone_gives(monkeypatch):

@@ -330,3 +330,33 @@ def test_a_runs_epoch_hands_the_step_loop_all_its_settings_and_advances_its_coun
     with pytest.warns(UserWarning, match="an unrelated warning"):
         loop.train_epoch(t, 3)
     assert calls[-1][1]["scheduler"] is None and calls[-1][1]["on_log"] is None
+
+
+class _ConstantLoss(nn.Module):
+    """A model whose training loss is a chosen number per batch (with a gradient path), and
+    which records each input's memory format."""
+
+    def __init__(self, losses):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(()))
+        self.losses = list(losses)
+        self.channels_last = []
+
+    def forward(self, x):
+        self.channels_last.append(x.is_contiguous(memory_format=torch.channels_last)
+                                  and not x.is_contiguous())
+        value = self.losses[len(self.channels_last) - 1]
+        return torch.zeros(x.shape[0], 2) + self.weight * 0 + value
+
+
+def test_the_epoch_loss_is_summed_in_float64_on_the_cpu_and_inputs_keep_their_layout():
+    """Guards against a float32 loss accumulator (2**24 + 1 rounds to 2**24 in float32, so the
+    nine 1.0 losses after a 2**24 one would vanish from the epoch's mean) and against a
+    channels_last default (inputs are converted only when asked)."""
+    losses = [2.0 ** 24] + [1.0] * 9
+    model = _ConstantLoss(losses)
+    batches = [(torch.rand(1, 3, 4, 4), torch.zeros(1, dtype=torch.long)) for _ in losses]
+    stats = train_one_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=0.0),
+                            lambda logits, y: logits[:, 0].mean())
+    assert stats["loss"] == (2.0 ** 24 + 9) / 10  # exact in float64
+    assert model.channels_last == [False] * 10

@@ -350,13 +350,16 @@ class _ConstantLoss(nn.Module):
 
 
 def test_the_epoch_loss_is_summed_in_float64_on_the_cpu_and_inputs_keep_their_layout():
-    """Guards against a float32 loss accumulator (2**24 + 1 rounds to 2**24 in float32, so the
-    nine 1.0 losses after a 2**24 one would vanish from the epoch's mean) and against a
-    channels_last default (inputs are converted only when asked)."""
+    """Guards against float32 loss accumulators, the epoch's or the log window's (2**24 + 1
+    rounds to 2**24 in float32, so the nine 1.0 losses after a 2**24 one would vanish from the
+    mean) and against a channels_last default (inputs are converted only when asked)."""
     losses = [2.0 ** 24] + [1.0] * 9
     model = _ConstantLoss(losses)
     batches = [(torch.rand(1, 3, 4, 4), torch.zeros(1, dtype=torch.long)) for _ in losses]
+    logged = []
     stats = train_one_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=0.0),
-                            lambda logits, y: logits[:, 0].mean())
+                            lambda logits, y: logits[:, 0].mean(), log_every=10,
+                            on_log=lambda step, seen, loss, lr: logged.append(loss))
     assert stats["loss"] == (2.0 ** 24 + 9) / 10  # exact in float64
+    assert logged == [(2.0 ** 24 + 9) / 10]  # the log window's sum too
     assert model.channels_last == [False] * 10

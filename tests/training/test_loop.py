@@ -363,3 +363,91 @@ def test_the_epoch_loss_is_summed_in_float64_on_the_cpu_and_inputs_keep_their_la
     assert stats["loss"] == (2.0 ** 24 + 9) / 10  # exact in float64
     assert logged == [(2.0 ** 24 + 9) / 10]  # the log window's sum too
     assert model.channels_last == [False] * 10
+    model = _ConstantLoss([1.0] * 10)  # asked for: every batch converted
+    train_one_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=0.0),
+                    lambda logits, y: logits[:, 0].mean(), channels_last=True)
+    assert model.channels_last == [True] * 10
+
+
+class _FirstStepOnly(TinyNet):
+    """TinyNet with a bias that only the first forward pass uses."""
+
+    def __init__(self):
+        super().__init__()
+        self.extra = nn.Parameter(torch.zeros(4))
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = super().forward(x)
+        return out + self.extra if self.calls == 1 else out
+
+
+def test_gradients_are_dropped_between_steps_not_zeroed():
+    """``zero_grad(set_to_none=True)``: a parameter no later step uses keeps the value its one
+    step gave it. Zeroed gradients (``set_to_none=False``) would let SGD's momentum move it on
+    at every step."""
+    torch.manual_seed(0)
+    model = _FirstStepOnly()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    batches = tensor_batches(48, batch_size=16)  # 3 steps
+    train_one_epoch(model, batches[:1], opt, nn.CrossEntropyLoss())
+    after_first = model.extra.detach().clone()
+    assert after_first.abs().sum() > 0
+    train_one_epoch(model, batches[1:], opt, nn.CrossEntropyLoss())
+    assert torch.equal(model.extra.detach(), after_first)
+
+
+class _TwinProcess:
+    """A process group of two in which the other process computed exactly what this one did:
+    a sum over the processes is twice this process's."""
+
+    world_size = 2
+
+    def all_reduce_sum(self, tensor):
+        return tensor.mul_(2)
+
+
+class _Shards(list):
+    """This process's batches of a distributed epoch, with the global batch sizes."""
+
+    def __init__(self, batches, global_sizes):
+        super().__init__(batches)
+        self.sizes = global_sizes
+
+    def global_batch_sizes(self):
+        return list(self.sizes)
+
+
+def test_a_distributed_epoch_counts_global_images_and_weighs_an_uneven_last_batch():
+    """With a process group: images, steps' counters and metrics are over all processes, and
+    the last batch (5 images: 3 here, 2 on the other process) has its loss weighted by 6/5, so
+    that DDP's mean of the two processes' means is the mean over the 5 images."""
+    torch.manual_seed(0)
+    model = TinyNet()
+    start = copy.deepcopy(model.state_dict())
+    local = tensor_batches(11, batch_size=4)  # 4 + 4 + 3 here
+    loader = _Shards(local, [8, 8, 5])
+    lr = 0.1
+    # the reference: the same steps in one process, the last one's gradient times 6/5
+    reference = TinyNet()
+    reference.load_state_dict(start)
+    ref_opt = torch.optim.SGD(reference.parameters(), lr=lr)
+    losses = []
+    for k, (x, y) in enumerate(local):
+        ref_opt.zero_grad()
+        loss = nn.functional.cross_entropy(reference(x), y)
+        losses.append(loss.item() * y.shape[0])
+        (loss * (6 / 5 if k == 2 else 1.0)).backward()
+        ref_opt.step()
+    logged = []
+    stats = train_one_epoch(model, loader, torch.optim.SGD(model.parameters(), lr=lr),
+                            nn.CrossEntropyLoss(), dist=_TwinProcess(), log_every=3,
+                            images_seen=100, on_log=lambda *a: logged.append(a))
+    assert (stats["images"], stats["steps"], stats["step"], stats["images_seen"]) == (21, 3, 3, 121)
+    assert stats["loss"] == pytest.approx(2 * sum(losses) / 21, rel=1e-5)  # all-reduced sums
+    assert [(s, n) for s, n, _, _ in logged] == [(3, 121)]
+    assert logged[0][2] == pytest.approx(2 * sum(losses) / 21, rel=1e-5)  # the window's too
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, reference.state_dict()[name], rtol=1e-5, atol=1e-6,
+                                   msg=f"{name}: the uneven last batch's weight")

@@ -1,4 +1,4 @@
-"""The step loop and evaluation (train_one_epoch, evaluate): learning, metrics, no per-step host sync, NaN guard, AMP, aux heads, clipping."""
+"""The step loop and evaluation (train_one_epoch, evaluate): learning, metrics, no per-step host sync, NaN guard, AMP, aux heads, clipping; the epoch loop of a run (selection, early stopping, the per-epoch schedule, clocks, progress)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ import pytest
 import torch
 from torch import nn
 
+from cnnbench.config.resolve import resolve_config
+from cnnbench.training import train_run
 from cnnbench.training.evaluation import evaluate
 from cnnbench.training.loop import NonFiniteLoss, train_one_epoch
-from engine_fixtures import AuxNet, TinyNet, tensor_batches
+from cnnbench.training.setup import Training
+from engine_fixtures import (AuxNet, TinyNet, _tiny_folder_files, quick_options,  # noqa: F401
+                             read_jsonl, tensor_batches, tiny_folder)
 
 
 def _train(model, batches, epochs, lr=0.05, **kw):
@@ -451,3 +455,77 @@ def test_a_distributed_epoch_counts_global_images_and_weighs_an_uneven_last_batc
     for name, value in model.state_dict().items():
         torch.testing.assert_close(value, reference.state_dict()[name], rtol=1e-5, atol=1e-6,
                                    msg=f"{name}: the uneven last batch's weight")
+
+
+# -- the epoch loop of a run (loop._train) ---------------------------------------------------
+
+def _scripted_validation(monkeypatch, accs, losses=None, pause_s=0.0):
+    """Make the run's per-epoch validation return ``accs[i]`` (and ``losses[i]``) in epoch i,
+    taking at least ``pause_s``; other splits are evaluated for real. Returns the calls."""
+    import time
+
+    real, calls = Training.evaluate, []
+
+    def scripted(self, split):
+        if split != "val":
+            return real(self, split)
+        i = len(calls)
+        calls.append(i)
+        time.sleep(pause_s)
+        return {"acc": accs[i], "loss": losses[i] if losses else 1.0 - accs[i]}
+
+    monkeypatch.setattr(Training, "evaluate", scripted)
+    return calls
+
+
+def _run(tiny, name, progress=False, **overrides):
+    config = resolve_config(quick_options(tiny, **overrides))
+    return train_run(config, out_dir=tiny.out / name, progress=progress), tiny.out / name
+
+
+def test_selection_keeps_the_first_of_equal_epochs_and_early_stopping_counts_exactly(
+        tiny_folder, monkeypatch):
+    """Validation accuracies 50, 50, 60, 60, 60, 70% with ``early_stop`` 2: epoch 2 only ties
+    epoch 1 (not an improvement), epoch 3 improves, epochs 4 and 5 do not, so the run stops
+    after epoch 5 with epoch 3 selected, and epoch 6 never runs."""
+    _scripted_validation(monkeypatch, [0.5, 0.5, 0.6, 0.6, 0.6, 0.7])
+    summary, out = _run(tiny_folder, "stop", epochs=6, early_stop=2, limit_train=32)
+    assert summary["stopped_early"] is True and summary["epochs_completed"] == 5
+    assert (summary["best_epoch"], summary["best_val_acc"]) == (3, 0.6)
+    assert [m["val_acc"] for m in read_jsonl(out / "metrics.jsonl")] == [0.5, 0.5, 0.6, 0.6, 0.6]
+
+
+def test_a_per_epoch_schedule_steps_on_the_validation_loss_else_the_training_loss(
+        tiny_folder, monkeypatch):
+    """``plateau`` watches the validation loss; without a validation split, the epoch's
+    training loss."""
+    seen = []
+    real_step = torch.optim.lr_scheduler.ReduceLROnPlateau.step
+    monkeypatch.setattr(torch.optim.lr_scheduler.ReduceLROnPlateau, "step",
+                        lambda self, metric: seen.append(metric) or real_step(self, metric))
+    _scripted_validation(monkeypatch, [0.5, 0.6, 0.7], losses=[0.9, 0.8, 0.7])
+    _run(tiny_folder, "val", epochs=3, scheduler="plateau", limit_train=32)
+    assert seen == [0.9, 0.8, 0.7]
+    seen.clear()
+    _, out = _run(tiny_folder, "train", epochs=2, scheduler="plateau", val_split=0.0,
+                  limit_train=32)
+    assert seen == [m["train_loss"] for m in read_jsonl(out / "metrics.jsonl")]
+
+
+def test_the_evaluation_clock_adds_up_every_validation(tiny_folder, monkeypatch):
+    """Three validations of at least 0.2 s each: the run's evaluation time holds all three
+    (and the test's), not only the last."""
+    _scripted_validation(monkeypatch, [0.5, 0.6, 0.7], pause_s=0.2)
+    summary, _ = _run(tiny_folder, "clock", epochs=3, limit_train=32)
+    assert summary["eval_time_s"] >= 3 * 0.2 + summary["test_time_s"]
+
+
+def test_the_console_names_each_epoch_and_its_images(tiny_folder, monkeypatch, capsys):
+    """Plain progress lines (no terminal) say the epoch, of how many, and the epoch's images."""
+    from cnnbench.training.console import Console
+
+    monkeypatch.setattr(Console, "PLAIN_INTERVAL_S", 0.0)
+    _run(tiny_folder, "console", progress=True, epochs=2, limit_train=32, log_every=1)
+    lines = capsys.readouterr().err.splitlines()
+    for epoch in (1, 2):
+        assert any(line.startswith(f"epoch {epoch}/2 16/32 img ") for line in lines), lines

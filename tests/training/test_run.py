@@ -191,6 +191,8 @@ def test_techniques_run_end_to_end(tiny_folder):
                        no_decay_bn_bias=True, bn_lr_scale=4.0, model="simple_cnn",
                        resize=16, augment="altflip+translate", grad_clip=5.0)
     assert summary["tta"] == "mirror" and summary["status"] == "finished"
+    # the whitening's time is training time: added to the epochs'
+    assert summary["train_time_s"] > sum(m["epoch_time_s"] for m in read_jsonl(out / "metrics.jsonl"))
     last = ckpt.load_checkpoint(out / "last.ckpt")
     assert last["training"]["ema"] is not None and last["training"]["model"] is not None
     assert evaluate_checkpoint(out / "best.ckpt")["acc"] == summary["test_acc"]

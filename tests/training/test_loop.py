@@ -152,21 +152,25 @@ def test_fp16_with_grad_scaler_on_cpu():
 
     def train(model, **kw):
         opt = torch.optim.SGD(model.parameters(), lr=0.05)
-        return train_one_epoch(model, batches, opt, nn.CrossEntropyLoss(), grad_clip=1.0, **kw)
+        return train_one_epoch(model, batches, opt, nn.CrossEntropyLoss(), **kw)
 
-    plain = train(reference)
-    model = TinyNet()
-    model.load_state_dict(start)
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
-    half = train(model, scaler=scaler, amp="fp16")
-    assert half["steps"] == 4 and scaler.get_scale() == 2.0 ** 10  # no overflow, no skipped step
-    assert half["loss"] == pytest.approx(plain["loss"], rel=2e-2)
-    for name in ("conv.weight", "bn.weight", "fc.weight"):
-        assert not torch.equal(model.state_dict()[name], start[name]), f"{name} did not train"
-    for name, value in model.state_dict().items():
-        if value.is_floating_point():
-            torch.testing.assert_close(value, reference.state_dict()[name], atol=2e-3, rtol=2e-2,
-                                       msg=f"{name} differs from the fp32 run")
+    # clipped at 0.5 (the gradient norms here are above it: clipping engages) and not clipped
+    for grad_clip in (0.5, 0.0):
+        reference = TinyNet()
+        reference.load_state_dict(start)
+        plain = train(reference, grad_clip=grad_clip)
+        model = TinyNet()
+        model.load_state_dict(start)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
+        half = train(model, scaler=scaler, amp="fp16", grad_clip=grad_clip)
+        assert half["steps"] == 4 and scaler.get_scale() == 2.0 ** 10  # no overflow, no skipped step
+        assert half["loss"] == pytest.approx(plain["loss"], rel=2e-2)
+        for name in ("conv.weight", "bn.weight", "fc.weight"):
+            assert not torch.equal(model.state_dict()[name], start[name]), f"{name} did not train"
+        for name, value in model.state_dict().items():
+            if value.is_floating_point():
+                torch.testing.assert_close(value, reference.state_dict()[name], atol=2e-3,
+                                           rtol=2e-2, msg=f"{name} differs from the fp32 run")
 
 
 def test_tta_mirror_of_a_flip_invariant_model_equals_plain():
@@ -367,6 +371,14 @@ def test_the_epoch_loss_is_summed_in_float64_on_the_cpu_and_inputs_keep_their_la
     assert stats["loss"] == (2.0 ** 24 + 9) / 10  # exact in float64
     assert logged == [(2.0 ** 24 + 9) / 10]  # the log window's sum too
     assert model.channels_last == [False] * 10
+    # a batch's loss times its size is formed in float64 too: float32's 1/3 times 3 rounds to
+    # exactly 1 in float32, whose mean over the 3 images is then not float32's 1/3
+    third = float(torch.tensor(1 / 3))
+    model = _ConstantLoss([third])
+    stats = train_one_epoch(model, [(torch.rand(3, 3, 4, 4), torch.zeros(3, dtype=torch.long))],
+                            torch.optim.SGD(model.parameters(), lr=0.0),
+                            lambda logits, y: logits[:, 0].mean())
+    assert stats["loss"] == third
     model = _ConstantLoss([1.0] * 10)  # asked for: every batch converted
     train_one_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=0.0),
                     lambda logits, y: logits[:, 0].mean(), channels_last=True)
@@ -521,11 +533,15 @@ def test_the_evaluation_clock_adds_up_every_validation(tiny_folder, monkeypatch)
 
 
 def test_the_console_names_each_epoch_and_its_images(tiny_folder, monkeypatch, capsys):
-    """Plain progress lines (no terminal) say the epoch, of how many, and the epoch's images."""
+    """Plain progress lines (no terminal) say the epoch, of how many, the images done of the
+    epoch's, and the last log window's loss and accuracy."""
     from cnnbench.training.console import Console
 
     monkeypatch.setattr(Console, "PLAIN_INTERVAL_S", 0.0)
     _run(tiny_folder, "console", progress=True, epochs=2, limit_train=32, log_every=1)
+    import re
+
     lines = capsys.readouterr().err.splitlines()
-    for epoch in (1, 2):
-        assert any(line.startswith(f"epoch {epoch}/2 16/32 img ") for line in lines), lines
+    for epoch in (1, 2):  # after each step, the step's loss and accuracy
+        shown = rf"epoch {epoch}/2 16/32 img loss \d\.\d{{4}} acc \d+\.\d\d% \d+ img/s ETA \d+ s"
+        assert any(re.fullmatch(shown, line) for line in lines), lines

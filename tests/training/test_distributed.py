@@ -121,6 +121,98 @@ def test_failures_are_reported_once(monkeypatch):
     assert distributed.torchrun_launch({"RANK": "0", "WORLD_SIZE": "1"}) is None  # one process
 
 
+@pytest.fixture
+def group_of_one(tmp_path, monkeypatch):
+    """``distributed.setup`` joining a real gloo process group of one process (this one), as a
+    torchrun job would: a run takes every process-group path (DistributedDataParallel, sharded
+    loaders and evaluation, collectives, rank 0 writing) in the test's own process. Returns the
+    list of the groups it made."""
+    from torch import distributed as torch_dist
+
+    made = []
+
+    def setup(device="auto", backend="auto"):
+        torch_dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}-{len(made)}",
+                                      rank=0, world_size=1)
+        made.append(distributed.Distributed(rank=0, world_size=1, local_rank=0, backend="gloo",
+                                            device=torch.device("cpu")))
+        return made[-1]
+
+    monkeypatch.setattr(distributed, "setup", setup)
+    yield made
+    if torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
+def _group_options(tiny):
+    from engine_fixtures import quick_options
+
+    return quick_options(tiny, epochs=2, limit_train=48, model="simple_cnn", augment="flip",
+                         ema=0.9, whiten_init=True, resize=16, dropout=0.3)
+
+
+def test_a_run_in_a_process_group_of_one_is_the_one_process_run(tiny_folder, group_of_one,
+                                                                 monkeypatch, capsys):
+    """Through the process-group paths with one process, a run is bit for bit the run without
+    them: the same weights, metrics and test results, written once, and says it ran in a group."""
+    from cnnbench.config.resolve import resolve_config
+
+    config = resolve_config(_group_options(tiny_folder))
+    grouped = train_run(config, out_dir=tiny_folder.out / "group", progress=True)
+    assert len(group_of_one) == 1 and not torch.distributed.is_initialized()  # closed at the end
+    assert grouped["processes"] == 1 and grouped["dist_backend"] == "gloo"
+    assert "cnnbench: simple_cnn" in capsys.readouterr().err  # rank 0 speaks
+    monkeypatch.undo()  # no group
+    alone = train_run(config, out_dir=tiny_folder.out / "alone", progress=False)
+    assert alone["dist_backend"] is None
+    for key in ("test_acc", "test_loss", "best_val_acc", "best_epoch", "confusion_matrix",
+                "steps", "images_seen", "temperature"):
+        assert grouped[key] == alone[key], key
+    a = ckpt.load_checkpoint(tiny_folder.out / "group" / "last.ckpt")
+    b = ckpt.load_checkpoint(tiny_folder.out / "alone" / "last.ckpt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert len(a["training"]["rng_ranks"]) == 1 and "rng_ranks" not in b["training"]
+    volatile = {"epoch_time_s", "train_images_per_s"}
+    metrics = [[{k: v for k, v in m.items() if k not in volatile}
+                for m in read_jsonl(tiny_folder.out / name / "metrics.jsonl")]
+               for name in ("group", "alone")]
+    assert metrics[0] == metrics[1]
+
+
+def test_a_process_group_run_reports_an_unexpected_error_as_its_process_in_one_line(
+        tiny_folder, group_of_one, monkeypatch):
+    """In a process group an unexpected error becomes ProcessFailed naming the process and the
+    traceback file; a UserError stays itself; a pruned search refuses a group."""
+    from cnnbench.config.resolve import resolve_config
+    from cnnbench.training import loop
+
+    config = resolve_config(_group_options(tiny_folder))
+    with pytest.raises(UserError, match="a pruned search trains each trial in one process"):
+        train_run(config, out_dir=tiny_folder.out / "pruned", progress=False,
+                  on_epoch=lambda logged: False)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(loop, "train_one_epoch", broken)
+    out = tiny_folder.out / "broken"
+    with pytest.raises(ProcessFailed) as failed:
+        train_run(config, out_dir=out, progress=False)
+    assert str(failed.value) == f"process 0 of 1 failed: RuntimeError: boom; traceback in {out / 'error.txt'}"
+    assert isinstance(failed.value.__cause__, RuntimeError)
+    assert "second line" in (out / "error.txt").read_text()
+
+    def mistaken(*args, **kwargs):
+        raise UserError("a user's mistake")
+
+    monkeypatch.setattr(loop, "train_one_epoch", mistaken)
+    with pytest.raises(UserError) as said:
+        train_run(config, out_dir=tiny_folder.out / "mistaken", progress=False)
+    assert type(said.value) is UserError and str(said.value) == "a user's mistake"
+    assert not torch.distributed.is_initialized()
+
+
 # -- real torchrun jobs of 2 processes -------------------------------------------------------
 
 def _torchrun(tiny, *args: str, script: str | None = None, **kw) -> subprocess.CompletedProcess:

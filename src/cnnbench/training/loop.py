@@ -101,6 +101,7 @@ def train_run(config: TrainConfig | None, out_dir: str | Path | None = None, res
     if dist is not None:  # rank 0 names the run directory (a default name holds the time)
         run_dir, resume = dist.broadcast_object((run_dir, resume))
     if on_epoch is not None and dist is not None:
+        dist.close()  # the group is left as it was found: a caller's process goes on
         raise UserError("a pruned search trains each trial in one process; leave out torchrun")
     record = Recorder(config=config, run_dir=run_dir,
                       console=Console(progress and (dist is None or dist.is_main)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -71,8 +72,8 @@ def test_nan_loss_stops_with_a_clear_message():
     model = TinyNet()
     with torch.no_grad():
         model.fc.weight.fill_(float("nan"))
-    with pytest.raises(NonFiniteLoss, match="training loss became nan"):
-        _train(model, tensor_batches(32, batch_size=8), 1, log_every=0)
+    with pytest.raises(NonFiniteLoss, match="training loss became nan by step 4;"):
+        _train(model, tensor_batches(32, batch_size=8), 1, log_every=0)  # at the epoch's end
     model = TinyNet()
     with pytest.raises(NonFiniteLoss, match="by step 2"):  # caught at the first log point
         _train(model, tensor_batches(32, batch_size=8), 1, lr=1e30, log_every=2)
@@ -221,6 +222,63 @@ def test_train_acc_and_loss_are_exact_over_batches_of_unequal_size():
     y = torch.cat([b[1] for b in batches])
     expected_loss = nn.functional.cross_entropy(model(x), y).item()  # mean over all 10 images
     assert stats["loss"] == pytest.approx(expected_loss, rel=1e-6)
+
+
+def _known_batches():
+    """Batches of 5, 3 and 2 images of which _Predicts gets 5, 0 and 1 right."""
+    batches = []
+    for n, k in zip((5, 3, 2), (5, 0, 1)):
+        y = torch.arange(n) % 4
+        guess = torch.where(torch.arange(n) < k, y, (y + 1) % 4)
+        x = torch.zeros(n, 1, 2, 2)
+        x[:, 0, 0, 0] = guess.float()
+        batches.append((x, y))
+    return batches
+
+
+class _Progress:
+    def __init__(self):
+        self.updates, self.logs = [], []
+
+    def update(self, images):
+        self.updates.append(images)
+
+    def log(self, **metrics):
+        self.logs.append(metrics)
+
+
+def test_progress_gets_each_steps_images_and_each_log_windows_loss_and_accuracy():
+    """Windows of 2 steps (5/5 + 0/3 right: 62.5%) and of 1 step (100%, 0%, 50%): each log
+    point's accuracy and loss are those of the steps since the last one, as ``on_log`` gets."""
+    model = _Predicts()
+    for log_every, accs in ((2, [0.625]), (1, [1.0, 0.0, 0.5])):
+        progress, logged = _Progress(), []
+        train_one_epoch(model, _known_batches(), torch.optim.SGD(model.parameters(), lr=0.0),
+                        nn.CrossEntropyLoss(), log_every=log_every, progress=progress,
+                        on_log=lambda step, seen, loss, lr: logged.append(loss))
+        assert progress.updates == [5, 3, 2]
+        assert [m["acc"] for m in progress.logs] == accs
+        assert [m["loss"] for m in progress.logs] == logged and len(logged) == len(accs)
+        assert set(progress.logs[0]) == {"loss", "acc"}
+
+
+def test_the_epochs_rate_is_its_images_over_its_time_and_an_instant_epoch_has_none(monkeypatch):
+    from cnnbench.training import loop
+
+    model = _Predicts()
+    stats = train_one_epoch(model, _known_batches(), torch.optim.SGD(model.parameters(), lr=0.0),
+                            nn.CrossEntropyLoss())
+    assert stats["images_per_s"] == 10 / stats["time_s"]
+    one = train_one_epoch(model, _known_batches()[2:], torch.optim.SGD(model.parameters(), lr=0.0),
+                          nn.CrossEntropyLoss())  # one step is an epoch too
+    assert (one["images"], one["steps"]) == (2, 1)
+    single = [(_known_batches()[0][0][:1], _known_batches()[0][1][:1])]
+    assert train_one_epoch(model, single, torch.optim.SGD(model.parameters(), lr=0.0),
+                           nn.CrossEntropyLoss())["images"] == 1  # so is one image
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: 100.0)  # a clock that stands still
+    still = train_one_epoch(model, _known_batches(), torch.optim.SGD(model.parameters(), lr=0.0),
+                            nn.CrossEntropyLoss())
+    assert still["time_s"] == 0.0 and math.isnan(still["images_per_s"])
 
 
 def test_aux_heads_without_a_weight_count_point_three():

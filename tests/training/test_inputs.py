@@ -46,3 +46,49 @@ def test_a_limit_draws_a_seeded_sorted_subset_and_no_limit_keeps_the_order():
     two = _subset(indices, 2, seed=0)
     assert two.tolist() == sorted(two.tolist()) and set(two.tolist()) < {7, 3, 9, 1}
     assert torch.equal(two, _subset(indices, 2, seed=0))  # seeded
+
+
+def _inputs(n_train=40, n_val=11):
+    import torch
+
+    from cnnbench.training.inputs import Inputs
+
+    def split(n, offset):
+        pixels = torch.arange(offset, offset + n, dtype=torch.uint8).view(n, 1, 1, 1)
+        return pixels.expand(n, 1, 4, 4).contiguous(), torch.arange(n) % 2
+
+    return Inputs(spec=None, train=split(n_train, 0), val=split(n_val, 100),
+                  test=split(n_val, 200), mean=(0.0,), std=(1.0,), input_size=(4, 4))
+
+
+def test_loaders_train_shuffled_and_augmented_and_evaluate_in_blocks_of_a_process_group():
+    """A training loader: shuffled, augmented as asked, each process its part of every global
+    batch. An evaluation loader: in order, not augmented, batches of at least 256 unless
+    ``eval_batch_size`` says, and in a group each process holds its contiguous block of the
+    split as a loader of its own (sizes differing by at most one)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from cnnbench.config import TrainConfig
+    from cnnbench.training.inputs import make_loader
+
+    config = TrainConfig(batch_size=8, augment="flip", seed=3)
+    inputs, cpu = _inputs(), torch.device("cpu")
+    train = make_loader(config, inputs, "train", cpu, batch_size=8)  # as a run asks for it
+    assert (train.batch_size, train.augment, train.shuffle) == (8, ("flip",), True)
+    assert not train.drop_last
+    assert (train.rank, train.world_size) == (0, 1)
+    val = make_loader(config, inputs, "val", cpu)
+    assert (val.batch_size, val.augment, val.shuffle, val.num_samples) == (256, (), False, 11)
+    assert make_loader(TrainConfig(batch_size=300), inputs, "val", cpu).batch_size == 300
+    asked = TrainConfig(batch_size=8, eval_batch_size=5)
+    assert make_loader(asked, inputs, "val", cpu).batch_size == 5
+    for rank, block in ((0, range(100, 106)), (1, range(106, 111))):
+        group = SimpleNamespace(rank=rank, world_size=2)
+        shard = make_loader(config, inputs, "val", cpu, dist=group)
+        assert (shard.rank, shard.world_size, shard.num_samples) == (0, 1, len(block))
+        seen = torch.cat([x[:, 0, 0, 0] for x, _ in shard]) * 255  # mean 0, std 1: pixels / 255
+        assert seen.round().long().tolist() == list(block)
+        part = make_loader(config, inputs, "train", cpu, batch_size=8, dist=group)
+        assert (part.rank, part.world_size, part.batch_size) == (rank, 2, 8)

@@ -1,4 +1,5 @@
-"""training/inputs.py: the data a checkpoint was trained on, checked against the data now."""
+"""training/inputs.py: the data a checkpoint was trained on, checked against the data now, and
+the loaders a run trains and evaluates with."""
 
 from __future__ import annotations
 

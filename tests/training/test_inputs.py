@@ -74,10 +74,11 @@ def test_loaders_train_shuffled_and_augmented_and_evaluate_in_blocks_of_a_proces
     from cnnbench.config import TrainConfig
     from cnnbench.training.inputs import make_loader
 
-    config = TrainConfig(batch_size=8, augment="flip", seed=3)
+    config = TrainConfig(batch_size=8, augment="flip", seed=3, channels_last=True)
     inputs, cpu = _inputs(), torch.device("cpu")
     train = make_loader(config, inputs, "train", cpu, batch_size=8)  # as a run asks for it
     assert (train.batch_size, train.augment, train.shuffle) == (8, ("flip",), True)
+    assert (train.seed, train.channels_last) == (3, True)  # the run's draws, its memory format
     assert not train.drop_last
     assert (train.rank, train.world_size) == (0, 1)
     val = make_loader(config, inputs, "val", cpu)
@@ -93,3 +94,15 @@ def test_loaders_train_shuffled_and_augmented_and_evaluate_in_blocks_of_a_proces
         assert seen.round().long().tolist() == list(block)
         part = make_loader(config, inputs, "train", cpu, batch_size=8, dist=group)
         assert (part.rank, part.world_size, part.batch_size) == (rank, 2, 8)
+
+
+def test_a_validation_split_too_small_for_one_image_is_one_line(tiny_mnist_env):
+    """48 training images: a 1% split would hold none (not a run without validation)."""
+    from cnnbench.config import TrainConfig
+    from cnnbench.training.inputs import prepare_data
+
+    with pytest.raises(UserError, match=r"val_split 0.01 leaves no validation image of 48; use a "
+                                        r"larger split or 0"):
+        prepare_data(TrainConfig(dataset="mnist", val_split=0.01))
+    inputs = prepare_data(TrainConfig(dataset="mnist", val_split=0.03))  # round(1.44): one image
+    assert len(inputs.val[1]) == 1 and len(inputs.train[1]) == 47

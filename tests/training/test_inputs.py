@@ -97,7 +97,8 @@ def test_loaders_train_shuffled_and_augmented_and_evaluate_in_blocks_of_a_proces
 
 
 def test_a_validation_split_too_small_for_one_image_is_one_line(tiny_mnist_env):
-    """48 training images: a 1% split would hold none (not a run without validation)."""
+    """48 training images: a 1% split would hold none (not a run without validation), a 99% one
+    would leave none to train on."""
     from cnnbench.config import TrainConfig
     from cnnbench.training.inputs import prepare_data
 
@@ -106,3 +107,21 @@ def test_a_validation_split_too_small_for_one_image_is_one_line(tiny_mnist_env):
         prepare_data(TrainConfig(dataset="mnist", val_split=0.01))
     inputs = prepare_data(TrainConfig(dataset="mnist", val_split=0.03))  # round(1.44): one image
     assert len(inputs.val[1]) == 1 and len(inputs.train[1]) == 47
+    with pytest.raises(UserError, match=r"no training images left \(dataset mnist, val_split 0.99"):
+        prepare_data(TrainConfig(dataset="mnist", val_split=0.99))  # round(47.52): all 48
+
+
+def test_the_data_normalised_as_asked_else_as_the_dataset_is_and_where_it_was_read(tiny_mnist_env):
+    from pathlib import Path
+
+    from cnnbench.config import TrainConfig
+    from cnnbench.training.inputs import prepare_data
+
+    default = prepare_data(TrainConfig(dataset="mnist"))
+    assert (default.mean, default.std) == (tuple(default.spec.mean), tuple(default.spec.std))
+    asked = prepare_data(TrainConfig(dataset="mnist", mean=[0.5], std=[0.25]))
+    assert (asked.mean, asked.std) == ((0.5,), (0.25,))
+    for mean, std in (([0.5, 0.5, 0.5], [0.25]), ([0.5], [0.25, 0.25, 0.25])):  # either wrong
+        with pytest.raises(UserError, match=r"mean/std need 1 values for mnist \(one per chan"):
+            prepare_data(TrainConfig(dataset="mnist", mean=mean, std=std))
+    assert Path(default.location) == tiny_mnist_env.root / "MNIST" / "raw"  # the files read

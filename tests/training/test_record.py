@@ -3,6 +3,7 @@ for the mutation run's close tests): what one logged step writes."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -36,7 +37,6 @@ def test_a_logged_step_is_a_line_of_train_steps_and_two_tensorboard_scalars(tmp_
 def test_a_run_ended_before_its_test_writes_what_training_measured(tmp_path):
     """Recorder.finish_untested: the summary (no test figure), TensorBoard's hparams at the last
     step, the console line with the best validation accuracy, the tracker's end."""
-    import json
 
     lines, hparams, ended = [], [], []
     recorder = SimpleNamespace(
@@ -111,8 +111,6 @@ def _failing_recorder(run_dir, *, rank=0, processes=1, last_good_epoch=0):
 
 
 def test_a_failed_run_records_its_error_once_and_says_it_last(tmp_path):
-    import json
-
     # a crash: its traceback in error.txt, the summary says failed, the log's last line the error
     recorder, lines, ended = _failing_recorder(tmp_path, last_good_epoch=2)
     try:
@@ -177,8 +175,6 @@ def test_in_a_job_only_rank_0_records_and_a_lost_peer_is_no_traceback(tmp_path):
 def test_resume_refuses_a_machine_that_resolves_amp_auto_otherwise(tmp_path):
     """A run started with --amp auto in bf16 must not go on in fp32 on another machine; a
     precision asked by name is the user's, and a run that has not recorded one is not held."""
-    import json
-
     from cnnbench.training.record import check_same_precision
 
     (tmp_path / "summary.json").write_text(json.dumps({"amp": "bf16"}))
@@ -221,8 +217,6 @@ def test_a_checkpoint_that_cannot_be_resumed_says_why_in_one_line(tmp_path):
 def test_a_resume_drops_the_logs_written_after_the_checkpoint(tmp_path):
     """The epochs and steps logged after last.ckpt (by the run that was killed) are dropped, so
     the resumed run's logs read as one uninterrupted run's."""
-    import json
-
     from cnnbench.training.checkpoint import capture_rng_state
 
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e}) + "\n" for e in (1, 2, 3)))
@@ -281,8 +275,6 @@ def test_the_hparams_record_is_written_at_the_step_given(monkeypatch):
 
 
 def test_the_header_says_what_the_run_is_about_to_do(tmp_path, monkeypatch):
-    import json
-
     from cnnbench.training import record
 
     def header(*, epochs=1, amp="off", threads=1, location="/data/mnist", resume=False):
@@ -351,11 +343,21 @@ def test_a_runs_first_summary_says_what_it_is_and_that_nothing_is_measured_yet(t
     assert summary["flops"] == 10  # a multiply-add is 2 FLOPs
     assert (summary["processes"], summary["dist_backend"], summary["sync_bn"]) == (2, "gloo", True)
     assert lines == []
+    # --init: where the weights came from and what they gave, said once on the console
+    t.init_report = SimpleNamespace(source="x.ckpt", to_dict=lambda: {"loaded": 7},
+                                    text=lambda: "init: 7 tensors from x.ckpt")
+    summary = Recorder._base_summary(recorder, t, "x")
+    assert (summary["init"], summary["init_report"]) == ("x.ckpt", {"loaded": 7})
+    assert lines == ["init: 7 tensors from x.ckpt"]
+    # resumed (no weights loaded again): the report of the run's start is kept
+    t.init_report, recorder.resume = None, True
+    recorder.run_dir.mkdir()
+    (recorder.run_dir / "summary.json").write_text(json.dumps({"init_report": {"loaded": 7}}))
+    assert Recorder._base_summary(recorder, t, "x")["init_report"] == {"loaded": 7}
+    assert lines == ["init: 7 tensors from x.ckpt"]
 
 
 def test_the_finished_run_writes_its_test_files_summary_and_last_line(tmp_path):
-    import json
-
     import torch
     from torch import nn
 

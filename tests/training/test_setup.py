@@ -167,8 +167,9 @@ def test_a_run_evaluates_with_its_own_settings_and_builds_each_loader_once(monke
     assert built == [("test", "cpu", "dist")]  # built once: its images go to the device once
     with pytest.raises(UserError, match=r"^this run has no validation split \(val_split 0\)$"):
         Training.eval_loader(t, "val")
-    t.val_loader = "val loader"
-    assert Training.eval_loader(t, "val") == "val loader"
+    t.val_loader = "the run's val loader"  # validation uses the run's own loader, never a new one
+    assert Training.eval_loader(t, "val") == "the run's val loader"
+    assert built == [("test", "cpu", "dist")]
 
 
 def test_whitening_statistics_come_from_images_spread_over_the_training_set(monkeypatch):

@@ -52,7 +52,8 @@ def test_the_scaler_is_restored_only_where_both_have_one_and_old_checkpoints_loa
     t.load_training_state(t.model.state_dict(), {**state, "scaler": {"scale": 1024.0}})  # ignored
 
     loaded = []
-    t.scaler = SimpleNamespace(load_state_dict=loaded.append)
+    t.scaler = SimpleNamespace(load_state_dict=loaded.append, state_dict=lambda: {"scale": 512.0})
+    assert t.training_state()["scaler"] == {"scale": 512.0}  # one with a scaler saves it
     t.load_training_state(t.model.state_dict(), state)  # a checkpoint without one: kept as it is
     t.load_training_state(t.model.state_dict(), {**state, "scaler": {"scale": 1024.0}})
     assert loaded == [{"scale": 1024.0}]

@@ -343,11 +343,12 @@ def test_a_runs_first_summary_says_what_it_is_and_that_nothing_is_measured_yet(t
     assert summary["flops"] == 10  # a multiply-add is 2 FLOPs
     assert (summary["processes"], summary["dist_backend"], summary["sync_bn"]) == (2, "gloo", True)
     assert lines == []
-    # --init: where the weights came from and what they gave, said once on the console
-    t.init_report = SimpleNamespace(source="x.ckpt", to_dict=lambda: {"loaded": 7},
+    # --init: the file the weights came from (as resolved, not as typed) and what they gave,
+    # said once on the console
+    t.init_report = SimpleNamespace(source="/runs/x.ckpt", to_dict=lambda: {"loaded": 7},
                                     text=lambda: "init: 7 tensors from x.ckpt")
     summary = Recorder._base_summary(recorder, t, "x")
-    assert (summary["init"], summary["init_report"]) == ("x.ckpt", {"loaded": 7})
+    assert (summary["init"], summary["init_report"]) == ("/runs/x.ckpt", {"loaded": 7})
     assert lines == ["init: 7 tensors from x.ckpt"]
     # resumed (no weights loaded again): the report of the run's start is kept
     t.init_report, recorder.resume = None, True

@@ -928,7 +928,8 @@ def test_killed_between_last_and_best_ckpt_the_best_is_rewritten_on_resume(tiny_
     shutil.copy(tiny_folder.out / "best-epoch1.ckpt", out / "best.ckpt")  # the older best
     summary = train_run(None, out_dir=out, resume=True, progress=False)
     straight, _ = run(tiny_folder, name="straight", epochs=2, lr=3e-3)
-    assert summary["best_epoch"] == 2 and ckpt.load_checkpoint(out / "best.ckpt")["epoch"] == 2
+    best, last = ckpt.load_checkpoint(out / "best.ckpt"), ckpt.load_checkpoint(out / "last.ckpt")
+    assert summary["best_epoch"] == 2 and (best["epoch"], best["step"]) == (2, last["step"])
     assert summary["test_acc"] == straight["test_acc"]
 
 

@@ -63,6 +63,16 @@ def test_the_gallery_holds_32_images_unless_told_otherwise():
     assert misclassified_rows(targets, targets).tolist() == []  # none wrong: none shown
 
 
+def test_the_saved_gallery_holds_32_images_unless_told_otherwise(tmp_path):
+    from cnnbench.training.rundir import MISCLASSIFIED, save_misclassified
+
+    targets = torch.arange(40) % 4
+    images = torch.zeros(40, 1, 2, 2, dtype=torch.uint8)
+    assert save_misclassified(tmp_path, images, (targets + 1) % 4, targets) == 32
+    assert len(torch.load(tmp_path / MISCLASSIFIED)["index"]) == 32
+    assert save_misclassified(tmp_path, images, (targets + 1) % 4, targets, limit=5) == 5
+
+
 def test_a_fresh_run_in_an_old_folder_drops_its_logs_and_a_resumed_one_only_its_error(tmp_path):
     from cnnbench.config import TrainConfig
     from cnnbench.training.rundir import open_run_dir

@@ -88,3 +88,13 @@ def test_a_fresh_run_in_an_old_folder_drops_its_logs_and_a_resumed_one_only_its_
     open_run_dir(tmp_path, config, fresh=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, "config.yaml"])
     assert read_yaml(tmp_path / "config.yaml")["epochs"] == 2
+
+
+def test_a_saved_config_with_an_unknown_option_names_its_file(tmp_path):
+    from cnnbench.errors import UserError
+    from cnnbench.training.rundir import CONFIG, saved_config
+
+    (tmp_path / CONFIG).write_text("lrr: 0.1\n")
+    with pytest.raises(UserError) as info:
+        saved_config(tmp_path)
+    assert str(info.value) == f"{tmp_path / CONFIG}: unknown option 'lrr'; did you mean 'lr'?"

@@ -485,3 +485,17 @@ def test_a_report_number_at_the_edge_of_the_interval_is_inside(monkeypatch, valu
     monkeypatch.setattr(reproduction, "cnnbench_interval", lambda item: (96.0, 98.0))
     item = SimpleNamespace(difference=0.0, ref={"kind": "accuracy", "value": value})
     assert reproduction.interval_position(item) == where
+
+
+def test_reproduction_csv_gives_a_ranges_ends_and_no_unit_where_a_quantity_has_none(tmp_path):
+    """A reference given as a range ([64, 68]) is its two ends, printed with a plain hyphen; a
+    loss has no unit (an empty field)."""
+    ref = [{"metric": "test_acc", "value": [64, 68]}, {"metric": "test_loss", "value": 1.5}]
+    study_run(tmp_path, "base", position=0, reference=ref)
+    files = write_report([tmp_path])
+    with files.reproduction_csv.open() as fh:
+        rows = {row["metric"]: row for row in csv.DictReader(fh)}
+    acc, loss = rows["test_acc"], rows["test_loss"]
+    assert (float(acc["report_low"]), float(acc["report_high"])) == (64.0, 68.0)
+    assert acc["report_as_printed"] == "64-68" and acc["unit"] == "%"
+    assert loss["unit"] == "" and loss["report_low"] == loss["report_high"] == "1.5"

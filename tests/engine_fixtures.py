@@ -86,6 +86,17 @@ def quick_options(tiny, **overrides) -> dict:
     return {k: v for k, v in options.items() if v is not None}  # None: leave the option out
 
 
+def train_tiny(tiny, name: str = "run", progress: bool = False, **overrides):
+    """``(summary, run directory)`` of :func:`quick_options` (with ``overrides``) trained into
+    ``tiny.out / name``."""
+    from cnnbench.config.resolve import resolve_config
+    from cnnbench.training import train_run
+
+    out = tiny.out / name
+    config = resolve_config(quick_options(tiny, **overrides))
+    return train_run(config, out_dir=out, progress=progress, argv=["cnnbench", "test"]), out
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 

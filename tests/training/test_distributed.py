@@ -32,7 +32,8 @@ from cnnbench.training import distributed, evaluate_checkpoint, train_run
 from cnnbench.training.setup import check_distributed
 from cnnbench.training.distributed import ProcessFailed, defer_report, torchrun_command
 from cnnbench.training.inputs import Inputs, make_loader
-from engine_fixtures import _tiny_folder_files, cli_env, read_jsonl, tiny_folder  # noqa: F401
+from engine_fixtures import (_tiny_folder_files, cli_env, quick_options, read_jsonl,  # noqa: F401
+                             tiny_folder)
 
 # Largest difference allowed between the weights of a 2-process run and a 1-process run on the
 # same global batches (SGD, 16 steps): the gradients agree up to the order of float32 sums
@@ -144,25 +145,24 @@ def group_of_one(tmp_path, monkeypatch):
         torch_dist.destroy_process_group()
 
 
-def _group_options(tiny):
-    from engine_fixtures import quick_options
+def _group_config(tiny) -> TrainConfig:
+    from cnnbench.config.resolve import resolve_config
 
-    return quick_options(tiny, epochs=2, limit_train=48, model="simple_cnn", augment="flip",
-                         ema=0.9, whiten_init=True, resize=16, dropout=0.3)
+    return resolve_config(quick_options(tiny, epochs=2, limit_train=48, model="simple_cnn",
+                                        augment="flip", ema=0.9, whiten_init=True, resize=16,
+                                        dropout=0.3))
 
 
 def test_a_run_in_a_process_group_of_one_is_the_one_process_run(tiny_folder, group_of_one,
                                                                  monkeypatch, capsys):
     """Through the process-group paths with one process, a run is bit for bit the run without
     them: the same weights, metrics and test results, written once, and says it ran in a group."""
-    from cnnbench.config.resolve import resolve_config
-
-    config = resolve_config(_group_options(tiny_folder))
+    config = _group_config(tiny_folder)
     grouped = train_run(config, out_dir=tiny_folder.out / "group", progress=True)
     assert len(group_of_one) == 1 and not torch.distributed.is_initialized()  # closed at the end
     assert grouped["processes"] == 1 and grouped["dist_backend"] == "gloo"
     assert "cnnbench: simple_cnn" in capsys.readouterr().err  # rank 0 speaks
-    monkeypatch.undo()  # no group
+    monkeypatch.setattr(distributed, "setup", lambda *args: None)  # no group, as outside torchrun
     alone = train_run(config, out_dir=tiny_folder.out / "alone", progress=False)
     assert alone["dist_backend"] is None
     for key in ("test_acc", "test_loss", "best_val_acc", "best_epoch", "confusion_matrix",
@@ -185,10 +185,9 @@ def test_a_process_group_run_reports_an_unexpected_error_as_its_process_in_one_l
         tiny_folder, group_of_one, monkeypatch):
     """In a process group an unexpected error becomes ProcessFailed naming the process and the
     traceback file; a UserError stays itself; a pruned search refuses a group."""
-    from cnnbench.config.resolve import resolve_config
     from cnnbench.training import loop
 
-    config = resolve_config(_group_options(tiny_folder))
+    config = _group_config(tiny_folder)
     with pytest.raises(UserError, match="a pruned search trains each trial in one process"):
         train_run(config, out_dir=tiny_folder.out / "pruned", progress=False,
                   on_epoch=lambda logged: False)

@@ -9,13 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from cnnbench.config.resolve import resolve_config
-from cnnbench.training import train_run
 from cnnbench.training.evaluation import evaluate
 from cnnbench.training.loop import NonFiniteLoss, train_one_epoch
 from cnnbench.training.setup import Training
-from engine_fixtures import (AuxNet, TinyNet, _tiny_folder_files, quick_options,  # noqa: F401
-                             read_jsonl, tensor_batches, tiny_folder)
+from engine_fixtures import (AuxNet, TinyNet, _tiny_folder_files, read_jsonl,  # noqa: F401
+                             tensor_batches, tiny_folder, train_tiny)
 
 
 def _train(model, batches, epochs, lr=0.05, **kw):
@@ -202,28 +200,6 @@ class _Predicts(nn.Module):
         return 3.0 * nn.functional.one_hot(guess, self.num_classes).float() + 0 * self.unused
 
 
-def test_train_acc_and_loss_are_exact_over_batches_of_unequal_size():
-    """Guards against dividing the correct count by ``steps * last_batch_size`` (or averaging
-    per-batch accuracies): 5/5, 0/3 and 1/2 correct is 6/10 = 0.6, not 1.0 or 0.5."""
-    sizes, correct = (5, 3, 2), (5, 0, 1)
-    batches = []
-    for n, k in zip(sizes, correct):
-        y = torch.arange(n) % 4
-        guess = torch.where(torch.arange(n) < k, y, (y + 1) % 4)
-        x = torch.zeros(n, 1, 2, 2)
-        x[:, 0, 0, 0] = guess.float()
-        batches.append((x, y))
-    model = _Predicts()
-    stats = train_one_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=0.1),
-                            nn.CrossEntropyLoss())
-    assert stats["acc"] == pytest.approx(0.6, abs=1e-12)
-    assert (stats["images"], stats["steps"]) == (10, 3)
-    x = torch.cat([b[0] for b in batches])
-    y = torch.cat([b[1] for b in batches])
-    expected_loss = nn.functional.cross_entropy(model(x), y).item()  # mean over all 10 images
-    assert stats["loss"] == pytest.approx(expected_loss, rel=1e-6)
-
-
 def _known_batches():
     """Batches of 5, 3 and 2 images of which _Predicts gets 5, 0 and 1 right."""
     batches = []
@@ -234,6 +210,21 @@ def _known_batches():
         x[:, 0, 0, 0] = guess.float()
         batches.append((x, y))
     return batches
+
+
+def test_train_acc_and_loss_are_exact_over_batches_of_unequal_size():
+    """Guards against dividing the correct count by ``steps * last_batch_size`` (or averaging
+    per-batch accuracies): 5/5, 0/3 and 1/2 correct is 6/10 = 0.6, not 1.0 or 0.5."""
+    batches = _known_batches()
+    model = _Predicts()
+    stats = train_one_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=0.1),
+                            nn.CrossEntropyLoss())
+    assert stats["acc"] == pytest.approx(0.6, abs=1e-12)
+    assert (stats["images"], stats["steps"]) == (10, 3)
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    expected_loss = nn.functional.cross_entropy(model(x), y).item()  # mean over all 10 images
+    assert stats["loss"] == pytest.approx(expected_loss, rel=1e-6)
 
 
 class _Progress:
@@ -548,18 +539,13 @@ def _scripted_validation(monkeypatch, accs, losses=None, pause_s=0.0):
     return calls
 
 
-def _run(tiny, name, progress=False, **overrides):
-    config = resolve_config(quick_options(tiny, **overrides))
-    return train_run(config, out_dir=tiny.out / name, progress=progress), tiny.out / name
-
-
 def test_selection_keeps_the_first_of_equal_epochs_and_early_stopping_counts_exactly(
         tiny_folder, monkeypatch):
     """Validation accuracies 50, 50, 60, 60, 60, 70% with ``early_stop`` 2: epoch 2 only ties
     epoch 1 (not an improvement), epoch 3 improves, epochs 4 and 5 do not, so the run stops
     after epoch 5 with epoch 3 selected, and epoch 6 never runs."""
     _scripted_validation(monkeypatch, [0.5, 0.5, 0.6, 0.6, 0.6, 0.7])
-    summary, out = _run(tiny_folder, "stop", epochs=6, early_stop=2, limit_train=32)
+    summary, out = train_tiny(tiny_folder, "stop", epochs=6, early_stop=2, limit_train=32)
     assert summary["stopped_early"] is True and summary["epochs_completed"] == 5
     assert (summary["best_epoch"], summary["best_val_acc"]) == (3, 0.6)
     assert [m["val_acc"] for m in read_jsonl(out / "metrics.jsonl")] == [0.5, 0.5, 0.6, 0.6, 0.6]
@@ -574,10 +560,10 @@ def test_a_per_epoch_schedule_steps_on_the_validation_loss_else_the_training_los
     monkeypatch.setattr(torch.optim.lr_scheduler.ReduceLROnPlateau, "step",
                         lambda self, metric: seen.append(metric) or real_step(self, metric))
     _scripted_validation(monkeypatch, [0.5, 0.6, 0.7], losses=[0.9, 0.8, 0.7])
-    _run(tiny_folder, "val", epochs=3, scheduler="plateau", limit_train=32)
+    train_tiny(tiny_folder, "val", epochs=3, scheduler="plateau", limit_train=32)
     assert seen == [0.9, 0.8, 0.7]
     seen.clear()
-    _, out = _run(tiny_folder, "train", epochs=2, scheduler="plateau", val_split=0.0,
+    _, out = train_tiny(tiny_folder, "train", epochs=2, scheduler="plateau", val_split=0.0,
                   limit_train=32)
     assert seen == [m["train_loss"] for m in read_jsonl(out / "metrics.jsonl")]
 
@@ -586,7 +572,7 @@ def test_the_evaluation_clock_adds_up_every_validation(tiny_folder, monkeypatch)
     """Three validations of at least 0.2 s each: the run's evaluation time holds all three
     (and the test's), not only the last."""
     _scripted_validation(monkeypatch, [0.5, 0.6, 0.7], pause_s=0.2)
-    summary, _ = _run(tiny_folder, "clock", epochs=3, limit_train=32)
+    summary, _ = train_tiny(tiny_folder, "clock", epochs=3, limit_train=32)
     assert summary["eval_time_s"] >= 3 * 0.2 + summary["test_time_s"]
 
 
@@ -596,7 +582,7 @@ def test_the_console_names_each_epoch_and_its_images(tiny_folder, monkeypatch, c
     from cnnbench.training.console import Console
 
     monkeypatch.setattr(Console, "PLAIN_INTERVAL_S", 0.0)
-    _run(tiny_folder, "console", progress=True, epochs=2, limit_train=32, log_every=1)
+    train_tiny(tiny_folder, "console", progress=True, epochs=2, limit_train=32, log_every=1)
     import re
 
     lines = capsys.readouterr().err.splitlines()

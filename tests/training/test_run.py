@@ -19,7 +19,7 @@ from cnnbench.errors import UserError
 from cnnbench.training import evaluate_checkpoint, train_run
 from cnnbench.training.machine import git_commit
 from engine_fixtures import (_tiny_folder_files, quick_options, read_jsonl,  # noqa: F401
-                             tensorboard_scalars, tiny_folder)
+                             tensorboard_scalars, tiny_folder, train_tiny)
 
 SUMMARY_KEYS = (
     "name model dataset stem params macs flops input_size seed device epochs epochs_completed "
@@ -31,14 +31,8 @@ METRIC_KEYS = ("epoch train_loss train_acc val_loss val_acc lr batch_size epoch_
                "train_images_per_s images_seen").split()
 
 
-def run(tiny, name="run", **overrides):
-    config = resolve_config(quick_options(tiny, **overrides))
-    out = tiny.out / name
-    return train_run(config, out_dir=out, progress=False, argv=["cnnbench", "test"]), out
-
-
 def test_run_directory_and_summary(tiny_folder):
-    summary, out = run(tiny_folder, epochs=3, limit_eval=30)
+    summary, out = train_tiny(tiny_folder, epochs=3, limit_eval=30)
     for name in ("config.yaml", "metrics.jsonl", "train_steps.jsonl", "summary.json", "last.ckpt", "train.log",
                  "best.ckpt", "test_predictions.json"):
         assert (out / name).exists(), name
@@ -85,7 +79,7 @@ def test_run_directory_and_summary(tiny_folder):
 
 
 def test_eval_reproduces_the_summary(tiny_folder):
-    summary, out = run(tiny_folder, epochs=2, lr=1e-3)
+    summary, out = train_tiny(tiny_folder, epochs=2, lr=1e-3)
     result = evaluate_checkpoint(out / "best.ckpt")
     assert result["acc"] == summary["test_acc"] and result["loss"] == summary["test_loss"]
     assert result["confusion_matrix"] == summary["confusion_matrix"]
@@ -97,7 +91,7 @@ def test_eval_reproduces_the_summary(tiny_folder):
 
 
 def test_no_validation_tests_the_final_weights(tiny_folder):
-    summary, out = run(tiny_folder, val_split=0.0, epochs=2)
+    summary, out = train_tiny(tiny_folder, val_split=0.0, epochs=2)
     assert summary["tested_weights"] == "final" and summary["best_val_acc"] is None
     assert ckpt.load_checkpoint(out / "best.ckpt")["epoch"] == 2
     last = ckpt.load_checkpoint(out / "last.ckpt")["model"]
@@ -132,7 +126,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_folder, monke
     monkeypatch.setattr(setup_module, "create_model_for", lambda c, s, i: NanAfter(build(c, s, i), 10))
     # 8 steps per epoch: epoch 1 is clean, epoch 2 turns NaN at its third step
     with pytest.raises(UserError, match=r"training loss became nan.*last good checkpoint.*epoch 1"):
-        run(tiny_folder, epochs=3, log_every=1000)
+        train_tiny(tiny_folder, epochs=3, log_every=1000)
     out = tiny_folder.out / "run"
     assert "training loss became" in (out / "error.txt").read_text()
     summary = json.loads((out / "summary.json").read_text())
@@ -148,30 +142,30 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_folder, monke
 
 
 def test_early_stop_batch_schedule_and_staged_metrics(tiny_folder):
-    summary, out = run(tiny_folder, batch_schedule="8:1,32:2", epochs=None)
+    summary, out = train_tiny(tiny_folder, batch_schedule="8:1,32:2", epochs=None)
     metrics = read_jsonl(out / "metrics.jsonl")
     assert [m["batch_size"] for m in metrics] == [8, 32, 32]
     assert summary["epochs"] == 3
-    summary, out = run(tiny_folder, "stop", epochs=6, early_stop=1, lr=1e-6, scheduler="none",
+    summary, out = train_tiny(tiny_folder, "stop", epochs=6, early_stop=1, lr=1e-6, scheduler="none",
                        optimizer="sgd", momentum=0.0)
     assert summary["stopped_early"] is True and summary["epochs_completed"] < 6
 
 
 def test_init_from_another_run(tiny_folder):
-    first, first_dir = run(tiny_folder, "first", epochs=1)
-    _, second_dir = run(tiny_folder, "second", epochs=1, lr=1e-12, scheduler="none",
+    first, first_dir = train_tiny(tiny_folder, "first", epochs=1)
+    _, second_dir = train_tiny(tiny_folder, "second", epochs=1, lr=1e-12, scheduler="none",
                         optimizer="sgd", momentum=0.0, weight_decay=0.0, init=str(first_dir))
     a = ckpt.load_checkpoint(first_dir / "best.ckpt")["model"]
     b = ckpt.load_checkpoint(second_dir / "best.ckpt")["model"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a if "running" not in k)
     with pytest.raises(UserError, match="does not fit resnet18 .*cnnbench checkpoint of lenet5"):
-        run(tiny_folder, "third", epochs=1, model="resnet18", init=str(first_dir / "best.ckpt"))
+        train_tiny(tiny_folder, "third", epochs=1, model="resnet18", init=str(first_dir / "best.ckpt"))
 
 
 def test_existing_run_needs_resume_and_resume_needs_a_run(tiny_folder, tmp_path):
-    run(tiny_folder, "done", epochs=1)
+    train_tiny(tiny_folder, "done", epochs=1)
     with pytest.raises(UserError, match="already holds a run.*--resume"):
-        run(tiny_folder, "done", epochs=1)
+        train_tiny(tiny_folder, "done", epochs=1)
     with pytest.raises(UserError, match="does not exist"):
         train_run(None, out_dir=tmp_path / "empty", resume=True)
     (tmp_path / "empty").mkdir()
@@ -185,7 +179,7 @@ def test_existing_run_needs_resume_and_resume_needs_a_run(tiny_folder, tmp_path)
 
 
 def test_techniques_run_end_to_end(tiny_folder):
-    summary, out = run(tiny_folder, epochs=2, ema=0.9, ema_every=2, whiten_init=True,
+    summary, out = train_tiny(tiny_folder, epochs=2, ema=0.9, ema_every=2, whiten_init=True,
                        tta="mirror", label_smoothing=0.1, optimizer="sgd", nesterov=True,
                        lr=0.05, scheduler="linear", warmup_epochs=0.5, decouple_wd=True,
                        no_decay_bn_bias=True, bn_lr_scale=4.0, model="simple_cnn",
@@ -223,7 +217,7 @@ def _whitened_first_conv(tiny_folder, **overrides):
 
 def test_whiten_bias_epochs_zero_keeps_the_whitening_layer_frozen(tiny_folder):
     # lenet5's first conv (6 filters of 1x5x5) is fully set by the whitening: top-6 eigenvectors.
-    summary, out = run(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=0)
+    summary, out = train_tiny(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=0)
     assert summary["status"] == "finished"
     weights = ckpt.load_checkpoint(out / "last.ckpt")["model"]
     start = _whitened_first_conv(tiny_folder)
@@ -232,7 +226,7 @@ def test_whiten_bias_epochs_zero_keeps_the_whitening_layer_frozen(tiny_folder):
 
 
 def test_whiten_bias_epochs_trains_only_the_bias(tiny_folder):
-    summary, out = run(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=1)
+    summary, out = train_tiny(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=1)
     weights = ckpt.load_checkpoint(out / "last.ckpt")["model"]
     start = _whitened_first_conv(tiny_folder)
     torch.testing.assert_close(weights["features.c1.weight"], start.weight.detach(), rtol=0, atol=0)
@@ -240,7 +234,7 @@ def test_whiten_bias_epochs_trains_only_the_bias(tiny_folder):
 
 
 def test_whitening_bias_stays_frozen_under_a_backbone_freeze(tiny_folder):
-    _, out = run(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=2, freeze="backbone")
+    _, out = train_tiny(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=2, freeze="backbone")
     weights = ckpt.load_checkpoint(out / "last.ckpt")["model"]
     assert torch.count_nonzero(weights["features.c1.bias"]) == 0  # the freeze wins
 
@@ -256,7 +250,7 @@ def test_lowres_epochs_train_on_downscaled_images(tiny_folder, monkeypatch):
         return original(model, loader, *args, **kwargs)
 
     monkeypatch.setattr(loop_module, "train_one_epoch", recording)
-    summary, _ = run(tiny_folder, epochs=3, model="fastnet", resize=16, lowres_size=12,
+    summary, _ = train_tiny(tiny_folder, epochs=3, model="fastnet", resize=16, lowres_size=12,
                      lowres_epochs=2, model_kwargs={"widths": [8, 8, 8]})
     assert seen == [(12, 12), (12, 12), (16, 16)]
     assert summary["input_size"][1:] == [16, 16]  # evaluation at the full size
@@ -265,11 +259,11 @@ def test_lowres_epochs_train_on_downscaled_images(tiny_folder, monkeypatch):
 def test_lowres_size_that_does_not_fit_the_model_is_one_line(tiny_folder):
     # The simple CNN's feature map shrinks to nothing on 8 px images.
     with pytest.raises(UserError, match="--lowres-size 8 does not fit simple_cnn") as err:
-        run(tiny_folder, epochs=2, model="simple_cnn", resize=16, lowres_size=8, lowres_epochs=1)
+        train_tiny(tiny_folder, epochs=2, model="simple_cnn", resize=16, lowres_size=8, lowres_epochs=1)
     assert "\n" not in str(err.value)
     assert not (tiny_folder.out / "run").exists()
     with pytest.raises(UserError, match="not smaller than the training images"):
-        run(tiny_folder, epochs=2, model="simple_cnn", resize=16, lowres_size=16, lowres_epochs=1)
+        train_tiny(tiny_folder, epochs=2, model="simple_cnn", resize=16, lowres_size=16, lowres_epochs=1)
 
 
 @pytest.mark.parametrize("error, reason", [
@@ -403,7 +397,7 @@ def test_the_test_set_is_evaluated_once_at_the_end_with_the_best_weights(tiny_fo
         return result
 
     monkeypatch.setattr(build_module, "evaluate", recording)
-    summary, out = run(tiny_folder, epochs=3, val_split=0.25)
+    summary, out = train_tiny(tiny_folder, epochs=3, val_split=0.25)
     assert summary["split"] == {"train": 120, "val": 40, "test": 48}
     # then, with the tested weights, the validation images once more (the calibration's
     # temperature is fitted on them) and the test images once
@@ -438,7 +432,7 @@ def test_test_weights_last_tests_the_last_epoch_and_records_the_best_beside_it(t
         return result
 
     monkeypatch.setattr(build_module, "evaluate", recording)
-    summary, out = run(tiny_folder, epochs=3, val_split=0.25, test_weights="last")
+    summary, out = train_tiny(tiny_folder, epochs=3, val_split=0.25, test_weights="last")
     # best's test, then the last's validation (its temperature) and test
     assert [n for n, _, _ in calls] == [40, 40, 40, 48, 40, 48]
     assert summary["tested_weights"] == "last"
@@ -470,7 +464,7 @@ def test_monitor_test_logs_each_epochs_test_accuracy_but_selects_on_validation(t
         return result
 
     monkeypatch.setattr(build_module, "evaluate", recording)
-    summary, out = run(tiny_folder, epochs=3, val_split=0.25, monitor_test=True)
+    summary, out = train_tiny(tiny_folder, epochs=3, val_split=0.25, monitor_test=True)
     # val then test each epoch, then the temperature's val and the final test
     assert sizes == [40, 48] * 3 + [40, 48]
     metrics = read_jsonl(out / "metrics.jsonl")
@@ -489,7 +483,7 @@ def test_the_logged_learning_rate_is_the_epochs_peak_and_every_steps(tiny_folder
     logged step carries the rate it trained with, in train_steps.jsonl and TensorBoard."""
     from cnnbench.training.optim import lr_factor_fn
 
-    summary, out = run(tiny_folder, epochs=1, scheduler="onecycle", lr=4e-3, log_every=1)
+    summary, out = train_tiny(tiny_folder, epochs=1, scheduler="onecycle", lr=4e-3, log_every=1)
     config = resolve_config(quick_options(tiny_folder, epochs=1, scheduler="onecycle", lr=4e-3,
                                           log_every=1))
     factor = lr_factor_fn(config, [8])  # 120 training images, batch 16: 8 steps
@@ -549,7 +543,7 @@ def test_gallery_heat_maps_are_for_the_classes_given_at_the_stored_images_size(t
             wide.paste(image, (2, 0))
             wide.save(target)
     # trained on them resized to 24 x 24: the maps are scaled back to the stored size
-    _, out = run(tiny_folder, epochs=1, dataset=f"imagefolder:{folder}", resize=24)
+    _, out = train_tiny(tiny_folder, epochs=1, dataset=f"imagefolder:{folder}", resize=24)
     saved = open_for_evaluation(out / "best.ckpt")
     rows = torch.tensor([0, 5, 9])
     asked = saved.gallery_heat(rows, torch.tensor([0, 1, 2]))
@@ -567,7 +561,7 @@ def test_gallery_heat_maps_are_for_the_classes_given_at_the_stored_images_size(t
 
 
 def test_eval_of_a_bf16_run_evaluates_in_bf16_as_the_run_did(tiny_folder):
-    summary, out = run(tiny_folder, epochs=1, amp="bf16", channels_last=True)
+    summary, out = train_tiny(tiny_folder, epochs=1, amp="bf16", channels_last=True)
     assert summary["amp"] == "bf16"
     assert "; cpu, bf16 autocast, 1 thread; 1 epoch -> " in (out / "train.log").read_text().splitlines()[0]
     again = evaluate_checkpoint(out)
@@ -585,7 +579,7 @@ def test_eval_says_when_the_data_changed_since_the_run(tiny_folder, tmp_path, mo
     folder = tmp_path / "bars"
     shutil.copytree(tiny_folder.root / "bars", folder)
     monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache"))
-    summary, out = run(tiny_folder, epochs=1, dataset=f"imagefolder:{folder}")
+    summary, out = train_tiny(tiny_folder, epochs=1, dataset=f"imagefolder:{folder}")
     assert summary["data"]["classes"] == ["bottom", "left", "right", "top"]
     result = evaluate_checkpoint(out)
     assert result["acc"] == summary["test_acc"]
@@ -633,7 +627,7 @@ def test_one_way_to_open_a_trained_model_for_every_command(tiny_folder, tmp_path
     from cnnbench.training.checkpoint import checkpoint_file
     from cnnbench.training.transfer.weights import read_weights
 
-    summary, out = run(tiny_folder, epochs=1, num_threads=1, deterministic=True)
+    summary, out = train_tiny(tiny_folder, epochs=1, num_threads=1, deterministic=True)
     stopped = tmp_path / "stopped"
     stopped.mkdir()
     for name in ("config.yaml", "last.ckpt"):
@@ -669,7 +663,7 @@ def test_resume_or_finished_is_decided_in_one_place(tiny_folder):
 
     out = tiny_folder.out / "run"
     assert run_state(out) == ("fresh", None)
-    summary, _ = run(tiny_folder, epochs=1)
+    summary, _ = train_tiny(tiny_folder, epochs=1)
     assert run_state(out) == ("finished", summary)
     data = json.loads((out / "summary.json").read_text())
     (out / "summary.json").write_text(json.dumps({**data, "status": "running"}))
@@ -684,7 +678,7 @@ def test_eval_takes_the_callers_device_batch_size_tta_and_data_root(tiny_folder)
     """evaluate_checkpoint's overrides reach the evaluation: a batch of 1 (the smallest
     allowed) counts every image as the default batch does, --tta mirror is the tta used, an
     explicit device and data root are accepted; a batch of 0 is one line."""
-    summary, out = run(tiny_folder, epochs=1)
+    summary, out = train_tiny(tiny_folder, epochs=1)
     plain = evaluate_checkpoint(out)
     assert plain["acc"] == summary["test_acc"] and plain["tta"] == "none"
     single = evaluate_checkpoint(out, batch_size=1, device="cpu", data_dir=str(tiny_folder.root))
@@ -698,7 +692,7 @@ def test_the_best_epoch_on_the_test_set_is_the_first_of_equals(tiny_folder):
     """With lr 1e-12 the weights do not move in float32, so every epoch has the same test
     accuracy: the report's "best test accuracy over epochs" names the first epoch that reached
     it, not the last."""
-    summary, _ = run(tiny_folder, epochs=3, lr=1e-12, monitor_test=True, name="still")
+    summary, _ = train_tiny(tiny_folder, epochs=3, lr=1e-12, monitor_test=True, name="still")
     assert summary["max_epoch_test_epoch"] == 1
 
 
@@ -760,7 +754,7 @@ def test_resume_refuses_a_dataset_that_changed_since_the_checkpoint(tiny_folder,
 
 
 def test_eval_of_weights_that_do_not_fit_names_the_file_and_the_model(tiny_folder):
-    summary, out = run(tiny_folder, epochs=1, name="misfit")
+    summary, out = train_tiny(tiny_folder, epochs=1, name="misfit")
     state = ckpt.load_checkpoint(out / "best.ckpt")
     key = next(k for k in state["model"] if k.endswith("weight"))
     state["model"][key] = torch.zeros(3, 3)  # no longer the model's shape
@@ -787,12 +781,12 @@ def test_a_yaml_error_without_a_position_is_still_one_line(tmp_path, monkeypatch
 def test_init_from_a_run_on_another_dataset_gets_a_fresh_head_unless_kept(tiny_folder):
     """`--init` of a run trained on another dataset (same class count): the head is new (its
     classes are another dataset's), unless `--init-head keep`."""
-    _, first_dir = run(tiny_folder, "on-bars", epochs=1)
-    fresh, _ = run(tiny_folder, "on-long", epochs=1, dataset=tiny_folder.long_dataset,
+    _, first_dir = train_tiny(tiny_folder, "on-bars", epochs=1)
+    fresh, _ = train_tiny(tiny_folder, "on-long", epochs=1, dataset=tiny_folder.long_dataset,
                    init=str(first_dir))
     assert fresh["init_report"]["replaced"], fresh["init_report"]
     assert fresh["init_report"]["source_dataset"] == tiny_folder.dataset
-    kept, _ = run(tiny_folder, "kept", epochs=1, dataset=tiny_folder.long_dataset,
+    kept, _ = train_tiny(tiny_folder, "kept", epochs=1, dataset=tiny_folder.long_dataset,
                   init=str(first_dir), init_head="keep")
     assert not kept["init_report"]["replaced"] and not kept["init_report"]["new"]
 
@@ -806,7 +800,7 @@ def test_the_gallery_holds_grad_cam_heat_maps_of_the_tested_weights(tiny_folder)
     from cnnbench.inference.model import load_trained_model
     from cnnbench.models.registry import model_info
 
-    summary, out = run(tiny_folder, epochs=3, lr=1e-2, test_weights="last")
+    summary, out = train_tiny(tiny_folder, epochs=3, lr=1e-2, test_weights="last")
     assert summary["best_epoch"] < 3  # the tested weights are not the best ones
     gallery = torch.load(out / "misclassified.pt", weights_only=True)
     n = len(gallery["images"])
@@ -837,7 +831,7 @@ def test_the_gallery_holds_grad_cam_heat_maps_of_the_tested_weights(tiny_folder)
     assert torch.equal(torch.load(out / "misclassified.pt", weights_only=True)["heat"], heat)
 
     # the best weights tested (the default), not the last ones the model holds at the end
-    summary, out = run(tiny_folder, name="best", epochs=3, lr=1e-2)
+    summary, out = train_tiny(tiny_folder, name="best", epochs=3, lr=1e-2)
     assert summary["best_epoch"] < 3
     gallery = torch.load(out / "misclassified.pt", weights_only=True)
     again = explain_images(load_trained_model(out / "best.ckpt"), gallery["images"])
@@ -871,7 +865,7 @@ def test_a_run_trained_untested_is_tested_when_resumed_as_if_never_stopped(tiny_
         f"{100 * best['val_acc']:.2f}%, epoch {best['epoch']}); run directory {out}")
     assert not (out / "test_predictions.json").exists() and not (out / "misclassified.pt").exists()
     tested = train_run(None, out_dir=out, resume=True, progress=False)
-    straight, _ = run(tiny_folder, name="straight", epochs=2)
+    straight, _ = train_tiny(tiny_folder, name="straight", epochs=2)
     assert tested["status"] == "finished"
     for key in ("test_acc", "test_loss", "best_val_acc", "best_epoch", "confusion_matrix"):
         assert tested[key] == straight[key], key
@@ -891,7 +885,7 @@ def test_tensorboard_hparams_hold_the_recipe_and_the_results(tiny_folder):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    summary, out = run(tiny_folder, epochs=2, lr=2e-3, seed=3)
+    summary, out = train_tiny(tiny_folder, epochs=2, lr=2e-3, seed=3)
     events = EventAccumulator(str(out), size_guidance={"scalars": 0})
     events.Reload()
     content = events.PluginTagToContent("hparams")
@@ -927,7 +921,7 @@ def test_killed_between_last_and_best_ckpt_the_best_is_rewritten_on_resume(tiny_
     assert ckpt.load_checkpoint(out / "last.ckpt")["meta"]["best_epoch"] == 2  # it improved
     shutil.copy(tiny_folder.out / "best-epoch1.ckpt", out / "best.ckpt")  # the older best
     summary = train_run(None, out_dir=out, resume=True, progress=False)
-    straight, _ = run(tiny_folder, name="straight", epochs=2, lr=3e-3)
+    straight, _ = train_tiny(tiny_folder, name="straight", epochs=2, lr=3e-3)
     best, last = ckpt.load_checkpoint(out / "best.ckpt"), ckpt.load_checkpoint(out / "last.ckpt")
     assert summary["best_epoch"] == 2 and (best["epoch"], best["step"]) == (2, last["step"])
     assert summary["test_acc"] == straight["test_acc"]
@@ -936,7 +930,7 @@ def test_killed_between_last_and_best_ckpt_the_best_is_rewritten_on_resume(tiny_
 def test_a_best_ckpt_given_as_last_cannot_be_resumed(tiny_folder):
     import shutil
 
-    summary, out = run(tiny_folder, epochs=1)
+    summary, out = train_tiny(tiny_folder, epochs=1)
     shutil.copy(out / "best.ckpt", out / "last.ckpt")  # weights only, no training state
     (out / "summary.json").unlink()
     with pytest.raises(UserError, match="last.ckpt holds no training state; it cannot be resumed"):
@@ -947,7 +941,7 @@ def test_the_summary_counts_what_the_run_did(tiny_folder):
     import time
 
     start = time.perf_counter()
-    summary, out = run(tiny_folder, epochs=2, limit_eval=30)
+    summary, out = train_tiny(tiny_folder, epochs=2, limit_eval=30)
     wall = time.perf_counter() - start
     assert summary["steps"] == 16 and summary["images_seen"] == 240  # 120 images, batch 16
     # the training time is the epochs' (no whitening here), and both clocks start at zero

@@ -16,10 +16,11 @@ For each model (``cnnbench.models.list_models()``, 10 classes, ``stem="auto"``) 
   2 x MACs per image (convolutions and matrix products only, as ``count_macs`` counts).
 
 Timing: warm-up steps, then as many steps as fit in ``--budget-s`` seconds (at least
-``--min-steps``); plain and cnnbench training are timed ``--repeats`` times alternately and
-the best of each kept. A model whose single step is slower than the budget (resnet101/152 on
-2 cores) gets one warm-up step, ``--min-steps`` timed steps and no repeat. The whole CPU run is meant to
-fit in about 15 minutes on 2 cores.
+``--min-steps``); plain and cnnbench training are each timed ``--repeats`` times (default 3),
+in turns plain-cnnbench, cnnbench-plain, plain-cnnbench (drift during a row favours neither),
+and the best of each kept (noise on a shared machine only slows). A model whose single step is
+slower than half the budget (resnet101/152 on 2 cores) gets one warm-up step on each path and
+``--min-steps`` timed steps. The whole CPU run is meant to fit in about 20 minutes on 2 cores.
 
 Batch (``--batch-size auto``, see :func:`plan`): 64 on the CPU (as measured since the start);
 on CUDA 1024, a batch that keeps an H200 busy for these 28-32 px models, halved for a model that
@@ -214,6 +215,13 @@ def timed(run, budget_s: float, warmup: int, min_steps: int, max_steps: int) -> 
     return run(k), k, warm
 
 
+def turns(repeats: int) -> list[str]:
+    """The order of a row's timed training runs, ``repeats`` of each path: plain-cnnbench, then
+    cnnbench-plain, then plain-cnnbench again, ..."""
+    return [path for r in range(repeats)
+            for path in (("plain", "cnnbench") if r % 2 == 0 else ("cnnbench", "plain"))]
+
+
 def choose_channels_last(args, device) -> tuple[bool, str]:
     if args.channels_last in ("on", "off"):
         return args.channels_last == "on", f"channels_last {args.channels_last} (forced)"
@@ -244,17 +252,16 @@ def measure(name: str, input_name: str, args, device, channels_last: bool, amp: 
     plain = Plain(model, shape, bs, device, channels_last, amp, args.compile)
     dt, k, _ = timed(plain.steps, args.budget_s, args.warmup, args.min_steps, args.max_steps)
     ours = Cnnbench(model, shape, bs, device, channels_last, amp, args.compile)
-    # Same number of timed steps as plain. Warm-up (and repeats, alternating plain and cnnbench,
-    # best of each kept, against noise) only where a step is cheap; the kernels are warm anyway.
+    # Same number of timed steps as plain, after as many warm-up steps as plain had (one for a
+    # model whose step is slower than half the budget). Then ``--repeats`` rounds, in turns
+    # plain-cnnbench and cnnbench-plain (a machine that speeds up or slows down during the row
+    # favours neither), the best of each kept: noise on a shared machine only slows.
     per_step = dt / k
-    cheap = per_step * args.warmup < args.budget_s
-    if cheap:
-        ours.steps(args.warmup)
-    dt_ours = ours.steps(k)
-    repeats = args.repeats if cheap else 1
-    for _ in range(repeats - 1):
-        dt = min(dt, plain.steps(k))
-        dt_ours = min(dt_ours, ours.steps(k))
+    ours.steps(args.warmup if per_step < args.budget_s / 2 else 1)
+    best = {"plain": dt, "cnnbench": float("inf")}
+    for path in turns(args.repeats)[1:]:  # the first: plain's, just timed
+        best[path] = min(best[path], (plain if path == "plain" else ours).steps(k))
+    dt, dt_ours, repeats = best["plain"], best["cnnbench"], args.repeats
     row.update(plain_train_images_per_s=k * bs / dt, train_images_per_s=k * bs / dt_ours,
                train_steps=k, repeats=repeats)
     dt_inf, k_inf, _ = timed(ours.infer, args.budget_s, args.warmup, args.min_steps, args.max_steps)
@@ -299,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     ap.add_argument("--budget-s", type=float, default=2.0, help="timed seconds per measurement (default 2)")
     ap.add_argument("--warmup", type=int, default=2, help="warm-up steps (1 for models slower than the budget)")
-    ap.add_argument("--repeats", type=int, default=2,
-                    help="timed runs of plain and cnnbench training, alternating, best kept (1 for slow models)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timed runs of plain and cnnbench training, in turns, best of each kept (default 3)")
     ap.add_argument("--min-steps", type=int, default=1)
     ap.add_argument("--max-steps", type=int, default=200)
     ap.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"])
@@ -316,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results-dir", default=None, help="write the JSON here instead of benchmarks/results")
     args = ap.parse_args(argv)
     args.batch_size, target = plan(args.device, args.batch_size)
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats must be >= 1 (timed runs of each path), got {args.repeats}")
 
     from cnnbench.models import list_models
 
@@ -339,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = (f"{args.device}, {torch.get_num_threads()} threads, "
                 f"{'bf16 autocast' if amp == 'bf16' else 'fp32'}, {cl_note}"
                 f"{', torch.compile' if args.compile else ''}; SGD momentum 0.9; ~{args.budget_s:g} s timed per "
-                f"measurement after {args.warmup} warm-up steps")
+                f"measurement after {args.warmup} warm-up steps, "
+                f"best of {args.repeats} in turns")
     print(settings, flush=True)
 
     rows, skipped, not_measured = [], [], []

@@ -9,6 +9,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -201,6 +202,30 @@ def test_model_throughput(results, monkeypatch):
     assert row["ratio_vs_plain"] == pytest.approx(row["train_images_per_s"] / row["plain_train_images_per_s"])
     assert row["compute_bound"] is False and rec["min_ratio_vs_plain_compute_bound"] is None
     assert rec["amp"] == "off"
+
+
+def test_model_throughput_times_both_paths_in_turns_after_a_warm_up_and_keeps_the_best(monkeypatch):
+    """Drift during a row favours neither path (plain, cnnbench | cnnbench, plain | ...), the
+    cnnbench path is warmed up as plain was (its first step allocates the momentum buffers),
+    and each path's best time is kept."""
+    bench = load_script("model_throughput", monkeypatch)
+    calls, slow = [], iter([0.5, 0.0, 0.5])  # noise slowed cnnbench's first and last runs
+
+    def fake(path, extra=lambda: 0.0):
+        def steps(self, n):
+            calls.append((path, n))
+            return 0.01 * n + extra()
+        return steps
+
+    monkeypatch.setattr(bench.Plain, "steps", fake("plain"))
+    monkeypatch.setattr(bench.Cnnbench, "steps", fake("cnnbench", lambda: next(slow) if calls[-1][1] == 10 else 0))
+    args = SimpleNamespace(budget_s=0.1, warmup=2, min_steps=1, max_steps=10, repeats=3, compile=False)
+    row = bench.measure("lenet5", "1x28x28", args, torch.device("cpu"), False, "off", 4)
+    assert calls == [("plain", 1), ("plain", 1), ("plain", 10), ("cnnbench", 2), ("cnnbench", 10),
+                     ("cnnbench", 10), ("plain", 10), ("plain", 10), ("cnnbench", 10)]
+    assert row["plain_train_images_per_s"] == pytest.approx(row["train_images_per_s"]) == pytest.approx(400)
+    assert row["repeats"] == 3 and row["train_steps"] == 10
+    assert bench.turns(1) == ["plain", "cnnbench"]
 
 
 def test_model_throughput_auto_precision_under_its_own_name(results, monkeypatch):

@@ -58,17 +58,23 @@ def ray_head():
     temp = Path(tempfile.mkdtemp(prefix="cnnbench-ray-"))  # short: Ray's sockets live in it
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     ray_cli = Path(sys.executable).with_name("ray")
-    head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", f"--port={port}",
-                             "--node-ip-address=127.0.0.1", "--num-cpus=2",
-                             "--include-dashboard=false", "--disable-usage-stats",
-                             f"--temp-dir={temp}"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # its output to a file: a pipe stays open as long as the daemons it starts run, so reading
+    # it to say why the head did not come up would wait for ever
+    said = temp / "ray-start.txt"
+    with said.open("w") as output:
+        head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", f"--port={port}",
+                                 "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                                 "--include-dashboard=false", "--disable-usage-stats",
+                                 f"--temp-dir={temp}"],
+                                env=env, stdout=output, stderr=subprocess.STDOUT)
     old = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"
     try:
         deadline = time.monotonic() + 120
         while not list(temp.glob("session_*/logs/raylet.out")):
-            assert head.poll() is None and time.monotonic() < deadline, head.stderr.read()
+            assert head.poll() is None and time.monotonic() < deadline, (
+                f"`ray start --head` {'ended' if head.poll() is not None else 'started no raylet in 120 s'}: "
+                f"{said.read_text()[-2000:]}")
             time.sleep(0.2)
         yield SimpleNamespace(address=f"127.0.0.1:{port}", temp=temp)
     finally:

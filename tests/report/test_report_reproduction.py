@@ -489,8 +489,10 @@ def test_a_report_number_at_the_edge_of_the_interval_is_inside(monkeypatch, valu
 
 def test_reproduction_csv_gives_a_ranges_ends_and_no_unit_where_a_quantity_has_none(tmp_path):
     """A reference given as a range ([64, 68]) is its two ends, printed with a plain hyphen; a
-    loss has no unit (an empty field)."""
-    ref = [{"metric": "test_acc", "value": [64, 68]}, {"metric": "test_loss", "value": 1.5}]
+    loss has no unit (an empty field); a time printed in minutes is shown with its unit and
+    compared in seconds."""
+    ref = [{"metric": "test_acc", "value": [64, 68]}, {"metric": "test_loss", "value": 1.5},
+           {"metric": "train_time_s", "value": 12.5, "unit": "min"}]
     study_run(tmp_path, "base", position=0, reference=ref)
     files = write_report([tmp_path])
     with files.reproduction_csv.open() as fh:
@@ -499,3 +501,7 @@ def test_reproduction_csv_gives_a_ranges_ends_and_no_unit_where_a_quantity_has_n
     assert (float(acc["report_low"]), float(acc["report_high"])) == (64.0, 68.0)
     assert acc["report_as_printed"] == "64-68" and acc["unit"] == "%"
     assert loss["unit"] == "" and loss["report_low"] == loss["report_high"] == "1.5"
+    assert loss["report_as_printed"] == "1.5"
+    time = rows["train_time_s"]
+    assert time["report_as_printed"] == "12.5 min" and time["unit"] == "s"
+    assert float(time["report_low"]) == float(time["report_high"]) == 750.0

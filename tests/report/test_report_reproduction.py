@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -505,3 +506,32 @@ def test_reproduction_csv_gives_a_ranges_ends_and_no_unit_where_a_quantity_has_n
     time = rows["train_time_s"]
     assert time["report_as_printed"] == "12.5 min" and time["unit"] == "s"
     assert float(time["report_low"]) == float(time["report_high"]) == 750.0
+
+
+def test_reproduction_csv_row_of_several_seeds_holds_each_number_to_six_decimals(tmp_path):
+    """One row of reproduction.csv, every field: the seeds' mean and standard deviation in
+    percent, their t interval, the difference to the report and the reference's own fields,
+    each number rounded to 6 decimals."""
+    from scipy import stats
+
+    accs = (0.912345671, 0.923456782)
+    for seed, acc in enumerate(accs):
+        run = study_run(tmp_path, f"net-s{seed}", test_acc=acc, seed=seed)
+        meta = json.loads((run / "study.json").read_text())
+        (run / "study.json").write_text(json.dumps({**meta, "run": "net", "name": "net"}))
+    files = write_report([tmp_path])
+    with files.reproduction_csv.open() as fh:
+        acc_row, loss_row = list(csv.DictReader(fh))
+    mean, std = statistics.mean(100 * a for a in accs), statistics.stdev(100 * a for a in accs)
+    half = stats.t.ppf(0.975, 1) * std / 2 ** 0.5
+    assert acc_row == {
+        "study": "demo", "run": "net", "metric": "test_acc", "quantity": "test acc", "unit": "%",
+        "report_as_printed": "97.02", "report_low": "97.02", "report_high": "97.02",
+        "cnnbench": str(round(mean, 6)), "cnnbench_std": str(round(std, 6)),
+        "cnnbench_ci_low": str(round(mean - half, 6)), "cnnbench_ci_high": str(round(mean + half, 6)),
+        "seeds": "2", "difference": str(round(mean - 97.02, 6)), "difference_unit": "pp",
+        "report_in_ci": "inside", "comparable": "True", "profile": "full", "limited": "False",
+        "same_recipe": "True", "why_not": "", "source": "000:797",
+        "wording": "Test loss 1.960664 acc 97.0200%", "note": ""}
+    assert (loss_row["cnnbench_ci_low"], loss_row["difference"], loss_row["report_in_ci"]) == ("", "", "")
+    assert loss_row["note"] == "the report's loss is summed over batches" and loss_row["source"] == ""

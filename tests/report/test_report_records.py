@@ -69,3 +69,88 @@ def test_a_group_has_no_value_of_a_quantity_cnnbench_does_not_know():
     group = SimpleNamespace(finished=[record(SUMMARY, METRICS)])
     assert RunGroup.quantity(group, "no_such_metric") is None
     assert RunGroup.quantity(group, "test_acc") == (0.69, 0.0)
+
+
+def test_a_studys_references_are_completed_whatever_form_they_were_written_in():
+    from cnnbench.report.records import study_references
+
+    assert study_references({}) == [] and study_references({"reference": None}) == []
+    one = {"value": 97.0, "source": "001:12"}  # one mapping: older run directories
+    assert study_references({"reference": one}) == [
+        {"value": 97.0, "source": "001:12", "metric": "test_acc", "kind": "accuracy", "unit": None,
+         "comparable": True}]
+    refs = study_references({"reference": [
+        "a note, not a reference", {"metric": "test_acc"},  # no value: left out
+        {"metric": "train_time_s", "value": 12.5, "unit": "min"},
+        {"metric": "train_time_s", "value": 30},
+        {"metric": "test_loss", "value": 0.2},
+        {"metric": "params", "value": 61706},
+        {"metric": "test_acc", "value": 0.0, "comparable": 0},  # a zero is a value
+        {"metric": "no_such_metric", "value": 1, "comparable": "yes"}]})
+    assert [(r["metric"], r["kind"], r["unit"], r["comparable"]) for r in refs] == [
+        ("train_time_s", "time", "min", False), ("train_time_s", "time", "s", False),
+        ("test_loss", "loss", None, False), ("params", "count", None, True),
+        ("test_acc", "accuracy", None, False), ("no_such_metric", "unknown", None, True)]
+
+
+def _touch_run(path: Path, name: str = "summary.json") -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / name).write_text("{}")
+    return path
+
+
+def test_run_directories_are_found_below_the_paths_given_in_order_once_each(tmp_path):
+    from cnnbench.errors import UserError
+    from cnnbench.report.records import find_run_dirs
+
+    study = tmp_path / "study"
+    b = _touch_run(study / "b", "config.yaml")
+    a = _touch_run(study / "a", "metrics.jsonl")
+    deep = _touch_run(study / "group" / "c" / "seed0", "study.json")
+    _touch_run(study / ".hidden" / "x")       # hidden folders are not searched
+    _touch_run(study / "figures" / "y")       # nor the report's figures
+    (study / "notes.txt").write_text("a file, not a folder")
+    (study / "empty").mkdir()
+    assert find_run_dirs([study]) == [a, b, deep]
+    assert find_run_dirs([b, str(study)]) == [b, a, deep]  # a run directory given is itself
+    with pytest.raises(UserError, match="is not a directory"):
+        find_run_dirs([study / "notes.txt"])
+    with pytest.raises(UserError, match=r"no run directories in .*empty \(a run directory holds"):
+        find_run_dirs([study / "empty"])
+    # what marks a run directory: any of its files
+    assert [find_run_dirs([_touch_run(tmp_path / n, n)]) for n in ("summary.json", "config.yaml",
+            "metrics.jsonl", "study.json")] == [[tmp_path / n] for n in ("summary.json", "config.yaml",
+                                                                           "metrics.jsonl", "study.json")]
+
+
+def _run(path: Path, study: dict | None = None, config: dict | None = None) -> RunRecord:
+    return RunRecord(path=path, config=config or {}, summary={}, metrics=[], steps=[],
+                     study=study or {}, error=None)
+
+
+def test_seeds_group_by_study_run_else_by_config_without_per_seed_keys_else_by_folder():
+    from cnnbench.report.records import group_runs
+
+    s1 = _run(Path("s1"), {"study": "demo", "run": "net"}, {"seed": 1, "lr": 0.1})
+    s2 = _run(Path("s2"), {"study": "demo", "run": "net"}, {"seed": 2, "lr": 0.2})
+    other_study = _run(Path("s3"), {"study": "other", "run": "net"})
+    c1 = _run(Path("c1"), config={"model": "lenet5", "seed": 0, "out": "runs/a"})
+    c2 = _run(Path("c2"), config={"model": "lenet5", "seed": 1, "out": "runs/b"})
+    c3 = _run(Path("c3"), config={"model": "vgg11", "seed": 0})
+    bare1, bare2 = _run(Path("d1")), _run(Path("d2"))
+    groups = group_runs([c1, s1, bare1, c3, s2, other_study, c2, bare2])
+    assert [[r.path.name for r in g.records] for g in groups] == [
+        ["c1", "c2"], ["s1", "s2"], ["d1"], ["c3"], ["s3"], ["d2"]]
+    assert groups[1].key == ("study", "demo", "net") and groups[2].key == ("dir", "d1")
+
+
+def test_runs_load_in_the_studys_order(tmp_path):
+    import json
+
+    from cnnbench.report.records import load_runs
+
+    for name, position in (("a", 2), ("b", 0), ("c", None), ("d", 1)):
+        run = _touch_run(tmp_path / name)
+        if position is not None:
+            (run / "study.json").write_text(json.dumps({"position": position}))
+    assert [r.path.name for r in load_runs([tmp_path])] == ["b", "c", "d", "a"]

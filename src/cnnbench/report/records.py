@@ -26,8 +26,6 @@ from cnnbench.training.rundir import (CONFIG, METRICS, MISCLASSIFIED, PREDICTION
 
 RUN_FILES = (SUMMARY, CONFIG, METRICS, STUDY)  # any of them marks a run directory
 
-# Config keys that differ between the seeds of one run without making it another run.
-
 
 @dataclass
 class RunRecord:

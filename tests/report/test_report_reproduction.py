@@ -515,13 +515,15 @@ def test_reproduction_csv_row_of_several_seeds_holds_each_number_to_six_decimals
     from scipy import stats
 
     accs = (0.912345671, 0.923456782)
+    time_ref = {"metric": "train_time_s", "value": 0.25, "unit": "min", "comparable": True}
     for seed, acc in enumerate(accs):
-        run = study_run(tmp_path, f"net-s{seed}", test_acc=acc, seed=seed)
+        run = study_run(tmp_path, f"net-s{seed}", test_acc=acc, seed=seed,
+                        reference=[*REFERENCES, time_ref])
         meta = json.loads((run / "study.json").read_text())
         (run / "study.json").write_text(json.dumps({**meta, "run": "net", "name": "net"}))
     files = write_report([tmp_path])
     with files.reproduction_csv.open() as fh:
-        acc_row, loss_row = list(csv.DictReader(fh))
+        acc_row, loss_row, time_row = list(csv.DictReader(fh))
     mean, std = statistics.mean(100 * a for a in accs), statistics.stdev(100 * a for a in accs)
     half = stats.t.ppf(0.975, 1) * std / 2 ** 0.5
     assert acc_row == {
@@ -534,4 +536,21 @@ def test_reproduction_csv_row_of_several_seeds_holds_each_number_to_six_decimals
         "same_recipe": "True", "why_not": "", "source": "000:797",
         "wording": "Test loss 1.960664 acc 97.0200%", "note": ""}
     assert (loss_row["cnnbench_ci_low"], loss_row["difference"], loss_row["report_in_ci"]) == ("", "", "")
+    assert loss_row["unit"] == loss_row["difference_unit"] == ""
+    # a time: in seconds, its difference too (both seeds trained 12.5 s; the report 15 s)
+    assert {k: time_row[k] for k in ("unit", "report_as_printed", "report_low", "cnnbench",
+                                     "difference", "difference_unit", "cnnbench_ci_low")} == {
+        "unit": "s", "report_as_printed": "0.25 min", "report_low": "15.0", "cnnbench": "12.5",
+        "difference": "-2.5", "difference_unit": "s", "cnnbench_ci_low": ""}
     assert loss_row["note"] == "the report's loss is summed over batches" and loss_row["source"] == ""
+
+
+def test_reproduction_csv_names_each_profile_its_seeds_ran_under(tmp_path):
+    for seed, profile in enumerate(("quick", None, "full")):
+        run = study_run(tmp_path, f"net-s{seed}", seed=seed, profile=profile)
+        meta = json.loads((run / "study.json").read_text())
+        (run / "study.json").write_text(json.dumps({**meta, "run": "net", "name": "net"}))
+    files = write_report([tmp_path])
+    with files.reproduction_csv.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [row["profile"] for row in rows] == ["/full/quick"] * 2  # "": the seed without one

@@ -154,6 +154,19 @@ def test_the_rule_is_one_helper(tmp_path):
     assert comparison_groups([]) == ([], "")
 
 
+def test_capped_runs_of_as_many_kinds_show_the_least_capped_and_a_profile_makes_a_kind(tmp_path):
+    study_run(tmp_path, "q", scale=QUICK, position=0)
+    study_run(tmp_path, "c", scale=CPU, position=1)
+    study_run(tmp_path, "subset-full", scale={"profile": "full", "limited": True}, position=2)
+    study_run(tmp_path, "subset-none", scale={"profile": None, "limited": True}, position=3)
+    groups = groups_of(tmp_path)
+    assert [g.capped for g in groups] == ["quick", "cpu, capped", "limited", "limited"]
+    shown, kind = comparison_groups(groups)  # one run of each kind: the least capped, first
+    assert ([g.label for g in shown], kind) == (["subset-full"], "limited")
+    shown, kind = comparison_groups(groups[:2])
+    assert ([g.label for g in shown], kind) == (["c"], "cpu, capped")
+
+
 # ------------------------------------------------------------------------------ grid
 
 def test_grid_marks_quick_cells_and_its_legend_says_so(tmp_path):

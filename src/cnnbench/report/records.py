@@ -211,7 +211,7 @@ def split_comparable(groups: list[RunGroup]) -> tuple[list[RunGroup], list[RunGr
     return [g for g in groups if not g.capped], [g for g in groups if g.capped]
 
 
-_CAPPED_ORDER = ("limited", "cpu, capped", "quick")  # least capped first
+_CAPPED_ORDER = ("limited", "cpu, capped", "quick")  # least capped first: every RunGroup.capped but ""
 
 
 def comparison_groups(groups: list[RunGroup]) -> tuple[list[RunGroup], str]:
@@ -230,9 +230,7 @@ def comparison_groups(groups: list[RunGroup]) -> tuple[list[RunGroup], str]:
     kinds: dict[tuple, list[RunGroup]] = {}
     for g in capped:
         kinds.setdefault(kind(g), []).append(g)
-    rank = {k: _CAPPED_ORDER.index(k[0]) if k[0] in _CAPPED_ORDER else len(_CAPPED_ORDER)
-            for k in kinds}
-    chosen = min(kinds, key=lambda k: (-len(kinds[k]), rank[k]))
+    chosen = min(kinds, key=lambda k: (-len(kinds[k]), _CAPPED_ORDER.index(k[0])))
     return kinds[chosen], chosen[0]
 
 

@@ -158,7 +158,7 @@ def test_capped_runs_of_as_many_kinds_show_the_least_capped_and_a_profile_makes_
     study_run(tmp_path, "q", scale=QUICK, position=0)
     study_run(tmp_path, "c", scale=CPU, position=1)
     study_run(tmp_path, "subset-full", scale={"profile": "full", "limited": True}, position=2)
-    study_run(tmp_path, "subset-none", scale={"profile": None, "limited": True}, position=3)
+    study_run(tmp_path, "subset-tiny", scale={"profile": "tiny", "limited": True}, position=3)
     groups = groups_of(tmp_path)
     assert [g.capped for g in groups] == ["quick", "cpu, capped", "limited", "limited"]
     shown, kind = comparison_groups(groups)  # one run of each kind: the least capped, first

@@ -154,3 +154,33 @@ def test_runs_load_in_the_studys_order(tmp_path):
         if position is not None:
             (run / "study.json").write_text(json.dumps({"position": position}))
     assert [r.path.name for r in load_runs([tmp_path])] == ["b", "c", "d", "a"]
+
+
+def test_why_a_group_is_not_set_against_the_report_each_reason_once():
+    from cnnbench.report.records import RunGroup
+
+    def seed(profile, options, limited=False):
+        study = {"study": "demo", "run": "net", "profile": profile, "options": options,
+                 "recipe": {"lr": 0.1, "epochs": 5}}
+        return RunRecord(path=Path("run"), config={}, summary={"limited": limited}, metrics=[],
+                         steps=[], study=study, error=None)
+
+    recipe = {"lr": 0.1, "epochs": 5}
+    off = {"lr": 0.2, "epochs": 5}
+    assert RunGroup(("k",), [seed("full", recipe)]).recipe_gaps() == []
+    # two seeds off the recipe the same way: said once
+    assert RunGroup(("k",), [seed("full", off), seed("full", off)]).recipe_gaps() == [
+        "lr 0.2 (the report's recipe: 0.1)"]
+    # profiles other than full (a seed without one is not named)
+    assert RunGroup(("k",), [seed("tiny", recipe), seed("big", recipe), seed(None, recipe)]).recipe_gaps() == [
+        "profile big/tiny, not the study's full recipe"]
+    assert RunGroup(("k",), [seed(None, recipe)]).recipe_gaps() == ["not run by a study's full profile"]
+    # capped to fewer images: the limit is said once, in words, not again as an option
+    limited = seed("full", {**recipe, "limit_train": 256}, limited=True)
+    assert RunGroup(("k",), [limited]).recipe_gaps() == [
+        "trained or evaluated on a subset of the images (limit_train / limit_eval)"]
+    # and the study's own word on how the run differs comes last
+    differs = seed("full", off)
+    differs.study["differs"] = "the report's images were 28 px"
+    assert RunGroup(("k",), [differs]).recipe_gaps() == [
+        "lr 0.2 (the report's recipe: 0.1)", "the report's images were 28 px"]

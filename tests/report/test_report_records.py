@@ -184,3 +184,29 @@ def test_why_a_group_is_not_set_against_the_report_each_reason_once():
     differs.study["differs"] = "the report's images were 28 px"
     assert RunGroup(("k",), [differs]).recipe_gaps() == [
         "lr 0.2 (the report's recipe: 0.1)", "the report's images were 28 px"]
+
+
+def test_a_run_directory_loads_every_file_and_reads_a_value_from_the_first_that_sets_it(tmp_path):
+    import json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: lenet5\nlr: 0.1\nseed: 3\nepochs: null\n")
+    (run / "summary.json").write_text(json.dumps({"lr": 0.2, "status": "failed", "seed": None}))
+    (run / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')
+    (run / "train_steps.jsonl").write_text('{"step": 1}\n')
+    (run / "study.json").write_text(json.dumps({"options": {"epochs": 4, "dropout": 0.5}}))
+    (run / "error.txt").write_bytes(b"Traceback\nRuntimeError: bad byte \xff\n")  # not UTF-8
+    record = RunRecord.load(run)
+    assert (record.path, record.config["model"], record.summary["status"]) == (run, "lenet5", "failed")
+    assert record.metrics == [{"epoch": 1}, {"epoch": 2}] and record.steps == [{"step": 1}]
+    assert record.study == {"options": {"epochs": 4, "dropout": 0.5}}
+    assert record.error == "Traceback\nRuntimeError: bad byte \ufffd\n"
+    assert record.get("lr") == 0.2            # summary.json first
+    assert record.get("seed") == 3            # then config.yaml (the summary's null is no value)
+    assert record.get("epochs") == 4          # then the study's options
+    assert record.get("nothing") is None and record.get("nothing", "default") == "default"
+    # a run that failed before writing anything but its folder
+    empty = RunRecord.load(_touch_run(tmp_path / "empty", "unrelated.txt"))
+    assert (empty.config, empty.summary, empty.metrics, empty.steps, empty.study, empty.error) == (
+        {}, {}, [], [], {}, None)

@@ -8,8 +8,9 @@ import json
 import pytest
 import torch
 
-from cnnbench.training.rundir import (misclassified_rows, read_json, read_jsonl, read_yaml,
-                                      truncate_jsonl)
+from cnnbench.training import rundir
+from cnnbench.training.rundir import (misclassified_rows, now, read_json, read_jsonl, read_yaml,
+                                      truncate_jsonl, write_json)
 
 
 @pytest.mark.parametrize("read, name, good, value, other", [
@@ -35,6 +36,27 @@ def test_read_jsonl_skips_a_line_cut_short_by_a_kill(tmp_path):
     assert read_jsonl(path) == []
     path.write_text('{"step": 1}\n{"step": 2}\n{"st')
     assert read_jsonl(path) == [{"step": 1}, {"step": 2}]
+    # a resumed run appends after the cut line: the records after it count too
+    path.write_text('{"step": 1}\n{"st{"step": 2}\n{"step": 3}\n')
+    assert read_jsonl(path) == [{"step": 1}, {"step": 3}]
+
+
+def test_a_json_file_is_written_whole_through_a_hidden_file_then_moved(tmp_path, monkeypatch):
+    path = tmp_path / "summary.json"
+    path.write_text("old")
+    moves = []
+    real = rundir.os.replace
+    monkeypatch.setattr(rundir.os, "replace", lambda a, b: (moves.append((a, b)), real(a, b)))
+    write_json(str(path), {"status": "finished", "acc": 0.5})
+    assert moves == [(tmp_path / ".summary.json.tmp", path)]
+    assert path.read_text() == '{\n  "status": "finished",\n  "acc": 0.5\n}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+
+def test_a_runs_times_are_local_to_the_second_with_their_offset():
+    import re
+
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", now()), now()
 
 
 def test_truncate_jsonl_keeps_the_records_up_to_the_checkpoint(tmp_path):

@@ -4,6 +4,7 @@ cutting its logs back to a checkpoint on resume, choosing the misclassified imag
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,3 +121,51 @@ def test_a_saved_config_with_an_unknown_option_names_its_file(tmp_path):
     with pytest.raises(UserError) as info:
         saved_config(tmp_path)
     assert str(info.value) == f"{tmp_path / CONFIG}: unknown option 'lrr'; did you mean 'lr'?"
+
+
+def test_a_resumed_run_keeps_its_saved_config_but_the_machine_and_the_records(tmp_path, monkeypatch):
+    from cnnbench.config import TrainConfig
+    from cnnbench.errors import UserError
+    from cnnbench.training.rundir import open_run_dir, prepare_run_dir
+
+    run = tmp_path / "run"
+    saved = TrainConfig(model="lenet5", dataset="mnist", epochs=3, lr=0.1, out=str(run), num_threads=2)
+    open_run_dir(run, saved, fresh=True)
+    assert prepare_run_dir(None, run, resume=True) == (saved, run)
+    # another machine and other records: taken; the output folder stays the saved one
+    moved = saved.replace(num_threads=1, log_every=7, device="cpu", out=str(tmp_path / "elsewhere"))
+    config, run_dir = prepare_run_dir(moved, run, resume=True)
+    assert run_dir == run and config == saved.replace(num_threads=1, log_every=7, device="cpu")
+    # the directory from the config's --out when none is given
+    assert prepare_run_dir(saved, None, resume=True) == (saved, run)
+    with pytest.raises(UserError, match="options differ: epochs, lr; drop them"):
+        prepare_run_dir(moved.replace(lr=0.2, epochs=4), run, resume=True)
+    with pytest.raises(UserError, match=r"^--resume needs the run directory: --resume DIR \(or --out DIR\)$"):
+        prepare_run_dir(saved.replace(out=None), None, resume=True)
+
+
+def test_a_new_run_never_lands_on_a_runs_checkpoints(tmp_path, monkeypatch):
+    from cnnbench.config import TrainConfig
+    from cnnbench.errors import UserError
+    from cnnbench.training.rundir import plan_run, prepare_run_dir
+
+    config = TrainConfig(model="lenet5", dataset="mnist", out=str(tmp_path / "from-config"))
+    assert prepare_run_dir(config, tmp_path / "given", resume=False) == (config, tmp_path / "given")
+    assert prepare_run_dir(config, None, resume=False) == (config, tmp_path / "from-config")
+    monkeypatch.chdir(tmp_path)
+    _, default = prepare_run_dir(config.replace(out=None), None, resume=False)
+    assert default.parent == Path("runs") and default.name.startswith("lenet5-mnist-")
+    for name in ("best.ckpt", "last.ckpt"):
+        held = tmp_path / name.split(".")[0]
+        held.mkdir()
+        (held / name).write_text("x")
+        with pytest.raises(UserError, match=f"already holds a run \\({name}\\); pass --resume"):
+            prepare_run_dir(config, held, resume=False)
+    with pytest.raises(UserError, match="needs a config unless it resumes"):
+        prepare_run_dir(None, tmp_path / "x", resume=False)
+    # a folder an earlier attempt failed in (a summary, no checkpoint): a new run starts fresh
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    (failed / "summary.json").write_text('{"status": "failed"}')
+    plan = plan_run(config, failed, resume=False)
+    assert (plan.config, plan.run_dir, plan.state, plan.summary) == (config, failed, "fresh", None)

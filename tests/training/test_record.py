@@ -491,3 +491,35 @@ def test_a_checkpoint_holds_what_eval_predict_and_resume_read(tmp_path):
                      "training": {"optimizer": {}}}
     Recorder.save(SimpleNamespace(main=False, run_dir=tmp_path / "rank1"), "last.ckpt", {}, 2, 40, {})
     assert not (tmp_path / "rank1").exists()  # another process of a job writes no checkpoint
+
+
+def test_tensorboard_opens_in_the_run_directory_and_a_resume_purges_the_later_steps(tmp_path, monkeypatch):
+    import torch.utils.tensorboard
+
+    opened = []
+    monkeypatch.setattr(torch.utils.tensorboard, "SummaryWriter", lambda **kw: opened.append(kw) or kw)
+    fresh = SimpleNamespace(main=True, run_dir=tmp_path, resume=False, writer=None)
+    Recorder.open_tensorboard(fresh, 0)
+    resumed = SimpleNamespace(main=True, run_dir=tmp_path, resume=True, writer=None)
+    Recorder.open_tensorboard(resumed, 40)  # the checkpoint's step stays, 41 on is dropped
+    other = SimpleNamespace(main=False, run_dir=tmp_path, resume=True, writer=None)
+    Recorder.open_tensorboard(other, 40)
+    assert opened == [{"log_dir": str(tmp_path), "purge_step": None},
+                      {"log_dir": str(tmp_path), "purge_step": 41}]
+    assert fresh.writer == opened[0] and other.writer is None
+
+
+def test_a_checkpoint_is_read_by_rank_0_and_sent_to_the_others(tmp_path):
+    from cnnbench.training import checkpoint as ckpt
+
+    ckpt.save_checkpoint(tmp_path / "last.ckpt", {"config": {}, "model": {}, "epoch": 2})
+    sent = []
+    alone = SimpleNamespace(main=True, run_dir=tmp_path, dist=None)
+    assert Recorder.load(alone, "last.ckpt") == ckpt.load_checkpoint(tmp_path / "last.ckpt")
+    assert Recorder.load(alone, "last.ckpt")["epoch"] == 2
+    rank0 = SimpleNamespace(main=True, run_dir=tmp_path,
+                            dist=SimpleNamespace(broadcast_object=lambda obj: sent.append(obj) or obj))
+    assert Recorder.load(rank0, "last.ckpt")["epoch"] == 2 and sent[-1]["epoch"] == 2
+    rank1 = SimpleNamespace(main=False, run_dir=tmp_path / "nothing-here",
+                            dist=SimpleNamespace(broadcast_object=lambda obj: sent.append(obj) or {"epoch": 2}))
+    assert Recorder.load(rank1, "last.ckpt") == {"epoch": 2} and sent[-1] is None  # it reads no file

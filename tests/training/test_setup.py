@@ -239,3 +239,22 @@ def test_an_epoch_starts_in_the_state_its_number_alone_gives(monkeypatch):
     t.config = config.replace(whiten_bias_epochs=-1)  # no schedule for the whitening layer
     Training.start_epoch(t, 0)
     assert len(trainable) == 5
+
+
+def test_saved_weights_are_evaluated_on_the_split_asked_in_a_copy_of_the_model(training):
+    from cnnbench.errors import UserError
+
+    t = training(val_split=0.5)
+    live = {k: v.clone() for k, v in t.model.state_dict().items()}
+    saved = _shifted(live, 0.05)
+    val = t.evaluate_saved("val", saved)
+    test = t.evaluate_saved("test", saved, return_predictions=True)
+    assert (val["n"], test["n"]) == (t.data.split["val"], t.data.split["test"]) == (24, 12)
+    assert "predictions" not in val and test["predictions"].shape == (12,)  # its keywords reach evaluate
+    copy = t.saved_copy
+    assert copy is not t.model and all(torch.equal(copy.state_dict()[k], v) for k, v in saved.items())
+    assert all(torch.equal(t.model.state_dict()[k], v) for k, v in live.items())  # left alone
+    without_val = training(val_split=0)
+    with pytest.raises(UserError, match=r"^the run of best\.ckpt has no validation split \(val_split 0\); use --split test$"):
+        without_val.evaluate_saved("val", saved, source="best.ckpt")
+    assert without_val.evaluate_saved("test", saved)["n"] == 12

@@ -142,6 +142,13 @@ def test_seeds_group_by_study_run_else_by_config_without_per_seed_keys_else_by_f
     assert [[r.path.name for r in g.records] for g in groups] == [
         ["c1", "c2"], ["s1", "s2"], ["d1"], ["c3"], ["s3"], ["d2"]]
     assert groups[1].key == ("study", "demo", "net") and groups[2].key == ("dir", "d1")
+    assert groups[0].key[0] == "config"
+    # the same options written in another order, and a value JSON has no type for (a YAML date)
+    import datetime
+
+    a = _run(Path("a"), config={"model": "lenet5", "lr": 0.1, "note": datetime.date(2026, 1, 2), "seed": 0})
+    b = _run(Path("b"), config={"seed": 1, "note": datetime.date(2026, 1, 2), "lr": 0.1, "model": "lenet5"})
+    assert [[r.path.name for r in g.records] for g in group_runs([a, b])] == [["a", "b"]]
 
 
 def test_runs_load_in_the_studys_order(tmp_path):

@@ -156,11 +156,12 @@ def test_runs_load_in_the_studys_order(tmp_path):
 
     from cnnbench.report.records import load_runs
 
-    for name, position in (("a", 2), ("b", 0), ("c", None), ("d", 1)):
+    for name, position in (("a", 2), ("b", 0), ("d", 1), ("z", None)):
         run = _touch_run(tmp_path / name)
         if position is not None:
             (run / "study.json").write_text(json.dumps({"position": position}))
-    assert [r.path.name for r in load_runs([tmp_path])] == ["b", "c", "d", "a"]
+    # a run outside a study comes first, with the study's first run, in folder order
+    assert [r.path.name for r in load_runs([tmp_path])] == ["b", "z", "d", "a"]
 
 
 def test_why_a_group_is_not_set_against_the_report_each_reason_once():

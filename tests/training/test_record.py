@@ -412,6 +412,7 @@ def test_the_finished_run_writes_its_test_files_summary_and_last_line(tmp_path):
     summary = Recorder.finish(recorder(), t, test, {**meta, "train_time_s": 0.0}, "last", 0.25)
     assert summary["train_images_per_s"] is None and summary["max_epoch_test_acc"] is None
     assert lines[-1].startswith(f"test accuracy {100 * test['acc']:.2f}% (loss {test['loss']:.4f}, last weights, epoch 3); training 0.0 s")
+    assert lines[:-1] == [calibration_line(test)]  # no heat maps asked: none tried, nothing said
 
     # another process of a job writes nothing and returns rank 0's summary
     other = tmp_path / "rank1"

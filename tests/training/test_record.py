@@ -414,6 +414,15 @@ def test_the_finished_run_writes_its_test_files_summary_and_last_line(tmp_path):
     assert lines[-1].startswith(f"test accuracy {100 * test['acc']:.2f}% (loss {test['loss']:.4f}, last weights, epoch 3); training 0.0 s")
     assert lines[:-1] == [calibration_line(test)]  # no heat maps asked: none tried, nothing said
 
+    # no validation split: the final weights, no epoch named; in a job, rank 0 sends its summary
+    lines.clear()
+    sent = []
+    job = recorder()
+    job.dist = SimpleNamespace(broadcast_object=sent.append)
+    summary = Recorder.finish(job, t, test, {**meta, "best_epoch": None}, "final", 0.25)
+    assert lines[-1].startswith(f"test accuracy {100 * test['acc']:.2f}% (loss {test['loss']:.4f}, final weights); ")
+    assert sent == [summary]
+
     # another process of a job writes nothing and returns rank 0's summary
     other = tmp_path / "rank1"
     other.mkdir()

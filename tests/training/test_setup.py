@@ -258,3 +258,7 @@ def test_saved_weights_are_evaluated_on_the_split_asked_in_a_copy_of_the_model(t
     with pytest.raises(UserError, match=r"^the run of best\.ckpt has no validation split \(val_split 0\); use --split test$"):
         without_val.evaluate_saved("val", saved, source="best.ckpt")
     assert without_val.evaluate_saved("test", saved)["n"] == 12
+    # weights that do not fit: the error names where they came from
+    for kw, named in (({}, "checkpoint"), ({"source": "run/best.ckpt"}, "run/best.ckpt")):
+        with pytest.raises(UserError, match=f"^the weights in {named} do not fit model lenet5"):
+            t.evaluate_saved("test", {"nope": torch.zeros(1)}, **kw)

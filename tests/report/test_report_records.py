@@ -11,9 +11,11 @@ from cnnbench.reference_metrics import REFERENCE_METRICS
 from cnnbench.report.records import QUANTITIES, Quantity, RunRecord
 
 
-def record(summary: dict, metrics: list[dict]) -> RunRecord:
-    return RunRecord(path=Path("run"), config={}, summary=summary, metrics=metrics, steps=[],
-                     study={}, error=None)
+def record(summary: dict | None = None, metrics: list[dict] | None = None, *, path: Path = Path("run"),
+           config: dict | None = None, study: dict | None = None) -> RunRecord:
+    """A run as the report reads it, without its files."""
+    return RunRecord(path=path, config=config or {}, summary=summary or {}, metrics=metrics or [],
+                     steps=[], study=study or {}, error=None)
 
 
 # two epochs, then a line without an epoch (the test set's line): it is no epoch
@@ -123,21 +125,16 @@ def test_run_directories_are_found_below_the_paths_given_in_order_once_each(tmp_
                                                                            "metrics.jsonl", "study.json")]
 
 
-def _run(path: Path, study: dict | None = None, config: dict | None = None) -> RunRecord:
-    return RunRecord(path=path, config=config or {}, summary={}, metrics=[], steps=[],
-                     study=study or {}, error=None)
-
-
 def test_seeds_group_by_study_run_else_by_config_without_per_seed_keys_else_by_folder():
     from cnnbench.report.records import group_runs
 
-    s1 = _run(Path("s1"), {"study": "demo", "run": "net"}, {"seed": 1, "lr": 0.1})
-    s2 = _run(Path("s2"), {"study": "demo", "run": "net"}, {"seed": 2, "lr": 0.2})
-    other_study = _run(Path("s3"), {"study": "other", "run": "net"})
-    c1 = _run(Path("c1"), config={"model": "lenet5", "seed": 0, "out": "runs/a"})
-    c2 = _run(Path("c2"), config={"model": "lenet5", "seed": 1, "out": "runs/b"})
-    c3 = _run(Path("c3"), config={"model": "vgg11", "seed": 0})
-    bare1, bare2 = _run(Path("d1")), _run(Path("d2"))
+    s1 = record(path=Path("s1"), study={"study": "demo", "run": "net"}, config={"seed": 1, "lr": 0.1})
+    s2 = record(path=Path("s2"), study={"study": "demo", "run": "net"}, config={"seed": 2, "lr": 0.2})
+    other_study = record(path=Path("s3"), study={"study": "other", "run": "net"})
+    c1 = record(path=Path("c1"), config={"model": "lenet5", "seed": 0, "out": "runs/a"})
+    c2 = record(path=Path("c2"), config={"model": "lenet5", "seed": 1, "out": "runs/b"})
+    c3 = record(path=Path("c3"), config={"model": "vgg11", "seed": 0})
+    bare1, bare2 = record(path=Path("d1")), record(path=Path("d2"))
     groups = group_runs([c1, s1, bare1, c3, s2, other_study, c2, bare2])
     assert [[r.path.name for r in g.records] for g in groups] == [
         ["c1", "c2"], ["s1", "s2"], ["d1"], ["c3"], ["s3"], ["d2"]]
@@ -146,8 +143,8 @@ def test_seeds_group_by_study_run_else_by_config_without_per_seed_keys_else_by_f
     # the same options written in another order, and a value JSON has no type for (a YAML date)
     import datetime
 
-    a = _run(Path("a"), config={"model": "lenet5", "lr": 0.1, "note": datetime.date(2026, 1, 2), "seed": 0})
-    b = _run(Path("b"), config={"seed": 1, "note": datetime.date(2026, 1, 2), "lr": 0.1, "model": "lenet5"})
+    a = record(path=Path("a"), config={"model": "lenet5", "lr": 0.1, "note": datetime.date(2026, 1, 2), "seed": 0})
+    b = record(path=Path("b"), config={"seed": 1, "note": datetime.date(2026, 1, 2), "lr": 0.1, "model": "lenet5"})
     assert [[r.path.name for r in g.records] for g in group_runs([a, b])] == [["a", "b"]]
 
 
@@ -170,8 +167,7 @@ def test_why_a_group_is_not_set_against_the_report_each_reason_once():
     def seed(profile, options, limited=False):
         study = {"study": "demo", "run": "net", "profile": profile, "options": options,
                  "recipe": {"lr": 0.1, "epochs": 5}}
-        return RunRecord(path=Path("run"), config={}, summary={"limited": limited}, metrics=[],
-                         steps=[], study=study, error=None)
+        return record({"limited": limited}, study=study)
 
     recipe = {"lr": 0.1, "epochs": 5}
     off = {"lr": 0.2, "epochs": 5}

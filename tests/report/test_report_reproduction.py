@@ -30,15 +30,17 @@ OPTIONS = {"model": "lenet5", "dataset": "mnist", "epochs": 3, "lr": 1e-3}  # on
 
 def study_run(root: Path, name: str, *, profile: str = "full", limited: bool = False,
               reference=None, differs: str | None = None, position: int = 0,
-              step_index: int | None = None, test_acc: float = 0.97, **fake) -> Path:
-    run = write_fake_run(root / name, profile=profile, limited=limited, test_acc=test_acc, **fake)
-    meta = {"study": "demo", "run": name, "name": name, "profile": profile,
+              step_index: int | None = None, test_acc: float = 0.97, run: str | None = None,
+              **fake) -> Path:
+    """A study's run in ``root / name``; ``run``: the study's name for it (its seeds share one)."""
+    folder = write_fake_run(root / name, profile=profile, limited=limited, test_acc=test_acc, **fake)
+    meta = {"study": "demo", "run": run or name, "name": run or name, "profile": profile,
             "reference": REFERENCES if reference is None else reference, "differs": differs,
             "position": position, "options": dict(OPTIONS), "recipe": dict(OPTIONS)}
     if step_index is not None:
         meta.update(step=f"step {step_index}", step_index=step_index, ablation="demo")
-    (run / "study.json").write_text(json.dumps(meta))
-    return run
+    (folder / "study.json").write_text(json.dumps(meta))
+    return folder
 
 
 def groups_of(root: Path):
@@ -517,10 +519,8 @@ def test_reproduction_csv_row_of_several_seeds_holds_each_number_to_six_decimals
     accs = (0.912345671, 0.923456782)
     time_ref = {"metric": "train_time_s", "value": 0.25, "unit": "min", "comparable": True}
     for seed, acc in enumerate(accs):
-        run = study_run(tmp_path, f"net-s{seed}", test_acc=acc, seed=seed,
-                        reference=[*REFERENCES, time_ref])
-        meta = json.loads((run / "study.json").read_text())
-        (run / "study.json").write_text(json.dumps({**meta, "run": "net", "name": "net"}))
+        study_run(tmp_path, f"net-s{seed}", test_acc=acc, seed=seed, run="net",
+                  reference=[*REFERENCES, time_ref])
     files = write_report([tmp_path])
     with files.reproduction_csv.open() as fh:
         acc_row, loss_row, time_row = list(csv.DictReader(fh))
@@ -547,9 +547,7 @@ def test_reproduction_csv_row_of_several_seeds_holds_each_number_to_six_decimals
 
 def test_reproduction_csv_names_each_profile_its_seeds_ran_under(tmp_path):
     for seed, profile in enumerate(("quick", None, "full")):
-        run = study_run(tmp_path, f"net-s{seed}", seed=seed, profile=profile)
-        meta = json.loads((run / "study.json").read_text())
-        (run / "study.json").write_text(json.dumps({**meta, "run": "net", "name": "net"}))
+        study_run(tmp_path, f"net-s{seed}", seed=seed, profile=profile, run="net")
     files = write_report([tmp_path])
     with files.reproduction_csv.open() as fh:
         rows = list(csv.DictReader(fh))

@@ -261,9 +261,8 @@ def measure(name: str, input_name: str, args, device, channels_last: bool, amp: 
     best = {"plain": dt, "cnnbench": float("inf")}
     for path in turns(args.repeats)[1:]:  # the first: plain's, just timed
         best[path] = min(best[path], (plain if path == "plain" else ours).steps(k))
-    dt, dt_ours, repeats = best["plain"], best["cnnbench"], args.repeats
-    row.update(plain_train_images_per_s=k * bs / dt, train_images_per_s=k * bs / dt_ours,
-               train_steps=k, repeats=repeats)
+    row.update(plain_train_images_per_s=k * bs / best["plain"], train_images_per_s=k * bs / best["cnnbench"],
+               train_steps=k, repeats=args.repeats)
     dt_inf, k_inf, _ = timed(ours.infer, args.budget_s, args.warmup, args.min_steps, args.max_steps)
     row.update(infer_images_per_s=k_inf * bs / dt_inf, infer_steps=k_inf)
     row["train_gflops_per_s"] = 6 * macs * row["train_images_per_s"] / 1e9

@@ -123,7 +123,7 @@ def test_a_saved_config_with_an_unknown_option_names_its_file(tmp_path):
     assert str(info.value) == f"{tmp_path / CONFIG}: unknown option 'lrr'; did you mean 'lr'?"
 
 
-def test_a_resumed_run_keeps_its_saved_config_but_the_machine_and_the_records(tmp_path, monkeypatch):
+def test_a_resumed_run_keeps_its_saved_config_but_the_machine_and_the_records(tmp_path):
     from cnnbench.config import TrainConfig
     from cnnbench.errors import UserError
     from cnnbench.training.rundir import open_run_dir, prepare_run_dir

@@ -183,6 +183,9 @@ def test_why_a_group_is_not_set_against_the_report_each_reason_once():
     limited = seed("full", {**recipe, "limit_train": 256}, limited=True)
     assert RunGroup(("k",), [limited]).recipe_gaps() == [
         "trained or evaluated on a subset of the images (limit_train / limit_eval)"]
+    # a quick run off the recipe: the profile, then what else differs (its image limits are the profile's)
+    quick = seed("quick", {**off, "limit_train": 256}, limited=True)
+    assert RunGroup(("k",), [quick]).recipe_gaps() == ["quick smoke test", "lr 0.2 (the report's recipe: 0.1)"]
     # and the study's own word on how the run differs comes last
     differs = seed("full", off)
     differs.study["differs"] = "the report's images were 28 px"

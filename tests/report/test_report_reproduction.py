@@ -226,6 +226,13 @@ def test_older_study_json_references_a_mapping_or_null(tmp_path):
     assert loss["comparable"] is False and loss["kind"] == "loss"  # losses: not by default
 
 
+def test_a_reproduction_row_with_two_gaps_lists_both(tmp_path):
+    study_run(tmp_path, "quick", profile="quick", limited=True, differs=DIFFERS)
+    with write_report([tmp_path]).reproduction_csv.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["why_not"] for r in rows] == [f"quick smoke test; {DIFFERS}"] * 2
+
+
 def test_reproduction_csv_reads_back(recipes):
     files = write_report([recipes])
     with files.reproduction_csv.open() as fh:

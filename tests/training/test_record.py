@@ -533,3 +533,47 @@ def test_a_checkpoint_is_read_by_rank_0_and_sent_to_the_others(tmp_path):
     rank1 = SimpleNamespace(main=False, run_dir=tmp_path / "nothing-here",
                             dist=SimpleNamespace(broadcast_object=lambda obj: sent.append(obj) or {"epoch": 2}))
     assert Recorder.load(rank1, "last.ckpt") == {"epoch": 2} and sent[-1] is None  # it reads no file
+
+
+def test_opening_a_run_keeps_its_input_record_and_clears_an_earlier_attempt_only_when_fresh(tmp_path, monkeypatch):
+    """Recorder.open: the input record for the checkpoints, config.yaml written, the earlier
+    attempt's logs dropped for a fresh run (kept on resume), the header and first summary, and an
+    MLflow tracker only when ``track`` is set (``--track none`` is read as None)."""
+    from cnnbench.config import TrainConfig
+    from cnnbench.training import tracking
+    from cnnbench.training.rundir import CONFIG, METRICS, TRAIN_LOG
+
+    trackers = []
+    monkeypatch.setattr(tracking, "MLflowTracker",
+                        lambda track, run_dir, name, resume: trackers.append((track, name, resume))
+                        or SimpleNamespace(params=lambda options: trackers.append(options)))
+    preprocessing = {"mean": [0.5]}
+    t = SimpleNamespace(data=SimpleNamespace(preprocessing=lambda: preprocessing))
+
+    def opened(run_dir, *, resume=False, main=True, track=None):
+        run_dir.mkdir(exist_ok=True)
+        (run_dir / METRICS).write_text('{"epoch": 1}\n')  # an earlier attempt's log
+        kept, lines = [], []
+        recorder = SimpleNamespace(
+            main=main, run_dir=run_dir, resume=resume, tracker=None, summary=None,
+            config=TrainConfig(model="lenet5", dataset="mnist", track=track),
+            console=SimpleNamespace(keep_log=kept.append, line=lines.append),
+            header=lambda t: "the header", recipe_options=lambda: {"lr": 0.1},
+            _base_summary=lambda t, started: {"name": "run", "started": started})
+        Recorder.open(recorder, t, "12:00")
+        return recorder, kept, lines
+
+    fresh, kept, lines = opened(tmp_path / "fresh")
+    assert fresh.input is preprocessing and fresh.summary == {"name": "run", "started": "12:00"}
+    assert kept == [tmp_path / "fresh" / TRAIN_LOG] and lines == ["the header"]
+    assert (tmp_path / "fresh" / CONFIG).is_file() and not (tmp_path / "fresh" / METRICS).exists()
+    assert fresh.tracker is None and trackers == []
+    resumed, _, _ = opened(tmp_path / "resumed", resume=True)
+    assert (tmp_path / "resumed" / METRICS).read_text() == '{"epoch": 1}\n'  # resume trims it later
+    assert opened(tmp_path / "none", track="none")[0].tracker is None and trackers == []
+    tracked, _, _ = opened(tmp_path / "tracked", resume=True, track="mlflow")
+    assert tracked.tracker is not None and trackers == [("mlflow", "run", True), {"lr": 0.1}]
+    # another process of a job keeps the input record (its checkpoints are not written) and no files
+    other, kept, lines = opened(tmp_path / "rank1", main=False, track="mlflow")
+    assert other.input is preprocessing and other.summary is None and kept == lines == []
+    assert not (tmp_path / "rank1" / CONFIG).exists() and len(trackers) == 2

@@ -26,7 +26,7 @@ def validate(c) -> None:
                 "warmup_epochs", "gamma", "final_lr_frac", "ema", "grad_clip", "bn_lr_scale"):
         value = getattr(c, key)
         need(math.isfinite(value), f"option {key!r} must be a finite number, got {value}")
-    need(c.track in (None, "none", "mlflow") or str(c.track).startswith("mlflow:"),
+    need(c.track in (None, "mlflow") or str(c.track).startswith("mlflow:"),
          f"unknown tracker {c.track!r}; give --track mlflow or --track mlflow:URI")
     need(c.model != "", "model must be a model name (`cnnbench models` lists them)")
     need(c.dataset != "", "dataset must be a dataset name (`cnnbench datasets` lists them)")

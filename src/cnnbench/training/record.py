@@ -94,7 +94,7 @@ class Recorder:
             self.console.keep_log(self.run_dir / TRAIN_LOG)
             self.console.line(self.header(t))
             self.summary = self._base_summary(t, started)
-            if self.config.track not in (None, "none"):
+            if self.config.track is not None:  # TrainConfig reads "none" as None
                 from cnnbench.training.tracking import MLflowTracker
 
                 self.tracker = MLflowTracker(self.config.track, self.run_dir,

@@ -16,11 +16,13 @@ For each model (``cnnbench.models.list_models()``, 10 classes, ``stem="auto"``) 
   2 x MACs per image (convolutions and matrix products only, as ``count_macs`` counts).
 
 Timing: warm-up steps, then as many steps as fit in ``--budget-s`` seconds (at least
-``--min-steps``); plain and cnnbench training are each timed ``--repeats`` times (default 3),
-in turns plain-cnnbench, cnnbench-plain, plain-cnnbench (drift during a row favours neither),
-and the best of each kept (noise on a shared machine only slows). A model whose single step is
-slower than half the budget (resnet101/152 on 2 cores) gets one warm-up step on each path and
-``--min-steps`` timed steps. The whole CPU run is meant to fit in about 20 minutes on 2 cores.
+``--min-steps``); then ``--repeats`` rounds (default 5) of plain and cnnbench training back to
+back, in turns plain-cnnbench, cnnbench-plain, ... (drift favours neither). images/s: each
+path's best (noise on a shared machine only slows); ``ratio_vs_plain``: the median of the
+rounds' ratios (``ratio_rounds``), each taken at one machine speed (this CPU drifts by 10% and
+more within a minute, so the two best times can come from different minutes). A model whose
+single step is slower than half the budget (resnet101/152 on 2 cores) gets one warm-up step on
+each path and ``--min-steps`` timed steps. The CPU run takes about 30 minutes on 2 cores.
 
 Batch (``--batch-size auto``, see :func:`plan`): 64 on the CPU (as measured since the start);
 on CUDA 1024, a batch that keeps an H200 busy for these 28-32 px models, halved for a model that
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import time
 
 import torch
@@ -253,22 +256,21 @@ def measure(name: str, input_name: str, args, device, channels_last: bool, amp: 
     dt, k, _ = timed(plain.steps, args.budget_s, args.warmup, args.min_steps, args.max_steps)
     ours = Cnnbench(model, shape, bs, device, channels_last, amp, args.compile)
     # Same number of timed steps as plain, after as many warm-up steps as plain had (one for a
-    # model whose step is slower than half the budget). Then ``--repeats`` rounds, in turns
-    # plain-cnnbench and cnnbench-plain (a machine that speeds up or slows down during the row
-    # favours neither), the best of each kept: noise on a shared machine only slows.
+    # model whose step is slower than half the budget); then the rounds (module docstring).
     per_step = dt / k
     ours.steps(args.warmup if per_step < args.budget_s / 2 else 1)
-    best = {"plain": dt, "cnnbench": float("inf")}
+    times = {"plain": [dt], "cnnbench": []}
     for path in turns(args.repeats)[1:]:  # the first: plain's, just timed
-        best[path] = min(best[path], (plain if path == "plain" else ours).steps(k))
-    row.update(plain_train_images_per_s=k * bs / best["plain"], train_images_per_s=k * bs / best["cnnbench"],
-               train_steps=k, repeats=args.repeats)
+        times[path].append((plain if path == "plain" else ours).steps(k))
+    rounds = [p / c for p, c in zip(times["plain"], times["cnnbench"])]
+    row.update(plain_train_images_per_s=k * bs / min(times["plain"]),
+               train_images_per_s=k * bs / min(times["cnnbench"]), train_steps=k, repeats=args.repeats,
+               ratio_rounds=rounds, ratio_vs_plain=statistics.median(rounds))
     dt_inf, k_inf, _ = timed(ours.infer, args.budget_s, args.warmup, args.min_steps, args.max_steps)
     row.update(infer_images_per_s=k_inf * bs / dt_inf, infer_steps=k_inf)
     row["train_gflops_per_s"] = 6 * macs * row["train_images_per_s"] / 1e9
     row["plain_train_gflops_per_s"] = 6 * macs * row["plain_train_images_per_s"] / 1e9
     row["infer_gflops_per_s"] = 2 * macs * row["infer_images_per_s"] / 1e9
-    row["ratio_vs_plain"] = row["train_images_per_s"] / row["plain_train_images_per_s"]
     row["compute_bound"] = macs >= COMPUTE_BOUND_MACS
     row["wall_s"] = time.perf_counter() - t_all
     return row
@@ -305,8 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     ap.add_argument("--budget-s", type=float, default=2.0, help="timed seconds per measurement (default 2)")
     ap.add_argument("--warmup", type=int, default=2, help="warm-up steps (1 for models slower than the budget)")
-    ap.add_argument("--repeats", type=int, default=3,
-                    help="timed runs of plain and cnnbench training, in turns, best of each kept (default 3)")
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="rounds of plain and cnnbench training, in turns: best images/s of each kept, "
+                         "the ratio is the rounds' median (default 5)")
     ap.add_argument("--min-steps", type=int, default=1)
     ap.add_argument("--max-steps", type=int, default=200)
     ap.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"])
@@ -348,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'bf16 autocast' if amp == 'bf16' else 'fp32'}, {cl_note}"
                 f"{', torch.compile' if args.compile else ''}; SGD momentum 0.9; ~{args.budget_s:g} s timed per "
                 f"measurement after {args.warmup} warm-up steps, "
-                f"best of {args.repeats} in turns")
+                f"{args.repeats} rounds in turns (best images/s; ratio: the rounds' median)")
     print(settings, flush=True)
 
     rows, skipped, not_measured = [], [], []

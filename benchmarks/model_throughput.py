@@ -8,7 +8,7 @@ For each model (``cnnbench.models.list_models()``, 10 classes, ``stem="auto"``) 
 * **cnnbench** training: the same model fed by ``cnnbench.data.TensorLoader`` from random uint8
   tensors (normalised on the fly) through ``cnnbench.training.loop.train_one_epoch`` with
   ``cnnbench.training.optim.build_optimizer``/``build_scheduler`` (SGD, momentum 0.9), i.e. the path
-  ``cnnbench train`` runs. ``ratio_vs_plain`` = cnnbench img/s / plain img/s (target for
+  ``cnnbench train`` runs. ``ratio_vs_plain``: cnnbench's speed over plain's (see Timing; target for
   compute-bound models: >= 0.95 on the CPU (issue #33; 0.7 before), >= 0.9 on CUDA; the JSON's ``target_ratio_vs_plain``
   says which applied and ``all_compute_bound_met`` whether every measured one met it);
 * inference through ``cnnbench.training.evaluation.evaluate`` (``torch.inference_mode``, eval mode);
@@ -22,7 +22,8 @@ path's best (noise on a shared machine only slows); ``ratio_vs_plain``: the medi
 rounds' ratios (``ratio_rounds``), each taken at one machine speed (this CPU drifts by 10% and
 more within a minute, so the two best times can come from different minutes). A model whose
 single step is slower than half the budget (resnet101/152 on 2 cores) gets one warm-up step on
-each path and ``--min-steps`` timed steps. The CPU run takes about 30 minutes on 2 cores.
+each path and ``--min-steps`` timed steps. The CPU run: an estimated 30 minutes on 2 cores
+(17 with 3 runs of each path).
 
 Batch (``--batch-size auto``, see :func:`plan`): 64 on the CPU (as measured since the start);
 on CUDA 1024, a batch that keeps an H200 busy for these 28-32 px models, halved for a model that
@@ -257,10 +258,11 @@ def measure(name: str, input_name: str, args, device, channels_last: bool, amp: 
     ours = Cnnbench(model, shape, bs, device, channels_last, amp, args.compile)
     # Same number of timed steps as plain, after as many warm-up steps as plain had (one for a
     # model whose step is slower than half the budget); then the rounds (module docstring).
+    # (plain's fitting run only sets k: it ran before cnnbench's path was built and warmed up)
     per_step = dt / k
     ours.steps(args.warmup if per_step < args.budget_s / 2 else 1)
-    times = {"plain": [dt], "cnnbench": []}
-    for path in turns(args.repeats)[1:]:  # the first: plain's, just timed
+    times = {"plain": [], "cnnbench": []}
+    for path in turns(args.repeats):
         times[path].append((plain if path == "plain" else ours).steps(k))
     rounds = [p / c for p, c in zip(times["plain"], times["cnnbench"])]
     row.update(plain_train_images_per_s=k * bs / min(times["plain"]),

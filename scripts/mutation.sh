@@ -51,7 +51,7 @@ if [ "${1:-}" != "--report" ]; then
   commit=$(git rev-parse --short HEAD)  # the tree the mutants are made from
   mkdir -p mutants
   echo "$commit" > mutants/.commit  # kept when the run is stopped before it ends
-  start=$(date +%s)
+  date +%s > mutants/.started  # mutation_verdicts.py save adds the time since to .wall_seconds
   # mutmut exits non-zero when mutants survive; the score says how many. Do not edit src/
   # while it runs: tests that start cnnbench in a new process import the working tree. (With
   # PYTHONPATH pointing at mutants/src instead, mutmut saw few covered lines and made far
@@ -73,8 +73,6 @@ PY
     echo "fix that test (or leave it out under [tool.mutmut] in pyproject.toml), then run this again; no verdicts were saved" >&2
     exit 1
   fi
-  echo $(( $(date +%s) - start + $(cat mutants/.wall_seconds 2>/dev/null || echo 0) )) > mutants/.wall_seconds.new
-  mv mutants/.wall_seconds.new mutants/.wall_seconds
   "$VENV/bin/python" scripts/mutation_verdicts.py save
 fi
 exec "$VENV/bin/python" scripts/mutation_report.py

@@ -123,8 +123,16 @@ def restore(repo: Path = REPO) -> int:
 
 
 def _wall_seconds(mutants: Path) -> float | None:
-    wall = mutants / ".wall_seconds"
-    return float(wall.read_text()) if wall.exists() else None
+    """The run's wall seconds in all: ``.wall_seconds`` (earlier runs), plus the time since
+    ``.started`` (the running or stopped run's start, written by mutation.sh), which is then
+    added to ``.wall_seconds`` and removed so that a second save does not count it again."""
+    wall, started = mutants / ".wall_seconds", mutants / ".started"
+    total = float(wall.read_text()) if wall.exists() else None
+    if started.exists():
+        total = (total or 0.0) + max(0.0, time.time() - float(started.read_text()))
+        wall.write_text(str(int(total)))
+        started.unlink()
+    return total
 
 
 UNDETECTED = (0, 5, 33)  # mutmut's exit codes for "survived" and "no tests"

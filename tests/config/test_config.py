@@ -50,6 +50,9 @@ def test_booleans_and_lists_from_flags():
                                           "--no-channels-last", "--model-kwargs", "{pool: avg}"))
     assert config.nesterov is True and config.channels_last is False
     assert config.milestones == [2, 3] and config.model_kwargs == {"pool": "avg"}
+    # "none" for an optional option is no value: the code below the config tests only for None
+    for value in ("none", "None", ""):
+        assert config_from_args(parse_train("--track", value)).track is None
 
 
 def test_precedence_default_recipe_file_flags(tmp_path, monkeypatch):

@@ -115,3 +115,24 @@ def test_the_mutants_to_try_again_are_the_survivors_and_the_unreached(repo):
     assert verdicts.undetected(root) == sorted(set(codes) - {first_add})
     set_verdicts(root, lambda k: 1 if "add" in k else None)  # killed, or not tried yet
     assert verdicts.undetected(root) == []
+
+
+def test_the_wall_time_grows_by_each_stopped_runs_time_once(repo, monkeypatch):
+    """A run stopped and saved counts its time since mutation.sh wrote ``.started``; a second
+    save does not count it again; the total comes back with the verdicts in a fresh checkout."""
+    root, mutmut_main, verdicts = repo
+    set_verdicts(root, lambda k: 1)
+    (root / "mutants/.wall_seconds").write_text("600")  # earlier runs
+    (root / "mutants/.started").write_text("1000")
+    monkeypatch.setattr(verdicts.time, "time", lambda: 1000 + 120.5)
+    assert verdicts.save(root)["wall_s"] == pytest.approx(720.5)
+    assert verdicts.save(root)["wall_s"] == 720  # saved again: nothing added
+    assert not (root / "mutants/.started").exists()
+    shutil.rmtree(root / "mutants")
+    verdicts.restore(root)
+    assert (root / "mutants/.wall_seconds").read_text() == "720"
+    (root / "mutants/.started").write_text("2000")  # the next run, without a total before
+    (root / "mutants/.wall_seconds").unlink()
+    monkeypatch.setattr(verdicts.time, "time", lambda: 2000 + 60)
+    make_mutants(mutmut_main, root)
+    assert verdicts.save(root)["wall_s"] == 60

@@ -538,7 +538,7 @@ def test_a_checkpoint_is_read_by_rank_0_and_sent_to_the_others(tmp_path):
 def test_opening_a_run_keeps_its_input_record_and_clears_an_earlier_attempt_only_when_fresh(tmp_path, monkeypatch):
     """Recorder.open: the input record for the checkpoints, config.yaml written, the earlier
     attempt's logs dropped for a fresh run (kept on resume), the header and first summary, and an
-    MLflow tracker only when ``track`` is set (``--track none`` is read as None)."""
+    MLflow tracker only when ``track`` is set."""
     from cnnbench.config import TrainConfig
     from cnnbench.training import tracking
     from cnnbench.training.rundir import CONFIG, METRICS, TRAIN_LOG
@@ -570,7 +570,6 @@ def test_opening_a_run_keeps_its_input_record_and_clears_an_earlier_attempt_only
     assert fresh.tracker is None and trackers == []
     resumed, _, _ = opened(tmp_path / "resumed", resume=True)
     assert (tmp_path / "resumed" / METRICS).read_text() == '{"epoch": 1}\n'  # resume trims it later
-    assert opened(tmp_path / "none", track="none")[0].tracker is None and trackers == []
     tracked, _, _ = opened(tmp_path / "tracked", resume=True, track="mlflow")
     assert tracked.tracker is not None and trackers == [("mlflow", "run", True), {"lr": 0.1}]
     # another process of a job keeps the input record (its checkpoints are not written) and no files

@@ -5,6 +5,7 @@ generators in a job of the same size."""
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -260,5 +261,5 @@ def test_saved_weights_are_evaluated_on_the_split_asked_in_a_copy_of_the_model(t
     assert without_val.evaluate_saved("test", saved)["n"] == 12
     # weights that do not fit: the error names where they came from
     for kw, named in (({}, "checkpoint"), ({"source": "run/best.ckpt"}, "run/best.ckpt")):
-        with pytest.raises(UserError, match=f"^the weights in {named} do not fit model lenet5"):
+        with pytest.raises(UserError, match=f"^the weights in {re.escape(named)} do not fit model lenet5"):
             t.evaluate_saved("test", {"nope": torch.zeros(1)}, **kw)

@@ -101,7 +101,7 @@ def study_track(study: Study, only: list[str] | None = None) -> str | None:
     option, e.g. ``--set track=mlflow``): the first of its runs' that names one."""
     for run in select_runs(study, only):
         track = build_config(run.options, study.where(run)).track
-        if track not in (None, "none"):
+        if track is not None:  # TrainConfig reads "none" as None
             return track
     return None
 

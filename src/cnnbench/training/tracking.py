@@ -187,7 +187,7 @@ def parent_run(track: str | None, name: str, kind: str) -> Iterator[Any]:
     """While inside, runs tracked with ``track`` are children of one MLflow run named
     ``name`` (a study's or a search's; ``kind`` is tagged). Yields a function that logs files
     (the report) as the parent's artifacts; with no ``track``, nothing is opened."""
-    if track in (None, "", "none"):
+    if track is None:  # TrainConfig reads "none" and "" as None
         yield lambda paths: None
         return
     client = _client(tracking_uri(track))

@@ -162,6 +162,19 @@ def test_init_from_another_run(tiny_folder):
         train_tiny(tiny_folder, "third", epochs=1, model="resnet18", init=str(first_dir / "best.ckpt"))
 
 
+def test_a_resumed_run_does_not_load_its_init_weights_again(tiny_folder, tmp_path):
+    """--init weights start a run; a resume continues from last.ckpt and needs the file no more."""
+    _, first_dir = train_tiny(tiny_folder, "first", epochs=1)
+    init = tmp_path / "init.ckpt"
+    init.write_bytes((first_dir / "best.ckpt").read_bytes())
+    summary, out = train_tiny(tiny_folder, "second", epochs=1, init=str(init))
+    (out / "summary.json").write_text(json.dumps({**summary, "status": "running"}))  # killed after epoch 1
+    init.unlink()
+    resumed = train_run(None, out_dir=out, resume=True, progress=False)
+    assert resumed["status"] == summary["status"] and resumed["init"] == str(init)
+    assert resumed["test_acc"] == summary["test_acc"]
+
+
 def test_existing_run_needs_resume_and_resume_needs_a_run(tiny_folder, tmp_path):
     train_tiny(tiny_folder, "done", epochs=1)
     with pytest.raises(UserError, match="already holds a run.*--resume"):

@@ -142,6 +142,8 @@ def test_a_resumed_run_keeps_its_saved_config_but_the_machine_and_the_records(tm
         prepare_run_dir(moved.replace(lr=0.2, epochs=4), run, resume=True)
     with pytest.raises(UserError, match=r"^--resume needs the run directory: --resume DIR \(or --out DIR\)$"):
         prepare_run_dir(saved.replace(out=None), None, resume=True)
+    with pytest.raises(UserError, match=r"^--resume needs the run directory"):  # nor a config
+        prepare_run_dir(None, None, resume=True)
 
 
 def test_a_new_run_never_lands_on_a_runs_checkpoints(tmp_path, monkeypatch):

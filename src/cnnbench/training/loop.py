@@ -120,8 +120,8 @@ def train_run(config: TrainConfig | None, out_dir: str | Path | None = None, res
             dist.close()
 
 
-def _train(c: TrainConfig, record: Recorder, dist: Distributed | None, test: bool = True,
-           on_epoch: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+def _train(c: TrainConfig, record: Recorder, dist: Distributed | None, test: bool,
+           on_epoch: Callable[[dict[str, Any]], bool] | None) -> dict[str, Any]:
     started = now()
     # -- set-up: data, model and --init weights first (a bad input leaves no run directory)
     t = build_training(c, load_init_weights=not record.resume, dist=dist)

@@ -175,6 +175,16 @@ def test_a_resumed_run_does_not_load_its_init_weights_again(tiny_folder, tmp_pat
     assert resumed["test_acc"] == summary["test_acc"]
 
 
+def test_a_run_started_with_amp_auto_resumes_only_where_auto_means_the_same(tiny_folder):
+    summary, out = train_tiny(tiny_folder, epochs=1, amp="auto")
+    here = summary["amp"]  # what --amp auto is on this machine
+    other = "off" if here != "off" else "bf16"
+    (out / "summary.json").write_text(json.dumps({**summary, "status": "running", "amp": other}))
+    with pytest.raises(UserError, match=rf"^{re.escape(str(out))} trained in {other} so far .*resolves "
+                                        rf"--amp auto to {here}; resume it on a machine like the first"):
+        train_run(None, out_dir=out, resume=True, progress=False)
+
+
 def test_existing_run_needs_resume_and_resume_needs_a_run(tiny_folder, tmp_path):
     train_tiny(tiny_folder, "done", epochs=1)
     with pytest.raises(UserError, match="already holds a run.*--resume"):
@@ -491,19 +501,20 @@ def test_monitor_test_logs_each_epochs_test_accuracy_but_selects_on_validation(t
 
 
 def test_the_logged_learning_rate_is_the_epochs_peak_and_every_steps(tiny_folder):
-    """A one-epoch one-cycle run warms up from lr/25 to lr and decays again inside the epoch:
+    """A two-epoch one-cycle run warms up from lr/25 to lr and decays again inside epoch 1:
     the epoch's record shows the peak (not the value at the start of the epoch), and every
-    logged step carries the rate it trained with, in train_steps.jsonl and TensorBoard."""
+    logged step carries the rate it trained with, in train_steps.jsonl and TensorBoard. A
+    per-step schedule is stepped by the steps only (none more at an epoch's end)."""
     from cnnbench.training.optim import lr_factor_fn
 
-    summary, out = train_tiny(tiny_folder, epochs=1, scheduler="onecycle", lr=4e-3, log_every=1)
-    config = resolve_config(quick_options(tiny_folder, epochs=1, scheduler="onecycle", lr=4e-3,
-                                          log_every=1))
-    factor = lr_factor_fn(config, [8])  # 120 training images, batch 16: 8 steps
-    expected = [4e-3 * factor(step) for step in range(8)]  # step t trains with factor(t)
-    record = read_jsonl(out / "metrics.jsonl")[0]
-    assert record["lr"] == pytest.approx(max(expected)) == pytest.approx(4e-3)
-    assert record["lr_mean"] == pytest.approx(sum(expected) / 8)
+    options = dict(epochs=2, scheduler="onecycle", lr=4e-3, log_every=1, warmup_epochs=0.5)
+    summary, out = train_tiny(tiny_folder, **options)
+    factor = lr_factor_fn(resolve_config(quick_options(tiny_folder, **options)), [8, 8])
+    expected = [4e-3 * factor(step) for step in range(16)]  # 120 images, batch 16: 8 steps an epoch
+    first, second = read_jsonl(out / "metrics.jsonl")
+    assert first["lr"] == pytest.approx(max(expected[:8])) == pytest.approx(4e-3)
+    assert first["lr_mean"] == pytest.approx(sum(expected[:8]) / 8)
+    assert second["lr"] == pytest.approx(expected[8]) and second["lr"] < 4e-3
     steps = read_jsonl(out / "train_steps.jsonl")
     assert [s["lr"] for s in steps] == pytest.approx(expected)
     assert [v for _, v in tensorboard_scalars(out)["train/lr_steps"]] == pytest.approx(expected)

@@ -93,9 +93,9 @@ def test_eval_reproduces_the_summary(tiny_folder):
 def test_no_validation_tests_the_final_weights(tiny_folder):
     summary, out = train_tiny(tiny_folder, val_split=0.0, epochs=2)
     assert summary["tested_weights"] == "final" and summary["best_val_acc"] is None
-    assert ckpt.load_checkpoint(out / "best.ckpt")["epoch"] == 2
-    last = ckpt.load_checkpoint(out / "last.ckpt")["model"]
-    best = ckpt.load_checkpoint(out / "best.ckpt")["model"]
+    best_state, last_state = ckpt.load_checkpoint(out / "best.ckpt"), ckpt.load_checkpoint(out / "last.ckpt")
+    assert (best_state["epoch"], best_state["step"]) == (2, last_state["step"]) and last_state["step"] > 0
+    last, best = last_state["model"], best_state["model"]
     assert all(torch.equal(last[k], best[k]) for k in last)
     assert all(m["val_acc"] is None for m in read_jsonl(out / "metrics.jsonl"))
     assert evaluate_checkpoint(out / "best.ckpt")["acc"] == summary["test_acc"]

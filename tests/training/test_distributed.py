@@ -157,14 +157,19 @@ def test_a_run_in_a_process_group_of_one_is_the_one_process_run(tiny_folder, gro
                                                                  monkeypatch, capsys):
     """Through the process-group paths with one process, a run is bit for bit the run without
     them: the same weights, metrics and test results, written once, and says it ran in a group."""
-    config = _group_config(tiny_folder)
+    from cnnbench.training import setup
+
+    config = _group_config(tiny_folder).replace(num_threads=0)  # threads: the machine's choice
+    matched = []
+    monkeypatch.setattr(setup, "match_threads_to_load", lambda: matched.append(1))
     grouped = train_run(config, out_dir=tiny_folder.out / "group", progress=True)
     assert len(group_of_one) == 1 and not torch.distributed.is_initialized()  # closed at the end
+    assert matched == []  # torchrun gives each process its threads: none matched to the load
     assert grouped["processes"] == 1 and grouped["dist_backend"] == "gloo"
     assert "cnnbench: simple_cnn" in capsys.readouterr().err  # rank 0 speaks
     monkeypatch.setattr(distributed, "setup", lambda *args: None)  # no group, as outside torchrun
     alone = train_run(config, out_dir=tiny_folder.out / "alone", progress=False)
-    assert alone["dist_backend"] is None
+    assert alone["dist_backend"] is None and matched == [1]
     for key in ("test_acc", "test_loss", "best_val_acc", "best_epoch", "confusion_matrix",
                 "steps", "images_seen", "temperature"):
         assert grouped[key] == alone[key], key

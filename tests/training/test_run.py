@@ -176,8 +176,11 @@ def test_a_resumed_run_does_not_load_its_init_weights_again(tiny_folder, tmp_pat
 
 
 def test_a_run_started_with_amp_auto_resumes_only_where_auto_means_the_same(tiny_folder):
+    from cnnbench.devices import resolve_amp
+
     summary, out = train_tiny(tiny_folder, epochs=1, amp="auto")
-    here = summary["amp"]  # what --amp auto is on this machine
+    here = summary["amp"]  # what --amp auto is on this machine: resolved before training
+    assert here == resolve_amp("auto", torch.device("cpu")) and here in ("off", "bf16")
     other = "off" if here != "off" else "bf16"
     (out / "summary.json").write_text(json.dumps({**summary, "status": "running", "amp": other}))
     with pytest.raises(UserError, match=rf"^{re.escape(str(out))} trained in {other} so far .*resolves "

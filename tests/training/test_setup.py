@@ -1,10 +1,13 @@
 """What a run keeps to continue (cnnbench.training.setup.Training.training_state and its
 inverse): which weights become the live ones, the gradient scaler only where both sides have
 one, a checkpoint of an older version without ``keep_trainable``, and each process's own
-generators in a job of the same size."""
+generators in a job of the same size. What :func:`build_training` builds: the model in the
+asked memory format, one schedule over a batch schedule's stages, each loader's share of a
+job, ``torch.compile`` once, SyncBatchNorm only in a job."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from types import SimpleNamespace
 
@@ -263,3 +266,50 @@ def test_saved_weights_are_evaluated_on_the_split_asked_in_a_copy_of_the_model(t
     for kw, named in (({}, "checkpoint"), ({"source": "run/best.ckpt"}, "run/best.ckpt")):
         with pytest.raises(UserError, match=f"^the weights in {re.escape(named)} do not fit model lenet5"):
             t.evaluate_saved("test", {"nope": torch.zeros(1)}, **kw)
+
+
+def test_the_model_takes_the_asked_memory_format_and_each_batch_stage_feeds_the_schedule(training):
+    t = training(channels_last=True, batch_schedule="8:1,32:1", epochs=2, scheduler="multistep",
+                 milestones=[1], gamma=0.1)
+    filters = [p for p in t.model.parameters() if p.dim() == 4 and p.shape[1] > 1]
+    assert filters and all(p.is_contiguous(memory_format=torch.channels_last) for p in filters)
+    assert not all(p.is_contiguous() for p in filters)
+    steps = [len(t.train_loaders[8]), len(t.train_loaders[32])]
+    assert steps[0] > steps[1] > 0
+    factor = t.scheduler.lr_lambdas[0]  # the learning rate drops where the second stage starts
+    assert [factor(steps[0] - 1), factor(steps[0]), factor(sum(steps) - 1)] == [1.0, 0.1, 0.1]
+    plain = training(channels_last=False)
+    assert all(p.is_contiguous() for p in plain.model.parameters())
+
+
+def test_in_a_job_each_loader_holds_this_process_share(training):
+    """Under torchrun (here a stand-in for process 1 of 2) the training loader yields this
+    process's block of each global batch and the validation loader its block of the split."""
+    one = training(val_split=0.5, batch_size=8)
+    job = SimpleNamespace(rank=1, world_size=2, device=torch.device("cpu"),
+                          local_main_first=contextlib.nullcontext, wrap=lambda model, **_: model)
+    two = build_training(one.config, dist=job)
+    train = two.train_loaders[8]
+    assert (train.rank, train.world_size, len(train)) == (1, 2, len(one.train_loaders[8]))
+    assert two.val_loader.num_samples * 2 == one.val_loader.num_samples > 0
+
+
+def test_compile_wraps_the_model_once_for_training_and_evaluation(training, monkeypatch):
+    compiled = []
+
+    def fake_compile(model, **_):  # what torch.compile returns: the module as ``_orig_mod``
+        wrapper = nn.Module()
+        wrapper._orig_mod = model
+        compiled.append(model)
+        return wrapper
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    t = training(compile=True)
+    assert compiled == [t.model] and t.eval_model._orig_mod is t.model
+    assert t.train_model is t.eval_model
+
+
+def test_sync_bn_is_for_jobs_only(training):
+    t = training(model="resnet18", sync_bn=True)  # one process: plain BatchNorm
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in t.model.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in t.model.modules())

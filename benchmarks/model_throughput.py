@@ -22,8 +22,8 @@ path's best (noise on a shared machine only slows); ``ratio_vs_plain``: the medi
 rounds' ratios (``ratio_rounds``), each taken at one machine speed (this CPU drifts by 10% and
 more within a minute, so the two best times can come from different minutes). A model whose
 single step is slower than half the budget (resnet101/152 on 2 cores) gets one warm-up step on
-each path and ``--min-steps`` timed steps. The CPU run: an estimated 30 minutes on 2 cores
-(17 with 3 runs of each path).
+each path and ``--min-steps`` timed steps. The CPU run: 27 minutes on 2 cores in bf16 (1,596 s on
+2026-12-06).
 
 Batch (``--batch-size auto``, see :func:`plan`): 64 on the CPU (as measured since the start);
 on CUDA 1024, a batch that keeps an H200 busy for these 28-32 px models, halved for a model that

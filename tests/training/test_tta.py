@@ -65,6 +65,17 @@ def test_mirror_translate_views_and_weights():
     assert torch.equal(views[4], shift(x, 1, 1)) and torch.equal(views[5], shift(x, 1, 1).flip(-1))
 
 
+def test_translate_views_and_weights_without_a_mirror():
+    model = Recorder()
+    x = torch.arange(2 * 1 * 4 * 5, dtype=torch.float32).reshape(2, 1, 4, 5)
+    out = predict_logits(model, x, "translate")
+    # calls 1..3 return 1..3: 0.5*1 + 0.25*2 + 0.25*3
+    assert torch.allclose(out, torch.full((2, 2), 0.5 * 1 + 0.25 * 2 + 0.25 * 3))
+    views = model.seen
+    assert torch.equal(views[0], x) and torch.equal(views[1], shift(x, -1, -1))
+    assert torch.equal(views[2], shift(x, 1, 1))
+
+
 def test_shift_moves_content_and_reflects_border():
     x = torch.arange(4 * 5, dtype=torch.float32).reshape(1, 1, 4, 5)
     down_right = shift(x, 1, 1)

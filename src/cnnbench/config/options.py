@@ -35,7 +35,7 @@ DEVICES = ("auto", "cpu", "cuda")
 DIST_BACKENDS = ("auto", "nccl", "gloo")
 AMP_MODES = ("off", "auto", "bf16", "fp16")
 STEMS = ("auto", "small", "imagenet")
-TTA_MODES = ("none", "mirror", "mirror_translate")
+TTA_MODES = ("none", "mirror", "translate", "mirror_translate")
 HEAD_CHOICES = ("auto", "keep", "reset")
 TEST_WEIGHTS = ("best", "last")
 

@@ -4,6 +4,9 @@ Modes (the ``tta`` option of ``cnnbench train`` / ``cnnbench eval``):
 
 * ``"none"``: ``model(x)``.
 * ``"mirror"``: ``(model(x) + model(flip(x))) / 2`` with ``flip`` the horizontal mirror.
+* ``"translate"``: ``model(x) / 2 + model(shift(x, -1, -1)) / 4 + model(shift(x, +1, +1)) / 4``,
+  the image itself weighted 1/2 and moved one pixel up-left and one pixel down-right weighted
+  1/4 each (3 forward passes, no mirror: for digits and other classes a mirror changes).
 * ``"mirror_translate"``: ``mirror(x) / 2 + mirror(shift(x, -1, -1)) / 4 + mirror(shift(x, +1, +1)) / 4``,
   i.e. the mirror average of the image itself weighted 1/2 and of the image moved one pixel
   up-left and one pixel down-right weighted 1/4 each (6 forward passes), as in K. Jordan's
@@ -11,7 +14,7 @@ Modes (the ``tta`` option of ``cnnbench train`` / ``cnnbench eval``):
   (``F.pad(mode="reflect")``), so the shifted image has no artificial border.
 
 Logits (not probabilities) are averaged, as airbench does. Mirroring only suits datasets whose
-classes are mirror-symmetric (CIFAR, natural images), not digits. The caller puts the model in
+classes are mirror-symmetric (CIFAR, natural images), not digits (``translate`` is for them). The caller puts the model in
 ``eval()`` and runs this under ``torch.inference_mode()``, batch by batch; each view is one
 forward pass over the caller's whole batch, so memory is that of plain evaluation.
 """
@@ -26,7 +29,7 @@ from cnnbench.errors import UserError
 
 __all__ = ["TTA_MODES", "TTA_VIEWS", "predict_logits", "shift"]
 
-TTA_VIEWS = {"none": 1, "mirror": 2, "mirror_translate": 6}  # forward passes per batch
+TTA_VIEWS = {"none": 1, "mirror": 2, "translate": 3, "mirror_translate": 6}  # forward passes per batch
 
 
 def shift(x: Tensor, dy: int, dx: int) -> Tensor:
@@ -56,8 +59,7 @@ def predict_logits(model: nn.Module, x: Tensor, mode: str = "none") -> Tensor:
         return _logits(model, x)
     if mode == "mirror":
         return _mirror(model, x)
-    if mode == "mirror_translate":
-        return (0.5 * _mirror(model, x)
-                + 0.25 * _mirror(model, shift(x, -1, -1))
-                + 0.25 * _mirror(model, shift(x, 1, 1)))
+    if mode in ("translate", "mirror_translate"):
+        view = _mirror if mode == "mirror_translate" else _logits
+        return 0.5 * view(model, x) + 0.25 * view(model, shift(x, -1, -1)) + 0.25 * view(model, shift(x, 1, 1))
     raise UserError(f"unknown test-time augmentation {mode!r}; choose one of {', '.join(TTA_MODES)}")

@@ -1028,3 +1028,21 @@ def test_eval_reads_the_data_from_the_data_dir_it_is_given(idx_data, tmp_path, m
     assert evaluate_checkpoint(out, data_dir=str(moved))["acc"] == summary["test_acc"]
     with pytest.raises(UserError, match="mnist"):
         evaluate_checkpoint(out)  # the run's own folder is gone
+
+
+def test_a_run_shows_progress_by_default_and_nothing_when_asked_and_joins_with_its_settings(
+        tiny_folder, capsys, monkeypatch):
+    """``train_run``'s console: on unless ``progress=False`` (then silent); the torchrun job
+    it would join is asked for with the run's device and backend (here: none, one process)."""
+    from cnnbench.training import distributed
+
+    asked = []
+    monkeypatch.setattr(distributed, "setup", lambda *args: asked.append(args))
+    config = resolve_config(quick_options(tiny_folder, epochs=1, device="cpu", dist_backend="gloo"))
+    train_run(config, out_dir=tiny_folder.out / "shown", argv=["cnnbench"])
+    shown = capsys.readouterr()
+    assert "epoch 1" in shown.err + shown.out
+    assert asked == [("cpu", "gloo")]
+    train_run(config, out_dir=tiny_folder.out / "silent", argv=["cnnbench"], progress=False)
+    silent = capsys.readouterr()
+    assert silent.err + silent.out == ""

@@ -282,16 +282,29 @@ def test_the_model_takes_the_asked_memory_format_and_each_batch_stage_feeds_the_
     assert all(p.is_contiguous() for p in plain.model.parameters())
 
 
-def test_in_a_job_each_loader_holds_this_process_share(training):
+def test_in_a_job_each_loader_holds_this_process_share(training, monkeypatch):
     """Under torchrun (here a stand-in for process 1 of 2) the training loader yields this
-    process's block of each global batch and the validation loader its block of the split."""
+    process's block of each global batch and the validation loader its block of the split;
+    DistributedDataParallel looks for unused parameters only where a schedule freezes some;
+    the process draws dropout from its own seed; --compile compiles the wrapped model."""
+    from cnnbench.training.distributed import process_seed
+
     one = training(val_split=0.5, batch_size=8)
+    wrapped = []
     job = SimpleNamespace(rank=1, world_size=2, device=torch.device("cpu"),
-                          local_main_first=contextlib.nullcontext, wrap=lambda model, **_: model)
+                          local_main_first=contextlib.nullcontext,
+                          wrap=lambda model, **kw: wrapped.append(kw) or model)
     two = build_training(one.config, dist=job)
     train = two.train_loaders[8]
     assert (train.rank, train.world_size, len(train)) == (1, 2, len(one.train_loaders[8]))
     assert two.val_loader.num_samples * 2 == one.val_loader.num_samples > 0
+    assert torch.initial_seed() == process_seed(one.config.seed, 1)
+    for change in ({"freeze": "backbone"}, {"whiten_bias_epochs": 0, "whiten_init": True}):
+        build_training(one.config.replace(**change), dist=job)
+    assert [kw["find_unused_parameters"] for kw in wrapped] == [False, True, True]
+    monkeypatch.setattr(torch, "compile", lambda model, **_: ("compiled", model))
+    compiled = build_training(one.config.replace(compile=True), dist=job)
+    assert compiled.train_model == ("compiled", compiled.model)  # the stand-in's wrap returns the model
 
 
 def test_compile_wraps_the_model_once_for_training_and_evaluation(training, monkeypatch):
@@ -307,6 +320,8 @@ def test_compile_wraps_the_model_once_for_training_and_evaluation(training, monk
     t = training(compile=True)
     assert compiled == [t.model] and t.eval_model._orig_mod is t.model
     assert t.train_model is t.eval_model
+    plain = training(compile=False)
+    assert len(compiled) == 1 and plain.eval_model is plain.train_model is plain.model
 
 
 def test_sync_bn_is_for_jobs_only(training):

@@ -1,6 +1,7 @@
 """cnnbench.training.record when a run does not end well: stopped before its test, interrupted,
 failed (once, in one line, only rank 0 writing in a job), a non-finite loss, and a resume it
-refuses or trims (too deep in the loop's callbacks for the mutation run's close tests)."""
+refuses or trims, and what a tracker receives of a failed run (too deep in the loop's callbacks
+for the mutation run's close tests)."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import subprocess
@@ -1037,7 +1038,9 @@ def test_a_run_shows_progress_by_default_and_nothing_when_asked_and_joins_with_i
     from cnnbench.training import distributed
 
     asked = []
-    monkeypatch.setattr(distributed, "setup", lambda *args: asked.append(args))
+    signature = inspect.signature(distributed.setup)
+    monkeypatch.setattr(distributed, "setup",
+                        lambda *a, **kw: asked.append(tuple(signature.bind(*a, **kw).arguments.values())))
     config = resolve_config(quick_options(tiny_folder, epochs=1, device="cpu", dist_backend="gloo"))
     train_run(config, out_dir=tiny_folder.out / "shown", argv=["cnnbench"])
     shown = capsys.readouterr()

@@ -3,7 +3,8 @@ inverse): which weights become the live ones, the gradient scaler only where bot
 one, a checkpoint of an older version without ``keep_trainable``, and each process's own
 generators in a job of the same size. What :func:`build_training` builds: the model in the
 asked memory format, one schedule over a batch schedule's stages, each loader's share of a
-job, ``torch.compile`` once, SyncBatchNorm only in a job."""
+job (and its wrapped model compiled apart), ``torch.compile`` only when asked, no SyncBatchNorm in
+one process (a job's needs GPUs)."""
 
 from __future__ import annotations
 
@@ -269,15 +270,16 @@ def test_saved_weights_are_evaluated_on_the_split_asked_in_a_copy_of_the_model(t
 
 
 def test_the_model_takes_the_asked_memory_format_and_each_batch_stage_feeds_the_schedule(training):
-    t = training(channels_last=True, batch_schedule="8:1,32:1", epochs=2, scheduler="multistep",
-                 milestones=[1], gamma=0.1)
+    t = training(channels_last=True, batch_schedule="8:1,32:2", epochs=3, scheduler="multistep",
+                 milestones=[2], gamma=0.1)
     filters = [p for p in t.model.parameters() if p.dim() == 4 and p.shape[1] > 1]
     assert filters and all(p.is_contiguous(memory_format=torch.channels_last) for p in filters)
     assert not all(p.is_contiguous() for p in filters)
     steps = [len(t.train_loaders[8]), len(t.train_loaders[32])]
     assert steps[0] > steps[1] > 0
-    factor = t.scheduler.lr_lambdas[0]  # the learning rate drops where the second stage starts
-    assert [factor(steps[0] - 1), factor(steps[0]), factor(sum(steps) - 1)] == [1.0, 0.1, 0.1]
+    factor = t.scheduler.lr_lambdas[0]  # epochs of 8, 32, 32 images a step: drop after epoch 2
+    second_ends = steps[0] + steps[1]
+    assert [factor(second_ends - 1), factor(second_ends)] == [1.0, 0.1]
     plain = training(channels_last=False)
     assert all(p.is_contiguous() for p in plain.model.parameters())
 
@@ -291,20 +293,28 @@ def test_in_a_job_each_loader_holds_this_process_share(training, monkeypatch):
 
     one = training(val_split=0.5, batch_size=8)
     wrapped = []
+
+    def wrap(model, **kw):  # stands in for DistributedDataParallel
+        wrapped.append(kw)
+        return SimpleNamespace(module=model)
+
     job = SimpleNamespace(rank=1, world_size=2, device=torch.device("cpu"),
-                          local_main_first=contextlib.nullcontext,
-                          wrap=lambda model, **kw: wrapped.append(kw) or model)
-    two = build_training(one.config, dist=job)
+                          local_main_first=contextlib.nullcontext, wrap=wrap)
+    with torch.random.fork_rng():  # the job's seed stays in here
+        two = build_training(one.config, dist=job)
+        assert torch.initial_seed() == process_seed(one.config.seed, 1)
+    assert two.train_model == SimpleNamespace(module=two.model) and two.eval_model is two.model
     train = two.train_loaders[8]
     assert (train.rank, train.world_size, len(train)) == (1, 2, len(one.train_loaders[8]))
     assert two.val_loader.num_samples * 2 == one.val_loader.num_samples > 0
-    assert torch.initial_seed() == process_seed(one.config.seed, 1)
-    for change in ({"freeze": "backbone"}, {"whiten_bias_epochs": 0, "whiten_init": True}):
-        build_training(one.config.replace(**change), dist=job)
-    assert [kw["find_unused_parameters"] for kw in wrapped] == [False, True, True]
-    monkeypatch.setattr(torch, "compile", lambda model, **_: ("compiled", model))
-    compiled = build_training(one.config.replace(compile=True), dist=job)
-    assert compiled.train_model == ("compiled", compiled.model)  # the stand-in's wrap returns the model
+    with torch.random.fork_rng():
+        for change in ({"freeze": "backbone"}, {"whiten_bias_epochs": 0, "whiten_init": True}):
+            build_training(one.config.replace(**change), dist=job)
+        monkeypatch.setattr(torch, "compile", lambda model, **_: ("compiled", model))
+        compiled = build_training(one.config.replace(compile=True), dist=job)
+    assert [kw["find_unused_parameters"] for kw in wrapped] == [False, True, True, False]
+    assert compiled.train_model == ("compiled", SimpleNamespace(module=compiled.model))
+    assert compiled.eval_model == ("compiled", compiled.model)
 
 
 def test_compile_wraps_the_model_once_for_training_and_evaluation(training, monkeypatch):

@@ -119,7 +119,7 @@ FAST = Recipe(
          "per step, updated every 5 steps) for evaluation, Nesterov SGD (momentum 0.85) with "
          "decoupled weight decay and a 64x learning rate for BatchNorm biases, label smoothing "
          "0.2, 2 epochs of linear warmup then linear decay to 7%, alternating flips + 2-px "
-         "translations, test-time augmentation (mirror + translate), batch 256 (on 2 CPU cores a "
+         "translations, test-time augmentation (mirror_translate), batch 256 (on 2 CPU cores a "
          "batch of 256 trains as many images/s as 1024 and gives 4x the optimizer steps), 10 "
          "epochs, bf16 autocast where the CPU computes bf16 natively (amp auto: AVX512-BF16 or "
          "AMX, where it is faster than fp32: benchmarks/results/model_throughput-fastnet-bf16/ "

@@ -14,9 +14,10 @@ Modes (the ``tta`` option of ``cnnbench train`` / ``cnnbench eval``):
   (``F.pad(mode="reflect")``), so the shifted image has no artificial border.
 
 Logits (not probabilities) are averaged, as airbench does. Mirroring only suits datasets whose
-classes are mirror-symmetric (CIFAR, natural images), not digits (``translate`` is for them). The caller puts the model in
-``eval()`` and runs this under ``torch.inference_mode()``, batch by batch; each view is one
-forward pass over the caller's whole batch, so memory is that of plain evaluation.
+classes are mirror-symmetric (CIFAR, natural images), not digits (``translate`` is for them).
+The caller puts the model in ``eval()`` and runs this under ``torch.inference_mode()``, batch by
+batch; each view is one forward pass over the caller's whole batch, so memory is that of plain
+evaluation.
 """
 
 from __future__ import annotations

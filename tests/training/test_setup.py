@@ -4,7 +4,7 @@ one, a checkpoint of an older version without ``keep_trainable``, and each proce
 generators in a job of the same size. What :func:`build_training` builds: the model in the
 asked memory format, one schedule over a batch schedule's stages, each loader's share of a
 job (and its wrapped model compiled apart), ``torch.compile`` only when asked, no SyncBatchNorm in
-one process (a job's needs GPUs)."""
+one process (a job's needs GPUs), a loss scaler for fp16 only, the weight average's settings."""
 
 from __future__ import annotations
 
@@ -338,3 +338,11 @@ def test_sync_bn_is_for_jobs_only(training):
     t = training(model="resnet18", sync_bn=True)  # one process: plain BatchNorm
     assert not any(isinstance(m, nn.SyncBatchNorm) for m in t.model.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in t.model.modules())
+
+
+def test_fp16_gets_a_loss_scaler_on_the_runs_device_and_the_weight_average_its_settings(training):
+    t = training(amp="fp16", ema=0.9, ema_every=5)
+    assert isinstance(t.scaler, torch.amp.GradScaler) and t.scaler._device == "cpu"
+    assert (t.ema.decay, t.ema.every) == (0.9, 5)
+    plain = training(amp="bf16")
+    assert plain.scaler is None and plain.ema is None

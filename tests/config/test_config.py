@@ -168,6 +168,8 @@ def test_unknown_model_and_dataset_fail_at_resolution():
         resolve_config({"model": "lenet9000"})
     with pytest.raises(UserError, match="unknown dataset"):
         resolve_config({"dataset": "imagenet"})
+    with pytest.raises(UserError, match=r"^option 'dataset' must be a string, got \['mnist'\]$"):
+        resolve_config({"dataset": ["mnist"]})  # a YAML list where a name belongs
     with pytest.raises(UserError, match="unknown recipe 'nope'"):
         resolve_config({"recipe": "nope"})
 

@@ -180,8 +180,12 @@ def test_batch_schedule_sets_epochs():
     assert config.epochs == 3
     assert [config.batch_size_at(e) for e in range(3)] == [32, 32, 64]
     assert resolve_config({"batch_schedule": "8:1,16:1", "epochs": 2}).epochs == 2
-    with pytest.raises(UserError, match="disagrees with batch_schedule"):
+    with pytest.raises(UserError, match=r"^epochs 5 disagrees with batch_schedule '8:1,16:1' \(2 epochs\)"):
         resolve_config({"batch_schedule": "8:1,16:1", "epochs": 5})
+    with pytest.raises(UserError, match=r"^option 'epochs' must be an integer, got 'two'$"):
+        resolve_config({"batch_schedule": "8:1,16:1", "epochs": "two"})
+    for off in ("", "none", None):  # no schedule: epochs as given
+        assert resolve_config({"batch_schedule": off, "epochs": 3}).epochs == 3
 
 
 def test_yaml_round_trip():

@@ -105,6 +105,11 @@ def test_model_kwargs_belong_to_their_model(tmp_path):
     assert resolve_config(config_file=config_file).model_kwargs == {"activation": "tanh"}
     assert resolve_config({"model": "resnet18"}, config_file=config_file).model_kwargs == {}
     assert TrainConfig().replace(model="alexnet").model_kwargs == {}
+    # a file's model_kwargs for the default model stay when a flag names that model again
+    kwargs_only = tmp_path / "k.yaml"
+    kwargs_only.write_text("model_kwargs: {activation: relu}\n")
+    again = resolve_config({"model": "lenet5"}, config_file=kwargs_only, default_recipe=None)
+    assert again.model_kwargs == {"activation": "relu"}
 
 
 def test_unknown_key_and_wrong_type_in_file(tmp_path):

@@ -53,27 +53,21 @@ def test_shapes_and_number_of_views(mode):
     assert all(v.shape == x.shape for v in model.seen)
 
 
-def test_mirror_translate_views_and_weights():
+@pytest.mark.parametrize("mode, views_of", [("mirror_translate", lambda v: [v, v.flip(-1)]),
+                                             ("translate", lambda v: [v])])
+def test_shifted_views_and_weights(mode, views_of):
+    """The image, then moved up-left, then down-right (each mirrored too in mirror_translate),
+    weighted 1/2, 1/4, 1/4."""
     model = Recorder()
     x = torch.arange(2 * 1 * 4 * 5, dtype=torch.float32).reshape(2, 1, 4, 5)
-    out = predict_logits(model, x, "mirror_translate")
-    # calls 1..6 return 1..6: 0.5*mean(1,2) + 0.25*mean(3,4) + 0.25*mean(5,6)
-    assert torch.allclose(out, torch.full((2, 2), 0.5 * 1.5 + 0.25 * 3.5 + 0.25 * 5.5))
-    views = model.seen
-    assert torch.equal(views[0], x) and torch.equal(views[1], x.flip(-1))
-    assert torch.equal(views[2], shift(x, -1, -1)) and torch.equal(views[3], shift(x, -1, -1).flip(-1))
-    assert torch.equal(views[4], shift(x, 1, 1)) and torch.equal(views[5], shift(x, 1, 1).flip(-1))
-
-
-def test_translate_views_and_weights_without_a_mirror():
-    model = Recorder()
-    x = torch.arange(2 * 1 * 4 * 5, dtype=torch.float32).reshape(2, 1, 4, 5)
-    out = predict_logits(model, x, "translate")
-    # calls 1..3 return 1..3: 0.5*1 + 0.25*2 + 0.25*3
-    assert torch.allclose(out, torch.full((2, 2), 0.5 * 1 + 0.25 * 2 + 0.25 * 3))
-    views = model.seen
-    assert torch.equal(views[0], x) and torch.equal(views[1], shift(x, -1, -1))
-    assert torch.equal(views[2], shift(x, 1, 1))
+    out = predict_logits(model, x, mode)
+    # call k returns k: mirror_translate 0.5*mean(1,2) + 0.25*mean(3,4) + 0.25*mean(5,6),
+    # translate 0.5*1 + 0.25*2 + 0.25*3
+    expected = {"mirror_translate": 0.5 * 1.5 + 0.25 * 3.5 + 0.25 * 5.5,
+                "translate": 0.5 * 1 + 0.25 * 2 + 0.25 * 3}[mode]
+    assert torch.allclose(out, torch.full((2, 2), expected))
+    views = [v for image in (x, shift(x, -1, -1), shift(x, 1, 1)) for v in views_of(image)]
+    assert len(model.seen) == len(views) and all(map(torch.equal, model.seen, views))
 
 
 def test_shift_moves_content_and_reflects_border():

@@ -123,6 +123,9 @@ def test_unknown_key_and_wrong_type_in_file(tmp_path):
         bad.write_text(text)
         with pytest.raises(UserError, match=key):
             resolve_config(config_file=bad)
+    bad.write_text("dataset: 5\n")  # the dataset is read before the rest: its message too
+    with pytest.raises(UserError, match=r"^option 'dataset' must be a string, got 5$"):
+        resolve_config(config_file=bad)
     bad.write_text("- a list\n")
     with pytest.raises(UserError, match="mapping"):
         resolve_config(config_file=bad)
@@ -288,6 +291,10 @@ def test_resolution_details_pinned(tmp_path, monkeypatch):
     other.write_text("model: Simple-CNN\n")  # the recipe's model, spelled otherwise
     assert resolve_config({"recipe": "cnn"}, config_file=other).model_kwargs == {"activation": "tanh"}
     assert resolve_config({"recipe": ""}) == resolve_config({}, default_recipe=None)
+    # a recipe's own dataset (no flag, no file naming one) is the run's, canonicalised
+    monkeypatch.setitem(recipes.RECIPES, "fm", recipes.Recipe(
+        "fm", "test recipe", "its own dataset", defaults={"dataset": "Fashion-MNIST"}))
+    assert resolve_config({"recipe": "fm"}).dataset == "fashion_mnist"
     with pytest.raises(UserError, match="unknown augmentation 'flop'"):
         resolve_config({"augment": "crop+flop"})
     with pytest.raises(UserError, match=r"^options: unknown option 'lrr'"):

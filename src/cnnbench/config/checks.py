@@ -39,7 +39,9 @@ def validate(c) -> None:
     need(c.lr > 0, f"learning rate must be > 0, got {c.lr}")
     need(0 <= c.momentum < 1, f"momentum must be in [0, 1), got {c.momentum}")
     need(not c.nesterov or (c.optimizer == "sgd" and c.momentum > 0),
-         "nesterov needs optimizer sgd with momentum > 0")
+         f"nesterov needs optimizer sgd with momentum > 0, got optimizer {c.optimizer} with momentum "
+         f"{c.momentum}; add --no-nesterov (a recipe may have set it)"
+         + ("; muon's SGD part is Nesterov anyway" if c.optimizer == "muon" else ""))
     need(c.weight_decay >= 0, f"weight decay must be >= 0, got {c.weight_decay}")
     need(c.bn_lr_scale > 0, f"bn_lr_scale must be > 0, got {c.bn_lr_scale}")
     need(c.muon_lr > 0, f"muon_lr must be > 0, got {c.muon_lr}")

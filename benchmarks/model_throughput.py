@@ -33,8 +33,8 @@ caps the whole run: measurements not started by then are listed under ``not_meas
 
 CPU: ``--channels-last auto`` times plain training of ``--probe-model`` in both memory formats
 and uses the faster one for every model (the JSON's ``settings`` says which); fp32 unless
-``--amp bf16``, or ``--amp auto``: bf16 where the CPU computes it natively (AVX512-BF16 or AMX),
-as ``cnnbench train --amp auto`` does. CUDA: bf16 autocast and channels_last, ``--compile`` adds
+``--amp bf16``, or ``--amp auto``: bf16 where the CPU computes it natively (AVX512-BF16 or AMX)
+and was measured to train faster in it, as ``cnnbench train --amp auto`` decides. CUDA: bf16 autocast and channels_last, ``--compile`` adds
 ``torch.compile`` (to both paths). ``--name`` names the result file (``model_throughput-bf16``
 for the README's bf16 table).
 

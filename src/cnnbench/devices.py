@@ -1,18 +1,37 @@
 """Which device a run uses and what it computes natively: one place for ``auto``.
 
 ``resolve_device("auto")`` is CUDA when a GPU is visible, else the CPU; ``resolve_amp("auto",
-device)`` is ``bf16`` where the device multiplies bfloat16 natively (a CUDA GPU that supports
-it; a CPU with AVX512-BF16 or AMX, where oneDNN's bf16 convolutions are faster than fp32: see
-benchmarks/results/model_throughput-fastnet-bf16/ against -fp32/), else ``off`` (emulated bf16
-would be slower, not faster). Recipes (:mod:`cnnbench.config.recipes`) key their per-device settings by
-:func:`device_type`.
+device)`` is ``bf16`` where it pays: on a CUDA GPU that multiplies bfloat16 natively (Ampere
+on); on a CPU with AVX512-BF16 or AMX only where a small convolutional network was *measured* to
+train at least :data:`BF16_MIN_SPEEDUP` times as fast in bf16 as in fp32
+(:func:`cpu_bf16_speedup`): the instructions alone do not say it. On this project's AMD EPYC
+(Zen 5) bf16 trains fastnet 1.6x as fast (benchmarks/results/model_throughput-bf16-cpu.json against
+model_throughput-cpu.json); on an Intel Xeon (family 6, model 207) whose virtual machine shows
+AVX512-BF16 but no AMX, the fast CIFAR recipe trained at 0.62x fp32's speed in bf16
+(benchmarks/results/fast_recipe_precision-intel/).
+Otherwise ``off`` (emulated bf16 would be slower, not faster). Recipes
+(:mod:`cnnbench.config.recipes`) key their per-device settings by :func:`device_type`.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
+import platform
+import time
+from pathlib import Path
+
 import torch
 
 from cnnbench.errors import UserError
+
+#: ``--amp auto`` on a CPU is bf16 where the probe network trains at least this many times as
+#: fast in bf16 autocast as in fp32 (measured: 0.7-0.85 on the Intel Xeon above, whose recipe
+#: ran 0.62x; the zoo's convolutional networks 1.5-1.85x on the AMD EPYC): a clear margin over
+#: the probe's noise, so that a CPU near 1.0 keeps the exact fp32 arithmetic
+BF16_MIN_SPEEDUP = 1.1
+BF16_MEMO = "bf16-speed.json"  # in the cache root: one verdict per CPU, torch and thread count
+_speedups: dict[str, float] = {}  # this process's verdicts, by the same key
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,10 +74,99 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve_amp(amp: str, device: torch.device) -> str:
-    """``--amp auto`` -> ``bf16`` where :func:`native_bf16`, else ``off``; others unchanged."""
+    """``--amp auto`` -> ``bf16`` where :func:`native_bf16` and, on a CPU, where
+    :func:`cpu_bf16_speedup` is at least :data:`BF16_MIN_SPEEDUP`; else ``off``. Other values
+    unchanged."""
     if amp != "auto":
         return amp
-    return "bf16" if native_bf16(device) else "off"
+    if not native_bf16(device):
+        return "off"
+    if device.type == "cpu" and cpu_bf16_speedup() < BF16_MIN_SPEEDUP:
+        return "off"
+    return "bf16"
+
+
+def cpu_bf16_speedup() -> float:
+    """How many times as fast :func:`measure_bf16_speedup`'s network trains in bf16 autocast as
+    in fp32 on this CPU at the current thread count. Measured once (about half a second) per
+    CPU model, torch version and thread count and remembered in ``<cache>/bf16-speed.json``,
+    so that every run, every process of a job and every resumed run decide alike; a cache
+    that cannot be written only costs the measurement again."""
+    key = f"{cpu_name()} | torch {torch.__version__} | threads {torch.get_num_threads()}"
+    if key not in _speedups:
+        from cnnbench.data.cache import atomic_write_bytes, resolve_cache_dir
+
+        path = resolve_cache_dir() / BF16_MEMO
+        entry = _read_json(path).get(key)
+        if not (isinstance(entry, dict) and isinstance(entry.get("speedup"), (int, float))):
+            entry = {"speedup": round(measure_bf16_speedup(), 3),
+                     "measured": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            try:  # merged with what other processes wrote meanwhile
+                atomic_write_bytes(path, json.dumps({**_read_json(path), key: entry}, indent=1,
+                                                    sort_keys=True).encode())
+            except OSError:
+                pass
+        _speedups[key] = float(entry["speedup"])
+    return _speedups[key]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def measure_bf16_speedup(steps: int = 5) -> float:
+    """fp32 step time / bf16 autocast step time of a small convolutional network (two 3x3
+    convolutions of 64 and 128 channels with BatchNorm and GELU, max-pooling and a linear
+    layer: the layers of the zoo's CIFAR networks) training on a channels-last batch of 32
+    16x16 inputs, forward and backward; the best of ``steps`` steps of each, taken in turns
+    after one warm-up step each. Seeded inside a fork of the CPU's random stream: the caller's
+    draws are untouched."""
+    from torch import nn
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.GELU(),
+                            nn.Conv2d(64, 128, 3, padding=1, bias=False), nn.BatchNorm2d(128), nn.GELU(),
+                            nn.MaxPool2d(2), nn.Flatten(), nn.Linear(128 * 8 * 8, 10))
+        net = net.to(memory_format=torch.channels_last)
+        x = torch.randn(32, 64, 16, 16).to(memory_format=torch.channels_last)
+        y = torch.randint(0, 10, (32,))
+
+    def step(bf16: bool) -> float:
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        net.zero_grad(set_to_none=True)
+        return time.perf_counter() - start
+
+    with torch.enable_grad():
+        step(False), step(True)
+        best = {False: float("inf"), True: float("inf")}
+        for _ in range(steps):
+            for bf16 in (False, True):
+                best[bf16] = min(best[bf16], step(bf16))
+    return best[False] / best[True]
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; elsewhere what :mod:`platform` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name for a CUDA device, else the CPU's."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
 
 def autocast(device: torch.device, amp: str):
@@ -73,4 +181,5 @@ def autocast(device: torch.device, amp: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-__all__ = ["autocast", "resolve_device", "device_type", "native_bf16", "resolve_amp"]
+__all__ = ["autocast", "resolve_device", "device_type", "native_bf16", "resolve_amp",
+           "cpu_bf16_speedup", "measure_bf16_speedup", "cpu_name", "device_name"]

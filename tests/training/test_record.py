@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import torch
+
 from cnnbench.training.record import Recorder
 from cnnbench.training.rundir import STEPS, read_jsonl
 
@@ -65,12 +67,13 @@ def test_the_hparams_record_is_written_at_the_step_given(monkeypatch):
 def test_the_header_says_what_the_run_is_about_to_do(tmp_path, monkeypatch):
     from cnnbench.training import record
 
-    def header(*, epochs=1, amp="off", threads=1, location="/data/mnist", resume=False):
+    def header(*, epochs=1, amp="off", threads=1, location="/data/mnist", resume=False, asked=None):
         monkeypatch.setattr(record.torch, "get_num_threads", lambda: threads)
-        recorder = SimpleNamespace(config=SimpleNamespace(epochs=epochs, model="lenet5", dataset="mnist"),
+        recorder = SimpleNamespace(config=SimpleNamespace(epochs=epochs, model="lenet5", dataset="mnist",
+                                                          amp=asked or amp),
                                    resume=resume, run_dir=tmp_path)
         t = SimpleNamespace(data=SimpleNamespace(split={"train": 54000, "val": 6000, "test": 10000}, location=location),
-                            config=SimpleNamespace(amp=amp), params=61706, device="cpu")
+                            config=SimpleNamespace(amp=amp), params=61706, device=torch.device("cpu"))
         return Recorder.header(recorder, t)
 
     assert header() == (f"cnnbench: lenet5 (61,706 parameters) on mnist from /data/mnist (54,000 train, "
@@ -78,6 +81,16 @@ def test_the_header_says_what_the_run_is_about_to_do(tmp_path, monkeypatch):
     assert header(epochs=3, amp="bf16", threads=2, location=None).endswith(
         f"from ? (54,000 train, 6,000 val, 10,000 test images); cpu, bf16 autocast, 2 threads; 3 epochs -> {tmp_path}")
     assert header(epochs=3, resume=True).endswith(f"; resuming from last.ckpt, 3 epochs in all -> {tmp_path}")
+    # --amp auto on a CPU with bf16 instructions: the measured verdict behind the precision
+    monkeypatch.setattr(record, "native_bf16", lambda device: True)
+    monkeypatch.setattr(record, "cpu_bf16_speedup", lambda: 0.857)
+    assert ("; cpu, fp32 (--amp auto: bf16 trains 0.86x as fast as fp32 on this CPU, measured), 1 thread; "
+            in header(asked="auto"))
+    monkeypatch.setattr(record, "cpu_bf16_speedup", lambda: 1.6)
+    assert "; cpu, bf16 autocast (--amp auto: bf16 trains 1.60x as fast" in header(amp="bf16", asked="auto")
+    assert "; cpu, bf16 autocast, 1 thread" in header(amp="bf16")  # asked for: nothing measured
+    monkeypatch.setattr(record, "native_bf16", lambda device: False)
+    assert "; cpu, fp32, 1 thread" in header(asked="auto")  # no bf16 instructions: nothing to say
     (tmp_path / "summary.json").write_text(json.dumps({"epochs_completed": 2}))
     assert header(epochs=3, resume=True).endswith(f"; resuming after epoch 2 of 3 -> {tmp_path}")
 

@@ -346,3 +346,22 @@ def test_fp16_gets_a_loss_scaler_on_the_runs_device_and_the_weight_average_its_s
     assert (t.ema.decay, t.ema.every) == (0.9, 5)
     plain = training(amp="bf16")
     assert plain.scaler is None and plain.ema is None
+
+
+def test_every_process_of_a_job_takes_rank_0s_precision(monkeypatch):
+    """``--amp auto`` on a CPU is a measured verdict: rank 0 decides, the others take its
+    answer without deciding themselves (a process that measured alone could differ)."""
+    from cnnbench.training import setup
+
+    asked, sent = [], []
+    monkeypatch.setattr(setup, "resolve_amp", lambda amp, device: asked.append(amp) or "bf16")
+    cpu = torch.device("cpu")
+
+    def job(rank):
+        return SimpleNamespace(is_main=rank == 0,
+                               broadcast_object=lambda obj: sent.append(obj) or "rank 0's answer")
+
+    assert setup.job_amp("auto", cpu) == "bf16" and asked == ["auto"]  # no job: its own
+    assert setup.job_amp("auto", cpu, job(1)) == "rank 0's answer"
+    assert asked == ["auto"] and sent == [None]  # rank 1 did not decide
+    assert setup.job_amp("auto", cpu, job(0)) == "rank 0's answer" and sent == [None, "bf16"]

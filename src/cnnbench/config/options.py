@@ -212,8 +212,9 @@ class TrainConfig:
     device: str = _opt("auto", "device (auto = cuda if available)", choices=DEVICES,
                        group="machine", role="machine")
     amp: str = _opt("off", "mixed precision: bf16 or fp16 autocast (fp16 with loss scaling); "
-                    "auto = bf16 where the device computes it natively (CUDA; CPUs with "
-                    "AVX512-BF16 or AMX), else off",
+                    "auto = bf16 where the device computes it natively and it pays (CUDA "
+                    "from Ampere on; CPUs with AVX512-BF16 or AMX where it was measured to "
+                    "train faster), else off",
                     choices=AMP_MODES, group="machine", role="recipe")
     channels_last: bool = _opt(False, "channels-last memory format", group="machine", role="exactness")
     compile: bool = _opt(False, "torch.compile the model", group="machine", role="machine")

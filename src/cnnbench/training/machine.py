@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import random
 import subprocess
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnbench.devices import resolve_device  # noqa: F401  (re-exported)
+from cnnbench.devices import cpu_name, device_name, resolve_device  # noqa: F401  (re-exported)
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
@@ -148,18 +147,3 @@ def package_version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_name(device: torch.device) -> str:
-    """The GPU's name for a CUDA device, else the CPU's."""
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()

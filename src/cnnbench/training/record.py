@@ -19,13 +19,14 @@ from typing import Any
 import torch
 
 from cnnbench.config import TrainConfig
+from cnnbench.devices import cpu_bf16_speedup, cpu_name, device_name, native_bf16
 from cnnbench.errors import UserError
 from cnnbench.training import checkpoint as ckpt
 from cnnbench.training import distributed
 from cnnbench.training.calibration import calibration_fields, calibration_line
 from cnnbench.training.console import Console
 from cnnbench.training.inputs import check_same_data
-from cnnbench.training.machine import cpu_name, device_name, git_commit, package_version
+from cnnbench.training.machine import git_commit, package_version
 from cnnbench.training.rundir import (BEST, ERROR, LAST, METRICS, PREDICTIONS, STEPS, SUMMARY,
                                      TRAIN_LOG, append_jsonl, now, open_run_dir, read_summary,
                                      save_misclassified, truncate_jsonl, write_json)
@@ -107,6 +108,9 @@ class Recorder:
         c, split = self.config, t.data.split
         amp = t.config.amp  # resolved: off, bf16 or fp16
         precision = "fp32" if amp == "off" else f"{amp} autocast"
+        if c.amp == "auto" and t.device.type == "cpu" and native_bf16(t.device):
+            precision += (f" (--amp auto: bf16 trains {cpu_bf16_speedup():.2f}x as fast as fp32 "
+                          f"on this CPU, measured)")
         start = f"{c.epochs} epoch{'s' * (c.epochs != 1)}"
         if self.resume:  # the checkpoint is restored next; its summary says how far it got
             done = (read_summary(self.run_dir) or {}).get("epochs_completed")

@@ -269,6 +269,15 @@ class Training:
         self.keep_trainable = tuple(state.get("keep_trainable", ()))
 
 
+def job_amp(amp: str, device: torch.device, dist=None) -> str:
+    """``amp`` resolved for this run (:func:`cnnbench.devices.resolve_amp`: ``auto`` is the
+    precision that pays on the device, on a CPU a measured verdict); in a job every process
+    takes rank 0's, so that all train alike."""
+    if dist is None:
+        return resolve_amp(amp, device)
+    return dist.broadcast_object(resolve_amp(amp, device) if dist.is_main else None)
+
+
 def build_training(config: TrainConfig, *, load_init_weights: bool = True,
                    dist: Distributed | None = None) -> Training:
     """Everything a run of ``config`` trains with, built in the order the run needs it:
@@ -288,8 +297,8 @@ def build_training(config: TrainConfig, *, load_init_weights: bool = True,
     elif dist is None and device.type == "cpu":  # torchrun gives each process its threads
         threads_note = match_threads_to_load()
     set_determinism(c.deterministic)
-    if c.amp == "auto":  # the precision this device computes natively (cnnbench.devices)
-        c = dataclasses.replace(c, amp=resolve_amp(c.amp, device))
+    if c.amp == "auto":
+        c = dataclasses.replace(c, amp=job_amp(c.amp, device, dist))
     if device.type == "cpu":  # glibc would hand each step's buffers back to the kernel
         keep_freed_memory()
     seed_everything(c.seed)

@@ -20,17 +20,22 @@ import struct
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
-import torch
-import torchvision
-from PIL import Image
 
 from cnnbench.data.specs import CIFAR10_CLASSES
 
-# the fixtures of the inference tests (a digit dataset, two runs trained on it, the page's
-# server), for every test module that asks for them by name
-pytest_plugins = ("inference_fixtures",)
+# torch, torchvision, numpy and PIL are imported where they are used: pytest-xdist's controller
+# process loads this file before it starts the workers, and only schedules tests (importing torch
+# there took ~4 s before any test ran)
+
+
+def pytest_configure(config):
+    """The fixtures of the inference tests (a digit dataset, two runs trained on it, the page's
+    server), for every test module that asks for them by name: where tests run (a worker, or
+    pytest without workers), not in xdist's controller."""
+    controller = getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput")
+    if not controller:
+        config.pluginmanager.import_plugin("inference_fixtures")
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -45,6 +50,8 @@ def _no_network():
 def tiny_images(n: int, channels: int, size: tuple[int, int], num_classes: int = 10,
                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` uint8 images (class prototype + noise) and int64 labels covering every class."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     prototypes = torch.randint(0, 256, (num_classes, channels, *size), generator=g)
     labels = torch.arange(n) % num_classes
@@ -72,6 +79,9 @@ def idx_data(tmp_path, monkeypatch):
 
     ``refresh_md5()`` re-patches the md5 lists after a test rewrites a file on purpose.
     """
+    import torch
+    import torchvision
+
     root, cache = tmp_path / "data", tmp_path / "cache"
     arrays = {}
     for offset, (name, folder) in enumerate((("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST"))):
@@ -109,6 +119,8 @@ def write_cifar_batches(root, monkeypatch, n_train: int, n_test: int, seed: int)
     test images, 32x32x3) in torchvision's layout under ``root/cifar-10-batches-py``, with
     torchvision's md5 lists patched to match. Returns ``(folder, train_x, train_y, test_x,
     test_y)``."""
+    import torchvision
+
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     train_x, train_y = tiny_images(n_train, 3, (32, 32), seed=seed)
@@ -147,6 +159,10 @@ def image_folder(tmp_path):
 
     ``pixels`` maps each relative path to the uint8 C x H x W array PIL decodes from the file.
     """
+    import numpy as np
+    import torch
+    from PIL import Image
+
     path = tmp_path / "folder"
     rng = np.random.default_rng(0)
     layout = {  # (split, class): [(file name, mode, size)]

@@ -1,0 +1,41 @@
+"""The test suite's own start: pytest-xdist's controller process loads ``tests/conftest.py``
+before it starts the workers and runs no test itself, so the file must not import torch (it
+took ~4 s of every ``./test.sh`` before the first test)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+
+_PROBE = """
+import json, sys
+from types import SimpleNamespace
+sys.path.insert(0, {tests!r})
+import conftest
+plugins = []
+manager = SimpleNamespace(import_plugin=plugins.append)
+config = SimpleNamespace(option=SimpleNamespace(dist={dist!r}), pluginmanager=manager)
+if {worker!r}:
+    config.workerinput = {{}}
+conftest.pytest_configure(config)
+print(json.dumps({{"plugins": plugins,
+                  "heavy": [m for m in ("torch", "torchvision", "numpy", "PIL") if m in sys.modules]}}))
+"""
+
+
+def _configure(dist: str, worker: bool) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _PROBE.format(tests=str(TESTS), dist=dist, worker=worker)],
+                          capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_the_controller_imports_no_torch_and_the_workers_get_every_fixture():
+    controller = _configure("worksteal", worker=False)
+    assert controller == {"plugins": [], "heavy": []}
+    # a worker, and pytest without workers (-n 0, -p no:xdist), register the inference fixtures
+    assert _configure("worksteal", worker=True)["plugins"] == ["inference_fixtures"]
+    assert _configure("no", worker=False)["plugins"] == ["inference_fixtures"]

@@ -4,6 +4,8 @@ one parent run; read back with mlflow.search_runs from the local store."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from cnnbench.config.resolve import resolve_config
@@ -11,16 +13,22 @@ from cnnbench.training import train_run
 from cnnbench.training.rundir import read_jsonl
 from engine_fixtures import _tiny_folder_files, quick_options, tiny_folder  # noqa: F401
 
-mlflow = pytest.importorskip("mlflow")  # the `mlflow` extra, installed by ./test.sh
+# the `mlflow` extra, installed by ./test.sh; imported by the tests that use it (1.4 s: not in
+# every pytest worker that only collects this file)
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="needs the mlflow extra")
 
 
 def runs_in(uri: str) -> list:
+    import mlflow
+
     mlflow.set_tracking_uri(uri)
     return mlflow.search_runs(experiment_names=["cnnbench"], output_format="list")
 
 
 def test_a_tracked_run_is_one_mlflow_run_with_its_options_metrics_and_files(tiny_folder, tmp_path,
                                                                            monkeypatch):
+    import mlflow
+
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     (tmp_path / "store").mkdir()
     (tmp_path / "elsewhere").mkdir()
@@ -46,6 +54,8 @@ def test_a_tracked_run_is_one_mlflow_run_with_its_options_metrics_and_files(tiny
 
 
 def test_an_interrupted_run_is_killed_then_continued_in_the_same_mlflow_run(tiny_folder, tmp_path):
+    import mlflow
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tiny_folder.out / "tracked"
     config = resolve_config(quick_options(tiny_folder, epochs=3, track=f"mlflow:{uri}"))
@@ -67,6 +77,8 @@ def test_an_interrupted_run_is_killed_then_continued_in_the_same_mlflow_run(tiny
 
 
 def test_a_searchs_trials_are_children_of_one_parent_run(tiny_folder, tmp_path):
+    import mlflow
+
     from cnnbench.search import parse_space, run_search
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -319,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compile", action="store_true", help="torch.compile both paths")
     ap.add_argument("--amp", choices=["off", "bf16", "auto"], default=None,
                     help="autocast precision (default: bf16 on CUDA, fp32 on the CPU; auto: bf16 where the "
-                         "device computes it natively, as cnnbench train --amp auto)")
+                         "device computes it natively and, on a CPU, was measured faster, as cnnbench "
+                         "train --amp auto decides)")
     ap.add_argument("--name", default="model_throughput",
                     help="result file name: <name>-<cpu|cuda>.json (default model_throughput)")
     ap.add_argument("--max-total-s", type=float, default=None,

@@ -33,16 +33,20 @@ def pytest_configure(config):
     """The fixtures of the inference tests (a digit dataset, two runs trained on it, the page's
     server), for every test module that asks for them by name: where tests run (a worker, or
     pytest without workers), not in xdist's controller."""
-    controller = getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput")
+    controller = (not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") != "no"
+                  and bool(getattr(config.option, "tx", None)))  # xdist's own test: workers to start
     if not controller:
         config.pluginmanager.import_plugin("inference_fixtures")
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _no_network():
-    """Tests never download: every network probe answers 'offline' at once."""
+def _no_network(tmp_path_factory):
+    """Tests never download: every network probe answers 'offline' at once. Nor do they write
+    the user's cache (``~/.cache/cnnbench``: e.g. the bf16 verdict of ``--amp auto``): the
+    default cache root is a folder of the session's (a test's own ``$CNNBENCH_CACHE`` wins)."""
     patch = pytest.MonkeyPatch()
     patch.setenv("CNNBENCH_OFFLINE", "1")
+    patch.setenv("CNNBENCH_CACHE", str(tmp_path_factory.mktemp("default-cache")))
     yield
     patch.undo()
 

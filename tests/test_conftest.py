@@ -18,7 +18,7 @@ sys.path.insert(0, {tests!r})
 import conftest
 plugins = []
 manager = SimpleNamespace(import_plugin=plugins.append)
-config = SimpleNamespace(option=SimpleNamespace(dist={dist!r}), pluginmanager=manager)
+config = SimpleNamespace(option=SimpleNamespace(dist={dist!r}, tx={tx!r}), pluginmanager=manager)
 if {worker!r}:
     config.workerinput = {{}}
 conftest.pytest_configure(config)
@@ -27,15 +27,18 @@ print(json.dumps({{"plugins": plugins,
 """
 
 
-def _configure(dist: str, worker: bool) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _PROBE.format(tests=str(TESTS), dist=dist, worker=worker)],
+def _configure(dist: str, worker: bool, tx: list[str] | None = None) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _PROBE.format(tests=str(TESTS), dist=dist, worker=worker,
+                                                                tx=tx or [])],
                           capture_output=True, text=True, timeout=120, check=True)
     return json.loads(proc.stdout.splitlines()[-1])
 
 
 def test_the_controller_imports_no_torch_and_the_workers_get_every_fixture():
-    controller = _configure("worksteal", worker=False)
+    controller = _configure("worksteal", worker=False, tx=["popen", "popen"])  # -n 2
     assert controller == {"plugins": [], "heavy": []}
-    # a worker, and pytest without workers (-n 0, -p no:xdist), register the inference fixtures
-    assert _configure("worksteal", worker=True)["plugins"] == ["inference_fixtures"]
+    # a worker, and pytest without workers (-n 0, -p no:xdist, or --dist without -n), register
+    # the inference fixtures
+    assert _configure("worksteal", worker=True, tx=["popen", "popen"])["plugins"] == ["inference_fixtures"]
     assert _configure("no", worker=False)["plugins"] == ["inference_fixtures"]
+    assert _configure("load", worker=False)["plugins"] == ["inference_fixtures"]

@@ -293,13 +293,13 @@ def test_a_checkpoint_holds_what_eval_predict_and_resume_read(tmp_path):
 
     config = TrainConfig(model="lenet5", dataset="mnist", epochs=3)
     recorder = SimpleNamespace(main=True, run_dir=tmp_path, config=config, summary={"data": "fp"},
-                               input={"mean": [0.5], "size": [28, 28]})
+                               input={"mean": [0.5], "size": [28, 28]}, amp="bf16")
     Recorder.save(recorder, "last.ckpt", {"w": 1}, 2, 40, {"best_epoch": 1}, training={"optimizer": {}})
     state = load_checkpoint(tmp_path / "last.ckpt")
     assert (state.pop("format"), state.pop("version")) == ("cnnbench-checkpoint", 1)  # save_checkpoint's
     assert state == {"kind": "last", "config": config.to_dict(), "epoch": 2, "step": 40, "model": {"w": 1},
                      "meta": {"best_epoch": 1}, "data": "fp", "input": {"mean": [0.5], "size": [28, 28]},
-                     "training": {"optimizer": {}}}
+                     "amp": "bf16", "training": {"optimizer": {}}}  # amp: what --amp auto became
     Recorder.save(SimpleNamespace(main=False, run_dir=tmp_path / "rank1"), "last.ckpt", {}, 2, 40, {})
     assert not (tmp_path / "rank1").exists()  # another process of a job writes no checkpoint
 
@@ -349,7 +349,7 @@ def test_opening_a_run_keeps_its_input_record_and_clears_an_earlier_attempt_only
                         lambda track, run_dir, name, resume: trackers.append((track, name, resume))
                         or SimpleNamespace(params=lambda options: trackers.append(options)))
     preprocessing = {"mean": [0.5]}
-    t = SimpleNamespace(data=SimpleNamespace(preprocessing=lambda: preprocessing))
+    t = SimpleNamespace(data=SimpleNamespace(preprocessing=lambda: preprocessing), config=SimpleNamespace(amp="bf16"))
 
     def opened(run_dir, *, resume=False, main=True, track=None):
         run_dir.mkdir(exist_ok=True)
@@ -366,6 +366,7 @@ def test_opening_a_run_keeps_its_input_record_and_clears_an_earlier_attempt_only
 
     fresh, kept, lines = opened(tmp_path / "fresh")
     assert fresh.input is preprocessing and fresh.summary == {"name": "run", "started": "12:00"}
+    assert fresh.amp == "bf16"  # the run's resolved precision, for its checkpoints
     assert kept == [tmp_path / "fresh" / TRAIN_LOG] and lines == ["the header"]
     assert (tmp_path / "fresh" / CONFIG).is_file() and not (tmp_path / "fresh" / METRICS).exists()
     assert fresh.tracker is None and trackers == []

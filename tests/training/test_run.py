@@ -597,6 +597,28 @@ def test_eval_of_a_bf16_run_evaluates_in_bf16_as_the_run_did(tiny_folder):
     assert again["loss"] == pytest.approx(summary["test_loss"], rel=1e-6)  # in fp32 it differs
 
 
+def test_a_run_with_amp_auto_keeps_the_precision_it_trained_in_for_evaluation(tiny_folder, monkeypatch):
+    """``--amp auto`` is decided once, when the run starts; its checkpoints say what it became,
+    and evaluating them uses that, not what the machine would decide now."""
+    from cnnbench import devices
+    from cnnbench.training import record
+
+    for module in (devices, record):
+        monkeypatch.setattr(module, "native_bf16", lambda device: True)
+        monkeypatch.setattr(module, "cpu_bf16_speedup", lambda: 1.6)
+    summary, out = train_tiny(tiny_folder, epochs=1, amp="auto", channels_last=True)
+    assert summary["amp"] == "bf16" and ckpt.load_checkpoint(out / "best.ckpt")["amp"] == "bf16"
+    assert "; cpu, bf16 autocast (--amp auto: bf16 trains 1.60x as fast as fp32 on this CPU, measured)" in (
+        (out / "train.log").read_text().splitlines()[0])
+    monkeypatch.setattr(devices, "cpu_bf16_speedup", lambda: 0.5)  # the machine would say fp32 now
+    again = evaluate_checkpoint(out)
+    assert again["acc"] == summary["test_acc"]
+    assert again["loss"] == pytest.approx(summary["test_loss"], rel=1e-6)  # in fp32 it differs
+    monkeypatch.setattr(devices, "native_bf16", lambda device: False)
+    fp32 = train_tiny(tiny_folder, name="fp32", epochs=1, amp="auto", channels_last=True)[0]
+    assert fp32["amp"] == "off"
+
+
 def test_eval_says_when_the_data_changed_since_the_run(tiny_folder, tmp_path, monkeypatch):
     """Guards against evaluating a checkpoint on other data without a word: another class
     folder, or more test images, each end in one complete line that says what changed."""

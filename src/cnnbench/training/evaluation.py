@@ -172,6 +172,8 @@ def open_for_evaluation(path: str | Path, *, data_dir: str | None = None,
     changes = {k: v for k, v in {"data_dir": data_dir, "device": device,
                                   "eval_batch_size": batch_size, "tta": tta}.items() if v is not None}
     config = config.replace(**changes)
+    if config.amp == "auto" and state.get("amp"):  # as the run trained: never measured again
+        config = config.replace(amp=state["amp"])
     target = resolve_device(config.device)
     inputs = prepare_data(config)
     check_same_data(state.get("data"), inputs.fingerprint(), str(file),

@@ -73,6 +73,7 @@ class Recorder:
     writer: Any = None
     summary: dict = dataclasses.field(default_factory=dict)
     input: dict = dataclasses.field(default_factory=dict)  # Inputs.preprocessing()
+    amp: str = "off"  # the precision the run trains in (`auto` resolved), kept in its checkpoints
     last_good_epoch: int = 0                                # the epoch of the last checkpoint
     tracker: Any = None                                     # MLflowTracker with --track mlflow
 
@@ -90,6 +91,7 @@ class Recorder:
         """Create the run directory (``config.yaml``), start ``train.log``, say in one line what
         is about to happen, and make the summary so far."""
         self.input = t.data.preprocessing()
+        self.amp = t.config.amp  # resolved: what `--amp auto` became for this run
         if self.main:
             open_run_dir(self.run_dir, self.config, fresh=not self.resume)
             self.console.keep_log(self.run_dir / TRAIN_LOG)
@@ -221,7 +223,7 @@ class Recorder:
         ckpt.save_checkpoint(self.run_dir / name, {
             "kind": name.split(".")[0], "config": self.config.to_dict(), "epoch": epoch,
             "step": step, "model": weights, "meta": dict(meta), "data": self.summary["data"],
-            "input": self.input, **extra})
+            "input": self.input, "amp": self.amp, **extra})
 
     def load(self, name: str) -> dict[str, Any]:
         """A checkpoint of this run, read by rank 0 and broadcast to the other processes."""

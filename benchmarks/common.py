@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from cnnbench.training.machine import cpu_name  # the same CPU name and commit the runs record
+from cnnbench.devices import cpu_name  # the same CPU name and commit the runs record
 from cnnbench.training.machine import git_commit as run_git_commit
 from cnnbench.training.machine import package_version  # not `import torchvision`: a second of CPU
 

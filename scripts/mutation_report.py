@@ -105,7 +105,7 @@ def collect() -> dict:
     equivalent = sum(m["explained"] for m in modules.values())
     not_run = sum(m["not_run"] for m in modules.values())
     sys.path.insert(0, str(REPO / "src"))
-    from cnnbench.training.machine import cpu_name
+    from cnnbench.devices import cpu_name
 
     import mutmut
     return {"tool": f"mutmut {mutmut.__version__}",

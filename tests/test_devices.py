@@ -105,12 +105,16 @@ def test_a_damaged_memo_an_unwritable_cache_and_a_failing_probe(monkeypatch, pro
     monkeypatch.setattr(devices, "_speedups", {})
     monkeypatch.setenv("CNNBENCH_CACHE", str(probe.cache / "other"))
 
+    tried = []
+
     def fails():
+        tried.append(1)
         raise RuntimeError("no bf16 kernels here")
 
     monkeypatch.setattr(devices, "measure_bf16_speedup", fails)
     assert devices.cpu_bf16_speedup() == 0.0  # fp32, and nothing stored
     assert not (probe.cache / "other" / devices.BF16_MEMO).exists()
+    assert devices.cpu_bf16_speedup() == 0.0 and tried == [1]  # not tried again in this process
 
 
 def test_the_cpu_identity_tells_vm_cpus_of_one_name_apart(monkeypatch):
@@ -124,7 +128,11 @@ def test_the_cpu_identity_tells_vm_cpus_of_one_name_apart(monkeypatch):
     def identity(model, flags):
         monkeypatch.setattr(pathlib.Path, "read_text", lambda self, *a, **k: cpuinfo.format(
             model=model, flags=flags) if str(self) == "/proc/cpuinfo" else real(self, *a, **k))
-        return devices.cpu_identity()
+        devices._cpuinfo.cache_clear()  # read once per process: here, once per CPU
+        try:
+            return devices.cpu_identity()
+        finally:
+            devices._cpuinfo.cache_clear()
 
     plain = identity(207, "avx512_bf16")
     assert plain.startswith("Intel(R) Xeon(R) Processor cpu family 6 model 207 stepping 2 flags avx512_bf16 ")

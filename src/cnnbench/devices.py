@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import json
 import os
 import platform
@@ -110,7 +111,8 @@ def cpu_bf16_speedup() -> float:
                     entry = {"speedup": round(measure_bf16_speedup(), 3),
                              "threads": torch.get_num_threads(),
                              "measured": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-                except RuntimeError:  # the probe cannot run here: fp32, asked again next time
+                except RuntimeError:  # the probe cannot run here: fp32, not stored
+                    _speedups[key] = 0.0
                     return 0.0
                 stored = {key: entry, **_read_json(path)}  # another process's verdict stays
                 entry = stored[key]
@@ -126,19 +128,25 @@ def cpu_identity() -> str:
     """What tells one CPU from another for :func:`cpu_bf16_speedup`: its model name (a virtual
     machine's may be generic, e.g. ``Intel(R) Xeon(R) Processor``), family, model and
     stepping, whether it lists AVX512-BF16 and AMX, and its logical cores."""
-    fields, flags = {}, set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            name, _, value = (part.strip() for part in line.partition(":"))
-            if name in ("cpu family", "model", "stepping") and name not in fields:
-                fields[name] = value
-            elif name == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    shown = sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})
-    return " ".join([cpu_name(), *(f"{k} {v}" for k, v in fields.items()),
+    info = _cpuinfo()
+    shown = sorted(set(info.get("flags", "").split()) & {"avx512_bf16", "amx_bf16", "amx_tile"})
+    return " ".join([cpu_name(), *(f"{k} {info[k]}" for k in ("cpu family", "model", "stepping") if k in info),
                      f"flags {','.join(shown) or '-'}", f"{os.cpu_count()} cores"])
+
+
+@functools.lru_cache(maxsize=1)
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields in ``/proc/cpuinfo`` (empty where there is none), read once
+    per process."""
+    fields: dict[str, str] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return fields
+    for line in text.split("\n\n", 1)[0].splitlines():
+        name, _, value = (part.strip() for part in line.partition(":"))
+        fields.setdefault(name, value)
+    return fields
 
 
 @contextlib.contextmanager
@@ -206,13 +214,7 @@ def measure_bf16_speedup(steps: int = 5) -> float:
 
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``; elsewhere what :mod:`platform` knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 def device_name(device: torch.device) -> str:

@@ -109,7 +109,8 @@ def test_a_runs_first_summary_says_what_it_is_and_that_nothing_is_measured_yet(t
     import torch
 
     from cnnbench.config import TrainConfig
-    from cnnbench.training.machine import cpu_name, device_name, git_commit, package_version
+    from cnnbench.devices import cpu_name, device_name
+    from cnnbench.training.machine import git_commit, package_version
     from cnnbench.version import __version__
 
     echoed = dict(limit_train=8, limit_eval=4, recipe="fast", profile="quick", tta="mirror",

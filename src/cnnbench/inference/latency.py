@@ -58,7 +58,7 @@ def measure(model: nn.Module, shape: tuple[int, int, int], *, device: str | torc
     """Latency and throughput of ``model`` (put in eval mode) for inputs of ``shape``
     (C, H, W): ``eager`` and, with ``onnx`` (and the export extra installed),
     ``onnxruntime`` (CPU execution provider), or ``onnxruntime_error`` saying why not."""
-    from cnnbench.training.machine import device_name
+    from cnnbench.devices import device_name
 
     device = torch.device(device)
     min_time_s = MIN_TIME_S if min_time_s is None else min_time_s

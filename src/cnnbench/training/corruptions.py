@@ -214,7 +214,7 @@ def evaluate_corruptions(path: str | Path, *, names: list[str] | None = None,
     under each corruption and severity. Written to the run directory's ``corruptions.json``
     (``write``) when the checkpoint is in one."""
     from cnnbench.training.evaluation import open_for_evaluation
-    from cnnbench.training.machine import device_name
+    from cnnbench.devices import device_name
 
     names = check_names(names)
     started = time.perf_counter()

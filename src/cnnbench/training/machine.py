@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnbench.devices import cpu_name, device_name, resolve_device  # noqa: F401  (re-exported)
+from cnnbench.devices import resolve_device  # noqa: F401  (re-exported)
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters

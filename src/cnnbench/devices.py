@@ -29,7 +29,7 @@ import torch
 from cnnbench.errors import UserError
 
 #: ``--amp auto`` on a CPU is bf16 where the probe network trains at least this many times as
-#: fast in bf16 autocast as in fp32 (the probe measured 0.67-0.86 on the Intel Xeon above, whose
+#: fast in bf16 autocast as in fp32 (the probe measured 0.80 on the Intel Xeon above, cifar_cpu_time_to_acc-intel/, whose
 #: recipe ran 0.62x; on the AMD EPYC the zoo's convolutional networks train 1.5-1.85x as fast in
 #: bf16, model_throughput-bf16-cpu.json, the probe itself not yet measured there): a clear
 #: margin over the probe's noise, so that a CPU near 1.0 keeps the exact fp32 arithmetic

@@ -56,7 +56,10 @@ def ray_head():
     joins over 127.0.0.1 without the token file."""
     port = free_port()
     temp = Path(tempfile.mkdtemp(prefix="cnnbench-ray-"))  # short: Ray's sockets live in it
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    # no workers started ahead of the tasks: each driver (the study, its second run, the
+    # search) is a job of its own, whose prestarted workers cannot serve the next one
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_prestart_worker_first_driver": "0", "RAY_enable_worker_prestart": "0"}
     ray_cli = Path(sys.executable).with_name("ray")
     # its output to a file: a pipe stays open as long as the daemons it starts run, so reading
     # it to say why the head did not come up would wait for ever

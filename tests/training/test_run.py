@@ -348,6 +348,24 @@ def test_git_commit_names_the_checkout_and_says_when_it_is_modified():
     assert commit.startswith(inside.stdout.strip())
 
 
+def test_cnnbench_asks_git_for_its_own_commit_once_per_process(monkeypatch):
+    """Every run records the commit: asked git each time, a test suite or a study of hundreds
+    of runs started hundreds of git processes. Another checkout is asked every time."""
+    from cnnbench.training import machine
+
+    asked = []
+    monkeypatch.setattr(machine, "_ask_git", lambda here: asked.append(here) or "abc1234")
+    machine._own_commit.cache_clear()
+    try:
+        assert [git_commit() for _ in range(3)] == ["abc1234"] * 3
+        assert len(asked) == 1
+        git_commit("/somewhere/else")
+        git_commit("/somewhere/else")
+        assert len(asked) == 3
+    finally:
+        machine._own_commit.cache_clear()  # the real answer again for the tests after this one
+
+
 def test_git_commit_is_dirty_for_code_changes_only(tmp_path):
     """A modified result file keeps the commit clean (a benchmark writes one result, then
     measures the next with the same code); a modified code file makes it -dirty."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import random
 import subprocess
@@ -123,8 +124,20 @@ RESULT_PATHS = ("benchmarks/results", "results")
 def git_commit(where: str | Path | None = None) -> str | None:
     """The short commit of the cnnbench checkout (or of the checkout holding ``where``), with
     ``-dirty`` when tracked files other than the measured results (:data:`RESULT_PATHS`) are
-    modified; ``None`` outside a git checkout."""
-    here = Path(where) if where is not None else Path(__file__).resolve().parent
+    modified; ``None`` outside a git checkout. cnnbench's own is asked once per process: the
+    code a process runs is the code it imported (a test suite or a study records hundreds of
+    runs, each asked git twice)."""
+    if where is None:
+        return _own_commit()
+    return _ask_git(Path(where))
+
+
+@functools.lru_cache(maxsize=1)
+def _own_commit() -> str | None:
+    return _ask_git(Path(__file__).resolve().parent)
+
+
+def _ask_git(here: Path) -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, cwd=here, timeout=5)

@@ -16,6 +16,21 @@ def test_study_show_prints_time_estimates(capsys):
     assert out.count("time: ~") == 4 and "on 2 CPU cores (estimate:" in out
     assert "\ntotal: ~" in out
 
+@pytest.mark.parametrize("here", ["table", "Some Other CPU"])
+def test_the_estimate_names_the_cpu_it_was_measured_on_and_says_when_this_one_differs(
+        capsys, monkeypatch, here):
+    from cnnbench import devices
+    from cnnbench.studies import throughput
+
+    measured = throughput.measured_cpu()
+    assert measured and "CPU:" not in measured and "(" not in measured
+    monkeypatch.setattr(devices, "cpu_name", lambda: measured if here == "table" else here)
+    assert main(["study", "show", "transfer", "--profile", "cpu"]) == 0
+    total = capsys.readouterr().out.split("\ntotal: ")[1]
+    assert f"this project's 2-core CPU, {measured}, in the precision" in total
+    assert ("this machine's CPU is another (Some Other CPU)" in total) == (here != "table")
+
+
 def test_study_show_prints_integers_as_integers(capsys):
     assert main(["study", "show", "mnist-five", "--profile", "full"]) == 0
     out = capsys.readouterr().out

@@ -127,6 +127,8 @@ def default_profile(overrides: dict) -> tuple[str, str]:
 def _estimates(study, runs=None) -> tuple[list, str]:
     """The cost estimate of each of ``runs`` (default: all; checking their options first) and
     the total as text."""
+    from cnnbench.devices import cpu_name
+    from cnnbench.studies import throughput
     from cnnbench.studies.estimate import duration_text, estimate_seconds
 
     costs = [estimate_seconds(run.options, where=study.where(run))
@@ -134,8 +136,13 @@ def _estimates(study, runs=None) -> tuple[list, str]:
     known = [c.seconds for c in costs if c is not None]
     unknown = len(costs) - len(known)
     text = (f"{duration_text(sum(known))} on 2 CPU cores (estimate from each model's speed "
-            f"measured on this project's 2-core CPU, or its MACs; a GPU is much faster)"
+            f"measured on this project's 2-core CPU, {throughput.measured_cpu()}, in the "
+            f"precision each run trains in there, or its MACs; a GPU is much faster)"
             + (f"; {unknown} runs on datasets of unknown size not counted" if unknown else ""))
+    here = cpu_name()
+    if here not in throughput.measured_cpu().split(" and "):
+        text += (f"; this machine's CPU is another ({here}): its speed, and what --amp auto "
+                 f"picks on it, may differ")
     return costs, text
 
 

@@ -54,6 +54,18 @@ def table() -> dict:
     return json.loads(TABLE.read_text())
 
 
+def measured_cpu() -> str:
+    """The CPU the table was measured on (its sources' ``device_name`` without the "CPU: "
+    prefix and the cores in brackets), e.g. ``AMD EPYC``; sources on different CPUs joined
+    with " and "."""
+    names = []
+    for source in table()["sources"]:
+        name = source["device_name"].removeprefix("CPU: ").split(" (")[0]
+        if name not in names:
+            names.append(name)
+    return " and ".join(names)
+
+
 def lookup(model: str, channels: int, size: tuple[int, int], amp: str | None) -> tuple[str, dict] | None:
     """The measured row for ``model`` at ``channels`` x ``size`` in the precision ``amp`` trains
     in, else the same model at another size with ``channels`` channels (its time is then scaled

@@ -95,7 +95,7 @@ def test_report_rows_figures_failures_and_references(ablation_dir):
 
 
 def test_ablation_table_changes_against_previous_and_baseline(ablation_dir):
-    md = write_report([ablation_dir]).markdown.read_text()
+    md = write_report([ablation_dir], figures=False).markdown.read_text()
     assert "### Ablation: demo" in md
     rows = table_rows(md, "#")
     assert [r[1] for r in rows] == ["step base", "step plus-aug", "step plus-l2"]
@@ -108,7 +108,7 @@ def test_seeds_are_aggregated_as_mean_and_std(tmp_path):
     for seed, acc in ((0, 0.90), (1, 0.92), (2, 0.94)):
         run = write_fake_run(tmp_path / f"lenet-seed{seed}", test_acc=acc, seed=seed)
         write_meta(run, study_meta("lenet", seed=seed))
-    md = write_report([tmp_path]).markdown.read_text()
+    md = write_report([tmp_path], figures=False).markdown.read_text()
     rows = table_rows(md, "run")
     assert len(rows) == 1
     assert rows[0][0] == "lenet" and rows[0][4] == "3"
@@ -120,7 +120,7 @@ def test_runs_without_study_metadata_group_by_config(tmp_path):
     b = write_fake_run(tmp_path / "b", seed=2, test_acc=0.9)
     c = write_fake_run(tmp_path / "c", model="simple_cnn", test_acc=0.7)
     out = tmp_path / "report"
-    files = write_report([a, b, c], out)
+    files = write_report([a, b, c], out, figures=False)
     rows = table_rows(files.markdown.read_text(), "run")
     assert len(rows) == 2 and rows[0][5] == "85.00 ± 7.07 [21.47, 100.00]"  # clipped
     assert files.markdown.parent == out
@@ -133,7 +133,7 @@ def test_model_by_optimizer_grid(tmp_path):
         run = write_fake_run(tmp_path / f"{model}-{opt}", model=model, test_acc=acc)
         write_meta(run, study_meta(f"{model}-{opt}", axes={"model": model, "optimizer": opt},
                                    grid_table=grid, position=position))
-    md = write_report([tmp_path]).markdown.read_text()
+    md = write_report([tmp_path], figures=False).markdown.read_text()
     rows = table_rows(md, "model")
     assert rows == [["lenet5", "90.00 (quick)", "95.00 (quick)"], ["vgg16", "80.00 (quick)", "—"]]
     assert "A cell marked (quick) is a quick or capped run" in md  # the legend says it
@@ -195,6 +195,28 @@ def test_reference_difference_of_values_and_ranges():
     assert reference_difference(62.0, (64, 68)) == pytest.approx(-2.0)
     assert reference_difference(70.0, (64, 68)) == pytest.approx(2.0)
     assert reference_difference(None, 1.0) is None
+
+
+def test_without_figures_the_same_tables_and_files_and_no_picture(ablation_dir, tmp_path, capsys):
+    """`cnnbench report --no-figures`: no PNG file, no figure in the page, and every table,
+    results.csv and reproduction.csv exactly as in the report with its figures."""
+    drawn = write_report([ablation_dir], tmp_path / "drawn")
+    assert main(["report", str(ablation_dir), "--out", str(tmp_path / "bare"), "--no-figures"]) == 0
+    assert "(0 figures)" in capsys.readouterr().out
+    bare = tmp_path / "bare"
+    assert drawn.figures and not list(bare.rglob("*.png"))
+    md = (bare / "report.md").read_text()
+    assert "Figures were not drawn (`--no-figures`)" in md and "![" not in md
+    assert "<img" not in (bare / "report.html").read_text()
+    tables_of = lambda text: [line for line in text.splitlines() if line.startswith("|")]  # noqa: E731
+    assert tables_of(md) == tables_of(drawn.markdown.read_text())
+    for name in ("results.csv", "reproduction.csv"):
+        assert (bare / name).read_text() == (tmp_path / "drawn" / name).read_text(), name
+    # the sections made of figures alone are left out, every other one is there
+    headings_of = lambda text: [line for line in text.splitlines() if line.startswith("#")]  # noqa: E731
+    assert {"### Curves", "### Per run"} <= set(headings_of(drawn.markdown.read_text()))
+    assert headings_of(md) == [h for h in headings_of(drawn.markdown.read_text())
+                               if h not in ("### Curves", "### Per run")]
 
 
 def test_cli_report(tmp_path, capsys):

@@ -83,7 +83,7 @@ def test_a_difference_only_on_the_full_recipe_and_for_comparable_quantities(reci
 
 
 def test_the_tables_put_the_reports_recipe_first(recipes):
-    md = write_report([recipes]).markdown.read_text()
+    md = write_report([recipes], figures=False).markdown.read_text()
     section = md.split("### Reproduction")[1].split("### Curves")[0]
     on_recipe, off_recipe = section.split("#### Runs not on the report's recipe — not comparable")
     header = ("| run | quantity | report | cnnbench | difference | report in cnnbench's 95% CI? | "
@@ -108,7 +108,7 @@ def test_the_tables_put_the_reports_recipe_first(recipes):
 
 def test_without_a_run_on_the_recipe_the_report_says_so(tmp_path):
     study_run(tmp_path, "quick", profile="quick", limited=True)
-    md = write_report([tmp_path]).markdown.read_text()
+    md = write_report([tmp_path], figures=False).markdown.read_text()
     assert "No run followed the report's recipe, so no difference is computed" in md
 
 
@@ -176,7 +176,7 @@ def test_max_epoch_test_acc_is_labelled_and_shown_beside_the_honest_test_acc(tmp
     ref = [{"metric": "max_epoch_test_acc", "value": 97.5}]
     study_run(tmp_path, "monitored", reference=ref, monitor_test=True, test_acc=0.97)
     study_run(tmp_path, "plain", reference=ref, position=1, test_acc=0.97)
-    md = write_report([tmp_path]).markdown.read_text()
+    md = write_report([tmp_path], figures=False).markdown.read_text()
     label = ("best test acc over epochs (the report's measure; the test set picks the epoch, "
              "optimistic)")
     assert (f"| monitored | {label} | 97.5 % | 97.50 % (test acc 97.00 %: best-validation "
@@ -188,7 +188,7 @@ def test_max_epoch_test_acc_is_labelled_and_shown_beside_the_honest_test_acc(tmp
     final = study_run(tmp_path / "final", "final", reference=ref, monitor_test=True)
     summary = json.loads((final / "summary.json").read_text())
     (final / "summary.json").write_text(json.dumps(dict(summary, tested_weights="final")))
-    md = write_report([tmp_path / "final"]).markdown.read_text()
+    md = write_report([tmp_path / "final"], figures=False).markdown.read_text()
     assert "(test acc 97.00 %: final weights (no validation split), nothing selected" in md
 
 
@@ -228,13 +228,13 @@ def test_older_study_json_references_a_mapping_or_null(tmp_path):
 
 def test_a_reproduction_row_with_two_gaps_lists_both(tmp_path):
     study_run(tmp_path, "quick", profile="quick", limited=True, differs=DIFFERS)
-    with write_report([tmp_path]).reproduction_csv.open() as fh:
+    with write_report([tmp_path], figures=False).reproduction_csv.open() as fh:
         rows = list(csv.DictReader(fh))
     assert [r["why_not"] for r in rows] == [f"quick smoke test; {DIFFERS}"] * 2
 
 
 def test_reproduction_csv_reads_back(recipes):
-    files = write_report([recipes])
+    files = write_report([recipes], figures=False)
     with files.reproduction_csv.open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 10
@@ -504,7 +504,7 @@ def test_reproduction_csv_gives_a_ranges_ends_and_no_unit_where_a_quantity_has_n
     ref = [{"metric": "test_acc", "value": [64, 68]}, {"metric": "test_loss", "value": 1.5},
            {"metric": "train_time_s", "value": 12.5, "unit": "min"}]
     study_run(tmp_path, "base", position=0, reference=ref)
-    files = write_report([tmp_path])
+    files = write_report([tmp_path], figures=False)
     with files.reproduction_csv.open() as fh:
         rows = {row["metric"]: row for row in csv.DictReader(fh)}
     acc, loss = rows["test_acc"], rows["test_loss"]
@@ -528,7 +528,7 @@ def test_reproduction_csv_row_of_several_seeds_holds_each_number_to_six_decimals
     for seed, acc in enumerate(accs):
         study_run(tmp_path, f"net-s{seed}", test_acc=acc, seed=seed, run="net",
                   reference=[*REFERENCES, time_ref])
-    files = write_report([tmp_path])
+    files = write_report([tmp_path], figures=False)
     with files.reproduction_csv.open() as fh:
         acc_row, loss_row, time_row = list(csv.DictReader(fh))
     mean, std = statistics.mean(100 * a for a in accs), statistics.stdev(100 * a for a in accs)
@@ -555,7 +555,7 @@ def test_reproduction_csv_row_of_several_seeds_holds_each_number_to_six_decimals
 def test_reproduction_csv_names_each_profile_its_seeds_ran_under(tmp_path):
     for seed, profile in enumerate(("quick", None, "full")):
         study_run(tmp_path, f"net-s{seed}", seed=seed, profile=profile, run="net")
-    files = write_report([tmp_path])
+    files = write_report([tmp_path], figures=False)
     with files.reproduction_csv.open() as fh:
         rows = list(csv.DictReader(fh))
     assert [row["profile"] for row in rows] == ["/full/quick"] * 2  # "": the seed without one

@@ -62,7 +62,7 @@ def four(tmp_path) -> Path:
 
 
 def test_a_clear_winner_a_tie_and_the_holm_correction(four):
-    text = section(write_report([four]).markdown.read_text())
+    text = section(write_report([four], figures=False).markdown.read_text())
     assert ("| run A | run B | acc A (%) | acc B (%) | b (A right, B wrong) | c (A wrong, B right) "
             "| p | Holm p | verdict |") in text
     table = rows(text)
@@ -99,7 +99,7 @@ def test_capped_runs_are_never_paired_with_full_ones(tmp_path):
     pairs = {cls: [(t.a.label, t.b.label) for t in tests] for cls, tests in by_class.items()}
     assert pairs == {"": [("full-a", "full-b")], "quick": [("quick-a", "quick-b")]}
     assert all(t.pairs == 1 for tests in by_class.values() for t in tests)  # Holm per class
-    text = section(write_report([tmp_path]).markdown.read_text())
+    text = section(write_report([tmp_path], figures=False).markdown.read_text())
     main, capped = text.split("#### Capped runs (quick) — not the report's recipe")
     assert set(rows(main)) == {("full-a", "full-b")}
     assert set(rows(capped)) == {("quick-a", "quick-b")}
@@ -112,7 +112,7 @@ def test_only_runs_on_the_same_test_images_are_paired(tmp_path):
     run(tmp_path, "mnist", SHARED, position=0)
     run(tmp_path, "other", SHARED, position=1, shift=3)  # other targets: another test set
     run(tmp_path, "unsaved", SHARED, position=2, predictions=False)
-    text = section(write_report([tmp_path]).markdown.read_text())
+    text = section(write_report([tmp_path], figures=False).markdown.read_text())
     assert "no pairs share a test set" in text and not rows(text)
     assert "Not tested (finished without `test_predictions.json`): unsaved." in text
 
@@ -124,7 +124,7 @@ def test_several_seeds_test_the_first_seed_and_say_so(tmp_path):
     run(tmp_path, "other", set(range(200, 280)), position=1)
     groups = group_runs(load_runs([tmp_path]))
     assert first_seed(groups[0]).path.name == "net-seed3"
-    text = section(write_report([tmp_path]).markdown.read_text())
+    text = section(write_report([tmp_path], figures=False).markdown.read_text())
     assert "each run is tested with its first seed's predictions" in text
     assert rows(text)[("net", "other")] == ["92.00", "92.00", "0", "0", "1.00", "1.00",
                                             "not distinguishable"]

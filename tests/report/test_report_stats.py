@@ -107,7 +107,7 @@ def test_several_seeds_show_mean_std_and_the_t_interval(tmp_path):
 def test_results_csv_carries_each_directorys_interval(tmp_path):
     write_fake_run(tmp_path / "runs" / "saved", predictions=planted(1000, set(range(25))))
     write_fake_run(tmp_path / "runs" / "failed", model="simple_cnn", status="failed")
-    files = write_report([tmp_path / "runs"], tmp_path / "out")
+    files = write_report([tmp_path / "runs"], tmp_path / "out", figures=False)
     with files.csv.open() as fh:
         rows = {r["run"]: r for r in csv.DictReader(fh)}
     assert list(rows["saved"]).index("test_acc_ci_low") == list(rows["saved"]).index("test_acc") + 1
@@ -174,7 +174,7 @@ def test_reproduction_csv_has_the_interval_and_the_position(tmp_path):
         "study": "demo", "run": "net", "name": "net", "profile": "full", "options": {}, "recipe": {},
         "reference": [{"metric": "test_acc", "value": 99.0}, {"metric": "test_loss",
                                                               "value": 0.2}]}))
-    files = write_report([tmp_path])
+    files = write_report([tmp_path], figures=False)
     with files.reproduction_csv.open() as fh:
         acc, loss = list(csv.DictReader(fh))
     assert (float(acc["cnnbench_ci_low"]), float(acc["cnnbench_ci_high"])) == pytest.approx(

@@ -55,8 +55,8 @@ def test_report_command_counts_figures_in_words(tmp_path, capsys, monkeypatch):
     from cnnbench.report.write import ReportFiles
 
     run = write_fake_run(tmp_path / "a")
-    for figures, words in (((Path("f.png"),), "(1 figure)"), ((Path("f.png"), Path("g.png")), "(2 figures)")):
-        monkeypatch.setattr(report, "write_report", lambda *a, figures=figures, **k: ReportFiles(
-            Path("r.md"), Path("r.html"), Path("r.csv"), figures))
+    for drawn, words in (((Path("f.png"),), "(1 figure)"), ((Path("f.png"), Path("g.png")), "(2 figures)")):
+        monkeypatch.setattr(report, "write_report", lambda *a, drawn=drawn, **k: ReportFiles(
+            Path("r.md"), Path("r.html"), Path("r.csv"), drawn))
         assert main(["report", str(run)]) == 0
         assert words in capsys.readouterr().out

@@ -14,18 +14,22 @@ def register(subparsers) -> None:
                     "numbers beside cnnbench's). Nothing is trained or "
                     "evaluated; only the files the runs wrote are read.",
         epilog=examples("cnnbench report runs/mnist-five",
-                        "cnnbench report runs/lenet5-mnist-1 runs/resnet18-mnist-1 --out reports/mnist"))
+                        "cnnbench report runs/lenet5-mnist-1 runs/resnet18-mnist-1 --out reports/mnist",
+                        "cnnbench report runs/mnist-five --no-figures   # tables and CSVs only, faster"))
     parser.add_argument("dirs", nargs="+", metavar="DIR",
                         help="run directories, or directories that contain run directories")
     parser.add_argument("--out", metavar="DIR",
                         help="where to write the report (default: DIR, when only one is given)")
+    parser.add_argument("--no-figures", dest="figures", action="store_false",
+                        help="draw no figures: the tables, text and CSV files alone (drawing is most "
+                             "of a report's time)")
     parser.set_defaults(func=_report)
 
 
 def _report(args) -> int:
     from cnnbench.report import write_report
 
-    files = write_report(args.dirs, args.out)
+    files = write_report(args.dirs, args.out, figures=args.figures)
     print(f"wrote {files.markdown}, {files.html} ({len(files.figures)} figure{'' if len(files.figures) == 1 else 's'}), {files.csv}"
           + (f", {files.reproduction_csv}" if files.reproduction_csv else ""))
     return 0

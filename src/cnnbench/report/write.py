@@ -3,24 +3,26 @@
 ``write_report(paths, out)`` writes ``out/report.md`` (figures linked from
 ``out/figures/``), ``out/report.html`` (the same report, figures embedded), ``out/results.csv`` (one row per
 run directory) and ``out/reproduction.csv`` (one row per published number and run). It reads only the run directories, so it can be re-rendered any time.
+``figures=False`` (``cnnbench report --no-figures``) draws none: the tables, text and CSV files
+alone (drawing the figures is most of a report's time).
 Runs are shown per study (``study.json``); runs made by ``cnnbench train`` form one section.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import re
 from dataclasses import dataclass
 from collections.abc import Callable
 from pathlib import Path
 
 from cnnbench.errors import UserError
 from cnnbench.data.specs import stands_in_for
-from cnnbench.report import calibration, cost, curves, robustness
+from cnnbench.report import calibration, cost, robustness
 from cnnbench.report import figures as fig
 from cnnbench.report import reproduction, tables
 from cnnbench.report.significance import significance_section
 from cnnbench.report.document import Document
+from cnnbench.report.figure_sections import curves_section, per_run_section, slug
 from cnnbench.report.records import (RunGroup, RunRecord, comparison_groups, group_runs, load_runs,
                                   split_comparable)
 
@@ -34,8 +36,11 @@ class ReportFiles:
     reproduction_csv: Path | None = None
 
 
-def write_report(paths: list[str | Path], out_dir: str | Path | None = None) -> ReportFiles:
-    """Render the report of the runs in ``paths`` (run directories or folders holding them)."""
+def write_report(paths: list[str | Path], out_dir: str | Path | None = None, *,
+                 figures: bool = True) -> ReportFiles:
+    """Render the report of the runs in ``paths`` (run directories or folders holding them);
+    ``figures=False``: without its figures (the curves and the per-run figures left out, the
+    report saying so)."""
     paths = [Path(p) for p in paths]
     if not paths:
         raise UserError("give at least one run directory or study output directory")
@@ -58,12 +63,15 @@ def write_report(paths: list[str | Path], out_dir: str | Path | None = None) -> 
     when = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     doc.paragraph(f"Written by `cnnbench report` on {when} from {len(records)} run "
                   "directories; it reads only those directories, so it can be re-rendered "
-                  "at any time. Accuracies in percent; differences in percentage points (pp).")
+                  "at any time. Accuracies in percent; differences in percentage points (pp)."
+                  + ("" if figures else " Figures were not drawn (`--no-figures`): tables "
+                     "and text only."))
     all_groups: list[RunGroup] = []
     for study_name, study_records in sections.items():
         groups = group_runs(study_records)
         all_groups += groups
-        _study_section(doc, study_name, groups, figures_dir / _slug(study_name or "runs"))
+        _study_section(doc, study_name, groups,
+                       figures_dir / slug(study_name or "runs") if figures else None)
 
     markdown = out / "report.md"
     markdown.write_text(doc.markdown(out))
@@ -75,7 +83,8 @@ def write_report(paths: list[str | Path], out_dir: str | Path | None = None) -> 
     return ReportFiles(markdown, html, csv_path, tuple(doc.figures), repro_csv)
 
 
-def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_dir: Path) -> None:
+def _study_section(doc: Document, study_name: str, groups: list[RunGroup],
+                   fig_dir: Path | None) -> None:
     meta = groups[0].first.study
     doc.heading(2, f"Study `{study_name}`" if study_name else "Runs")
     if meta.get("study_description"):
@@ -139,53 +148,12 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
                              "cells, nor with other marked ones." if marked else ""))
             doc.table(*table)
 
-    doc.heading(3, "Curves")
-    # the runs of the comparison figures (full runs; without any, one kind of capped run);
-    # every other run has its own figure below, never beside them
-    compared, kind = comparison_groups(groups)
-    capped = [g for g in groups if g not in compared]
-    if kind:
-        doc.paragraph(f"No run of this study is on its full recipe: the curves below are its "
-                      f"{kind} runs (dashed, faded), marked in the legends: "
-                      + ", ".join(g.label for g in compared) + ".")
-    monitor = " | test (monitor: the test set every epoch, not used for selection)"
-    doc.figure(fig.save(curves.epoch_panels(compared, curves.ACCURACY_PANELS, "accuracy (%)",
-                                            percent=True), fig_dir / "accuracy.png"),
-               "Accuracy per epoch: training (on the epoch's augmented batches) | validation"
-               + (monitor if _monitored(compared) else "") + _reported_accuracy_text(compared))
-    doc.figure(fig.save(curves.epoch_panels(compared, curves.LOSS_PANELS, "loss"), fig_dir / "loss.png"),
-               "Loss per epoch: training | validation" + (monitor if _monitored(compared) else "")
-               + _reported_loss_text(compared))
-    doc.figure(fig.save(curves.train_loss_curves(compared), fig_dir / "train_loss.png"),
-               "Training loss against training images seen (smoothed; faint: as logged)")
-    doc.figure(fig.save(curves.lr_curves(compared), fig_dir / "lr.png"),
-               "Learning rate per training step (train_steps.jsonl)")
-    _reported_times(doc, compared, fig_dir)
-    if compared and capped:
-        doc.figure(fig.save(curves.epoch_panels(capped, curves.ACCURACY_PANELS, "accuracy (%)",
-                                                percent=True), fig_dir / "accuracy-capped.png"),
-                   "Quick and capped runs only — smoke tests, not comparable with the runs "
-                   "above: accuracy per epoch ("
-                   + ", ".join(f"{g.label}: {g.capped}" for g in capped) + ")")
-
+    if fig_dir is not None:
+        curves_section(doc, groups, fig_dir)
     _comparison_section(doc, groups, fig_dir)
     _beyond_accuracy(doc, groups, fig_dir)
-
-    doc.heading(3, "Per run")
-    galleries = 0
-    for g in groups:
-        doc.figure(fig.save(fig.confusion_matrix(g), fig_dir / f"confusion-{_slug(g.label)}.png"),
-                   f"Confusion matrix: {g.label} (test set)")
-        record = next((r for r in g.finished if r.misclassified_path), None)
-        if record is not None:
-            path = fig.save(fig.misclassified_gallery(record),
-                            fig_dir / f"misclassified-{_slug(g.label)}.png")
-            galleries += path is not None
-            doc.figure(path, f"Misclassified test images: {g.label} (predicted / true; the "
-                             f"Grad-CAM heat map of the answer, where the run saved one)")
-    if not galleries:
-        doc.paragraph("No run directory holds `misclassified.pt`, so there is no gallery of "
-                      "misclassified images.")
+    if fig_dir is not None:
+        per_run_section(doc, groups, fig_dir)
 
     failed = [r for g in groups for r in g.records if r.status != "finished"]
     if failed:
@@ -206,11 +174,12 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup], fig_d
     doc.bullets(tables.environment([r for g in groups for r in g.records]))
 
 
-def _view_section(doc: Document, groups: list[RunGroup], fig_dir: Path, *, title: str,
+def _view_section(doc: Document, groups: list[RunGroup], fig_dir: Path | None, *, title: str,
                   present: Callable[[list[RunGroup]], bool], text: Callable[[list[RunGroup]], str],
                   table, figure, png: str, caption: str) -> None:
     """One of the views beyond accuracy (calibration, robustness, cost): for the runs of the
-    comparison figures that recorded it (``present``), a paragraph, a table and a figure."""
+    comparison figures that recorded it (``present``), a paragraph, a table and a figure (none
+    where ``fig_dir`` is None)."""
     shown, kind = comparison_groups(groups)
     if not present(shown):
         return
@@ -218,7 +187,8 @@ def _view_section(doc: Document, groups: list[RunGroup], fig_dir: Path, *, title
     doc.paragraph(text(shown) + (f" {kind.capitalize()} runs only: not the report's recipe."
                                  if kind else ""))
     doc.table(*table(shown))
-    doc.figure(fig.save(figure(shown), fig_dir / png), caption)
+    if fig_dir is not None:
+        doc.figure(fig.save(figure(shown), fig_dir / png), caption)
 
 
 def _latency_text(shown: list[RunGroup]) -> str:
@@ -231,7 +201,7 @@ def _latency_text(shown: list[RunGroup]) -> str:
             "on both accuracy and the cost.")
 
 
-def _beyond_accuracy(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:
+def _beyond_accuracy(doc: Document, groups: list[RunGroup], fig_dir: Path | None) -> None:
     """Calibration (every run records it), robustness (``corruptions.json``) and cost
     (``latency.json``: without it, the comparison section's parameters, training time and
     accuracy-against-MACs figures show the rest)."""
@@ -268,13 +238,30 @@ def _beyond_accuracy(doc: Document, groups: list[RunGroup], fig_dir: Path) -> No
                 "dashed: the Pareto front")
 
 
-def _comparison_section(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:
+def _comparison_section(doc: Document, groups: list[RunGroup], fig_dir: Path | None) -> None:
     """The comparison figures hold only runs that compare (``comparison_groups``: the runs on
     the full recipe and all the images, else capped runs of one kind, titled so); the quick
-    and capped runs are listed in a table of their own, never in the same figure."""
-    doc.heading(3, "Comparison")
+    and capped runs are listed in a table of their own, never in the same figure. Without
+    figures (``fig_dir`` None), the table alone."""
     shown, kind = comparison_groups(groups)
     capped = split_comparable(groups)[1]
+    if fig_dir is None and not capped:
+        return
+    doc.heading(3, "Comparison")
+    if fig_dir is not None:
+        _comparison_figures(doc, shown, kind, bool(capped), fig_dir)
+    if capped:
+        doc.heading(4, "Quick and capped runs — not comparable, smoke tests only")
+        figures = ("" if fig_dir is None else
+                   ("Only the " + kind + " runs are in the figures above, and only beside "
+                    "one another. " if kind else "None of these runs is in the figures above. "))
+        doc.paragraph(figures + "They trained on less than the report's recipe (fewer epochs or "
+                      "images): their numbers compare with nothing.")
+        doc.table(*tables.capped_table(capped))
+
+
+def _comparison_figures(doc: Document, shown: list[RunGroup], kind: str | None, capped: bool,
+                        fig_dir: Path) -> None:
     what = "smoke tests" if kind == "quick" else "capped runs"
     title = f"{kind} runs only — not comparable with full runs" if kind else None
     suffix = f" — {title}" if title else ""
@@ -299,13 +286,6 @@ def _comparison_section(doc: Document, groups: list[RunGroup], fig_dir: Path) ->
                "Parameters (log scale)" + suffix)
     doc.figure(fig.save(fig.accuracy_vs_macs(shown, title=title), fig_dir / "acc_vs_macs.png"),
                "Test accuracy against MACs per image" + suffix)
-    if capped:
-        doc.heading(4, "Quick and capped runs — not comparable, smoke tests only")
-        doc.paragraph(("Only the " + kind + " runs are in the figures above, and only beside "
-                       "one another." if kind else "None of these runs is in the figures above.")
-                      + " They trained on less than the report's recipe (fewer epochs or "
-                      "images): their numbers compare with nothing.")
-        doc.table(*tables.capped_table(capped))
 
 
 def _reproduction_section(doc: Document, groups: list[RunGroup]) -> None:
@@ -338,66 +318,5 @@ def _reproduction_section(doc: Document, groups: list[RunGroup]) -> None:
                       "run the study with `--profile full` to compare.")
 
 
-def _curve_sources(groups: list[RunGroup], metrics: tuple[str, ...]) -> list[str]:
-    """``"lenet: 000:657-666 (the same values again on 000:872-881)"`` for each run with a lab
-    report's per-epoch series of ``metrics`` (the study file's ``curves:``)."""
-    out = []
-    for g in groups:
-        parts = []
-        for metric in metrics:
-            for c in curves.report_curves(g, metric):
-                again = (f" (the same values again on {', '.join(c['sources'][1:])})"
-                         if len(c["sources"]) > 1 else "")
-                parts.append(c["sources"][0] + again)
-        if parts:
-            out.append(f"{g.label}: {', '.join(parts)}")
-    return out
-
-
-def _reported_accuracy_text(groups: list[RunGroup]) -> str:
-    sources = _curve_sources(groups, ("train_acc", "val_acc"))
-    return ("; dotted with open squares, in the run's colour: the lab report's own accuracy per "
-            "epoch as it printed it (" + "; ".join(sources) + ")" if sources else "")
-
-
-def _reported_loss_text(groups: list[RunGroup]) -> str:
-    sources = _curve_sources(groups, ("train_loss", "val_loss"))
-    return (". The lab report's printed losses per epoch (" + "; ".join(sources) + ") are not "
-            "drawn: cnnbench's are per-image means, and the report's are not known to be "
-            "(each series' note in the study file says what it is)" if sources else "")
-
-
-def _reported_times(doc: Document, groups: list[RunGroup], fig_dir: Path) -> None:
-    """cnnbench's time per epoch beside the lab report's printed one, on different machines."""
-    path = fig.save(curves.epoch_time_curves(groups), fig_dir / "epoch_time.png")
-    if path is None:
-        return
-    timed = [g for g in groups if curves.report_curves(g, "epoch_time_s")]
-    machines = []
-    for r in (r for g in timed for r in g.records if r.summary):
-        text = tables.device_text(r)
-        if text == "cpu" and r.summary.get("cpu"):
-            threads = r.summary.get("num_threads")
-            text += f" ({r.summary['cpu']}" + (f", {threads} threads)" if threads else ")")
-        if text not in machines:
-            machines.append(text)
-    doc.figure(path, "Time per epoch in seconds (log scale): cnnbench's runs (solid; dashed and "
-               "faded when capped) on " + (", ".join(machines) or "this machine")
-               + ", beside the lab report's printed times (dotted, open squares; "
-               + "; ".join(_curve_sources(timed, ("epoch_time_s",))) + "), converted to "
-               "seconds. Different machines: the report timed its own hardware (notes below), "
-               "so the gap is the hardware's as much as the code's.")
-    doc.bullets([f"{g.label}, {', '.join(c['sources'])}: {c['note']}"
-                 for g in timed for c in curves.report_curves(g, "epoch_time_s") if c["note"]])
-
-
-def _monitored(groups: list[RunGroup]) -> bool:
-    return any("epoch_test_acc" in m for g in groups for r in g.records for m in r.metrics)
-
-
 def _scaled(ms: tuple[float, float] | None, factor: float) -> tuple[float, float] | None:
     return None if ms is None else (ms[0] * factor, ms[1] * factor)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"

@@ -219,6 +219,27 @@ def test_without_figures_the_same_tables_and_files_and_no_picture(ablation_dir, 
                                if h not in ("### Curves", "### Per run")]
 
 
+def test_without_figures_full_runs_keep_their_views_tables_and_lose_the_comparison_figures(tmp_path):
+    """Full runs only (no capped table: no Comparison section without figures) with their
+    calibration recorded (a view beyond accuracy: its table stays, its diagram goes)."""
+    for name, model, ece in (("a", "lenet5", 0.05), ("b", "simple_cnn", 0.1)):
+        run = write_fake_run(tmp_path / "runs" / name, model=model, profile="full", limited=False)
+        summary = json.loads((run / "summary.json").read_text())
+        summary.update(test_ece=ece, test_brier=0.2, test_loss=0.4, temperature=None,
+                       reliability={"test": {"bins": 15, "count": [0] * 14 + [100],
+                                             "confidence": [None] * 14 + [0.9],
+                                             "accuracy": [None] * 14 + [0.85]},
+                                    "test_scaled": None})
+        (run / "summary.json").write_text(json.dumps(summary))
+    drawn = write_report([tmp_path / "runs"], tmp_path / "drawn").markdown.read_text()
+    bare = write_report([tmp_path / "runs"], tmp_path / "bare", figures=False)
+    md = bare.markdown.read_text()
+    assert not bare.figures and not list((tmp_path / "bare").rglob("*.png")) and "![" not in md
+    assert "### Calibration" in md and "### Comparison" in drawn and "### Comparison" not in md
+    tables_of = lambda text: [line for line in text.splitlines() if line.startswith("|")]  # noqa: E731
+    assert tables_of(md) == tables_of(drawn) and any("0.0500" in row for row in tables_of(md))
+
+
 def test_cli_report(tmp_path, capsys):
     a = write_fake_run(tmp_path / "runs" / "a")
     b = write_fake_run(tmp_path / "runs" / "b", model="simple_cnn")

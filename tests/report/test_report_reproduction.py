@@ -84,7 +84,7 @@ def test_a_difference_only_on_the_full_recipe_and_for_comparable_quantities(reci
 
 def test_the_tables_put_the_reports_recipe_first(recipes):
     md = write_report([recipes], figures=False).markdown.read_text()
-    section = md.split("### Reproduction")[1].split("### Curves")[0]
+    section = md.split("### Reproduction")[1].split("\n### ")[0]
     on_recipe, off_recipe = section.split("#### Runs not on the report's recipe — not comparable")
     header = ("| run | quantity | report | cnnbench | difference | report in cnnbench's 95% CI? | "
               "profile | same recipe? |")

@@ -27,7 +27,7 @@ def test_the_estimate_names_the_cpu_it_was_measured_on_and_says_when_this_one_di
     monkeypatch.setattr(devices, "cpu_name", lambda: measured if here == "table" else here)
     assert main(["study", "show", "transfer", "--profile", "cpu"]) == 0
     total = capsys.readouterr().out.split("\ntotal: ")[1]
-    assert f"this project's 2-core CPU, {measured}, in the precision" in total
+    assert f"this project's 2-core CPU, {measured}: in bf16 for --amp auto or bf16" in total
     assert ("this machine's CPU is another (Some Other CPU)" in total) == (here != "table")
 
 

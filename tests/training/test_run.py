@@ -350,18 +350,30 @@ def test_git_commit_names_the_checkout_and_says_when_it_is_modified():
 
 def test_cnnbench_asks_git_for_its_own_commit_once_per_process(monkeypatch):
     """Every run records the commit: asked git each time, a test suite or a study of hundreds
-    of runs started hundreds of git processes. Another checkout is asked every time."""
+    of runs started hundreds of git processes. An ask that failed (a timeout on a busy
+    machine) is not kept; another checkout is asked every time."""
+    import subprocess
+
     from cnnbench.training import machine
 
-    asked = []
-    monkeypatch.setattr(machine, "_ask_git", lambda here: asked.append(here) or "abc1234")
+    asked, answers = [], [subprocess.TimeoutExpired("git", 5), "abc1234"]
+
+    def ask(here):
+        asked.append(here)
+        answer = answers.pop(0) if answers else "abc1234"
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(machine, "_ask_git", ask)
     machine._own_commit.cache_clear()
     try:
+        assert git_commit() is None  # git timed out: no commit, and nothing kept
         assert [git_commit() for _ in range(3)] == ["abc1234"] * 3
-        assert len(asked) == 1
+        assert len(asked) == 2
         git_commit("/somewhere/else")
         git_commit("/somewhere/else")
-        assert len(asked) == 3
+        assert len(asked) == 4
     finally:
         machine._own_commit.cache_clear()  # the real answer again for the tests after this one
 

@@ -21,8 +21,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", metavar="DIR",
                         help="where to write the report (default: DIR, when only one is given)")
     parser.add_argument("--no-figures", dest="figures", action="store_false",
-                        help="draw no figures: the tables, text and CSV files alone (drawing is most "
-                             "of a report's time)")
+                        help="draw no figures: every table and CSV file, without the curves and "
+                             "the per-run figures (drawing is most of a report's time); figures "
+                             "an earlier report drew in OUT/figures/ are removed")
     parser.set_defaults(func=_report)
 
 

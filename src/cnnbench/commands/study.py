@@ -136,8 +136,8 @@ def _estimates(study, runs=None) -> tuple[list, str]:
     known = [c.seconds for c in costs if c is not None]
     unknown = len(costs) - len(known)
     text = (f"{duration_text(sum(known))} on 2 CPU cores (estimate from each model's speed "
-            f"measured on this project's 2-core CPU, {throughput.measured_cpu()}, in the "
-            f"precision each run trains in there, or its MACs; a GPU is much faster)"
+            f"measured on this project's 2-core CPU, {throughput.measured_cpu()}: in bf16 for "
+            f"--amp auto or bf16, else fp32; or its MACs; a GPU is much faster)"
             + (f"; {unknown} runs on datasets of unknown size not counted" if unknown else ""))
     here = cpu_name()
     if here not in throughput.measured_cpu().split(" and "):

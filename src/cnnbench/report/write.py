@@ -3,8 +3,10 @@
 ``write_report(paths, out)`` writes ``out/report.md`` (figures linked from
 ``out/figures/``), ``out/report.html`` (the same report, figures embedded), ``out/results.csv`` (one row per
 run directory) and ``out/reproduction.csv`` (one row per published number and run). It reads only the run directories, so it can be re-rendered any time.
-``figures=False`` (``cnnbench report --no-figures``) draws none: the tables, text and CSV files
-alone (drawing the figures is most of a report's time).
+``figures=False`` (``cnnbench report --no-figures``) draws none: every table and both CSV files
+as with figures, without the curves and per-run sections (:mod:`figure_sections`) and the
+figures of the others (drawing is most of a report's time); figures an earlier report drew in
+``out/figures/`` are removed either way.
 Runs are shown per study (``study.json``); runs made by ``cnnbench train`` form one section.
 """
 
@@ -197,14 +199,14 @@ def _latency_text(shown: list[RunGroup]) -> str:
     return ("What each network costs beside what it reaches: parameters and MACs per image, "
             "training time per epoch, and inference latency (batch 1) and throughput (batch 256) "
             f"in PyTorch and ONNX Runtime, measured on {', '.join(where)} by `cnnbench eval "
-            "--latency`. The Pareto front (per dataset) joins the networks that no other beats "
-            "on both accuracy and the cost.")
+            "--latency`. The Pareto front (per dataset: the Pareto column, and the dashed line "
+            "of the figure) holds the networks that no other beats on both accuracy and the cost.")
 
 
 def _beyond_accuracy(doc: Document, groups: list[RunGroup], fig_dir: Path | None) -> None:
     """Calibration (every run records it), robustness (``corruptions.json``) and cost
-    (``latency.json``: without it, the comparison section's parameters, training time and
-    accuracy-against-MACs figures show the rest)."""
+    (``latency.json``: without it, the results table's parameters and MACs and the comparison
+    section's figures show the rest)."""
     _view_section(
         doc, groups, fig_dir, title="Calibration",
         present=lambda shown: bool(calibration.calibrated(shown)),

@@ -124,31 +124,34 @@ RESULT_PATHS = ("benchmarks/results", "results")
 def git_commit(where: str | Path | None = None) -> str | None:
     """The short commit of the cnnbench checkout (or of the checkout holding ``where``), with
     ``-dirty`` when tracked files other than the measured results (:data:`RESULT_PATHS`) are
-    modified; ``None`` outside a git checkout. cnnbench's own is asked once per process: the
-    code a process runs is the code it imported (a test suite or a study records hundreds of
-    runs, each asked git twice)."""
-    if where is None:
-        return _own_commit()
-    return _ask_git(Path(where))
+    modified; ``None`` outside a git checkout, or where git could not be asked. cnnbench's own
+    is asked once per process (a test suite or a study records hundreds of runs, each asking git
+    twice): the commit the process started with. An answer git could not give (no git, a
+    timeout on a busy machine) is not kept: the next run asks again."""
+    try:
+        if where is None:
+            return _own_commit()
+        return _ask_git(Path(where))
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 @functools.lru_cache(maxsize=1)
 def _own_commit() -> str | None:
-    return _ask_git(Path(__file__).resolve().parent)
+    return _ask_git(Path(__file__).resolve().parent)  # an exception is not cached
 
 
 def _ask_git(here: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=here, timeout=5)
-        if out.returncode != 0 or not out.stdout.strip():
-            return None
-        code = [":/", *(f":(top,exclude){p}" for p in RESULT_PATHS)]
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *code],
-                               capture_output=True, text=True, cwd=here, timeout=5).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
+    """The commit of the checkout holding ``here`` (``None`` outside one); raises where git
+    could not be asked."""
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True, cwd=here, timeout=5)
+    if out.returncode != 0 or not out.stdout.strip():
         return None
+    code = [":/", *(f":(top,exclude){p}" for p in RESULT_PATHS)]
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *code],
+                           capture_output=True, text=True, cwd=here, timeout=5).stdout.strip()
+    return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def package_version(name: str) -> str | None:

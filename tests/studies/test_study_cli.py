@@ -61,7 +61,9 @@ def test_study_run_mnist_five_quick_end_to_end(tiny_mnist_env, tmp_path, capsys)
     models = ["lenet", "alexnet", "resnet18", "mobilenet_v1", "googlenet"]
     argv = ["study", "run", "mnist-five", "--profile", "quick", "--out", str(out), "--quiet",
             "--only", *models]
-    assert main(argv) == 0
+    # without figures (tests/benchmarks/test_gpu_study_runs.py draws them for a real run of
+    # this study, with its gallery; tests/report/ for fake runs)
+    assert main([*argv, "--no-figures"]) == 0
     summaries = {m: json.loads((out / m / "summary.json").read_text()) for m in models}
     for summary in summaries.values():
         assert summary["status"] == "finished" and summary["profile"] == "quick"
@@ -86,6 +88,7 @@ def test_study_run_mnist_five_quick_end_to_end(tiny_mnist_env, tmp_path, capsys)
         assert int(row["params"]) == summaries[model]["params"]
     html = (out / "report.html").read_text()
     assert html.count("<tr>") >= len(models) and all(m in html for m in models)
+    assert "<img" not in html and not (out / "figures").exists()
     capsys.readouterr()
 
     before = {m: (out / m / "summary.json").stat().st_mtime_ns for m in models}

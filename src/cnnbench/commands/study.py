@@ -69,6 +69,8 @@ def register(subparsers) -> None:
                           "DistributedDataParallel; --batch-size stays the global batch)")
     add_executor_flags(run, "run", "; --out must then be a folder every node shares")
     run.add_argument("--no-report", action="store_true", help="do not write the report")
+    run.add_argument("--no-figures", dest="figures", action="store_false",
+                     help="write the report without figures (cnnbench report --no-figures)")
     run.add_argument("--corruptions", action="store_true",
                      help="also evaluate every finished run under the common corruptions "
                           "(cnnbench eval --corruptions; runs that have corruptions.json keep it)")
@@ -273,7 +275,7 @@ def _run(args) -> int:
         if not args.no_report:
             from cnnbench.report import write_report
 
-            files = write_report([out], out)
+            files = write_report([out], out, figures=args.figures)
             print(f"report: {files.markdown}, {files.html}, {files.csv}, {files.reproduction_csv}",
                   file=say)
             track_files([files.markdown, files.html, files.csv, files.reproduction_csv])

@@ -101,11 +101,11 @@ def cpu_bf16_speedup() -> float:
     0 (fp32) and is not stored."""
     key = f"{cpu_identity()} | torch {torch.__version__}"
     if key not in _speedups:
-        from cnnbench.data.cache import atomic_write_bytes, resolve_cache_dir
+        from cnnbench.data.cache import atomic_write_bytes, read_json, resolve_cache_dir
 
         path = resolve_cache_dir() / BF16_MEMO
         with _locked(path.with_name(BF16_MEMO + ".lock")):
-            entry = _read_json(path).get(key)
+            entry = read_json(path).get(key)
             if not (isinstance(entry, dict) and isinstance(entry.get("speedup"), (int, float))):
                 try:
                     entry = {"speedup": round(measure_bf16_speedup(), 3),
@@ -114,7 +114,7 @@ def cpu_bf16_speedup() -> float:
                 except RuntimeError:  # the probe cannot run here: fp32, not stored
                     _speedups[key] = 0.0
                     return 0.0
-                stored = {key: entry, **_read_json(path)}  # another process's verdict stays
+                stored = {key: entry, **read_json(path)}  # another process's verdict stays
                 entry = stored[key]
                 try:
                     atomic_write_bytes(path, json.dumps(stored, indent=1, sort_keys=True).encode())
@@ -167,14 +167,6 @@ def _locked(path: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return known if isinstance(known, dict) else {}
 
 
 def measure_bf16_speedup(steps: int = 5) -> float:

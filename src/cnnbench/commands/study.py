@@ -136,13 +136,14 @@ def _estimates(study, runs=None) -> tuple[list, str]:
     costs = [estimate_seconds(run.options, where=study.where(run))
              for run in (study.runs if runs is None else runs)]
     known = [c.seconds for c in costs if c is not None]
+    measured = throughput.measured_cpus()
     unknown = len(costs) - len(known)
     text = (f"{duration_text(sum(known))} on 2 CPU cores (estimate from each model's speed "
-            f"measured on this project's 2-core CPU, {throughput.measured_cpu()}: in bf16 for "
+            f"measured on this project's 2-core CPU, {' and '.join(measured)}: in bf16 for "
             f"--amp auto or bf16, else fp32; or its MACs; a GPU is much faster)"
             + (f"; {unknown} runs on datasets of unknown size not counted" if unknown else ""))
     here = cpu_name()
-    if here not in throughput.measured_cpu().split(" and "):
+    if here not in measured:
         text += (f"; this machine's CPU is another ({here}): its speed, and what --amp auto "
                  f"picks on it, may differ")
     return costs, text

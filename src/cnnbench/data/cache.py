@@ -91,6 +91,15 @@ def is_writable_dir(path: Path) -> bool:
     return probe.is_dir() and os.access(probe, os.W_OK) and bool(probe.stat().st_mode & 0o222)
 
 
+def read_json(path: str | Path) -> dict:
+    """The JSON object in ``path``; ``{}`` when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,10 +149,7 @@ class Md5Memo:
 
     def __init__(self, cache_root: Path):
         self.path = cache_root / "verified.json"
-        try:
-            self.entries: dict = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            self.entries = {}
+        self.entries: dict = read_json(self.path)
         self.dirty = False
 
     def md5(self, file: Path) -> str:
@@ -165,11 +171,7 @@ class Md5Memo:
         if not self.dirty:
             return
         try:
-            # Merge with what other processes wrote meanwhile.
-            try:
-                current = json.loads(self.path.read_text())
-            except (OSError, ValueError):
-                current = {}
+            current = read_json(self.path)  # merged with what other processes wrote meanwhile
             current.update(self.entries)
             atomic_write_bytes(self.path, json.dumps(current, indent=0, sort_keys=True).encode())
             self.dirty = False

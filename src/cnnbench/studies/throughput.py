@@ -54,16 +54,11 @@ def table() -> dict:
     return json.loads(TABLE.read_text())
 
 
-def measured_cpu() -> str:
-    """The CPU the table was measured on (its sources' ``device_name`` without the "CPU: "
-    prefix and the cores in brackets), e.g. ``AMD EPYC``; sources on different CPUs joined
-    with " and "."""
-    names = []
-    for source in table()["sources"]:
-        name = source["device_name"].removeprefix("CPU: ").split(" (")[0]
-        if name not in names:
-            names.append(name)
-    return " and ".join(names)
+def measured_cpus() -> list[str]:
+    """The CPUs the table was measured on (its sources' ``device_name`` without the "CPU: "
+    prefix and the cores in brackets), e.g. ``["AMD EPYC"]``, each once."""
+    names = [s["device_name"].removeprefix("CPU: ").split(" (")[0] for s in table()["sources"]]
+    return list(dict.fromkeys(names))
 
 
 def lookup(model: str, channels: int, size: tuple[int, int], amp: str | None) -> tuple[str, dict] | None:

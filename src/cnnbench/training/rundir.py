@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from cnnbench.config import RESUMABLE_CHANGES, TrainConfig, dump_yaml
+from cnnbench.data.cache import read_json  # noqa: F401  (the run files are read with it: rundir.read_json)
 from cnnbench.errors import UserError
 from cnnbench.training.checkpoint import BEST, LAST
 
@@ -50,15 +51,6 @@ def write_json(path: str | Path, payload: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     os.replace(tmp, path)
-
-
-def read_json(path: str | Path) -> dict:
-    """The JSON object in ``path``; ``{}`` when it is missing, unreadable or not an object."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def read_summary(run_dir: str | Path) -> dict | None:

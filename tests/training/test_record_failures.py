@@ -142,21 +142,6 @@ def test_in_a_job_only_rank_0_records_and_a_lost_peer_is_no_traceback(tmp_path):
     assert Recorder.fail(recorder, RuntimeError("x")) is None and not (tmp_path / "never").exists()
 
 
-def test_resume_refuses_a_machine_that_resolves_amp_auto_otherwise(tmp_path):
-    """A run started with --amp auto in bf16 must not go on in fp32 on another machine; a
-    precision asked by name is the user's, and a run that has not recorded one is not held."""
-    from cnnbench.training.record import check_same_precision
-
-    (tmp_path / "summary.json").write_text(json.dumps({"amp": "bf16"}))
-    check_same_precision(tmp_path, "auto", "bf16")  # the same machine: fine
-    check_same_precision(tmp_path, "bf16", "bf16")
-    check_same_precision(tmp_path, "off", "off")  # asked by name: the user's choice
-    with pytest.raises(UserError, match="trained in bf16 so far.*resolves --amp auto to off"):
-        check_same_precision(tmp_path, "auto", "off")
-    check_same_precision(tmp_path / "no-summary-yet", "auto", "off")
-    (tmp_path / "summary.json").write_text(json.dumps({"amp": "auto"}))  # not resolved then
-    check_same_precision(tmp_path, "auto", "off")
-
 
 def test_a_checkpoint_that_cannot_be_resumed_says_why_in_one_line(tmp_path):
     last = tmp_path / "last.ckpt"

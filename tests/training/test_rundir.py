@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cnnbench.errors import UserError
 from cnnbench.training import rundir
 from cnnbench.training.rundir import (misclassified_rows, now, read_json, read_jsonl, read_yaml,
                                       truncate_jsonl, write_json)
@@ -171,3 +172,19 @@ def test_a_new_run_never_lands_on_a_runs_checkpoints(tmp_path, monkeypatch):
     (failed / "summary.json").write_text('{"status": "failed"}')
     plan = plan_run(config, failed, resume=False)
     assert (plan.config, plan.run_dir, plan.state, plan.summary) == (config, failed, "fresh", None)
+
+
+def test_resume_refuses_a_machine_that_resolves_amp_auto_otherwise(tmp_path):
+    """A run started with --amp auto in bf16 must not go on in fp32 on another machine; a
+    precision asked by name is the user's, and a run that has not recorded one is not held."""
+    from cnnbench.training.rundir import check_same_precision
+
+    (tmp_path / "summary.json").write_text(json.dumps({"amp": "bf16"}))
+    check_same_precision(tmp_path, "auto", "bf16")  # the same machine: fine
+    check_same_precision(tmp_path, "bf16", "bf16")
+    check_same_precision(tmp_path, "off", "off")  # asked by name: the user's choice
+    with pytest.raises(UserError, match="trained in bf16 so far.*resolves --amp auto to off"):
+        check_same_precision(tmp_path, "auto", "off")
+    check_same_precision(tmp_path / "no-summary-yet", "auto", "off")
+    (tmp_path / "summary.json").write_text(json.dumps({"amp": "auto"}))  # not resolved then
+    check_same_precision(tmp_path, "auto", "off")

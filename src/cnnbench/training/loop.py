@@ -56,9 +56,8 @@ from cnnbench.training.checkpoint import unwrap
 from cnnbench.training.console import Console
 from cnnbench.training.evaluation import to_device
 from cnnbench.training.optim import is_per_step
-from cnnbench.training.record import (NonFiniteLoss, Recorder, check_same_precision,
-                                      fresh_meta)
-from cnnbench.training.rundir import BEST, LAST, now, plan_run
+from cnnbench.training.record import NonFiniteLoss, Recorder, fresh_meta
+from cnnbench.training.rundir import BEST, LAST, check_same_precision, now, plan_run
 from cnnbench.training.setup import Training, build_training
 
 if TYPE_CHECKING:

@@ -44,16 +44,6 @@ def fresh_meta() -> dict[str, Any]:
             "max_epoch_test_acc": None, "max_epoch_test_epoch": None}
 
 
-def check_same_precision(run_dir: Path, asked: str, resolved: str) -> None:
-    """``--amp auto`` resolves per machine: a run started in bf16 must not go on in fp32 (or the
-    reverse) because it was resumed on another machine."""
-    before = (read_summary(run_dir) or {}).get("amp")
-    if asked == "auto" and before not in (None, "auto") and before != resolved:
-        raise UserError(f"{run_dir} trained in {before} so far (--amp auto on the machine it "
-                        f"started on), but this machine resolves --amp auto to {resolved}; resume "
-                        f"it on a machine like the first, or start a new run with another --out")
-
-
 def interrupt_cause(exc: KeyboardInterrupt) -> str:
     """``"terminated (SIGTERM)"`` for the KeyboardInterrupt that
     :func:`cnnbench.commands.stop_on_sigterm` raises, else ``"interrupted"`` (Ctrl-C)."""

@@ -59,6 +59,16 @@ def read_summary(run_dir: str | Path) -> dict | None:
     return read_json(path) if path.exists() else None
 
 
+def check_same_precision(run_dir: Path, asked: str, resolved: str) -> None:
+    """``--amp auto`` resolves per machine: a run started in bf16 must not go on in fp32 (or the
+    reverse) because it was resumed on another machine."""
+    before = (read_summary(run_dir) or {}).get("amp")
+    if asked == "auto" and before not in (None, "auto") and before != resolved:
+        raise UserError(f"{run_dir} trained in {before} so far (--amp auto on the machine it "
+                        f"started on), but this machine resolves --amp auto to {resolved}; resume "
+                        f"it on a machine like the first, or start a new run with another --out")
+
+
 def read_yaml(path: str | Path) -> dict:
     """The YAML mapping in ``path``; ``{}`` when it is missing, unreadable or not a mapping."""
     try:

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import torch
 
+from cnnbench.training import record
 from cnnbench.training.record import Recorder
 from cnnbench.training.rundir import STEPS, read_jsonl
 
@@ -308,8 +309,9 @@ def test_a_checkpoint_holds_what_eval_predict_and_resume_read(tmp_path):
 def test_tensorboard_opens_in_the_run_directory_and_a_resume_purges_the_later_steps(tmp_path, monkeypatch):
     import torch.utils.tensorboard
 
-    opened = []
+    opened, waited = [], []
     monkeypatch.setattr(torch.utils.tensorboard, "SummaryWriter", lambda **kw: opened.append(kw) or kw)
+    monkeypatch.setattr(record, "after_earlier_event_files", waited.append)
     fresh = SimpleNamespace(main=True, run_dir=tmp_path, resume=False, writer=None)
     Recorder.open_tensorboard(fresh, 0)
     resumed = SimpleNamespace(main=True, run_dir=tmp_path, resume=True, writer=None)
@@ -319,6 +321,7 @@ def test_tensorboard_opens_in_the_run_directory_and_a_resume_purges_the_later_st
     assert opened == [{"log_dir": str(tmp_path), "purge_step": None},
                       {"log_dir": str(tmp_path), "purge_step": 41}]
     assert fresh.writer == opened[0] and other.writer is None
+    assert waited == [tmp_path]  # a resumed run's file sorts after the killed process's
 
 
 def test_a_checkpoint_is_read_by_rank_0_and_sent_to_the_others(tmp_path):

@@ -18,6 +18,7 @@ import time
 import pytest
 import torch
 
+from cnnbench.cli import main
 from cnnbench.training import checkpoint as ckpt
 from engine_fixtures import (_tiny_folder_files, cli_command, cli_env, read_jsonl,  # noqa: F401
                              tensorboard_scalars, tiny_folder)
@@ -31,7 +32,8 @@ def _train_args(tiny, out) -> list[str]:
             "--dropout", "0.3", "--augment", "flip+translate", "--ema", "0.9",
             "--optimizer", "sgd", "--lr", "0.02", "--nesterov", "--scheduler", "cosine",
             "--warmup-epochs", "0.5", "--seed", "7", "--whiten-init", "--whiten-bias-epochs", "2",
-            "--lowres-size", "8", "--lowres-epochs", "2", "--quiet", "--out", str(out)]
+            "--lowres-size", "8", "--lowres-epochs", "2", "--num-threads", "1", "--quiet",
+            "--out", str(out)]
 
 
 def _kill_mid_epoch_two(tiny, out) -> None:
@@ -60,17 +62,12 @@ def _kill_mid_epoch_two(tiny, out) -> None:
 
 @pytest.mark.slow  # started first, so that two workers end together
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tiny_folder):
-    env = cli_env(tiny_folder)
-    alone = tiny_folder.out / "alone"
-    done = subprocess.run(cli_command(*_train_args(tiny_folder, alone)), env=env,
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-
-    killed = tiny_folder.out / "killed"
+    # the run left alone and the resumed one train in this process (one thread, as the
+    # killed process): only the kill needs a process of its own
+    alone, killed = tiny_folder.out / "alone", tiny_folder.out / "killed"
+    assert main(_train_args(tiny_folder, alone)) == 0
     _kill_mid_epoch_two(tiny_folder, killed)
-    resumed = subprocess.run(cli_command("train", "--resume", str(killed), "--quiet"), env=env,
-                             capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
+    assert main(["train", "--resume", str(killed), "--quiet"]) == 0
 
     a, b = ckpt.load_checkpoint(alone / "last.ckpt"), ckpt.load_checkpoint(killed / "last.ckpt")
     assert a["epoch"] == b["epoch"] == 3 and a["step"] == b["step"] == 3 * STEPS_PER_EPOCH

@@ -114,6 +114,23 @@ def test_a_fresh_run_in_an_old_folder_drops_its_logs_and_a_resumed_one_only_its_
     assert read_yaml(tmp_path / "config.yaml")["epochs"] == 2
 
 
+def test_a_resumed_runs_event_file_waits_to_sort_after_the_killed_processes(tmp_path):
+    """TensorBoard reads event files in name order: second opened, host, process id. A file
+    opened in the same second as an earlier one could sort first (a lower process id)."""
+    from cnnbench.training.rundir import after_earlier_event_files
+
+    slept = []
+    wait = lambda now: after_earlier_event_files(tmp_path, clock=lambda: now, sleep=slept.append)  # noqa: E731
+    assert wait(1796605993.4) == 0 and slept == []  # no event file yet
+    (tmp_path / "events.out.tfevents.1796605993.vm.27301.0").write_text("")
+    (tmp_path / "events.out.tfevents.1796605990.vm.99999.0").write_text("")
+    (tmp_path / "events.out.tfevents.x.vm.1.0").write_text("")  # not TensorBoard's: not read
+    assert wait(1796605993.25) == pytest.approx(0.75)  # to the next second after the newest
+    assert wait(1796605994.0) == 0  # already later
+    assert wait(1796605990.5) == 0  # more than 2 s ahead (a clock set back): no waiting
+    assert slept == [pytest.approx(0.75)]
+
+
 def test_a_saved_config_with_an_unknown_option_names_its_file(tmp_path):
     from cnnbench.errors import UserError
     from cnnbench.training.rundir import CONFIG, saved_config

@@ -209,6 +209,28 @@ def open_run_dir(run_dir: Path, config: TrainConfig, fresh: bool) -> None:
     (run_dir / CONFIG).write_text(dump_yaml(config))
 
 
+def after_earlier_event_files(run_dir: str | Path, clock=None, sleep=None) -> float:
+    """Wait, if need be, until a TensorBoard event file opened now sorts after those already in
+    ``run_dir``; the seconds waited (at most 2).
+
+    TensorBoard reads a folder's event files in the order of their names, which begin with the
+    second they were opened in, then the host and the process id. A resumed run's file opened
+    in the same second as the killed process's, by a process with a lower id (a resume in the
+    process that started the killed run's job, say), would sort first, and the steps the
+    resumed run purged would be read after the ones it logged. A file stamped more than 2 s
+    ahead (a clock set back) is not waited for."""
+    import time
+
+    clock, sleep = clock or time.time, sleep or time.sleep
+    stamps = [int(part) for p in Path(run_dir).glob("events.out.tfevents.*")
+              if (part := p.name.split(".")[3]).isdigit()]
+    wait = max(stamps, default=0) + 1 - clock()
+    if 0 < wait <= 2:
+        sleep(wait)
+        return wait
+    return 0.0
+
+
 def config_changes(run_dir: str | Path, config: TrainConfig, ignore: tuple[str, ...] = ()) -> list[str]:
     """Options of ``config`` that differ from the run's saved ``config.yaml`` (none saved: []),
     besides :data:`RESUMABLE_CHANGES` and ``ignore``."""

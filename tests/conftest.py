@@ -128,6 +128,25 @@ def tiny_mnist_env(idx_data, monkeypatch):
     return idx_data
 
 
+def write_cifar10_jpeg(data_root: Path, per_class: int = 2, classes=None) -> Path:
+    """A tiny ``cifar10_jpeg`` mirror under ``data_root/CIFAR10-JPEG`` (``per_class`` random
+    32x32 JPEGs per class in train/, one in test/); returns its folder."""
+    import numpy as np
+    from PIL import Image
+
+    from cnnbench.data import get_spec
+
+    root = data_root / "CIFAR10-JPEG"
+    rng = np.random.default_rng(1)
+    for split, n in (("train", per_class), ("test", 1)):
+        for cls in classes or get_spec("cifar10_jpeg").classes:
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+                    root / split / cls / f"{i:04d}.jpg")
+    return root
+
+
 def write_cifar_batches(root, monkeypatch, n_train: int, n_test: int, seed: int):
     """Tiny CIFAR-10 batches (``n_train`` training images over the 5 batch files, ``n_test``
     test images, 32x32x3) in torchvision's layout under ``root/cifar-10-batches-py``, with

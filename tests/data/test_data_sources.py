@@ -18,6 +18,7 @@ from cnnbench.data import (
 from cnnbench.data import datasets as datasets_module
 from cnnbench.data import imagefolder, sources
 from cnnbench.errors import UserError
+from conftest import write_cifar10_jpeg
 
 
 def _tree_state(root):
@@ -260,24 +261,8 @@ def _sources_md_sha256(root, split):
     return digest.hexdigest()
 
 
-def _fake_cifar10_jpeg(data_root, per_class=2, classes=None):
-    from PIL import Image
-
-    import numpy as np
-
-    root = data_root / "CIFAR10-JPEG"
-    rng = np.random.default_rng(1)
-    for split, n in (("train", per_class), ("test", 1)):
-        for cls in classes or get_spec("cifar10_jpeg").classes:
-            (root / split / cls).mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
-                    root / split / cls / f"{i:04d}.jpg")
-    return root
-
-
 def test_cifar10_jpeg_counts_and_sha256(tmp_path, monkeypatch):
-    root = _fake_cifar10_jpeg(tmp_path / "data")
+    root = write_cifar10_jpeg(tmp_path / "data")
     expected = imagefolder.FolderExpectation(
         per_class={"train": 2, "test": 1},
         sha256={s: _sources_md_sha256(root, s) for s in ("train", "test")})
@@ -289,7 +274,7 @@ def test_cifar10_jpeg_counts_and_sha256(tmp_path, monkeypatch):
 
 
 def test_cifar10_jpeg_other_sha256_is_not_verified(tmp_path, monkeypatch):
-    _fake_cifar10_jpeg(tmp_path / "data")
+    write_cifar10_jpeg(tmp_path / "data")
     expected = imagefolder.FolderExpectation(per_class={"train": 2, "test": 1},
                                          sha256={"train": "0" * 64, "test": "0" * 64})
     monkeypatch.setattr(sources, "CIFAR10_JPEG_EXPECTED", expected)
@@ -298,7 +283,7 @@ def test_cifar10_jpeg_other_sha256_is_not_verified(tmp_path, monkeypatch):
 
 
 def test_cifar10_jpeg_incomplete_is_an_error(tmp_path):
-    _fake_cifar10_jpeg(tmp_path / "data")  # 2 per class, not 5000
+    write_cifar10_jpeg(tmp_path / "data")  # 2 per class, not 5000
     with pytest.raises(DatasetCorruptError, match="incomplete.*expected 5000"):
         load_dataset("cifar10_jpeg", data_dir=tmp_path / "data", cache_dir=tmp_path / "cache")
 
@@ -340,7 +325,7 @@ def test_one_rule_finds_each_dataset_in_the_first_folder_that_holds_it(idx_data,
 
 def test_nothing_found_says_what_each_folder_holds_and_points_to_a_stand_in(tmp_path, monkeypatch):
     monkeypatch.setenv("CNNBENCH_DATA", f"{tmp_path / 'empty'}{os.pathsep}{tmp_path / 'shared'}")
-    _fake_cifar10_jpeg(tmp_path / "shared")
+    write_cifar10_jpeg(tmp_path / "shared")
     message = datasets_module.missing_message("cifar10")
     assert "\n" not in message
     assert f"{tmp_path / 'empty'} holds none of them" in message

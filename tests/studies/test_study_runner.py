@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -139,13 +140,39 @@ def test_an_invalid_option_fails_before_any_run_starts(tmp_path):
                   train_fn=trainer, log=lambda s: None)
     assert trainer.calls == []
 
-def test_a_cifar10_study_without_its_files_stops_at_once(tmp_path, monkeypatch):
-    # without the official files, a cifar10 study stops at once and names the way out
-    monkeypatch.setenv("CNNBENCH_DATA", str(tmp_path / "empty"))
+def test_a_study_whose_data_is_missing_stops_at_once_in_one_line(tmp_path, monkeypatch, capsys):
+    """No run folder, no report, no repeated failure: one line naming the study and the way out
+    (a stand-in that is there, or the files and where to put them)."""
+    from cnnbench.cli import main
+    from cnnbench.data import datasets
+    from cnnbench.data.errors import DatasetMissingError
+    from cnnbench.studies.runner import check_datasets
+    from conftest import write_cifar10_jpeg
+
+    monkeypatch.setenv("CNNBENCH_DATA", f"{tmp_path / 'empty'}{os.pathsep}{tmp_path / 'shared'}")
     monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(UserError, match="--dataset cifar10_jpeg"):
-        run_study(load_study("cifar10-tricks", profile="quick"), tmp_path / "out",
-                  train_fn=StubTrainer(), log=lambda s: None)
+    out = tmp_path / "out"
+    assert main(["study", "run", str(write_study(tmp_path)), "--out", str(out), "--quiet"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("cnnbench: error: study tiny cannot start: mnist: ")
+    assert not out.exists()
+
+    study = load_study("cifar10-tricks", profile="quick")
+    with pytest.raises(DatasetMissingError, match="network access to download it"):
+        check_datasets(study, study.runs, out)
+    write_cifar10_jpeg(tmp_path / "shared")
+    with pytest.raises(DatasetMissingError, match=r"^study cifar10-tricks cannot start: cifar10: "
+                                                  r".*is there: --dataset cifar10_jpeg$"):
+        check_datasets(study, study.runs, out)
+    monkeypatch.setattr(datasets, "network_available", lambda url: True)
+    check_datasets(study, study.runs, out)  # a network answers: the first run downloads it
+    monkeypatch.undo()
+    monkeypatch.setenv("CNNBENCH_DATA", str(tmp_path / "empty"))
+    for run in study.runs:  # runs that finished need no data
+        write_summary = out / run.name / "summary.json"
+        write_summary.parent.mkdir(parents=True)
+        write_summary.write_text(json.dumps({"status": "finished"}))
+    check_datasets(study, study.runs, out)
 
 
 def test_a_failed_runs_error_txt_says_how_the_study_continues(tmp_path):

@@ -254,7 +254,12 @@ def _run(args) -> int:
         raise UserError(f"--nproc must be >= 1, got {args.nproc}")
     study = _load(args)
     out = args.out or f"runs/{study.name}"
-    _, total_text = _estimates(study, select_runs(study, args.only))  # checks options first
+    runs = select_runs(study, args.only)
+    _, total_text = _estimates(study, runs)  # checks options first
+    if args.executor == "local":  # the data of the runs to train, before any of them starts
+        from cnnbench.studies.runner import check_datasets
+
+        check_datasets(study, runs, out)
     say = sys.stderr if args.json else sys.stdout  # with --json, stdout is the JSON alone
     print(f"study {study.name}: {len(study.runs)} runs, profile {study.profile} -> {out}; "
           f"{total_text}", file=say)

@@ -90,16 +90,26 @@ def missing_message(name: str, data_dir=None) -> str:
     return message
 
 
+def require_dataset(name: str, data_dir=None, cache_dir=None, download: bool = True) -> Path | None:
+    """``name``'s folder (:func:`find_dataset`); ``None`` when it is not found but can be
+    downloaded (``download`` and a network that answers); else :class:`DatasetMissingError`
+    with :func:`missing_message`."""
+    location = find_dataset(name, data_dir, cache_dir)
+    if location is None:
+        source = source_for(resolve_dataset_name(name))
+        if not (download and source.probe_url and network_available(source.probe_url)):
+            raise DatasetMissingError(missing_message(name, data_dir))
+    return location
+
+
 def _prepare(name: str, data_dir, cache_dir, download: bool) -> _Prepared:
     """Make sure a valid cache entry exists for ``name``; return where it is and its metadata."""
     canonical = resolve_dataset_name(name)
     source = source_for(canonical)
     data_root = resolve_data_dir(data_dir)
     cache_root = resolve_cache_dir(cache_dir)
-    location = find_dataset(canonical, data_dir, cache_dir)
+    location = require_dataset(canonical, data_dir, cache_dir, download)
     if location is None:
-        if not (download and source.probe_url and network_available(source.probe_url)):
-            raise DatasetMissingError(missing_message(canonical, data_dir))
         # Download into the data root when we may write there; a shared root stays untouched.
         target = data_root if is_writable_dir(data_root) else cache_root / "downloads"
         log.warning("cnnbench: %s: downloading into %s", canonical, target)

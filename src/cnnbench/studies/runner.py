@@ -64,7 +64,6 @@ def run_study(study: Study, out_dir: str | Path, *, train_fn: TrainFn | None = N
     out = Path(out_dir)
     runs = select_runs(study, only)
     configs = {r.name: build_config(r.options, study.where(r)) for r in runs}
-    check_datasets(study, runs)
     out.mkdir(parents=True, exist_ok=True)
     _write_study_record(study, out, runs)
 
@@ -266,17 +265,25 @@ class _Runner:
                            "--profile", self.study.profile, *seeds])
 
 
-def check_datasets(study: Study, runs: list[StudyRun]) -> None:
-    """Refuse to start when a run needs the official CIFAR-10 files and they are absent."""
-    cifar = [r for r in runs if r.options.get("dataset") == "cifar10"]
-    if not cifar:
-        return
-    from cnnbench.data.datasets import find_dataset
+def check_datasets(study: Study, runs: list[StudyRun], out: str | Path) -> None:
+    """Refuse to start when the data of a run that will train here (not finished in ``out``)
+    is neither found nor downloadable: one line for the study, instead of the same failure in
+    every run (``cnnbench study run`` asks before it starts; a cluster's nodes may hold data
+    this machine has not, so it does not ask there)."""
+    from cnnbench.data.datasets import require_dataset
+    from cnnbench.data.errors import DatasetMissingError
 
-    if find_dataset("cifar10", cifar[0].options.get("data_dir")) is None:
-        raise UserError(f"study {study.name} trains on cifar10, whose files are not found "
-                        f"(see `cnnbench datasets`); pass --dataset cifar10_jpeg to use the JPEG "
-                        "mirror instead")
+    needed = []  # (dataset, data_dir) pairs, in the runs' order
+    for run in runs:
+        if run_state(Path(out) / run.name)[0] != "finished":
+            config = build_config(run.options, study.where(run))
+            if (config.dataset, config.data_dir) not in needed:
+                needed.append((config.dataset, config.data_dir))
+    for dataset, data_dir in needed:
+        try:
+            require_dataset(dataset, data_dir)
+        except DatasetMissingError as exc:
+            raise DatasetMissingError(f"study {study.name} cannot start: {exc}") from None
 
 
 # --------------------------------------------------------------------------- failure records

@@ -1,4 +1,4 @@
-"""The report's cell formats, pinned: what a reader sees in every table."""
+"""The report's tables (cnnbench.report.tables): grids, ablation steps, results.csv."""
 
 from __future__ import annotations
 
@@ -6,24 +6,6 @@ from cnnbench.report import tables
 from cnnbench.report.records import group_runs, load_runs
 from cnnbench.training.rundir import write_json
 from report_fixtures import write_fake_run
-
-
-def test_cell_formats():
-    assert tables.pct(None) == "—" and tables.pct((0.91234, 0.0)) == "91.23"
-    assert tables.pct((0.91234, 0.00456), 3) == "91.23 ± 0.46"  # the spread only for several seeds
-    assert tables.signed(None) == "—" and tables.signed(1.5) == "+1.50" and tables.signed(-0.25) == "-0.25"
-    assert [tables.count(v) for v in (None, 999, 61_706, 11_173_962, 1.2e9)] == [
-        "—", "999", "61.7k", "11.2M", "1.2G"]
-    assert [tables.duration(s) for s in (None, 3.14159, 75.0, 210.0, 9000.0)] == [
-        "—", "3.14 s", "75.0 s", "3.5 min", "2.50 h"]
-
-
-def test_reference_text_shows_ranges_and_the_reports_measure():
-    assert tables.reference_text(None) == "—" and tables.reference_text({"value": None}) == "—"
-    assert tables.reference_text({"value": 89.5}) == "89.5"
-    assert tables.reference_text({"value": [64, 68]}) == "64–68"
-    assert tables.reference_text({"value": 91.3, "metric": "val_acc"}) == "91.3 (val)"
-    assert tables.reference_text({"value": 91.3, "metric": "test_acc"}) == "91.3"
 
 
 def _grid_run(root, name, model, optimizer, seed, acc, axes=True):

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from cnnbench.report.figures import palette, plain_log
 from cnnbench.report.records import RunGroup
 from cnnbench.training.rundir import LATENCY_FILE
-from cnnbench.report.tables import count, duration
+from cnnbench.report.cells import count, duration
 
 
 

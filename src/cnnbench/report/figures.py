@@ -22,7 +22,7 @@ from matplotlib.image import imsave
 from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation
 
 from cnnbench.report.records import RunGroup, RunRecord
-from cnnbench.report.tables import si_number
+from cnnbench.report.cells import si_number
 
 DPI = 150  # the HTML page shows figures at 135 px per inch (document.FIGURE_DISPLAY_SCALE)
 MARKERS_UP_TO = 12  # series with at most this many points are drawn with markers

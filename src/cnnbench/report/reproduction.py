@@ -17,8 +17,8 @@ from pathlib import Path
 
 from cnnbench.report.records import (QUANTITIES, RunGroup, reference_difference,
                                   reference_value)
-from cnnbench.report.tables import (accuracy_interval, duration, n_seeds, pct, profile_text,
-                                    si_number)
+from cnnbench.report.cells import duration, pct, si_number
+from cnnbench.report.tables import accuracy_interval, n_seeds, profile_text
 
 # Why a quantity is not comparable when the study file gives no note.
 _NOT_COMPARABLE = {"loss": "a loss depends on how it is summed or averaged",

@@ -22,6 +22,7 @@ from cnnbench.data.specs import stands_in_for
 from cnnbench.report import calibration, cost, robustness
 from cnnbench.report import figures as fig
 from cnnbench.report import reproduction, tables
+from cnnbench.report.cells import value_text
 from cnnbench.report.significance import significance_section
 from cnnbench.report.document import Document
 from cnnbench.report.figure_sections import curves_section, per_run_section, slug
@@ -168,7 +169,7 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup],
     doc.table(*tables.data_table(groups))
     common, table = tables.recipe_table(groups)
     doc.paragraph("Recipe shared by every run: "
-                  + "".join(f"`{k}={tables.value_text(v)}`, " for k, v in common.items())
+                  + "".join(f"`{k}={value_text(v)}`, " for k, v in common.items())
                   + "every other option at cnnbench's default (each run's `config.yaml` "
                   "lists them all).")
     doc.paragraph("Recipe, per run (the settings that differ between runs):")

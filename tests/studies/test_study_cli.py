@@ -122,7 +122,7 @@ def test_without_profile_a_study_runs_the_profile_that_fits_the_machine(monkeypa
     assert default_profile({})[0] == "full" and default_profile({"device": "cpu"})[0] == "cpu"
 
 
-def test_study_run_prints_its_estimate_before_training(monkeypatch, tmp_path, capsys):
+def test_study_run_prints_its_estimate_before_training(tiny_mnist_env, monkeypatch, tmp_path, capsys):
     import cnnbench.studies.runner as runner
 
     def no_training(study, out, **kw):
@@ -146,7 +146,7 @@ def test_set_keeps_off_a_word_for_text_options():
         "amp": "off", "deterministic": True, "epochs": 2}
 
 
-def test_study_list_show_and_run_print_json_on_stdout_alone(monkeypatch, tmp_path, capsys):
+def test_study_list_show_and_run_print_json_on_stdout_alone(tiny_mnist_env, monkeypatch, tmp_path, capsys):
     import cnnbench.studies.runner as runner
     from cnnbench.studies.runner import RunOutcome
 

@@ -71,6 +71,9 @@ def register(subparsers) -> None:
     run.add_argument("--no-report", action="store_true", help="do not write the report")
     run.add_argument("--no-figures", dest="figures", action="store_false",
                      help="write the report without figures (cnnbench report --no-figures)")
+    run.add_argument("--no-run-figures", dest="run_figures", action="store_false",
+                     help="write the report without each run's confusion matrix and gallery "
+                          "(cnnbench report --no-run-figures)")
     run.add_argument("--corruptions", action="store_true",
                      help="also evaluate every finished run under the common corruptions "
                           "(cnnbench eval --corruptions; runs that have corruptions.json keep it)")
@@ -256,7 +259,8 @@ def _run(args) -> int:
     out = args.out or f"runs/{study.name}"
     runs = select_runs(study, args.only)
     _, total_text = _estimates(study, runs)  # checks options first
-    if args.executor == "local":  # the data of the runs to train, before any of them starts
+    execute = _executor(args)  # its flags checked
+    if execute is None:  # the data of the runs to train here, before any of them starts
         from cnnbench.studies.runner import check_datasets
 
         check_datasets(study, runs, out)
@@ -272,7 +276,7 @@ def _run(args) -> int:
         outcomes = run_study(study, out, only=args.only, argv=args.argv, progress=not args.quiet,
                              train_fn=torchrun_train(args.nproc) if args.nproc > 1 else None,
                              log=lambda line: print(line, file=say, flush=True),
-                             execute=_executor(args))
+                             execute=execute)
         if args.corruptions:
             _corrupt_finished(outcomes, lambda line: print(line, file=say, flush=True),
                               images=args.corruption_images)
@@ -281,7 +285,8 @@ def _run(args) -> int:
         if not args.no_report:
             from cnnbench.report import write_report
 
-            files = write_report([out], out, figures=args.figures)
+            files = write_report([out], out, figures=args.figures,
+                                 run_figures=args.run_figures)
             print(f"report: {files.markdown}, {files.html}, {files.csv}, {files.reproduction_csv}",
                   file=say)
             track_files([files.markdown, files.html, files.csv, files.reproduction_csv])

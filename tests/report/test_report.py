@@ -199,7 +199,8 @@ def test_reference_difference_of_values_and_ranges():
 
 def test_without_figures_the_same_tables_and_files_and_no_picture(ablation_dir, tmp_path, capsys):
     """`cnnbench report --no-figures`: no PNG file, no figure in the page, and every table,
-    results.csv and reproduction.csv exactly as in the report with its figures."""
+    results.csv and reproduction.csv exactly as in the report with its figures; with
+    `--no-run-figures`, all but the per-run figures."""
     drawn = write_report([ablation_dir], tmp_path / "drawn")
     assert main(["report", str(ablation_dir), "--out", str(tmp_path / "bare"), "--no-figures"]) == 0
     assert "(0 figures)" in capsys.readouterr().out
@@ -217,6 +218,16 @@ def test_without_figures_the_same_tables_and_files_and_no_picture(ablation_dir, 
     assert {"### Curves", "### Per run"} <= set(headings_of(drawn.markdown.read_text()))
     assert headings_of(md) == [h for h in headings_of(drawn.markdown.read_text())
                                if h not in ("### Curves", "### Per run")]
+
+    # --no-run-figures: every figure but each run's confusion matrix and gallery
+    assert main(["report", str(ablation_dir), "--out", str(tmp_path / "lean"), "--no-run-figures"]) == 0
+    lean = tmp_path / "lean"
+    per_run = {p.name for p in drawn.figures if p.name.startswith(("confusion-", "misclassified-"))}
+    assert per_run and {p.name for p in lean.rglob("*.png")} == {p.name for p in drawn.figures} - per_run
+    md = (lean / "report.md").read_text()
+    assert "confusion matrix and gallery were not drawn (`--no-run-figures`)" in md
+    assert headings_of(md) == [h for h in headings_of(drawn.markdown.read_text()) if h != "### Per run"]
+    assert tables_of(md) == tables_of(drawn.markdown.read_text())
 
 
 def test_without_figures_full_runs_keep_their_views_tables_and_lose_the_comparison_figures(tmp_path):

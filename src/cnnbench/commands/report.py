@@ -24,13 +24,16 @@ def register(subparsers) -> None:
                         help="draw no figures: every table and CSV file, without the curves and "
                              "the per-run figures (drawing is most of a report's time); figures "
                              "an earlier report drew in OUT/figures/ are removed")
+    parser.add_argument("--no-run-figures", dest="run_figures", action="store_false",
+                        help="leave out each run's confusion matrix and gallery of misclassified "
+                             "images (two figures a run); the comparison figures and curves stay")
     parser.set_defaults(func=_report)
 
 
 def _report(args) -> int:
     from cnnbench.report import write_report
 
-    files = write_report(args.dirs, args.out, figures=args.figures)
+    files = write_report(args.dirs, args.out, figures=args.figures, run_figures=args.run_figures)
     print(f"wrote {files.markdown}, {files.html} ({len(files.figures)} figure{'' if len(files.figures) == 1 else 's'}), {files.csv}"
           + (f", {files.reproduction_csv}" if files.reproduction_csv else ""))
     return 0

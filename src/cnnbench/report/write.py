@@ -5,7 +5,9 @@
 run directory) and ``out/reproduction.csv`` (one row per published number and run). It reads only the run directories, so it can be re-rendered any time.
 ``figures=False`` (``cnnbench report --no-figures``) draws none: every table and both CSV files
 as with figures, without the curves and per-run sections (:mod:`figure_sections`) and the
-figures of the others (drawing is most of a report's time); figures an earlier report drew in
+figures of the others (drawing is most of a report's time); ``run_figures=False``
+(``--no-run-figures``) leaves out only the per-run section (each run's confusion matrix and
+gallery: two figures a run, most of a big study's drawing). Figures an earlier report drew in
 ``out/figures/`` are removed either way.
 Runs are shown per study (``study.json``); runs made by ``cnnbench train`` form one section.
 """
@@ -40,10 +42,10 @@ class ReportFiles:
 
 
 def write_report(paths: list[str | Path], out_dir: str | Path | None = None, *,
-                 figures: bool = True) -> ReportFiles:
+                 figures: bool = True, run_figures: bool = True) -> ReportFiles:
     """Render the report of the runs in ``paths`` (run directories or folders holding them);
     ``figures=False``: without its figures (the curves and the per-run figures left out, the
-    report saying so)."""
+    report saying so); ``run_figures=False``: without the per-run section's figures only."""
     paths = [Path(p) for p in paths]
     if not paths:
         raise UserError("give at least one run directory or study output directory")
@@ -68,13 +70,15 @@ def write_report(paths: list[str | Path], out_dir: str | Path | None = None, *,
                   "directories; it reads only those directories, so it can be re-rendered "
                   "at any time. Accuracies in percent; differences in percentage points (pp)."
                   + ("" if figures else " Figures were not drawn (`--no-figures`): tables "
-                     "and text only."))
+                     "and text only.")
+                  + (" Each run's confusion matrix and gallery were not drawn "
+                     "(`--no-run-figures`)." if figures and not run_figures else ""))
     all_groups: list[RunGroup] = []
     for study_name, study_records in sections.items():
         groups = group_runs(study_records)
         all_groups += groups
         _study_section(doc, study_name, groups,
-                       figures_dir / slug(study_name or "runs") if figures else None)
+                       figures_dir / slug(study_name or "runs") if figures else None, run_figures)
 
     markdown = out / "report.md"
     markdown.write_text(doc.markdown(out))
@@ -87,7 +91,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path | None = None, *,
 
 
 def _study_section(doc: Document, study_name: str, groups: list[RunGroup],
-                   fig_dir: Path | None) -> None:
+                   fig_dir: Path | None, run_figures: bool) -> None:
     meta = groups[0].first.study
     doc.heading(2, f"Study `{study_name}`" if study_name else "Runs")
     if meta.get("study_description"):
@@ -155,7 +159,7 @@ def _study_section(doc: Document, study_name: str, groups: list[RunGroup],
         curves_section(doc, groups, fig_dir)
     _comparison_section(doc, groups, fig_dir)
     _beyond_accuracy(doc, groups, fig_dir)
-    if fig_dir is not None:
+    if fig_dir is not None and run_figures:
         per_run_section(doc, groups, fig_dir)
 
     failed = [r for g in groups for r in g.records if r.status != "finished"]

@@ -85,7 +85,7 @@ def test_a_quick_run_never_enters_a_comparison_figure(tmp_path, saved):
               macs=7_000_000_000)
     study_run(runs, "googlenet", scale=FULL, position=3, model="googlenet", test_acc=0.984,
               macs=1_500_000)
-    md = write_report([runs], tmp_path / "report").markdown.read_text()
+    md = write_report([runs], tmp_path / "report", run_figures=False).markdown.read_text()
 
     for name in ("test_acc.png", "train_time.png", "params.png"):
         assert bar_labels(saved[name]) == ["lenet", "googlenet"], name
@@ -94,7 +94,7 @@ def test_a_quick_run_never_enters_a_comparison_figure(tmp_path, saved):
     assert labels == ["lenet", "googlenet"]
     assert sorted(macs) == [429_000, 1_500_000]  # no capped run's MACs
     # the quick and the cpu run are listed apart, marked, after the figures
-    comparison = md.split("### Comparison")[1].split("### Per run")[0]
+    comparison = md.split("### Comparison")[1].split("\n### ")[0]  # to the next section
     assert "#### Quick and capped runs — not comparable, smoke tests only" in comparison
     assert comparison.index("acc_vs_macs.png") < comparison.index("#### Quick and capped")
     rows = table_rows(comparison, "run")
@@ -112,7 +112,7 @@ def test_curves_of_quick_runs_are_never_drawn_beside_full_runs(tmp_path, saved):
     runs = tmp_path / "runs"
     study_run(runs, "lenet", scale=FULL, position=0, test_acc=0.975)
     study_run(runs, "alexnet", scale=QUICK, position=1, model="alexnet", test_acc=0.105)
-    md = write_report([runs], tmp_path / "report").markdown.read_text()
+    md = write_report([runs], tmp_path / "report", run_figures=False).markdown.read_text()
     for name in ("accuracy.png", "loss.png", "train_loss.png", "lr.png"):
         labels = " ".join(legend_labels(saved[name]))
         assert "lenet" in labels and "alexnet" not in labels, name
@@ -126,7 +126,7 @@ def test_without_full_runs_the_figures_hold_one_kind_of_capped_run_titled_so(tmp
     study_run(runs, "a-cpu", scale=CPU, position=0, test_acc=0.8)
     study_run(runs, "b-quick", scale=QUICK, position=1, test_acc=0.1)
     study_run(runs, "c-cpu", scale=CPU, position=2, test_acc=0.85)
-    md = write_report([runs], tmp_path / "report").markdown.read_text()
+    md = write_report([runs], tmp_path / "report", run_figures=False).markdown.read_text()
 
     for name in ("test_acc.png", "train_time.png", "params.png"):
         assert bar_labels(saved[name]) == ["a-cpu", "c-cpu"], name  # one kind, never a mix
@@ -135,7 +135,7 @@ def test_without_full_runs_the_figures_hold_one_kind_of_capped_run_titled_so(tmp
     assert labels == ["a-cpu", "c-cpu"]
     assert "cpu, capped runs only" in saved["acc_vs_macs.png"].axes[0].get_title()
     assert "*Test accuracy (error bars: std over seeds) — cpu, capped runs only" in md
-    comparison = md.split("### Comparison")[1].split("### Per run")[0]
+    comparison = md.split("### Comparison")[1].split("\n### ")[0]  # to the next section
     assert [r[0] for r in table_rows(comparison, "run")] == ["a-cpu", "b-quick", "c-cpu"]
 
 

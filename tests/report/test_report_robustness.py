@@ -38,7 +38,7 @@ def test_the_networks_are_ranked_by_accuracy_under_corruption(tmp_path):
 
 def test_the_report_shows_the_table_and_the_curves(tmp_path):
     robust_run(tmp_path / "runs", "lenet5", 0.99, {"rotation": [0.9, 0.8, 0.7, 0.6, 0.5]})
-    files = write_report([tmp_path / "runs"], tmp_path / "out")
+    files = write_report([tmp_path / "runs"], tmp_path / "out", run_figures=False)
     md = files.markdown.read_text()
     section = md.split("### Robustness to common corruptions", 1)[1]
     assert [r[2] for r in table_rows(section, "dataset")] == ["lenet5"]
@@ -51,7 +51,7 @@ def test_the_report_shows_the_table_and_the_curves(tmp_path):
 
 def test_runs_without_calibration_or_corruption_results_get_neither_section(tmp_path):
     write_fake_run(tmp_path / "runs" / "old")  # written before either existed
-    files = write_report([tmp_path / "runs"], tmp_path / "out")
+    files = write_report([tmp_path / "runs"], tmp_path / "out", run_figures=False)
     md = files.markdown.read_text()
     assert "Robustness" not in md and "### Calibration" not in md
     assert not [p for p in files.figures if p.name in ("reliability.png", "corruptions.png")]

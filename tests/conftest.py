@@ -49,6 +49,14 @@ def pytest_collection_finish(session):
     gc.freeze()
 
 
+def pytest_sessionfinish(session):
+    """Collectable again: a process that runs several sessions (the mutation runs) frees each
+    one's garbage."""
+    import gc
+
+    gc.unfreeze()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_network(tmp_path_factory):
     """Tests never download: every network probe answers 'offline' at once. Nor do they write

@@ -168,11 +168,15 @@ def test_a_study_whose_data_is_missing_stops_at_once_in_one_line(tmp_path, monke
     check_datasets(study, study.runs, out)  # a network answers: the first run downloads it
     monkeypatch.undo()
     monkeypatch.setenv("CNNBENCH_DATA", str(tmp_path / "empty"))
-    for run in study.runs:  # runs that finished need no data
-        write_summary = out / run.name / "summary.json"
-        write_summary.parent.mkdir(parents=True)
-        write_summary.write_text(json.dumps({"status": "finished"}))
-    check_datasets(study, study.runs, out)
+    for run in study.runs:  # runs that finished in a smaller profile are trained again
+        summary = out / run.name / "summary.json"
+        summary.parent.mkdir(parents=True)
+        summary.write_text(json.dumps({"status": "finished", "profile": "quick"}))
+    with pytest.raises(DatasetMissingError):
+        check_datasets(load_study("cifar10-tricks", profile="cpu"), study.runs, out)
+    check_datasets(study, study.runs, out)  # in the same (quick) profile they need no data
+    with pytest.raises(DatasetMissingError):
+        check_datasets(study, study.runs)  # no folder given: every run is checked
 
 
 def test_a_failed_runs_error_txt_says_how_the_study_continues(tmp_path):
@@ -243,3 +247,32 @@ def test_tensorboard_hparams_list_the_options_that_differ_between_the_runs(tmp_p
     assert "model" not in names and "dataset" not in names  # the same in every run
     assert "device" not in names and "out" not in names  # not the recipe
     assert {m.name.tag for m in experiment.metric_infos} >= {"hparam/test_acc", "hparam/best_val_acc"}
+
+
+def test_a_torchrun_study_driver_stopped_ends_its_job(tmp_path, monkeypatch):
+    """Ctrl-C, or a SIGTERM that only the driver got (stop_on_sigterm makes it one), while a run
+    trains under torchrun: the job is terminated, not waited for."""
+    import subprocess
+    import sys
+
+    from cnnbench.config import TrainConfig
+    from cnnbench.studies import runner
+    from cnnbench.training import distributed
+
+    started = []
+    job = ("import sys, time\nprint('cnnbench: lenet5 ...', file=sys.stderr, flush=True)\n"
+           "time.sleep(20)\n")  # without the stop, Popen waits for it to end (status 0)
+    monkeypatch.setattr(distributed, "torchrun_command", lambda n, args: [sys.executable, "-c", job])
+    real_popen = subprocess.Popen
+    monkeypatch.setattr(runner.subprocess, "Popen",
+                        lambda *a, **k: started.append(real_popen(*a, **k)) or started[-1])
+
+    class Stopped:  # the driver's stderr: the stop arrives while it passes on the job's output
+        def write(self, line):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.sys, "stderr", Stopped())
+    with pytest.raises(KeyboardInterrupt):
+        runner.torchrun_train(2)(TrainConfig(), tmp_path / "run")
+    [proc] = started
+    assert proc.returncode == -15  # SIGTERM, at once

@@ -125,10 +125,11 @@ def test_a_resumed_runs_event_file_waits_to_sort_after_the_killed_processes(tmp_
     (tmp_path / "events.out.tfevents.1796605993.vm.27301.0").write_text("")
     (tmp_path / "events.out.tfevents.1796605990.vm.99999.0").write_text("")
     (tmp_path / "events.out.tfevents.x.vm.1.0").write_text("")  # not TensorBoard's: not read
-    assert wait(1796605993.25) == pytest.approx(0.75)  # to the next second after the newest
+    (tmp_path / "events.out.tfevents.\u00b2.vm.1.0").write_text("")  # a digit int() refuses
+    assert wait(1796605993.25) == pytest.approx(0.76)  # just past the next second after the newest
     assert wait(1796605994.0) == 0  # already later
     assert wait(1796605990.5) == 0  # more than 2 s ahead (a clock set back): no waiting
-    assert slept == [pytest.approx(0.75)]
+    assert slept == [pytest.approx(0.76)]
 
 
 def test_a_saved_config_with_an_unknown_option_names_its_file(tmp_path):

@@ -1,7 +1,8 @@
 """The report's sections of figures (:mod:`cnnbench.report.write` leaves them out of a report
-without figures, ``cnnbench report --no-figures``): the per-epoch curves (beside the lab
-reports' printed curves and times, with the notes on those times) and each run's confusion
-matrix and misclassified gallery (or the line saying there is none)."""
+without figures, ``cnnbench report --no-figures``; the per-run one also with
+``--no-run-figures``): the per-epoch curves (beside the lab reports' printed curves and times,
+with the notes on those times) and each run's confusion matrix and misclassified gallery (or
+the line saying there is none)."""
 
 from __future__ import annotations
 

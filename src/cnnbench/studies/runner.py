@@ -57,7 +57,8 @@ def run_study(study: Study, out_dir: str | Path, *, train_fn: TrainFn | None = N
     validated) before the first run starts. ``argv``, the command line, is recorded in each
     run's summary and is the command ``error.txt`` gives to continue the study. ``execute(runner,
     runs, configs, out)`` trains them elsewhere (:func:`cnnbench.studies.cluster.run_on_ray`);
-    by default one after another here.
+    by default one after another here. A run whose data is missing fails like any other run;
+    :func:`check_datasets` says it once, before any run (``cnnbench study run`` calls it).
     """
     if train_fn is None:
         from cnnbench.training import train_run as train_fn
@@ -125,16 +126,31 @@ def torchrun_train(nproc: int) -> TrainFn:
         errors = []
         with subprocess.Popen(torchrun_command(nproc, [*args, *([] if progress else ["--quiet"])]),
                               stderr=subprocess.PIPE, text=True, errors="replace") as proc:
-            for line in proc.stderr:
-                sys.stderr.write(line)
-                if line.startswith("cnnbench: error: "):
-                    errors.append(line.removeprefix("cnnbench: error: ").strip())
+            try:
+                for line in proc.stderr:
+                    sys.stderr.write(line)
+                    if line.startswith("cnnbench: error: "):
+                        errors.append(line.removeprefix("cnnbench: error: ").strip())
+            except BaseException:  # Ctrl-C, or a SIGTERM only this process got: the job ends too
+                _stop(proc)
+                raise
         if proc.returncode != 0:
             raise UserError(errors[0] if errors else f"torchrun ended with status "
                             f"{proc.returncode} ({nproc} processes)")
         return read_summary(run_dir) or {}
 
     return train
+
+
+def _stop(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
+    """End a torchrun job: SIGTERM (torchrun passes it to its processes), SIGKILL after
+    ``grace_s`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @dataclass(frozen=True)
@@ -178,8 +194,8 @@ class _Runner:
         state, summary = run_state(run_dir)
         changed = config_changes(run_dir, config, ignore=("init",))  # init: a path to its run
         if state == "finished":
-            profile = summary.get("profile") or read_json(run_dir / STUDY).get("profile")
-            if _PROFILE_RANK.get(profile, 2) >= _PROFILE_RANK.get(self.study.profile, 2):
+            profile = _finished_profile(run_dir, summary)
+            if _covers(profile, self.study.profile):
                 note = (f"; its recipe differs from the study's now ({', '.join(changed)}): delete "
                         f"{run_dir} to train it again" if changed else "")
                 if profile == self.study.profile:
@@ -265,17 +281,37 @@ class _Runner:
                            "--profile", self.study.profile, *seeds])
 
 
-def check_datasets(study: Study, runs: list[StudyRun], out: str | Path) -> None:
-    """Refuse to start when the data of a run that will train here (not finished in ``out``)
-    is neither found nor downloadable: one line for the study, instead of the same failure in
-    every run (``cnnbench study run`` asks before it starts; a cluster's nodes may hold data
-    this machine has not, so it does not ask there)."""
+def _finished_profile(run_dir: Path, summary: dict) -> str | None:
+    """The profile a finished run was trained in: its summary's, else its study.json's."""
+    return summary.get("profile") or read_json(run_dir / STUDY).get("profile")
+
+
+def _covers(profile: str | None, wanted: str) -> bool:
+    """Whether a run finished in ``profile`` stands for one of profile ``wanted`` (the same or a
+    bigger profile; an unknown one counts as full)."""
+    return _PROFILE_RANK.get(profile, 2) >= _PROFILE_RANK.get(wanted, 2)
+
+
+def check_datasets(study: Study, runs: list[StudyRun], out: str | Path | None = None) -> None:
+    """Refuse to start when the data of a run that will train here is neither found nor
+    downloadable: one line for the study, instead of the same failure in every run. Runs that
+    finished in ``out`` in the study's profile (or a bigger one) are not trained again and need
+    none; without ``out``, every run is checked. ``cnnbench study run`` asks before it starts;
+    :func:`run_study` does not (nor on a cluster, whose nodes may hold data this machine has
+    not)."""
     from cnnbench.data.datasets import require_dataset
     from cnnbench.data.errors import DatasetMissingError
 
+    def trains(run: StudyRun) -> bool:
+        if out is None:
+            return True
+        state, summary = run_state(Path(out) / run.name)
+        return state != "finished" or not _covers(
+            _finished_profile(Path(out) / run.name, summary), study.profile)
+
     needed = []  # (dataset, data_dir) pairs, in the runs' order
     for run in runs:
-        if run_state(Path(out) / run.name)[0] != "finished":
+        if trains(run):
             config = build_config(run.options, study.where(run))
             if (config.dataset, config.data_dir) not in needed:
                 needed.append((config.dataset, config.data_dir))

@@ -214,18 +214,20 @@ def after_earlier_event_files(run_dir: str | Path, clock=None, sleep=None) -> fl
     ``run_dir``; the seconds waited (at most 2).
 
     TensorBoard reads a folder's event files in the order of their names, which begin with the
-    second they were opened in, then the host and the process id. A resumed run's file opened
-    in the same second as the killed process's, by a process with a lower id (a resume in the
-    process that started the killed run's job, say), would sort first, and the steps the
-    resumed run purged would be read after the ones it logged. A file stamped more than 2 s
-    ahead (a clock set back) is not waited for."""
+    second they were opened in, then the host and the process id (as text). A resumed run's
+    file opened in the same second as the killed process's, with a host and process id that
+    sort first (a resume in the process that started the killed run's job, say), would be read
+    first, and the steps the resumed run purged would be read after the ones it logged. A file
+    stamped more than 2 s ahead (another machine's clock, or one set back) is not waited for:
+    its order stays TensorBoard's."""
     import time
 
     clock, sleep = clock or time.time, sleep or time.sleep
     stamps = [int(part) for p in Path(run_dir).glob("events.out.tfevents.*")
-              if (part := p.name.split(".")[3]).isdigit()]
+              if (part := p.name.split(".")[3]).isdecimal()]
     wait = max(stamps, default=0) + 1 - clock()
     if 0 < wait <= 2:
+        wait += 0.01  # past the second's boundary, not on it
         sleep(wait)
         return wait
     return 0.0

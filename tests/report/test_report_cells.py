@@ -21,3 +21,9 @@ def test_reference_text_shows_ranges_and_the_reports_measure():
     assert cells.reference_text({"value": [64, 68]}) == "64–68"
     assert cells.reference_text({"value": 91.3, "metric": "val_acc"}) == "91.3 (val)"
     assert cells.reference_text({"value": 91.3, "metric": "test_acc"}) == "91.3"
+
+
+def test_option_values_as_the_recipe_table_shows_them():
+    assert [cells.value_text(v) for v in (None, "", 0.001, 3e-4, [1, 28, 28], [0.5, 0.5],
+                                          {"widths": [8, 16]}, "adamw", 128)] == [
+        "—", "—", "0.001", "0.0003", "1x28x28", "[0.5, 0.5]", "widths=[8, 16]", "adamw", "128"]

@@ -446,3 +446,31 @@ def test_corruptions_speed(tiny_folder, results, tmp_path, monkeypatch):
     assert rec["median_s"] == pytest.approx(sum(rec["seconds"]) / 2) and rec["met"] is True
     assert fraction(rec["clean_acc"], rec["mean_corruption_acc"]) and len(rec["accuracy"]) == 9
     assert not (run / "corruptions.json").exists()  # a benchmark leaves the run as it was
+
+
+def test_suite_time(results, tmp_path, monkeypatch):
+    """The suite's pytest seconds beside the yardstick timed before and after it (a stand-in
+    suite here: a script that prints pytest's summary line)."""
+    suite = tmp_path / "suite.py"
+    suite.write_text("print('==== 1177 passed, 2 skipped in 157.46s (0:02:37) ====')\n")
+    args = ["--command", f"{sys.executable} {suite}", "--yardstick-steps", "1",
+            "--yardstick-batch", "8", "--threads", "1", "--results-dir", str(results)]
+    assert run_script("suite_time", args, monkeypatch) == 0
+    rec = read_result(results, "suite_time")
+    assert rec["target_pytest_s"] == 150 and rec["median_pytest_s"] == 157.46 and rec["all_passed"]
+    [run] = rec["runs"]
+    assert (run["passed"], run["skipped"], run["failed"], run["returncode"]) == (1177, 2, 0, 0)
+    assert positive(run["wall_s"], run["yardstick_epoch_s_before"], run["yardstick_epoch_s_after"])
+    mean = (run["yardstick_epoch_s_before"] + run["yardstick_epoch_s_after"]) / 2
+    assert run["pytest_per_yardstick_epoch"] == pytest.approx(157.46 / mean, rel=0.01)
+    assert "batch (8), 1 steps" in rec["yardstick"]
+
+    # a suite that fails, or prints no summary, is said so and fails the benchmark
+    module = load_script("suite_time", monkeypatch)
+    assert module.pytest_summary("3 failed, 1174 passed, 2 skipped in 160.00s") == {
+        "passed": 1174, "skipped": 2, "failed": 3, "pytest_s": 160.0}
+    suite.write_text("import sys; print('collection error'); sys.exit(2)\n")
+    (results / "suite_time-cpu.json").unlink()
+    assert run_script("suite_time", args, monkeypatch, module) == 1
+    [run] = read_result(results, "suite_time")["runs"]
+    assert run["returncode"] == 2 and run["pytest_s"] is None and "collection error" in run["output_tail"]

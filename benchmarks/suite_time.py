@@ -96,7 +96,7 @@ def main() -> int:
               f"s after; pytest / yardstick epoch {row['pytest_per_yardstick_epoch']}", flush=True)
     times = [r["pytest_s"] for r in runs if r["pytest_s"] is not None]
     ok = all(r["returncode"] == 0 for r in runs) and len(times) == len(runs)
-    median = statistics.median(times) if times else None
+    median = round(statistics.median(times), 2) if times else None
     print(f"median {median} s of pytest against the target of {TARGET_S:.0f} s: "
           f"{'met' if median is not None and median <= TARGET_S else 'NOT met'}")
     write_result("suite_time", {

@@ -114,7 +114,7 @@ def test_a_fresh_run_in_an_old_folder_drops_its_logs_and_a_resumed_one_only_its_
     assert read_yaml(tmp_path / "config.yaml")["epochs"] == 2
 
 
-def test_a_resumed_runs_event_file_waits_to_sort_after_the_killed_processes(tmp_path):
+def test_a_resumed_runs_event_file_waits_to_sort_after_the_killed_processes(tmp_path, caplog):
     """TensorBoard reads event files in name order: second opened, host, process id. A file
     opened in the same second as an earlier one could sort first (a lower process id)."""
     from cnnbench.training.rundir import after_earlier_event_files
@@ -129,6 +129,8 @@ def test_a_resumed_runs_event_file_waits_to_sort_after_the_killed_processes(tmp_
     assert wait(1796605993.25) == pytest.approx(0.76)  # just past the next second after the newest
     assert wait(1796605994.0) == 0  # already later
     assert wait(1796605990.5) == 0  # more than 2 s ahead (a clock set back): no waiting
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "cnnbench.training"]
+    assert warning.startswith(f"cnnbench: warning: {tmp_path} holds a TensorBoard file stamped 2 s ahead")
     assert slept == [pytest.approx(0.76)]
 
 

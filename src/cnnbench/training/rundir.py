@@ -219,7 +219,7 @@ def after_earlier_event_files(run_dir: str | Path, clock=None, sleep=None) -> fl
     sort first (a resume in the process that started the killed run's job, say), would be read
     first, and the steps the resumed run purged would be read after the ones it logged. A file
     stamped more than 2 s ahead (another machine's clock, or one set back) is not waited for:
-    its order stays TensorBoard's."""
+    its order stays TensorBoard's, and a warning says so."""
     import time
 
     clock, sleep = clock or time.time, sleep or time.sleep
@@ -230,6 +230,13 @@ def after_earlier_event_files(run_dir: str | Path, clock=None, sleep=None) -> fl
         wait += 0.01  # past the second's boundary, not on it
         sleep(wait)
         return wait
+    if wait > 2:
+        import logging
+
+        logging.getLogger("cnnbench.training").warning(
+            "cnnbench: warning: %s holds a TensorBoard file stamped %.0f s ahead of this "
+            "machine's clock; TensorBoard may show the steps this resumed run purged", run_dir,
+            wait - 1)
     return 0.0
 
 

@@ -6,8 +6,9 @@ time alone says little about a change. Around each run of the suite the airbench
 (:mod:`yardstick`: a few steps of airbench94's network and batch, scaled to one CIFAR-10 epoch)
 is timed; the suite's pytest seconds divided by the mean of the two yardstick epochs is the
 figure that survives the drift. Also recorded: wall seconds, the CPU seconds of the suite's
-processes (user and system, of every process the command waited for), the test counts, and how
-busy the machine was with other work.
+processes (user and system; the suite runs under a small reaper process that adopts the ones
+whose parent ended first, a killed torchrun job's or Ray's daemons, so theirs count too:
+``orphans_reaped``), the test counts, and how busy the machine was with other work.
 
 Run it with nothing else running: ``.venv/bin/python benchmarks/suite_time.py`` (one run of
 ``./test.sh``, about 3-4 minutes here; ``--repeats N`` for more).
@@ -49,17 +50,50 @@ def _children_cpu() -> tuple[float, float]:
     return usage.ru_utime, usage.ru_stime
 
 
+# Runs the suite (argv[1:]) as a Linux "child subreaper": the suite's processes whose parent
+# ended first (a SIGKILLed torchrun job's, Ray's daemons) are adopted and reaped here (waited
+# for up to 20 s after the suite), so their CPU is counted with the suite's when this process is
+# waited for, not as other work. Prints how many it reaped on its last line of stderr. A
+# process of its own: the benchmark's process stays an ordinary parent.
+REAPER = """
+import ctypes, os, subprocess, sys, time
+adopted = False
+try:
+    adopted = ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+except (OSError, AttributeError):
+    pass
+code = subprocess.call(sys.argv[1:])
+reaped, end = 0, time.monotonic() + 20
+while adopted and time.monotonic() < end:
+    try:
+        pid, _ = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        break
+    if pid:
+        reaped += 1
+    else:
+        time.sleep(0.1)
+print(f"suite_time reaper: adopted={adopted} reaped={reaped}", file=sys.stderr)
+sys.exit(code)
+"""
+REAPED = re.compile(r"suite_time reaper: adopted=(True|False) reaped=(\d+)")
+
+
 def one_run(command: list[str], threads: int, steps: int, batch: int) -> dict:
     """The yardstick, the suite, the yardstick again."""
     before = airbench_epoch(threads, steps, batch)["epoch_s"]
     user0, sys0 = _children_cpu()
     t0 = time.monotonic()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", REAPER, *command], cwd=ROOT,
+                          capture_output=True, text=True)
     wall = time.monotonic() - t0
     user1, sys1 = _children_cpu()
+    reaper = REAPED.findall(done.stderr)
     after = airbench_epoch(threads, steps, batch)["epoch_s"]
     summary = pytest_summary(done.stdout + done.stderr)
     row = {"returncode": done.returncode, "wall_s": round(wall, 2),
+           "orphans_counted": bool(reaper) and reaper[-1][0] == "True",
+           "orphans_reaped": int(reaper[-1][1]) if reaper else None,
            "cpu_user_s": round(user1 - user0, 1), "cpu_system_s": round(sys1 - sys0, 1),
            "yardstick_epoch_s_before": round(before, 2), "yardstick_epoch_s_after": round(after, 2),
            **(summary or {"pytest_s": None})}

@@ -452,7 +452,13 @@ def test_suite_time(results, tmp_path, monkeypatch):
     """The suite's pytest seconds beside the yardstick timed before and after it (a stand-in
     suite here: a script that prints pytest's summary line)."""
     suite = tmp_path / "suite.py"
-    suite.write_text("print('==== 1177 passed, 2 skipped in 157.46s (0:02:37) ====')\n")
+    # it leaves behind a process of its own that burns 0.3 s of CPU after the suite has ended
+    # (as a SIGKILLed torchrun job's or Ray's daemons do): its CPU counts as the suite's
+    suite.write_text(
+        "import subprocess, sys\n"
+        "busy = 'import time\\nwhile time.process_time() < 0.3: pass'\n"
+        "subprocess.Popen([sys.executable, '-c', busy], start_new_session=True)\n"
+        "print('==== 1177 passed, 2 skipped in 157.46s (0:02:37) ====')\n")
     args = ["--command", f"{sys.executable} {suite}", "--yardstick-steps", "1",
             "--yardstick-batch", "8", "--threads", "1", "--results-dir", str(results)]
     assert run_script("suite_time", args, monkeypatch) == 0
@@ -460,6 +466,8 @@ def test_suite_time(results, tmp_path, monkeypatch):
     assert rec["target_pytest_s"] == 150 and rec["median_pytest_s"] == 157.46 and rec["all_passed"]
     [run] = rec["runs"]
     assert (run["passed"], run["skipped"], run["failed"], run["returncode"]) == (1177, 2, 0, 0)
+    assert run["orphans_counted"] and run["orphans_reaped"] == 1
+    assert run["cpu_user_s"] + run["cpu_system_s"] >= 0.3
     assert positive(run["wall_s"], run["yardstick_epoch_s_before"], run["yardstick_epoch_s_after"])
     mean = (run["yardstick_epoch_s_before"] + run["yardstick_epoch_s_after"]) / 2
     assert run["pytest_per_yardstick_epoch"] == pytest.approx(157.46 / mean, rel=0.01)

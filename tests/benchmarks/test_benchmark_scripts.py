@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,61 +13,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from benchmark_fixtures import (BENCHMARKS, ROOT, fraction, load_script, positive, read_result,  # noqa: F401
+                                results, run_script)
 from engine_fixtures import _tiny_folder_files, quick_options, tiny_folder  # noqa: F401 (fixtures)
-
-ROOT = Path(__file__).resolve().parents[2]
-BENCHMARKS = ROOT / "benchmarks"
-
-
-def load_script(name: str, monkeypatch):
-    """``benchmarks/<name>.py`` as a module."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the scripts import `common` as a sibling
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_script(name: str, args: list[str], monkeypatch, module=None) -> int | None:
-    """Call ``benchmarks/<name>.py``'s ``main()`` (``module``: that script, already loaded)
-    with ``args`` as its command line."""
-    module = module or load_script(name, monkeypatch)
-    monkeypatch.setattr(sys, "argv", [f"{name}.py", *args])
-    threads = torch.get_num_threads()
-    try:
-        return module.main()
-    finally:
-        torch.set_num_threads(threads)  # the scripts set their own: not for the tests after them
-
-
-def read_result(results: Path, name: str) -> dict:
-    """The one JSON the benchmark wrote, with its environment checked."""
-    assert [p.name for p in results.iterdir() if p.suffix == ".json"] == [f"{name}-cpu.json"]
-    record = json.loads((results / f"{name}-cpu.json").read_text())
-    assert record["benchmark"] == name
-    env = record["environment"]
-    assert env["device"] == "cpu" and env["device_name"].startswith("CPU")
-    assert env["git_commit"] and env["date"].startswith("20") and env["torch_version"]
-    load = env["machine_load"]
-    assert set(load) == {"other_cpu_share", "otherwise_idle"}
-    if load["other_cpu_share"] is not None:
-        assert 0 <= load["other_cpu_share"] <= 1 and isinstance(load["otherwise_idle"], bool)
-    return record
-
-
-def positive(*values) -> bool:
-    return all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values)
-
-
-def fraction(*values) -> bool:
-    return all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in values)
-
-
-@pytest.fixture
-def results(tmp_path):
-    before = sorted(p.name for p in (BENCHMARKS / "results").iterdir())
-    yield tmp_path / "results"
-    assert sorted(p.name for p in (BENCHMARKS / "results").iterdir()) == before
 
 
 def test_mnist_time_to_acc(tiny_mnist_env, results, monkeypatch):
@@ -447,38 +394,3 @@ def test_corruptions_speed(tiny_folder, results, tmp_path, monkeypatch):
     assert fraction(rec["clean_acc"], rec["mean_corruption_acc"]) and len(rec["accuracy"]) == 9
     assert not (run / "corruptions.json").exists()  # a benchmark leaves the run as it was
 
-
-def test_suite_time(results, tmp_path, monkeypatch):
-    """The suite's pytest seconds beside the yardstick timed before and after it (a stand-in
-    suite here: a script that prints pytest's summary line)."""
-    suite = tmp_path / "suite.py"
-    # it leaves behind a process of its own that burns 0.3 s of CPU after the suite has ended
-    # (as a SIGKILLed torchrun job's or Ray's daemons do): its CPU counts as the suite's
-    suite.write_text(
-        "import subprocess, sys\n"
-        "busy = 'import time\\nwhile time.process_time() < 0.3: pass'\n"
-        "subprocess.Popen([sys.executable, '-c', busy], start_new_session=True)\n"
-        "print('==== 1177 passed, 2 skipped in 157.46s (0:02:37) ====')\n")
-    args = ["--command", f"{sys.executable} {suite}", "--yardstick-steps", "1",
-            "--yardstick-batch", "8", "--threads", "1", "--results-dir", str(results)]
-    assert run_script("suite_time", args, monkeypatch) == 0
-    rec = read_result(results, "suite_time")
-    assert rec["target_pytest_s"] == 150 and rec["median_pytest_s"] == 157.46 and rec["all_passed"]
-    [run] = rec["runs"]
-    assert (run["passed"], run["skipped"], run["failed"], run["returncode"]) == (1177, 2, 0, 0)
-    assert run["orphans_counted"] and run["orphans_reaped"] == 1
-    assert run["cpu_user_s"] + run["cpu_system_s"] >= 0.3
-    assert positive(run["wall_s"], run["yardstick_epoch_s_before"], run["yardstick_epoch_s_after"])
-    mean = (run["yardstick_epoch_s_before"] + run["yardstick_epoch_s_after"]) / 2
-    assert run["pytest_per_yardstick_epoch"] == pytest.approx(157.46 / mean, rel=0.01)
-    assert "batch (8), 1 steps" in rec["yardstick"]
-
-    # a suite that fails, or prints no summary, is said so and fails the benchmark
-    module = load_script("suite_time", monkeypatch)
-    assert module.pytest_summary("3 failed, 1174 passed, 2 skipped in 160.00s") == {
-        "passed": 1174, "skipped": 2, "failed": 3, "pytest_s": 160.0}
-    suite.write_text("import sys; print('collection error'); sys.exit(2)\n")
-    (results / "suite_time-cpu.json").unlink()
-    assert run_script("suite_time", args, monkeypatch, module) == 1
-    [run] = read_result(results, "suite_time")["runs"]
-    assert run["returncode"] == 2 and run["pytest_s"] is None and "collection error" in run["output_tail"]

@@ -22,8 +22,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import logging
 import os
 import re
+import time
 from pathlib import Path
 
 import yaml
@@ -220,8 +222,6 @@ def after_earlier_event_files(run_dir: str | Path, clock=None, sleep=None) -> fl
     first, and the steps the resumed run purged would be read after the ones it logged. A file
     stamped more than 2 s ahead (another machine's clock, or one set back) is not waited for:
     its order stays TensorBoard's, and a warning says so."""
-    import time
-
     clock, sleep = clock or time.time, sleep or time.sleep
     stamps = [int(part) for p in Path(run_dir).glob("events.out.tfevents.*")
               if (part := p.name.split(".")[3]).isdecimal()]
@@ -231,8 +231,6 @@ def after_earlier_event_files(run_dir: str | Path, clock=None, sleep=None) -> fl
         sleep(wait)
         return wait
     if wait > 2:
-        import logging
-
         logging.getLogger("cnnbench.training").warning(
             "cnnbench: warning: %s holds a TensorBoard file stamped %.0f s ahead of this "
             "machine's clock; TensorBoard may show the steps this resumed run purged", run_dir,

@@ -70,8 +70,11 @@ def test_tiny_run_writes_every_part(tiny_data, tmp_path):
 
 
 def test_deadline_stops_parts_and_says_so(tiny_data, tmp_path):
+    from cnnbench.devices import cpu_bf16_speedup
+
     script = _load("gpu_speed")
     out = tmp_path / "out"
+    cpu_bf16_speedup()  # this process's first verdict on --amp auto (0.5-1.6 s) before the clock starts
     # The cold run (a fresh process importing torch) cannot finish in 1.5 s: it is killed, and
     # the parts after it find the global deadline reached.
     assert script.main(TINY + ["--out", str(out), "--runs-dir", str(tmp_path / "runs"), "--deadline-s", "1.5",

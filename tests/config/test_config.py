@@ -325,3 +325,17 @@ def test_a_model_name_that_is_no_model_is_not_the_same_model():
 
     assert _same_model("lenet5", " lenet5 ") and not _same_model("lenet5", "resnet18")
     assert not _same_model("lenet5", "no_such_model")  # unknown: never the same
+
+
+def test_a_yaml_error_without_a_position_is_still_one_line(tmp_path, monkeypatch):
+    from cnnbench.config import resolve as resolve_module
+
+    config = tmp_path / "c.yaml"
+    config.write_text("epochs: 1\n")
+
+    def broken(text):
+        raise yaml.YAMLError("something odd")  # no problem_mark, as yaml's base error
+
+    monkeypatch.setattr(resolve_module.yaml, "safe_load", broken)
+    with pytest.raises(UserError, match=r"is not valid YAML; write it as option: value lines"):
+        resolve_module.read_config_file(config)

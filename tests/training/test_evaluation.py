@@ -1,14 +1,22 @@
-"""cnnbench.training.evaluation's small helpers, which runs reach only on other devices or in
-several processes."""
+"""cnnbench.training.evaluation: ``evaluate_checkpoint`` of a saved run (it reproduces the
+summary, in the precision the run trained in, with the caller's overrides; changed data and
+weights that do not fit are one line; one way to open a trained model), then the small helpers
+which runs reach only on other devices or in several processes."""
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import pytest
 import torch
 
+from cnnbench.config.resolve import resolve_config
+from cnnbench.errors import UserError
+from cnnbench.training import checkpoint as ckpt
+from cnnbench.training import evaluate_checkpoint, train_run
 from cnnbench.training.evaluation import _cat, explain_gallery, to_device
+from engine_fixtures import _tiny_folder_files, tiny_folder, train_tiny  # noqa: F401
 
 
 def test_a_batch_moves_to_another_device_and_stays_where_it_is():
@@ -170,3 +178,172 @@ def test_gallery_heat_scales_the_maps_bilinearly_to_the_stored_images(monkeypatc
     assert heat["heat"][0, 0].tolist() == [0, 0, 85, 170, 255, 255]  # edge pixels repeated
     assert (heat["cam_layer"], heat["cam_method"]) == ("", "saliency")
     assert asked == [torch.device("meta")]
+
+
+def test_eval_reproduces_the_summary(tiny_folder):
+    summary, out = train_tiny(tiny_folder, epochs=2, lr=1e-3)
+    result = evaluate_checkpoint(out / "best.ckpt")
+    assert result["acc"] == summary["test_acc"] and result["loss"] == summary["test_loss"]
+    assert result["confusion_matrix"] == summary["confusion_matrix"]
+    val = evaluate_checkpoint(out / "best.ckpt", split="val")
+    assert val["acc"] == summary["best_val_acc"]
+    predictions = json.loads((out / "test_predictions.json").read_text())
+    correct = sum(p == t for p, t in zip(predictions["predictions"], predictions["targets"]))
+    assert correct / len(predictions["targets"]) == summary["test_acc"]
+
+
+def test_eval_of_a_bf16_run_evaluates_in_bf16_as_the_run_did(tiny_folder):
+    summary, out = train_tiny(tiny_folder, epochs=1, amp="bf16", channels_last=True)
+    assert summary["amp"] == "bf16"
+    assert "; cpu, bf16 autocast, 1 thread; 1 epoch -> " in (out / "train.log").read_text().splitlines()[0]
+    again = evaluate_checkpoint(out)
+    assert again["acc"] == summary["test_acc"]
+    assert again["loss"] == pytest.approx(summary["test_loss"], rel=1e-6)  # in fp32 it differs
+
+
+def test_a_run_with_amp_auto_keeps_the_precision_it_trained_in_for_evaluation(tiny_folder, monkeypatch):
+    """``--amp auto`` is decided once, when the run starts; its checkpoints say what it became,
+    and evaluating them uses that, not what the machine would decide now."""
+    from cnnbench import devices
+    from cnnbench.training import record
+
+    for module in (devices, record):
+        monkeypatch.setattr(module, "native_bf16", lambda device: True)
+        monkeypatch.setattr(module, "cpu_bf16_speedup", lambda: 1.6)
+    summary, out = train_tiny(tiny_folder, epochs=1, amp="auto", channels_last=True)
+    assert summary["amp"] == "bf16" and ckpt.load_checkpoint(out / "best.ckpt")["amp"] == "bf16"
+    assert "; cpu, bf16 autocast (--amp auto: bf16 trains 1.60x as fast as fp32 on this CPU, measured)" in (
+        (out / "train.log").read_text().splitlines()[0])
+    monkeypatch.setattr(devices, "cpu_bf16_speedup", lambda: 0.5)  # the machine would say fp32 now
+    again = evaluate_checkpoint(out)
+    assert again["acc"] == summary["test_acc"]
+    assert again["loss"] == pytest.approx(summary["test_loss"], rel=1e-6)  # in fp32 it differs
+    monkeypatch.setattr(devices, "native_bf16", lambda device: False)
+    fp32 = train_tiny(tiny_folder, name="fp32", epochs=1, amp="auto", channels_last=True)[0]
+    assert fp32["amp"] == "off"
+
+
+def test_eval_says_when_the_data_changed_since_the_run(tiny_folder, tmp_path, monkeypatch):
+    """Guards against evaluating a checkpoint on other data without a word: another class
+    folder, or more test images, each end in one complete line that says what changed."""
+    import shutil
+
+    from PIL import Image
+
+    folder = tmp_path / "bars"
+    shutil.copytree(tiny_folder.root / "bars", folder)
+    monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache"))
+    summary, out = train_tiny(tiny_folder, epochs=1, dataset=f"imagefolder:{folder}")
+    assert summary["data"]["classes"] == ["bottom", "left", "right", "top"]
+    result = evaluate_checkpoint(out)
+    assert result["acc"] == summary["test_acc"]
+    assert {k: result[k] for k in ("split", "checkpoint", "epoch", "model", "dataset", "tta")} == {
+        "split": "test", "checkpoint": str(out / "best.ckpt"), "epoch": summary["best_epoch"],
+        "model": summary["model"], "dataset": f"imagefolder:{folder}", "tta": "none"}
+
+    extra = folder / "test" / "left" / "extra.png"
+    Image.new("L", (12, 12), 200).save(extra)
+    with pytest.raises(UserError, match=r"the test set changed since .*best.ckpt was trained "
+                                        r"\(48 images then, 49 now") as info:
+        evaluate_checkpoint(out)
+    assert "\n" not in str(info.value) and "--allow-changed-data" in str(info.value)
+    assert evaluate_checkpoint(out, allow_changed_data=True)["n"] == 49
+    # the other evaluations of a trained model check the data too
+    from cnnbench.training.corruptions import evaluate_corruptions
+    from cnnbench.training.evaluation import explain_gallery
+
+    with pytest.raises(UserError, match=r"the test set changed since"):
+        evaluate_corruptions(out, names=["contrast"], severities=(1,), write=False)
+    with pytest.raises(UserError, match=r"the test set changed since"):
+        explain_gallery(out)
+    extra.unlink()
+
+    for split in ("train", "test"):
+        (folder / split / "zigzag").mkdir()
+        Image.new("L", (12, 12), 90).save(folder / split / "zigzag" / "a.png")
+    with pytest.raises(UserError, match=r"trained on 4 classes but the dataset now has 5 "
+                                        r"\(added zigzag\)"):
+        evaluate_checkpoint(out, allow_changed_data=True)
+
+
+def test_one_way_to_open_a_trained_model_for_every_command(tiny_folder, tmp_path):
+    """eval, predict/export/serve (load_trained_model) and --init open a run directory the
+    same way: best.ckpt, else last.ckpt (a run stopped early), and say the same when there is
+    neither. Evaluating builds only the model and the split: the caller's threads and random
+    streams are left as they were."""
+    from cnnbench.inference import load_trained_model
+    from cnnbench.training.checkpoint import checkpoint_file
+    from cnnbench.training.transfer.weights import read_weights
+
+    summary, out = train_tiny(tiny_folder, epochs=1, num_threads=1, deterministic=True)
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    for name in ("config.yaml", "last.ckpt"):
+        (stopped / name).write_bytes((out / name).read_bytes())
+    assert checkpoint_file(out).name == "best.ckpt" and checkpoint_file(stopped).name == "last.ckpt"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    try:
+        assert evaluate_checkpoint(stopped)["checkpoint"] == str(stopped / "last.ckpt")
+        assert torch.equal(torch.get_rng_state(), before) and torch.get_num_threads() == 2
+        assert load_trained_model(stopped).path == stopped / "last.ckpt"
+        assert read_weights(stopped).where == str(stopped / "last.ckpt")
+    finally:
+        torch.set_num_threads(threads)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    messages = set()
+    for opener in (evaluate_checkpoint, load_trained_model, read_weights):
+        with pytest.raises(UserError) as caught:
+            opener(empty)
+        messages.add(str(caught.value))
+    assert messages == {f"{empty} holds no checkpoint (no best.ckpt or last.ckpt); give the "
+                        f"directory of a `cnnbench train` run that completed an epoch"}
+
+
+def test_eval_takes_the_callers_device_batch_size_tta_and_data_root(tiny_folder):
+    """evaluate_checkpoint's overrides reach the evaluation: a batch of 1 (the smallest
+    allowed) counts every image as the default batch does, --tta mirror is the tta used, an
+    explicit device and data root are accepted; a batch of 0 is one line."""
+    summary, out = train_tiny(tiny_folder, epochs=1)
+    plain = evaluate_checkpoint(out)
+    assert plain["acc"] == summary["test_acc"] and plain["tta"] == "none"
+    single = evaluate_checkpoint(out, batch_size=1, device="cpu", data_dir=str(tiny_folder.root))
+    assert (single["n"], single["correct"]) == (plain["n"], plain["correct"])
+    assert evaluate_checkpoint(out, tta="mirror")["tta"] == "mirror"
+    with pytest.raises(UserError, match="batch size must be >= 1, got 0"):
+        evaluate_checkpoint(out, batch_size=0)
+
+
+def test_eval_of_weights_that_do_not_fit_names_the_file_and_the_model(tiny_folder):
+    summary, out = train_tiny(tiny_folder, epochs=1, name="misfit")
+    state = ckpt.load_checkpoint(out / "best.ckpt")
+    key = next(k for k in state["model"] if k.endswith("weight"))
+    state["model"][key] = torch.zeros(3, 3)  # no longer the model's shape
+    ckpt.save_checkpoint(out / "best.ckpt", state)
+    with pytest.raises(UserError) as info:
+        evaluate_checkpoint(out)
+    assert str(out / "best.ckpt") in str(info.value) and "lenet5" in str(info.value)
+
+
+def test_eval_reads_the_data_from_the_data_dir_it_is_given(idx_data, tmp_path, monkeypatch):
+    """``evaluate_checkpoint(..., data_dir=D)`` reads the run's dataset from D, not from the
+    folder the run was trained from (moved since) or the default data folder."""
+    import shutil
+
+    monkeypatch.setenv("CNNBENCH_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache-train"))
+    monkeypatch.setenv("CNNBENCH_OFFLINE", "1")
+    out = tmp_path / "run"
+    config = resolve_config(dict(model="lenet5", dataset="mnist", data_dir=str(idx_data.root),
+                                 epochs=1, batch_size=16, val_split=0.25, device="cpu",
+                                 num_threads=1, recipe="none", log_every=5))
+    summary = train_run(config, out_dir=out, progress=False)
+    moved = tmp_path / "moved"
+    shutil.move(str(idx_data.root), moved)
+    monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache-eval"))  # no decoded copy either
+    assert evaluate_checkpoint(out, data_dir=str(moved))["acc"] == summary["test_acc"]
+    with pytest.raises(UserError, match="mnist"):
+        evaluate_checkpoint(out)  # the run's own folder is gone

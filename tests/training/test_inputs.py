@@ -1,10 +1,12 @@
 """training/inputs.py: the data a checkpoint was trained on, checked against the data now, and
-the loaders a run trains and evaluates with."""
+the loaders a run trains and evaluates with, and the seeded subsets ``--limit-*`` take."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
+from cnnbench.config.resolve import resolve_config
 from cnnbench.errors import UserError
 from cnnbench.training.inputs import check_same_data
 
@@ -125,3 +127,42 @@ def test_the_data_normalised_as_asked_else_as_the_dataset_is_and_where_it_was_re
         with pytest.raises(UserError, match=r"mean/std need 1 values for mnist \(one per chan"):
             prepare_data(TrainConfig(dataset="mnist", mean=mean, std=std))
     assert Path(default.location) == tiny_mnist_env.root / "MNIST" / "raw"  # the files read
+
+
+def _numbered_dataset(monkeypatch, n_train=20, n_test=8):
+    """A fake MNIST whose image ``i`` has every pixel equal to ``i``: a tensor says which images
+    it holds. ``load_dataset`` is replaced, so no file is read."""
+    from cnnbench import data
+
+    def numbered(n):
+        return torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 28, 28).clone()
+
+    fake = data.LoadedDataset(spec=data.get_spec("mnist"), train_x=numbered(n_train),
+                              train_y=torch.arange(n_train) % 10, test_x=numbered(n_test),
+                              test_y=torch.arange(n_test) % 10)
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: fake)
+
+
+def _held(images):
+    return images[:, 0, 0, 0].tolist()
+
+
+def test_limits_take_a_seeded_random_subset_not_the_first_images(monkeypatch):
+    """Guards against ``--limit-train N`` / ``--limit-eval N`` taking the first N images (a
+    single-class subset for data stored in class order) or ignoring ``split_seed``. The
+    indices are written out: 20 images, 25% validation, 6 training and 3 evaluation images."""
+    from cnnbench.training.inputs import prepare_data
+
+    _numbered_dataset(monkeypatch)
+    base = dict(dataset="mnist", val_split=0.25, limit_train=6, limit_eval=3)
+    first = prepare_data(resolve_config({**base, "split_seed": 0}))
+    assert _held(first.train[0]) == [0, 2, 3, 6, 16, 18]     # of train [0..3, 6, 8..12, 14..18]
+    assert _held(first.val[0]) == [4, 7, 19]                 # of val [4, 5, 7, 13, 19]
+    assert _held(first.test[0]) == [0, 4, 7]                 # of the 8 test images
+    assert first.train[1].tolist() == [0, 2, 3, 6, 6, 8]     # labels follow their images
+    other = prepare_data(resolve_config({**base, "split_seed": 1}))
+    assert _held(other.train[0]) == [6, 7, 9, 10, 14, 15]
+    assert _held(other.val[0]) == [5, 13, 19] and _held(other.test[0]) == [2, 3, 4]
+    whole = prepare_data(resolve_config({**base, "limit_train": None, "limit_eval": None}))
+    assert _held(whole.train[0]) == [0, 1, 2, 3, 6, 8, 9, 10, 11, 12, 14, 15, 16, 17, 18]
+    assert len(whole.test[0]) == 8

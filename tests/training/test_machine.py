@@ -1,14 +1,18 @@
-"""cnnbench.training.machine: glibc keeps a training step's freed buffers in the process."""
+"""cnnbench.training.machine: glibc keeps a training step's freed buffers in the process; the
+git commit a run records."""
 
 import os
 import platform
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from cnnbench.training import setup as build_module
+from cnnbench.training.machine import git_commit
 from engine_fixtures import _tiny_folder_files, quick_options, tiny_folder  # noqa: F401
 
 # Allocate 20 buffers of 4 MB and free them all, ten times over, as a training step allocates
@@ -183,3 +187,68 @@ def resolve(options):
     from cnnbench.config.resolve import resolve_config
 
     return resolve_config(options)
+
+
+def test_git_commit_names_the_checkout_and_says_when_it_is_modified():
+    import cnnbench
+
+    src = Path(cnnbench.__file__).resolve().parent
+    inside = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True,
+                            text=True)
+    if inside.returncode != 0:
+        assert git_commit() is None  # an installed copy outside a checkout
+        return
+    commit = git_commit()
+    assert re.fullmatch(r"[0-9a-f]{7,}(-dirty)?", commit)
+    assert commit.startswith(inside.stdout.strip())
+
+
+def test_cnnbench_asks_git_for_its_own_commit_once_per_process(monkeypatch):
+    """Every run records the commit: asked git each time, a test suite or a study of hundreds
+    of runs started hundreds of git processes. An ask that failed (a timeout on a busy
+    machine) is not kept; another checkout is asked every time."""
+    import subprocess
+
+    from cnnbench.training import machine
+
+    asked, answers = [], [subprocess.TimeoutExpired("git", 5), "abc1234"]
+
+    def ask(here):
+        asked.append(here)
+        answer = answers.pop(0) if answers else "abc1234"
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(machine, "_ask_git", ask)
+    machine._own_commit.cache_clear()
+    try:
+        assert git_commit() is None  # git timed out: no commit, and nothing kept
+        assert [git_commit() for _ in range(3)] == ["abc1234"] * 3
+        assert len(asked) == 2
+        git_commit("/somewhere/else")
+        git_commit("/somewhere/else")
+        assert len(asked) == 4
+    finally:
+        machine._own_commit.cache_clear()  # the real answer again for the tests after this one
+
+
+def test_git_commit_is_dirty_for_code_changes_only(tmp_path):
+    """A modified result file keeps the commit clean (a benchmark writes one result, then
+    measures the next with the same code); a modified code file makes it -dirty."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True)
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "src" / "code.py").write_text("x = 1\n")
+    (tmp_path / "benchmarks" / "results" / "r-cpu.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    head = git("rev-parse", "--short", "HEAD").stdout.strip()
+    assert git_commit(tmp_path / "src") == head
+    (tmp_path / "benchmarks" / "results" / "r-cpu.json").write_text('{"acc": 1}\n')
+    assert git_commit(tmp_path / "src") == head  # a result changed, not the code
+    (tmp_path / "src" / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path / "src") == head + "-dirty"

@@ -1,12 +1,11 @@
-"""train_run: the run directory, summary keys, best/last checkpoints, eval = summary, failures."""
+"""train_run end to end: the run directory, summary keys, best/last checkpoints, what is evaluated
+when, failures, techniques and progressive resizing. Resuming: test_resume.py and
+test_resume_rules.py; evaluating a saved run: test_evaluation.py."""
 
 from __future__ import annotations
 
 import inspect
 import json
-import re
-import subprocess
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +17,6 @@ from cnnbench.config import TrainConfig
 from cnnbench.config.resolve import resolve_config
 from cnnbench.errors import UserError
 from cnnbench.training import evaluate_checkpoint, train_run
-from cnnbench.training.machine import git_commit
 from engine_fixtures import (_tiny_folder_files, quick_options, read_jsonl,  # noqa: F401
                              tensorboard_scalars, tiny_folder, train_tiny)
 
@@ -77,18 +75,6 @@ def test_run_directory_and_summary(tiny_folder):
     assert all(set(s) == {"step", "images_seen", "train_loss", "lr"} for s in steps)
     for tag, key in (("train/loss_steps", "train_loss"), ("train/lr_steps", "lr")):
         assert scalars[tag] == [(s["step"], pytest.approx(s[key], rel=1e-6)) for s in steps], tag
-
-
-def test_eval_reproduces_the_summary(tiny_folder):
-    summary, out = train_tiny(tiny_folder, epochs=2, lr=1e-3)
-    result = evaluate_checkpoint(out / "best.ckpt")
-    assert result["acc"] == summary["test_acc"] and result["loss"] == summary["test_loss"]
-    assert result["confusion_matrix"] == summary["confusion_matrix"]
-    val = evaluate_checkpoint(out / "best.ckpt", split="val")
-    assert val["acc"] == summary["best_val_acc"]
-    predictions = json.loads((out / "test_predictions.json").read_text())
-    correct = sum(p == t for p, t in zip(predictions["predictions"], predictions["targets"]))
-    assert correct / len(predictions["targets"]) == summary["test_acc"]
 
 
 def test_no_validation_tests_the_final_weights(tiny_folder):
@@ -163,48 +149,6 @@ def test_init_from_another_run(tiny_folder):
         train_tiny(tiny_folder, "third", epochs=1, model="resnet18", init=str(first_dir / "best.ckpt"))
 
 
-def test_a_resumed_run_does_not_load_its_init_weights_again(tiny_folder, tmp_path):
-    """--init weights start a run; a resume continues from last.ckpt and needs the file no more."""
-    _, first_dir = train_tiny(tiny_folder, "first", epochs=1)
-    init = tmp_path / "init.ckpt"
-    init.write_bytes((first_dir / "best.ckpt").read_bytes())
-    summary, out = train_tiny(tiny_folder, "second", epochs=1, init=str(init))
-    (out / "summary.json").write_text(json.dumps({**summary, "status": "running"}))  # killed after epoch 1
-    init.unlink()
-    resumed = train_run(None, out_dir=out, resume=True, progress=False)
-    assert resumed["status"] == summary["status"] and resumed["init"] == str(init)
-    assert resumed["test_acc"] == summary["test_acc"]
-
-
-def test_a_run_started_with_amp_auto_resumes_only_where_auto_means_the_same(tiny_folder):
-    from cnnbench.devices import resolve_amp
-
-    summary, out = train_tiny(tiny_folder, epochs=1, amp="auto")
-    here = summary["amp"]  # what --amp auto is on this machine: resolved before training
-    assert here == resolve_amp("auto", torch.device("cpu")) and here in ("off", "bf16")
-    other = "off" if here != "off" else "bf16"
-    (out / "summary.json").write_text(json.dumps({**summary, "status": "running", "amp": other}))
-    with pytest.raises(UserError, match=rf"^{re.escape(str(out))} trained in {other} so far .*resolves "
-                                        rf"--amp auto to {here}; resume it on a machine like the first"):
-        train_run(None, out_dir=out, resume=True, progress=False)
-
-
-def test_existing_run_needs_resume_and_resume_needs_a_run(tiny_folder, tmp_path):
-    train_tiny(tiny_folder, "done", epochs=1)
-    with pytest.raises(UserError, match="already holds a run.*--resume"):
-        train_tiny(tiny_folder, "done", epochs=1)
-    with pytest.raises(UserError, match="does not exist"):
-        train_run(None, out_dir=tmp_path / "empty", resume=True)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="holds no run to resume"):
-        train_run(None, out_dir=tmp_path / "empty", resume=True)
-    config = resolve_config(quick_options(tiny_folder, epochs=1))
-    finished = train_run(config, out_dir=tiny_folder.out / "done", resume=True, progress=False)
-    assert finished["status"] == "finished"  # a finished run is returned, not retrained
-    with pytest.raises(UserError, match="options differ: lr"):
-        train_run(config.replace(lr=0.5), out_dir=tiny_folder.out / "done", resume=True)
-
-
 def test_techniques_run_end_to_end(tiny_folder):
     summary, out = train_tiny(tiny_folder, epochs=2, ema=0.9, ema_every=2, whiten_init=True,
                        tta="mirror", label_smoothing=0.1, optimizer="sgd", nesterov=True,
@@ -229,41 +173,6 @@ def test_the_training_loss_is_smoothed_as_asked(tiny_folder):
     smoothed = nn.functional.cross_entropy(logits, targets, label_smoothing=0.3)
     assert float(training.criterion(logits, targets)) == pytest.approx(float(smoothed))
     assert abs(float(smoothed) - float(nn.functional.cross_entropy(logits, targets))) > 0.1
-
-
-def _whitened_first_conv(tiny_folder, **overrides):
-    """The whitening filters a run with ``overrides`` starts from (computed here, not read
-    from the run: the whitening depends only on the training images)."""
-    from cnnbench.training import build_training
-    from cnnbench.training.whitening import find_whitening_conv
-
-    training = build_training(resolve_config(quick_options(tiny_folder, whiten_init=True, **overrides)))
-    training.whiten()
-    return find_whitening_conv(training.model)
-
-
-def test_whiten_bias_epochs_zero_keeps_the_whitening_layer_frozen(tiny_folder):
-    # lenet5's first conv (6 filters of 1x5x5) is fully set by the whitening: top-6 eigenvectors.
-    summary, out = train_tiny(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=0)
-    assert summary["status"] == "finished"
-    weights = ckpt.load_checkpoint(out / "last.ckpt")["model"]
-    start = _whitened_first_conv(tiny_folder)
-    torch.testing.assert_close(weights["features.c1.weight"], start.weight.detach(), rtol=0, atol=0)
-    assert torch.count_nonzero(weights["features.c1.bias"]) == 0  # zeroed by the whitening, frozen
-
-
-def test_whiten_bias_epochs_trains_only_the_bias(tiny_folder):
-    summary, out = train_tiny(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=1)
-    weights = ckpt.load_checkpoint(out / "last.ckpt")["model"]
-    start = _whitened_first_conv(tiny_folder)
-    torch.testing.assert_close(weights["features.c1.weight"], start.weight.detach(), rtol=0, atol=0)
-    assert torch.count_nonzero(weights["features.c1.bias"]) > 0  # trained in epoch 1
-
-
-def test_whitening_bias_stays_frozen_under_a_backbone_freeze(tiny_folder):
-    _, out = train_tiny(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=2, freeze="backbone")
-    weights = ckpt.load_checkpoint(out / "last.ckpt")["model"]
-    assert torch.count_nonzero(weights["features.c1.bias"]) == 0  # the freeze wins
 
 
 def test_lowres_epochs_train_on_downscaled_images(tiny_folder, monkeypatch):
@@ -332,110 +241,6 @@ def test_lowres_size_that_does_not_fit_says_why_in_one_line(monkeypatch, error, 
 def test_progressive_resizing_and_whitening_options_are_checked(tiny_folder, options, message):
     with pytest.raises(UserError, match=message):
         resolve_config(quick_options(tiny_folder, epochs=3, **options))
-
-
-def test_git_commit_names_the_checkout_and_says_when_it_is_modified():
-    import cnnbench
-
-    src = Path(cnnbench.__file__).resolve().parent
-    inside = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True,
-                            text=True)
-    if inside.returncode != 0:
-        assert git_commit() is None  # an installed copy outside a checkout
-        return
-    commit = git_commit()
-    assert re.fullmatch(r"[0-9a-f]{7,}(-dirty)?", commit)
-    assert commit.startswith(inside.stdout.strip())
-
-
-def test_cnnbench_asks_git_for_its_own_commit_once_per_process(monkeypatch):
-    """Every run records the commit: asked git each time, a test suite or a study of hundreds
-    of runs started hundreds of git processes. An ask that failed (a timeout on a busy
-    machine) is not kept; another checkout is asked every time."""
-    import subprocess
-
-    from cnnbench.training import machine
-
-    asked, answers = [], [subprocess.TimeoutExpired("git", 5), "abc1234"]
-
-    def ask(here):
-        asked.append(here)
-        answer = answers.pop(0) if answers else "abc1234"
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    monkeypatch.setattr(machine, "_ask_git", ask)
-    machine._own_commit.cache_clear()
-    try:
-        assert git_commit() is None  # git timed out: no commit, and nothing kept
-        assert [git_commit() for _ in range(3)] == ["abc1234"] * 3
-        assert len(asked) == 2
-        git_commit("/somewhere/else")
-        git_commit("/somewhere/else")
-        assert len(asked) == 4
-    finally:
-        machine._own_commit.cache_clear()  # the real answer again for the tests after this one
-
-
-def test_git_commit_is_dirty_for_code_changes_only(tmp_path):
-    """A modified result file keeps the commit clean (a benchmark writes one result, then
-    measures the next with the same code); a modified code file makes it -dirty."""
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True)
-
-    (tmp_path / "src").mkdir()
-    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
-    (tmp_path / "src" / "code.py").write_text("x = 1\n")
-    (tmp_path / "benchmarks" / "results" / "r-cpu.json").write_text("{}\n")
-    git("init", "-q")
-    git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
-    head = git("rev-parse", "--short", "HEAD").stdout.strip()
-    assert git_commit(tmp_path / "src") == head
-    (tmp_path / "benchmarks" / "results" / "r-cpu.json").write_text('{"acc": 1}\n')
-    assert git_commit(tmp_path / "src") == head  # a result changed, not the code
-    (tmp_path / "src" / "code.py").write_text("x = 2\n")
-    assert git_commit(tmp_path / "src") == head + "-dirty"
-
-
-def _numbered_dataset(monkeypatch, n_train=20, n_test=8):
-    """A fake MNIST whose image ``i`` has every pixel equal to ``i``: a tensor says which images
-    it holds. ``load_dataset`` is replaced, so no file is read."""
-    from cnnbench import data
-
-    def numbered(n):
-        return torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 28, 28).clone()
-
-    fake = data.LoadedDataset(spec=data.get_spec("mnist"), train_x=numbered(n_train),
-                              train_y=torch.arange(n_train) % 10, test_x=numbered(n_test),
-                              test_y=torch.arange(n_test) % 10)
-    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: fake)
-
-
-def _held(images):
-    return images[:, 0, 0, 0].tolist()
-
-
-def test_limits_take_a_seeded_random_subset_not_the_first_images(monkeypatch):
-    """Guards against ``--limit-train N`` / ``--limit-eval N`` taking the first N images (a
-    single-class subset for data stored in class order) or ignoring ``split_seed``. The
-    indices are written out: 20 images, 25% validation, 6 training and 3 evaluation images."""
-    from cnnbench.training.inputs import prepare_data
-
-    _numbered_dataset(monkeypatch)
-    base = dict(dataset="mnist", val_split=0.25, limit_train=6, limit_eval=3)
-    first = prepare_data(resolve_config({**base, "split_seed": 0}))
-    assert _held(first.train[0]) == [0, 2, 3, 6, 16, 18]     # of train [0..3, 6, 8..12, 14..18]
-    assert _held(first.val[0]) == [4, 7, 19]                 # of val [4, 5, 7, 13, 19]
-    assert _held(first.test[0]) == [0, 4, 7]                 # of the 8 test images
-    assert first.train[1].tolist() == [0, 2, 3, 6, 6, 8]     # labels follow their images
-    other = prepare_data(resolve_config({**base, "split_seed": 1}))
-    assert _held(other.train[0]) == [6, 7, 9, 10, 14, 15]
-    assert _held(other.val[0]) == [5, 13, 19] and _held(other.test[0]) == [2, 3, 4]
-    whole = prepare_data(resolve_config({**base, "limit_train": None, "limit_eval": None}))
-    assert _held(whole.train[0]) == [0, 1, 2, 3, 6, 8, 9, 10, 11, 12, 14, 15, 16, 17, 18]
-    assert len(whole.test[0]) == 8
 
 
 def test_the_test_set_is_evaluated_once_at_the_end_with_the_best_weights(tiny_folder, monkeypatch):
@@ -618,154 +423,10 @@ def test_gallery_heat_maps_are_for_the_classes_given_at_the_stored_images_size(t
     assert saved.gallery_heat(rows, torch.tensor([0, 1, 2]))["cam_layer"] == "features.c3"
 
 
-def test_eval_of_a_bf16_run_evaluates_in_bf16_as_the_run_did(tiny_folder):
-    summary, out = train_tiny(tiny_folder, epochs=1, amp="bf16", channels_last=True)
-    assert summary["amp"] == "bf16"
-    assert "; cpu, bf16 autocast, 1 thread; 1 epoch -> " in (out / "train.log").read_text().splitlines()[0]
-    again = evaluate_checkpoint(out)
-    assert again["acc"] == summary["test_acc"]
-    assert again["loss"] == pytest.approx(summary["test_loss"], rel=1e-6)  # in fp32 it differs
-
-
-def test_a_run_with_amp_auto_keeps_the_precision_it_trained_in_for_evaluation(tiny_folder, monkeypatch):
-    """``--amp auto`` is decided once, when the run starts; its checkpoints say what it became,
-    and evaluating them uses that, not what the machine would decide now."""
-    from cnnbench import devices
-    from cnnbench.training import record
-
-    for module in (devices, record):
-        monkeypatch.setattr(module, "native_bf16", lambda device: True)
-        monkeypatch.setattr(module, "cpu_bf16_speedup", lambda: 1.6)
-    summary, out = train_tiny(tiny_folder, epochs=1, amp="auto", channels_last=True)
-    assert summary["amp"] == "bf16" and ckpt.load_checkpoint(out / "best.ckpt")["amp"] == "bf16"
-    assert "; cpu, bf16 autocast (--amp auto: bf16 trains 1.60x as fast as fp32 on this CPU, measured)" in (
-        (out / "train.log").read_text().splitlines()[0])
-    monkeypatch.setattr(devices, "cpu_bf16_speedup", lambda: 0.5)  # the machine would say fp32 now
-    again = evaluate_checkpoint(out)
-    assert again["acc"] == summary["test_acc"]
-    assert again["loss"] == pytest.approx(summary["test_loss"], rel=1e-6)  # in fp32 it differs
-    monkeypatch.setattr(devices, "native_bf16", lambda device: False)
-    fp32 = train_tiny(tiny_folder, name="fp32", epochs=1, amp="auto", channels_last=True)[0]
-    assert fp32["amp"] == "off"
-
-
-def test_eval_says_when_the_data_changed_since_the_run(tiny_folder, tmp_path, monkeypatch):
-    """Guards against evaluating a checkpoint on other data without a word: another class
-    folder, or more test images, each end in one complete line that says what changed."""
-    import shutil
-
-    from PIL import Image
-
-    folder = tmp_path / "bars"
-    shutil.copytree(tiny_folder.root / "bars", folder)
-    monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache"))
-    summary, out = train_tiny(tiny_folder, epochs=1, dataset=f"imagefolder:{folder}")
-    assert summary["data"]["classes"] == ["bottom", "left", "right", "top"]
-    result = evaluate_checkpoint(out)
-    assert result["acc"] == summary["test_acc"]
-    assert {k: result[k] for k in ("split", "checkpoint", "epoch", "model", "dataset", "tta")} == {
-        "split": "test", "checkpoint": str(out / "best.ckpt"), "epoch": summary["best_epoch"],
-        "model": summary["model"], "dataset": f"imagefolder:{folder}", "tta": "none"}
-
-    extra = folder / "test" / "left" / "extra.png"
-    Image.new("L", (12, 12), 200).save(extra)
-    with pytest.raises(UserError, match=r"the test set changed since .*best.ckpt was trained "
-                                        r"\(48 images then, 49 now") as info:
-        evaluate_checkpoint(out)
-    assert "\n" not in str(info.value) and "--allow-changed-data" in str(info.value)
-    assert evaluate_checkpoint(out, allow_changed_data=True)["n"] == 49
-    # the other evaluations of a trained model check the data too
-    from cnnbench.training.corruptions import evaluate_corruptions
-    from cnnbench.training.evaluation import explain_gallery
-
-    with pytest.raises(UserError, match=r"the test set changed since"):
-        evaluate_corruptions(out, names=["contrast"], severities=(1,), write=False)
-    with pytest.raises(UserError, match=r"the test set changed since"):
-        explain_gallery(out)
-    extra.unlink()
-
-    for split in ("train", "test"):
-        (folder / split / "zigzag").mkdir()
-        Image.new("L", (12, 12), 90).save(folder / split / "zigzag" / "a.png")
-    with pytest.raises(UserError, match=r"trained on 4 classes but the dataset now has 5 "
-                                        r"\(added zigzag\)"):
-        evaluate_checkpoint(out, allow_changed_data=True)
-
-
 def test_progress_shows_accuracy_in_percent_like_the_epoch_lines():
     from cnnbench.training.console import Console
 
     assert Console._shown({"loss": 0.5, "acc": 0.9123}) == {"loss": "0.5000", "acc": "91.23%"}
-
-
-def test_one_way_to_open_a_trained_model_for_every_command(tiny_folder, tmp_path):
-    """eval, predict/export/serve (load_trained_model) and --init open a run directory the
-    same way: best.ckpt, else last.ckpt (a run stopped early), and say the same when there is
-    neither. Evaluating builds only the model and the split: the caller's threads and random
-    streams are left as they were."""
-    from cnnbench.inference import load_trained_model
-    from cnnbench.training.checkpoint import checkpoint_file
-    from cnnbench.training.transfer.weights import read_weights
-
-    summary, out = train_tiny(tiny_folder, epochs=1, num_threads=1, deterministic=True)
-    stopped = tmp_path / "stopped"
-    stopped.mkdir()
-    for name in ("config.yaml", "last.ckpt"):
-        (stopped / name).write_bytes((out / name).read_bytes())
-    assert checkpoint_file(out).name == "best.ckpt" and checkpoint_file(stopped).name == "last.ckpt"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    torch.manual_seed(123)
-    before = torch.get_rng_state()
-    try:
-        assert evaluate_checkpoint(stopped)["checkpoint"] == str(stopped / "last.ckpt")
-        assert torch.equal(torch.get_rng_state(), before) and torch.get_num_threads() == 2
-        assert load_trained_model(stopped).path == stopped / "last.ckpt"
-        assert read_weights(stopped).where == str(stopped / "last.ckpt")
-    finally:
-        torch.set_num_threads(threads)
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    messages = set()
-    for opener in (evaluate_checkpoint, load_trained_model, read_weights):
-        with pytest.raises(UserError) as caught:
-            opener(empty)
-        messages.add(str(caught.value))
-    assert messages == {f"{empty} holds no checkpoint (no best.ckpt or last.ckpt); give the "
-                        f"directory of a `cnnbench train` run that completed an epoch"}
-
-
-def test_resume_or_finished_is_decided_in_one_place(tiny_folder):
-    """run_state: fresh (no directory; a run that never completed an epoch), interrupted
-    (a last.ckpt to continue from), finished (its summary says so); train_run with resume
-    returns a finished run's summary without training."""
-    from cnnbench.training.rundir import run_state
-
-    out = tiny_folder.out / "run"
-    assert run_state(out) == ("fresh", None)
-    summary, _ = train_tiny(tiny_folder, epochs=1)
-    assert run_state(out) == ("finished", summary)
-    data = json.loads((out / "summary.json").read_text())
-    (out / "summary.json").write_text(json.dumps({**data, "status": "running"}))
-    assert run_state(out)[0] == "interrupted"
-    (out / "last.ckpt").unlink()
-    assert run_state(out)[0] == "fresh"
-    (out / "summary.json").write_text(json.dumps(data))
-    assert train_run(None, out_dir=out, resume=True, progress=False) == summary
-
-
-def test_eval_takes_the_callers_device_batch_size_tta_and_data_root(tiny_folder):
-    """evaluate_checkpoint's overrides reach the evaluation: a batch of 1 (the smallest
-    allowed) counts every image as the default batch does, --tta mirror is the tta used, an
-    explicit device and data root are accepted; a batch of 0 is one line."""
-    summary, out = train_tiny(tiny_folder, epochs=1)
-    plain = evaluate_checkpoint(out)
-    assert plain["acc"] == summary["test_acc"] and plain["tta"] == "none"
-    single = evaluate_checkpoint(out, batch_size=1, device="cpu", data_dir=str(tiny_folder.root))
-    assert (single["n"], single["correct"]) == (plain["n"], plain["correct"])
-    assert evaluate_checkpoint(out, tta="mirror")["tta"] == "mirror"
-    with pytest.raises(UserError, match="batch size must be >= 1, got 0"):
-        evaluate_checkpoint(out, batch_size=0)
 
 
 def test_the_best_epoch_on_the_test_set_is_the_first_of_equals(tiny_folder):
@@ -774,88 +435,6 @@ def test_the_best_epoch_on_the_test_set_is_the_first_of_equals(tiny_folder):
     it, not the last."""
     summary, _ = train_tiny(tiny_folder, epochs=3, lr=1e-12, monitor_test=True, name="still")
     assert summary["max_epoch_test_epoch"] == 1
-
-
-def test_a_default_run_directory_is_named_for_model_dataset_and_time(tiny_folder):
-    from cnnbench.training.rundir import default_run_dir
-
-    config = resolve_config(quick_options(tiny_folder))
-    name = default_run_dir(config).name
-    assert re.fullmatch(r"lenet5-folder-.*bars-\d{8}-\d{6}", name), name
-
-
-def test_a_default_run_directory_never_reuses_a_taken_name(tmp_path, monkeypatch):
-    """A second run started in the same second gets ``-2``, a third ``-3``; a dataset name
-    that becomes underscores at its ends (a folder path) loses them."""
-    import datetime as dt
-
-    from cnnbench.config import TrainConfig
-    from cnnbench.training import rundir
-
-    class Frozen(dt.datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return cls(2026, 12, 5, 19, 0, 0)
-
-    monkeypatch.setattr(rundir._dt, "datetime", Frozen)
-    monkeypatch.chdir(tmp_path)
-    config = TrainConfig(model="lenet5", dataset="imagefolder:/data/My digits X/")
-    names = []
-    for _ in range(3):
-        path = rundir.default_run_dir(config)
-        assert path.parent == Path("runs")  # under ./runs, relative to where it was started
-        path.mkdir(parents=True)
-        names.append(path.name)
-    assert names == ["lenet5-folder-_data_My_digits_X-20261205-190000",  # letters kept as typed
-                     "lenet5-folder-_data_My_digits_X-20261205-190000-2",
-                     "lenet5-folder-_data_My_digits_X-20261205-190000-3"]
-
-
-def test_resume_refuses_a_dataset_that_changed_since_the_checkpoint(tiny_folder, tmp_path, monkeypatch):
-    """The checkpoint's data fingerprint is checked on resume: a test set that changed under an
-    interrupted run is refused in one line, not trained on in silence."""
-    import shutil
-
-    from cnnbench.training.rundir import run_state
-
-    data = tmp_path / "data"
-    shutil.copytree(tiny_folder.root / "bars", data / "bars")
-    options = quick_options(tiny_folder, dataset=f"imagefolder:{data / 'bars'}", epochs=2)
-    out = tmp_path / "interrupted"
-    train_run(resolve_config(options), out_dir=out, progress=False)
-    summary = json.loads((out / "summary.json").read_text())
-    (out / "summary.json").write_text(json.dumps({**summary, "status": "running"}))
-    assert run_state(out)[0] == "interrupted"
-    victim = sorted((data / "bars" / "test").rglob("*.png"))[0]
-    victim.write_bytes(sorted((data / "bars" / "train").rglob("*.png"))[0].read_bytes())
-    with pytest.raises(UserError, match="test") as err:
-        train_run(None, out_dir=out, resume=True, progress=False)
-    assert str(out / "last.ckpt") in str(err.value)  # names the checkpoint it compared with
-
-
-def test_eval_of_weights_that_do_not_fit_names_the_file_and_the_model(tiny_folder):
-    summary, out = train_tiny(tiny_folder, epochs=1, name="misfit")
-    state = ckpt.load_checkpoint(out / "best.ckpt")
-    key = next(k for k in state["model"] if k.endswith("weight"))
-    state["model"][key] = torch.zeros(3, 3)  # no longer the model's shape
-    ckpt.save_checkpoint(out / "best.ckpt", state)
-    with pytest.raises(UserError) as info:
-        evaluate_checkpoint(out)
-    assert str(out / "best.ckpt") in str(info.value) and "lenet5" in str(info.value)
-
-
-def test_a_yaml_error_without_a_position_is_still_one_line(tmp_path, monkeypatch):
-    from cnnbench.config import resolve as resolve_module
-
-    config = tmp_path / "c.yaml"
-    config.write_text("epochs: 1\n")
-
-    def broken(text):
-        raise yaml.YAMLError("something odd")  # no problem_mark, as yaml's base error
-
-    monkeypatch.setattr(resolve_module.yaml, "safe_load", broken)
-    with pytest.raises(UserError, match=r"is not valid YAML; write it as option: value lines"):
-        resolve_module.read_config_file(config)
 
 
 def test_init_from_a_run_on_another_dataset_gets_a_fresh_head_unless_kept(tiny_folder):
@@ -920,37 +499,6 @@ def test_the_gallery_holds_grad_cam_heat_maps_of_the_tested_weights(tiny_folder)
     assert (gallery["heat"].int() - expected.int()).abs().max() <= 1
 
 
-def test_a_run_trained_untested_is_tested_when_resumed_as_if_never_stopped(tiny_folder):
-    """A search's trial trains without touching the test set (status `trained`); resuming it
-    tests it, with the figures of a run that tested at once."""
-    seen = []
-    config = resolve_config(quick_options(tiny_folder, epochs=2))
-    untested = train_run(config, out_dir=tiny_folder.out / "untested", progress=False, test=False,
-                         on_epoch=lambda m: seen.append(m["epoch"]) and False)
-    out = tiny_folder.out / "untested"
-    assert untested["status"] == "trained" and untested["test_acc"] is None and seen == [1, 2]
-    assert untested["best_val_acc"] is not None and untested["epochs_completed"] == 2
-    # the summary of what training measured, on disk as returned
-    assert json.loads((out / "summary.json").read_text()) == untested
-    metrics = read_jsonl(out / "metrics.jsonl")
-    best = max(metrics, key=lambda m: (m["val_acc"], -m["epoch"]))
-    assert (untested["best_val_acc"], untested["best_epoch"]) == (best["val_acc"], best["epoch"])
-    assert untested["images_seen"] == metrics[-1]["images_seen"] == 2 * 120  # 160 - 25% val
-    assert untested["steps"] == 2 * 8 and untested["stopped_early"] is False  # 120 in batches of 16
-    assert untested["train_images_per_s"] == pytest.approx(240 / untested["train_time_s"])
-    assert untested["finished_at"] >= untested["started_at"]
-    last_line = (out / "train.log").read_text().splitlines()[-1]  # the console's, time-stamped
-    assert re.sub(r"^\[[^]]*\] ", "", last_line) == (
-        f"trained after epoch 2, not tested (best validation accuracy "
-        f"{100 * best['val_acc']:.2f}%, epoch {best['epoch']}); run directory {out}")
-    assert not (out / "test_predictions.json").exists() and not (out / "misclassified.pt").exists()
-    tested = train_run(None, out_dir=out, resume=True, progress=False)
-    straight, _ = train_tiny(tiny_folder, name="straight", epochs=2)
-    assert tested["status"] == "finished"
-    for key in ("test_acc", "test_loss", "best_val_acc", "best_epoch", "confusion_matrix"):
-        assert tested[key] == straight[key], key
-
-
 def test_on_epoch_returning_true_prunes_the_run_untested(tiny_folder):
     config = resolve_config(quick_options(tiny_folder, epochs=3))
     summary = train_run(config, out_dir=tiny_folder.out / "pruned", progress=False,
@@ -982,41 +530,6 @@ def test_tensorboard_hparams_hold_the_recipe_and_the_results(tiny_folder):
         assert scalars[f"hparam/{key}"][-1][1] == pytest.approx(summary[key], rel=1e-6), key
 
 
-def test_killed_between_last_and_best_ckpt_the_best_is_rewritten_on_resume(tiny_folder):
-    """A kill after last.ckpt but before best.ckpt of an improving epoch leaves an older
-    best.ckpt; resuming writes the best again from last.ckpt, so the run tests the right one."""
-    import shutil
-
-    out = tiny_folder.out / "cut"
-    config = resolve_config(quick_options(tiny_folder, epochs=2, lr=3e-3))
-
-    def stop(metrics):
-        if metrics["epoch"] == 1:
-            shutil.copy(out / "best.ckpt", tiny_folder.out / "best-epoch1.ckpt")
-            return False
-        raise KeyboardInterrupt  # after epoch 2's checkpoints
-
-    with pytest.raises(KeyboardInterrupt):
-        train_run(config, out_dir=out, progress=False, on_epoch=stop)
-    assert ckpt.load_checkpoint(out / "last.ckpt")["meta"]["best_epoch"] == 2  # it improved
-    shutil.copy(tiny_folder.out / "best-epoch1.ckpt", out / "best.ckpt")  # the older best
-    summary = train_run(None, out_dir=out, resume=True, progress=False)
-    straight, _ = train_tiny(tiny_folder, name="straight", epochs=2, lr=3e-3)
-    best, last = ckpt.load_checkpoint(out / "best.ckpt"), ckpt.load_checkpoint(out / "last.ckpt")
-    assert summary["best_epoch"] == 2 and (best["epoch"], best["step"]) == (2, last["step"])
-    assert summary["test_acc"] == straight["test_acc"]
-
-
-def test_a_best_ckpt_given_as_last_cannot_be_resumed(tiny_folder):
-    import shutil
-
-    summary, out = train_tiny(tiny_folder, epochs=1)
-    shutil.copy(out / "best.ckpt", out / "last.ckpt")  # weights only, no training state
-    (out / "summary.json").unlink()
-    with pytest.raises(UserError, match="last.ckpt holds no training state; it cannot be resumed"):
-        train_run(None, out_dir=out, resume=True, progress=False)
-
-
 def test_the_summary_counts_what_the_run_did(tiny_folder):
     import time
 
@@ -1033,54 +546,6 @@ def test_the_summary_counts_what_the_run_did(tiny_folder):
     matrix = summary["confusion_matrix"]
     assert summary["per_class_test_acc"] == pytest.approx(
         [row[i] / sum(row) if sum(row) else None for i, row in enumerate(matrix)])
-
-
-def test_resume_keeps_an_earlier_best_ckpt(tiny_folder, monkeypatch):
-    """Interrupted when the best epoch was an earlier one, the resumed run keeps that best.ckpt
-    (only a best epoch equal to the last checkpoint's is written again)."""
-    import cnnbench.training.setup as setup
-
-    accuracies = iter([0.9, 0.5, 0.4, 0.3])  # epoch 1 is the best, whatever the weights
-    real = setup.Training.evaluate
-
-    def evaluate(self, split="val"):
-        result = real(self, split)
-        return {**result, "acc": next(accuracies)} if split == "val" else result
-
-    monkeypatch.setattr(setup.Training, "evaluate", evaluate)
-    out = tiny_folder.out / "earlier"
-    config = resolve_config(quick_options(tiny_folder, epochs=3))
-
-    def stop(metrics):
-        if metrics["epoch"] == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_run(config, out_dir=out, progress=False, on_epoch=stop)
-    assert ckpt.load_checkpoint(out / "best.ckpt")["epoch"] == 1
-    summary = train_run(None, out_dir=out, resume=True, progress=False)
-    assert summary["best_epoch"] == 1 and ckpt.load_checkpoint(out / "best.ckpt")["epoch"] == 1
-
-
-def test_eval_reads_the_data_from_the_data_dir_it_is_given(idx_data, tmp_path, monkeypatch):
-    """``evaluate_checkpoint(..., data_dir=D)`` reads the run's dataset from D, not from the
-    folder the run was trained from (moved since) or the default data folder."""
-    import shutil
-
-    monkeypatch.setenv("CNNBENCH_DATA", str(tmp_path / "empty"))
-    monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache-train"))
-    monkeypatch.setenv("CNNBENCH_OFFLINE", "1")
-    out = tmp_path / "run"
-    config = resolve_config(dict(model="lenet5", dataset="mnist", data_dir=str(idx_data.root),
-                                 epochs=1, batch_size=16, val_split=0.25, device="cpu",
-                                 num_threads=1, recipe="none", log_every=5))
-    summary = train_run(config, out_dir=out, progress=False)
-    moved = tmp_path / "moved"
-    shutil.move(str(idx_data.root), moved)
-    monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache-eval"))  # no decoded copy either
-    assert evaluate_checkpoint(out, data_dir=str(moved))["acc"] == summary["test_acc"]
-    with pytest.raises(UserError, match="mnist"):
-        evaluate_checkpoint(out)  # the run's own folder is gone
 
 
 def test_a_run_shows_progress_by_default_and_nothing_when_asked_and_joins_with_its_settings(

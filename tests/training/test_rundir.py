@@ -1,18 +1,22 @@
 """The run directory's small file helpers (cnnbench.training.rundir): reading a run's YAML,
-cutting its logs back to a checkpoint on resume, choosing the misclassified images."""
+cutting its logs back to a checkpoint on resume, choosing the misclassified images, naming a
+default run directory."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
+from cnnbench.config.resolve import resolve_config
 from cnnbench.errors import UserError
 from cnnbench.training import rundir
 from cnnbench.training.rundir import (misclassified_rows, now, read_json, read_jsonl, read_yaml,
                                       truncate_jsonl, write_json)
+from engine_fixtures import _tiny_folder_files, quick_options, tiny_folder  # noqa: F401
 
 
 @pytest.mark.parametrize("read, name, good, value, other", [
@@ -208,3 +212,38 @@ def test_resume_refuses_a_machine_that_resolves_amp_auto_otherwise(tmp_path):
     check_same_precision(tmp_path / "no-summary-yet", "auto", "off")
     (tmp_path / "summary.json").write_text(json.dumps({"amp": "auto"}))  # not resolved then
     check_same_precision(tmp_path, "auto", "off")
+
+
+def test_a_default_run_directory_is_named_for_model_dataset_and_time(tiny_folder):
+    from cnnbench.training.rundir import default_run_dir
+
+    config = resolve_config(quick_options(tiny_folder))
+    name = default_run_dir(config).name
+    assert re.fullmatch(r"lenet5-folder-.*bars-\d{8}-\d{6}", name), name
+
+
+def test_a_default_run_directory_never_reuses_a_taken_name(tmp_path, monkeypatch):
+    """A second run started in the same second gets ``-2``, a third ``-3``; a dataset name
+    that becomes underscores at its ends (a folder path) loses them."""
+    import datetime as dt
+
+    from cnnbench.config import TrainConfig
+    from cnnbench.training import rundir
+
+    class Frozen(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 12, 5, 19, 0, 0)
+
+    monkeypatch.setattr(rundir._dt, "datetime", Frozen)
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig(model="lenet5", dataset="imagefolder:/data/My digits X/")
+    names = []
+    for _ in range(3):
+        path = rundir.default_run_dir(config)
+        assert path.parent == Path("runs")  # under ./runs, relative to where it was started
+        path.mkdir(parents=True)
+        names.append(path.name)
+    assert names == ["lenet5-folder-_data_My_digits_X-20261205-190000",  # letters kept as typed
+                     "lenet5-folder-_data_My_digits_X-20261205-190000-2",
+                     "lenet5-folder-_data_My_digits_X-20261205-190000-3"]

@@ -1,12 +1,16 @@
-"""Patch-whitening initialisation: whitened first-layer outputs, channel layouts, refusals."""
+"""Patch-whitening initialisation: whitened first-layer outputs, channel layouts, refusals; in a
+run, the frozen filters and the bias trained for ``whiten_bias_epochs``."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnbench.config.resolve import resolve_config
 from cnnbench.errors import UserError
+from cnnbench.training import checkpoint as ckpt
 from cnnbench.training.whitening import find_whitening_conv, init_patch_whitening
+from engine_fixtures import _tiny_folder_files, quick_options, tiny_folder, train_tiny  # noqa: F401
 
 
 def _correlated_images(n, channels, size, seed=0):
@@ -97,3 +101,38 @@ def test_find_whitening_conv():
     assert find_whitening_conv(seq) is seq[1]
     with pytest.raises(UserError):
         find_whitening_conv(nn.Sequential(nn.Linear(2, 2)))
+
+
+def _whitened_first_conv(tiny_folder, **overrides):
+    """The whitening filters a run with ``overrides`` starts from (computed here, not read
+    from the run: the whitening depends only on the training images)."""
+    from cnnbench.training import build_training
+    from cnnbench.training.whitening import find_whitening_conv
+
+    training = build_training(resolve_config(quick_options(tiny_folder, whiten_init=True, **overrides)))
+    training.whiten()
+    return find_whitening_conv(training.model)
+
+
+def test_whiten_bias_epochs_zero_keeps_the_whitening_layer_frozen(tiny_folder):
+    # lenet5's first conv (6 filters of 1x5x5) is fully set by the whitening: top-6 eigenvectors.
+    summary, out = train_tiny(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=0)
+    assert summary["status"] == "finished"
+    weights = ckpt.load_checkpoint(out / "last.ckpt")["model"]
+    start = _whitened_first_conv(tiny_folder)
+    torch.testing.assert_close(weights["features.c1.weight"], start.weight.detach(), rtol=0, atol=0)
+    assert torch.count_nonzero(weights["features.c1.bias"]) == 0  # zeroed by the whitening, frozen
+
+
+def test_whiten_bias_epochs_trains_only_the_bias(tiny_folder):
+    summary, out = train_tiny(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=1)
+    weights = ckpt.load_checkpoint(out / "last.ckpt")["model"]
+    start = _whitened_first_conv(tiny_folder)
+    torch.testing.assert_close(weights["features.c1.weight"], start.weight.detach(), rtol=0, atol=0)
+    assert torch.count_nonzero(weights["features.c1.bias"]) > 0  # trained in epoch 1
+
+
+def test_whitening_bias_stays_frozen_under_a_backbone_freeze(tiny_folder):
+    _, out = train_tiny(tiny_folder, epochs=2, whiten_init=True, whiten_bias_epochs=2, freeze="backbone")
+    weights = ckpt.load_checkpoint(out / "last.ckpt")["model"]
+    assert torch.count_nonzero(weights["features.c1.bias"]) == 0  # the freeze wins

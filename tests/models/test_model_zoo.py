@@ -245,6 +245,27 @@ def test_lenet5_options():
         create_model("lenet5", activation="swish")
     with pytest.raises(UserError, match="pool"):
         create_model("lenet5", pool="median")
+    for channels in [(6,), (6, 0), (6, 16, 32), (6.0, 16)]:
+        with pytest.raises(UserError, match="channels must be two positive integers"):
+            create_model("lenet5", channels=channels)
+    with pytest.raises(UserError, match="c1_stride must be 1 or 2"):
+        create_model("lenet5", c1_stride=3)
+
+
+def test_lenet5_with_a_strided_c1_leaves_s2_out_and_subsamples_c1s_map():
+    """``c1_stride=2``: C1's map at every other pixel, no S2; ``channels`` sizes C1 and C3
+    (and C5's input). Counted by hand at 1x28x28 padded to 32: C1 6x(25+1) = 156, C3
+    32x(6x25+1) = 4,832, C5 (32x5x5 = 800 inputs) 800x120+120 = 96,120, F6 10,164, output 850."""
+    torch.manual_seed(0)
+    kw = dict(num_classes=10, in_chans=1, input_size=28, activation="relu", pool="max")
+    strided = create_model("lenet5", c1_stride=2, channels=[6, 32], **kw)  # a list, as from YAML
+    assert [name for name, _ in strided.features.named_children()] == ["c1", "act1", "c3", "s4", "act3"]
+    assert count_params(strided) == 156 + 4_832 + 96_120 + 10_164 + 850 == 112_122
+    plain = create_model("lenet5", channels=(6, 32), **kw)
+    plain.load_state_dict(strided.state_dict())  # the same tensors, the same shapes
+    x = torch.randn(3, 1, 32, 32)
+    torch.testing.assert_close(strided.features.c1(x), plain.features.c1(x)[..., ::2, ::2])
+    assert strided(torch.randn(3, 1, 28, 28)).shape == (3, 10)
 
 
 @pytest.mark.parametrize("activation, pool", [("relu", "max"), ("tanh", "max"), ("gelu", "max"),

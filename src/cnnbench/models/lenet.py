@@ -40,6 +40,10 @@ class LeNet5(nn.Module):
     * ``activate`` names the layers an activation follows (default: all four hidden layers,
       ``("c1", "c3", "c5", "f6")``); one lab report's LeNet has an activation after F6 only
       (``lenet5_classics``). A layer left out has no activation module at all.
+    * ``channels`` sets the maps of C1 and C3 (default the paper's ``(6, 16)``), and
+      ``c1_stride=2`` makes C1 convolve with stride 2 in place of S2's subsampling (S2 is then
+      left out): the fast MNIST recipe's variant (``cnnbench recipes fast``), which spends
+      less of a CPU's time at the input's full resolution.
 
     28x28 inputs (MNIST) are handled in one of two ways, chosen with ``pad_input``:
 
@@ -57,10 +61,15 @@ class LeNet5(nn.Module):
 
     def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, input_size: int | tuple[int, int] = 224,
                  drop_rate: float = 0.0, stem: str = "auto", activation: str = "tanh", pool: str = "avg",
-                 pad_input: bool = True, activate: tuple[str, ...] = _ACTIVATED) -> None:
+                 pad_input: bool = True, activate: tuple[str, ...] = _ACTIVATED,
+                 channels: tuple[int, int] = (6, 16), c1_stride: int = 1) -> None:
         super().__init__()
         if pool not in ("avg", "max"):
             raise UserError(f"pool must be 'avg' or 'max', got {pool!r}")
+        if len(channels) != 2 or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in channels):
+            raise UserError(f"channels must be two positive integers (C1's and C3's maps), got {channels!r}")
+        if c1_stride not in (1, 2):
+            raise UserError(f"c1_stride must be 1 or 2 (2: C1 subsamples in place of S2), got {c1_stride!r}")
         unknown = sorted(set(activate) - set(_ACTIVATED))
         if unknown:
             raise UserError(f"activate must name layers among {', '.join(_ACTIVATED)}, got {', '.join(unknown)}")
@@ -74,8 +83,8 @@ class LeNet5(nn.Module):
         # sixth of a LeNet-5 training step's time on a CPU went to ReLU and its backward)
         pool_first = pool == "max" and activation in _MONOTONE
 
-        def conv_block(conv: str, act_name: str, pool_name: str, layer: nn.Module):
-            acts, pooling = act(conv, act_name), [(pool_name, pool_layer(2))]
+        def conv_block(conv: str, act_name: str, pool_name: str | None, layer: nn.Module):
+            acts, pooling = act(conv, act_name), [(pool_name, pool_layer(2))] if pool_name else []
             return [(conv, layer), *(pooling + acts if pool_first else acts + pooling)]
         self.stem = None
         self.pad_input = pad_input
@@ -84,8 +93,9 @@ class LeNet5(nn.Module):
             height, width = max(height, _PAPER_SIZE), max(width, _PAPER_SIZE)
         # Layer names follow the paper's Fig. 2 (C = convolution, S = subsampling, F = full).
         self.features = nn.Sequential(OrderedDict([
-            *conv_block("c1", "act1", "s2", nn.Conv2d(in_chans, 6, kernel_size=5)),
-            *conv_block("c3", "act3", "s4", nn.Conv2d(6, 16, kernel_size=5)),
+            *conv_block("c1", "act1", "s2" if c1_stride == 1 else None,
+                        nn.Conv2d(in_chans, channels[0], kernel_size=5, stride=c1_stride)),
+            *conv_block("c3", "act3", "s4", nn.Conv2d(channels[0], channels[1], kernel_size=5)),
         ]))
         self.classifier = nn.Sequential(OrderedDict([
             ("flatten", nn.Flatten()),

@@ -2,9 +2,11 @@
 their device only, and a one-epoch quick run of `fast` works end to end (with ``amp auto``)."""
 
 import json
+import re
 
 import pytest
 import torch
+import yaml
 
 from cnnbench.cli import main
 from cnnbench.config.recipes import Recipe, describe, list_recipes, register_recipe
@@ -78,6 +80,27 @@ def test_per_device_settings_need_the_dataset_and_are_described(monkeypatch):
     text = describe(recipes.RECIPES["fast"])
     assert "settings for cifar10_jpeg on cuda (on top of the above):" in text
     assert "  batch_size: 1024" in text.split("on cuda")[1]
+
+
+@pytest.mark.parametrize("name", [r.name for r in list_recipes()])
+def test_a_recipes_settings_read_as_a_config_file_writes_them(name):
+    """``cnnbench recipes NAME`` shows each setting as YAML (what a config file or
+    ``--model-kwargs`` takes: ``false``, not Python's ``False``); each block reads back as the
+    recipe's values, and a long value wraps onto indented lines, never past the width."""
+    recipe = next(r for r in list_recipes() if r.name == name)
+    text = describe(recipe, width=60)
+    blocks = dict(re.findall(r"^settings(?: for (\S+))?:\n((?:  .*\n?)+)", text, re.M))
+    assert max(len(line) for block in blocks.values() for line in block.splitlines()) <= 60
+    for dataset, values in [("", recipe.defaults), *recipe.per_dataset.items()]:
+        if values:
+            assert yaml.safe_load(blocks[dataset]) == values, dataset
+    if name == "fast":
+        wide = describe(recipe, width=1000)
+        assert ("  model_kwargs: {activation: relu, pool: max, c1_stride: 2, channels: [6, 32], "
+                "pad_input: false}\n") in wide
+        assert "\n  channels_last: true\n" in wide
+        narrow = blocks["mnist"].splitlines()
+        assert narrow[1].startswith("  model_kwargs: {") and narrow[2].startswith("      ")
 
 
 def test_fast_recipe_quick_run_on_cifar(cifar_few_hundred):

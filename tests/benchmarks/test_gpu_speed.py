@@ -70,11 +70,13 @@ def test_tiny_run_writes_every_part(tiny_data, tmp_path):
 
 
 def test_deadline_stops_parts_and_says_so(tiny_data, tmp_path):
-    from cnnbench.devices import cpu_bf16_speedup
+    import torch
+
+    from cnnbench.devices import resolve_amp
 
     script = _load("gpu_speed")
     out = tmp_path / "out"
-    cpu_bf16_speedup()  # this process's first verdict on --amp auto (0.5-1.6 s) before the clock starts
+    resolve_amp("auto", torch.device("cpu"))  # the process's first --amp auto verdict (a 0.5-1.6 s probe) before the clock
     # The cold run (a fresh process importing torch) cannot finish in 1.5 s: it is killed, and
     # the parts after it find the global deadline reached.
     assert script.main(TINY + ["--out", str(out), "--runs-dir", str(tmp_path / "runs"), "--deadline-s", "1.5",

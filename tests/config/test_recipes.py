@@ -103,6 +103,13 @@ def test_a_recipes_settings_read_as_a_config_file_writes_them(name):
         assert narrow[1].startswith("  model_kwargs: {") and narrow[2].startswith("      ")
 
 
+def test_a_setting_that_is_no_yaml_value_is_shown_as_python_shows_it():
+    from pathlib import PurePosixPath
+
+    recipe = Recipe("from-python", "set in Python", "", defaults={"data_dir": PurePosixPath("/data/x")})
+    assert "\n  data_dir: /data/x" in describe(recipe)
+
+
 def test_fast_recipe_quick_run_on_cifar(cifar_few_hundred):
     out = cifar_few_hundred / "run"
     rc = main(["train", "--recipe", "fast", "--dataset", "cifar10", "--epochs", "1", "--warmup-epochs", "0",

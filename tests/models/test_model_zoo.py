@@ -245,11 +245,12 @@ def test_lenet5_options():
         create_model("lenet5", activation="swish")
     with pytest.raises(UserError, match="pool"):
         create_model("lenet5", pool="median")
-    for channels in [(6,), (6, 0), (6, 16, 32), (6.0, 16)]:
+    for channels in [(6,), (6, 0), (6, 16, 32), (6.0, 16), 6, None, (True, 16)]:
         with pytest.raises(UserError, match="channels must be two positive integers"):
             create_model("lenet5", channels=channels)
-    with pytest.raises(UserError, match="c1_stride must be 1 or 2"):
-        create_model("lenet5", c1_stride=3)
+    for stride in (3, 2.0, True):
+        with pytest.raises(UserError, match="c1_stride must be 1 or 2"):
+            create_model("lenet5", c1_stride=stride)
 
 
 def test_lenet5_with_a_strided_c1_leaves_s2_out_and_subsamples_c1s_map():

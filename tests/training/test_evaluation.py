@@ -1,7 +1,7 @@
-"""cnnbench.training.evaluation: ``evaluate_checkpoint`` of a saved run (it reproduces the
-summary, in the precision the run trained in, with the caller's overrides; changed data and
-weights that do not fit are one line; one way to open a trained model), then the small helpers
-which runs reach only on other devices or in several processes."""
+"""cnnbench.training.evaluation: first the small helpers which runs reach only on other devices or
+in several processes, then ``evaluate_checkpoint`` of a saved run (it reproduces the summary, in
+the precision the run trained in, with the caller's overrides; changed data and weights that do
+not fit are one line; one way to open a trained model)."""
 
 from __future__ import annotations
 

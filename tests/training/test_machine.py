@@ -1,5 +1,6 @@
-"""cnnbench.training.machine: glibc keeps a training step's freed buffers in the process; the
-git commit a run records."""
+"""cnnbench.training.machine: glibc keeps a training step's freed buffers in the process;
+determinism; building and evaluating a model leaves the compiler unimported; threads on cores
+other jobs already use; the git commit a run records."""
 
 import os
 import platform

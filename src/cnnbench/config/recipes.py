@@ -111,7 +111,7 @@ FAST = Recipe(
          "c1_stride 2, channels [6, 32], pad_input false: 77,562 parameters; on a 2-core CPU most "
          "of a LeNet-5 step went to C1 and S2 at the input's full resolution), AdamW 2e-2 with a "
          "one-cycle schedule over 2 epochs, label smoothing 0.1, batch 256. On a 54k/6k "
-         "validation split (seeds 0-2) it reached 98.93% mean validation accuracy in 0.59x the "
+         "validation split (seeds 0-2) it reached 98.93% mean validation accuracy in 0.60x the "
          "training time of the previous settings (the paper's layout padded to 32 px, batch 128, "
          "AdamW 6e-3: 98.96%), timed in turns (benchmarks/results/mnist_fast_tuning_strided-cpu.json; "
          "the previous round: mnist_fast_tuning-cpu.json). Test accuracy, measured afterwards by "
@@ -227,8 +227,11 @@ def recipe_values(name: str, dataset: str | None, device: str = "cpu") -> dict[s
 def _setting(key: str, value: Any, wrap: dict) -> list[str]:
     """``  key: value`` with the value as a YAML config file or ``--model-kwargs`` takes it
     (``{pool: max, pad_input: false}``), wrapped with a hanging indent when it is long."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
-    text = text.removesuffix("\n...").removesuffix("...").strip()  # a scalar ends the document
+    try:
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
+        text = text.removesuffix("\n...").removesuffix("...").strip()  # a scalar ends the document
+    except yaml.YAMLError:  # not a plain YAML value (a recipe registered from Python): as Python shows it
+        text = str(value)
     return textwrap.wrap(f"  {key}: {text}", subsequent_indent="      ", **wrap)
 
 

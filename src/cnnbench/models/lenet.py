@@ -66,9 +66,10 @@ class LeNet5(nn.Module):
         super().__init__()
         if pool not in ("avg", "max"):
             raise UserError(f"pool must be 'avg' or 'max', got {pool!r}")
-        if len(channels) != 2 or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in channels):
+        if (not isinstance(channels, (list, tuple)) or len(channels) != 2
+                or any(type(c) is not int or c < 1 for c in channels)):
             raise UserError(f"channels must be two positive integers (C1's and C3's maps), got {channels!r}")
-        if c1_stride not in (1, 2):
+        if type(c1_stride) is not int or c1_stride not in (1, 2):
             raise UserError(f"c1_stride must be 1 or 2 (2: C1 subsamples in place of S2), got {c1_stride!r}")
         unknown = sorted(set(activate) - set(_ACTIVATED))
         if unknown:

@@ -87,9 +87,9 @@ def test_recipe_text_is_wrapped_to_the_terminal(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "60")
     assert main(["recipes", "fast"]) == 0
     narrow = capsys.readouterr().out
-    text = narrow.split("\nsettings")[0]
+    text = narrow.split("\n\nsettings")[0]
     assert max(len(line) for line in text.splitlines()) <= 60
-    assert _words(text) == _words(wide.split("\nsettings")[0])
+    assert _words(text) == _words(wide.split("\n\nsettings")[0])
 
 
 @pytest.fixture(scope="module")

@@ -311,7 +311,8 @@ def test_tensorboard_opens_in_the_run_directory_and_a_resume_purges_the_later_st
 
     opened, waited = [], []
     monkeypatch.setattr(torch.utils.tensorboard, "SummaryWriter", lambda **kw: opened.append(kw) or kw)
-    monkeypatch.setattr(record, "after_earlier_event_files", waited.append)
+    monkeypatch.setattr(record, "open_after_earlier_event_files",
+                        lambda run_dir, open_writer: waited.append(run_dir) or open_writer())
     fresh = SimpleNamespace(main=True, run_dir=tmp_path, resume=False, writer=None)
     Recorder.open_tensorboard(fresh, 0)
     resumed = SimpleNamespace(main=True, run_dir=tmp_path, resume=True, writer=None)

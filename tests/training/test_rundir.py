@@ -138,6 +138,58 @@ def test_a_resumed_runs_event_file_waits_to_sort_after_the_killed_processes(tmp_
     assert slept == [pytest.approx(0.76)]
 
 
+def test_a_resumed_runs_event_file_is_kept_where_it_sorts_last_and_opened_again_where_not(tmp_path):
+    """The writer's own file decides: one that sorts after the earlier files is kept (no
+    waiting); one that would be read first is closed, removed, and opened again after the wait."""
+    from cnnbench.training.rundir import open_after_earlier_event_files
+
+    names, events = iter(["events.out.tfevents.1796605993.vm.27301.0",
+                          "events.out.tfevents.1796605993.vm.30000.0",   # sorts last: kept
+                          "events.out.tfevents.1796605993.vm.12345.0",   # sorts first: again
+                          "events.out.tfevents.1796605994.vm.12345.1"]), []
+
+    class Writer:
+        def __init__(self):
+            self.name = next(names)
+            (tmp_path / self.name).write_text("")
+            self.closed = False
+            events.append(self)
+
+        def close(self):
+            self.closed = True
+
+    slept = []
+    opened = lambda: open_after_earlier_event_files(tmp_path, Writer, clock=lambda: 1796605993.5,  # noqa: E731
+                                                    sleep=slept.append)
+    first = opened()  # no earlier file
+    assert not first.closed and slept == []
+    second = opened()
+    assert second is events[1] and not second.closed and slept == []
+    third = opened()
+    assert events[2].closed and not (tmp_path / events[2].name).exists() and slept == [pytest.approx(0.51)]
+    assert third is events[3] and not third.closed
+    assert sorted(p.name for p in tmp_path.iterdir()) == [e.name for e in (events[0], events[1], events[3])]
+
+
+def test_a_writer_whose_file_is_not_seen_is_opened_again_after_the_wait(tmp_path):
+    from cnnbench.training.rundir import open_after_earlier_event_files
+
+    (tmp_path / "events.out.tfevents.1796605993.vm.27301.0").write_text("")
+    writers, slept = [], []
+
+    class Writer:  # writes no file of its own where this function looks
+        def __init__(self):
+            writers.append(self)
+            self.closed = False
+
+        def close(self):
+            self.closed = True
+
+    assert open_after_earlier_event_files(tmp_path, Writer, clock=lambda: 1796605993.0,
+                                          sleep=slept.append) is writers[1]
+    assert writers[0].closed and slept == [pytest.approx(1.01)]
+
+
 def test_a_saved_config_with_an_unknown_option_names_its_file(tmp_path):
     from cnnbench.errors import UserError
     from cnnbench.training.rundir import CONFIG, saved_config

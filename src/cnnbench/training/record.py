@@ -28,7 +28,7 @@ from cnnbench.training.console import Console
 from cnnbench.training.inputs import check_same_data
 from cnnbench.training.machine import git_commit, package_version
 from cnnbench.training.rundir import (BEST, ERROR, LAST, METRICS, PREDICTIONS, STEPS, SUMMARY,
-                                     TRAIN_LOG, after_earlier_event_files, append_jsonl, now,
+                                     TRAIN_LOG, append_jsonl, now, open_after_earlier_event_files,
                                      open_run_dir, read_summary, save_misclassified,
                                      truncate_jsonl, write_json)
 from cnnbench.training.setup import Training
@@ -121,10 +121,12 @@ class Recorder:
         if self.main:
             from torch.utils.tensorboard import SummaryWriter
 
-            if self.resume:
-                after_earlier_event_files(self.run_dir)
-            self.writer = SummaryWriter(log_dir=str(self.run_dir),
-                                        purge_step=step + 1 if self.resume else None)
+            def open_writer():
+                return SummaryWriter(log_dir=str(self.run_dir),
+                                     purge_step=step + 1 if self.resume else None)
+
+            self.writer = (open_after_earlier_event_files(self.run_dir, open_writer)
+                           if self.resume else open_writer())
 
     def _base_summary(self, t: Training, started: str) -> dict[str, Any]:
         c, spec = self.config, t.spec

@@ -211,6 +211,29 @@ def open_run_dir(run_dir: Path, config: TrainConfig, fresh: bool) -> None:
     (run_dir / CONFIG).write_text(dump_yaml(config))
 
 
+def _event_files(run_dir: Path) -> set[str]:
+    return {p.name for p in run_dir.glob("events.out.tfevents.*")}
+
+
+def open_after_earlier_event_files(run_dir: str | Path, open_writer, clock=None, sleep=None):
+    """``open_writer()`` (a TensorBoard writer, which creates its event file at once), its
+    file sorting after those already in ``run_dir``: TensorBoard reads them in name order. Where
+    the new file sorts last, as it mostly does, nothing is waited for; otherwise (the same
+    second, a process id that sorts first) the writer is closed, its file removed, and it is
+    opened again once :func:`after_earlier_event_files` has waited for the next second."""
+    run_dir = Path(run_dir)
+    earlier = _event_files(run_dir)
+    writer = open_writer()
+    mine = _event_files(run_dir) - earlier
+    if not earlier or (mine and min(mine) > max(earlier)):
+        return writer
+    writer.close()
+    for name in mine:
+        (run_dir / name).unlink(missing_ok=True)
+    after_earlier_event_files(run_dir, clock, sleep)
+    return open_writer()
+
+
 def after_earlier_event_files(run_dir: str | Path, clock=None, sleep=None) -> float:
     """Wait, if need be, until a TensorBoard event file opened now sorts after those already in
     ``run_dir``; the seconds waited (at most 2).

@@ -46,3 +46,54 @@ def test_layer_summary_rows():
     assert sum(r.params for r in rows) == count_params(model) == 61_706
     text = format_layer_summary(rows, model, (1, 28, 28))
     assert "Total params: 61,706" in text and "FLOPs = 2 x MACs" in text
+
+
+class _BatchNormKernels(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the BatchNorm kernels PyTorch runs (on the meta device: Python reference code)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ran = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ran += "batch_norm" in func.__name__
+        return func(*args, **(kwargs or {}))
+
+
+def test_shape_passes_on_the_meta_device_run_no_batchnorm_kernel(monkeypatch):
+    """Building on the meta device (its input-size check), MAC counts and layer summaries need
+    shapes only: BatchNorm, 90% of a meta pass's CPU, is skipped; the counts and rows stay those
+    of the pass that runs it, and real tensors still run it."""
+    import contextlib
+
+    from cnnbench.models import profile
+    from cnnbench.models.common import shapes_only
+
+    with _BatchNormKernels() as kernels, torch.device("meta"):
+        model = create_model("googlenet", num_classes=10, in_chans=3, input_size=32)
+    assert kernels.ran == 0
+    with _BatchNormKernels() as kernels:
+        macs, rows = count_macs(model, (3, 32, 32)), layer_summary(model, (3, 32, 32))
+    assert kernels.ran == 0
+    monkeypatch.setattr(profile, "shapes_only", contextlib.nullcontext)
+    with _BatchNormKernels() as kernels:
+        assert (macs, rows) == (count_macs(model, (3, 32, 32)), layer_summary(model, (3, 32, 32)))
+    assert kernels.ran == 2 * sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) > 0
+    bn = nn.BatchNorm2d(4)
+    with _BatchNormKernels() as kernels, shapes_only():
+        assert bn(torch.ones(2, 4, 3, 3)).shape == (2, 4, 3, 3)  # a real tensor: run
+    assert kernels.ran == 1
+
+
+def test_a_meta_batchnorm_of_the_wrong_width_still_fails():
+    from cnnbench.models.common import shapes_only
+
+    with torch.device("meta"):
+        bn, x = nn.BatchNorm2d(4), torch.empty(2, 3, 5, 5)
+        with pytest.raises(RuntimeError), torch.device("cpu"):  # PyTorch's own error, without the mode
+            nn.BatchNorm2d(4).to("meta").eval()(x)
+        with shapes_only(), pytest.raises(RuntimeError, match="running_mean should contain 3 elements not 4"):
+            bn(x)
+        with shapes_only():
+            assert nn.BatchNorm2d(3, affine=False)(x).shape == (2, 3, 5, 5)
+            assert nn.BatchNorm1d(3)(torch.empty(2, 3)).shape == (2, 3)

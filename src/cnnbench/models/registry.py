@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from cnnbench.errors import UserError
-from cnnbench.models.common import InputTooSmall, module_device, resolve_stem, to_hw
+from cnnbench.models.common import InputTooSmall, module_device, resolve_stem, shapes_only, to_hw
 
 __all__ = ["ModelInfo", "register_model", "list_models", "model_info", "resolve_model_name",
            "create_model", "FAMILY_DEFAULTS"]
@@ -294,7 +294,7 @@ def _dry_run(info: ModelInfo, kwargs: dict) -> tuple[Exception | None, nn.Module
     """Build the model on the meta device (no memory, no compute) and run a batch of 2 through
     it in training mode, so auxiliary heads run too. Returns (error or None, model or None)."""
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), shapes_only():
             model = info.fn(**kwargs)
             model(torch.empty(2, kwargs["in_chans"], *to_hw(kwargs["input_size"])))
     except (InputTooSmall, RuntimeError) as exc:  # InputTooSmall: a layer sized from the input

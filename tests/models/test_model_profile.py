@@ -49,14 +49,16 @@ def test_layer_summary_rows():
 
 
 class _BatchNormKernels(torch.utils._python_dispatch.TorchDispatchMode):
-    """Counts the BatchNorm kernels PyTorch runs (on the meta device: Python reference code)."""
+    """Counts the BatchNorm kernels PyTorch runs (``ran``) and its random fills (``fills``);
+    on the meta device both are Python reference code."""
 
     def __init__(self):
         super().__init__()
-        self.ran = 0
+        self.ran = self.fills = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.ran += "batch_norm" in func.__name__
+        self.fills += func.__name__.split(".")[0] in ("normal_", "uniform_")
         return func(*args, **(kwargs or {}))
 
 
@@ -71,7 +73,10 @@ def test_shape_passes_on_the_meta_device_run_no_batchnorm_kernel(monkeypatch):
 
     with _BatchNormKernels() as kernels, torch.device("meta"):
         model = create_model("googlenet", num_classes=10, in_chans=3, input_size=32)
-    assert kernels.ran == 0
+    assert kernels.ran == kernels.fills == 0  # nothing to fill on the meta device
+    with _BatchNormKernels() as kernels:
+        create_model("googlenet", num_classes=10, in_chans=3, input_size=32)
+    assert kernels.ran > 0 and kernels.fills > 0  # a real build: initialised and checked
     with _BatchNormKernels() as kernels:
         macs, rows = count_macs(model, (3, 32, 32)), layer_summary(model, (3, 32, 32))
     assert kernels.ran == 0

@@ -70,17 +70,29 @@ def module_device(module: nn.Module) -> torch.device:
                 torch.get_default_device())
 
 
+def _fills(func) -> bool:
+    """An initialiser: ``Tensor.normal_``, ``Tensor.uniform_`` or one of ``torch.nn.init``'s
+    (``kaiming_normal_``, ``trunc_normal_``, ...: PyTorch hands those to a mode whole)."""
+    return func in (torch.Tensor.normal_, torch.Tensor.uniform_) or (
+        getattr(func, "__module__", None) == "torch.nn.init" and func.__name__.endswith("_"))
+
+
 class shapes_only(TorchFunctionMode):  # noqa: N801  (used as a context manager)
     """Inside ``with shapes_only():``, BatchNorm on a meta tensor is what it is to shapes: a
     tensor like its input, once its channels match the layer's (else the RuntimeError
-    BatchNorm raises). PyTorch computes a meta BatchNorm in Python reference code: about 90%
-    of a ResNet's meta forward pass (0.39 s of CPU for ResNet-152 at 224 px against 0.03 s).
-    For the passes that need shapes only: the input-size check of a model built on the meta
-    device, MAC counts (which count no BatchNorm) and layer summaries. Anything else, and any
-    BatchNorm on real tensors, runs as usual."""
+    BatchNorm raises); a random fill of a meta tensor (the weights' initialisation) is skipped,
+    as there are no values to fill. PyTorch computes both in Python reference code on the meta
+    device: a meta BatchNorm is about 90% of a ResNet's meta forward pass (0.39 s of CPU for
+    ResNet-152 at 224 px against 0.03 s). For the passes that need shapes only: building a
+    model on the meta device and its input-size check, MAC counts (which count no BatchNorm)
+    and layer summaries. Anything else, and real tensors, run as usual."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if _fills(func):
+            tensor = args[0] if args else kwargs.get("tensor")  # torch.nn.init's: by keyword
+            if isinstance(tensor, torch.Tensor) and tensor.is_meta:
+                return tensor
         if func is F.batch_norm and args and args[0].is_meta:
             x, names = args[0], ("running_mean", "running_var", "weight", "bias")
             given = {**dict(zip(names, args[1:5])), **{k: v for k, v in kwargs.items() if k in names}}

@@ -68,6 +68,8 @@ def ray_head():
         head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", f"--port={port}",
                                  "--node-ip-address=127.0.0.1", "--num-cpus=2",
                                  "--include-dashboard=false", "--disable-usage-stats",
+                                 # cnnbench's drivers read no worker output (log_to_driver off)
+                                 "--include-log-monitor=false",
                                  f"--temp-dir={temp}"],
                                 env=env, stdout=output, stderr=subprocess.STDOUT)
     old = os.environ.get("RAY_AUTH_MODE")

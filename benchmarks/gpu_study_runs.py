@@ -71,7 +71,7 @@ def run_plan(out: Path, work: Path, *, budget_s: float, device: str, amp: str, p
             chunks.append({"study": study, "status": "not started: chunk budget used"})
             continue
         cmd = [sys.executable, "-m", "cnnbench", "study", "run", study, "--profile", profile,
-               "--out", str(work / study), "--only", *patterns, "--no-report", "--quiet",
+               "--out", str(work / study), "--only", *patterns, "--quiet",
                "--set", f"device={device}", "--set", f"amp={amp}", *sum((["--set", s] for s in overrides), [])]
         if dataset or plan_dataset:
             cmd += ["--dataset", dataset or plan_dataset]
@@ -94,7 +94,9 @@ def run_plan(out: Path, work: Path, *, budget_s: float, device: str, amp: str, p
         study_dir = work / study
         if not study_dir.is_dir():
             continue
-        if any(study_dir.glob("*/summary.json")):
+        done_here = any(c["study"] == study and c["status"] == "done" for c in chunks)
+        if not done_here and any(study_dir.glob("*/summary.json")):
+            # a chunk that ended wrote its study's report; one stopped early did not
             subprocess.run([sys.executable, "-m", "cnnbench", "report", str(study_dir)],
                            check=False)
         for summary_path in sorted(study_dir.glob("*/summary.json")):

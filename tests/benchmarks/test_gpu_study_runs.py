@@ -51,3 +51,37 @@ def test_chunks_resume_and_send_back_no_checkpoints(tiny_folder, tmp_path, capsy
     assert "mnist-five/report.md" in names and "mnist-five/resnet18-28px/summary.json" in names
     assert not [n for n in names if n.endswith(".ckpt") or "tfevents" in n]
     assert any((work / "mnist-five" / "resnet18-28px").glob("*.ckpt"))  # kept there, to resume
+
+
+@pytest.mark.parametrize("ended", [True, False], ids=["chunk-ended", "chunk-stopped"])
+def test_a_stopped_chunks_study_is_reported_separately(tmp_path, monkeypatch, ended):
+    """A chunk that ends has written its study's report (`study run` writes it); one stopped at
+    the budget has not, so the script runs `cnnbench report` on what finished (no process is
+    started here: the study's process is a stand-in)."""
+    script = _script()
+    work, reports = tmp_path / "work", []
+
+    class Study:  # the `study run` process: one run finished, then it ends or is stopped
+        def __init__(self, cmd, **kwargs):
+            assert "--no-report" not in cmd
+            (work / "mnist-five" / "a").mkdir(parents=True)
+            (work / "mnist-five" / "a" / "summary.json").write_text('{"status": "finished"}')
+            self.pid = 0
+
+        def wait(self, timeout=None):
+            if ended or timeout is None:  # None: waited for after the kill
+                return 0
+            raise script.subprocess.TimeoutExpired("study", timeout)
+
+    monkeypatch.setattr(script.subprocess, "Popen", Study)
+    monkeypatch.setattr(script.os, "killpg", lambda *args: None)
+    real_run = script.subprocess.run
+    monkeypatch.setattr(script.subprocess, "run", lambda cmd, **kw: reports.append(cmd[3:])
+                        if cmd[1:4] == ["-m", "cnnbench", "report"] else real_run(cmd, **kw))
+    result = script.run_plan(tmp_path / "out", work, budget_s=60, device="cpu", amp="off",
+                             profile="quick", data_dir=None, overrides=[], studies=["mnist-five"])
+    assert result["chunks"][0]["status"] == ("done" if ended else
+                                             "stopped at the chunk budget (resumes on the next call)")
+    assert reports == ([] if ended else [["report", str(work / "mnist-five")]])
+    assert result["runs"] == {"mnist-five/a": dict.fromkeys(result["runs"]["mnist-five/a"], None)
+                              | {"status": "finished"}}

@@ -94,9 +94,11 @@ def run_plan(out: Path, work: Path, *, budget_s: float, device: str, amp: str, p
         study_dir = work / study
         if not study_dir.is_dir():
             continue
-        done_here = any(c["study"] == study and c["status"] == "done" for c in chunks)
-        if not done_here and any(study_dir.glob("*/summary.json")):
-            # a chunk that ended wrote its study's report; one stopped early did not
+        # a chunk that ended wrote its study's report, and a study not started this call kept
+        # the last call's; one stopped at the budget (or that failed) has none of its own
+        status = next(c["status"] for c in chunks if c["study"] == study)
+        if status != "done" and not status.startswith("not started") \
+                and any(study_dir.glob("*/summary.json")):
             subprocess.run([sys.executable, "-m", "cnnbench", "report", str(study_dir)],
                            check=False)
         for summary_path in sorted(study_dir.glob("*/summary.json")):

@@ -53,11 +53,11 @@ def test_chunks_resume_and_send_back_no_checkpoints(tiny_folder, tmp_path, capsy
     assert any((work / "mnist-five" / "resnet18-28px").glob("*.ckpt"))  # kept there, to resume
 
 
-@pytest.mark.parametrize("ended", [True, False], ids=["chunk-ended", "chunk-stopped"])
+@pytest.mark.parametrize("ended", [0, None, 1], ids=["chunk-ended", "chunk-stopped", "chunk-failed"])
 def test_a_stopped_chunks_study_is_reported_separately(tmp_path, monkeypatch, ended):
     """A chunk that ends has written its study's report (`study run` writes it); one stopped at
-    the budget has not, so the script runs `cnnbench report` on what finished (no process is
-    started here: the study's process is a stand-in)."""
+    the budget, or whose process failed, may not have, so the script runs `cnnbench report` on
+    what finished (the study's process is a stand-in)."""
     script = _script()
     work, reports = tmp_path / "work", []
 
@@ -69,8 +69,8 @@ def test_a_stopped_chunks_study_is_reported_separately(tmp_path, monkeypatch, en
             self.pid = 0
 
         def wait(self, timeout=None):
-            if ended or timeout is None:  # None: waited for after the kill
-                return 0
+            if ended is not None or timeout is None:  # None: waited for after the kill
+                return ended or 0
             raise script.subprocess.TimeoutExpired("study", timeout)
 
     monkeypatch.setattr(script.subprocess, "Popen", Study)
@@ -80,8 +80,26 @@ def test_a_stopped_chunks_study_is_reported_separately(tmp_path, monkeypatch, en
                         if cmd[1:4] == ["-m", "cnnbench", "report"] else real_run(cmd, **kw))
     result = script.run_plan(tmp_path / "out", work, budget_s=60, device="cpu", amp="off",
                              profile="quick", data_dir=None, overrides=[], studies=["mnist-five"])
-    assert result["chunks"][0]["status"] == ("done" if ended else
-                                             "stopped at the chunk budget (resumes on the next call)")
-    assert reports == ([] if ended else [["report", str(work / "mnist-five")]])
+    assert result["chunks"][0]["status"] == {
+        0: "done", 1: "exit 1", None: "stopped at the chunk budget (resumes on the next call)"}[ended]
+    assert reports == ([] if ended == 0 else [["report", str(work / "mnist-five")]])
     assert result["runs"] == {"mnist-five/a": dict.fromkeys(result["runs"]["mnist-five/a"], None)
                               | {"status": "finished"}}
+
+
+def test_a_study_not_started_keeps_its_report(tmp_path, monkeypatch):
+    """No budget left for a study: no process for it, and no second report of the runs an
+    earlier call finished (that call wrote one)."""
+    script = _script()
+    work, started = tmp_path / "work", []
+    (work / "mnist-five" / "a").mkdir(parents=True)
+    (work / "mnist-five" / "a" / "summary.json").write_text('{"status": "finished"}')
+    real_popen, real_run = script.subprocess.Popen, script.subprocess.run
+    monkeypatch.setattr(script.subprocess, "Popen", lambda cmd, **kw: started.append(cmd)
+                        if cmd[1:3] == ["-m", "cnnbench"] else real_popen(cmd, **kw))
+    monkeypatch.setattr(script.subprocess, "run", lambda cmd, **kw: started.append(cmd)
+                        if cmd[1:3] == ["-m", "cnnbench"] else real_run(cmd, **kw))
+    result = script.run_plan(tmp_path / "out", work, budget_s=0, device="cpu", amp="off",
+                             profile="quick", data_dir=None, overrides=[], studies=["mnist-five"])
+    assert result["chunks"] == [{"study": "mnist-five", "status": "not started: chunk budget used"}]
+    assert started == [] and list(result["runs"]) == ["mnist-five/a"]

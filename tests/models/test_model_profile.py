@@ -99,6 +99,9 @@ def test_a_meta_batchnorm_of_the_wrong_width_still_fails():
             nn.BatchNorm2d(4).to("meta").eval()(x)
         with shapes_only(), pytest.raises(RuntimeError, match="running_mean should contain 3 elements not 4"):
             bn(x)
+        with shapes_only(), pytest.raises(ValueError, match="more than 1 value per channel"):
+            nn.BatchNorm2d(3)(torch.empty(1, 3, 1, 1))  # training: one value per channel
         with shapes_only():
+            assert nn.BatchNorm2d(3).eval()(torch.empty(1, 3, 1, 1)).shape == (1, 3, 1, 1)
             assert nn.BatchNorm2d(3, affine=False)(x).shape == (2, 3, 5, 5)
             assert nn.BatchNorm1d(3)(torch.empty(2, 3)).shape == (2, 3)

@@ -53,6 +53,24 @@ def test_chunks_resume_and_send_back_no_checkpoints(tiny_folder, tmp_path, capsy
     assert any((work / "mnist-five" / "resnet18-28px").glob("*.ckpt"))  # kept there, to resume
 
 
+def _finished_run(work: Path) -> None:
+    (work / "mnist-five" / "a").mkdir(parents=True)
+    (work / "mnist-five" / "a" / "summary.json").write_text('{"status": "finished"}')
+
+
+def _intercept_cnnbench(monkeypatch, script, name: str, seen: list) -> None:
+    """``script.subprocess.<name>`` records ``cnnbench`` commands (from ``cnnbench`` on) instead
+    of starting them; any other command (git, for the environment) runs."""
+    real = getattr(script.subprocess, name)
+    monkeypatch.setattr(script.subprocess, name, lambda cmd, **kw: seen.append(cmd[3:])
+                        if cmd[1:3] == ["-m", "cnnbench"] else real(cmd, **kw))
+
+
+def _plan(script, tmp_path: Path, work: Path, budget_s: float) -> dict:
+    return script.run_plan(tmp_path / "out", work, budget_s=budget_s, device="cpu", amp="off",
+                           profile="quick", data_dir=None, overrides=[], studies=["mnist-five"])
+
+
 @pytest.mark.parametrize("ended", [0, None, 1], ids=["chunk-ended", "chunk-stopped", "chunk-failed"])
 def test_a_stopped_chunks_study_is_reported_separately(tmp_path, monkeypatch, ended):
     """A chunk that ends has written its study's report (`study run` writes it); one stopped at
@@ -64,8 +82,7 @@ def test_a_stopped_chunks_study_is_reported_separately(tmp_path, monkeypatch, en
     class Study:  # the `study run` process: one run finished, then it ends or is stopped
         def __init__(self, cmd, **kwargs):
             assert "--no-report" not in cmd
-            (work / "mnist-five" / "a").mkdir(parents=True)
-            (work / "mnist-five" / "a" / "summary.json").write_text('{"status": "finished"}')
+            _finished_run(work)
             self.pid = 0
 
         def wait(self, timeout=None):
@@ -75,11 +92,8 @@ def test_a_stopped_chunks_study_is_reported_separately(tmp_path, monkeypatch, en
 
     monkeypatch.setattr(script.subprocess, "Popen", Study)
     monkeypatch.setattr(script.os, "killpg", lambda *args: None)
-    real_run = script.subprocess.run
-    monkeypatch.setattr(script.subprocess, "run", lambda cmd, **kw: reports.append(cmd[3:])
-                        if cmd[1:4] == ["-m", "cnnbench", "report"] else real_run(cmd, **kw))
-    result = script.run_plan(tmp_path / "out", work, budget_s=60, device="cpu", amp="off",
-                             profile="quick", data_dir=None, overrides=[], studies=["mnist-five"])
+    _intercept_cnnbench(monkeypatch, script, "run", reports)
+    result = _plan(script, tmp_path, work, budget_s=60)
     assert result["chunks"][0]["status"] == {
         0: "done", 1: "exit 1", None: "stopped at the chunk budget (resumes on the next call)"}[ended]
     assert reports == ([] if ended == 0 else [["report", str(work / "mnist-five")]])
@@ -92,14 +106,9 @@ def test_a_study_not_started_keeps_its_report(tmp_path, monkeypatch):
     earlier call finished (that call wrote one)."""
     script = _script()
     work, started = tmp_path / "work", []
-    (work / "mnist-five" / "a").mkdir(parents=True)
-    (work / "mnist-five" / "a" / "summary.json").write_text('{"status": "finished"}')
-    real_popen, real_run = script.subprocess.Popen, script.subprocess.run
-    monkeypatch.setattr(script.subprocess, "Popen", lambda cmd, **kw: started.append(cmd)
-                        if cmd[1:3] == ["-m", "cnnbench"] else real_popen(cmd, **kw))
-    monkeypatch.setattr(script.subprocess, "run", lambda cmd, **kw: started.append(cmd)
-                        if cmd[1:3] == ["-m", "cnnbench"] else real_run(cmd, **kw))
-    result = script.run_plan(tmp_path / "out", work, budget_s=0, device="cpu", amp="off",
-                             profile="quick", data_dir=None, overrides=[], studies=["mnist-five"])
+    _finished_run(work)
+    _intercept_cnnbench(monkeypatch, script, "Popen", started)
+    _intercept_cnnbench(monkeypatch, script, "run", started)
+    result = _plan(script, tmp_path, work, budget_s=0)
     assert result["chunks"] == [{"study": "mnist-five", "status": "not started: chunk budget used"}]
     assert started == [] and list(result["runs"]) == ["mnist-five/a"]

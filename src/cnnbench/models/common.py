@@ -122,7 +122,7 @@ def flat_features(features: nn.Module, in_chans: int, input_size: int | tuple[in
     try:
         # not on the meta device unless the weights are there: a ReLU or BatchNorm on meta
         # tensors imports torch._dynamo (a second of CPU at every run's start)
-        with torch.no_grad(), shapes_only():
+        with torch.no_grad():  # on the meta device: inside create_model's shapes_only pass
             out = features(torch.zeros(1, in_chans, *hw, device=device))
     except RuntimeError as exc:
         raise InputTooSmall(f"input {in_chans}x{hw[0]}x{hw[1]} is too small for this network: "

@@ -379,6 +379,22 @@ def test_cli_startup(results, monkeypatch):
     assert code == (0 if rec["all_meet_target"] else 1)
 
 
+def test_meta_passes(results, monkeypatch):
+    """Both variants timed on the same models, the same MAC counts, and the mode restored."""
+    from cnnbench.models import common, profile, registry
+
+    assert run_script("meta_passes", ["--repeats", "2", "--size", "32", "--models", "lenet5",
+                                      "googlenet", "--results-dir", str(results)], monkeypatch) == 0
+    rec = read_result(results, "meta_passes")
+    assert rec["macs_equal"] is True and rec["input"] == [3, 32, 32] and rec["repeats"] == 2
+    assert sorted(rec["macs"]) == ["googlenet", "lenet5"] and all(positive(m) for m in rec["macs"].values())
+    for variant in ("shapes_only", "off"):
+        for part in ("build", "count"):
+            row = rec["variants"][variant][part]
+            assert len(row["all_s"]) == 2 and row["min_s"] <= row["median_s"] <= row["max_s"]
+    assert registry.shapes_only is profile.shapes_only is common.shapes_only
+
+
 def test_corruptions_speed(tiny_folder, results, tmp_path, monkeypatch):
     from cnnbench.config.resolve import resolve_config
     from cnnbench.training import train_run

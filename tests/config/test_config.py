@@ -154,6 +154,8 @@ def test_yaml_numbers_written_without_a_dot(tmp_path):
     ({"val_split": 1.0}, "val split"),
     ({"weight_decay": -1}, "weight decay"),
     ({"nesterov": True, "optimizer": "adam"}, "nesterov needs optimizer sgd"),
+    ({"muon_normalize": True, "optimizer": "sgd"},
+     r"^muon_normalize needs optimizer muon, got optimizer sgd; add --optimizer muon or drop"),
     ({"nesterov": True, "optimizer": "sgd", "momentum": 0.0}, r"^nesterov needs .* got optimizer sgd with momentum 0.0; "
                                           r"add --no-nesterov \(a recipe may have set it\)$"),
     ({"nesterov": True, "optimizer": "muon"}, r"add --no-nesterov .*; muon's SGD part is Nesterov anyway$"),

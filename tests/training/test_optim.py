@@ -180,6 +180,34 @@ def test_muon_orthogonalises_the_filters_and_gives_the_rest_nesterov_sgd():
     assert sum(losses[-6:]) < sum(losses[:6])  # it learns
 
 
+def test_muon_normalize_rescales_each_matrix_before_its_step():
+    """--muon-normalize (airbench94_muon): before each step a Muon matrix is rescaled to a norm
+    of sqrt(its output channels), then takes the step it takes without the option; the SGD
+    parameters (the head's 2-D weight too) are not rescaled."""
+    import copy
+
+    torch.manual_seed(0)
+    model = TinyNet()
+    with torch.no_grad():
+        model.conv.weight.mul_(3.0)  # far from the norm it is set to
+        model.fc.weight.mul_(3.0)
+    config = TrainConfig(optimizer="muon", lr=0.05, muon_lr=0.02, momentum=0.9,
+                         muon_momentum=0.6, muon_normalize=True)
+    twin = copy.deepcopy(model)
+    opt, twin_opt = build_optimizer(model, config), build_optimizer(twin, config.replace(muon_normalize=False))
+    for x, y in tensor_batches(32, batch_size=16):  # two steps: the momentum shows
+        for m, o in ((model, opt), (twin, twin_opt)):
+            o.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(m(x), y).backward()
+        with torch.no_grad():  # the rescale, by hand: conv.weight is 8 filters
+            twin.conv.weight.mul_(8 ** 0.5 / twin.conv.weight.norm())
+        opt.step()
+        twin_opt.step()
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(p, dict(twin.named_parameters())[name], msg=name)
+    assert model.conv.weight.norm().item() == pytest.approx(8 ** 0.5, rel=0.2)  # a step off the norm
+
+
 def test_muon_decoupled_weight_decay_is_relative_to_each_groups_own_rate():
     """--decouple-wd: every group shrinks its weights by weight_decay per step at its peak rate,
     the Muon groups (muon_lr) as the SGD ones (lr); the first group logged is an SGD one."""

@@ -46,6 +46,9 @@ def validate(c) -> None:
     need(c.bn_lr_scale > 0, f"bn_lr_scale must be > 0, got {c.bn_lr_scale}")
     need(c.muon_lr > 0, f"muon_lr must be > 0, got {c.muon_lr}")
     need(0 <= c.muon_momentum < 1, f"muon_momentum must be in [0, 1), got {c.muon_momentum}")
+    need(not c.muon_normalize or c.optimizer == "muon",
+         f"muon_normalize needs optimizer muon, got optimizer {c.optimizer}; add --optimizer "
+         f"muon or drop --muon-normalize")
     need(0 <= c.dropout < 1, f"dropout must be in [0, 1), got {c.dropout}")
     need(0 <= c.label_smoothing < 1, f"label smoothing must be in [0, 1), got {c.label_smoothing}")
     need(c.grad_clip >= 0, f"grad clip must be >= 0 (0 = off), got {c.grad_clip}")

@@ -148,6 +148,11 @@ class TrainConfig:
                           "with --momentum)", group="optimizer", role="recipe")
     muon_momentum: float = _opt(0.95, "muon: momentum of the orthogonalised updates",
                                 group="optimizer", role="recipe")
+    muon_normalize: bool = _opt(False, "muon: before every step, rescale each filter bank (and "
+                                "hidden linear weight) to a norm of sqrt(its output channels), as "
+                                "airbench94_muon: --muon-lr is then the step's size relative to the "
+                                "weights, and weight decay no longer shrinks them",
+                                group="optimizer", role="recipe")
     weight_decay: float = _opt(0.0, "weight decay (alias --reg): coupled L2 for sgd/adam/"
                                "adagrad/rmsprop, decoupled for adamw", group="optimizer", role="recipe")
     decouple_wd: bool = _opt(False, "give weight decay independently of the learning rate "

@@ -11,7 +11,11 @@ momentum, as in airbench94_muon.
 PyTorch's own ``torch.optim.Muon`` (2.9+) takes 2-D parameters only, so it cannot see a
 convolution's 4-D filters; this optimizer does the same step on their 2-D view (a reshape, no
 copy of the weights). Weight decay is decoupled for the Muon parameters (``w *= 1 - lr * wd``,
-as ``torch.optim.Muon``) and coupled (added to the gradient) for the SGD ones.
+as ``torch.optim.Muon``) and coupled (added to the gradient) for the SGD ones. A group with
+``normalize=True`` (``--muon-normalize``) first rescales each of its matrices to a Frobenius norm
+of ``sqrt(rows)`` (its output channels) on every step, as airbench94_muon does: with all singular
+values of the update ~1, its norm is ~``sqrt(rows)`` too, so the learning rate becomes the
+step's size relative to the weights, which no longer grow or shrink.
 """
 
 from __future__ import annotations
@@ -42,15 +46,16 @@ class Muon(torch.optim.Optimizer):
     """Muon for groups with ``muon=True`` (matrix-shaped parameters), Nesterov SGD for the rest.
 
     Each group has ``lr``, ``weight_decay`` and ``muon``; ``momentum`` (default 0.95 for Muon
-    groups, as airbench94_muon) and ``nesterov`` (default True) may be set per group.
+    groups), ``nesterov`` (default True) and ``normalize`` (default False: see the module's
+    docstring) may be set per group.
     """
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
-                 weight_decay: float = 0.0, ns_steps: int = 5):
+                 weight_decay: float = 0.0, ns_steps: int = 5, normalize: bool = False):
         if lr < 0 or not 0 <= momentum < 1:
             raise ValueError(f"invalid Muon settings: lr {lr}, momentum {momentum}")
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-                        ns_steps=ns_steps, muon=True)
+                        ns_steps=ns_steps, muon=True, normalize=normalize)
         super().__init__(params, defaults)
         for group in self.param_groups:
             if group["muon"] and any(p.ndim < 2 for p in group["params"]):
@@ -77,6 +82,8 @@ class Muon(torch.optim.Optimizer):
                 buf.mul_(mu).add_(grad)
                 update = grad.add(buf, alpha=mu) if group["nesterov"] else buf
                 if group["muon"]:
+                    if group["normalize"]:  # a zero matrix stays zero
+                        p.mul_(p.shape[0] ** 0.5 / p.norm().clamp_min(1e-12))
                     matrix = update.reshape(update.shape[0], -1)
                     scale = max(1.0, matrix.shape[0] / matrix.shape[1]) ** 0.5
                     update = orthogonalize(matrix, group["ns_steps"]).view_as(p) * scale

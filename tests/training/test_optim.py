@@ -208,6 +208,22 @@ def test_muon_normalize_rescales_each_matrix_before_its_step():
     assert model.conv.weight.norm().item() == pytest.approx(8 ** 0.5, rel=0.2)  # a step off the norm
 
 
+def test_muon_resumes_from_a_state_saved_before_muon_normalize():
+    """A Muon run's optimizer state saved before --muon-normalize existed (groups without the
+    key) loads and steps as without normalisation."""
+    torch.manual_seed(0)
+    model = TinyNet()
+    opt = build_optimizer(model, TrainConfig(optimizer="muon", lr=0.05))
+    old = opt.state_dict()
+    for group in old["param_groups"]:
+        del group["normalize"]
+    opt = build_optimizer(model, TrainConfig(optimizer="muon", lr=0.05))
+    opt.load_state_dict(old)
+    (x, y), = tensor_batches(16, batch_size=16)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
 def test_muon_decoupled_weight_decay_is_relative_to_each_groups_own_rate():
     """--decouple-wd: every group shrinks its weights by weight_decay per step at its peak rate,
     the Muon groups (muon_lr) as the SGD ones (lr); the first group logged is an SGD one."""

@@ -82,7 +82,8 @@ class Muon(torch.optim.Optimizer):
                 buf.mul_(mu).add_(grad)
                 update = grad.add(buf, alpha=mu) if group["nesterov"] else buf
                 if group["muon"]:
-                    if group["normalize"]:  # a zero matrix stays zero
+                    # .get: a checkpoint's groups from before the option have no "normalize"
+                    if group.get("normalize", False):  # a zero matrix stays zero
                         p.mul_(p.shape[0] ** 0.5 / p.norm().clamp_min(1e-12))
                     matrix = update.reshape(update.shape[0], -1)
                     scale = max(1.0, matrix.shape[0] / matrix.shape[1]) ** 0.5

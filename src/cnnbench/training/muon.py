@@ -61,6 +61,13 @@ class Muon(torch.optim.Optimizer):
             if group["muon"] and any(p.ndim < 2 for p in group["params"]):
                 raise ValueError("Muon groups take matrix-shaped parameters only (ndim >= 2)")
 
+    def __setstate__(self, state):
+        """Also what ``load_state_dict`` calls (PyTorch's optimizers give new options their
+        defaults here): groups saved before ``normalize`` existed take ``False``."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("normalize", False)
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -82,8 +89,7 @@ class Muon(torch.optim.Optimizer):
                 buf.mul_(mu).add_(grad)
                 update = grad.add(buf, alpha=mu) if group["nesterov"] else buf
                 if group["muon"]:
-                    # .get: a checkpoint's groups from before the option have no "normalize"
-                    if group.get("normalize", False):  # a zero matrix stays zero
+                    if group["normalize"]:  # a zero matrix stays zero
                         p.mul_(p.shape[0] ** 0.5 / p.norm().clamp_min(1e-12))
                     matrix = update.reshape(update.shape[0], -1)
                     scale = max(1.0, matrix.shape[0] / matrix.shape[1]) ** 0.5

@@ -238,3 +238,14 @@ def test_weights_that_do_not_fit_name_the_mismatch_in_one_line():
                            "x.ckpt", "lenet5")
     assert str(info.value).startswith("the weights in x.ckpt do not fit model lenet5 (size mismatch "
                                       "for weight: copying a param with shape torch.Size([3, 3])")
+
+
+@pytest.mark.parametrize("content", [b"junk", b"", b"\x80", b"PK\x03\x04"])
+def test_a_short_or_junk_file_is_one_line(tmp_path, content):
+    """A few bytes of junk where a checkpoint is wanted (torch.load fails inside its legacy
+    reader with struct.error on a 4-byte file) -> the one-line "corrupt" error."""
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(content)
+    with pytest.raises(UserError, match="corrupt, truncated or not a PyTorch weights file") as info:
+        ckpt.load_checkpoint(bad)
+    assert "\n" not in str(info.value)

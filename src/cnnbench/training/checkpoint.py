@@ -29,6 +29,7 @@ import os
 import pickle
 import random
 import re
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -197,7 +198,7 @@ def load_tensor_file(path: str | Path, map_location: str | torch.device = "cpu")
                         f"tensors ({blocked.group(1)}), which could run code when loaded; "
                         f"cnnbench reads weights only (re-save it as a plain state_dict if you "
                         f"trust it)") from None
-    except (zipfile.BadZipFile, zipfile.BadZipFile, EOFError, RuntimeError, ValueError,
+    except (zipfile.BadZipFile, struct.error, EOFError, RuntimeError, ValueError,
             AttributeError, TypeError, KeyError, IndexError) as exc:
         raise UserError(f"cannot read {path}: it is corrupt, truncated or not a PyTorch weights "
                         f"file ({first_line(exc)})") from None

@@ -156,6 +156,9 @@ def test_yaml_numbers_written_without_a_dot(tmp_path):
     ({"nesterov": True, "optimizer": "adam"}, "nesterov needs optimizer sgd"),
     ({"muon_normalize": True, "optimizer": "sgd"},
      r"^muon_normalize needs optimizer muon, got optimizer sgd; add --optimizer muon or drop"),
+    ({"muon_ns_steps": 3, "optimizer": "adamw"},
+     r"^muon_ns_steps needs optimizer muon, got optimizer adamw; add --optimizer muon or drop"),
+    ({"muon_ns_steps": 0, "optimizer": "muon"}, r"^muon_ns_steps must be in \[1, 20\], got 0$"),
     ({"nesterov": True, "optimizer": "sgd", "momentum": 0.0}, r"^nesterov needs .* got optimizer sgd with momentum 0.0; "
                                           r"add --no-nesterov \(a recipe may have set it\)$"),
     ({"nesterov": True, "optimizer": "muon"}, r"add --no-nesterov .*; muon's SGD part is Nesterov anyway$"),

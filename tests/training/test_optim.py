@@ -180,6 +180,25 @@ def test_muon_orthogonalises_the_filters_and_gives_the_rest_nesterov_sgd():
     assert sum(losses[-6:]) < sum(losses[:6])  # it learns
 
 
+def test_muon_ns_steps_sets_the_newton_schulz_iterations_of_each_update():
+    """--muon-ns-steps 3 (airbench94_muon's count): a filter's first update is exactly the
+    3-iteration orthogonalisation of its gradient, which differs from the default 5's."""
+    from cnnbench.training.muon import orthogonalize
+
+    torch.manual_seed(0)
+    model = TinyNet()
+    opt = build_optimizer(model, TrainConfig(optimizer="muon", lr=0.05, muon_lr=0.02, muon_ns_steps=3))
+    x, y = tensor_batches(16, batch_size=16)[0]
+    before = model.conv.weight.detach().clone()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    g = model.conv.weight.grad.reshape(8, -1)
+    opt.step()
+    move = (before - model.conv.weight.detach()).reshape(8, -1)
+    expected = orthogonalize(g + 0.95 * g, 3)  # Nesterov on a fresh buffer: g + mu * g
+    assert torch.allclose(move, 0.02 * expected, atol=1e-6)
+    assert not torch.allclose(orthogonalize(g, 3), orthogonalize(g, 5), atol=1e-3)
+
+
 def test_muon_normalize_rescales_each_matrix_before_its_step():
     """--muon-normalize (airbench94_muon): before each step a Muon matrix is rescaled to a norm
     of sqrt(its output channels), then takes the step it takes without the option; the SGD

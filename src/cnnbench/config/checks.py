@@ -49,6 +49,10 @@ def validate(c) -> None:
     need(not c.muon_normalize or c.optimizer == "muon",
          f"muon_normalize needs optimizer muon, got optimizer {c.optimizer}; add --optimizer "
          f"muon or drop --muon-normalize")
+    need(1 <= c.muon_ns_steps <= 20, f"muon_ns_steps must be in [1, 20], got {c.muon_ns_steps}")
+    need(c.muon_ns_steps == 5 or c.optimizer == "muon",
+         f"muon_ns_steps needs optimizer muon, got optimizer {c.optimizer}; add --optimizer muon "
+         f"or drop --muon-ns-steps")
     need(0 <= c.dropout < 1, f"dropout must be in [0, 1), got {c.dropout}")
     need(0 <= c.label_smoothing < 1, f"label smoothing must be in [0, 1), got {c.label_smoothing}")
     need(c.grad_clip >= 0, f"grad clip must be >= 0 (0 = off), got {c.grad_clip}")

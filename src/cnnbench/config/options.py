@@ -153,6 +153,9 @@ class TrainConfig:
                                 "airbench94_muon: --muon-lr is then the step's size relative to the "
                                 "weights, and weight decay no longer shrinks them",
                                 group="optimizer", role="recipe")
+    muon_ns_steps: int = _opt(5, "muon: Newton-Schulz iterations per update (airbench94_muon: 3, "
+                              "cheaper; the singular values then land in a wider band around 1)",
+                              group="optimizer", role="recipe")
     weight_decay: float = _opt(0.0, "weight decay (alias --reg): coupled L2 for sgd/adam/"
                                "adagrad/rmsprop, decoupled for adamw", group="optimizer", role="recipe")
     decouple_wd: bool = _opt(False, "give weight decay independently of the learning rate "

@@ -148,7 +148,8 @@ def muon_groups(model: nn.Module, groups: list[dict], config: TrainConfig) -> li
                 wd = wd * group["lr"] / lr
             out.append({**group, "params": matrices, "name": group["name"] + "_muon", "muon": True,
                         "lr": lr, "weight_decay": wd, "momentum": config.muon_momentum,
-                        "nesterov": True, "normalize": config.muon_normalize})
+                        "nesterov": True, "normalize": config.muon_normalize,
+                        "ns_steps": config.muon_ns_steps})
     return out
 
 

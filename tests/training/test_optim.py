@@ -199,6 +199,25 @@ def test_muon_ns_steps_sets_the_newton_schulz_iterations_of_each_update():
     assert not torch.allclose(orthogonalize(g, 3), orthogonalize(g, 5), atol=1e-3)
 
 
+def test_muon_iterates_in_bf16_in_a_bf16_run_only():
+    """A run whose precision resolved to bf16 (as airbench94_muon) takes its Newton-Schulz
+    iterations in bf16; any other precision, an unresolved "auto" included, in fp32."""
+    from cnnbench.training.muon import orthogonalize
+
+    for amp, dtype in [("bf16", torch.bfloat16), ("off", torch.float32), ("auto", torch.float32)]:
+        torch.manual_seed(0)
+        model = TinyNet()
+        opt = build_optimizer(model, TrainConfig(optimizer="muon", lr=0.05, muon_lr=0.02, amp=amp))
+        x, y = tensor_batches(16, batch_size=16)[0]
+        before = model.conv.weight.detach().clone()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        g = model.conv.weight.grad.reshape(8, -1)
+        opt.step()
+        move = (before - model.conv.weight.detach()).reshape(8, -1)
+        torch.testing.assert_close(move, 0.02 * orthogonalize(1.95 * g, dtype=dtype), msg=amp)
+    assert not torch.allclose(orthogonalize(g, dtype=torch.bfloat16), orthogonalize(g), atol=1e-4)
+
+
 def test_muon_normalize_rescales_each_matrix_before_its_step():
     """--muon-normalize (airbench94_muon): before each step a Muon matrix is rescaled to a norm
     of sqrt(its output channels), then takes the step it takes without the option; the SGD
@@ -228,14 +247,14 @@ def test_muon_normalize_rescales_each_matrix_before_its_step():
 
 
 def test_muon_resumes_from_a_state_saved_before_muon_normalize():
-    """A Muon run's optimizer state saved before --muon-normalize existed (groups without the
-    key) loads and steps as without normalisation."""
+    """A Muon run's optimizer state saved before --muon-normalize and the bf16 iterations
+    existed (groups without the keys) loads and steps as without them."""
     torch.manual_seed(0)
     model = TinyNet()
     opt = build_optimizer(model, TrainConfig(optimizer="muon", lr=0.05))
     old = opt.state_dict()
     for group in old["param_groups"]:
-        del group["normalize"]
+        del group["normalize"], group["ns_bf16"]
     opt = build_optimizer(model, TrainConfig(optimizer="muon", lr=0.05))
     opt.load_state_dict(old)
     (x, y), = tensor_batches(16, batch_size=16)

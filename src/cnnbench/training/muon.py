@@ -4,7 +4,7 @@ K. Jordan et al., "Muon: an optimizer for hidden layers in neural networks" (202
 optimizer of airbench94_muon: each matrix-shaped parameter (a convolution filter bank viewed as
 ``out x (in * kh * kw)``, a hidden linear layer's weight) is updated by its Nesterov momentum
 replaced with the nearest semi-orthogonal matrix (all singular values ~1), computed by 5
-Newton-Schulz iterations; the update is scaled by ``sqrt(max(1, rows / cols))``. Every other
+Newton-Schulz iterations (``--muon-ns-steps``; in bf16 in a bf16 run, as airbench94_muon); the update is scaled by ``sqrt(max(1, rows / cols))``. Every other
 parameter (biases, normalisation layers, the classifier head) takes plain SGD with Nesterov
 momentum, as in airbench94_muon.
 
@@ -27,12 +27,14 @@ import torch
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 
-def orthogonalize(matrix: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
+def orthogonalize(matrix: torch.Tensor, steps: int = 5, eps: float = 1e-7,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The semi-orthogonal matrix nearest ``matrix`` (its ``U V^T``), approximately, by
-    ``steps`` quintic Newton-Schulz iterations in float32."""
+    ``steps`` quintic Newton-Schulz iterations in ``dtype`` (float32, or bfloat16 as
+    airbench94_muon: the iteration only needs the singular values near 1)."""
     a, b, c = NS_COEFFICIENTS
     x = matrix.float()
-    x = x / (x.norm() + eps)  # singular values <= 1, where the iteration converges
+    x = (x / (x.norm() + eps)).to(dtype)  # singular values <= 1, where the iteration converges
     transposed = x.shape[0] > x.shape[1]
     if transposed:  # iterate on the smaller Gram matrix
         x = x.T
@@ -46,16 +48,18 @@ class Muon(torch.optim.Optimizer):
     """Muon for groups with ``muon=True`` (matrix-shaped parameters), Nesterov SGD for the rest.
 
     Each group has ``lr``, ``weight_decay`` and ``muon``; ``momentum`` (default 0.95 for Muon
-    groups), ``nesterov`` (default True) and ``normalize`` (default False: see the module's
-    docstring) may be set per group.
+    groups), ``nesterov`` (default True), ``normalize`` (default False: see the module's
+    docstring), ``ns_steps`` (default 5) and ``ns_bf16`` (default False: the Newton-Schulz
+    iterations in bfloat16, which a run with bf16 autocast sets) may be set per group.
     """
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
-                 weight_decay: float = 0.0, ns_steps: int = 5, normalize: bool = False):
+                 weight_decay: float = 0.0, ns_steps: int = 5, normalize: bool = False,
+                 ns_bf16: bool = False):
         if lr < 0 or not 0 <= momentum < 1:
             raise ValueError(f"invalid Muon settings: lr {lr}, momentum {momentum}")
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-                        ns_steps=ns_steps, muon=True, normalize=normalize)
+                        ns_steps=ns_steps, muon=True, normalize=normalize, ns_bf16=ns_bf16)
         super().__init__(params, defaults)
         for group in self.param_groups:
             if group["muon"] and any(p.ndim < 2 for p in group["params"]):
@@ -63,10 +67,11 @@ class Muon(torch.optim.Optimizer):
 
     def __setstate__(self, state):
         """Also what ``load_state_dict`` calls (PyTorch's optimizers give new options their
-        defaults here): groups saved before ``normalize`` existed take ``False``."""
+        defaults here): groups saved before ``normalize`` or ``ns_bf16`` existed take ``False``."""
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("normalize", False)
+            group.setdefault("ns_bf16", False)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -93,7 +98,8 @@ class Muon(torch.optim.Optimizer):
                         p.mul_(p.shape[0] ** 0.5 / p.norm().clamp_min(1e-12))
                     matrix = update.reshape(update.shape[0], -1)
                     scale = max(1.0, matrix.shape[0] / matrix.shape[1]) ** 0.5
-                    update = orthogonalize(matrix, group["ns_steps"]).view_as(p) * scale
+                    dtype = torch.bfloat16 if group["ns_bf16"] else torch.float32
+                    update = orthogonalize(matrix, group["ns_steps"], dtype=dtype).view_as(p) * scale
                     if wd:
                         p.mul_(1 - lr * wd)
                 p.add_(update, alpha=-lr)

@@ -131,7 +131,8 @@ def muon_groups(model: nn.Module, groups: list[dict], config: TrainConfig) -> li
     """:func:`param_groups` split for Muon: in each, the matrix-shaped parameters outside the
     classifier head (``<name>_muon``, at ``muon_lr``) apart from the rest (Nesterov SGD, first,
     so the learning rate logged from the first group is ``lr``'s). With ``decouple_wd`` a Muon
-    group's weight decay is relative to its own rate."""
+    group's weight decay is relative to its own rate. A run in bf16 (``amp`` resolved to bf16)
+    runs the Newton-Schulz iterations in bf16 too, as airbench94_muon does."""
     head_names = set(head_parameter_names(model))
     head = {id(p) for n, p in unwrap(model).named_parameters() if n in head_names}
     out = []
@@ -149,7 +150,7 @@ def muon_groups(model: nn.Module, groups: list[dict], config: TrainConfig) -> li
             out.append({**group, "params": matrices, "name": group["name"] + "_muon", "muon": True,
                         "lr": lr, "weight_decay": wd, "momentum": config.muon_momentum,
                         "nesterov": True, "normalize": config.muon_normalize,
-                        "ns_steps": config.muon_ns_steps})
+                        "ns_steps": config.muon_ns_steps, "ns_bf16": config.amp == "bf16"})
     return out
 
 

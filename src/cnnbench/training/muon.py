@@ -4,9 +4,10 @@ K. Jordan et al., "Muon: an optimizer for hidden layers in neural networks" (202
 optimizer of airbench94_muon: each matrix-shaped parameter (a convolution filter bank viewed as
 ``out x (in * kh * kw)``, a hidden linear layer's weight) is updated by its Nesterov momentum
 replaced with the nearest semi-orthogonal matrix (all singular values ~1), computed by 5
-Newton-Schulz iterations (``--muon-ns-steps``; in bf16 in a bf16 run, as airbench94_muon); the update is scaled by ``sqrt(max(1, rows / cols))``. Every other
-parameter (biases, normalisation layers, the classifier head) takes plain SGD with Nesterov
-momentum, as in airbench94_muon.
+Newton-Schulz iterations (``--muon-ns-steps``; in bf16 in a bf16 run, as airbench94_muon); the
+update is scaled by ``sqrt(max(1, rows / cols))``. Every other parameter (biases,
+normalisation layers, the classifier head) takes plain SGD with Nesterov momentum, as in
+airbench94_muon.
 
 PyTorch's own ``torch.optim.Muon`` (2.9+) takes 2-D parameters only, so it cannot see a
 convolution's 4-D filters; this optimizer does the same step on their 2-D view (a reshape, no

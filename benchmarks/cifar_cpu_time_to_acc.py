@@ -22,8 +22,15 @@ up, 0 skips it), and states each budget's mean training time as a fraction of an
 airbench94-length run at that speed (``train_time_in_airbench94_runs``): this machine's speed
 drifts by ~1.5x from day to day, the fraction much less.
 
-Results are merged by budget into ``benchmarks/results/cifar_cpu_time_to_acc-<device>.json``,
-so ``--budget default`` and ``--budget long`` may run separately. The run directories stay
+``--name NAME`` measures a variant: the one ``--budget`` given, with the ``--set`` overrides,
+saved under NAME against that budget's targets (e.g. ``--name muon7 --budget default --set
+optimizer=muon ...``), so a candidate recipe is measured beside the registered one before it
+replaces it.
+
+Results are merged by budget name into ``benchmarks/results/cifar_cpu_time_to_acc-<device>.json``,
+so ``--budget default`` and ``--budget long`` (and variants) may run separately; each budget
+keeps the environment it was measured in (``environment``: CPU, commit, date, machine load).
+The run directories stay
 under ``--runs-dir``; rerunning with the same ``--runs-dir`` resumes interrupted runs and
 reuses finished ones.
 
@@ -43,7 +50,7 @@ from pathlib import Path
 
 import torch
 
-from common import parse_sets, resolve_recipe as resolve, result_path, run_main, write_result
+from common import environment, parse_sets, resolve_recipe as resolve, result_path, run_main, write_result
 from yardstick import airbench_epoch, in_yardstick
 
 TARGETS = {"default": {"target_acc": 0.906, "target_train_s": 450.0},
@@ -95,19 +102,24 @@ def training_macs(config, run_dir: Path, summary: dict) -> float | None:
                for n, e in zip(per_epoch, epochs))
 
 
-def summarise(budget: str, runs: list[dict], config) -> dict:
+def summarise(budget: str, runs: list[dict], config, name: str | None = None,
+              overrides: dict | None = None) -> dict:
+    """One budget's entry: means and spreads over its seeds, against ``budget``'s targets;
+    saved as ``name`` (a variant: ``overrides`` on top of the budget) when one is given."""
     def mean(key):
         return statistics.fmean(r[key] for r in runs)
 
     def std(key):
         return statistics.stdev(r[key] for r in runs) if len(runs) > 1 else 0.0
 
-    entry = {"budget": budget, "recipe": config.recipe, "epochs": config.epochs, "model": config.model, "model_kwargs": config.model_kwargs,
+    entry = {"budget": name or budget, "recipe": config.recipe, "epochs": config.epochs, "model": config.model, "model_kwargs": config.model_kwargs,
              "batch_size": config.batch_size, "batch_schedule": config.batch_schedule, "seeds": len(runs),
              "test_acc_mean": mean("test_acc"), "test_acc_std": std("test_acc"),
              "train_time_s_mean": mean("train_time_s"), "train_time_s_std": std("train_time_s"),
              "eval_time_s_mean": mean("eval_time_s"), "images_per_s_mean": mean("images_per_s"),
              "gflops_per_s_mean": mean("gflops_per_s"), "config": config.to_dict(), "runs": runs}
+    if name:
+        entry.update(variant_of=budget, overrides=overrides or {})
     if budget in TARGETS:
         t = TARGETS[budget]
         entry.update(t, met=entry["test_acc_mean"] >= t["target_acc"] and
@@ -120,6 +132,9 @@ def main() -> int:
     ap.add_argument("--recipe", default="fast", help="recipe to measure (default fast; `none` for flags only)")
     ap.add_argument("--dataset", default="cifar10_jpeg")
     ap.add_argument("--budget", default="default", help="default, long, or both comma-separated")
+    ap.add_argument("--name", default=None,
+                    help="save the budget as this variant (its settings: --set) against its targets; "
+                         "one --budget only")
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per budget (default 3)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -148,6 +163,10 @@ def main() -> int:
     for b in budgets:
         if b not in ("default", "long"):
             raise SystemExit(f"unknown budget {b!r}; use default, long or default,long")
+    if args.name is not None:
+        if len(budgets) != 1 or args.name in ("default", "long") or not args.name.replace("-", "").isalnum():
+            raise SystemExit(f"--name {args.name!r} names one variant of one --budget: letters, digits "
+                             f"and '-', not default or long (e.g. --name muon7 --budget default)")
     sets = parse_sets(args.set)
     for key in ("epochs", "limit_train", "limit_eval"):
         if getattr(args, key) is not None:
@@ -165,9 +184,9 @@ def main() -> int:
             config = resolve(extra.get("recipe", args.recipe), args.dataset,
                              {**base, **{k: v for k, v in extra.items() if k != "recipe"}, "seed": seed})
             last_config = config
-            out = runs_dir / f"{budget}-seed{seed}"
+            out = runs_dir / f"{args.name or budget}-seed{seed}"
             resume = (out / "config.yaml").exists()
-            print(f"== budget {budget}, seed {seed}: recipe {config.recipe}, {config.model} {config.model_kwargs}, "
+            print(f"== budget {args.name or budget}, seed {seed}: recipe {config.recipe}, {config.model} {config.model_kwargs}, "
                   f"{config.epochs} epochs, batch {config.batch_size}, amp {config.amp}, tta {config.tta} -> {out}{' (resuming)' if resume else ''}", flush=True)
             summary = train_run(config, out_dir=out, resume=resume, progress=not args.quiet,
                                 argv=[sys.executable, *sys.argv])
@@ -182,9 +201,9 @@ def main() -> int:
             runs.append(run)
             print(f"   test acc {100 * run['test_acc']:.2f}% | train {train_s:.1f} s ({run['images_per_s']:.0f} img/s, "
                   f"{run['gflops_per_s'] or 0:.1f} GFLOP/s) | eval {run['eval_time_s']:.1f} s", flush=True)
-        entries[budget] = summarise(budget, runs, config)
-        e = entries[budget]
-        print(f"budget {budget}: test acc {100 * e['test_acc_mean']:.2f} ± {100 * e['test_acc_std']:.2f}% over "
+        e = summarise(budget, runs, config, args.name, sets if args.name else None)
+        entries[e["budget"]] = e
+        print(f"budget {e['budget']}: test acc {100 * e['test_acc_mean']:.2f} ± {100 * e['test_acc_std']:.2f}% over "
               f"{len(runs)} seeds, train {e['train_time_s_mean']:.0f} ± {e['train_time_s_std']:.0f} s"
               + (f" (target >= {100 * e['target_acc']:.1f}% in <= {e['target_train_s']:.0f} s: "
                  f"{'met' if e['met'] else 'MISSED'})" if "met" in e else ""), flush=True)
@@ -200,22 +219,27 @@ def main() -> int:
             e["train_time_in_airbench94_runs"] = in_yardstick(e["train_time_s_mean"], yardstick)
             print(f"budget {e['budget']}: mean training {e['train_time_in_airbench94_runs']:.4f} of an "
                   f"airbench94-length run", flush=True)
+    for e in entries.values():  # where and when each budget of this invocation was measured
+        e["environment"] = environment(args.device)
 
     # Merge with the budgets of an earlier invocation (same recipe and dataset, full data only).
     limited = bool(last_config.limit_train or last_config.limit_eval)
     path = result_path("cifar_cpu_time_to_acc", args.device, args.results_dir)
+    overrides = {} if args.name else sets  # a variant's own are in its budget
     if path.exists():
         try:
             old = json.loads(path.read_text())
             if (old.get("recipe"), old.get("dataset"), old.get("limited")) == (args.recipe, args.dataset, limited):
                 for b in old.get("budgets", []):
                     entries.setdefault(b["budget"], b)
+                if args.name:
+                    overrides = old.get("overrides", {})
         except (ValueError, KeyError, TypeError):
             pass
     order = {"default": 0, "long": 1}
     write_result("cifar_cpu_time_to_acc", {
         "recipe": args.recipe, "dataset": args.dataset, "num_threads": args.threads, "tta": default_config.tta,
-        "limited": limited, "overrides": sets,
+        "limited": limited, "overrides": overrides,
         "budgets": sorted(entries.values(), key=lambda e: order.get(e["budget"], 9)),
     }, args.device, args.results_dir)
     return 0

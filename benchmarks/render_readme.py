@@ -118,10 +118,25 @@ def _yardstick(rec: dict) -> str:
             f"airbench94-length run ({stick['airbench94_run_s']:.0f} s at that speed).")
 
 
+def _budget_label(b: dict) -> str:
+    """A budget's name; a variant's with what it changes (``--name`` runs)."""
+    if not b.get("variant_of"):
+        return b["budget"]
+    changes = ", ".join(f"{k}={v}" for k, v in b.get("overrides", {}).items())
+    return f"{b['budget']} ({b['variant_of']} with {changes or 'no change'})"
+
+
+def _measured_on(b: dict, rec: dict) -> str:
+    """The CPU and day of one budget (budgets merged from several runs may differ)."""
+    env = b.get("environment") or rec["environment"]
+    name = env["device_name"].removeprefix("CPU: ").split(" (")[0]
+    return f"{name}, {env['date'][:10]}"
+
+
 def render_cifar_cpu_time_to_acc(results: Path = RESULTS) -> str:
     parts = []
     for path, rec in _load("cifar_cpu_time_to_acc", results):
-        rows = [[b["budget"], b["epochs"],
+        rows = [[_budget_label(b), b["epochs"],
                  (f"{b['test_acc_mean']*100:.2f} ± {b['test_acc_std']*100:.2f}%" if b["seeds"] > 1
                   else f"{b['test_acc_mean']*100:.2f}% (1 seed)"),
                  ", ".join(f"{r['test_acc']*100:.2f}" for r in b["runs"]),
@@ -132,14 +147,17 @@ def render_cifar_cpu_time_to_acc(results: Path = RESULTS) -> str:
                  (f"{b['target_acc']*100:.1f}% in {b['target_train_s']:.0f} s"
                   f"{' (mean)' if b.get('target_on') == 'mean' else ''}: {'met' if b['met'] else 'missed'}"
                   + (f" ({b['seeds']} of the 3 seeds asked)" if b["seeds"] < 3 else "")
-                  if "met" in b else "-")]
+                  if "met" in b else "-"),
+                 _measured_on(b, rec)]
                 for b in rec["budgets"]]
-        parts.append(_limited(rec) + f"`{rec['recipe']}` recipe on `{rec['dataset']}` (lossy JPEG mirror of CIFAR-10), {rec['num_threads']} threads, "
+        parts.append(_limited(rec) + f"`{rec['recipe']}` recipe on `{rec['dataset']}`"
+                     + (" (lossy JPEG mirror of CIFAR-10)" if rec["dataset"] == "cifar10_jpeg" else "")
+                     + f", {rec['num_threads']} threads, "
                      f"all training images (val_split 0), evaluated once after training with TTA `{rec['tta']}`; training seconds "
                      f"include the whitening initialisation and exclude evaluation.\n\n"
                      + table(["budget", "epochs", "test acc (mean ± std)", "per seed (%)", "train s, mean (max)",
                               "img/s", "GFLOP/s (nominal)", "seeds",
-                              "train / airbench94-length run (its epoch here)", "target"], rows)
+                              "train / airbench94-length run (its epoch here)", "target", "measured on"], rows)
                      + "\n\n" + _source(path, rec))
     return "\n\n".join(parts) or "_not run yet_"
 

@@ -111,6 +111,7 @@ def test_cifar_cpu_time_to_acc(cifar_data, results, tmp_path, monkeypatch):
         "--yardstick-steps", "1", "--yardstick-batch", "4", "--results-dir", str(results)], monkeypatch) == 0
     rec = read_result(results, "cifar_cpu_time_to_acc")
     assert rec["dataset"] == "cifar10" and rec["limited"] is True and rec["num_threads"] == 1
+    assert "JPEG" not in _render_script().render_cifar_cpu_time_to_acc(results)  # the real CIFAR-10
     [budget] = rec["budgets"]
     assert budget["budget"] == "default" and budget["seeds"] == 1 and budget["epochs"] == 3
     assert (budget["target_acc"], budget["target_train_s"]) == (0.906, 450.0)
@@ -130,6 +131,21 @@ def test_cifar_cpu_time_to_acc(cifar_data, results, tmp_path, monkeypatch):
     assert run["gflops_per_s"] == pytest.approx(6 * run["macs"] * run["images_seen"] / run["train_time_s"] / 1e9)
     assert budget["gflops_per_s_mean"] == run["gflops_per_s"] and budget["images_per_s_mean"] == run["images_per_s"]
     assert Path(run["run_dir"]) == runs_dir / "default-seed0" and (runs_dir / "default-seed0" / "summary.json").exists()
+    assert budget["environment"]["git_commit"] and budget["environment"]["date"]
+
+    # a variant (--name) is measured beside the budget, against its targets, and kept apart
+    assert run_script("cifar_cpu_time_to_acc", [
+        "--dataset", "cifar10", "--seeds", "1", "--threads", "1", "--epochs", "1", "--limit-train", "16",
+        "--limit-eval", "6", "--set", "batch_size=16", "--set", "warmup_epochs=0", "--name", "b16", "--quiet", "--runs-dir", str(runs_dir),
+        "--yardstick-steps", "0", "--results-dir", str(results)], monkeypatch) == 0
+    rec = read_result(results, "cifar_cpu_time_to_acc")
+    assert [b["budget"] for b in rec["budgets"]] == ["default", "b16"] and rec["budgets"][0] == budget
+    assert rec["overrides"] == {"batch_size": "8", "epochs": "3", "limit_train": "16", "limit_eval": "6"}
+    variant = rec["budgets"][1]
+    assert (variant["variant_of"], variant["batch_size"], variant["epochs"]) == ("default", 16, 1)
+    assert variant["overrides"]["batch_size"] == "16" and variant["target_train_s"] == 450.0
+    assert (runs_dir / "b16-seed0" / "summary.json").exists()
+    assert "| b16 (default with batch_size=16, warmup_epochs=0, epochs=1," in _render_script().render_cifar_cpu_time_to_acc(results)
 
 
 def test_model_throughput(results, monkeypatch):

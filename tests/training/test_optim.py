@@ -180,41 +180,29 @@ def test_muon_orthogonalises_the_filters_and_gives_the_rest_nesterov_sgd():
     assert sum(losses[-6:]) < sum(losses[:6])  # it learns
 
 
-def test_muon_ns_steps_sets_the_newton_schulz_iterations_of_each_update():
-    """--muon-ns-steps 3 (airbench94_muon's count): a filter's first update is exactly the
-    3-iteration orthogonalisation of its gradient, which differs from the default 5's."""
+@pytest.mark.parametrize("settings, steps, dtype", [
+    ({"muon_ns_steps": 3}, 3, torch.float32),  # airbench94_muon's count
+    ({"amp": "bf16"}, 5, torch.bfloat16),  # a run whose precision resolved to bf16
+    ({"amp": "off"}, 5, torch.float32),
+    ({"amp": "auto"}, 5, torch.float32),  # unresolved: fp32
+])
+def test_muon_newton_schulz_iterations_follow_ns_steps_and_the_runs_precision(settings, steps, dtype):
+    """A filter's first update is exactly its gradient's orthogonalisation by ``muon_ns_steps``
+    iterations, in bf16 in a bf16 run (as airbench94_muon), else in fp32; and these differ."""
     from cnnbench.training.muon import orthogonalize
 
     torch.manual_seed(0)
     model = TinyNet()
-    opt = build_optimizer(model, TrainConfig(optimizer="muon", lr=0.05, muon_lr=0.02, muon_ns_steps=3))
+    opt = build_optimizer(model, TrainConfig(optimizer="muon", lr=0.05, muon_lr=0.02, **settings))
     x, y = tensor_batches(16, batch_size=16)[0]
     before = model.conv.weight.detach().clone()
     torch.nn.functional.cross_entropy(model(x), y).backward()
     g = model.conv.weight.grad.reshape(8, -1)
     opt.step()
     move = (before - model.conv.weight.detach()).reshape(8, -1)
-    expected = orthogonalize(g + 0.95 * g, 3)  # Nesterov on a fresh buffer: g + mu * g
-    assert torch.allclose(move, 0.02 * expected, atol=1e-6)
+    expected = orthogonalize(g + 0.95 * g, steps, dtype=dtype)  # Nesterov, fresh buffer: g + mu * g
+    torch.testing.assert_close(move, 0.02 * expected, atol=1e-6, rtol=1e-5)
     assert not torch.allclose(orthogonalize(g, 3), orthogonalize(g, 5), atol=1e-3)
-
-
-def test_muon_iterates_in_bf16_in_a_bf16_run_only():
-    """A run whose precision resolved to bf16 (as airbench94_muon) takes its Newton-Schulz
-    iterations in bf16; any other precision, an unresolved "auto" included, in fp32."""
-    from cnnbench.training.muon import orthogonalize
-
-    for amp, dtype in [("bf16", torch.bfloat16), ("off", torch.float32), ("auto", torch.float32)]:
-        torch.manual_seed(0)
-        model = TinyNet()
-        opt = build_optimizer(model, TrainConfig(optimizer="muon", lr=0.05, muon_lr=0.02, amp=amp))
-        x, y = tensor_batches(16, batch_size=16)[0]
-        before = model.conv.weight.detach().clone()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        g = model.conv.weight.grad.reshape(8, -1)
-        opt.step()
-        move = (before - model.conv.weight.detach()).reshape(8, -1)
-        torch.testing.assert_close(move, 0.02 * orthogonalize(1.95 * g, dtype=dtype), msg=amp)
     assert not torch.allclose(orthogonalize(g, dtype=torch.bfloat16), orthogonalize(g), atol=1e-4)
 
 

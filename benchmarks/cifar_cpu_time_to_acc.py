@@ -17,7 +17,8 @@ apply on top. Targets on 2 threads (issue #33): default >= 90.6% mean (airbench9
 accuracy on ``cifar10_jpeg``) in <= 450 s of training on average, long >= 92.0% in <= 1,800 s.
 
 The same invocation then times a yardstick, one epoch of airbench94's network and batch on
-this CPU (``yardstick.airbench_epoch``; ``--yardstick-steps`` times fewer steps and scales them
+this CPU (``yardstick.airbench_epoch``, in fp32, and in bf16 too where a run trained in bf16;
+``--yardstick-steps`` times fewer steps and scales them
 up, 0 skips it), and states each budget's mean training time as a fraction of an
 airbench94-length run at that speed (``train_time_in_airbench94_runs``): this machine's speed
 drifts by ~1.5x from day to day, the fraction much less.
@@ -208,17 +209,24 @@ def main() -> int:
               + (f" (target >= {100 * e['target_acc']:.1f}% in <= {e['target_train_s']:.0f} s: "
                  f"{'met' if e['met'] else 'MISSED'})" if "met" in e else ""), flush=True)
 
-    yardstick = None
     if args.yardstick_steps != 0:
-        yardstick = airbench_epoch(args.threads, args.yardstick_steps,
-                                   **({"batch": args.yardstick_batch} if args.yardstick_batch else {}))
-        print(f"yardstick: an epoch of airbench94's network and batch took {yardstick['epoch_s']:.1f} s "
-              f"here (an airbench94-length run: {yardstick['airbench94_run_s']:.0f} s)", flush=True)
-        for e in entries.values():  # the budgets trained in this invocation
-            e["airbench94_yardstick"] = yardstick
-            e["train_time_in_airbench94_runs"] = in_yardstick(e["train_time_s_mean"], yardstick)
-            print(f"budget {e['budget']}: mean training {e['train_time_in_airbench94_runs']:.4f} of an "
-                  f"airbench94-length run", flush=True)
+        batch = {"batch": args.yardstick_batch} if args.yardstick_batch else {}
+        # fp32 always (airbench94's precision on a CPU); bf16 too where a run trained in it: a
+        # VM's bf16 speed need not drift with its fp32 speed (yardstick.py)
+        precisions = ["off"] + (["bf16"] if any(r.get("amp") == "bf16" for e in entries.values()
+                                                for r in e["runs"]) else [])
+        for amp in precisions:
+            yardstick = airbench_epoch(args.threads, args.yardstick_steps, amp=amp, **batch)
+            suffix = "" if amp == "off" else "_bf16"
+            print(f"yardstick ({'fp32' if amp == 'off' else 'bf16'}): an epoch of airbench94's network and "
+                  f"batch took {yardstick['epoch_s']:.1f} s here (an airbench94-length run: "
+                  f"{yardstick['airbench94_run_s']:.0f} s)", flush=True)
+            for e in entries.values():  # the budgets trained in this invocation
+                e[f"airbench94_yardstick{suffix}"] = yardstick
+                e[f"train_time_in_airbench94_runs{suffix}"] = in_yardstick(e["train_time_s_mean"], yardstick)
+                print(f"budget {e['budget']}: mean training {e[f'train_time_in_airbench94_runs{suffix}']:.4f} "
+                      f"of an airbench94-length run of the {'fp32' if amp == 'off' else 'bf16'} yardstick",
+                      flush=True)
     for e in entries.values():  # where and when each budget of this invocation was measured
         e["environment"] = environment(args.device)
 
@@ -231,6 +239,9 @@ def main() -> int:
             old = json.loads(path.read_text())
             if (old.get("recipe"), old.get("dataset"), old.get("limited")) == (args.recipe, args.dataset, limited):
                 for b in old.get("budgets", []):
+                    # budgets from before each kept its own environment were measured in the
+                    # file's: keep it with them, as the file's is now this invocation's
+                    b.setdefault("environment", old.get("environment"))
                     entries.setdefault(b["budget"], b)
                 if args.name:
                     overrides = old.get("overrides", {})

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from cnnbench.devices import cpu_name  # the same CPU name and commit the runs record
+from cnnbench.devices import cpu_identity, cpu_name  # the same CPU name and commit the runs record
 from cnnbench.training.machine import git_commit as run_git_commit
 from cnnbench.training.machine import package_version  # not `import torchvision`: a second of CPU
 
@@ -69,6 +69,9 @@ def environment(device: str = "cpu") -> dict:
     return {
         "device": device,
         "device_name": device_description(device),
+        # family, model, stepping and bf16 flags: this project's VM is not always the same CPU,
+        # and two "AMD EPYC" days can differ twofold in bf16 speed
+        "cpu_identity": cpu_identity(),
         "num_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
         "torchvision_version": package_version("torchvision"),

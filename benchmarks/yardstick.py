@@ -10,6 +10,11 @@ an epoch's worth, 49) and scaled to the 50,000 CIFAR-10 training images. It is c
 rendition of airbench94's training step, not airbench94's own script (whose data loading, fp16
 weights and Lookahead it leaves out): a yardstick for this machine's speed, not a time
 airbench94 itself was measured at.
+
+``amp="bf16"`` times the same loop under bf16 autocast: a VM's bf16 speed need not drift with
+its fp32 speed (on 2026-12-07 this project's AMD EPYC VM trained the wider CIFAR network in bf16
+at half its 2026-11-30 speed, with the code of either day), so a benchmark whose runs trained in
+bf16 also states its time against the bf16 yardstick.
 """
 
 from __future__ import annotations
@@ -26,22 +31,27 @@ CIFAR_TRAIN_IMAGES = 50_000
 SHAPE = (3, 32, 32)
 
 
-def airbench_epoch(threads: int, steps: int | None = None, batch: int = AIRBENCH_BATCH) -> dict:
-    """The seconds one epoch of airbench94's network and batch takes here now (module doc)."""
+def airbench_epoch(threads: int, steps: int | None = None, batch: int = AIRBENCH_BATCH,
+                   amp: str = "off") -> dict:
+    """The seconds one epoch of airbench94's network and batch takes here now, in fp32
+    (``amp="off"``) or under bf16 autocast (``amp="bf16"``) (module doc)."""
+    if amp not in ("off", "bf16"):
+        raise SystemExit(f"the yardstick runs in fp32 (amp 'off') or bf16 (amp 'bf16'), got {amp!r}")
     torch.set_num_threads(threads)
     steps = math.ceil(CIFAR_TRAIN_IMAGES / batch) if steps is None else steps
     if steps < 1:
         raise SystemExit(f"the yardstick needs at least one step, got {steps}")
     cpu = torch.device("cpu")
     model = make_model("fastnet", SHAPE, cpu, channels_last=True)  # widths (64, 256, 256)
-    run = Plain(model, SHAPE, batch, cpu, channels_last=True, amp="off", compiled=False)
+    run = Plain(model, SHAPE, batch, cpu, channels_last=True, amp=amp, compiled=False)
     run.steps(1)  # warm-up: oneDNN picks its kernels
     seconds = run.steps(steps)
     images = steps * batch
+    amp = run.amp  # the precision the loop ran in, as recorded
     epoch_s = seconds * CIFAR_TRAIN_IMAGES / images
-    return {"workload": f"fastnet widths [64, 256, 256] (airbench94's network), batch {batch}, 3x32x32, fp32, channels_last, "
+    return {"workload": f"fastnet widths [64, 256, 256] (airbench94's network), batch {batch}, 3x32x32, {'fp32' if amp == 'off' else 'bf16 autocast'}, channels_last, "
                         f"SGD with momentum, {threads} threads",
-            "batch_size": batch, "steps_timed": steps, "images_timed": images,
+            "batch_size": batch, "amp": amp, "steps_timed": steps, "images_timed": images,
             "seconds_timed": seconds, "epoch_s": epoch_s,
             "scaled_to_epoch": images != CIFAR_TRAIN_IMAGES,
             "airbench94_run_s": epoch_s * AIRBENCH_EPOCHS}

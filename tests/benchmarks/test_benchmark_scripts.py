@@ -13,6 +13,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from cnnbench.devices import cpu_identity
+
 from benchmark_fixtures import (BENCHMARKS, ROOT, fraction, load_script, positive, read_result,  # noqa: F401
                                 results, run_script)
 from engine_fixtures import _tiny_folder_files, quick_options, tiny_folder  # noqa: F401 (fixtures)
@@ -91,12 +93,13 @@ def _render_script():
     return script
 
 
-def _check_yardstick(yardstick, steps, batch):
+def _check_yardstick(yardstick, steps, batch, amp="off"):
     """One epoch of airbench94's network and batch, timed over ``steps`` steps of ``batch``
-    images and scaled up to the 50,000 images of an epoch."""
+    images and scaled up to the 50,000 images of an epoch, in fp32 or bf16 (``amp``)."""
     assert yardstick["steps_timed"] == steps and yardstick["batch_size"] == batch
     assert yardstick["images_timed"] == steps * batch and yardstick["scaled_to_epoch"] is True
-    assert "[64, 256, 256]" in yardstick["workload"] and "fp32" in yardstick["workload"]
+    assert "[64, 256, 256]" in yardstick["workload"] and yardstick["amp"] == amp
+    assert ("fp32" if amp == "off" else "bf16 autocast") in yardstick["workload"]
     assert yardstick["epoch_s"] == pytest.approx(yardstick["seconds_timed"] * 50_000 / (steps * batch))
     assert yardstick["airbench94_run_s"] == pytest.approx(9.9 * yardstick["epoch_s"])
 
@@ -107,7 +110,7 @@ def test_cifar_cpu_time_to_acc(cifar_data, results, tmp_path, monkeypatch):
     runs_dir = tmp_path / "runs"
     assert run_script("cifar_cpu_time_to_acc", [
         "--dataset", "cifar10", "--seeds", "1", "--threads", "1", "--epochs", "3", "--limit-train", "16",
-        "--limit-eval", "6", "--set", "batch_size=8", "--quiet", "--runs-dir", str(runs_dir),
+        "--limit-eval", "6", "--set", "batch_size=8", "--set", "amp=bf16", "--quiet", "--runs-dir", str(runs_dir),
         "--yardstick-steps", "1", "--yardstick-batch", "4", "--results-dir", str(results)], monkeypatch) == 0
     rec = read_result(results, "cifar_cpu_time_to_acc")
     assert rec["dataset"] == "cifar10" and rec["limited"] is True and rec["num_threads"] == 1
@@ -116,12 +119,16 @@ def test_cifar_cpu_time_to_acc(cifar_data, results, tmp_path, monkeypatch):
     assert budget["budget"] == "default" and budget["seeds"] == 1 and budget["epochs"] == 3
     assert (budget["target_acc"], budget["target_train_s"]) == (0.906, 450.0)
     assert budget["met"] is False  # 16 images reach nothing like it
+    # trained in bf16: timed against the fp32 yardstick and a bf16 one
     _check_yardstick(budget["airbench94_yardstick"], steps=1, batch=4)
-    assert budget["train_time_in_airbench94_runs"] == pytest.approx(
-        budget["train_time_s_mean"] / budget["airbench94_yardstick"]["airbench94_run_s"])
+    _check_yardstick(budget["airbench94_yardstick_bf16"], steps=1, batch=4, amp="bf16")
+    for suffix in ("", "_bf16"):
+        assert budget[f"train_time_in_airbench94_runs{suffix}"] == pytest.approx(
+            budget["train_time_s_mean"] / budget[f"airbench94_yardstick{suffix}"]["airbench94_run_s"])
     row = _render_script().render_cifar_cpu_time_to_acc(results).splitlines()[4]  # the README's table
-    assert (f"| {budget['train_time_in_airbench94_runs']:.3f} "
-            f"({budget['airbench94_yardstick']['epoch_s']:.0f} s) | 90.6% in 450 s (mean): missed") in row
+    assert (f"| {budget['train_time_in_airbench94_runs']:.3f} ({budget['airbench94_yardstick']['epoch_s']:.0f} s); "
+            f"bf16: {budget['train_time_in_airbench94_runs_bf16']:.3f} "
+            f"({budget['airbench94_yardstick_bf16']['epoch_s']:.0f} s) | 90.6% in 450 s (mean): missed") in row
     [run] = budget["runs"]
     assert fraction(run["test_acc"]) and budget["test_acc_mean"] == run["test_acc"] and budget["test_acc_std"] == 0
     assert positive(run["train_time_s"], run["images_per_s"], run["gflops_per_s"], run["macs"])
@@ -132,6 +139,14 @@ def test_cifar_cpu_time_to_acc(cifar_data, results, tmp_path, monkeypatch):
     assert budget["gflops_per_s_mean"] == run["gflops_per_s"] and budget["images_per_s_mean"] == run["images_per_s"]
     assert Path(run["run_dir"]) == runs_dir / "default-seed0" and (runs_dir / "default-seed0" / "summary.json").exists()
     assert budget["environment"]["git_commit"] and budget["environment"]["date"]
+    assert budget["environment"]["cpu_identity"] == cpu_identity()  # family, model, bf16 flags
+
+    # a budget written before budgets kept their own environment keeps the file's when merged
+    path = results / "cifar_cpu_time_to_acc-cpu.json"
+    older = {**budget, "budget": "older"}
+    del older["environment"]
+    file_env = {**budget["environment"], "date": "2026-11-30T02:58:44+00:00", "git_commit": "older"}
+    path.write_text(json.dumps({**rec, "environment": file_env, "budgets": [budget, older]}))
 
     # a variant (--name) is measured beside the budget, against its targets, and kept apart
     assert run_script("cifar_cpu_time_to_acc", [
@@ -139,8 +154,9 @@ def test_cifar_cpu_time_to_acc(cifar_data, results, tmp_path, monkeypatch):
         "--limit-eval", "6", "--set", "batch_size=16", "--set", "warmup_epochs=0", "--name", "b16", "--quiet", "--runs-dir", str(runs_dir),
         "--yardstick-steps", "0", "--results-dir", str(results)], monkeypatch) == 0
     rec = read_result(results, "cifar_cpu_time_to_acc")
-    assert [b["budget"] for b in rec["budgets"]] == ["default", "b16"] and rec["budgets"][0] == budget
-    assert rec["overrides"] == {"batch_size": "8", "epochs": "3", "limit_train": "16", "limit_eval": "6"}
+    assert [b["budget"] for b in rec["budgets"]] == ["default", "b16", "older"] and rec["budgets"][0] == budget
+    assert rec["budgets"][2]["environment"] == file_env != rec["environment"]
+    assert rec["overrides"] == {"batch_size": "8", "amp": "bf16", "epochs": "3", "limit_train": "16", "limit_eval": "6"}
     variant = rec["budgets"][1]
     assert (variant["variant_of"], variant["batch_size"], variant["epochs"]) == ("default", 16, 1)
     assert variant["overrides"]["batch_size"] == "16" and variant["target_train_s"] == 450.0

@@ -217,16 +217,15 @@ def main() -> int:
                                                 for r in e["runs"]) else [])
         for amp in precisions:
             yardstick = airbench_epoch(args.threads, args.yardstick_steps, amp=amp, **batch)
-            suffix = "" if amp == "off" else "_bf16"
-            print(f"yardstick ({'fp32' if amp == 'off' else 'bf16'}): an epoch of airbench94's network and "
-                  f"batch took {yardstick['epoch_s']:.1f} s here (an airbench94-length run: "
+            label, suffix = ("fp32", "") if amp == "off" else ("bf16", "_bf16")
+            print(f"yardstick ({label}): an epoch of airbench94's network and batch took "
+                  f"{yardstick['epoch_s']:.1f} s here (an airbench94-length run: "
                   f"{yardstick['airbench94_run_s']:.0f} s)", flush=True)
             for e in entries.values():  # the budgets trained in this invocation
-                e[f"airbench94_yardstick{suffix}"] = yardstick
-                e[f"train_time_in_airbench94_runs{suffix}"] = in_yardstick(e["train_time_s_mean"], yardstick)
-                print(f"budget {e['budget']}: mean training {e[f'train_time_in_airbench94_runs{suffix}']:.4f} "
-                      f"of an airbench94-length run of the {'fp32' if amp == 'off' else 'bf16'} yardstick",
-                      flush=True)
+                ratio = in_yardstick(e["train_time_s_mean"], yardstick)
+                e[f"airbench94_yardstick{suffix}"], e[f"train_time_in_airbench94_runs{suffix}"] = yardstick, ratio
+                print(f"budget {e['budget']}: mean training {ratio:.4f} of an airbench94-length run of "
+                      f"the {label} yardstick", flush=True)
     for e in entries.values():  # where and when each budget of this invocation was measured
         e["environment"] = environment(args.device)
 

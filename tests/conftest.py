@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import pickle
 import struct
 from pathlib import Path
@@ -27,6 +28,13 @@ from cnnbench.data.specs import CIFAR10_CLASSES
 # torch, torchvision, numpy and PIL are imported where they are used: pytest-xdist's controller
 # process loads this file before it starts the workers, and only schedules tests (importing torch
 # there took ~4 s before any test ran)
+
+# OpenMP threads that wait sleep instead of spinning, in the workers and every process the tests
+# start (read when torch loads OpenMP, after this file). Two workers keep both cores busy, so a
+# test that trains with two threads (the thread choice, the DDP scaling benchmark) spun on the
+# core the other worker needed: 7.6 s of CPU for the busy-machine test, 0.4 s sleeping. A test
+# environment only: nothing here is timed, and a user's runs keep OpenMP's default.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pytest_configure(config):

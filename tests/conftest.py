@@ -238,8 +238,17 @@ def image_folder(tmp_path):
                            classes=["cat", "dog"])
 
 
+def slow_first(item) -> tuple[bool, float]:
+    """Sort key: tests marked ``slow`` (subprocesses, torchrun jobs, whole studies, a Ray
+    cluster) first, the longest of them first (``@pytest.mark.slow(seconds=N)``: about what it
+    takes here), then the rest in their order."""
+    marker = item.get_closest_marker("slow")
+    return (marker is None, -marker.kwargs.get("seconds", 10) if marker else 0)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``slow`` (subprocesses, torchrun jobs, whole studies: ~10 to 30 s each) run
-    first. With ``./test.sh``'s two workers (``--dist worksteal``) the last tests are then short
-    ones, so neither worker waits for the other at the end; alone the order changes nothing."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Slow tests run first, the longest first. With ``./test.sh``'s two workers (``--dist
+    worksteal``: each starts on one half of this list, and a worker out of tests takes from the
+    end of the other's) the long jobs are over early and the last tests are short ones, so
+    neither worker waits long for the other at the end; alone the order changes nothing."""
+    items.sort(key=slow_first)

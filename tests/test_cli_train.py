@@ -127,7 +127,7 @@ def test_recipes_command(capsys):
     assert "unknown recipe" in one_line_error(capsys, ["recipes", "nope"])
 
 
-@pytest.mark.slow  # started first, so that two workers end together
+@pytest.mark.slow(seconds=2)  # started first, so that two workers end together
 def test_real_entry_point_prints_no_traceback(tiny_folder):
     done = subprocess.run(cli_command("train", "--lr", "-1"), env=cli_env(tiny_folder),
                           capture_output=True, text=True)

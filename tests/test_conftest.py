@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 TESTS = Path(__file__).resolve().parent
 
@@ -42,3 +43,21 @@ def test_the_controller_imports_no_torch_and_the_workers_get_every_fixture():
     assert _configure("worksteal", worker=True, tx=["popen", "popen"])["plugins"] == ["inference_fixtures"]
     assert _configure("no", worker=False)["plugins"] == ["inference_fixtures"]
     assert _configure("load", worker=False)["plugins"] == ["inference_fixtures"]
+
+
+def test_slow_tests_come_first_the_longest_first_the_rest_in_their_order():
+    import conftest
+
+    class Item:
+        def __init__(self, name, seconds=None, slow=False):
+            self.name = name
+            self.marker = (SimpleNamespace(kwargs={} if seconds is None else {"seconds": seconds})
+                           if slow else None)
+
+        def get_closest_marker(self, name):
+            return self.marker if name == "slow" else None
+
+    items = [Item("a"), Item("ray", 28, True), Item("b"), Item("entry", 2, True),
+             Item("unsized", None, True), Item("c"), Item("killed", 20, True)]
+    conftest.pytest_collection_modifyitems(None, items)
+    assert [i.name for i in items] == ["ray", "killed", "unsized", "entry", "a", "b", "c"]

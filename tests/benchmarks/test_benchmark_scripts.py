@@ -262,7 +262,7 @@ def test_loader_vs_dataloader(tiny_mnist_env, results, monkeypatch):
     assert positive(rec["speedup_vs_best_dataloader"])
 
 
-@pytest.mark.slow  # started first, so that two workers end together
+@pytest.mark.slow(seconds=9)  # started first, so that two workers end together
 def test_ddp_scaling(tiny_folder, results, monkeypatch):
     assert run_script("ddp_scaling", ["--epochs", "1", "--threads", "2", "--nproc", "2", "--repeats", "1",
                                       "--train-args", f"--recipe none --dataset {tiny_folder.dataset} "
@@ -282,7 +282,7 @@ def test_ddp_scaling(tiny_folder, results, monkeypatch):
     assert two["speedup_train"] == pytest.approx(one["median_train_time_s"] / two["median_train_time_s"])
 
 
-@pytest.mark.slow  # started first, so that two workers end together
+@pytest.mark.slow(seconds=6)  # started first, so that two workers end together
 def test_compare_checkouts_same_checkout_is_identical(tiny_folder, results, monkeypatch):
     assert run_script("compare_checkouts", ["--old", str(ROOT), "--runs", "default", "--threads", "1",
                                             "--train-args", f"--dataset {tiny_folder.dataset} --epochs 1",

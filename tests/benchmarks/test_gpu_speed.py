@@ -38,7 +38,7 @@ def tiny_data(cifar_data, idx_data, monkeypatch):
     return cifar_data
 
 
-@pytest.mark.slow  # started first, so that two workers end together
+@pytest.mark.slow(seconds=9)  # started first, so that two workers end together
 def test_tiny_run_writes_every_part(tiny_data, tmp_path):
     script = _load("gpu_speed")
     out, results = tmp_path / "out", tmp_path / "results"

@@ -23,7 +23,7 @@ def _script():
     return module
 
 
-@pytest.mark.slow  # started first, so that two workers end together
+@pytest.mark.slow(seconds=8)  # started first, so that two workers end together
 def test_chunks_resume_and_send_back_no_checkpoints(tiny_folder, tmp_path, capsys):
     script = _script()
     out, work = tmp_path / "out", tmp_path / "work"

@@ -38,7 +38,7 @@ def test_predict_explain_writes_one_overlay_per_image(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "cam").iterdir()) == ["img0.gradcam.png", "img1.gradcam.png"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=2)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_trains_explains_and_is_corrupted(family, tmp_path, tiny_folder, capsys):
     """One model of each family, trained one step on the tiny folder (resized to 32 px), goes

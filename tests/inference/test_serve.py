@@ -192,7 +192,7 @@ def test_serve_listens_on_loopback_by_default_and_needs_its_extra(board, tmp_pat
         "pip install 'cnnbench[serve]'"]
 
 
-@pytest.mark.slow  # started first, so that two workers end together
+@pytest.mark.slow(seconds=3)  # started first, so that two workers end together
 def test_the_serve_command_serves_the_page(digits_files):
     """The real command, as a user starts it: it prints where it serves, and serves there."""
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

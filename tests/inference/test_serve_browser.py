@@ -20,7 +20,7 @@ from browser_fixtures import SEVEN, DevTools, browser
 from inference_fixtures import live_server
 
 
-@pytest.mark.slow  # a browser: started first, so that two workers end together
+@pytest.mark.slow(seconds=3)  # a browser: started first, so that two workers end together
 def test_a_drawn_stroke_gets_answers_from_every_model(board, tmp_path):
     binary = browser()
     with live_server(board) as url, DevTools(binary, tmp_path, url, width=1280, height=760) as page:

@@ -113,7 +113,7 @@ def wide_report(tmp_path_factory) -> Path:
     return tmp_path / "report" / "report.html"
 
 
-@pytest.mark.slow  # a browser: started first, so that two workers end together
+@pytest.mark.slow(seconds=2)  # a browser: started first, so that two workers end together
 def test_report_reads_well_at_1280px(wide_report, tmp_path):
     binary = browser()
 

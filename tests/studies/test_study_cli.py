@@ -52,7 +52,7 @@ def test_cli_study_list_and_bad_name(capsys):
     err = capsys.readouterr().err
     assert "unknown study 'no-such-study'" in err and len(err.strip().splitlines()) == 1
 
-@pytest.mark.slow  # started first, so that two workers end together
+@pytest.mark.slow(seconds=7)  # started first, so that two workers end together
 def test_study_run_mnist_five_quick_end_to_end(tiny_mnist_env, tmp_path, capsys):
     """The real trainer on a tiny MNIST (48 train / 12 test images), then the report."""
     out = tmp_path / "five"

@@ -94,7 +94,7 @@ def ray_head():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-@pytest.mark.slow  # a Ray cluster: started first
+@pytest.mark.slow(seconds=28)  # a Ray cluster: started first
 def test_a_study_and_a_search_on_a_ray_cluster(tiny_folder, tmp_path, ray_head):
     _study_on_ray_equals_the_local_one(tiny_folder, tmp_path, ray_head)
     _search_trials_run_two_at_a_time_as_ray_tasks(tiny_folder, ray_head)

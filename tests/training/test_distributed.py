@@ -258,7 +258,7 @@ def test_the_entry_point_ends_a_job_process_through_end_process(monkeypatch):
     assert ended == [0] and stop.value.code == 0
 
 
-@pytest.mark.slow  # started first, so that two workers end together
+@pytest.mark.slow(seconds=7)  # started first, so that two workers end together
 def test_study_in_two_processes_equals_one_process(tiny_folder, tmp_path, monkeypatch):
     options = dict(dataset=tiny_folder.dataset, model="lenet5", epochs=2, batch_size=16,
                    limit_train=119, limit_eval=39, val_split=0.25, augment="flip+translate",
@@ -346,7 +346,7 @@ def _kill_job(pid: int) -> None:
             pass
 
 
-@pytest.mark.slow  # started first, so that two workers end together
+@pytest.mark.slow(seconds=20)  # started first, so that two workers end together
 def test_killed_mid_epoch_and_resumed_equals_left_alone(tiny_folder):
     alone, killed = tiny_folder.out / "alone", tiny_folder.out / "killed"
     # the whole job, torchrun and both processes (each in a session of its own), is killed
@@ -412,7 +412,7 @@ sys.exit(main())
 """
 
 
-@pytest.mark.slow  # started first, so that two workers end together
+@pytest.mark.slow(seconds=13)  # started first, so that two workers end together
 def test_a_failing_process_ends_the_job_with_one_line(tiny_folder, tmp_path):
     script = tmp_path / "fail.py"
     script.write_text(FAILING)

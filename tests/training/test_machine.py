@@ -52,7 +52,7 @@ def _faults() -> tuple[str, int, int]:
                     reason="under mutation testing: it measures a subprocess, which no mutant of "
                            "the mutated modules reaches, and its fault count varies with the "
                            "heap's layout (it failed once beside the mutants)")
-@pytest.mark.slow  # started first, so that two workers end together
+@pytest.mark.slow(seconds=2)  # started first, so that two workers end together
 def test_freed_buffers_stay_in_the_process():
     ok, default, kept = _faults()
     assert ok == "True"

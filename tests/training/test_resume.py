@@ -60,7 +60,7 @@ def _kill_mid_epoch_two(tiny, out) -> None:
     assert not (out / "summary.json").exists()
 
 
-@pytest.mark.slow  # started first, so that two workers end together
+@pytest.mark.slow(seconds=4)  # started first, so that two workers end together
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tiny_folder):
     # the run left alone and the resumed one train in this process (one thread, as the
     # killed process): only the kill needs a process of its own

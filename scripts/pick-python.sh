@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints the Python that .venv should be made with, then why, on one line each:
-#   /usr/bin/python3.11
+#   /usr/bin/python3
 #   ran a short Python probe 1.3x as fast as python3 (/root/.pyenv/versions/3.11.7/bin/python3)
 # $PYTHON if set. Otherwise python3 on PATH, unless another Python >= 3.11 on this machine (on
 # PATH as python3.11-3.14, or the system's /usr/bin/python3, /usr/local/bin/python3) runs Python

@@ -20,7 +20,7 @@ def fake(bin_dir: Path, name: str, seconds: float | None) -> str:
     too old, or without venv)."""
     path = bin_dir / name
     answer = f'echo "{path}"; echo {seconds}' if seconds is not None else "exit 1"
-    path.write_text(f"#!/bin/sh\ncat >/dev/null 2>&1 </dev/null\n{answer}\n")
+    path.write_text(f"#!/bin/sh\n{answer}\n")
     path.chmod(0o755)
     return str(path)
 

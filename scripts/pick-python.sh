@@ -7,9 +7,13 @@
 # code at least 10% faster. Builds of one version differ by 20% and more: pyenv's default build
 # (a shared libpython, no profile-guided optimization) against a distribution's, and every
 # cnnbench process, and the test suite's ~1,200 tests and ~40 subprocesses, pay it.
-# Exits 2 with a one-line error when no Python >= 3.11 with venv is found.
+# Exits 2 with a one-line error when no Python >= 3.11 with venv is found, or $PYTHON is older.
 set -euo pipefail
 if [ -n "${PYTHON:-}" ]; then
+  if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1; then
+    echo "cnnbench needs Python >= 3.11 (PYTHON=$PYTHON is not); set PYTHON=/path/to/python3.11 and retry." >&2
+    exit 2
+  fi
   echo "$PYTHON"
   echo "PYTHON is set"
   exit 0

@@ -26,9 +26,9 @@ def fake(bin_dir: Path, name: str, seconds: float | None) -> str:
 
 
 def pick(bin_dir: Path, **env) -> subprocess.CompletedProcess:
-    tools = bin_dir.parent / "tools"  # sed, awk, readlink: the script's own helpers, nothing else
+    tools = bin_dir.parent / "tools"  # bash and the script's helpers, nothing else
     tools.mkdir(exist_ok=True)
-    for tool in ("sed", "awk", "readlink", "bash", "sh", "cat"):
+    for tool in ("sed", "awk", "readlink", "bash"):
         if not (tools / tool).exists():
             (tools / tool).symlink_to(shutil.which(tool))
     base = {k: v for k, v in os.environ.items() if k != "PYTHON"}
@@ -69,8 +69,14 @@ def test_too_old_or_without_venv_is_passed_over(bin_dir):
 def test_python_set_wins_and_no_python_is_one_line(bin_dir):
     fake(bin_dir, "python3", 0.02)
     fake(bin_dir, "python3.12", 0.001)
-    assert pick(bin_dir, PYTHON="/opt/py/bin/python3").stdout.splitlines() == [
-        "/opt/py/bin/python3", "PYTHON is set"]
+    chosen = fake(bin_dir, "python3.11", 0.5)  # its version check passes (exit 0)
+    assert pick(bin_dir, PYTHON=chosen).stdout.splitlines() == [chosen, "PYTHON is set"]
+    too_old = fake(bin_dir, "python3.10", None)
+    done = pick(bin_dir, PYTHON=too_old)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (f"cnnbench needs Python >= 3.11 (PYTHON={too_old} is not); "
+                           "set PYTHON=/path/to/python3.11 and retry.\n")
+    (bin_dir / "python3.11").unlink()
     (bin_dir / "python3").unlink()
     (bin_dir / "python3.12").unlink()
     done = pick(bin_dir)
